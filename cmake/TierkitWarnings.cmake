@@ -1,0 +1,14 @@
+# tierkit_target_defaults(target): warnings as errors and the sanitizer chosen
+# with -DTIERKIT_SANITIZE. Applied to our own targets only, never to consumers.
+function(tierkit_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror)
+  if(TIERKIT_SANITIZE STREQUAL "address")
+    target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  elseif(TIERKIT_SANITIZE STREQUAL "thread")
+    target_compile_options(${target} PRIVATE -fsanitize=thread -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=thread)
+  elseif(NOT TIERKIT_SANITIZE STREQUAL "")
+    message(FATAL_ERROR "TIERKIT_SANITIZE must be '', 'address' or 'thread', not '${TIERKIT_SANITIZE}'")
+  endif()
+endfunction()

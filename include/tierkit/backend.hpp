@@ -1,0 +1,91 @@
+// tierkit/backend.hpp: the platform seam. A Backend maps memory, binds it to
+// nodes, asks where pages are and moves them. It is the only layer that makes
+// memory-policy syscalls (LinuxBackend) or pretends to (SimulatedBackend), so
+// every policy above it runs unchanged on a one-node machine and in the
+// simulator. Layer 1: includes common.hpp only.
+#pragma once
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "tierkit/common.hpp"
+
+namespace tierkit {
+
+// How a range is bound to its nodes (mbind(2) modes).
+enum class BindMode {
+  kBind,           // MPOL_BIND: only these nodes; allocation fails when full.
+  kPreferred,      // MPOL_PREFERRED: the first node, falling back elsewhere.
+  kPreferredMany,  // MPOL_PREFERRED_MANY (Linux >= 5.15), else kPreferred.
+  kInterleave,     // MPOL_INTERLEAVE: round-robin over the nodes.
+};
+
+// Total and free bytes of one node, as the kernel reports them.
+struct NodeMemory {
+  std::uint64_t total_bytes = 0;
+  std::uint64_t free_bytes = 0;
+};
+
+// Tally of page outcomes by errno: count[0] is success, count[e] is errno e,
+// count[kMax - 1] collects errnos beyond. Costs 64 counters.
+struct ErrnoCounts {
+  static constexpr int kMax = 64;
+  std::array<std::uint64_t, kMax> count{};
+  // `err` is 0 or a positive errno.
+  void add(int err) { ++count[static_cast<std::size_t>(err >= 0 && err < kMax ? err : kMax - 1)]; }
+  std::uint64_t total() const {
+    std::uint64_t t = 0;
+    for (auto c : count) t += c;
+    return t;
+  }
+};
+
+// The platform interface. All methods are thread-safe. Page arguments must be
+// kPageSize-aligned addresses of the calling process.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "linux" or "simulated", for logs and stats.
+  virtual absl::string_view name() const = 0;
+
+  // Reserves `bytes` (a multiple of kPageSize) of private anonymous memory.
+  // Nothing is faulted in. One mmap(2).
+  virtual absl::StatusOr<void*> map(std::size_t bytes) = 0;
+  // Returns a range from map(). One munmap(2).
+  virtual absl::Status unmap(void* addr, std::size_t bytes) = 0;
+  // Asks for transparent huge pages on the range (madvise(MADV_HUGEPAGE)).
+  virtual absl::Status advise_huge(void* addr, std::size_t bytes) = 0;
+
+  // Sets the memory policy of [addr, addr+bytes) to `nodes` (mbind(2)). With
+  // `move`, pages already present are migrated too (MPOL_MF_MOVE |
+  // MPOL_MF_STRICT), and an error is returned if some could not be moved.
+  virtual absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
+                            bool move) = 0;
+
+  // For each page, writes its node to `status`, or -errno: -ENOENT (not
+  // present yet), -EFAULT (not mapped). move_pages(2) with nodes == NULL.
+  virtual absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) = 0;
+
+  // Moves pages[i] to nodes[i]; writes the node each page ended on, or -errno:
+  // -EBUSY (retry later), -ENOMEM (target full), -EFAULT/-ENOENT (not mapped or
+  // present), -EACCES (shared with another process). A non-OK Status means the
+  // whole call failed (bad node, no permission) and `status` is undefined.
+  virtual absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
+                            absl::Span<int> status) = 0;
+
+  // Total and free memory of `node`.
+  virtual absl::StatusOr<NodeMemory> node_memory(NodeId node) = 0;
+
+  // Page statuses seen by query()/move() (index = errno; 0 = success).
+  virtual ErrnoCounts errno_counts() const = 0;
+};
+
+}  // namespace tierkit

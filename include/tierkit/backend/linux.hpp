@@ -1,0 +1,194 @@
+// tierkit/backend/linux.hpp: the Backend over Linux syscalls: mmap, mbind,
+// move_pages (pid 0: only the calling process's own pages) and the node
+// meminfo files. Layer 1.
+#pragma once
+
+#include <numa.h>
+#include <numaif.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "tierkit/backend.hpp"
+
+namespace tierkit {
+
+// Options of LinuxBackend.
+struct LinuxBackendOptions {
+  // Pages per move_pages(2) call. The kernel migrates runs of same-destination
+  // entries together and each call has a fixed cost, so hundreds to thousands
+  // of pages per call amortise best (see tierkit-bench's move batch sweep).
+  std::size_t batch_pages = 1024;
+};
+
+class LinuxBackend final : public Backend {
+ public:
+  explicit LinuxBackend(LinuxBackendOptions options = {}) : options_(options) {
+    if (options_.batch_pages == 0) options_.batch_pages = 1;
+  }
+
+  // A process-wide instance with default options.
+  static LinuxBackend& instance() {
+    static LinuxBackend backend;
+    return backend;
+  }
+
+  absl::string_view name() const override { return "linux"; }
+
+  absl::StatusOr<void*> map(std::size_t bytes) override {
+    if (bytes == 0 || bytes % kPageSize != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("map: size ", bytes, " is not a positive multiple of the page size"));
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("mmap of ", bytes, " bytes failed: ", std::strerror(errno)));
+    return p;
+  }
+
+  absl::Status unmap(void* addr, std::size_t bytes) override {
+    if (::munmap(addr, bytes) != 0)
+      return absl::InternalError(absl::StrCat("munmap failed: ", std::strerror(errno)));
+    return absl::OkStatus();
+  }
+
+  absl::Status advise_huge(void* addr, std::size_t bytes) override {
+    if (::madvise(addr, bytes, MADV_HUGEPAGE) != 0)
+      return absl::UnavailableError(
+          absl::StrCat("madvise(MADV_HUGEPAGE) failed: ", std::strerror(errno)));
+    return absl::OkStatus();
+  }
+
+  absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
+                    bool move) override {
+    if (nodes.empty()) return absl::InvalidArgumentError("mbind: empty node set");
+    std::vector<unsigned long> mask = nodes.to_mask();
+    // maxnode counts bits; the kernel wants one more than the highest node.
+    unsigned long maxnode = static_cast<unsigned long>(nodes.span()) + 1;
+    unsigned flags = move ? (MPOL_MF_MOVE | MPOL_MF_STRICT) : 0;
+    int m = MPOL_BIND;
+    switch (mode) {
+      case BindMode::kBind:
+        m = MPOL_BIND;
+        break;
+      case BindMode::kPreferred:
+        m = MPOL_PREFERRED;
+        break;
+      case BindMode::kPreferredMany:
+        m = MPOL_PREFERRED_MANY;
+        break;
+      case BindMode::kInterleave:
+        m = MPOL_INTERLEAVE;
+        break;
+    }
+    if (mode == BindMode::kPreferred && nodes.size() > 1) {
+      // MPOL_PREFERRED takes exactly one node.
+      NodeSet first{nodes.first()};
+      mask = first.to_mask();
+      maxnode = static_cast<unsigned long>(first.span()) + 1;
+    }
+    long rc = ::mbind(addr, bytes, m, mask.data(), maxnode, flags);
+    if (rc != 0 && errno == EINVAL && mode == BindMode::kPreferredMany) {
+      // Kernels before 5.15 lack MPOL_PREFERRED_MANY: prefer the first node.
+      return bind(addr, bytes, nodes, BindMode::kPreferred, move);
+    }
+    if (rc != 0) {
+      int e = errno;
+      return absl::Status(
+          e == EIO                     ? absl::StatusCode::kAborted
+          : e == EINVAL || e == EFAULT ? absl::StatusCode::kInvalidArgument
+                                       : absl::StatusCode::kInternal,
+          absl::StrCat("mbind(0x", absl::Hex(reinterpret_cast<std::uintptr_t>(addr)), ", ", bytes,
+                       " bytes, nodes ", nodes.to_string(), move ? ", MPOL_MF_MOVE" : "",
+                       ") failed: ", std::strerror(e),
+                       e == EIO ? " (some pages could not be moved)" : ""));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
+    if (status.size() < pages.size())
+      return absl::InvalidArgumentError("query: status span shorter than pages");
+    for (std::size_t off = 0; off < pages.size(); off += options_.batch_pages) {
+      std::size_t n = std::min(options_.batch_pages, pages.size() - off);
+      long rc = ::move_pages(0, n, const_cast<void**>(pages.data() + off), nullptr,
+                             status.data() + off, 0);
+      if (rc < 0)
+        return absl::InternalError(
+            absl::StrCat("move_pages (query) failed: ", std::strerror(errno)));
+    }
+    tally(status.first(pages.size()));
+    return absl::OkStatus();
+  }
+
+  absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
+                    absl::Span<int> status) override {
+    if (nodes.size() != pages.size() || status.size() < pages.size())
+      return absl::InvalidArgumentError("move: pages, nodes and status differ in length");
+    // Group by destination (stable, so the caller's hottest-first order holds
+    // within a destination): the kernel batches consecutive same-node entries.
+    std::vector<std::size_t> order(pages.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return nodes[a] < nodes[b]; });
+    std::vector<void*> p(pages.size());
+    std::vector<int> n(pages.size()), s(pages.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      p[i] = pages[order[i]];
+      n[i] = nodes[order[i]];
+    }
+    for (std::size_t off = 0; off < p.size(); off += options_.batch_pages) {
+      std::size_t cnt = std::min(options_.batch_pages, p.size() - off);
+      long rc = ::move_pages(0, cnt, p.data() + off, n.data() + off, s.data() + off, MPOL_MF_MOVE);
+      if (rc < 0) {
+        int e = errno;
+        return absl::Status(e == ENODEV || e == EINVAL  ? absl::StatusCode::kInvalidArgument
+                            : e == EPERM || e == EACCES ? absl::StatusCode::kPermissionDenied
+                                                        : absl::StatusCode::kInternal,
+                            absl::StrCat("move_pages failed: ", std::strerror(e),
+                                         e == ENODEV ? " (a target node is not online)" : ""));
+      }
+    }
+    for (std::size_t i = 0; i < order.size(); ++i) status[order[i]] = s[i];
+    tally(status.first(pages.size()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<NodeMemory> node_memory(NodeId node) override {
+    if (numa_available() < 0) {
+      if (node != 0) return absl::NotFoundError(absl::StrCat("node ", node, " does not exist"));
+      long pages = ::sysconf(_SC_PHYS_PAGES), avail = ::sysconf(_SC_AVPHYS_PAGES);
+      return NodeMemory{static_cast<std::uint64_t>(pages) * kPageSize,
+                        static_cast<std::uint64_t>(avail) * kPageSize};
+    }
+    long long free_bytes = 0;
+    long long total = numa_node_size64(node, &free_bytes);
+    if (total < 0)
+      return absl::NotFoundError(absl::StrCat("node ", node, " does not exist or is offline"));
+    return NodeMemory{static_cast<std::uint64_t>(total), static_cast<std::uint64_t>(free_bytes)};
+  }
+
+  ErrnoCounts errno_counts() const override {
+    absl::MutexLock lock(&mu_);
+    return counts_;
+  }
+
+ private:
+  void tally(absl::Span<const int> status) {
+    absl::MutexLock lock(&mu_);
+    for (int s : status) counts_.add(s < 0 ? -s : 0);
+  }
+
+  LinuxBackendOptions options_;
+  mutable absl::Mutex mu_;
+  ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tierkit

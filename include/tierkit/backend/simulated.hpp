@@ -1,0 +1,213 @@
+// tierkit/backend/simulated.hpp: a Backend that keeps page placement in
+// memory: a page-to-node map with per-node capacities. map() still hands out
+// real memory (so containers work on it), but "moving" a page only updates
+// the map. It lets the engine and every policy run on a one-node machine, in
+// tests and in the simulator. Layer 1.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "tierkit/backend.hpp"
+
+namespace tierkit {
+
+// One simulated node.
+struct SimulatedNode {
+  NodeId id = 0;
+  std::uint64_t capacity_bytes = 0;
+};
+
+class SimulatedBackend final : public Backend {
+ public:
+  // `nodes` must be non-empty; the first node is where untouched pages land
+  // first (first touch by a thread on the CPU node), falling back in order.
+  explicit SimulatedBackend(std::vector<SimulatedNode> nodes) : nodes_(std::move(nodes)) {
+    for (const auto& n : nodes_) used_[n.id] = 0;
+  }
+
+  absl::string_view name() const override { return "simulated"; }
+
+  absl::StatusOr<void*> map(std::size_t bytes) override {
+    if (bytes == 0 || bytes % kPageSize != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("map: size ", bytes, " is not a positive multiple of the page size"));
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("mmap of ", bytes, " bytes failed: ", std::strerror(errno)));
+    return p;
+  }
+
+  absl::Status unmap(void* addr, std::size_t bytes) override {
+    forget(addr, bytes);
+    if (::munmap(addr, bytes) != 0)
+      return absl::InternalError(absl::StrCat("munmap failed: ", std::strerror(errno)));
+    return absl::OkStatus();
+  }
+
+  absl::Status advise_huge(void*, std::size_t) override { return absl::OkStatus(); }
+
+  // Places every page of the range on the first node of `nodes` that has room
+  // (the policy's preference order), as if the pages were faulted in now.
+  absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
+                    bool move) override {
+    if (nodes.empty()) return absl::InvalidArgumentError("bind: empty node set");
+    absl::MutexLock lock(&mu_);
+    for (NodeId n : nodes.to_vector())
+      if (!used_.contains(n))
+        return absl::InvalidArgumentError(absl::StrCat("bind: node ", n, " does not exist"));
+    auto base = reinterpret_cast<std::uintptr_t>(addr);
+    bool failed = false;
+    for (std::uintptr_t a = align_down(base, kPageSize); a < base + bytes; a += kPageSize) {
+      auto it = placement_.find(a);
+      if (it != placement_.end() && !move) continue;
+      NodeId target = kNoNode;
+      for (NodeId n : nodes.to_vector())
+        if (has_room(n) || (it != placement_.end() && it->second == n)) {
+          target = n;
+          break;
+        }
+      if (target == kNoNode && mode != BindMode::kBind) target = any_room();
+      if (target == kNoNode) {
+        failed = true;
+        continue;
+      }
+      place(a, target);
+    }
+    if (failed)
+      return absl::ResourceExhaustedError(
+          absl::StrCat("bind: nodes ", nodes.to_string(), " are full"));
+    return absl::OkStatus();
+  }
+
+  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
+    if (status.size() < pages.size())
+      return absl::InvalidArgumentError("query: status span shorter than pages");
+    absl::MutexLock lock(&mu_);
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+      auto it = placement_.find(reinterpret_cast<std::uintptr_t>(pages[i]));
+      status[i] = it == placement_.end() ? -ENOENT : it->second;
+      counts_.add(status[i] < 0 ? -status[i] : 0);
+    }
+    return absl::OkStatus();
+  }
+
+  // Pages not yet placed are first-touched onto the preferred node, then moved.
+  absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
+                    absl::Span<int> status) override {
+    if (nodes.size() != pages.size() || status.size() < pages.size())
+      return absl::InvalidArgumentError("move: pages, nodes and status differ in length");
+    absl::MutexLock lock(&mu_);
+    for (NodeId n : nodes)
+      if (!used_.contains(n))
+        return absl::InvalidArgumentError(absl::StrCat("move_pages: node ", n, " does not exist"));
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+      auto a = reinterpret_cast<std::uintptr_t>(pages[i]);
+      auto it = placement_.find(a);
+      if (it == placement_.end()) {
+        status[i] = -ENOENT;
+      } else if (it->second == nodes[i]) {
+        status[i] = nodes[i];
+      } else if (!has_room(nodes[i])) {
+        status[i] = -ENOMEM;
+      } else {
+        place(a, nodes[i]);
+        status[i] = nodes[i];
+        ++moves_;
+      }
+      counts_.add(status[i] < 0 ? -status[i] : 0);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<NodeMemory> node_memory(NodeId node) override {
+    absl::MutexLock lock(&mu_);
+    for (const auto& n : nodes_)
+      if (n.id == node) return NodeMemory{n.capacity_bytes, n.capacity_bytes - used_[node]};
+    return absl::NotFoundError(absl::StrCat("node ", node, " does not exist"));
+  }
+
+  ErrnoCounts errno_counts() const override {
+    absl::MutexLock lock(&mu_);
+    return counts_;
+  }
+
+  // Simulation helpers (not part of Backend).
+
+  // Places a page as if first touched by the application: on `node`, or on
+  // the first node with room. Returns where it landed, kNoNode when all full.
+  NodeId touch(std::uintptr_t page, NodeId node) {
+    absl::MutexLock lock(&mu_);
+    auto it = placement_.find(page);
+    if (it != placement_.end()) return it->second;
+    NodeId target = has_room(node) ? node : any_room();
+    if (target != kNoNode) place(page, target);
+    return target;
+  }
+  // Where `page` is, or kNoNode. Constant time (hash lookup under a mutex).
+  NodeId node_of(std::uintptr_t page) const {
+    absl::MutexLock lock(&mu_);
+    auto it = placement_.find(page);
+    return it == placement_.end() ? kNoNode : it->second;
+  }
+  // Bytes placed on `node`.
+  std::uint64_t used_bytes(NodeId node) const {
+    absl::MutexLock lock(&mu_);
+    auto it = used_.find(node);
+    return it == used_.end() ? 0 : it->second;
+  }
+  // Pages moved between nodes so far.
+  std::uint64_t moves() const {
+    absl::MutexLock lock(&mu_);
+    return moves_;
+  }
+  // Drops placement of a range (as if unmapped).
+  void forget(void* addr, std::size_t bytes) {
+    absl::MutexLock lock(&mu_);
+    auto base = reinterpret_cast<std::uintptr_t>(addr);
+    for (std::uintptr_t a = align_down(base, kPageSize); a < base + bytes; a += kPageSize) {
+      auto it = placement_.find(a);
+      if (it == placement_.end()) continue;
+      used_[it->second] -= kPageSize;
+      placement_.erase(it);
+    }
+  }
+
+ private:
+  bool has_room(NodeId n) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& node : nodes_)
+      if (node.id == n) return used_.at(n) + kPageSize <= node.capacity_bytes;
+    return false;
+  }
+  NodeId any_room() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const auto& node : nodes_)
+      if (has_room(node.id)) return node.id;
+    return kNoNode;
+  }
+  void place(std::uintptr_t page, NodeId n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto [it, inserted] = placement_.try_emplace(page, n);
+    if (!inserted) {
+      used_[it->second] -= kPageSize;
+      it->second = n;
+    }
+    used_[n] += kPageSize;
+  }
+
+  std::vector<SimulatedNode> nodes_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::uintptr_t, NodeId> placement_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<NodeId, std::uint64_t> used_ ABSL_GUARDED_BY(mu_);
+  ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t moves_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace tierkit

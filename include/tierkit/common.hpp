@@ -1,0 +1,135 @@
+// tierkit/common.hpp: vocabulary shared by every layer: node ids, node sets,
+// page sizes and the injectable clock. Layer 0: includes only the standard
+// library and Abseil.
+#pragma once
+
+#include <atomic>
+#include <bitset>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+
+namespace tierkit {
+
+// A NUMA node's OS index, as in /sys/devices/system/node/nodeN.
+using NodeId = int;
+inline constexpr NodeId kNoNode = -1;
+
+// Base page size tierkit tracks and migrates (x86-64 and arm64 4 KiB kernels).
+inline constexpr std::size_t kPageSize = 4096;
+// Transparent huge page size; regions may be tracked at this granularity.
+inline constexpr std::size_t kHugePageSize = 2u << 20;
+
+// Rounds down/up to a multiple of `align` (a power of two). Constant time.
+constexpr std::uintptr_t align_down(std::uintptr_t v, std::size_t align) {
+  return v & ~(static_cast<std::uintptr_t>(align) - 1);
+}
+constexpr std::uintptr_t align_up(std::uintptr_t v, std::size_t align) {
+  return align_down(v + align - 1, align);
+}
+
+// A set of NUMA nodes, sized for the kernel's largest MAX_NUMNODES (1024).
+// Copying costs 128 bytes; membership tests are constant time.
+class NodeSet {
+ public:
+  static constexpr int kMaxNodes = 1024;
+
+  NodeSet() = default;
+  NodeSet(std::initializer_list<NodeId> nodes) {
+    for (NodeId n : nodes) insert(n);
+  }
+  explicit NodeSet(const std::vector<NodeId>& nodes) {
+    for (NodeId n : nodes) insert(n);
+  }
+
+  // Adds `node`; ids outside [0, kMaxNodes) are ignored (validated by callers).
+  void insert(NodeId node) {
+    if (node >= 0 && node < kMaxNodes) bits_.set(static_cast<std::size_t>(node));
+  }
+  bool contains(NodeId node) const {
+    return node >= 0 && node < kMaxNodes && bits_.test(static_cast<std::size_t>(node));
+  }
+  bool empty() const { return bits_.none(); }
+  std::size_t size() const { return bits_.count(); }
+  // Lowest node in the set, or kNoNode.
+  NodeId first() const {
+    for (int i = 0; i < kMaxNodes; ++i)
+      if (bits_.test(static_cast<std::size_t>(i))) return i;
+    return kNoNode;
+  }
+  // Highest node in the set + 1 (0 for an empty set): the maxnode for mbind.
+  int span() const {
+    for (int i = kMaxNodes - 1; i >= 0; --i)
+      if (bits_.test(static_cast<std::size_t>(i))) return i + 1;
+    return 0;
+  }
+  std::vector<NodeId> to_vector() const {
+    std::vector<NodeId> out;
+    for (int i = 0; i < kMaxNodes; ++i)
+      if (bits_.test(static_cast<std::size_t>(i))) out.push_back(i);
+    return out;
+  }
+  // The set as the kernel's nodemask (array of unsigned long, bit n = node n).
+  std::vector<unsigned long> to_mask() const {
+    constexpr int kBits = 8 * sizeof(unsigned long);
+    std::vector<unsigned long> mask(static_cast<std::size_t>(kMaxNodes / kBits), 0);
+    for (int i = 0; i < kMaxNodes; ++i)
+      if (bits_.test(static_cast<std::size_t>(i)))
+        mask[static_cast<std::size_t>(i / kBits)] |= 1ul << (i % kBits);
+    return mask;
+  }
+  // "0,1" style, as numactl prints node lists.
+  std::string to_string() const { return absl::StrJoin(to_vector(), ","); }
+
+  friend bool operator==(const NodeSet& a, const NodeSet& b) { return a.bits_ == b.bits_; }
+
+ private:
+  std::bitset<kMaxNodes> bits_;
+};
+
+// Time source for the engine, the rate limiter and the simulator, in
+// nanoseconds from an arbitrary epoch. Injected so tests and the simulator run
+// on virtual time. Implementations must be thread-safe.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::int64_t now_ns() const = 0;
+};
+
+// std::chrono::steady_clock; about 20 ns per call (vDSO).
+class SteadyClock final : public Clock {
+ public:
+  std::int64_t now_ns() const override {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+  // A process-wide instance, for defaults.
+  static SteadyClock& instance() {
+    static SteadyClock clock;
+    return clock;
+  }
+};
+
+// A clock that moves only when told to: for deterministic tests and the
+// simulator's virtual time. Thread-safe (one relaxed atomic).
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(std::int64_t start_ns = 0) : now_(start_ns) {}
+  std::int64_t now_ns() const override { return now_.load(std::memory_order_relaxed); }
+  void advance_ns(std::int64_t ns) { now_.fetch_add(ns, std::memory_order_relaxed); }
+  void set_ns(std::int64_t ns) { now_.store(ns, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> now_;
+};
+
+inline constexpr std::int64_t kNsPerMs = 1'000'000;
+inline constexpr std::int64_t kNsPerSec = 1'000'000'000;
+
+}  // namespace tierkit

@@ -1,0 +1,79 @@
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tierkit/backend/linux.hpp"
+#include "tierkit/backend/simulated.hpp"
+
+namespace tierkit {
+namespace {
+
+TEST(LinuxBackend, QueryReportsNodeOfTouchedPagesAndEnoentForUntouched) {
+  LinuxBackend be;
+  auto mem = be.map(4 * kPageSize);
+  ASSERT_TRUE(mem.ok()) << mem.status();
+  char* p = static_cast<char*>(*mem);
+  std::memset(p, 1, 2 * kPageSize);  // touch the first two pages only
+  std::vector<void*> pages = {p, p + kPageSize, p + 2 * kPageSize};
+  std::vector<int> status(3, 99);
+  ASSERT_TRUE(be.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_GE(status[0], 0);
+  EXPECT_GE(status[1], 0);
+  EXPECT_EQ(status[2], -ENOENT);
+  EXPECT_GE(be.errno_counts().count[ENOENT], 1u);
+  EXPECT_TRUE(be.unmap(p, 4 * kPageSize).ok());
+}
+
+TEST(LinuxBackend, MoveToUnknownNodeIsAnError) {
+  LinuxBackend be;
+  auto mem = be.map(kPageSize);
+  ASSERT_TRUE(mem.ok());
+  std::memset(*mem, 1, kPageSize);
+  std::vector<void*> pages = {*mem};
+  std::vector<NodeId> nodes = {NodeSet::kMaxNodes - 1};
+  std::vector<int> status(1);
+  absl::Status s = be.move(pages, nodes, absl::MakeSpan(status));
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(be.unmap(*mem, kPageSize).ok());
+}
+
+TEST(LinuxBackend, MapRejectsBadSizes) {
+  LinuxBackend be;
+  EXPECT_EQ(be.map(0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(be.map(100).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LinuxBackend, NodeMemoryOfNodeZeroAndMissingNode) {
+  LinuxBackend be;
+  auto m = be.node_memory(0);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_GT(m->total_bytes, 0u);
+  EXPECT_LE(m->free_bytes, m->total_bytes);
+  EXPECT_FALSE(be.node_memory(999).ok());
+}
+
+TEST(SimulatedBackend, MovesRespectCapacity) {
+  SimulatedBackend be({{0, 2 * kPageSize}, {1, 8 * kPageSize}});
+  std::vector<void*> pages;
+  for (int i = 0; i < 4; ++i) {
+    auto a = 0x10000000u + static_cast<std::uintptr_t>(i) * kPageSize;
+    EXPECT_EQ(be.touch(a, 1), 1);
+    pages.push_back(reinterpret_cast<void*>(a));
+  }
+  std::vector<NodeId> to(4, 0);
+  std::vector<int> st(4);
+  ASSERT_TRUE(be.move(pages, to, absl::MakeSpan(st)).ok());
+  EXPECT_EQ(st[0], 0);
+  EXPECT_EQ(st[1], 0);
+  EXPECT_EQ(st[2], -ENOMEM);
+  EXPECT_EQ(st[3], -ENOMEM);
+  EXPECT_EQ(be.used_bytes(0), 2 * kPageSize);
+  EXPECT_EQ(be.used_bytes(1), 2 * kPageSize);
+  EXPECT_EQ(be.moves(), 2u);
+  std::vector<NodeId> bad = {7, 7, 7, 7};
+  EXPECT_EQ(be.move(pages, bad, absl::MakeSpan(st)).code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tierkit
