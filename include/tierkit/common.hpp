@@ -20,6 +20,12 @@ namespace tierkit {
 using NodeId = int;
 inline constexpr NodeId kNoNode = -1;
 
+// A memory tier, ordered by speed: tier 0 is the fastest (local DRAM), tier 1
+// the next (CXL or other CPU-less memory). Machines with more tiers use
+// static_cast<Tier>(n).
+enum class Tier : int { fast = 0, slow = 1 };
+constexpr int tier_index(Tier t) { return static_cast<int>(t); }
+
 // Base page size tierkit tracks and migrates (x86-64 and arm64 4 KiB kernels).
 inline constexpr std::size_t kPageSize = 4096;
 // Transparent huge page size; regions may be tracked at this granularity.
