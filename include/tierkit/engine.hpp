@@ -1,0 +1,683 @@
+// tierkit/engine.hpp: the tiering engine. It owns the region registry, the
+// hotness tracker, the policy, the rate limiter and a Backend, and runs
+// epochs: age heat, pick promotions (hottest first) and, past the high
+// watermark, demotions (coldest first, down to the low watermark), then move
+// pages under the rate limit. step() runs one epoch synchronously; start()
+// runs them on a background thread. Layer 4: includes everything below.
+#pragma once
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tierkit/backend.hpp"
+#include "tierkit/backend/linux.hpp"
+#include "tierkit/detail/parse.hpp"
+#include "tierkit/hotness.hpp"
+#include "tierkit/policy.hpp"
+#include "tierkit/rate_limiter.hpp"
+#include "tierkit/region.hpp"
+#include "tierkit/stats.hpp"
+
+namespace tierkit {
+
+// Everything the engine can be told. Defaults in comments; units in names.
+struct EngineConfig {
+  // "automatic" | "threshold" | "threshold:RATE" | "kernel" | "kernel:rate=MBps"
+  // | "kernel:target=MBps" | "static". TIERKIT_POLICY.
+  std::string policy = "automatic";
+  std::int64_t epoch_ms = 100;  // TIERKIT_EPOCH_MS, 1..3600000
+  // Heat halves every this many epochs. Longer = steadier heat (less noise,
+  // fewer needless swaps), slower to follow a shift. TIERKIT_HALF_LIFE_EPOCHS
+  double half_life_epochs = 4.0;
+  double rate_limit_mbps = 256;          // migration cap, MiB/s. TIERKIT_RATE_LIMIT_MBPS
+  std::uint64_t burst_bytes = 16 << 20;  // token bucket size. TIERKIT_BURST_BYTES
+  std::uint64_t fast_budget_bytes = 0;   // 0 = the fast nodes' total. TIERKIT_FAST_BUDGET
+  double high_watermark = 0.95;          // of the budget: above it, demote. TIERKIT_HIGH_WATERMARK
+  double low_watermark = 0.90;           // demote down to this. TIERKIT_LOW_WATERMARK
+  std::uint32_t pingpong_window_epochs = 32;  // a move back within this is a ping-pong
+  std::uint32_t sampling = 1;                 // record 1 in N accesses. TIERKIT_SAMPLING
+  ThresholdOptions threshold;  // TIERKIT_PROMOTION_THRESHOLD, TIERKIT_DEMOTION_THRESHOLD,
+                               // TIERKIT_MIN_RESIDENCY_EPOCHS
+  AutomaticOptions automatic;
+  KernelModelOptions kernel;  // TIERKIT_KERNEL_HOT_THRESHOLD_MS, TIERKIT_KERNEL_RATE_LIMIT_MBPS,
+                              // TIERKIT_KERNEL_THROUGHPUT_MBPS
+  NodeSet fast_nodes{0};      // promotions go to the first; from Topology
+  NodeSet slow_nodes;         // demotions go to the first; empty = nothing to move
+
+  // Heat multiplier per epoch: 2^(-1/half_life).
+  double decay() const { return std::pow(0.5, 1.0 / half_life_epochs); }
+
+  // Checks every field; the error names the field and says why.
+  absl::Status validate() const {
+    if (epoch_ms < 1 || epoch_ms > 3600000)
+      return absl::InvalidArgumentError(
+          absl::StrCat("epoch_ms = ", epoch_ms, " must be in [1, 3600000]"));
+    if (!std::isfinite(half_life_epochs) || half_life_epochs < 0.1 || half_life_epochs > 1000)
+      return absl::InvalidArgumentError(
+          absl::StrCat("half_life_epochs = ", half_life_epochs, " must be in [0.1, 1000]"));
+    if (!std::isfinite(rate_limit_mbps) || rate_limit_mbps < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("rate_limit_mbps = ", rate_limit_mbps, " must be a finite number >= 0"));
+    if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1))
+      return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", low_watermark,
+                                                     ") <= high (", high_watermark, ") <= 1"));
+    if (sampling == 0) return absl::InvalidArgumentError("sampling must be >= 1");
+    if (fast_nodes.empty()) return absl::InvalidArgumentError("fast_nodes is empty");
+    for (NodeId n : slow_nodes.to_vector())
+      if (fast_nodes.contains(n))
+        return absl::InvalidArgumentError(
+            absl::StrCat("node ", n, " is in both fast_nodes and slow_nodes"));
+    if (absl::Status s =
+            ThresholdPolicy::validate(threshold.promotion_threshold, threshold.demotion_threshold);
+        !s.ok())
+      return s;
+    if (!(automatic.headroom >= 0 && automatic.headroom < 1) || !(automatic.hysteresis >= 1))
+      return absl::InvalidArgumentError("automatic: need 0 <= headroom < 1 and hysteresis >= 1");
+    return KernelModelPolicy::validate(kernel);
+  }
+
+  // Overrides fields from TIERKIT_* environment variables. A malformed value
+  // is an error naming the variable; unset or empty variables are skipped.
+  static absl::StatusOr<EngineConfig> from_env();
+  static absl::StatusOr<EngineConfig> from_env(EngineConfig c) {
+    using detail::getenv_string;
+    auto num = [](const char* var, double lo, double hi, auto& field) -> absl::Status {
+      if (auto v = getenv_string(var)) {
+        auto d = detail::parse_double(*v, var, lo, hi);
+        if (!d.ok()) return d.status();
+        field = static_cast<std::remove_reference_t<decltype(field)>>(*d);
+      }
+      return absl::OkStatus();
+    };
+    auto bytes = [](const char* var, std::uint64_t& field) -> absl::Status {
+      if (auto v = getenv_string(var)) {
+        auto b = detail::parse_bytes(*v, var);
+        if (!b.ok()) return b.status();
+        field = *b;
+      }
+      return absl::OkStatus();
+    };
+    if (auto v = getenv_string("TIERKIT_POLICY")) c.policy = *v;
+    for (absl::Status s :
+         {num("TIERKIT_EPOCH_MS", 1, 3600000, c.epoch_ms),
+          num("TIERKIT_HALF_LIFE_EPOCHS", 0.1, 1000, c.half_life_epochs),
+          num("TIERKIT_RATE_LIMIT_MBPS", 0, 1e9, c.rate_limit_mbps),
+          bytes("TIERKIT_BURST_BYTES", c.burst_bytes),
+          bytes("TIERKIT_FAST_BUDGET", c.fast_budget_bytes),
+          num("TIERKIT_HIGH_WATERMARK", 0, 1, c.high_watermark),
+          num("TIERKIT_LOW_WATERMARK", 0, 1, c.low_watermark),
+          num("TIERKIT_SAMPLING", 1, 1 << 20, c.sampling),
+          num("TIERKIT_PROMOTION_THRESHOLD", 0, 1e6, c.threshold.promotion_threshold),
+          num("TIERKIT_DEMOTION_THRESHOLD", 0, 1e6, c.threshold.demotion_threshold),
+          num("TIERKIT_MIN_RESIDENCY_EPOCHS", 0, 1e6, c.threshold.min_residency_epochs),
+          num("TIERKIT_KERNEL_HOT_THRESHOLD_MS", 1, 1e7, c.kernel.hot_threshold_ms),
+          num("TIERKIT_KERNEL_RATE_LIMIT_MBPS", 1, 1e9, c.kernel.promote_rate_limit_mbps),
+          num("TIERKIT_KERNEL_THROUGHPUT_MBPS", 0, 1e9, c.kernel.promote_throughput_mbps)})
+      if (!s.ok()) return s;
+    auto p = make_policy(c);
+    if (!p.ok())
+      return absl::InvalidArgumentError(absl::StrCat("TIERKIT_POLICY: ", p.status().message()));
+    if (absl::Status s = c.validate(); !s.ok()) return s;
+    return c;
+  }
+
+  // Builds the policy named by `policy` with this config's options. Spec
+  // grammar: name[:arg] where threshold:RATE sets the promotion threshold and
+  // kernel:rate=MBps / kernel:target=MBps set the kernel model's knobs.
+  static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(c.policy, absl::MaxSplits(':', 1));
+    const std::string& name = kv.first;
+    const std::string& arg = kv.second;
+    if (name == "automatic" && arg.empty())
+      return std::unique_ptr<Policy>(new AutomaticPolicy(c.automatic));
+    if (name == "static" && arg.empty()) return std::unique_ptr<Policy>(new StaticPolicy());
+    if (name == "threshold") {
+      ThresholdOptions o = c.threshold;
+      if (!arg.empty()) {
+        auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
+        if (!r.ok()) return r.status();
+        o.promotion_threshold = *r;
+        if (o.demotion_threshold >= *r) o.demotion_threshold = *r / 2;
+      }
+      if (absl::Status s = ThresholdPolicy::validate(o.promotion_threshold, o.demotion_threshold);
+          !s.ok())
+        return s;
+      return std::unique_ptr<Policy>(new ThresholdPolicy(o));
+    }
+    if (name == "kernel") {
+      KernelModelOptions o = c.kernel;
+      for (absl::string_view part : absl::StrSplit(arg, ',', absl::SkipEmpty())) {
+        std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
+        auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first), 0, 1e9);
+        if (!v.ok()) return v.status();
+        if (kv2.first == "rate")
+          o.promote_rate_limit_mbps = *v;
+        else if (kv2.first == "target")
+          o.promote_throughput_mbps = *v;
+        else if (kv2.first == "hot")
+          o.hot_threshold_ms = *v;
+        else
+          return absl::InvalidArgumentError(
+              absl::StrCat("policy '", c.policy, "': unknown kernel knob '", kv2.first,
+                           "' (known: rate=MBps, target=MBps, hot=ms)"));
+      }
+      if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
+      return std::unique_ptr<Policy>(new KernelModelPolicy(o));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown policy '", c.policy,
+        "' (known: automatic, threshold[:RATE], kernel[:rate=MBps|target=MBps], static)"));
+  }
+};
+
+inline absl::StatusOr<EngineConfig> EngineConfig::from_env() { return from_env(EngineConfig()); }
+
+class Engine {
+ public:
+  // Validates `config` and builds an engine over `backend` (null: the Linux
+  // backend) and `clock` (null: the steady clock); both must outlive it.
+  static absl::StatusOr<std::unique_ptr<Engine>> create(EngineConfig config,
+                                                        Backend* backend = nullptr,
+                                                        const Clock* clock = nullptr) {
+    if (absl::Status s = config.validate(); !s.ok()) return s;
+    auto policy = EngineConfig::make_policy(config);
+    if (!policy.ok()) return policy.status();
+    return std::unique_ptr<Engine>(new Engine(std::move(config), std::move(*policy),
+                                              backend ? backend : &LinuxBackend::instance(),
+                                              clock ? clock : &SteadyClock::instance()));
+  }
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  // Stops the background thread. Regions must be unregistered first (their
+  // handles point at this engine's registry).
+  ~Engine() { stop(); }
+
+  // Registers a region and learns where its pages are (one placement query
+  // of all its pages: O(pages) in the kernel). Pages not present yet are
+  // assumed where `initially_fast` says (default: the fast tier, where first
+  // touch on a CPU node puts them). See RegionRegistry::add for errors.
+  absl::StatusOr<RegionHandle> register_region(const void* ptr, std::size_t bytes,
+                                               RegionOptions options = {},
+                                               bool initially_fast = true) {
+    auto h = registry_.add(ptr, bytes, options, initially_fast);
+    if (!h.ok()) return h;
+    auto r = registry_.find(h->id());
+    if (r) refresh_placement(*r);
+    return h;
+  }
+
+  // Hot path: see HotnessTracker::record_access. No lock, no syscall.
+  void record_access(const void* p) noexcept { tracker_.record_access(p); }
+  void record_access(const void* p, std::size_t bytes, std::uint32_t weight = 1) noexcept {
+    tracker_.record_access(p, bytes, weight);
+  }
+
+  // Runs one epoch now, on the calling thread. Serialised with the
+  // background thread and the setters.
+  absl::Status step() {
+    absl::MutexLock lock(&mu_);
+    return run_epoch();
+  }
+
+  // Runs epochs every epoch_ms on a background thread until stop().
+  absl::Status start() {
+    absl::MutexLock lock(&thread_mu_);
+    if (thread_.joinable()) return absl::FailedPreconditionError("engine already started");
+    stopping_ = false;
+    thread_ = std::thread([this] { loop(); });
+    return absl::OkStatus();
+  }
+  // Stops and joins the background thread; returns within one epoch's work.
+  void stop() {
+    {
+      absl::MutexLock lock(&thread_mu_);
+      if (!thread_.joinable()) return;
+      stopping_ = true;
+    }
+    thread_.join();
+  }
+  bool running() const {
+    absl::MutexLock lock(&thread_mu_);
+    return thread_.joinable() && !stopping_;
+  }
+
+  // Runtime setters: thread-safe, effective from the next epoch.
+
+  // The threshold policy's promotion threshold (accesses per page per epoch).
+  // Fails unless that policy is active (say set_policy("threshold:V")).
+  absl::Status set_promotion_threshold(double rate) {
+    absl::MutexLock lock(&mu_);
+    auto* t = dynamic_cast<ThresholdPolicy*>(policy_.get());
+    if (t == nullptr)
+      return absl::FailedPreconditionError(
+          absl::StrCat("set_promotion_threshold: the active policy is '", policy_->name(),
+                       "'; switch with set_policy(\"threshold:", rate, "\")"));
+    absl::Status s = t->set_promotion_threshold(rate);
+    if (s.ok()) config_.threshold.promotion_threshold = rate;
+    return s;
+  }
+  absl::Status set_demotion_threshold(double rate) {
+    absl::MutexLock lock(&mu_);
+    auto* t = dynamic_cast<ThresholdPolicy*>(policy_.get());
+    if (t == nullptr)
+      return absl::FailedPreconditionError(
+          "set_demotion_threshold: the threshold policy is not active");
+    return t->set_demotion_threshold(rate);
+  }
+  absl::Status set_rate_limit_mbps(double mbps) {
+    absl::Status s = limiter_.set_rate_mbps(mbps);
+    if (s.ok()) {
+      absl::MutexLock lock(&mu_);
+      config_.rate_limit_mbps = mbps;
+    }
+    return s;
+  }
+  // 0 = the fast nodes' total memory.
+  void set_fast_budget_bytes(std::uint64_t bytes) {
+    absl::MutexLock lock(&mu_);
+    config_.fast_budget_bytes = bytes;
+  }
+  // Switches policy by spec (see EngineConfig::policy). Page history is kept.
+  absl::Status set_policy(absl::string_view spec) {
+    absl::MutexLock lock(&mu_);
+    EngineConfig c = config_;
+    c.policy = std::string(spec);
+    auto p = EngineConfig::make_policy(c);
+    if (!p.ok()) return p.status();
+    policy_ = std::move(*p);
+    config_ = std::move(c);
+    return absl::OkStatus();
+  }
+
+  // Called after every epoch with the stats (on the epoch's thread).
+  void set_epoch_callback(std::function<void(const EngineStats&)> cb) {
+    absl::MutexLock lock(&mu_);
+    callback_ = std::move(cb);
+  }
+
+  EngineStats stats() const {
+    absl::MutexLock lock(&mu_);
+    EngineStats s = stats_;
+    s.outside_accesses = tracker_.outside_accesses();
+    s.regions = registry_.size();
+    return s;
+  }
+  EngineConfig config() const {
+    absl::MutexLock lock(&mu_);
+    return config_;
+  }
+  std::string policy_name() const {
+    absl::MutexLock lock(&mu_);
+    return policy_->name();
+  }
+  // Direct access to the policy for inspection (e.g. the kernel model's
+  // threshold); only between epochs, on the thread that calls step().
+  Policy& policy_unsafe() { return *policy_; }
+
+  HotnessTracker& tracker() { return tracker_; }
+  RegionRegistry& regions() { return registry_; }
+  Backend& backend() { return *backend_; }
+  RateLimiter& rate_limiter() { return limiter_; }
+  const Clock& clock() const { return *clock_; }
+
+ private:
+  struct MoveRecord {
+    std::uint64_t epoch;
+    bool to_fast;
+  };
+  struct Candidate {
+    std::uint32_t priority;
+    std::uint32_t heat;
+    std::uintptr_t addr;
+    std::uint32_t pages;  // 1, or 512 for a 2 MiB unit
+  };
+
+  Engine(EngineConfig config, std::unique_ptr<Policy> policy, Backend* backend, const Clock* clock)
+      : config_(std::move(config)),
+        policy_(std::move(policy)),
+        backend_(backend),
+        clock_(clock),
+        registry_(tracker_),
+        limiter_(config_.rate_limit_mbps, config_.burst_bytes, clock) {
+    tracker_.set_sampling(config_.sampling);
+    stats_.backend = std::string(backend_->name());
+  }
+
+  void loop() {
+    for (;;) {
+      {
+        absl::MutexLock lock(&thread_mu_);
+        auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(thread_mu_) { return stopping_; };
+        std::int64_t ms;
+        {
+          absl::MutexLock l2(&mu_);
+          ms = config_.epoch_ms;
+        }
+        thread_mu_.AwaitWithTimeout(absl::Condition(&stop), absl::Milliseconds(ms));
+        if (stopping_) return;
+      }
+      (void)step();
+    }
+  }
+
+  // Asks the backend where the region's pages are and updates the page words.
+  void refresh_placement(const Region& r) {
+    std::size_t unit = r.options.granularity;
+    std::vector<void*> pages;
+    pages.reserve(r.units());
+    for (std::uintptr_t a = r.begin; a < r.end; a += unit)
+      pages.push_back(reinterpret_cast<void*>(a));
+    std::vector<int> status(pages.size());
+    if (!backend_->query(pages, absl::MakeSpan(status)).ok()) return;
+    NodeSet fast = fast_nodes();
+    for (std::size_t i = 0; i < pages.size(); ++i)
+      if (status[i] >= 0)
+        tracker_.set_fast(reinterpret_cast<std::uintptr_t>(pages[i]), fast.contains(status[i]));
+  }
+
+  NodeSet fast_nodes() {
+    absl::MutexLock lock(&mu_);
+    return config_.fast_nodes;
+  }
+
+  absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::int64_t t0 = clock_->now_ns();
+    const std::uint64_t epoch = epoch_;
+    const double decay = config_.decay();
+    const auto decay_num = static_cast<std::uint32_t>(std::lround(decay * 256));
+    auto aged = [decay_num](std::uint32_t h) { return (h * decay_num) >> 8; };
+
+    // Budget and the fast nodes' real free memory.
+    std::uint64_t node_total = 0, node_free = 0;
+    for (NodeId n : config_.fast_nodes.to_vector()) {
+      if (auto m = backend_->node_memory(n); m.ok()) {
+        node_total += m->total_bytes;
+        node_free += m->free_bytes;
+      }
+    }
+    std::uint64_t budget = config_.fast_budget_bytes ? config_.fast_budget_bytes : node_total;
+    EpochContext ctx;
+    ctx.epoch = epoch;
+    ctx.now_ns = t0;
+    ctx.epoch_ns = config_.epoch_ms * kNsPerMs;
+    ctx.fast_budget_pages = budget / kPageSize;
+    ctx.fast_used_pages = last_hist_ ? last_hist_->fast_pages : 0;
+    ctx.fast_free_pages =
+        std::min(node_free / kPageSize,
+                 ctx.fast_budget_pages - std::min(ctx.fast_budget_pages, ctx.fast_used_pages));
+    ctx.decay = decay;
+    ctx.last = last_hist_.get();
+    Thresholds th = policy_->begin_epoch(ctx);
+    const bool visits = policy_->visits_pages();
+    const std::uint32_t residency = policy_->min_residency_epochs();
+
+    // Sweep: histogram, candidates, aging.
+    auto hist = std::make_unique<HeatHistogram>();
+    std::vector<Candidate> promote, demote;
+    auto recently_moved = [&](std::uintptr_t a) {
+      if (residency == 0) return false;
+      auto it = history_.find(a);
+      return it != history_.end() && epoch - it->second.epoch < residency;
+    };
+    for (const auto& r : registry_.snapshot()) {
+      RegionTag tag = r->tag.load(std::memory_order_relaxed);
+      auto unit_pages = static_cast<std::uint32_t>(r->options.granularity / kPageSize);
+      double ovr = r->threshold_override.load(std::memory_order_relaxed);
+      std::uint32_t promote_heat = ovr >= 0 ? heat_for_rate(ovr, decay) : th.promote_heat;
+      tracker_.sweep(
+          r->begin, r->end,
+          [&](std::uintptr_t a, std::uint16_t w) {
+            bool fast = PageWord::fast(w);
+            std::uint32_t h = PageWord::heat(w);
+            hist->add(h, fast, unit_pages);
+            if (tag == RegionTag::pinned || config_.slow_nodes.empty()) return;
+            if (tag == RegionTag::hot) {
+              if (!fast) promote.push_back({PageWord::kMaxHeat + 1 + h, h, a, unit_pages});
+              return;
+            }
+            if (tag == RegionTag::cold) {
+              if (fast) demote.push_back({PageWord::kMaxHeat + 1, h, a, unit_pages});
+              return;
+            }
+            if (visits) {
+              PageVerdict v = policy_->visit(a, w, ctx);
+              if (v.action == PageVerdict::kPromote)
+                promote.push_back({v.priority, h, a, unit_pages});
+              else if (v.action == PageVerdict::kDemoteCandidate)
+                demote.push_back({v.priority, h, a, unit_pages});
+              return;
+            }
+            if (!fast && h >= promote_heat && !recently_moved(a))
+              promote.push_back({h, h, a, unit_pages});
+            else if (fast && h <= th.demote_heat && !recently_moved(a))
+              demote.push_back({PageWord::kMaxHeat - h, h, a, unit_pages});
+          },
+          aged);
+    }
+    policy_->end_epoch(ctx, *hist);
+
+    // How much to demote and promote (in pages).
+    auto by_priority = [](const Candidate& a, const Candidate& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.addr < b.addr;
+    };
+    std::sort(promote.begin(), promote.end(), by_priority);
+    std::sort(demote.begin(), demote.end(), by_priority);
+    // Tagged demotions (priority > max heat) always go; the rest follow the watermarks.
+    const double used = static_cast<double>(hist->fast_pages);
+    const double bpages = static_cast<double>(budget / kPageSize);
+    const double high = bpages * config_.high_watermark, low = bpages * config_.low_watermark;
+    const double node_reserve =
+        static_cast<double>(node_total / kPageSize) * (1 - config_.high_watermark);
+    const double node_room = static_cast<double>(node_free / kPageSize) - node_reserve;
+    double want_demote = 0;
+    if (used > high || node_room < 0 || fast_full_)
+      want_demote = std::max(
+          used - low, -node_room + bpages * (config_.high_watermark - config_.low_watermark));
+    double room = std::min(high - used, node_room);
+    std::vector<Candidate> demote_now, promote_now;
+    double d_pages = 0;
+    std::size_t di = 0;
+    // Watermark demotions (and every tagged one) first, coldest first.
+    for (; di < demote.size(); ++di) {
+      bool tagged = demote[di].priority > PageWord::kMaxHeat && !visits;
+      if (!tagged && d_pages >= want_demote) break;
+      demote_now.push_back(demote[di]);
+      d_pages += demote[di].pages;
+    }
+    for (std::size_t k = di; k < demote.size(); ++k)  // tagged ones further down the list
+      if (demote[k].priority > PageWord::kMaxHeat && !visits) demote_now.push_back(demote[k]);
+    room += d_pages;
+    // Promotions, hottest first, into the room; with swapping, a colder
+    // resident gives way to each newcomer that beats it by swap_ratio().
+    const bool swap = policy_->swap_for_promotions();
+    const double ratio = policy_->swap_ratio();
+    double p_pages = 0;
+    for (const auto& c : promote) {
+      if (p_pages + c.pages > room) {
+        if (!swap || c.priority > PageWord::kMaxHeat) {
+          if (c.priority > PageWord::kMaxHeat) continue;  // tagged hot: wait for room
+          break;
+        }
+        // Find the next untagged victim not already chosen.
+        while (di < demote.size() && demote[di].priority > PageWord::kMaxHeat) ++di;
+        if (di >= demote.size() || static_cast<double>(c.heat) < ratio * demote[di].heat ||
+            c.heat <= demote[di].heat)
+          break;
+        demote_now.push_back(demote[di]);
+        room += demote[di++].pages;
+        if (p_pages + c.pages > room) continue;
+      }
+      promote_now.push_back(c);
+      p_pages += c.pages;
+    }
+
+    // Rate limit: demotions first (they make the room), then promotions.
+    std::uint64_t deferred = 0;
+    if (policy_->uses_rate_limiter()) {
+      auto budget_cut = [&](std::vector<Candidate>& list) {
+        std::uint64_t bytes = 0;
+        for (const auto& c : list) bytes += std::uint64_t{c.pages} * kPageSize;
+        std::uint64_t granted = limiter_.acquire_up_to(bytes, kPageSize);
+        std::uint64_t used_bytes = 0;
+        std::size_t keep = 0;
+        while (keep < list.size() && used_bytes + list[keep].pages * kPageSize <= granted)
+          used_bytes += list[keep++].pages * kPageSize;
+        limiter_.refund(granted - used_bytes);
+        for (std::size_t i = keep; i < list.size(); ++i) deferred += list[i].pages;
+        list.resize(keep);
+      };
+      budget_cut(demote_now);
+      budget_cut(promote_now);
+    }
+
+    stats_.epoch_promoted = stats_.epoch_demoted = 0;
+    fast_full_ = false;
+    if (!config_.slow_nodes.empty()) {
+      absl::ReaderMutexLock move_lock(&registry_.move_mutex());
+      migrate(demote_now, config_.slow_nodes.first(), false, epoch);
+      migrate(promote_now, config_.fast_nodes.first(), true, epoch);
+    }
+
+    // Forget history older than both windows.
+    std::uint64_t keep_epochs = std::max<std::uint64_t>(config_.pingpong_window_epochs, residency);
+    if (epoch % 16 == 0)
+      absl::erase_if(history_,
+                     [&](const auto& kv) { return epoch - kv.second.epoch > keep_epochs; });
+
+    // Stats.
+    stats_.policy = policy_->name();
+    stats_.epochs = epoch + 1;
+    stats_.tracked_pages = hist->fast_pages + hist->slow_pages;
+    stats_.fast_pages = hist->fast_pages + stats_.epoch_promoted - stats_.epoch_demoted;
+    stats_.slow_pages = stats_.tracked_pages - std::min(stats_.tracked_pages, stats_.fast_pages);
+    stats_.promotion_candidates += promote.size();
+    stats_.demotion_candidates += demote_now.size();
+    stats_.deferred_pages += deferred;
+    stats_.epoch_deferred = deferred;
+    stats_.promotion_threshold = policy_->current_threshold();
+    stats_.threshold_unit = policy_->threshold_unit();
+    if (stats_.threshold_unit == "heat") {
+      stats_.promotion_threshold =
+          rate_for_heat(static_cast<std::uint32_t>(
+                            std::min<double>(stats_.promotion_threshold, PageWord::kMaxHeat + 1)),
+                        decay);
+      stats_.threshold_unit = "accesses/epoch";
+    }
+    stats_.fast_heat_share = hist->fast_heat_share();
+    stats_.last_epoch_ns = clock_->now_ns() - t0;
+    stats_.total_epoch_ns += stats_.last_epoch_ns;
+    last_hist_ = std::move(hist);
+    epoch_ = epoch + 1;
+    tracker_.set_epoch(static_cast<std::uint32_t>(epoch_));
+    if (callback_) callback_(stats_);
+    return absl::OkStatus();
+  }
+
+  // Moves `list` to `target` and accounts for every page.
+  void migrate(const std::vector<Candidate>& list, NodeId target, bool to_fast, std::uint64_t epoch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (list.empty()) return;
+    std::vector<void*> pages;
+    std::vector<std::uintptr_t> unit_of;
+    for (const auto& c : list) {
+      // Skip units unregistered since the sweep.
+      auto* w = tracker_.word(c.addr);
+      if (w == nullptr || !PageWord::tracked(w->load(std::memory_order_relaxed))) continue;
+      for (std::uint32_t i = 0; i < c.pages; ++i) {
+        pages.push_back(reinterpret_cast<void*>(c.addr + i * kPageSize));
+        unit_of.push_back(c.addr);
+      }
+    }
+    if (pages.empty()) return;
+    std::vector<NodeId> nodes(pages.size(), target);
+    std::vector<int> status(pages.size());
+    absl::Status s = backend_->move(pages, nodes, absl::MakeSpan(status));
+    if (!s.ok()) {
+      stats_.failed_pages += pages.size();
+      stats_.failures_by_errno.add(EINVAL);
+      if (policy_->uses_rate_limiter()) limiter_.refund(pages.size() * kPageSize);
+      return;
+    }
+    std::uint64_t failed_bytes = 0;
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+      auto a = reinterpret_cast<std::uintptr_t>(pages[i]);
+      int st = status[i];
+      if (st >= 0) {
+        bool now_fast = config_.fast_nodes.contains(st);
+        if (unit_of[i] == a) tracker_.set_fast(a, now_fast);
+        if (st != target) continue;  // already there
+        (to_fast ? stats_.promoted_pages : stats_.demoted_pages) += 1;
+        (to_fast ? stats_.promoted_bytes : stats_.demoted_bytes) += kPageSize;
+        (to_fast ? stats_.epoch_promoted : stats_.epoch_demoted) += 1;
+        if (unit_of[i] == a) {
+          auto it = history_.find(a);
+          if (it != history_.end() && it->second.to_fast != to_fast &&
+              epoch - it->second.epoch <= config_.pingpong_window_epochs)
+            ++stats_.pingpong_pages;
+          history_[a] = {epoch, to_fast};
+          if (auto* k = dynamic_cast<KernelModelPolicy*>(policy_.get())) k->forget(a);
+        }
+        continue;
+      }
+      failed_bytes += kPageSize;
+      stats_.failures_by_errno.add(-st);
+      switch (-st) {
+        case EBUSY:
+          ++stats_.busy_retries;
+          break;  // still a candidate next epoch
+        case ENOMEM:
+          ++stats_.failed_pages;
+          if (to_fast) fast_full_ = true;  // demote first next epoch
+          break;
+        case EFAULT:
+          ++stats_.dropped_pages;
+          tracker_.untrack(a, a + kPageSize);
+          break;
+        default:
+          ++stats_.failed_pages;
+          break;
+      }
+    }
+    if (policy_->uses_rate_limiter() && failed_bytes) limiter_.refund(failed_bytes);
+  }
+
+  mutable absl::Mutex mu_;
+  EngineConfig config_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Policy> policy_ ABSL_GUARDED_BY(mu_);
+  Backend* backend_;
+  const Clock* clock_;
+  HotnessTracker tracker_;
+  RegionRegistry registry_;
+  RateLimiter limiter_;
+  EngineStats stats_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<HeatHistogram> last_hist_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::uintptr_t, MoveRecord> history_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  bool fast_full_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);
+
+  mutable absl::Mutex thread_mu_;
+  bool stopping_ ABSL_GUARDED_BY(thread_mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace tierkit

@@ -1,0 +1,125 @@
+// tierkit/rate_limiter.hpp: a token bucket that bounds migration traffic, in
+// MB/s (MiB/s, as the kernel's numa_balancing_promote_rate_limit_MBps) with a
+// burst. Over any interval T: bytes granted <= rate * T + burst. Thread-safe,
+// changeable at runtime, on an injectable Clock. Layer 1.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "tierkit/common.hpp"
+
+namespace tierkit {
+
+class RateLimiter {
+ public:
+  static constexpr double kBytesPerMB = 1024.0 * 1024.0;
+
+  // Starts full (`burst_bytes` available). `clock` must outlive the limiter;
+  // null means the steady clock. Invalid rates are clamped to 0 (use
+  // set_rate_mbps to get an error instead).
+  RateLimiter(double rate_mbps, std::uint64_t burst_bytes, const Clock* clock = nullptr)
+      : clock_(clock ? clock : &SteadyClock::instance()),
+        rate_bps_(valid_rate(rate_mbps) ? rate_mbps * kBytesPerMB : 0),
+        burst_(static_cast<double>(burst_bytes)),
+        tokens_(static_cast<double>(burst_bytes)),
+        last_ns_(clock_->now_ns()) {}
+
+  // Grants up to `bytes`, rounded down to a multiple of `unit` (e.g. a page),
+  // without waiting; returns what was granted (0 when the bucket is short).
+  // One mutex acquisition.
+  std::uint64_t acquire_up_to(std::uint64_t bytes, std::uint64_t unit = 1) {
+    absl::MutexLock lock(&mu_);
+    refill();
+    double grant = std::min(static_cast<double>(bytes), tokens_);
+    auto g = static_cast<std::uint64_t>(grant);
+    if (unit > 1) g -= g % unit;
+    tokens_ -= static_cast<double>(g);
+    granted_ += g;
+    return g;
+  }
+
+  // Grants exactly `bytes` or nothing. One mutex acquisition.
+  bool try_acquire(std::uint64_t bytes) {
+    absl::MutexLock lock(&mu_);
+    refill();
+    if (static_cast<double>(bytes) > tokens_) return false;
+    tokens_ -= static_cast<double>(bytes);
+    granted_ += bytes;
+    return true;
+  }
+
+  // Returns unused grant (e.g. pages that failed to move) to the bucket,
+  // never beyond the burst.
+  void refund(std::uint64_t bytes) {
+    absl::MutexLock lock(&mu_);
+    tokens_ = std::min(burst_, tokens_ + static_cast<double>(bytes));
+    granted_ -= std::min(granted_, bytes);
+  }
+
+  // Changes the rate; NaN, infinite and negative rates are rejected. 0 stops
+  // all migration. Takes effect for the next request.
+  absl::Status set_rate_mbps(double mbps) {
+    if (!valid_rate(mbps))
+      return absl::InvalidArgumentError(
+          absl::StrCat("rate limit: ", mbps, " MB/s is not a finite number >= 0"));
+    absl::MutexLock lock(&mu_);
+    refill();
+    rate_bps_ = mbps * kBytesPerMB;
+    return absl::OkStatus();
+  }
+
+  // Changes the burst (bucket size); the bucket is trimmed to it.
+  void set_burst_bytes(std::uint64_t burst) {
+    absl::MutexLock lock(&mu_);
+    refill();
+    burst_ = static_cast<double>(burst);
+    tokens_ = std::min(tokens_, burst_);
+  }
+
+  double rate_mbps() const {
+    absl::MutexLock lock(&mu_);
+    return rate_bps_ / kBytesPerMB;
+  }
+  std::uint64_t burst_bytes() const {
+    absl::MutexLock lock(&mu_);
+    return static_cast<std::uint64_t>(burst_);
+  }
+  // Bytes available now.
+  std::uint64_t available_bytes() {
+    absl::MutexLock lock(&mu_);
+    refill();
+    return static_cast<std::uint64_t>(tokens_);
+  }
+  // Total bytes granted (net of refunds) since construction.
+  std::uint64_t granted_bytes() const {
+    absl::MutexLock lock(&mu_);
+    return granted_;
+  }
+
+ private:
+  static bool valid_rate(double mbps) { return std::isfinite(mbps) && mbps >= 0; }
+
+  void refill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::int64_t now = clock_->now_ns();
+    if (now > last_ns_) {
+      tokens_ = std::min(burst_, tokens_ + rate_bps_ * static_cast<double>(now - last_ns_) / 1e9);
+      last_ns_ = now;
+    }
+  }
+
+  const Clock* clock_;
+  mutable absl::Mutex mu_;
+  double rate_bps_ ABSL_GUARDED_BY(mu_);
+  double burst_ ABSL_GUARDED_BY(mu_);
+  double tokens_ ABSL_GUARDED_BY(mu_);
+  std::int64_t last_ns_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t granted_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace tierkit

@@ -1,0 +1,126 @@
+// tierkit/stats.hpp: the engine's counters, as a struct, a JSON string, a
+// human table and a one-line epoch summary. Plain data; copying is cheap.
+// Layer 1: includes backend.hpp (for ErrnoCounts).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "tierkit/backend.hpp"
+
+namespace tierkit {
+
+struct EngineStats {
+  std::string policy;
+  std::string backend;
+  std::uint64_t epochs = 0;
+  std::uint64_t regions = 0;
+  std::uint64_t tracked_pages = 0, fast_pages = 0, slow_pages = 0;
+  std::uint64_t promoted_pages = 0, demoted_pages = 0;
+  std::uint64_t promoted_bytes = 0, demoted_bytes = 0;
+  std::uint64_t promotion_candidates = 0, demotion_candidates = 0;
+  std::uint64_t deferred_pages = 0;    // wanted to move, held back by the rate limiter
+  std::uint64_t busy_retries = 0;      // -EBUSY: left for a later epoch
+  std::uint64_t failed_pages = 0;      // any other per-page failure
+  std::uint64_t dropped_pages = 0;     // unmapped (-EFAULT): no longer tracked
+  std::uint64_t pingpong_pages = 0;    // moved back within the ping-pong window
+  ErrnoCounts failures_by_errno;       // per-page failures by errno
+  std::uint64_t outside_accesses = 0;  // record_access outside every region
+  double promotion_threshold = 0;      // in force, in threshold_unit
+  std::string threshold_unit;
+  double fast_heat_share = 0;  // heat-weighted share of accesses on fast pages
+  std::int64_t last_epoch_ns = 0, total_epoch_ns = 0;
+  // This epoch only (the live line).
+  std::uint64_t epoch_promoted = 0, epoch_demoted = 0, epoch_deferred = 0;
+
+  std::string to_json() const {
+    std::string errnos;
+    for (int e = 1; e < ErrnoCounts::kMax; ++e)
+      if (failures_by_errno.count[static_cast<std::size_t>(e)] != 0)
+        absl::StrAppend(&errnos, errnos.empty() ? "" : ",", "\"", errno_name(e),
+                        "\":", failures_by_errno.count[static_cast<std::size_t>(e)]);
+    return absl::StrFormat(
+        "{\"policy\":\"%s\",\"backend\":\"%s\",\"epochs\":%u,\"regions\":%u,"
+        "\"tracked_pages\":%u,\"fast_pages\":%u,\"slow_pages\":%u,"
+        "\"promoted_pages\":%u,\"demoted_pages\":%u,\"promoted_bytes\":%u,\"demoted_bytes\":%u,"
+        "\"promotion_candidates\":%u,\"demotion_candidates\":%u,\"deferred_pages\":%u,"
+        "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"pingpong_pages\":%u,"
+        "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_threshold\":%g,"
+        "\"threshold_unit\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_ns\":%d,"
+        "\"total_epoch_ns\":%d}",
+        policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, promoted_pages,
+        demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates, demotion_candidates,
+        deferred_pages, busy_retries, failed_pages, dropped_pages, pingpong_pages, errnos,
+        outside_accesses, promotion_threshold, threshold_unit, fast_heat_share, last_epoch_ns,
+        total_epoch_ns);
+  }
+
+  std::string to_table() const {
+    std::string t;
+    auto row = [&](const char* k, const std::string& v) {
+      absl::StrAppendFormat(&t, "%-22s %s\n", k, v);
+    };
+    row("policy", policy);
+    row("backend", backend);
+    row("epochs", absl::StrCat(epochs));
+    row("regions", absl::StrCat(regions));
+    row("tracked pages",
+        absl::StrFormat("%u (fast %u, slow %u)", tracked_pages, fast_pages, slow_pages));
+    row("promoted",
+        absl::StrFormat("%u pages (%.1f MiB)", promoted_pages, promoted_bytes / 1048576.0));
+    row("demoted",
+        absl::StrFormat("%u pages (%.1f MiB)", demoted_pages, demoted_bytes / 1048576.0));
+    row("candidates",
+        absl::StrFormat("promote %u, demote %u", promotion_candidates, demotion_candidates));
+    row("deferred (rate limit)", absl::StrCat(deferred_pages));
+    row("busy retries", absl::StrCat(busy_retries));
+    row("failed / dropped", absl::StrFormat("%u / %u", failed_pages, dropped_pages));
+    row("ping-pong pages", absl::StrCat(pingpong_pages));
+    row("outside accesses", absl::StrCat(outside_accesses));
+    row("threshold", absl::StrFormat("%g %s", promotion_threshold, threshold_unit));
+    row("fast heat share", absl::StrFormat("%.1f%%", 100 * fast_heat_share));
+    row("epoch time",
+        absl::StrFormat("last %.3f ms, mean %.3f ms", last_epoch_ns / 1e6,
+                        epochs ? total_epoch_ns / 1e6 / static_cast<double>(epochs) : 0.0));
+    return t;
+  }
+
+  // One line per epoch for live output.
+  std::string to_line() const {
+    return absl::StrFormat(
+        "epoch %4u  fast-hit %5.1f%%  promoted %6u  demoted %6u  deferred %6u  fast %u/%u pages  "
+        "threshold %g %s",
+        epochs, 100 * fast_heat_share, epoch_promoted, epoch_demoted, epoch_deferred, fast_pages,
+        tracked_pages, promotion_threshold, threshold_unit);
+  }
+
+  static const char* errno_name(int e) {
+    switch (e) {
+      case EBUSY:
+        return "EBUSY";
+      case ENOMEM:
+        return "ENOMEM";
+      case EFAULT:
+        return "EFAULT";
+      case ENOENT:
+        return "ENOENT";
+      case EACCES:
+        return "EACCES";
+      case EPERM:
+        return "EPERM";
+      case EINVAL:
+        return "EINVAL";
+      case ENODEV:
+        return "ENODEV";
+      case EIO:
+        return "EIO";
+      default:
+        return "other";
+    }
+  }
+};
+
+}  // namespace tierkit

@@ -1,0 +1,248 @@
+// Engine tests on the simulated backend: deterministic (manual clock, steps).
+#include "tierkit/engine.hpp"
+
+#include <random>
+
+#include "gtest/gtest.h"
+#include "tierkit/backend/simulated.hpp"
+
+namespace tierkit {
+namespace {
+
+constexpr std::uintptr_t kBase = 0x100000000000;  // synthetic addresses: never dereferenced
+
+struct Rig {
+  // `fast_pages` of fast capacity, `pages` of data all starting on the slow node.
+  Rig(std::size_t fast_pages, std::size_t pages, EngineConfig cfg = {})
+      : be({{0, fast_pages * kPageSize}, {1, 1ull << 40}}), n(pages) {
+    cfg.fast_nodes = {0};
+    cfg.slow_nodes = {1};
+    auto e = Engine::create(cfg, &be, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine = std::move(*e);
+    for (std::size_t i = 0; i < n; ++i) be.touch(page(i), 1);
+    auto h = engine->register_region(reinterpret_cast<void*>(kBase), n * kPageSize,
+                                     RegionOptions().with_name("data"));
+    EXPECT_TRUE(h.ok()) << h.status();
+    handle = std::move(*h);
+  }
+  static std::uintptr_t page(std::size_t i) { return kBase + i * kPageSize; }
+  void touch(std::size_t i, int times = 1) {
+    for (int k = 0; k < times; ++k) engine->record_access(reinterpret_cast<void*>(page(i)));
+  }
+  void step() {
+    clock.advance_ns(engine->config().epoch_ms * kNsPerMs);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  std::size_t fast_count(std::size_t from, std::size_t to) const {
+    std::size_t c = 0;
+    for (std::size_t i = from; i < to; ++i) c += be.node_of(page(i)) == 0;
+    return c;
+  }
+
+  ManualClock clock{1};
+  SimulatedBackend be;
+  std::size_t n;
+  std::unique_ptr<Engine> engine;
+  RegionHandle handle;
+};
+
+EngineConfig Fast(std::string policy) {
+  EngineConfig c;
+  c.policy = std::move(policy);
+  c.rate_limit_mbps = 1e6;  // effectively unlimited unless a test says otherwise
+  c.burst_bytes = 1ull << 40;
+  return c;
+}
+
+TEST(Engine, SkewedAccessFillsFastTierWithHotPagesUpToBudget) {
+  Rig rig(100, 1000, Fast("automatic"));
+  std::mt19937 rng(1);
+  for (int e = 0; e < 30; ++e) {
+    for (std::size_t i = 0; i < 200; ++i) rig.touch(i, 10);  // 200 hot pages, 2x the budget
+    for (int k = 0; k < 500; ++k) rig.touch(200 + rng() % 800);
+    rig.step();
+  }
+  // Budget 100 pages, high watermark 95%: at most 95 fast, and they are hot.
+  std::size_t fast_hot = rig.fast_count(0, 200), fast_cold = rig.fast_count(200, 1000);
+  EXPECT_GE(fast_hot, 80u);
+  EXPECT_LE(fast_hot + fast_cold, 95u);
+  EXPECT_EQ(fast_cold, 0u);
+  EXPECT_LE(rig.be.used_bytes(0), 100 * kPageSize);
+}
+
+TEST(Engine, ColdPagesAreDemotedAtTheHighWatermark) {
+  EngineConfig c = Fast("threshold:2");
+  Rig rig(100, 300, c);
+  // Warm 100 pages into the fast tier...
+  for (int e = 0; e < 5; ++e) {
+    for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 5);
+    rig.step();
+  }
+  EXPECT_GE(rig.fast_count(0, 100), 90u);
+  // ...then the workload moves to pages 200..260; the old ones go cold.
+  for (int e = 0; e < 30; ++e) {
+    for (std::size_t i = 200; i < 260; ++i) rig.touch(i, 5);
+    rig.step();
+  }
+  EXPECT_EQ(rig.fast_count(200, 260), 60u);
+  EXPECT_GT(rig.engine->stats().demoted_pages, 0u);
+  // Demotion stops at the low watermark (90 pages) rather than emptying.
+  EXPECT_LE(rig.be.used_bytes(0), 95 * kPageSize);
+}
+
+TEST(Engine, BytesMovedNeverExceedRateTimesTimePlusBurst) {
+  EngineConfig c = Fast("threshold:1");
+  c.rate_limit_mbps = 1;           // 1 MiB/s = 256 pages/s
+  c.burst_bytes = 64 * kPageSize;  // 64 pages
+  c.epoch_ms = 100;
+  Rig rig(5000, 5000, c);
+  for (int e = 0; e < 20; ++e) {
+    for (std::size_t i = 0; i < 5000; ++i) rig.touch(i, 3);
+    rig.step();
+    double seconds = (e + 1) * 0.1;
+    std::uint64_t moved = rig.engine->stats().promoted_bytes + rig.engine->stats().demoted_bytes;
+    EXPECT_LE(static_cast<double>(moved), seconds * RateLimiter::kBytesPerMB + 64 * kPageSize)
+        << "epoch " << e;
+  }
+  EXPECT_GT(rig.engine->stats().deferred_pages, 0u);
+  EXPECT_GT(rig.engine->stats().promoted_pages, 256u);  // and it did move at the rate
+}
+
+TEST(Engine, RuntimeThresholdChangeTakesEffectAtTheNextEpoch) {
+  EngineConfig c = Fast("threshold:100");
+  c.half_life_epochs = 1;  // heat settles within a few epochs
+  Rig rig(1000, 100, c);
+  for (int e = 0; e < 3; ++e) {
+    for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 5);
+    rig.step();
+  }
+  EXPECT_EQ(rig.engine->stats().promoted_pages, 0u);  // 5/epoch < 100
+  ASSERT_TRUE(rig.engine->set_promotion_threshold(4).ok());
+  for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 5);
+  rig.step();
+  EXPECT_EQ(rig.engine->stats().promoted_pages, 100u);
+  EXPECT_EQ(rig.engine->stats().promotion_threshold, 4);
+}
+
+TEST(Engine, SetPromotionThresholdRejectsBadValuesAndWrongPolicy) {
+  Rig rig(10, 10, Fast("threshold:8"));
+  EXPECT_EQ(rig.engine->set_promotion_threshold(-1).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(rig.engine->set_promotion_threshold(NAN).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(rig.engine->set_policy("automatic").ok());
+  absl::Status s = rig.engine->set_promotion_threshold(3);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("automatic"), absl::string_view::npos);
+  EXPECT_FALSE(rig.engine->set_policy("nonsense").ok());
+  EXPECT_FALSE(rig.engine->set_rate_limit_mbps(-5).ok());
+}
+
+TEST(Engine, TagsAndPinsOverrideThePolicy) {
+  ManualClock clock(1);
+  SimulatedBackend be({{0, 1000 * kPageSize}, {1, 1ull << 30}});
+  EngineConfig c = Fast("threshold:1000");  // the policy alone would promote nothing
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok());
+  auto& eng = **e;
+  auto mk = [&](std::uintptr_t base, NodeId n, RegionTag t) {
+    for (int i = 0; i < 10; ++i) be.touch(base + i * kPageSize, n);
+    auto h = eng.register_region(reinterpret_cast<void*>(base), 10 * kPageSize,
+                                 RegionOptions().with_tag(t));
+    EXPECT_TRUE(h.ok());
+    return std::move(*h);
+  };
+  auto hot = mk(kBase, 1, RegionTag::hot);
+  auto cold = mk(kBase + (1 << 20), 0, RegionTag::cold);
+  auto pin_slow = mk(kBase + (2 << 20), 1, RegionTag::pinned);
+  auto pin_fast = mk(kBase + (3 << 20), 0, RegionTag::pinned);
+  for (int i = 0; i < 10; ++i) {  // pinned pages blazing hot / ice cold
+    for (int k = 0; k < 50; ++k)
+      eng.record_access(reinterpret_cast<void*>(kBase + (2 << 20) + i * kPageSize));
+  }
+  clock.advance_ns(100 * kNsPerMs);
+  ASSERT_TRUE(eng.step().ok());
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(be.node_of(kBase + i * kPageSize), 0) << "hot region page " << i;
+    EXPECT_EQ(be.node_of(kBase + (1 << 20) + i * kPageSize), 1) << "cold region page " << i;
+    EXPECT_EQ(be.node_of(kBase + (2 << 20) + i * kPageSize), 1) << "pinned slow page " << i;
+    EXPECT_EQ(be.node_of(kBase + (3 << 20) + i * kPageSize), 0) << "pinned fast page " << i;
+  }
+  // Retag at runtime: the hot region becomes cold.
+  ASSERT_TRUE(eng.regions().set_tag(hot.id(), RegionTag::cold).ok());
+  clock.advance_ns(100 * kNsPerMs);
+  ASSERT_TRUE(eng.step().ok());
+  EXPECT_EQ(be.node_of(kBase), 1);
+}
+
+void StationaryHasNoPingPong(const std::string& policy) {
+  Rig rig(200, 2000, Fast(policy));
+  std::mt19937 rng(7);
+  std::discrete_distribution<int> skew({50, 30, 20});
+  for (int e = 0; e < 100; ++e) {
+    for (int k = 0; k < 20000; ++k) {
+      int bucket = skew(rng);  // pages 0-99: 50%, 100-499: 30%, 500-1999: 20%
+      std::size_t i = bucket == 0   ? rng() % 100
+                      : bucket == 1 ? 100 + rng() % 400
+                                    : 500 + rng() % 1500;
+      rig.touch(i);
+    }
+    rig.step();
+  }
+  auto s = rig.engine->stats();
+  EXPECT_GE(rig.fast_count(0, 100), 95u) << policy;
+  EXPECT_EQ(s.pingpong_pages, 0u) << policy << "\n" << s.to_table();
+  EXPECT_LT(s.promoted_pages, 400u) << policy << ": churning\n" << s.to_table();
+}
+TEST(Engine, NoPingPongOnStationaryWorkloadThreshold) { StationaryHasNoPingPong("threshold:8"); }
+TEST(Engine, NoPingPongOnStationaryWorkloadAutomatic) { StationaryHasNoPingPong("automatic"); }
+
+TEST(Engine, StatsRenderAsJsonTableAndLine) {
+  Rig rig(10, 20, Fast("automatic"));
+  rig.touch(0, 5);
+  rig.step();
+  auto s = rig.engine->stats();
+  EXPECT_NE(s.to_json().find("\"policy\":\"automatic\""), std::string::npos);
+  EXPECT_NE(s.to_table().find("promoted"), std::string::npos);
+  EXPECT_NE(s.to_line().find("epoch"), std::string::npos);
+  EXPECT_EQ(s.tracked_pages, 20u);
+}
+
+TEST(Engine, BackgroundThreadStartsAndStops) {
+  SimulatedBackend be({{0, 1 << 20}, {1, 1 << 30}});
+  EngineConfig c;
+  c.epoch_ms = 1;
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be);
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE((*e)->start().ok());
+  EXPECT_FALSE((*e)->start().ok());
+  while ((*e)->stats().epochs < 3) std::this_thread::yield();
+  (*e)->stop();
+  auto n = (*e)->stats().epochs;
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ((*e)->stats().epochs, n);
+}
+
+TEST(EngineConfig, FromEnvNamesTheBadVariable) {
+  setenv("TIERKIT_RATE_LIMIT_MBPS", "fast", 1);
+  auto c = EngineConfig::from_env();
+  unsetenv("TIERKIT_RATE_LIMIT_MBPS");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("TIERKIT_RATE_LIMIT_MBPS"), absl::string_view::npos);
+  setenv("TIERKIT_POLICY", "kernel:rate=64", 1);
+  setenv("TIERKIT_EPOCH_MS", "50", 1);
+  auto ok = EngineConfig::from_env();
+  unsetenv("TIERKIT_POLICY");
+  unsetenv("TIERKIT_EPOCH_MS");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->epoch_ms, 50);
+  setenv("TIERKIT_POLICY", "bogus", 1);
+  auto bad = EngineConfig::from_env();
+  unsetenv("TIERKIT_POLICY");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("TIERKIT_POLICY"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace tierkit
