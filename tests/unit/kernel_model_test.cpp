@@ -1,0 +1,123 @@
+// The kernel model reproduces Linux 6.1-6.8 tiering's threshold dynamics:
+// with the stock 65536 MB/s limit the hot threshold only ever rises (to
+// 2 x hot_threshold_ms); with the seed's 1 MB/s adjustment target it falls
+// (to hot_threshold_ms / 8) while the hard cap stays.
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tierkit/backend/simulated.hpp"
+#include "tierkit/engine.hpp"
+
+namespace tierkit {
+namespace {
+
+constexpr std::uintptr_t kBase = 0x200000000000;
+
+// Runs `seconds` of virtual time in 1 s epochs: `pages` slow pages, each
+// accessed every epoch, a fast tier of 64 pages. Returns the threshold (ms)
+// after every epoch.
+std::vector<double> RunKernel(const std::string& policy, int seconds, std::size_t pages,
+                              EngineStats* out = nullptr) {
+  ManualClock clock(1);
+  SimulatedBackend be({{0, 64 * kPageSize}, {1, 1ull << 40}});
+  EngineConfig c;
+  c.policy = policy;
+  c.epoch_ms = 1000;
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be, &clock);
+  EXPECT_TRUE(e.ok()) << e.status();
+  for (std::size_t i = 0; i < pages; ++i) be.touch(kBase + i * kPageSize, 1);
+  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), pages * kPageSize);
+  EXPECT_TRUE(h.ok());
+  std::vector<double> th;
+  for (int s = 0; s < seconds; ++s) {
+    for (std::size_t i = 0; i < pages; ++i)
+      (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
+    clock.advance_ns(kNsPerSec);
+    EXPECT_TRUE((*e)->step().ok());
+    th.push_back((*e)->stats().promotion_threshold);
+  }
+  if (out) *out = (*e)->stats();
+  return th;
+}
+
+TEST(KernelModel, StockDefaultsOnlyRaiseTheThreshold) {
+  EngineStats st;
+  auto th = RunKernel("kernel", 11 * 60, 2000, &st);
+  EXPECT_EQ(th.front(), 1000);  // hot_threshold_ms default
+  for (std::size_t i = 1; i < th.size(); ++i) EXPECT_GE(th[i], th[i - 1]) << "second " << i;
+  EXPECT_EQ(th.back(), 2000);  // clamped at 2 * hot_threshold_ms
+  EXPECT_GT(st.promotion_candidates, 0u);
+  EXPECT_EQ(st.threshold_unit, "ms");
+}
+
+TEST(KernelModel, SeedThroughputTargetLowersTheThreshold) {
+  // Every page faults ~500 ms after its stamp (1 s epochs, faults mid-epoch),
+  // 2000 candidates/s against a 256 pages/s target: the threshold falls 125 ms
+  // a minute until it drops below that latency, then holds around it.
+  auto th = RunKernel("kernel:target=1", 11 * 60, 2000);
+  std::size_t first_low = 0;
+  while (first_low < th.size() && th[first_low] > 500) ++first_low;
+  ASSERT_LT(first_low, th.size()) << "never fell to 500 ms";
+  for (std::size_t i = 1; i <= first_low; ++i) EXPECT_LE(th[i], th[i - 1]) << "second " << i;
+  for (std::size_t i = first_low; i < th.size(); ++i) EXPECT_LE(th[i], 625) << "second " << i;
+  // Stock kernel on the same workload: the threshold is at 2000 by then.
+  EXPECT_EQ(RunKernel("kernel", 11 * 60, 2000).back(), 2000);
+}
+
+TEST(KernelModel, SeedTargetWithShortLatenciesReachesTheFloor) {
+  // 100 ms epochs: faults come ~50 ms after the stamp, under every threshold,
+  // so the candidate rate stays above target and the threshold reaches its
+  // floor, 2 * 1000 / 16 = 125 ms.
+  ManualClock clock(1);
+  SimulatedBackend be({{0, 64 * kPageSize}, {1, 1ull << 40}});
+  EngineConfig c;
+  c.policy = "kernel:target=1";
+  c.epoch_ms = 100;
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok());
+  for (std::size_t i = 0; i < 500; ++i) be.touch(kBase + i * kPageSize, 1);
+  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), 500 * kPageSize);
+  ASSERT_TRUE(h.ok());
+  for (int s = 0; s < 10 * 60 * 10; ++s) {
+    for (std::size_t i = 0; i < 500; ++i)
+      (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
+    clock.advance_ns(100 * kNsPerMs);
+    ASSERT_TRUE((*e)->step().ok());
+  }
+  EXPECT_EQ((*e)->stats().promotion_threshold, 125);
+}
+
+TEST(KernelModel, LoweredHardCapStillRaisesTheThresholdWhenBelowTarget) {
+  // 64 MB/s = 16384 pages/s: 2000 candidates/s stays under 90% of it.
+  auto th = RunKernel("kernel:rate=64", 3 * 60, 2000);
+  EXPECT_GT(th.back(), 1000);
+}
+
+TEST(KernelModel, HintFaultLatencyAboveThresholdIsNoCandidate) {
+  // Pages touched only every 3 s fault with ~2.5 s latency > 1 s: never candidates.
+  ManualClock clock(1);
+  SimulatedBackend be({{0, 64 * kPageSize}, {1, 1ull << 40}});
+  EngineConfig c;
+  c.policy = "kernel";
+  c.epoch_ms = 1000;
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok());
+  for (std::size_t i = 0; i < 100; ++i) be.touch(kBase + i * kPageSize, 1);
+  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), 100 * kPageSize);
+  ASSERT_TRUE(h.ok());
+  for (int s = 0; s < 30; ++s) {
+    if (s % 3 == 2)
+      for (std::size_t i = 0; i < 100; ++i)
+        (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
+    clock.advance_ns(kNsPerSec);
+    ASSERT_TRUE((*e)->step().ok());
+  }
+  EXPECT_EQ((*e)->stats().promotion_candidates, 0u);
+  EXPECT_EQ((*e)->stats().promoted_pages, 0u);
+}
+
+}  // namespace
+}  // namespace tierkit
