@@ -35,6 +35,7 @@
 #include "tierkit/rate_limiter.hpp"
 #include "tierkit/region.hpp"
 #include "tierkit/stats.hpp"
+#include "tierkit/topology.hpp"
 
 namespace tierkit {
 
@@ -61,6 +62,14 @@ struct EngineConfig {
                               // TIERKIT_KERNEL_THROUGHPUT_MBPS
   NodeSet fast_nodes{0};      // promotions go to the first; from Topology
   NodeSet slow_nodes;         // demotions go to the first; empty = nothing to move
+
+  // Takes the nodes from a discovered topology: fast = tier 0, slow = tier 1
+  // (empty on a one-tier machine: the engine then tracks but moves nothing).
+  EngineConfig& use_topology(const Topology& t) {
+    fast_nodes = t.fast_nodes();
+    slow_nodes = t.tier_nodes(1);
+    return *this;
+  }
 
   // Heat multiplier per epoch: 2^(-1/half_life).
   double decay() const { return std::pow(0.5, 1.0 / half_life_epochs); }
