@@ -1,0 +1,84 @@
+# Tests of the example programs and of tierctl: each runs briefly and its
+# output (stdout and stderr) is checked with a regular expression. Commands
+# run under sh so the output also ends with "exit=N", which the regexes check.
+set(_tk_fixtures "${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+set(_tk_scratch "${CMAKE_CURRENT_BINARY_DIR}/examples-scratch")
+
+# tierkit_output_test(NAME TARGET REGEX SCRIPT): runs sh SCRIPT with $T = the
+# target's executable and $S = a scratch directory of its own.
+function(tierkit_output_test name target regex script)
+  add_test(NAME ${name}
+           COMMAND sh -c "T=\"$0\"; S=\"$1\"; rm -rf \"$S\"; mkdir -p \"$S\"; ${script}; echo \"exit=$?\""
+                   $<TARGET_FILE:${target}> "${_tk_scratch}/${name}")
+  set_tests_properties(${name} PROPERTIES PASS_REGULAR_EXPRESSION "${regex}" TIMEOUT 120
+                                          LABELS "examples")
+endfunction()
+
+# --- tierctl ---------------------------------------------------------------
+tierkit_output_test(tierctl.help tierctl
+  "tierctl topology.*tierctl kernel.*--apply.*tierctl numa-maps.*tierctl simulate.*tierctl help.*exit=0"
+  "\"$T\" help 2>&1")
+tierkit_output_test(tierctl.help_flag tierctl "tierctl kernel.*tierctl numa-maps.*exit=0"
+  "\"$T\" --help 2>&1")
+tierkit_output_test(tierctl.help_subcommand tierctl "tierctl kernel .*demotion_enabled.*exit=0"
+  "\"$T\" kernel --help 2>&1")
+tierkit_output_test(tierctl.unknown_subcommand tierctl
+  "unknown subcommand 'frobnicate'.*known: topology, kernel.*exit=2"
+  "\"$T\" frobnicate 2>&1")
+tierkit_output_test(tierctl.wrong_option tierctl "topology: unknown option '--apply'.*exit=2"
+  "\"$T\" topology --apply 2>&1")
+
+tierkit_output_test(tierctl.topology tierctl
+  "(tiers?|tier \\().*node +tier +kind +capacity.*reason.*exit=0" "\"$T\" topology 2>&1")
+tierkit_output_test(tierctl.topology_json tierctl
+  "^\\{\"tiers\":[0-9]+,.*\"nodes\":\\[\\{\"node\":[0-9]+.*\\}\\]\\}\nexit=0" "\"$T\" topology --json")
+tierkit_output_test(tierctl.topology_xml tierctl
+  "2 tiers: fast = node 0 \\(DRAM\\), slow = node 1.*\n1 +1 +CXL/slow.*beyond 1.3x.*exit=0"
+  "\"$T\" topology --xml ${_tk_fixtures}/qemu-dram-plus-cpuless-hmat.xml 2>&1")
+
+tierkit_output_test(tierctl.kernel tierctl
+  "numa_balancing +[^\n]+\n +promote_rate_limit_MBps +[^\n]+\n +hot_threshold_ms +[^\n]+\n +demotion_enabled.*Memory tiers.*pgpromote_success.*pgmigrate_fail.*exit=0"
+  "\"$T\" kernel 2>&1")
+# A fake /proc + /sys tree: --set without --apply writes nothing; with
+# --apply it writes every value; a tree without debugfs explains itself.
+set(_tk_fake_root [=[
+mkdir -p "$S/proc/sys/kernel" "$S/sys/kernel/mm/numa" "$S/sys/kernel/debug/sched/numa_balancing" "$S/sys/devices/virtual/memory_tiering/memory_tier4" "$S/sys/devices/virtual/memory_tiering/memory_tier22"
+echo 0 > "$S/proc/sys/kernel/numa_balancing"
+echo 65536 > "$S/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps"
+echo 1000 > "$S/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms"
+echo false > "$S/sys/kernel/mm/numa/demotion_enabled"
+echo 0 > "$S/sys/devices/virtual/memory_tiering/memory_tier4/nodelist"
+echo 1 > "$S/sys/devices/virtual/memory_tiering/memory_tier22/nodelist"
+printf 'pgpromote_success 12\npgdemote_kswapd 7\n' > "$S/proc/vmstat"]=])
+tierkit_output_test(tierctl.kernel_set_dry_run tierctl
+  "would write 2 to [^\n]*/proc/sys/kernel/numa_balancing \\(now 0\\).*dry run: nothing written.*numa_balancing +0 .*exit=0"
+  "${_tk_fake_root}
+\"$T\" kernel --root \"$S\" --set numa_balancing=2 2>&1 && \"$T\" kernel --root \"$S\" 2>&1")
+tierkit_output_test(tierctl.kernel_set_apply tierctl
+  "wrote 2 to .*numa_balancing \\(was 0\\).*wrote 250 to .*hot_threshold_ms \\(was 1000\\).*wrote 1024 .*wrote true .*numa_balancing +2 +\\(memory tiering.*promote_rate_limit_MBps +1024 MB/s.*hot_threshold_ms +250 ms.*demotion_enabled +true.*memory_tier4 +nodes 0.*memory_tier22 +nodes 1.*pgpromote_success +12.*pgdemote_kswapd +7.*exit=0"
+  "${_tk_fake_root}
+\"$T\" kernel --root \"$S\" --set numa_balancing=2,hot_threshold_ms=250 --set promote_rate_limit_MBps=1024 --set demotion_enabled=on --apply 2>&1 && \"$T\" kernel --root \"$S\" 2>&1")
+tierkit_output_test(tierctl.kernel_apply_no_debugfs tierctl
+  "hot_threshold_ms +not available \\(debugfs not mounted.*cannot write 300 .*debugfs not mounted: mount -t debugfs none /sys/kernel/debug.*exit=1"
+  "${_tk_fake_root}
+rm -r \"$S/sys/kernel/debug/sched\"; \"$T\" kernel --root \"$S\" 2>&1; \"$T\" kernel --root \"$S\" --set hot_threshold_ms=300 --apply 2>&1")
+tierkit_output_test(tierctl.kernel_set_bad_value tierctl
+  "numa_balancing: 7 is outside the allowed range \\[0, 3\\].*exit=2"
+  "\"$T\" kernel --set numa_balancing=7 --apply 2>&1")
+tierkit_output_test(tierctl.kernel_set_bad_key tierctl
+  "unknown key 'hot_threshold' \\(known: numa_balancing, .*exit=2"
+  "\"$T\" kernel --set hot_threshold=5 2>&1")
+tierkit_output_test(tierctl.kernel_set_not_a_number tierctl
+  "hot_threshold_ms: 'soon' is not an integer.*exit=2"
+  "\"$T\" kernel --set hot_threshold_ms=soon 2>&1")
+
+tierkit_output_test(tierctl.numa_maps_self tierctl
+  "process self: [0-9]+ mappings.*node +tier +kind +memory.*\n0 +0 .*total .*per tier:.*tier 0 \\(fast\\).*exit=0"
+  "\"$T\" numa-maps self 2>&1")
+tierkit_output_test(tierctl.numa_maps_two_tiers tierctl
+  "0 +0 +DRAM +16.0 MiB +40.0%.*1 +1 +CXL/slow +24.0 MiB +60.0% +20.0 MiB.*tier 0 \\(fast\\) +nodes 0 .*tier 1 \\(slow\\) +nodes 1 +24.0 MiB.*exit=0"
+  "mkdir -p \"$S/proc/4242\"; printf '7f0000000000 default anon=4096 dirty=4096 N0=2048 N1=1024 kernelpagesize_kB=4\\n7f0001000000 bind:1 anon=10 N1=10 kernelpagesize_kB=2048\\n7f0002000000 default file=/lib/x.so mapped=2048 N0=2048 kernelpagesize_kB=4\\n' > \"$S/proc/4242/numa_maps\"; \"$T\" numa-maps 4242 --root \"$S\" --xml ${_tk_fixtures}/qemu-dram-plus-cpuless-hmat.xml 2>&1")
+tierkit_output_test(tierctl.numa_maps_bad_pid tierctl
+  "no process with PID 2147483 .*exit=1" "\"$T\" numa-maps 2147483 --root \"$S\" 2>&1")
+tierkit_output_test(tierctl.numa_maps_not_a_pid tierctl
+  "'pid1' is not a process id.*exit=2" "\"$T\" numa-maps pid1 2>&1")

@@ -1,0 +1,6 @@
+# tierctl: the command-line tool (topology, kernel, numa-maps, simulate, help).
+add_executable(tierctl ${CMAKE_CURRENT_LIST_DIR}/tierctl.cpp)
+target_include_directories(tierctl PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(tierctl PRIVATE tierkit::tierkit absl::flags absl::flags_parse)
+tierkit_target_defaults(tierctl)
+install(TARGETS tierctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

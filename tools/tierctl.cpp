@@ -1,0 +1,268 @@
+// tierctl: inspect and control memory tiering on this machine.
+//
+//   tierctl topology [--json] [--xml FILE]   tiers, nodes and why each node got its tier
+//   tierctl kernel [--set KEY=VALUE ...] [--apply]
+//                                            the kernel's AutoNUMA tiering knobs and counters
+//   tierctl numa-maps PID|self [--xml FILE]  a process's memory per node and per tier
+//   tierctl simulate [tierkit-sim options]   run the tiering simulator
+//   tierctl help [SUBCOMMAND]                this help
+//
+// Exit status: 0 success, 1 the operation failed, 2 bad usage.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "tierctl_kernel.hpp"
+#include "tierctl_numa_maps.hpp"
+#include "tierctl_simulate.hpp"
+#include "tierkit/topology.hpp"
+
+ABSL_FLAG(bool, json, false, "topology: print JSON instead of a table");
+ABSL_FLAG(std::string, xml, "",
+          "topology, numa-maps: classify the nodes of this hwloc XML export instead of this "
+          "machine (e.g. one saved with lstopo --of xml)");
+ABSL_FLAG(bool, apply, false,
+          "kernel --set: really write the values (default: only print what would be written)");
+ABSL_FLAG(std::string, root, "/", "testing: root directory under which /proc and /sys are read");
+
+namespace {
+
+struct Subcommand {
+  const char* name;
+  const char* usage;
+  const char* help;
+  std::vector<std::string> flags;  // accepted flags (without "--")
+};
+
+const std::vector<Subcommand>& subcommands() {
+  static const std::vector<Subcommand> s = {
+      {"topology",
+       "topology [--json] [--xml FILE]",
+       "Discovers the NUMA nodes and groups them into memory tiers (tier 0 = fastest):\n"
+       "capacity, free memory, CPUs, HMAT latency and bandwidth, the kernel's memory tier,\n"
+       "and in plain words why each node got its tier. --json prints the same as JSON;\n"
+       "--xml reads an hwloc XML export instead of this machine. TIERKIT_TIERS=\"0/1\"\n"
+       "overrides the classification.",
+       {"json", "xml"}},
+      {"kernel",
+       "kernel [--set KEY=VALUE ...] [--apply]",
+       "Shows the kernel's own memory tiering (AutoNUMA) state: numa_balancing (decoded),\n"
+       "numa_balancing_promote_rate_limit_MBps, debugfs hot_threshold_ms, demotion_enabled,\n"
+       "the kernel memory tiers and the /proc/vmstat promotion/demotion/migration counters.\n"
+       "Files the kernel lacks are reported as \"not available (why)\".\n"
+       "--set KEY=VALUE (repeatable) validates a new value and prints what it would write;\n"
+       "add --apply to write it (needs root; hot_threshold_ms needs debugfs mounted).\n"
+       "Keys: numa_balancing=0..3 (0 off, 1 locality, 2 tiering, 3 both),\n"
+       "      promote_rate_limit_MBps=0..2147483647, hot_threshold_ms=1..4294967295,\n"
+       "      demotion_enabled=true|false.",
+       {"apply", "root"}},
+      {"numa-maps",
+       "numa-maps PID|self [--xml FILE]",
+       "Sums a process's resident memory per NUMA node from /proc/PID/numa_maps\n"
+       "(N<node>=<pages> times kernelpagesize_kB) and per tier (tiers from topology).",
+       {"xml", "root"}},
+      {"simulate",
+       "simulate [tierkit-sim options]",
+       "Runs the tiering simulator (tierkit-sim) with the given options; see\n"
+       "'tierctl simulate --help'.",
+       {}},
+      {"help", "help [SUBCOMMAND]", "Explains every subcommand, or one.", {}},
+  };
+  return s;
+}
+
+const Subcommand* find_subcommand(absl::string_view name) {
+  for (const auto& s : subcommands())
+    if (name == s.name) return &s;
+  return nullptr;
+}
+
+std::string help_text(const Subcommand* only) {
+  std::string out;
+  if (only == nullptr)
+    out =
+        "tierctl: inspect and control memory tiering (fast tier = local DRAM, slow tier = CXL /\n"
+        "CPU-less NUMA memory).\n\nUsage: tierctl SUBCOMMAND [options]\n\n";
+  for (const auto& s : subcommands()) {
+    if (only != nullptr && only != &s) continue;
+    absl::StrAppend(&out, "tierctl ", s.usage, "\n");
+    for (absl::string_view line : absl::StrSplit(s.help, '\n'))
+      absl::StrAppend(&out, "    ", line, "\n");
+    absl::StrAppend(&out, "\n");
+  }
+  absl::StrAppend(&out, "Exit status: 0 success, 1 the operation failed, 2 bad usage.\n");
+  return out;
+}
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "tierctl: %s\n", message.c_str());
+  return 2;
+}
+
+absl::StatusOr<tierkit::Topology> discover() {
+  tierkit::TopologyOptions o;
+  if (std::string xml = absl::GetFlag(FLAGS_xml); !xml.empty()) o.xml_path = xml;
+  return tierkit::Topology::discover(o);
+}
+
+int run_topology() {
+  auto topo = discover();
+  if (!topo.ok()) {
+    std::fprintf(stderr, "tierctl topology: %s\n", std::string(topo.status().message()).c_str());
+    return 1;
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf("%s\n", topo->to_json().c_str());
+    return 0;
+  }
+  std::printf("%s\n\n%s", topo->summary().c_str(), topo->to_table().c_str());
+  return 0;
+}
+
+int run_kernel(const std::vector<std::string>& sets) {
+  const std::string root = absl::GetFlag(FLAGS_root);
+  if (sets.empty()) {
+    if (absl::GetFlag(FLAGS_apply)) return usage_error("kernel: --apply needs --set KEY=VALUE");
+    std::printf("%s", tierctl::kernel_report(root).c_str());
+    return 0;
+  }
+  // Validate everything before writing anything.
+  std::vector<tierctl::Setting> settings;
+  for (const auto& text : sets) {
+    auto s = tierctl::parse_setting(text);
+    if (!s.ok()) return usage_error(absl::StrCat("kernel: ", s.status().message()));
+    settings.push_back(*s);
+  }
+  const bool apply = absl::GetFlag(FLAGS_apply);
+  int rc = 0;
+  for (const auto& s : settings) {
+    std::string path = tierctl::under_root(root, s.knob->path);
+    tierctl::ReadResult before = tierctl::read_text(path);
+    std::string was = before.text ? absl::StrCat(" (now ", *before.text, ")") : "";
+    if (!apply) {
+      std::printf("would write %s to %s%s\n", s.value.c_str(), path.c_str(), was.c_str());
+      continue;
+    }
+    absl::Status st = tierctl::apply_setting(root, s);
+    if (st.ok()) {
+      std::printf("wrote %s to %s%s\n", s.value.c_str(), path.c_str(),
+                  before.text ? absl::StrCat(" (was ", *before.text, ")").c_str() : "");
+    } else {
+      std::fprintf(stderr, "tierctl kernel: %s\n", std::string(st.message()).c_str());
+      rc = 1;
+    }
+  }
+  if (!apply) std::printf("dry run: nothing written; add --apply to write (needs root)\n");
+  return rc;
+}
+
+int run_numa_maps(const std::vector<char*>& args) {
+  if (args.size() != 1)
+    return usage_error("numa-maps: expected exactly one PID (a number or 'self')");
+  auto text = tierctl::read_numa_maps(absl::GetFlag(FLAGS_root), args[0]);
+  if (!text.ok()) {
+    std::fprintf(stderr, "tierctl numa-maps: %s\n", std::string(text.status().message()).c_str());
+    return text.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  auto maps = tierctl::parse_numa_maps(*text);
+  if (!maps.ok()) {
+    std::fprintf(stderr, "tierctl numa-maps: %s\n", std::string(maps.status().message()).c_str());
+    return 1;
+  }
+  auto topo = discover();
+  if (!topo.ok())
+    std::fprintf(stderr, "tierctl numa-maps: tiers unknown: %s\n",
+                 std::string(topo.status().message()).c_str());
+  std::printf("process %s: %llu mappings (/proc/%s/numa_maps)\n%s%s\n", args[0],
+              static_cast<unsigned long long>(maps->mappings), args[0],
+              topo.ok() ? absl::StrCat(topo->summary(), "\n\n").c_str() : "",
+              tierctl::numa_maps_table(*maps, topo.ok() ? &*topo : nullptr).c_str());
+  return 0;
+}
+
+// "--no-json=x" -> "json" style flag name of an argument, or "" for positionals.
+std::string flag_name(absl::string_view arg) {
+  if (!absl::ConsumePrefix(&arg, "-")) return "";
+  absl::ConsumePrefix(&arg, "-");
+  return std::string(arg.substr(0, arg.find('=')));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "%s", help_text(nullptr).c_str());
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "help" || cmd == "--help" || cmd == "-h" || cmd == "-help") {
+    const Subcommand* only = argc > 2 ? find_subcommand(argv[2]) : nullptr;
+    if (argc > 2 && only == nullptr)
+      return usage_error(absl::StrCat("help: unknown subcommand '", argv[2], "'"));
+    std::printf("%s", help_text(only).c_str());
+    return 0;
+  }
+  const Subcommand* sub = find_subcommand(cmd);
+  if (sub == nullptr) {
+    std::vector<std::string> names;
+    for (const auto& s : subcommands()) names.push_back(s.name);
+    return usage_error(absl::StrCat("unknown subcommand '", cmd, "' (known: ",
+                                    absl::StrJoin(names, ", "), "; see 'tierctl help')"));
+  }
+  if (cmd == "simulate") return tierctl::run_simulate(argc - 2, argv + 2);
+
+  // Collect --set (repeatable; absl flags would keep only the last), check
+  // that every other flag belongs to this subcommand, then parse with absl.
+  std::vector<std::string> sets;
+  std::vector<char*> rest = {argv[0]};
+  for (int i = 2; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    std::string name = flag_name(a);
+    if (name == "help" || name == "h" || name == "helpfull") {
+      std::printf("%s", help_text(sub).c_str());
+      return 0;
+    }
+    if (name == "set" && cmd == "kernel") {
+      std::string v = a.find('=') != absl::string_view::npos
+                          ? std::string(a.substr(a.find('=') + 1))
+                      : i + 1 < argc ? argv[++i]
+                                     : "";
+      if (v.empty()) return usage_error("kernel: --set needs KEY=VALUE");
+      for (absl::string_view part : absl::StrSplit(v, ',', absl::SkipEmpty()))
+        sets.emplace_back(part);
+      continue;
+    }
+    if (!name.empty() && name != "-") {
+      bool ok = false;
+      for (const auto& f : sub->flags)
+        ok = ok || name == f || (absl::StartsWith(name, "no") && name.substr(2) == f);
+      if (!ok) {
+        std::string known;
+        for (const auto& f : sub->flags)
+          absl::StrAppend(&known, known.empty() ? "" : ", ", "--", f);
+        if (cmd == "kernel") absl::StrAppend(&known, ", --set");
+        return usage_error(absl::StrCat(cmd, ": unknown option '", a, "' (", cmd, " takes ",
+                                        known.empty() ? "no options" : known, ")"));
+      }
+    }
+    rest.push_back(argv[i]);
+  }
+  int n = static_cast<int>(rest.size());
+  std::vector<char*> positional = absl::ParseCommandLine(n, rest.data());
+  positional.erase(positional.begin());  // program name
+
+  if (cmd == "numa-maps") return run_numa_maps(positional);
+  if (!positional.empty())
+    return usage_error(absl::StrCat(cmd, ": unexpected argument '", positional[0], "'"));
+  if (cmd == "topology") return run_topology();
+  return run_kernel(sets);
+}
