@@ -14,6 +14,7 @@
 // Measured by tierkit-bench (BM_RecordAccess vs BM_AtomicIncrementBaseline).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -87,14 +88,29 @@ class HotnessTracker {
   void record_access(const void* ptr) noexcept { record(reinterpret_cast<std::uintptr_t>(ptr), 1); }
 
   // Records an access to [ptr, ptr+bytes) with `weight` (e.g. a batch size):
-  // one page-word update per page touched, so O(bytes / 4 KiB).
+  // one page-word update per tracked page touched, so O(bytes / 4 KiB) over
+  // tracked memory. Untracked 2 MiB spans count all their pages as outside
+  // accesses at once (unsampled), and the part beyond the 47-bit user address
+  // space counts as one, so a bogus length costs at most O(2^17) steps.
   void record_access(const void* ptr, std::size_t bytes, std::uint32_t weight = 1) noexcept {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
     std::uintptr_t end = a + (bytes == 0 ? 1 : bytes);
     if (end < a) end = ~std::uintptr_t{0};
-    for (std::uintptr_t p = align_down(a, kPageSize); p < end; p += kPageSize) {
-      record(p, weight);
-      if (p + kPageSize < p) break;
+    for (std::uintptr_t p = align_down(a, kPageSize); p < end;) {
+      if ((p >> kAddressBits) != 0) {
+        outside_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      // The untracked span: the 1 GiB without a leaf, or the 2 MiB without a chunk.
+      bool no_leaf = dir_[p >> kDirShift].load(std::memory_order_acquire) == nullptr;
+      std::size_t span = no_leaf ? std::size_t{1} << kDirShift : kHugePageSize;
+      std::uintptr_t span_end = std::min(align_down(p, span) + span, end);
+      if (no_leaf || chunk_for(p, false) == nullptr) {
+        outside_.fetch_add((span_end - p + kPageSize - 1) / kPageSize, std::memory_order_relaxed);
+        p = align_up(span_end, kPageSize);
+        continue;
+      }
+      for (; p < span_end; p += kPageSize) record(p, weight);
     }
   }
 
@@ -229,7 +245,8 @@ class HotnessTracker {
         return;
       }
       countdown = every;
-      weight *= every;
+      // Saturate rather than wrap: heat is capped at kMaxHeat anyway.
+      weight = weight > PageWord::kMaxHeat / every ? PageWord::kMaxHeat + 1 : weight * every;
     }
     if ((a >> kAddressBits) == 0) {
       Leaf* leaf = dir_[a >> kDirShift].load(std::memory_order_acquire);
@@ -242,8 +259,9 @@ class HotnessTracker {
                                     : (a >> 12) & (kPagesPerChunk - 1)];
           std::uint16_t old = w.load(std::memory_order_relaxed);
           if (PageWord::tracked(old)) {
-            std::uint16_t upd = PageWord::with_epoch(
-                PageWord::with_heat(old, PageWord::heat(old) + weight), epoch());
+            std::uint32_t heat = weight > PageWord::kMaxHeat ? PageWord::kMaxHeat + 1
+                                                             : PageWord::heat(old) + weight;
+            std::uint16_t upd = PageWord::with_epoch(PageWord::with_heat(old, heat), epoch());
             if (upd != old) w.compare_exchange_strong(old, upd, std::memory_order_relaxed);
             return;
           }

@@ -1,0 +1,302 @@
+// HotnessTracker unit tests. Addresses are synthetic: the tracker never
+// dereferences them.
+#include "tierkit/hotness.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace tierkit {
+namespace {
+
+constexpr std::uintptr_t kBase = 0x200000000000;  // 2 MiB (and 1 GiB) aligned, < 2^47
+
+const void* P(std::uintptr_t a) { return reinterpret_cast<const void*>(a); }
+std::uint16_t W(const HotnessTracker& t, std::uintptr_t a) {
+  auto* w = t.word(a);
+  return w == nullptr ? 0 : w->load();
+}
+std::uint32_t Heat(const HotnessTracker& t, std::uintptr_t a) { return PageWord::heat(W(t, a)); }
+
+TEST(PageWord, FieldsAreIndependent) {
+  std::uint16_t w = PageWord::kTracked;
+  w = PageWord::with_heat(w, 777);
+  w = PageWord::with_epoch(w, 13);
+  w = PageWord::with_fast(w, true);
+  EXPECT_TRUE(PageWord::tracked(w));
+  EXPECT_TRUE(PageWord::fast(w));
+  EXPECT_EQ(PageWord::heat(w), 777u);
+  EXPECT_EQ(PageWord::epoch(w), 13u);
+  w = PageWord::with_fast(PageWord::with_epoch(w, 16 + 2), false);  // epoch is modulo 16
+  EXPECT_EQ(PageWord::epoch(w), 2u);
+  EXPECT_FALSE(PageWord::fast(w));
+  EXPECT_EQ(PageWord::heat(w), 777u);
+  EXPECT_EQ(PageWord::heat(PageWord::with_heat(w, 5000)), PageWord::kMaxHeat);  // clamps
+}
+
+TEST(HotnessTracker, RecordAccessCountsOnePerCallPerPage) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 4 * kPageSize, false, false);
+  for (int i = 0; i < 7; ++i) t.record_access(P(kBase + kPageSize + 123));
+  EXPECT_EQ(Heat(t, kBase + kPageSize), 7u);
+  EXPECT_EQ(Heat(t, kBase), 0u);
+  EXPECT_EQ(Heat(t, kBase + 2 * kPageSize), 0u);
+  EXPECT_EQ(t.outside_accesses(), 0u);
+  // Tracking bits survive the counting.
+  EXPECT_TRUE(PageWord::tracked(W(t, kBase + kPageSize)));
+  EXPECT_FALSE(PageWord::fast(W(t, kBase + kPageSize)));
+}
+
+TEST(HotnessTracker, RangeAccessWeightsEveryPageTouched) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 8 * kPageSize, false, true);
+  // [base + 4000, base + 4000 + 5000) touches pages 0, 1 and 2.
+  t.record_access(P(kBase + 4000), 5000, 3);
+  EXPECT_EQ(Heat(t, kBase), 3u);
+  EXPECT_EQ(Heat(t, kBase + kPageSize), 3u);
+  EXPECT_EQ(Heat(t, kBase + 2 * kPageSize), 3u);
+  EXPECT_EQ(Heat(t, kBase + 3 * kPageSize), 0u);
+  // Zero bytes still counts the page holding the pointer.
+  t.record_access(P(kBase + 5 * kPageSize), 0, 2);
+  EXPECT_EQ(Heat(t, kBase + 5 * kPageSize), 2u);
+  EXPECT_TRUE(PageWord::fast(W(t, kBase)));
+}
+
+TEST(HotnessTracker, HeatSaturatesAtMaxHeat) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kPageSize, false, false);
+  for (int i = 0; i < 3000; ++i) t.record_access(P(kBase));
+  EXPECT_EQ(Heat(t, kBase), PageWord::kMaxHeat);
+  EXPECT_TRUE(PageWord::tracked(W(t, kBase)));  // no overflow into the flag bits
+  // Huge weights saturate too, from any starting heat (no 32-bit wrap-around).
+  t.record_access(P(kBase + kPageSize), kPageSize, 5);
+  t.record_access(P(kBase + kPageSize), kPageSize, std::numeric_limits<std::uint32_t>::max());
+  EXPECT_EQ(Heat(t, kBase + kPageSize), PageWord::kMaxHeat);
+  // Weight times the sampling factor does not wrap either.
+  HotnessTracker s;
+  s.track(kBase, kBase + kPageSize, false, false);
+  s.set_sampling(8);
+  std::thread([&] {  // fresh thread: the sampling countdown starts at 0
+    s.record_access(P(kBase), 1, 0x40000000u);
+  })
+      .join();
+  EXPECT_EQ(Heat(s, kBase), PageWord::kMaxHeat);
+}
+
+TEST(HotnessTracker, AccessesAreStampedWithTheEpochModulo16) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kPageSize, false, false);
+  t.set_epoch(5);
+  t.record_access(P(kBase));
+  EXPECT_EQ(PageWord::epoch(W(t, kBase)), 5u);
+  t.set_epoch(16 + 9);
+  t.record_access(P(kBase));
+  EXPECT_EQ(PageWord::epoch(W(t, kBase)), 9u);
+  EXPECT_EQ(PageWord::epoch(W(t, kBase + kPageSize)), 0u);  // untouched page keeps its stamp
+  EXPECT_EQ(t.epoch(), 25u);
+}
+
+TEST(HotnessTracker, SweepVisitsTrackedUnitsAndAgesWithTheDecay) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 4 * kPageSize, false, false);
+  t.track(kBase + 8 * kPageSize, kBase + 9 * kPageSize, false, true);
+  for (int i = 0; i < 100; ++i) t.record_access(P(kBase));
+  for (int i = 0; i < 9; ++i) t.record_access(P(kBase + 8 * kPageSize));
+  std::vector<std::pair<std::uintptr_t, std::uint32_t>> seen;
+  auto half = [](std::uint32_t h) { return h / 2; };
+  t.sweep(
+      kBase, kBase + 16 * kPageSize,
+      [&](std::uintptr_t a, std::uint16_t w) { seen.emplace_back(a, PageWord::heat(w)); }, half);
+  // Pages 4..7 and 9..15 are not tracked: not visited.
+  ASSERT_EQ(seen.size(), 5u);
+  EXPECT_EQ(seen[0], std::make_pair(kBase, 100u));  // heat before aging
+  EXPECT_EQ(seen[4], std::make_pair(kBase + 8 * kPageSize, 9u));
+  EXPECT_EQ(Heat(t, kBase), 50u);
+  EXPECT_EQ(Heat(t, kBase + 8 * kPageSize), 4u);
+  EXPECT_TRUE(PageWord::fast(W(t, kBase + 8 * kPageSize)));  // aging keeps the other bits
+  for (int e = 0; e < 10; ++e)
+    t.sweep(
+        kBase, kBase + 16 * kPageSize, [](auto, auto) {}, half);
+  EXPECT_EQ(Heat(t, kBase), 0u);
+  EXPECT_TRUE(PageWord::tracked(W(t, kBase)));
+  // A sub-range sweep touches only that range.
+  t.record_access(P(kBase), kPageSize, 40);
+  t.record_access(P(kBase + kPageSize), kPageSize, 40);
+  t.sweep(
+      kBase + kPageSize, kBase + 2 * kPageSize, [](auto, auto) {}, half);
+  EXPECT_EQ(Heat(t, kBase), 40u);
+  EXPECT_EQ(Heat(t, kBase + kPageSize), 20u);
+}
+
+TEST(HotnessTracker, SamplingCountsOneInNWithWeightN) {
+  HotnessTracker t;
+  t.track(kBase, kBase + kPageSize, false, false);
+  t.set_sampling(4);
+  EXPECT_EQ(t.sampling(), 4u);
+  std::thread([&] {
+    for (int i = 0; i < 400; ++i) t.record_access(P(kBase));
+  }).join();
+  // 100 samples of weight 4: the estimate equals the true count.
+  EXPECT_EQ(Heat(t, kBase), 400u);
+  // Two threads sample independently: each thread's count is still exact.
+  HotnessTracker u;
+  u.track(kBase, kBase + kPageSize, false, false);
+  u.set_sampling(10);
+  std::thread a([&] {
+    for (int i = 0; i < 300; ++i) u.record_access(P(kBase));
+  });
+  std::thread b([&] {
+    for (int i = 0; i < 200; ++i) u.record_access(P(kBase));
+  });
+  a.join();
+  b.join();
+  // Concurrent compare-exchange can drop an update under contention, never add one.
+  EXPECT_LE(Heat(u, kBase), 500u);
+  EXPECT_GE(Heat(u, kBase), 10u);
+  EXPECT_EQ(Heat(u, kBase) % 10, 0u);  // every recorded sample weighs 10
+  u.set_sampling(0);                   // 0 means every access
+  EXPECT_EQ(u.sampling(), 1u);
+}
+
+TEST(HotnessTracker, HugeUnitsCountEveryPageInTheFirstWord) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kHugePageSize, true, false);
+  t.record_access(P(kBase));
+  t.record_access(P(kBase + 100 * kPageSize));
+  t.record_access(P(kBase + kHugePageSize - 1));
+  t.record_access(P(kBase + kHugePageSize + 7 * kPageSize));
+  EXPECT_EQ(Heat(t, kBase), 3u);
+  EXPECT_EQ(t.word(kBase + 100 * kPageSize), t.word(kBase));  // one word per 2 MiB unit
+  EXPECT_EQ(Heat(t, kBase + kHugePageSize), 1u);
+  int units = 0;
+  t.sweep(
+      kBase, kBase + 2 * kHugePageSize, [&](auto, auto) { ++units; }, [](auto h) { return h; });
+  EXPECT_EQ(units, 2);
+  EXPECT_EQ(t.outside_accesses(), 0u);
+  // Re-tracking the chunk at 4 KiB granularity switches it back to per-page words.
+  t.untrack(kBase, kBase + kHugePageSize);
+  t.track(kBase, kBase + kHugePageSize, false, false);
+  t.record_access(P(kBase + 100 * kPageSize));
+  EXPECT_EQ(Heat(t, kBase + 100 * kPageSize), 1u);
+  EXPECT_EQ(Heat(t, kBase), 0u);
+}
+
+TEST(HotnessTracker, AccessesOutsideTrackedRangesAreCounted) {
+  HotnessTracker t;
+  t.record_access(P(kBase));  // nothing tracked at all
+  t.track(kBase, kBase + kPageSize, false, false);
+  t.record_access(P(kBase + kPageSize));        // same chunk, untracked page
+  t.record_access(P(kBase + kHugePageSize));    // same leaf, no chunk
+  t.record_access(P(kBase + (1ull << 30)));     // no leaf
+  t.record_access(nullptr);                     // null
+  t.record_access(P(std::uintptr_t{1} << 47));  // beyond user space
+  t.record_access(P(~std::uintptr_t{0}));
+  EXPECT_EQ(t.outside_accesses(), 7u);
+  EXPECT_EQ(Heat(t, kBase), 0u);
+  // Ranges count per page outside, including one that wraps past the top.
+  t.record_access(P(kBase + kPageSize), 3 * kPageSize);
+  EXPECT_EQ(t.outside_accesses(), 10u);
+  std::uint64_t before = t.outside_accesses();
+  t.record_access(P(~std::uintptr_t{0} - 100), 1000);
+  EXPECT_GT(t.outside_accesses(), before);
+}
+
+TEST(HotnessTracker, HugeRangeAccessesFinishQuickly) {
+  // A bogus length must not walk 2^35 pages: untracked spans are skipped.
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kPageSize, false, false);
+  t.record_access(P(kBase), std::numeric_limits<std::size_t>::max(), 1);
+  EXPECT_EQ(Heat(t, kBase), 1u);
+  EXPECT_EQ(Heat(t, kBase + kPageSize), 1u);
+  EXPECT_GT(t.outside_accesses(), 0u);
+  t.record_access(P(4096), std::size_t{1} << 44, 1);  // 16 TiB, ends below kBase
+  EXPECT_EQ(Heat(t, kBase), 1u);                      // below kBase: not reached
+}
+
+TEST(HotnessTracker, UntrackMakesLaterAccessesNoOps) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 4 * kPageSize, false, true);
+  t.record_access(P(kBase + kPageSize));
+  t.untrack(kBase, kBase + 2 * kPageSize);
+  EXPECT_EQ(W(t, kBase + kPageSize), 0u);  // whole word cleared
+  std::uint64_t before = t.outside_accesses();
+  t.record_access(P(kBase + kPageSize));
+  t.record_access(P(kBase));
+  EXPECT_EQ(W(t, kBase + kPageSize), 0u);
+  EXPECT_EQ(t.outside_accesses(), before + 2);
+  t.set_fast(kBase, true);  // set_fast on an untracked page stays a no-op
+  EXPECT_EQ(W(t, kBase), 0u);
+  t.record_access(P(kBase + 2 * kPageSize));  // the rest is still tracked
+  EXPECT_EQ(Heat(t, kBase + 2 * kPageSize), 1u);
+  EXPECT_EQ(t.word(kBase + (1ull << 30)), nullptr);                   // never tracked: no word
+  t.untrack(kBase + (1ull << 30), kBase + (1ull << 30) + kPageSize);  // never tracked: no-op
+}
+
+TEST(HotnessTracker, MetadataIsTwoBytesPerPage) {
+  // One std::atomic<uint16_t> per page, lock-free (no hidden lock word), and
+  // consecutive pages' words are adjacent: 512 pages of a 2 MiB chunk take
+  // 1 KiB (+ one flag byte per chunk), i.e. 2 bytes per 4 KiB page = 0.05%.
+  static_assert(sizeof(std::atomic<std::uint16_t>) == 2);
+  static_assert(std::atomic<std::uint16_t>::is_always_lock_free);
+  static_assert(HotnessTracker::kPagesPerChunk == 512);
+  HotnessTracker t;
+  t.track(kBase, kBase + kHugePageSize, false, false);
+  auto* first = t.word(kBase);
+  auto* last = t.word(kBase + kHugePageSize - kPageSize);
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ(reinterpret_cast<const char*>(last) - reinterpret_cast<const char*>(first),
+            static_cast<std::ptrdiff_t>(2 * (HotnessTracker::kPagesPerChunk - 1)));
+  EXPECT_EQ(t.word(kBase + kPageSize) - first, 1);
+  // Re-tracking reuses the same block: metadata does not grow.
+  t.untrack(kBase, kBase + kHugePageSize);
+  t.track(kBase, kBase + kHugePageSize, false, false);
+  EXPECT_EQ(t.word(kBase), first);
+}
+
+TEST(HotnessTracker, ConcurrentAccessesWhileTrackingAndUntracking) {
+  HotnessTracker t;
+  constexpr int kPages = 2048;  // 4 chunks
+  const std::uintptr_t end = kBase + kPages * kPageSize;
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> calls{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r)
+    readers.emplace_back([&, r] {
+      std::uint64_t n = 0;
+      std::uint32_t x = 12345u + static_cast<std::uint32_t>(r);
+      while (!done.load(std::memory_order_relaxed)) {
+        x = x * 1664525u + 1013904223u;
+        std::uintptr_t a = kBase + (x >> 8) % (kPages + 512) * kPageSize;  // some beyond the range
+        if (x & 1)
+          t.record_access(P(a));
+        else
+          t.record_access(P(a), 3 * kPageSize, 2);
+        n += (x & 1) ? 1 : 3;
+      }
+      calls.fetch_add(n);
+    });
+  for (int round = 0; round < 200; ++round) {
+    bool huge = round % 3 == 0;
+    t.track(kBase, end, huge, round % 2 == 0);
+    t.sweep(
+        kBase, end, [](auto, auto) {}, [](std::uint32_t h) { return h / 2; });
+    t.set_epoch(static_cast<std::uint32_t>(round));
+    t.untrack(kBase + (round % 4) * kHugePageSize, end);
+  }
+  t.untrack(kBase, end);
+  done = true;
+  for (auto& th : readers) th.join();
+  EXPECT_GT(calls.load(), 0u);
+  for (std::uintptr_t a = kBase; a < end; a += kPageSize) ASSERT_EQ(W(t, a), 0u);
+  // After the final untrack every access is outside.
+  std::uint64_t before = t.outside_accesses();
+  for (int i = 0; i < 10; ++i) t.record_access(P(kBase + i * kPageSize));
+  EXPECT_EQ(t.outside_accesses(), before + 10);
+}
+
+}  // namespace
+}  // namespace tierkit
