@@ -1,0 +1,146 @@
+// tests/vm/vm_support.hpp: helpers shared by the in-VM tests (vm_*_test.cpp).
+//
+// These tests make real mbind/move_pages calls and need a machine with a DRAM
+// node 0 (with the CPUs) and a CPU-less slow node 1: the QEMU machines that
+// tests/vm/run boots. tests/vm/run sets TIERKIT_VM=<topology> in the guest;
+// there a missing node is a failure. Anywhere else (a one-node host) the tests
+// GTEST_SKIP.
+#pragma once
+
+#include <numa.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "gtest/gtest.h"
+#include "tierkit/backend/linux.hpp"
+
+namespace tierkit::vm {
+
+inline constexpr NodeId kFastNode = 0;
+inline constexpr NodeId kSlowNode = 1;
+inline constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+// The topology tests/vm/run booted ("hmat", "kernel-tier"), or "" outside it.
+inline std::string vm_topology() {
+  const char* t = std::getenv("TIERKIT_VM");
+  return t ? std::string(t) : std::string();
+}
+inline bool in_vm() { return !vm_topology().empty(); }
+
+// Why this machine cannot run the tests, or nullopt if it can.
+inline std::optional<std::string> missing_two_nodes() {
+  if (numa_available() < 0) return "NUMA is not available (numa_available() < 0)";
+  if (numa_max_node() < kSlowNode)
+    return absl::StrCat("needs NUMA nodes 0 and 1 (a DRAM node and a slow node), this machine has ",
+                        numa_max_node() + 1,
+                        " node(s); these tests run inside the emulated machine: tests/vm/run");
+  long long free_bytes = 0;
+  if (numa_node_size64(kSlowNode, &free_bytes) <= 0) return "node 1 has no memory";
+  return std::nullopt;
+}
+
+// Skips the test on a machine without the two nodes; fails it inside the VM.
+#define TIERKIT_VM_REQUIRE_TWO_NODES()                                  \
+  do {                                                                  \
+    if (auto why_ = ::tierkit::vm::missing_two_nodes()) {               \
+      if (::tierkit::vm::in_vm()) FAIL() << "inside the VM: " << *why_; \
+      GTEST_SKIP() << *why_;                                            \
+    }                                                                   \
+  } while (0)
+
+// Prints a "tierkit-vm: key=value" line that tests/vm/run collects from the
+// serial log, and records it as a gtest property.
+inline void report(const std::string& key, std::uint64_t value) {
+  std::printf("tierkit-vm: %s=%llu\n", key.c_str(), static_cast<unsigned long long>(value));
+  std::fflush(stdout);
+  ::testing::Test::RecordProperty(key, std::to_string(value));
+}
+
+// The base-page addresses of [p, p + bytes).
+inline std::vector<void*> pages_of(void* p, std::size_t bytes) {
+  std::vector<void*> pages(bytes / kPageSize);
+  for (std::size_t i = 0; i < pages.size(); ++i) pages[i] = static_cast<char*>(p) + i * kPageSize;
+  return pages;
+}
+
+// Writes one byte per page so every page is faulted in.
+inline void touch(void* p, std::size_t bytes, char value = 1) {
+  auto* c = static_cast<volatile char*>(p);
+  for (std::size_t off = 0; off < bytes; off += kPageSize) c[off] = value;
+}
+
+// The errno's name, for messages.
+inline const char* strerrorname(int e) {
+  switch (e) {
+    case ENOENT:
+      return "ENOENT";
+    case EFAULT:
+      return "EFAULT";
+    case ENOMEM:
+      return "ENOMEM";
+    case EBUSY:
+      return "EBUSY";
+    case EAGAIN:
+      return "EAGAIN";
+    case EACCES:
+      return "EACCES";
+    case ENODEV:
+      return "ENODEV";
+    case EINVAL:
+      return "EINVAL";
+    case EIO:
+      return "EIO";
+    default:
+      return "E?";
+  }
+}
+
+// "node 1: 16384, -ENOENT: 2"-style histogram of query/move statuses.
+inline std::string histogram(absl::Span<const int> status) {
+  std::map<int, std::size_t> h;
+  for (int s : status) ++h[s];
+  std::string out;
+  for (auto [s, n] : h)
+    absl::StrAppend(&out, out.empty() ? "" : ", ",
+                    s >= 0 ? absl::StrCat("node ", s) : absl::StrCat("-", strerrorname(-s)), ": ",
+                    n);
+  return out;
+}
+
+// The node of every page of [p, p + bytes) (negative errno where not present).
+inline std::vector<int> nodes_of(Backend& be, void* p, std::size_t bytes) {
+  std::vector<void*> pages = pages_of(p, bytes);
+  std::vector<int> status(pages.size(), -1000);
+  absl::Status s = be.query(pages, absl::MakeSpan(status));
+  if (!s.ok()) ADD_FAILURE() << "query failed: " << s;
+  return status;
+}
+
+// Success if every page of [p, p + bytes) is on `node`; else the histogram and
+// the first page that is not.
+inline ::testing::AssertionResult all_on(Backend& be, void* p, std::size_t bytes, NodeId node) {
+  std::vector<int> status = nodes_of(be, p, bytes);
+  for (std::size_t i = 0; i < status.size(); ++i) {
+    if (status[i] != node)
+      return ::testing::AssertionFailure()
+             << "page " << i << " of " << status.size() << " is on " << status[i]
+             << ", expected node " << node << " (" << histogram(status) << ")";
+  }
+  return ::testing::AssertionSuccess() << status.size() << " pages on node " << node;
+}
+
+// Seconds since `start_ns` on the steady clock.
+inline double seconds_since(std::int64_t start_ns) {
+  return static_cast<double>(SteadyClock::instance().now_ns() - start_ns) / 1e9;
+}
+
+}  // namespace tierkit::vm
