@@ -1,0 +1,739 @@
+// tierkit/memory_resource.hpp: std::pmr memory resources whose memory lives on
+// a chosen memory tier. TierMemoryResource reserves large arenas through the
+// Backend, binds each arena once to the tier's NUMA nodes and carves
+// page-granular chunks out of them; an ArenaObserver (the tiering engine) is
+// told about every arena so it can track and migrate it as a region. On top,
+// tier_resource(Tier) gives process-wide, pooled resources per tier, which is
+// what tiered_allocator (allocator.hpp) uses. Layer 2: includes backend.hpp.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <memory_resource>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/config.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "tierkit/backend.hpp"
+#include "tierkit/backend/linux.hpp"
+#include "tierkit/common.hpp"
+
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace tierkit {
+
+namespace detail {
+// Under AddressSanitizer, free chunks are poisoned so use-after-free is
+// caught, and reused chunks unpoisoned so poisoning left by a container
+// (absl's raw_hash_set poisons empty slots) does not outlive the chunk.
+// No-ops otherwise.
+inline void asan_poison(const void* p, std::size_t n) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  ASAN_POISON_MEMORY_REGION(p, n);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+inline void asan_unpoison(const void* p, std::size_t n) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+}  // namespace detail
+
+// Receives arena lifetime events from a TierMemoryResource; the tiering engine
+// implements it to register arenas as regions. Callbacks run on the thread
+// that mapped or unmapped the arena, without the resource's state lock held,
+// in the order the events happened; events of one resource never run
+// concurrently. A callback may allocate from the resource (a nested event is
+// then delivered from inside it) and may read its counters.
+class ArenaObserver {
+ public:
+  virtual ~ArenaObserver() = default;
+  // `bytes` at `base` were mapped and bound to `nodes`. Pages are not
+  // necessarily faulted in yet.
+  virtual void on_arena_mapped(void* base, std::size_t bytes, const NodeSet& nodes) = 0;
+  // The arena at `base` is about to be unmapped: it is still mapped during
+  // the call and will be unmapped right after it returns.
+  virtual void on_arena_unmapped(void* base, std::size_t bytes) = 0;
+};
+
+// Options of TierMemoryResource::create().
+struct TierResourceOptions {
+  // Nodes every arena is bound to. Must be non-empty; each node must exist for
+  // the backend.
+  NodeSet nodes;
+  // Memory policy of the arenas.
+  BindMode mode = BindMode::kBind;
+  // Size of a regular arena: a positive multiple of kHugePageSize. Requests
+  // larger than half of it get a dedicated arena of their own.
+  std::size_t arena_bytes = 64 << 20;
+  // Ask for transparent huge pages on every arena (madvise(MADV_HUGEPAGE)).
+  // Failure to advise is not an error; see huge_pages_status().
+  bool huge_pages = false;
+  // Where memory comes from; null means LinuxBackend::instance(). Must
+  // outlive the resource.
+  Backend* backend = nullptr;
+  // Told about every arena mapped and unmapped; may be null. Must outlive the
+  // resource or be replaced with set_observer() first.
+  ArenaObserver* observer = nullptr;
+  // Cap on reserved (mapped) bytes; 0 means no limit. A request that would
+  // need more fails with ResourceExhausted (std::bad_alloc from allocate()).
+  std::uint64_t limit_bytes = 0;
+};
+
+// The std::bad_alloc thrown by tierkit's resources and allocators: what()
+// carries the reason (the absl::Status message). Copying never throws.
+class TierAllocError : public std::bad_alloc {
+ public:
+  explicit TierAllocError(const absl::Status& status)
+      : code_(status.code()), message_(std::string(status.ToString())) {}
+  const char* what() const noexcept override { return message_.what(); }
+  // The status code of the failure (ResourceExhausted, InvalidArgument...).
+  absl::StatusCode code() const noexcept { return code_; }
+
+ private:
+  absl::StatusCode code_;
+  std::runtime_error message_;  // reference-counted string: nothrow copy
+};
+
+// A memory resource that hands out memory bound to a fixed set of NUMA nodes.
+//
+// Memory is reserved in arenas (one Backend::map + one Backend::bind each, no
+// page migration), optionally advised for huge pages, and carved into
+// kPageSize-granular, at least page-aligned chunks with first-fit over an
+// address-ordered free list that coalesces neighbours. Small objects should
+// go through a pool on top (tier_resource() does that). Regular arenas are
+// kept for reuse until release_unused() or destruction; a request larger than
+// half an arena gets a dedicated arena that is unmapped when it is freed.
+//
+// Thread-safe. allocate() costs O(free blocks) under one absl::Mutex when a
+// chunk is free, plus three syscalls (map, bind, and advise with huge pages)
+// outside the lock when a new arena is needed; deallocate() costs O(log
+// blocks), or one munmap for a dedicated arena. Syscalls and observer
+// callbacks run outside the state lock.
+class TierMemoryResource final : public std::pmr::memory_resource {
+ public:
+  // One mapped arena, as reported by arenas().
+  struct ArenaSpan {
+    void* base = nullptr;
+    std::size_t bytes = 0;
+    bool dedicated = false;  // holds exactly one large chunk
+  };
+
+  // Validates `options` and creates a resource; maps nothing yet. Errors are
+  // InvalidArgument naming the option and why. Costs one
+  // Backend::node_memory call per node.
+  static absl::StatusOr<std::unique_ptr<TierMemoryResource>> create(TierResourceOptions options) {
+    if (options.backend == nullptr) options.backend = &LinuxBackend::instance();
+    if (options.nodes.empty())
+      return absl::InvalidArgumentError(
+          "TierResourceOptions.nodes is empty: name the NUMA node(s) the arenas are bound to");
+    if (options.arena_bytes == 0 || options.arena_bytes % kHugePageSize != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("TierResourceOptions.arena_bytes is ", options.arena_bytes,
+                       ", not a positive multiple of 2 MiB (", kHugePageSize,
+                       "): arenas are bound and huge-page backed in whole 2 MiB units"));
+    if (options.limit_bytes != 0 && options.limit_bytes < kPageSize)
+      return absl::InvalidArgumentError(absl::StrCat("TierResourceOptions.limit_bytes is ",
+                                                     options.limit_bytes, ", less than one page (",
+                                                     kPageSize, "); use 0 for no limit"));
+    for (NodeId n : options.nodes.to_vector()) {
+      absl::StatusOr<NodeMemory> mem = options.backend->node_memory(n);
+      if (!mem.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("TierResourceOptions.nodes contains node ", n, ", which the ",
+                         options.backend->name(), " backend cannot use: ", mem.status().message()));
+    }
+    return std::unique_ptr<TierMemoryResource>(new TierMemoryResource(std::move(options)));
+  }
+
+  // Reports every arena to the observer as unmapped, then unmaps it. Chunks
+  // still allocated become invalid (as with std::pmr pool resources).
+  ~TierMemoryResource() override {
+    std::vector<ArenaSpan> spans;
+    ArenaObserver* obs = nullptr;
+    {
+      NotifyGuard guard(this);
+      {
+        absl::MutexLock lock(&mu_);
+        spans = arenas_locked();
+        obs = observer_;
+        arenas_.clear();
+        free_.clear();
+      }
+      if (obs != nullptr)
+        for (const ArenaSpan& s : spans) obs->on_arena_unmapped(s.base, s.bytes);
+    }
+    for (const ArenaSpan& s : spans) {
+      detail::asan_unpoison(s.base, s.bytes);
+      backend_->unmap(s.base, s.bytes).IgnoreError();
+    }
+  }
+
+  TierMemoryResource(const TierMemoryResource&) = delete;
+  TierMemoryResource& operator=(const TierMemoryResource&) = delete;
+
+  // Like allocate(), but returns the reason on failure instead of throwing:
+  // InvalidArgument (alignment not a power of two), ResourceExhausted (limit
+  // reached, mmap failed, a kBind node is full) or the bind error. Failures
+  // are also recorded as last_error(). Free with deallocate().
+  absl::StatusOr<void*> try_allocate(std::size_t bytes,
+                                     std::size_t alignment = alignof(std::max_align_t)) {
+    if (alignment == 0 || (alignment & (alignment - 1)) != 0)
+      return record(absl::InvalidArgumentError(
+          absl::StrCat("alignment ", alignment, " is not a power of two")));
+    if (bytes > kMaxRequest || alignment > kMaxRequest)
+      return record(absl::ResourceExhaustedError(absl::StrCat(
+          "request of ", bytes, " bytes aligned to ", alignment, " is too large", where())));
+    const std::size_t size = chunk_size(bytes);
+    const std::size_t align = alignment < kPageSize ? kPageSize : alignment;
+    const std::size_t worst = size + (align - kPageSize);
+    const bool dedicated = worst > arena_bytes_ / 2;
+    if (!dedicated) {
+      std::optional<std::uintptr_t> p;
+      {
+        absl::MutexLock lock(&mu_);
+        p = carve_locked(size, align);
+      }
+      if (p.has_value()) {
+        detail::asan_unpoison(reinterpret_cast<void*>(*p), size);
+        return reinterpret_cast<void*>(*p);
+      }
+    }
+    return grow(bytes, size, align, dedicated);
+  }
+
+  // The most recent allocation failure of any thread (OkStatus if none): the
+  // reason behind a std::bad_alloc. Takes the lock.
+  absl::Status last_error() const {
+    absl::MutexLock lock(&mu_);
+    return last_error_;
+  }
+  // OkStatus, or the first madvise(MADV_HUGEPAGE) failure with huge_pages on.
+  absl::Status huge_pages_status() const {
+    absl::MutexLock lock(&mu_);
+    return huge_status_;
+  }
+
+  // Bytes of all mapped arenas. Lock-free.
+  std::uint64_t reserved_bytes() const { return reserved_.load(std::memory_order_relaxed); }
+  // Bytes of chunks handed out and not yet freed (page-rounded). Lock-free.
+  std::uint64_t used_bytes() const { return used_.load(std::memory_order_relaxed); }
+  // Number of mapped arenas. Lock-free.
+  std::size_t arena_count() const { return arena_count_.load(std::memory_order_relaxed); }
+  // The mapped arenas, in address order. O(arenas) under the lock.
+  std::vector<ArenaSpan> arenas() const {
+    absl::MutexLock lock(&mu_);
+    return arenas_locked();
+  }
+  // Whether `p` lies inside one of this resource's arenas. O(log arenas).
+  bool owns(const void* p) const {
+    absl::MutexLock lock(&mu_);
+    return arena_of_locked(reinterpret_cast<std::uintptr_t>(p)) != arenas_.end();
+  }
+
+  // The options the resource was created with (constant; no lock).
+  const NodeSet& nodes() const { return nodes_; }
+  BindMode mode() const { return mode_; }
+  Backend* backend() const { return backend_; }
+  std::size_t arena_bytes() const { return arena_bytes_; }
+  std::uint64_t limit_bytes() const { return limit_; }
+
+  // Replaces the observer. Under the notification order, every mapped arena
+  // is reported as unmapped to the old observer and as mapped to the new one,
+  // so both see a consistent picture; after the call the old observer gets no
+  // more events. O(arenas) callbacks.
+  void set_observer(ArenaObserver* observer) {
+    NotifyGuard guard(this);
+    std::vector<ArenaSpan> spans;
+    ArenaObserver* old = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      old = observer_;
+      if (old == observer) return;
+      observer_ = observer;
+      spans = arenas_locked();
+    }
+    if (old != nullptr)
+      for (const ArenaSpan& s : spans) old->on_arena_unmapped(s.base, s.bytes);
+    if (observer != nullptr)
+      for (const ArenaSpan& s : spans) observer->on_arena_mapped(s.base, s.bytes, nodes_);
+  }
+  // The current observer (may be null).
+  ArenaObserver* observer() const {
+    absl::MutexLock lock(&mu_);
+    return observer_;
+  }
+
+  // Unmaps regular arenas that have no chunk in use; returns the bytes
+  // released. O(arenas + free blocks) under the lock, one munmap per arena.
+  std::uint64_t release_unused() {
+    std::vector<ArenaSpan> spans;
+    {
+      NotifyGuard guard(this);
+      ArenaObserver* obs = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        obs = observer_;
+        for (auto it = arenas_.begin(); it != arenas_.end();) {
+          if (it->second.dedicated || it->second.used != 0) {
+            ++it;
+            continue;
+          }
+          spans.push_back({reinterpret_cast<void*>(it->first), it->second.bytes, false});
+          free_.erase(it->first);  // coalesced: one block covers the whole arena
+          forget_arena_locked(it->second.bytes);
+          it = arenas_.erase(it);
+        }
+      }
+      if (obs != nullptr)
+        for (const ArenaSpan& s : spans) obs->on_arena_unmapped(s.base, s.bytes);
+    }
+    std::uint64_t released = 0;
+    for (const ArenaSpan& s : spans) {
+      released += s.bytes;
+      detail::asan_unpoison(s.base, s.bytes);
+      absl::Status st = backend_->unmap(s.base, s.bytes);
+      if (!st.ok()) record(st).IgnoreError();
+    }
+    return released;
+  }
+
+ private:
+  // Requests beyond this are refused outright (no overflow in rounding).
+  static constexpr std::size_t kMaxRequest = std::size_t{1} << 52;
+
+  struct Arena {
+    std::size_t bytes = 0;
+    std::size_t used = 0;
+    bool dedicated = false;
+  };
+  using ArenaMap = std::map<std::uintptr_t, Arena>;
+
+  // Serialises arena events (state change + callback) without holding mu_
+  // during callbacks; reentrant so a callback may trigger a nested event.
+  class NotifyGuard {
+   public:
+    explicit NotifyGuard(TierMemoryResource* r) : r_(r) {
+      if (r_->notify_owner_.load(std::memory_order_relaxed) == std::this_thread::get_id()) return;
+      r_->notify_mu_.lock();
+      r_->notify_owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+      owner_ = true;
+    }
+    ~NotifyGuard() {
+      if (!owner_) return;
+      r_->notify_owner_.store(std::thread::id(), std::memory_order_relaxed);
+      r_->notify_mu_.unlock();
+    }
+    NotifyGuard(const NotifyGuard&) = delete;
+    NotifyGuard& operator=(const NotifyGuard&) = delete;
+
+   private:
+    TierMemoryResource* r_;
+    bool owner_ = false;
+  };
+
+  explicit TierMemoryResource(TierResourceOptions o)
+      : nodes_(o.nodes),
+        mode_(o.mode),
+        arena_bytes_(o.arena_bytes),
+        huge_(o.huge_pages),
+        backend_(o.backend),
+        limit_(o.limit_bytes),
+        observer_(o.observer) {}
+
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    absl::StatusOr<void*> p = try_allocate(bytes, alignment);
+    if (!p.ok()) throw TierAllocError(p.status());
+    return *p;
+  }
+
+  void do_deallocate(void* p, std::size_t bytes, std::size_t /*alignment*/) override {
+    if (p == nullptr) return;
+    const auto addr = reinterpret_cast<std::uintptr_t>(p);
+    const std::size_t size = chunk_size(bytes);
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = arena_of_locked(addr);
+      if (it == arenas_.end()) {
+        last_error_ = absl::InvalidArgumentError(absl::StrCat(
+            "deallocate of 0x", absl::Hex(addr), ", which is not in any arena", where()));
+        return;
+      }
+      if (!it->second.dedicated) {
+        it->second.used -= size;
+        used_.fetch_sub(size, std::memory_order_relaxed);
+        detail::asan_poison(p, size);
+        free_locked(addr, size);
+        return;
+      }
+    }
+    // A dedicated arena goes back to the backend: report, then unmap.
+    void* base = nullptr;
+    std::size_t arena = 0;
+    {
+      NotifyGuard guard(this);
+      ArenaObserver* obs = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = arena_of_locked(addr);
+        base = reinterpret_cast<void*>(it->first);
+        arena = it->second.bytes;
+        used_.fetch_sub(it->second.used, std::memory_order_relaxed);
+        forget_arena_locked(arena);
+        arenas_.erase(it);
+        obs = observer_;
+      }
+      if (obs != nullptr) obs->on_arena_unmapped(base, arena);
+    }
+    detail::asan_unpoison(base, arena);
+    absl::Status st = backend_->unmap(base, arena);
+    if (!st.ok()) record(st).IgnoreError();
+  }
+
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  static std::size_t chunk_size(std::size_t bytes) {
+    return static_cast<std::size_t>(align_up(bytes == 0 ? 1 : bytes, kPageSize));
+  }
+
+  // " (TierMemoryResource on nodes N)": context for error messages.
+  std::string where() const {
+    return absl::StrCat(" (TierMemoryResource on nodes ", nodes_.to_string(), ")");
+  }
+
+  absl::Status record(absl::Status s) {
+    absl::MutexLock lock(&mu_);
+    last_error_ = s;
+    return s;
+  }
+
+  // Maps, advises and binds a new arena holding a `size`-byte chunk aligned
+  // to `align`, installs it and returns the chunk.
+  absl::StatusOr<void*> grow(std::size_t requested, std::size_t size, std::size_t align,
+                             bool dedicated) {
+    const std::size_t worst = size + (align - kPageSize);
+    const std::size_t unit = huge_ ? kHugePageSize : kPageSize;
+    std::size_t bytes = dedicated ? static_cast<std::size_t>(align_up(worst, unit)) : arena_bytes_;
+    {
+      absl::MutexLock lock(&mu_);
+      const std::uint64_t reserved = reserved_.load(std::memory_order_relaxed);
+      if (limit_ != 0 && reserved + bytes > limit_) {
+        // Shrink a regular arena to what the limit leaves, if the chunk fits.
+        const std::uint64_t room =
+            reserved >= limit_ ? 0
+                               : align_down(static_cast<std::uintptr_t>(limit_ - reserved), unit);
+        if (dedicated || room < worst) {
+          last_error_ = absl::ResourceExhaustedError(
+              absl::StrCat("cannot allocate ", requested, " bytes: a new ", bytes,
+                           "-byte arena would take reserved bytes from ", reserved, " to ",
+                           reserved + bytes, ", over limit_bytes ", limit_, " (",
+                           used_.load(std::memory_order_relaxed), " bytes in use)", where()));
+          return last_error_;
+        }
+        bytes = static_cast<std::size_t>(room);
+      }
+      reserved_.fetch_add(bytes, std::memory_order_relaxed);  // held while we map
+    }
+    auto unreserve = [&](absl::Status s) {
+      absl::MutexLock lock(&mu_);
+      reserved_.fetch_sub(bytes, std::memory_order_relaxed);
+      last_error_ = std::move(s);
+      return last_error_;
+    };
+    absl::StatusOr<void*> mapped = backend_->map(bytes);
+    if (!mapped.ok())
+      return unreserve(absl::ResourceExhaustedError(
+          absl::StrCat("cannot allocate ", requested, " bytes: mapping a ", bytes,
+                       "-byte arena failed: ", mapped.status().message(), where())));
+    void* base = *mapped;
+    if (huge_) {
+      absl::Status st = backend_->advise_huge(base, bytes);
+      if (!st.ok()) {
+        absl::MutexLock lock(&mu_);
+        if (huge_status_.ok()) huge_status_ = st;
+      }
+    }
+    absl::Status bound = backend_->bind(base, bytes, nodes_, mode_, /*move=*/false);
+    if (!bound.ok()) {
+      backend_->unmap(base, bytes).IgnoreError();
+      return unreserve(absl::Status(
+          bound.code(), absl::StrCat("cannot allocate ", requested, " bytes: binding a ", bytes,
+                                     "-byte arena failed: ", bound.message(), where())));
+    }
+    const auto b = reinterpret_cast<std::uintptr_t>(base);
+    const auto chunk = static_cast<std::uintptr_t>(align_up(b, align));
+    {
+      NotifyGuard guard(this);
+      ArenaObserver* obs = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        arenas_.emplace(b, Arena{bytes, size, dedicated});
+        arena_count_.fetch_add(1, std::memory_order_relaxed);
+        used_.fetch_add(size, std::memory_order_relaxed);
+        if (!dedicated) {
+          if (chunk > b) free_.emplace(b, chunk - b);
+          if (chunk + size < b + bytes) free_.emplace(chunk + size, b + bytes - (chunk + size));
+        }
+        obs = observer_;
+      }
+      if (obs != nullptr) obs->on_arena_mapped(base, bytes, nodes_);
+    }
+    detail::asan_unpoison(reinterpret_cast<void*>(chunk), size);
+    return reinterpret_cast<void*>(chunk);
+  }
+
+  // First fit over the free list. O(free blocks).
+  std::optional<std::uintptr_t> carve_locked(std::size_t size, std::size_t align)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      const std::uintptr_t start = it->first;
+      const std::uintptr_t end = start + it->second;
+      const auto chunk = static_cast<std::uintptr_t>(align_up(start, align));
+      if (chunk >= end || end - chunk < size) continue;
+      free_.erase(it);
+      if (chunk > start) free_.emplace(start, chunk - start);
+      if (chunk + size < end) free_.emplace(chunk + size, end - (chunk + size));
+      arena_of_locked(chunk)->second.used += size;
+      used_.fetch_add(size, std::memory_order_relaxed);
+      return chunk;
+    }
+    return std::nullopt;
+  }
+
+  // Returns a chunk of a regular arena to the free list, merging it with free
+  // neighbours in the same arena. O(log blocks).
+  void free_locked(std::uintptr_t addr, std::size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto next = free_.lower_bound(addr);
+    if (next != free_.begin() && !arenas_.contains(addr)) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == addr) {
+        addr = prev->first;
+        size += prev->second;
+        free_.erase(prev);
+      }
+    }
+    if (next != free_.end() && addr + size == next->first && !arenas_.contains(next->first)) {
+      size += next->second;
+      free_.erase(next);
+    }
+    free_.emplace(addr, size);
+  }
+
+  ArenaMap::iterator arena_of_locked(std::uintptr_t addr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = arenas_.upper_bound(addr);
+    if (it == arenas_.begin()) return arenas_.end();
+    --it;
+    return addr < it->first + it->second.bytes ? it : arenas_.end();
+  }
+  ArenaMap::const_iterator arena_of_locked(std::uintptr_t addr) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return const_cast<TierMemoryResource*>(this)->arena_of_locked(addr);
+  }
+
+  void forget_arena_locked(std::size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    reserved_.fetch_sub(bytes, std::memory_order_relaxed);
+    arena_count_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  std::vector<ArenaSpan> arenas_locked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<ArenaSpan> out;
+    out.reserve(arenas_.size());
+    for (const auto& [base, a] : arenas_)
+      out.push_back({reinterpret_cast<void*>(base), a.bytes, a.dedicated});
+    return out;
+  }
+
+  const NodeSet nodes_;
+  const BindMode mode_;
+  const std::size_t arena_bytes_;
+  const bool huge_;
+  Backend* const backend_;
+  const std::uint64_t limit_;
+
+  // Lock order: notify_mu_ before mu_.
+  std::mutex notify_mu_;
+  std::atomic<std::thread::id> notify_owner_{};
+  mutable absl::Mutex mu_;
+  ArenaMap arenas_ ABSL_GUARDED_BY(mu_);
+  std::map<std::uintptr_t, std::size_t> free_ ABSL_GUARDED_BY(mu_);  // regular arenas only
+  ArenaObserver* observer_ ABSL_GUARDED_BY(mu_);
+  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status huge_status_ ABSL_GUARDED_BY(mu_);
+  // Written under mu_, read without it.
+  std::atomic<std::uint64_t> reserved_{0};
+  std::atomic<std::uint64_t> used_{0};
+  std::atomic<std::size_t> arena_count_{0};
+};
+
+// ---------------------------------------------------------------------------
+// Process-wide per-tier resources.
+
+// Tiers tier_resource() serves: indices 0 .. kMaxTierResources - 1.
+inline constexpr int kMaxTierResources = 8;
+
+// A pooled resource over one TierMemoryResource: requests up to
+// kMaxPooledBytes (and alignment up to alignof(std::max_align_t)) go through a
+// std::pmr::synchronized_pool_resource, larger ones straight to the arena
+// resource, so big buffers do not sit in pool chunks. Thread-safe. Note that
+// libstdc++'s pool resources keep their own bookkeeping (pool vectors, the
+// list of chunks) in the upstream resource, so it lands on the tier too; pool
+// chunks are kept until the pool is destroyed.
+class TierPoolResource final : public std::pmr::memory_resource {
+ public:
+  static constexpr std::size_t kMaxPooledBytes = 32 << 10;
+
+  // `arena` must outlive the pool.
+  explicit TierPoolResource(TierMemoryResource* arena)
+      : arena_(arena), pool_(std::pmr::pool_options{0, kMaxPooledBytes}, arena) {}
+
+  // The resource chunks come from (its counters describe the tier).
+  TierMemoryResource* arena() const { return arena_; }
+
+ private:
+  static bool pooled(std::size_t bytes, std::size_t alignment) {
+    return bytes <= kMaxPooledBytes && alignment <= alignof(std::max_align_t);
+  }
+  void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    return pooled(bytes, alignment) ? pool_.allocate(bytes, alignment)
+                                    : arena_->allocate(bytes, alignment);
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
+    if (pooled(bytes, alignment))
+      pool_.deallocate(p, bytes, alignment);
+    else
+      arena_->deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  TierMemoryResource* arena_;
+  std::pmr::synchronized_pool_resource pool_;
+};
+
+namespace detail {
+
+inline absl::Status check_tier(Tier t) {
+  if (tier_index(t) < 0 || tier_index(t) >= kMaxTierResources)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tier ", tier_index(t), " is out of range: tiers are 0 .. ", kMaxTierResources - 1));
+  return absl::OkStatus();
+}
+
+// Process-wide registry behind tier_resource(). Never destroyed, so memory
+// from the tiers stays valid during static destruction.
+struct TierRegistry {
+  absl::Mutex mu;
+  std::optional<NodeSet> nodes[kMaxTierResources] ABSL_GUARDED_BY(mu);
+  std::atomic<TierMemoryResource*> arenas[kMaxTierResources] = {};
+  std::atomic<TierPoolResource*> pools[kMaxTierResources] = {};
+};
+inline TierRegistry& tier_registry() {
+  static TierRegistry* registry = new TierRegistry;
+  return *registry;
+}
+
+// >>> TOPOLOGY HOOK: the nodes of tier `t` when set_tier_nodes() has not named
+// them. Placeholder until topology.hpp lands: every tier is node 0. Replace
+// with Topology::discover() (fast_nodes() for Tier::fast, slow_nodes() for
+// Tier::slow, and so on), returning its error if discovery fails. <<<
+inline absl::StatusOr<NodeSet> default_tier_nodes(Tier t) {
+  if (absl::Status s = check_tier(t); !s.ok()) return s;
+  return NodeSet{0};
+}
+
+}  // namespace detail
+
+// Names the nodes of tier `t` for tier_resource(). Takes effect only for a
+// tier whose resource has not been created yet (the first tier_resource(t) or
+// tiered_allocator on it fixes its nodes for the life of the process); an
+// empty set restores the default. Out-of-range tiers are ignored. Takes a
+// process-wide lock.
+inline void set_tier_nodes(Tier t, NodeSet nodes) {
+  if (!detail::check_tier(t).ok()) return;
+  detail::TierRegistry& reg = detail::tier_registry();
+  absl::MutexLock lock(&reg.mu);
+  auto& slot = reg.nodes[tier_index(t)];
+  if (nodes.empty())
+    slot.reset();
+  else
+    slot = nodes;
+}
+
+// The nodes of tier `t`: those of its resource if created, else those set
+// with set_tier_nodes(), else the default (detail::default_tier_nodes).
+// InvalidArgument for an out-of-range tier. Takes a process-wide lock.
+inline absl::StatusOr<NodeSet> tier_nodes_for(Tier t) {
+  if (absl::Status s = detail::check_tier(t); !s.ok()) return s;
+  detail::TierRegistry& reg = detail::tier_registry();
+  if (TierMemoryResource* r = reg.arenas[tier_index(t)].load(std::memory_order_acquire))
+    return r->nodes();
+  {
+    absl::MutexLock lock(&reg.mu);
+    if (reg.nodes[tier_index(t)].has_value()) return *reg.nodes[tier_index(t)];
+  }
+  return detail::default_tier_nodes(t);
+}
+
+// The process-wide pooled resource of tier `t` (a TierPoolResource over a
+// TierMemoryResource bound with kBind to tier_nodes_for(t), 64 MiB arenas,
+// LinuxBackend). Created on first use and never destroyed. Errors: the tier
+// is out of range, or its nodes are unusable. After creation one atomic load.
+inline absl::StatusOr<std::pmr::memory_resource*> tier_resource(Tier t) {
+  if (absl::Status s = detail::check_tier(t); !s.ok()) return s;
+  detail::TierRegistry& reg = detail::tier_registry();
+  const int i = tier_index(t);
+  if (TierPoolResource* p = reg.pools[i].load(std::memory_order_acquire)) return p;
+  absl::StatusOr<NodeSet> nodes = tier_nodes_for(t);
+  if (!nodes.ok()) return nodes.status();
+  absl::MutexLock lock(&reg.mu);
+  if (TierPoolResource* p = reg.pools[i].load(std::memory_order_acquire)) return p;
+  if (reg.nodes[i].has_value()) nodes = *reg.nodes[i];  // set while we were unlocked
+  TierResourceOptions options;
+  options.nodes = *nodes;
+  absl::StatusOr<std::unique_ptr<TierMemoryResource>> arena =
+      TierMemoryResource::create(std::move(options));
+  if (!arena.ok())
+    return absl::Status(
+        arena.status().code(),
+        absl::StrCat("tier ", i, " (nodes ", nodes->to_string(), "): ", arena.status().message()));
+  TierMemoryResource* a = arena->release();  // intentionally leaked, like the pool
+  auto* pool = new TierPoolResource(a);
+  reg.arenas[i].store(a, std::memory_order_release);
+  reg.pools[i].store(pool, std::memory_order_release);
+  return pool;
+}
+
+// The TierMemoryResource under tier_resource(t), for its counters and
+// set_observer(); creates it if needed. Null if tier_resource(t) fails.
+inline TierMemoryResource* tier_arena(Tier t) {
+  if (!tier_resource(t).ok()) return nullptr;
+  return detail::tier_registry().arenas[tier_index(t)].load(std::memory_order_acquire);
+}
+
+}  // namespace tierkit
