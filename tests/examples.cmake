@@ -82,3 +82,25 @@ tierkit_output_test(tierctl.numa_maps_bad_pid tierctl
   "no process with PID 2147483 .*exit=1" "\"$T\" numa-maps 2147483 --root \"$S\" 2>&1")
 tierkit_output_test(tierctl.numa_maps_not_a_pid tierctl
   "'pid1' is not a process id.*exit=2" "\"$T\" numa-maps pid1 2>&1")
+
+# --- examples (brief runs) ----------------------------------------------------
+# On a one-tier machine each example says so and runs on a simulated machine;
+# on a two-tier machine it uses the Linux backend. Either way it exits 0.
+set(_tk_which "(ONE memory tier.*SIMULATED two-tier machine|memory tiers \\(fast nodes [0-9,]+, slow nodes [0-9,]+\\).*Linux backend)")
+tierkit_output_test(example.demo demo
+  "Memory tiers of this machine.*node +tier +kind.*${_tk_which}.*placement: [0-9]+ pages on node [0-9]+ \\(slow\\).*\nepoch +1 +fast-hit.*\nepoch +6 +fast-hit [ 0-9.]+%.*placement after 6 epochs.*pages on node [0-9]+ \\(fast\\).*Final engine stats.*promoted +[1-9][0-9]* pages.*exit=0"
+  "\"$T\" --epochs 6 --epoch_ms 50 --mib 16 2>&1")
+tierkit_output_test(example.quickstart quickstart
+  "${_tk_which}.*tracked pages +4096 \\(fast [1-9][0-9]*, slow [0-9]+\\).*promoted +[1-9][0-9]* pages.*fast heat share.*exit=0"
+  "\"$T\" 2>&1")
+tierkit_output_test(example.kv_cache kv_cache
+  "${_tk_which}.*20000 keys, .* on the slow tier.*policy automatic.*\nt= 1s +[0-9.]+ M GET/s +fast-tier hits +[0-9.]+% +promoted +[0-9]+ +demoted.*threshold.*\nt= 2s .*GETs \\(checksum.*promoted +[1-9][0-9]* pages.*exit=0"
+  "\"$T\" --seconds 2 --keys 20000 2>&1")
+tierkit_output_test(example.kv_cache_threshold kv_cache
+  "policy threshold, rate limit 64 MiB/s.*t= 1s .*threshold 3 accesses/epoch.*exit=0"
+  "\"$T\" --seconds 1 --keys 20000 --threshold 3 --rate_limit_mbps 64 2>&1")
+tierkit_output_test(example.kv_cache_bad_policy kv_cache "unknown policy 'bogus'.*exit=2"
+  "\"$T\" --seconds 1 --keys 1000 --policy bogus 2>&1")
+tierkit_output_test(example.embedding_table embedding_table
+  "${_tk_which}.*20000 rows x 64 floats.*\nepoch +1 +fast-tier hits.*\nepoch +20 .*fast-tier hit ratio: [0-9.]+% in epoch 1, then [1-9][0-9]\\.[0-9]% \\.\\. [0-9.]+% over the last 10 epochs\nping-pong pages: [0-9]?[0-9] of [0-9]+ moved.*exit=0"
+  "\"$T\" --epochs 20 --rows 20000 2>&1")

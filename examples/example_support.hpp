@@ -1,0 +1,230 @@
+// examples/example_support.hpp: what the examples share.
+//  - Machine: where to run. On a machine with two memory tiers, the Linux
+//    backend (real mbind and move_pages); on a one-tier machine, a simulated
+//    two-node machine (placement is bookkeeping, the memory is real). Says
+//    which, in plain words.
+//  - SlowHeap: a memory resource on the slow tier whose arenas the engine
+//    tracks as regions (an ArenaObserver), for tiered_allocator containers.
+//  - placement(): where a range's pages are (move_pages with nodes == NULL);
+//    HitRatio: the measured fast-tier hit ratio of sampled accesses.
+//  - Zipf: a power-law sampler for skewed workloads.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "tierkit/allocator.hpp"
+#include "tierkit/backend/simulated.hpp"
+#include "tierkit/engine.hpp"
+#include "tierkit/memory_resource.hpp"
+#include "tierkit/topology.hpp"
+
+namespace examples {
+
+using namespace tierkit;
+
+// The machine an example runs on, and the engine configuration for it.
+class Machine {
+ public:
+  // Discovers the tiers. With two or more, uses the Linux backend (unless
+  // `force_simulated`); otherwise a simulated machine whose fast node holds
+  // `fast_bytes`. The engine budget is `fast_bytes` either way, so the hot
+  // set has to compete for the fast tier. Prints the choice when `verbose`.
+  static std::unique_ptr<Machine> pick(std::uint64_t fast_bytes, bool force_simulated = false,
+                                       bool verbose = true) {
+    auto m = std::unique_ptr<Machine>(new Machine);
+    absl::StatusOr<Topology> topo = Topology::discover();
+    std::string why;
+    if (!topo.ok())
+      why = absl::StrCat("tier discovery failed (", topo.status().message(), ")");
+    else if (topo->single_tier())
+      why = "this machine has ONE memory tier: there is nothing to tier here";
+    else if (force_simulated)
+      why =
+          absl::StrCat("this machine has ", topo->tier_count(), " tiers, but --simulate was given");
+    if (topo.ok()) m->real_ = *topo;
+    m->config_.fast_budget_bytes = fast_bytes;
+    if (why.empty()) {
+      m->config_.use_topology(*topo);
+      m->backend_ = &LinuxBackend::instance();
+      if (verbose)
+        std::printf(
+            "This machine has %d memory tiers (fast nodes %s, slow nodes %s).\n"
+            "Using the Linux backend: real mbind(2) and move_pages(2).\n",
+            topo->tier_count(), m->config_.fast_nodes.to_string().c_str(),
+            m->config_.slow_nodes.to_string().c_str());
+      return m;
+    }
+    m->sim_ = std::make_unique<SimulatedBackend>(
+        std::vector<SimulatedNode>{{0, fast_bytes}, {1, std::uint64_t{64} << 30}});
+    m->backend_ = m->sim_.get();
+    m->config_.fast_nodes = {0};
+    m->config_.slow_nodes = {1};
+    if (verbose)
+      std::printf(
+          "Note: %s.\nUsing a SIMULATED two-tier machine instead: node 0 = fast tier "
+          "(%s), node 1 = slow tier (CXL-like).\nThe data is real memory; page moves "
+          "only update the simulator's placement map.\n",
+          why.c_str(), mib(fast_bytes).c_str());
+    return m;
+  }
+
+  bool simulated() const { return sim_ != nullptr; }
+  Backend& backend() { return *backend_; }
+  // The discovered topology of the real machine (nullopt if discovery failed).
+  const std::optional<Topology>& real_topology() const { return real_; }
+  // fast/slow nodes and the fast budget set; adjust the rest and create.
+  EngineConfig config() const { return config_; }
+  const char* tier_of(NodeId n) const {
+    return config_.fast_nodes.contains(n) ? "fast" : config_.slow_nodes.contains(n) ? "slow" : "?";
+  }
+
+  static std::string mib(std::uint64_t bytes) {
+    return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  }
+
+ private:
+  Machine() = default;
+  std::optional<Topology> real_;
+  std::unique_ptr<SimulatedBackend> sim_;
+  Backend* backend_ = nullptr;
+  EngineConfig config_;
+};
+
+// Memory on the slow tier whose arenas are registered with the engine as
+// regions (assumed slow until the engine's placement query says otherwise).
+// Small objects go through a pool (TierPoolResource). Destroy containers
+// first, then this, then the engine.
+class SlowHeap final : public ArenaObserver {
+ public:
+  static std::unique_ptr<SlowHeap> create(Machine& m, Engine& engine, std::string name) {
+    auto h = std::unique_ptr<SlowHeap>(new SlowHeap(engine, std::move(name)));
+    TierResourceOptions o;
+    o.nodes = m.config().slow_nodes;
+    o.backend = &m.backend();
+    o.observer = h.get();
+    o.arena_bytes = 4 << 20;  // big containers get a dedicated arena of their own size
+    auto r = TierMemoryResource::create(o);
+    if (!r.ok()) {
+      std::fprintf(stderr, "slow-tier resource: %s\n", std::string(r.status().message()).c_str());
+      return nullptr;
+    }
+    h->arena_ = std::move(*r);
+    h->pool_ = std::make_unique<TierPoolResource>(h->arena_.get());
+    return h;
+  }
+  ~SlowHeap() override {
+    pool_.reset();
+    arena_.reset();  // reports every arena unmapped: regions are unregistered
+  }
+
+  template <class T>
+  tiered_allocator<T> allocator() {
+    return tiered_allocator<T>(pool_.get());
+  }
+  TierMemoryResource& arena() { return *arena_; }
+
+  void on_arena_mapped(void* base, std::size_t bytes, const NodeSet&) override {
+    auto h = engine_.register_region(base, bytes, RegionOptions().with_name(name_),
+                                     /*initially_fast=*/false);
+    if (h.ok())
+      regions_[base] = std::move(*h);
+    else
+      std::fprintf(stderr, "register arena: %s\n", std::string(h.status().message()).c_str());
+  }
+  void on_arena_unmapped(void* base, std::size_t) override { regions_.erase(base); }
+
+ private:
+  SlowHeap(Engine& e, std::string name) : engine_(e), name_(std::move(name)) {}
+  Engine& engine_;
+  std::string name_;
+  std::map<void*, RegionHandle> regions_;
+  std::unique_ptr<TierMemoryResource> arena_;
+  std::unique_ptr<TierPoolResource> pool_;
+};
+
+// "16384 pages on node 1 (slow)": where the pages of [p, p+bytes) are, one
+// placement query (move_pages with nodes == NULL) through the backend.
+inline std::string placement(Machine& m, const void* p, std::size_t bytes) {
+  std::vector<void*> pages;
+  for (auto a = align_down(reinterpret_cast<std::uintptr_t>(p), kPageSize);
+       a < reinterpret_cast<std::uintptr_t>(p) + bytes; a += kPageSize)
+    pages.push_back(reinterpret_cast<void*>(a));
+  std::vector<int> status(pages.size());
+  if (absl::Status s = m.backend().query(pages, absl::MakeSpan(status)); !s.ok())
+    return absl::StrCat("placement unknown: ", s.message());
+  std::map<int, std::size_t> count;
+  for (int s : status) ++count[s];
+  std::string out;
+  for (auto it = count.rbegin(); it != count.rend(); ++it)
+    absl::StrAppend(&out, out.empty() ? "" : ", ", it->second, " pages ",
+                    it->first >= 0
+                        ? absl::StrCat("on node ", it->first, " (", m.tier_of(it->first), ")")
+                        : absl::StrCat("not placed (errno ", -it->first, ")"));
+  return out;
+}
+
+// The measured fast-tier hit ratio: asks the backend where 1 in `every`
+// accessed pages is (one move_pages query each on Linux).
+class HitRatio {
+ public:
+  explicit HitRatio(Machine& m, unsigned every = 64)
+      : m_(m), fast_nodes_(m.config().fast_nodes), every_(every) {}
+  void sample(const void* p) {
+    if (++n_ % every_ != 0) return;
+    void* page =
+        reinterpret_cast<void*>(align_down(reinterpret_cast<std::uintptr_t>(p), kPageSize));
+    int node = -1;
+    if (!m_.backend().query({&page, 1}, {&node, 1}).ok() || node < 0) return;
+    ++total_;
+    fast_ += fast_nodes_.contains(node);
+  }
+  // Percentage since the last call (0 when nothing was sampled).
+  double take() {
+    double r = total_ ? 100.0 * static_cast<double>(fast_) / static_cast<double>(total_) : 0;
+    total_ = fast_ = 0;
+    return r;
+  }
+
+ private:
+  Machine& m_;
+  NodeSet fast_nodes_;
+  unsigned every_;
+  std::uint64_t n_ = 0, total_ = 0, fast_ = 0;
+};
+
+// Samples ranks 0..n-1 with P(k) proportional to 1 / (k+1)^s, then maps the
+// rank through a fixed random permutation so popular items are scattered over
+// memory rather than packed at its start. O(log n) per sample.
+class Zipf {
+ public:
+  Zipf(std::size_t n, double s, std::uint64_t seed = 42) : cdf_(n), perm_(n), rng_(seed) {
+    double sum = 0;
+    for (std::size_t k = 0; k < n; ++k) cdf_[k] = sum += std::pow(static_cast<double>(k + 1), -s);
+    for (auto& c : cdf_) c /= sum;
+    for (std::size_t k = 0; k < n; ++k) perm_[k] = k;
+    std::shuffle(perm_.begin(), perm_.end(), rng_);
+  }
+  std::size_t operator()() {
+    double u = std::uniform_real_distribution<double>(0, 1)(rng_);
+    auto k = static_cast<std::size_t>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
+    return perm_[std::min(k, perm_.size() - 1)];
+  }
+
+ private:
+  std::vector<double> cdf_;
+  std::vector<std::size_t> perm_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace examples
