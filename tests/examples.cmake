@@ -82,6 +82,12 @@ tierkit_output_test(tierctl.numa_maps_bad_pid tierctl
   "no process with PID 2147483 .*exit=1" "\"$T\" numa-maps 2147483 --root \"$S\" 2>&1")
 tierkit_output_test(tierctl.numa_maps_not_a_pid tierctl
   "'pid1' is not a process id.*exit=2" "\"$T\" numa-maps pid1 2>&1")
+# tierctl simulate execs tierkit-sim (built with tierctl) with the same options.
+tierkit_output_test(tierctl.simulate tierctl
+  "\\| zipf \\| static \\| 0\\.0% \\|.*\\| zipf \\| automatic \\| [1-9][0-9.]*% \\|.*exit=0"
+  "\"$T\" simulate --workload zipf --policy static,automatic --footprint 8M --accesses 500k --all_slow=true --format markdown --quiet 2>&1")
+tierkit_output_test(tierctl.simulate_bad_option tierctl "unknown policy 'nonsense'.*exit=2"
+  "\"$T\" simulate --policy nonsense --quiet 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

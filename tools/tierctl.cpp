@@ -72,8 +72,10 @@ const std::vector<Subcommand>& subcommands() {
        {"xml", "root"}},
       {"simulate",
        "simulate [tierkit-sim options]",
-       "Runs the tiering simulator (tierkit-sim) with the given options; see\n"
-       "'tierctl simulate --help'.",
+       "Runs the tiering simulator: execs tierkit-sim (built and installed next to tierctl)\n"
+       "with the same options, so the two behave identically; see 'tierctl simulate --help'.\n"
+       "Example: tierctl simulate --workload zipf --policy static,automatic --footprint 64M\n"
+       "         --format markdown",
        {}},
       {"help", "help [SUBCOMMAND]", "Explains every subcommand, or one.", {}},
   };
