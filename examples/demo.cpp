@@ -61,12 +61,9 @@ int main(int argc, char** argv) {
   // A bucket of one epoch's worth: migration is paced evenly across epochs.
   config.burst_bytes = static_cast<std::uint64_t>(config.rate_limit_mbps * (1 << 20) *
                                                   static_cast<double>(config.epoch_ms) / 1000);
-  auto engine = tierkit::Engine::create(config, &machine->backend());
-  if (!engine.ok()) {
-    std::fprintf(stderr, "engine: %s\n", std::string(engine.status().message()).c_str());
-    return 1;
-  }
-  auto heap = examples::SlowHeap::create(*machine, **engine, "records");
+  auto engine = machine->make_engine(config);
+  if (engine == nullptr) return 1;
+  auto heap = examples::SlowHeap::create(*machine, *engine, "records");
   if (heap == nullptr) return 1;
 
   // 2. Data on the slow tier.
@@ -81,7 +78,7 @@ int main(int argc, char** argv) {
       "\n== 3. Zipf(%.2f) reads for %d ms per epoch; fast-tier budget %s; policy %s; "
       "rate limit %g MiB/s\n",
       absl::GetFlag(FLAGS_skew), absl::GetFlag(FLAGS_epoch_ms),
-      examples::Machine::mib(budget).c_str(), (*engine)->policy_name().c_str(),
+      examples::Machine::mib(budget).c_str(), engine->policy_name().c_str(),
       config.rate_limit_mbps);
   examples::Zipf zipf(records.size(), absl::GetFlag(FLAGS_skew));
   examples::HitRatio hits(*machine);
@@ -94,22 +91,22 @@ int main(int argc, char** argv) {
     while ((reads & 1023) != 0 || std::chrono::steady_clock::now() < until) {
       Record& r = records[zipf()];
       sum += ++r.field[0];
-      (*engine)->record_access(&r);
+      engine->record_access(&r);
       hits.sample(&r);
       ++reads;
     }
-    if (absl::Status s = (*engine)->step(); !s.ok()) {
+    if (absl::Status s = engine->step(); !s.ok()) {
       std::fprintf(stderr, "epoch: %s\n", std::string(s.message()).c_str());
       return 1;
     }
-    std::printf("%s  (measured hits %.1f%%, %.1f M reads)\n", (*engine)->stats().to_line().c_str(),
+    std::printf("%s  (measured hits %.1f%%, %.1f M reads)\n", engine->stats().to_line().c_str(),
                 hits.take(), static_cast<double>(reads) / 1e6);
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::printf("\nplacement after %d epochs (%.1f s): %s\n", absl::GetFlag(FLAGS_epochs), secs,
               examples::placement(*machine, records.data(), bytes).c_str());
-  std::printf("\n== Final engine stats\n%s", (*engine)->stats().to_table().c_str());
+  std::printf("\n== Final engine stats\n%s", engine->stats().to_table().c_str());
   std::printf("(checksum %llu)\n", static_cast<unsigned long long>(sum));
   return 0;
 }

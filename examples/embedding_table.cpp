@@ -47,12 +47,9 @@ int main(int argc, char** argv) {
   // Epochs run on virtual time (100 ms per step), so the rate limit is
   // deterministic however fast this machine is.
   tierkit::ManualClock clock(1);
-  auto engine = tierkit::Engine::create(config, &machine->backend(), &clock);
-  if (!engine.ok()) {
-    std::fprintf(stderr, "engine: %s\n", std::string(engine.status().message()).c_str());
-    return 2;
-  }
-  auto heap = examples::SlowHeap::create(*machine, **engine, "embeddings");
+  auto engine = machine->make_engine(config, &clock);
+  if (engine == nullptr) return 2;
+  auto heap = examples::SlowHeap::create(*machine, *engine, "embeddings");
   if (heap == nullptr) return 1;
   {
     std::vector<float, tierkit::tiered_allocator<float>> table(rows * dim, 0.5f,
@@ -62,7 +59,7 @@ int main(int argc, char** argv) {
         "policy %s\n",
         rows, dim, examples::Machine::mib(bytes).c_str(),
         examples::placement(*machine, table.data(), bytes).c_str(),
-        examples::Machine::mib(budget).c_str(), (*engine)->policy_name().c_str());
+        examples::Machine::mib(budget).c_str(), engine->policy_name().c_str());
 
     examples::Zipf popularity(rows, absl::GetFlag(FLAGS_skew));
     examples::HitRatio hits(*machine, 16);
@@ -74,17 +71,17 @@ int main(int argc, char** argv) {
         for (int i = 0; i < absl::GetFlag(FLAGS_batch); ++i) {
           const float* row = &table[popularity() * dim];
           for (std::size_t d = 0; d < dim; ++d) pooled[d] += row[d];
-          (*engine)->record_access(row, dim * sizeof(float));
+          engine->record_access(row, dim * sizeof(float));
           hits.sample(row);
         }
       }
       clock.advance_ns(config.epoch_ms * tierkit::kNsPerMs);
-      if (absl::Status s = (*engine)->step(); !s.ok()) {
+      if (absl::Status s = engine->step(); !s.ok()) {
         std::fprintf(stderr, "epoch: %s\n", std::string(s.message()).c_str());
         return 1;
       }
       ratio.push_back(hits.take());
-      tierkit::EngineStats s = (*engine)->stats();
+      tierkit::EngineStats s = engine->stats();
       std::printf(
           "epoch %3d  fast-tier hits %5.1f%%  promoted %5llu  demoted %5llu  "
           "fast pages %5llu  ping-pong %llu\n",
@@ -97,7 +94,7 @@ int main(int argc, char** argv) {
     const std::size_t half = ratio.size() / 2;
     auto [lo, hi] =
         std::minmax_element(ratio.begin() + static_cast<std::ptrdiff_t>(half), ratio.end());
-    tierkit::EngineStats s = (*engine)->stats();
+    tierkit::EngineStats s = engine->stats();
     std::printf(
         "\nfast-tier hit ratio: %.1f%% in epoch 1, then %.1f%% .. %.1f%% over the last "
         "%zu epochs\nping-pong pages: %llu of %llu moved (pooled[0] = %g)\n\n%s",

@@ -79,6 +79,15 @@ class Machine {
     return m;
   }
 
+  // Engine::create on this machine's backend; prints the error and returns
+  // null when `config` is invalid (e.g. an unknown --policy).
+  std::unique_ptr<Engine> make_engine(const EngineConfig& config, const Clock* clock = nullptr) {
+    auto e = Engine::create(config, backend_, clock);
+    if (e.ok()) return std::move(*e);
+    std::fprintf(stderr, "engine: %s\n", std::string(e.status().message()).c_str());
+    return nullptr;
+  }
+
   bool simulated() const { return sim_ != nullptr; }
   Backend& backend() { return *backend_; }
   // The discovered topology of the real machine (nullopt if discovery failed).

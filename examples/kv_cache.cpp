@@ -56,12 +56,9 @@ int main(int argc, char** argv) {
                       : absl::GetFlag(FLAGS_policy);
   config.rate_limit_mbps = absl::GetFlag(FLAGS_rate_limit_mbps);
   config.epoch_ms = absl::GetFlag(FLAGS_epoch_ms);
-  auto engine = tierkit::Engine::create(config, &machine->backend());
-  if (!engine.ok()) {
-    std::fprintf(stderr, "engine: %s\n", std::string(engine.status().message()).c_str());
-    return 2;
-  }
-  auto heap = examples::SlowHeap::create(*machine, **engine, "kv values");
+  auto engine = machine->make_engine(config);
+  if (engine == nullptr) return 2;
+  auto heap = examples::SlowHeap::create(*machine, *engine, "kv values");
   if (heap == nullptr) return 1;
   {
     Map cache(0, absl::Hash<std::uint64_t>(), std::equal_to<std::uint64_t>(),
@@ -72,12 +69,12 @@ int main(int argc, char** argv) {
         "%zu keys, %s of slots on the slow tier; fast-tier budget %s; policy %s, "
         "rate limit %g MiB/s\n",
         keys, examples::Machine::mib(capacity * sizeof(Slot)).c_str(),
-        examples::Machine::mib(budget).c_str(), (*engine)->policy_name().c_str(),
+        examples::Machine::mib(budget).c_str(), engine->policy_name().c_str(),
         config.rate_limit_mbps);
 
     examples::Zipf zipf(keys, absl::GetFlag(FLAGS_skew));
     examples::HitRatio hits(*machine);
-    (void)(*engine)->start();
+    (void)engine->start();
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
     auto next = start + std::chrono::seconds(1);
@@ -89,7 +86,7 @@ int main(int argc, char** argv) {
       std::uint64_t n = 0;
       while ((n & 1023) != 0 || Clock::now() < stop) {
         auto it = cache.find(zipf());
-        (*engine)->record_access(&it->second);
+        engine->record_access(&it->second);
         hits.sample(&it->second);
         sum += static_cast<unsigned char>(it->second.bytes[0]);
         ++n;
@@ -97,7 +94,7 @@ int main(int argc, char** argv) {
       gets += n;
       double secs =
           std::chrono::duration<double>(Clock::now() - (next - std::chrono::seconds(1))).count();
-      tierkit::EngineStats s = (*engine)->stats();
+      tierkit::EngineStats s = engine->stats();
       std::printf(
           "t=%2ds  %6.2f M GET/s  fast-tier hits %5.1f%%  promoted %6llu  demoted %6llu  "
           "deferred %6llu  threshold %g %s\n",
@@ -111,9 +108,9 @@ int main(int argc, char** argv) {
       if (stop == end) break;
       next += std::chrono::seconds(1);
     }
-    (*engine)->stop();
+    engine->stop();
     std::printf("\n%llu GETs (checksum %llu)\n%s", static_cast<unsigned long long>(gets),
-                static_cast<unsigned long long>(sum), (*engine)->stats().to_table().c_str());
+                static_cast<unsigned long long>(sum), engine->stats().to_table().c_str());
   }
   return 0;
 }
