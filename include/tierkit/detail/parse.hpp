@@ -53,7 +53,11 @@ inline absl::StatusOr<std::int64_t> parse_int(
 // Parses true/false/1/0/yes/no/on/off (any case).
 inline absl::StatusOr<bool> parse_bool(absl::string_view text, absl::string_view what) {
   bool v = false;
-  if (!absl::SimpleAtob(absl::StripAsciiWhitespace(text), &v))
+  absl::string_view t = absl::StripAsciiWhitespace(text);
+  // absl::SimpleAtob (Abseil 20220623) knows true/t/yes/y/1 and false/f/no/n/0, not on/off.
+  if (absl::EqualsIgnoreCase(t, "on")) return true;
+  if (absl::EqualsIgnoreCase(t, "off")) return false;
+  if (!absl::SimpleAtob(t, &v))
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": '", text, "' is not a boolean (use true/false, 1/0, yes/no, on/off)"));
   return v;

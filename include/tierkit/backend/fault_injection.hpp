@@ -1,0 +1,222 @@
+// tierkit/backend/fault_injection.hpp: a Backend that wraps another and makes
+// move() misbehave the way move_pages(2) does on a busy machine: per-page
+// -EBUSY (page locked or under writeback), -ENOMEM (target node full), -EFAULT
+// (page unmapped under us), partial results (a page left where it is and
+// reported on its current node), and whole calls that fail. Faults are drawn
+// from a seeded RNG, so a run is reproducible for a given call sequence, and
+// every fault injected is counted. For tests and soak runs of the engine; all
+// other methods forward to the wrapped backend unchanged. Layer 1.
+//
+// Example:
+//   SimulatedBackend sim({{0, 64 << 20}, {1, 1 << 30}});
+//   FaultInjectionBackend faulty(sim, FaultInjectionOptions().with_seed(7).with_ebusy(0.2));
+//   auto engine = Engine::create(config, &faulty, &clock);
+#pragma once
+
+#include <cerrno>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "tierkit/backend.hpp"
+#include "tierkit/detail/mutex.hpp"
+
+namespace tierkit {
+
+// Fault rates of FaultInjectionBackend, each a probability in [0, 1]. The
+// per-page rates are exclusive outcomes drawn once per page (their sum is
+// capped at 1: later ones get what is left).
+struct FaultInjectionOptions {
+  std::uint64_t seed = 1;
+  double call_failure_rate = 0;  // the whole move() fails; nothing is moved
+  double ebusy_rate = 0;         // page reports -EBUSY and is not moved
+  double enomem_rate = 0;        // page reports -ENOMEM and is not moved
+  double efault_rate = 0;        // page reports -EFAULT and is not moved
+  double partial_rate = 0;       // page is not moved and reports its current node
+
+  FaultInjectionOptions& with_seed(std::uint64_t s) {
+    seed = s;
+    return *this;
+  }
+  FaultInjectionOptions& with_call_failure(double r) {
+    call_failure_rate = r;
+    return *this;
+  }
+  FaultInjectionOptions& with_ebusy(double r) {
+    ebusy_rate = r;
+    return *this;
+  }
+  FaultInjectionOptions& with_enomem(double r) {
+    enomem_rate = r;
+    return *this;
+  }
+  FaultInjectionOptions& with_efault(double r) {
+    efault_rate = r;
+    return *this;
+  }
+  FaultInjectionOptions& with_partial(double r) {
+    partial_rate = r;
+    return *this;
+  }
+
+  // OK when every rate is a finite number in [0, 1]; the error names the rate.
+  absl::Status validate() const {
+    const std::pair<const char*, double> rates[] = {{"call_failure_rate", call_failure_rate},
+                                                    {"ebusy_rate", ebusy_rate},
+                                                    {"enomem_rate", enomem_rate},
+                                                    {"efault_rate", efault_rate},
+                                                    {"partial_rate", partial_rate}};
+    for (const auto& [name, r] : rates)
+      if (!(std::isfinite(r) && r >= 0 && r <= 1))
+        return absl::InvalidArgumentError(
+            absl::StrCat("fault injection: ", name, " = ", r, " must be in [0, 1]"));
+    return absl::OkStatus();
+  }
+};
+
+// What FaultInjectionBackend did, in pages and calls. Plain data.
+struct FaultCounts {
+  std::uint64_t calls = 0;                          // move() calls
+  std::uint64_t failed_calls = 0;                   // injected whole-call failures
+  std::uint64_t pages = 0;                          // pages passed to move(), failed calls included
+  std::uint64_t failed_call_pages = 0;              // pages in injected failed calls
+  std::uint64_t ebusy = 0, enomem = 0, efault = 0;  // injected per-page errors
+  std::uint64_t partial = 0;                        // pages left in place, reported on their node
+  std::uint64_t forwarded = 0;                      // pages handed to the wrapped backend
+
+  // Every fault injected: whole calls count once, pages once each.
+  std::uint64_t faults() const { return failed_calls + ebusy + enomem + efault + partial; }
+};
+
+class FaultInjectionBackend final : public Backend {
+ public:
+  // Wraps `inner`, which must outlive this backend. Invalid rates (see
+  // FaultInjectionOptions::validate) are clamped into [0, 1]; NaN becomes 0.
+  explicit FaultInjectionBackend(Backend& inner, FaultInjectionOptions options = {})
+      : inner_(inner),
+        name_(absl::StrCat("fault-injection(", inner.name(), ")")),
+        options_(clamped(options)),
+        rng_(options.seed) {}
+
+  // Replaces the rates (and reseeds when `options.seed` differs). Thread-safe;
+  // effective from the next move().
+  void set_options(const FaultInjectionOptions& options) {
+    detail::MutexLock lock(&mu_);
+    if (options.seed != options_.seed) rng_.seed(options.seed);
+    options_ = clamped(options);
+  }
+  FaultInjectionOptions options() const {
+    detail::MutexLock lock(&mu_);
+    return options_;
+  }
+  // A snapshot of the counters. One mutex acquisition.
+  FaultCounts counts() const {
+    detail::MutexLock lock(&mu_);
+    return counts_;
+  }
+
+  absl::string_view name() const override { return name_; }
+  absl::StatusOr<void*> map(std::size_t bytes) override { return inner_.map(bytes); }
+  absl::Status unmap(void* addr, std::size_t bytes) override { return inner_.unmap(addr, bytes); }
+  absl::Status advise_huge(void* addr, std::size_t bytes) override {
+    return inner_.advise_huge(addr, bytes);
+  }
+  absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
+                    bool move) override {
+    return inner_.bind(addr, bytes, nodes, mode, move);
+  }
+  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
+    return inner_.query(pages, status);
+  }
+  absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_.node_memory(node); }
+  // The wrapped backend's tally (pages it really saw); injected outcomes are
+  // in counts().
+  ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }
+
+  // Draws one outcome per page; forwards the pages that draw "no fault" to the
+  // wrapped backend in one move() call, and asks it (one query() call) where
+  // the "partial" pages are. Costs O(pages) plus those two calls; serialised
+  // by a mutex (the RNG), so concurrent callers see a reproducible sequence
+  // only if their order is fixed.
+  absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
+                    absl::Span<int> status) override {
+    if (nodes.size() != pages.size() || status.size() < pages.size())
+      return absl::InvalidArgumentError("move: pages, nodes and status differ in length");
+    detail::MutexLock lock(&mu_);
+    ++counts_.calls;
+    counts_.pages += pages.size();
+    if (draw() < options_.call_failure_rate) {
+      ++counts_.failed_calls;
+      counts_.failed_call_pages += pages.size();
+      return absl::InternalError(
+          absl::StrCat("move_pages failed: injected fault (", pages.size(), " pages, none moved)"));
+    }
+    std::vector<void*> fwd_pages, part_pages;
+    std::vector<NodeId> fwd_nodes;
+    std::vector<std::size_t> fwd_index, part_index;
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+      double u = draw(), edge = options_.ebusy_rate;
+      if (u < edge) {
+        status[i] = -EBUSY;
+        ++counts_.ebusy;
+      } else if (u < (edge += options_.enomem_rate)) {
+        status[i] = -ENOMEM;
+        ++counts_.enomem;
+      } else if (u < (edge += options_.efault_rate)) {
+        status[i] = -EFAULT;
+        ++counts_.efault;
+      } else if (u < (edge += options_.partial_rate)) {
+        part_pages.push_back(pages[i]);
+        part_index.push_back(i);
+        ++counts_.partial;
+      } else {
+        fwd_pages.push_back(pages[i]);
+        fwd_nodes.push_back(nodes[i]);
+        fwd_index.push_back(i);
+      }
+    }
+    if (!fwd_pages.empty()) {
+      std::vector<int> st(fwd_pages.size());
+      if (absl::Status s = inner_.move(fwd_pages, fwd_nodes, absl::MakeSpan(st)); !s.ok()) return s;
+      for (std::size_t k = 0; k < st.size(); ++k) status[fwd_index[k]] = st[k];
+      counts_.forwarded += fwd_pages.size();
+    }
+    if (!part_pages.empty()) {
+      std::vector<int> st(part_pages.size());
+      absl::Status s = inner_.query(part_pages, absl::MakeSpan(st));
+      for (std::size_t k = 0; k < st.size(); ++k) status[part_index[k]] = s.ok() ? st[k] : -EBUSY;
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  static FaultInjectionOptions clamped(FaultInjectionOptions o) {
+    for (double* r :
+         {&o.call_failure_rate, &o.ebusy_rate, &o.enomem_rate, &o.efault_rate, &o.partial_rate})
+      *r = std::isnan(*r) ? 0 : (*r < 0 ? 0 : (*r > 1 ? 1 : *r));
+    return o;
+  }
+  // Uniform in [0, 1).
+  double draw() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+  }
+
+  Backend& inner_;
+  const std::string name_;
+  mutable detail::Mutex mu_;
+  FaultInjectionOptions options_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  FaultCounts counts_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tierkit

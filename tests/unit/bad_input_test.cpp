@@ -1,0 +1,604 @@
+// Every public entry point, fed bad input, returns a clear absl::Status (the
+// code and a message naming the problem) or is a documented no-op. Also the
+// unprivileged paths: everything here runs as an ordinary user; when run as
+// root, a forked child drops to nobody and checks move_pages on its own pages.
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tierkit/backend/linux.hpp"
+#include "tierkit/backend/simulated.hpp"
+#include "tierkit/detail/parse.hpp"
+#include "tierkit/engine.hpp"
+
+#if __has_include("tierkit/topology.hpp")
+#include "tierkit/topology.hpp"
+#define TIERKIT_HAVE_TOPOLOGY 1
+#endif
+#if __has_include("tierkit/memory_resource.hpp")
+#include "tierkit/memory_resource.hpp"
+#define TIERKIT_HAVE_MEMORY_RESOURCE 1
+#endif
+
+namespace tierkit {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr std::uintptr_t kBase = 0x100000000000;
+const void* P(std::uintptr_t a) { return reinterpret_cast<const void*>(a); }
+std::string Msg(const absl::Status& s) { return std::string(s.message()); }
+
+// Expects `s` to fail with `code` and a message containing every `needles`.
+void ExpectError(const absl::Status& s, absl::StatusCode code,
+                 std::initializer_list<const char*> needles) {
+  EXPECT_EQ(s.code(), code) << s;
+  for (const char* n : needles) EXPECT_THAT(Msg(s), HasSubstr(n)) << s;
+}
+
+struct SimEngine {
+  explicit SimEngine(EngineConfig c = {}) {
+    c.fast_nodes = {0};
+    c.slow_nodes = {1};
+    auto e = Engine::create(c, &sim, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine = std::move(*e);
+  }
+  ManualClock clock{1};
+  SimulatedBackend sim{{{0, 1 << 20}, {1, 1 << 30}}};
+  std::unique_ptr<Engine> engine;
+};
+
+// --- EngineConfig and Engine::create -------------------------------------
+
+TEST(BadInput, EngineCreateRejectsEveryInvalidField) {
+  SimulatedBackend sim({{0, 1 << 20}, {1, 1 << 30}});
+  auto expect_bad = [&](EngineConfig c, const char* needle) {
+    auto e = Engine::create(c, &sim);
+    ASSERT_FALSE(e.ok()) << needle;
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument) << e.status();
+    EXPECT_THAT(Msg(e.status()), HasSubstr(needle));
+  };
+  EngineConfig c;
+  c.epoch_ms = 0;
+  expect_bad(c, "epoch_ms");
+  c = {};
+  c.epoch_ms = 3600001;
+  expect_bad(c, "epoch_ms");
+  for (double bad : {std::nan(""), 0.0, -1.0, 1e9, double{INFINITY}}) {
+    c = {};
+    c.half_life_epochs = bad;
+    expect_bad(c, "half_life_epochs");
+  }
+  for (double bad : {std::nan(""), -1.0, double{INFINITY}}) {
+    c = {};
+    c.rate_limit_mbps = bad;
+    expect_bad(c, "rate_limit_mbps");
+  }
+  c = {};
+  c.low_watermark = 0.99;  // above high
+  expect_bad(c, "watermarks");
+  c = {};
+  c.high_watermark = std::nan("");
+  expect_bad(c, "watermarks");
+  c = {};
+  c.low_watermark = 0;
+  expect_bad(c, "watermarks");
+  c = {};
+  c.sampling = 0;
+  expect_bad(c, "sampling");
+  c = {};
+  c.fast_nodes = NodeSet();
+  expect_bad(c, "fast_nodes is empty");
+  c = {};
+  c.slow_nodes = {0};
+  expect_bad(c, "node 0 is in both");
+  for (double bad : {std::nan(""), 0.0, -2.0, double{INFINITY}}) {
+    c = {};
+    c.threshold.promotion_threshold = bad;
+    expect_bad(c, "promotion threshold");
+  }
+  c = {};
+  c.threshold.demotion_threshold = 10;  // above promotion (4)
+  expect_bad(c, "must be below the promotion threshold");
+  c = {};
+  c.automatic.headroom = 1;
+  expect_bad(c, "headroom");
+  c = {};
+  c.kernel.hot_threshold_ms = 0;
+  expect_bad(c, "hot_threshold_ms");
+  c = {};
+  c.kernel.promote_throughput_mbps = -1;
+  expect_bad(c, "promote_throughput_MBps");
+  c = {};
+  c.policy = "fastest";
+  expect_bad(c, "unknown policy 'fastest'");
+}
+
+TEST(BadInput, BadPolicySpecsAreNamedErrors) {
+  struct Case {
+    const char* spec;
+    const char* needle;
+  } cases[] = {
+      {"", "unknown policy ''"},
+      {"bogus", "unknown policy 'bogus'"},
+      {"automatic:3", "unknown policy 'automatic:3'"},
+      {"static:1", "unknown policy 'static:1'"},
+      {"Threshold", "unknown policy"},
+      {"threshold:", "promotion threshold"},  // empty arg = the default; fine? see below
+      {"threshold:abc", "'abc' is not a finite number"},
+      {"threshold:nan", "not a finite number"},
+      {"threshold:inf", "not a finite number"},
+      {"threshold:-1", "threshold:RATE"},
+      {"threshold:0", "promotion threshold 0"},
+      {"threshold:1e7", "outside the allowed range"},
+      {"kernel:speed=5", "unknown kernel knob 'speed'"},
+      {"kernel:rate=", "kernel:rate"},
+      {"kernel:rate=fast", "kernel:rate"},
+      {"kernel:rate=0", "promote_rate_limit_MBps"},
+      {"kernel:hot=-5", "kernel:hot"},
+      {"kernel:rate", "kernel:rate"},
+  };
+  SimEngine rig;
+  for (const auto& [spec, needle] : cases) {
+    absl::Status s = rig.engine->set_policy(spec);
+    if (std::string(spec) == "threshold:") {
+      // An empty argument means "the configured threshold": accepted.
+      EXPECT_TRUE(s.ok()) << s;
+      continue;
+    }
+    EXPECT_FALSE(s.ok()) << spec;
+    EXPECT_TRUE(s.code() == absl::StatusCode::kInvalidArgument ||
+                s.code() == absl::StatusCode::kOutOfRange)
+        << spec << ": " << s;
+    EXPECT_THAT(Msg(s), HasSubstr(needle)) << spec;
+  }
+  // A failed switch keeps the active policy.
+  ASSERT_TRUE(rig.engine->set_policy("automatic").ok());
+  EXPECT_FALSE(rig.engine->set_policy("threshold:-3").ok());
+  EXPECT_EQ(rig.engine->policy_name(), "automatic");
+}
+
+TEST(BadInput, RuntimeSettersRejectBadValuesAndKeepTheOldOnes) {
+  SimEngine rig;
+  ASSERT_TRUE(rig.engine->set_policy("threshold:8").ok());
+  for (double bad : {std::nan(""), -1.0, 0.0, double{INFINITY}, -double{INFINITY}})
+    ExpectError(rig.engine->set_promotion_threshold(bad), absl::StatusCode::kInvalidArgument,
+                {"promotion threshold"});
+  EXPECT_EQ(rig.engine->policy_unsafe().current_threshold(), 8);
+  for (double bad : {std::nan(""), -1.0, 8.0, 9.0, double{INFINITY}})
+    EXPECT_EQ(rig.engine->set_demotion_threshold(bad).code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  for (double bad : {std::nan(""), -1.0, double{INFINITY}})
+    ExpectError(rig.engine->set_rate_limit_mbps(bad), absl::StatusCode::kInvalidArgument,
+                {"rate limit", "finite number >= 0"});
+  EXPECT_EQ(rig.engine->config().rate_limit_mbps, 256);
+  EXPECT_TRUE(rig.engine->set_rate_limit_mbps(0).ok());  // 0 = stop migrating: valid
+  // Thresholds only make sense for the threshold policy.
+  ASSERT_TRUE(rig.engine->set_policy("kernel").ok());
+  ExpectError(rig.engine->set_promotion_threshold(3), absl::StatusCode::kFailedPrecondition,
+              {"kernel"});
+  EXPECT_EQ(rig.engine->set_demotion_threshold(1).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// --- Regions ---------------------------------------------------------------
+
+TEST(BadInput, RegisterRegionRejectsBadRanges) {
+  SimEngine rig;
+  Engine& e = *rig.engine;
+  ExpectError(e.register_region(nullptr, kPageSize).status(), absl::StatusCode::kInvalidArgument,
+              {"null pointer"});
+  ExpectError(e.register_region(P(kBase), 0).status(), absl::StatusCode::kInvalidArgument,
+              {"empty range"});
+  ExpectError(e.register_region(P(kBase), std::numeric_limits<std::size_t>::max()).status(),
+              absl::StatusCode::kInvalidArgument, {"47-bit"});
+  ExpectError(e.register_region(P(~std::uintptr_t{0} - kPageSize), kPageSize).status(),
+              absl::StatusCode::kInvalidArgument, {"47-bit"});
+  RegionOptions odd;
+  odd.granularity = 12345;
+  ExpectError(e.register_region(P(kBase), kPageSize, odd).status(),
+              absl::StatusCode::kInvalidArgument, {"granularity 12345"});
+  auto ok = e.register_region(P(kBase), 4 * kPageSize, RegionOptions().with_name("first"));
+  ASSERT_TRUE(ok.ok());
+  ExpectError(
+      e.register_region(P(kBase + kPageSize), kPageSize, RegionOptions().with_name("dup")).status(),
+      absl::StatusCode::kAlreadyExists, {"'first'", "'dup'"});
+  EXPECT_EQ(e.stats().regions, 1u);
+}
+
+TEST(BadInput, ForeignAndUnknownIdsAreNotFoundOrNoOps) {
+  SimEngine rig;
+  Engine& e = *rig.engine;
+  ExpectError(e.regions().remove(42), absl::StatusCode::kNotFound, {"no region with id 42"});
+  ExpectError(e.regions().set_tag(42, RegionTag::hot), absl::StatusCode::kNotFound,
+              {"no region with id 42"});
+  EXPECT_EQ(e.regions().find(42), nullptr);
+  EXPECT_EQ(e.regions().lookup(P(kBase)), nullptr);
+  // record_access on pointers tierkit never saw: counted as outside, nothing else.
+  int local = 0;
+  e.record_access(&local);
+  e.record_access(nullptr);
+  e.record_access(P(~std::uintptr_t{0}));
+  e.record_access(P(kBase), 0);
+  e.record_access(P(kBase), std::numeric_limits<std::size_t>::max(), 0xFFFFFFFFu);
+  EXPECT_GE(e.stats().outside_accesses, 5u);
+  EXPECT_TRUE(e.step().ok());
+  EXPECT_EQ(e.stats().tracked_pages, 0u);
+  // A handle from a registration that was removed behind its back.
+  auto h = e.register_region(P(kBase), kPageSize);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(e.regions().remove(h->id()).ok());
+  h->reset();  // documented: reset ignores the NotFound
+  EXPECT_EQ(e.regions().size(), 0u);
+}
+
+TEST(BadInput, RegionOnPagesTheBackendDoesNotKnowIsHarmless) {
+  // Pages never touched (simulated) or never mapped (Linux): the placement
+  // query reports -ENOENT/-EFAULT, the engine keeps its default belief, and a
+  // migration attempt fails per page and is counted.
+  SimEngine rig(EngineConfig{});
+  ASSERT_TRUE(rig.engine->set_policy("threshold:1").ok());
+  auto h = rig.engine->register_region(P(kBase), 8 * kPageSize, RegionOptions(), false);
+  ASSERT_TRUE(h.ok());
+  for (int i = 0; i < 8; ++i) rig.engine->record_access(P(kBase + i * kPageSize), kPageSize, 50);
+  rig.clock.advance_ns(100 * kNsPerMs);
+  ASSERT_TRUE(rig.engine->step().ok());
+  EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.promoted_pages, 0u);
+  EXPECT_EQ(s.failed_pages, 8u);
+  EXPECT_EQ(s.failures_by_errno.count[ENOENT], 8u);
+}
+
+TEST(BadInput, UnknownNodesFailEveryMoveButNothingBreaks) {
+  // Engine::create does not ask the backend whether the nodes exist (see the
+  // report); a migration to a missing node fails as a whole call and every
+  // page is counted as failed. Nothing moves, step() still succeeds.
+  SimulatedBackend sim({{0, 1 << 20}, {1, 1 << 30}});
+  EngineConfig c;
+  c.policy = "threshold:1";
+  c.slow_nodes = {7};
+  ManualClock clock(1);
+  auto e = Engine::create(c, &sim, &clock);
+  ASSERT_TRUE(e.ok());
+  for (int i = 0; i < 4; ++i) sim.touch(kBase + i * kPageSize, 0);
+  auto h =
+      (*e)->register_region(P(kBase), 4 * kPageSize, RegionOptions().with_tag(RegionTag::cold));
+  ASSERT_TRUE(h.ok());
+  clock.advance_ns(100 * kNsPerMs);
+  ASSERT_TRUE((*e)->step().ok());
+  EXPECT_EQ((*e)->stats().demoted_pages, 0u);
+  EXPECT_EQ((*e)->stats().failed_pages, 4u);
+  EXPECT_EQ(sim.moves(), 0u);
+  // The backends themselves name the node.
+  std::vector<void*> pages{reinterpret_cast<void*>(kBase)};
+  std::vector<NodeId> nodes{7};
+  std::vector<int> status(1);
+  ExpectError(sim.move(pages, nodes, absl::MakeSpan(status)), absl::StatusCode::kInvalidArgument,
+              {"node 7"});
+  ExpectError(sim.node_memory(7).status(), absl::StatusCode::kNotFound, {"node 7"});
+  ExpectError(LinuxBackend::instance().node_memory(4000).status(), absl::StatusCode::kNotFound,
+              {"node 4000"});
+}
+
+// --- Backends --------------------------------------------------------------
+
+TEST(BadInput, BackendsRejectBadSizesAndSpans) {
+  SimulatedBackend sim({{0, 1 << 20}});
+  for (Backend* b :
+       {static_cast<Backend*>(&sim), static_cast<Backend*>(&LinuxBackend::instance())}) {
+    ExpectError(b->map(0).status(), absl::StatusCode::kInvalidArgument, {"size 0"});
+    ExpectError(b->map(100).status(), absl::StatusCode::kInvalidArgument, {"size 100"});
+    std::vector<void*> pages(2, nullptr);
+    std::vector<int> status(1);
+    EXPECT_EQ(b->query(pages, absl::MakeSpan(status)).code(), absl::StatusCode::kInvalidArgument);
+    std::vector<NodeId> nodes(1, 0);
+    EXPECT_EQ(b->move(pages, nodes, absl::MakeSpan(status)).code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(b->bind(nullptr, kPageSize, NodeSet(), BindMode::kBind, false).code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+  // A foreign (unmapped) address: the Linux query reports -EFAULT/-ENOENT per
+  // page rather than failing, and never touches the memory.
+  std::vector<void*> foreign{reinterpret_cast<void*>(kBase)};
+  std::vector<int> st(1, 12345);
+  ASSERT_TRUE(LinuxBackend::instance().query(foreign, absl::MakeSpan(st)).ok());
+  EXPECT_LT(st[0], 0);
+}
+
+// --- Environment and parsers -----------------------------------------------
+
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST(BadInput, EveryTierkitVariableRejectsGarbageByName) {
+  const char* vars[] = {"TIERKIT_EPOCH_MS",
+                        "TIERKIT_HALF_LIFE_EPOCHS",
+                        "TIERKIT_RATE_LIMIT_MBPS",
+                        "TIERKIT_BURST_BYTES",
+                        "TIERKIT_FAST_BUDGET",
+                        "TIERKIT_HIGH_WATERMARK",
+                        "TIERKIT_LOW_WATERMARK",
+                        "TIERKIT_SAMPLING",
+                        "TIERKIT_PROMOTION_THRESHOLD",
+                        "TIERKIT_DEMOTION_THRESHOLD",
+                        "TIERKIT_MIN_RESIDENCY_EPOCHS",
+                        "TIERKIT_KERNEL_HOT_THRESHOLD_MS",
+                        "TIERKIT_KERNEL_RATE_LIMIT_MBPS",
+                        "TIERKIT_KERNEL_THROUGHPUT_MBPS"};
+  const char* garbage[] = {"fast", "nan", "inf", "-inf", "1e999",  "12abc", "0x",
+                           "--1",  "1,5", " ",   "\t7x", "-1e300", "1 2"};
+  for (const char* var : vars)
+    for (const char* value : garbage) {
+      ScopedEnv env(var, value);
+      auto c = EngineConfig::from_env();
+      if (std::string(value) == " ") {
+        // Whitespace only parses as empty: an error, not "unset".
+        EXPECT_FALSE(c.ok()) << var;
+        continue;
+      }
+      ASSERT_FALSE(c.ok()) << var << "=" << value;
+      EXPECT_TRUE(c.status().code() == absl::StatusCode::kInvalidArgument ||
+                  c.status().code() == absl::StatusCode::kOutOfRange)
+          << c.status();
+      EXPECT_THAT(Msg(c.status()), HasSubstr(var)) << var << "=" << value;
+    }
+}
+
+TEST(BadInput, OutOfRangeAndInconsistentEnvValues) {
+  struct Case {
+    const char* var;
+    const char* value;
+    const char* needle;
+  } cases[] = {
+      {"TIERKIT_EPOCH_MS", "0", "TIERKIT_EPOCH_MS"},
+      {"TIERKIT_EPOCH_MS", "3600001", "TIERKIT_EPOCH_MS"},
+      {"TIERKIT_RATE_LIMIT_MBPS", "-5", "TIERKIT_RATE_LIMIT_MBPS"},
+      {"TIERKIT_HIGH_WATERMARK", "1.5", "TIERKIT_HIGH_WATERMARK"},
+      {"TIERKIT_LOW_WATERMARK", "0.99", "watermarks"},  // above the default high 0.95
+      {"TIERKIT_LOW_WATERMARK", "0", "watermarks"},
+      {"TIERKIT_SAMPLING", "0", "TIERKIT_SAMPLING"},
+      {"TIERKIT_SAMPLING", "2000000", "TIERKIT_SAMPLING"},
+      {"TIERKIT_BURST_BYTES", "-4096", "TIERKIT_BURST_BYTES"},
+      {"TIERKIT_BURST_BYTES", "16E", "TIERKIT_BURST_BYTES"},
+      {"TIERKIT_BURST_BYTES", "99999999999999999999", "TIERKIT_BURST_BYTES"},
+      {"TIERKIT_FAST_BUDGET", "17179869184T", "overflows 64 bits"},
+      {"TIERKIT_PROMOTION_THRESHOLD", "0", "promotion threshold"},
+      {"TIERKIT_DEMOTION_THRESHOLD", "100", "below the promotion threshold"},
+      {"TIERKIT_KERNEL_RATE_LIMIT_MBPS", "0", "TIERKIT_KERNEL_RATE_LIMIT_MBPS"},
+      {"TIERKIT_POLICY", "threshold:x", "TIERKIT_POLICY"},
+      {"TIERKIT_POLICY", "kernel:warp=9", "TIERKIT_POLICY"},
+  };
+  for (const auto& [var, value, needle] : cases) {
+    ScopedEnv env(var, value);
+    auto c = EngineConfig::from_env();
+    ASSERT_FALSE(c.ok()) << var << "=" << value;
+    EXPECT_THAT(Msg(c.status()), HasSubstr(needle)) << var << "=" << value << ": " << c.status();
+  }
+  // Documented no-op: an empty variable counts as unset.
+  ScopedEnv empty("TIERKIT_EPOCH_MS", "");
+  auto c = EngineConfig::from_env();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->epoch_ms, 100);
+  // Suffixes and whitespace that are documented to work.
+  ScopedEnv burst("TIERKIT_BURST_BYTES", " 64K ");
+  ScopedEnv budget("TIERKIT_FAST_BUDGET", "2GiB");
+  auto ok = EngineConfig::from_env();
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->burst_bytes, 64u << 10);
+  EXPECT_EQ(ok->fast_budget_bytes, 2ull << 30);
+}
+
+TEST(BadInput, DetailParsersNameWhatTheyParse) {
+  using detail::parse_bool;
+  using detail::parse_bytes;
+  using detail::parse_double;
+  using detail::parse_int;
+  ExpectError(parse_double("", "speed").status(), absl::StatusCode::kInvalidArgument,
+              {"speed", "not a finite number"});
+  ExpectError(parse_double("nan", "speed").status(), absl::StatusCode::kInvalidArgument, {"speed"});
+  ExpectError(parse_double("1e400", "speed").status(), absl::StatusCode::kInvalidArgument,
+              {"speed"});
+  ExpectError(parse_double("5", "speed", 0, 1).status(), absl::StatusCode::kOutOfRange,
+              {"speed", "outside the allowed range"});
+  ExpectError(parse_int("1.5", "count").status(), absl::StatusCode::kInvalidArgument,
+              {"count", "not an integer"});
+  ExpectError(parse_int("99999999999999999999", "count").status(),
+              absl::StatusCode::kInvalidArgument, {"count"});
+  ExpectError(parse_int("-3", "count", 0).status(), absl::StatusCode::kOutOfRange, {"count"});
+  ExpectError(parse_bool("maybe", "flag").status(), absl::StatusCode::kInvalidArgument,
+              {"flag", "not a boolean"});
+  ExpectError(parse_bytes("", "size").status(), absl::StatusCode::kInvalidArgument, {"size"});
+  ExpectError(parse_bytes("K", "size").status(), absl::StatusCode::kInvalidArgument, {"size"});
+  ExpectError(parse_bytes("1.5G", "size").status(), absl::StatusCode::kInvalidArgument, {"size"});
+  ExpectError(parse_bytes("20000000T", "size").status(), absl::StatusCode::kOutOfRange,
+              {"overflows 64 bits"});
+  EXPECT_EQ(*parse_bytes("1T", "size"), 1ull << 40);
+  EXPECT_EQ(*parse_bytes("7b", "size"), 7u);
+  EXPECT_EQ(*parse_int(" -3 ", "count"), -3);
+  // "any case", on/off included (Abseil's SimpleAtob alone lacks on/off).
+  for (const char* t : {"ON", "on", " On ", "true", "YES", "1"}) {
+    auto b = parse_bool(t, "flag");
+    ASSERT_TRUE(b.ok()) << t << ": " << b.status();
+    EXPECT_TRUE(*b) << t;
+  }
+  for (const char* f : {"OFF", "off", "False", "no", "0"}) {
+    auto b = parse_bool(f, "flag");
+    ASSERT_TRUE(b.ok()) << f << ": " << b.status();
+    EXPECT_FALSE(*b) << f;
+  }
+  EXPECT_FALSE(parse_bool("onn", "flag").ok());
+}
+
+// --- Topology override and memory resources (when present) ----------------
+
+#ifdef TIERKIT_HAVE_TOPOLOGY
+TEST(BadInput, TierOverrideSyntaxErrorsNameTheProblem) {
+  struct Case {
+    const char* spec;
+    const char* needle;
+  } cases[] = {
+      {"", "is empty"},
+      {"   ", "is empty"},
+      {"0//1", "tier 1 is empty"},
+      {"0/", "tier 1 is empty"},
+      {"/0", "tier 0 is empty"},
+      {"0,,1", "empty node entry"},
+      {"x", "is not a node number"},
+      {"0/1a", "is not a node number"},
+      {"-1", "is negative"},
+      {"0/1024", "out of range"},
+      {"99999999999999999999999", "out of range"},
+      {"3-1", "is reversed"},
+      {"0-", "is not a node number"},
+      {"0,1/1", "appears twice"},
+      {"0-3/2", "appears twice"},
+  };
+  for (const auto& [spec, needle] : cases) {
+    auto r = Topology::parse_override(spec);
+    ASSERT_FALSE(r.ok()) << "'" << spec << "'";
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << spec;
+    EXPECT_THAT(Msg(r.status()), HasSubstr(needle)) << "'" << spec << "': " << r.status();
+    EXPECT_THAT(Msg(r.status()), HasSubstr("tier override")) << spec;
+  }
+  auto ok = Topology::parse_override(" 0, 1 / 2-3 ");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_EQ(ok->size(), 2u);
+  EXPECT_EQ((*ok)[0], (NodeSet{0, 1}));
+  EXPECT_EQ((*ok)[1], (NodeSet{2, 3}));
+}
+
+TEST(BadInput, TierkitTiersVariableIsValidatedByDiscover) {
+  {
+    ScopedEnv env("TIERKIT_TIERS", "0/zero");
+    auto t = Topology::discover();
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(Msg(t.status()), HasSubstr("TIERKIT_TIERS"));
+  }
+  {
+    ScopedEnv env("TIERKIT_TIERS", "0/1000");  // syntactically fine, no such node
+    auto t = Topology::discover();
+    ASSERT_FALSE(t.ok());
+    EXPECT_THAT(Msg(t.status()), HasSubstr("node 1000"));
+  }
+  TopologyOptions bad_xml;
+  bad_xml.use_env = false;
+  bad_xml.xml_buffer = "<topology><not-closed>";
+  EXPECT_FALSE(Topology::discover(bad_xml).ok());
+  TopologyOptions missing;
+  missing.use_env = false;
+  missing.xml_path = "/nonexistent/tierkit/topology.xml";
+  EXPECT_FALSE(Topology::discover(missing).ok());
+}
+#endif
+
+#ifdef TIERKIT_HAVE_MEMORY_RESOURCE
+TEST(BadInput, MemoryResourceOptionsAreValidated) {
+  SimulatedBackend sim({{0, 64 << 20}, {1, 64 << 20}});
+  TierResourceOptions o;
+  o.backend = &sim;
+  ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
+              {"nodes is empty"});
+  o.nodes = {0};
+  o.arena_bytes = 0;
+  ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
+              {"arena_bytes"});
+  o.arena_bytes = kHugePageSize + kPageSize;
+  ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
+              {"arena_bytes"});
+  o.arena_bytes = kHugePageSize;
+  o.limit_bytes = 100;
+  ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
+              {"limit_bytes"});
+  o.limit_bytes = 0;
+  o.nodes = {5};
+  ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
+              {"node 5"});
+  // A tier that does not exist.
+  for (int t : {-1, kMaxTierResources, 1000}) {
+    ExpectError(tier_nodes_for(static_cast<Tier>(t)).status(), absl::StatusCode::kInvalidArgument,
+                {"out of range"});
+    EXPECT_FALSE(tier_resource(static_cast<Tier>(t)).ok());
+    set_tier_nodes(static_cast<Tier>(t), NodeSet{0});  // documented no-op
+  }
+}
+#endif
+
+// --- Unprivileged operation --------------------------------------------------
+
+TEST(Unprivileged, EngineRunsWithoutPrivilegeOnLinuxQueries) {
+  // Everything here is ordinary-user work: map, query own pages, node memory.
+  LinuxBackend& be = LinuxBackend::instance();
+  auto m = be.map(4 * kPageSize);
+  ASSERT_TRUE(m.ok()) << m.status();
+  static_cast<char*>(*m)[0] = 1;  // fault in page 0 only
+  std::vector<void*> pages;
+  for (int i = 0; i < 4; ++i) pages.push_back(static_cast<char*>(*m) + i * kPageSize);
+  std::vector<int> status(4);
+  ASSERT_TRUE(be.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_GE(status[0], 0);        // present: its node
+  EXPECT_EQ(status[1], -ENOENT);  // not faulted in yet
+  EXPECT_TRUE(be.node_memory(0).ok());
+  // An engine over the Linux backend registers, records and steps.
+  EngineConfig c;
+  auto e = Engine::create(c);
+  ASSERT_TRUE(e.ok()) << e.status();
+  {
+    auto h = (*e)->register_region(*m, 4 * kPageSize);
+    ASSERT_TRUE(h.ok()) << h.status();
+    (*e)->record_access(*m);
+    ASSERT_TRUE((*e)->step().ok());
+    EXPECT_EQ((*e)->stats().tracked_pages, 4u);
+  }
+  ASSERT_TRUE(be.unmap(*m, 4 * kPageSize).ok());
+}
+
+TEST(Unprivileged, MovePagesOnOwnPagesWorksAfterDroppingRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "not root: this whole binary already ran unprivileged";
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child: become nobody, then move its own page to the node it is on.
+    if (setgid(65534) != 0 || setuid(65534) != 0 || getuid() != 65534) _exit(10);
+    void* p = mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) _exit(11);
+    static_cast<char*>(p)[0] = 1;
+    std::vector<void*> pages{p};
+    std::vector<int> st(1);
+    if (!LinuxBackend::instance().query(pages, absl::MakeSpan(st)).ok() || st[0] < 0) _exit(12);
+    std::vector<NodeId> nodes{st[0]};
+    if (!LinuxBackend::instance().move(pages, nodes, absl::MakeSpan(st)).ok()) _exit(13);
+    _exit(st[0] >= 0 ? 0 : 14);
+  }
+  int wstatus = 0;
+  ASSERT_EQ(waitpid(pid, &wstatus, 0), pid);
+  ASSERT_TRUE(WIFEXITED(wstatus));
+  EXPECT_EQ(WEXITSTATUS(wstatus), 0) << "10 setuid, 11 mmap, 12 query, 13 move call, 14 page";
+}
+
+}  // namespace
+}  // namespace tierkit
