@@ -39,6 +39,11 @@ struct Record {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("tierkit demo: tier discovery, slow-tier allocation, tiering");
   absl::ParseCommandLine(argc, argv);
+  examples::require(absl::GetFlag(FLAGS_mib) >= 1, "--mib must be >= 1");
+  examples::require(
+      absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
+      "--fast_fraction must be in (0, 1]");
+  examples::require(absl::GetFlag(FLAGS_epoch_ms) >= 1, "--epoch_ms must be >= 1");
   const std::size_t bytes = static_cast<std::size_t>(absl::GetFlag(FLAGS_mib)) << 20;
   const auto budget =
       static_cast<std::uint64_t>(static_cast<double>(bytes) * absl::GetFlag(FLAGS_fast_fraction));

@@ -33,6 +33,12 @@ ABSL_FLAG(bool, simulate, false, "use the simulated machine even on a two-tier m
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("embedding_table: a tiered embedding table under batched lookups");
   absl::ParseCommandLine(argc, argv);
+  examples::require(absl::GetFlag(FLAGS_rows) >= 1 && absl::GetFlag(FLAGS_dim) >= 1,
+                    "--rows and --dim must be >= 1");
+  examples::require(
+      absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
+      "--fast_fraction must be in (0, 1]");
+  examples::require(absl::GetFlag(FLAGS_epochs) >= 1, "--epochs must be >= 1");
   const auto rows = static_cast<std::size_t>(absl::GetFlag(FLAGS_rows));
   const auto dim = static_cast<std::size_t>(absl::GetFlag(FLAGS_dim));
   const std::size_t bytes = rows * dim * sizeof(float);

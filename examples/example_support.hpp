@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <random>
@@ -32,6 +33,13 @@
 namespace examples {
 
 using namespace tierkit;
+
+// Exits with status 2 and `message` unless `ok` (flag validation).
+inline void require(bool ok, const char* message) {
+  if (ok) return;
+  std::fprintf(stderr, "bad flag: %s\n", message);
+  std::exit(2);
+}
 
 // The machine an example runs on, and the engine configuration for it.
 class Machine {

@@ -42,6 +42,10 @@ using Map = absl::flat_hash_map<std::uint64_t, Value, absl::Hash<std::uint64_t>,
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("kv_cache: a tiered key-value cache under Zipf GETs");
   absl::ParseCommandLine(argc, argv);
+  examples::require(absl::GetFlag(FLAGS_keys) >= 1, "--keys must be >= 1");
+  examples::require(
+      absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
+      "--fast_fraction must be in (0, 1]");
   const auto keys = static_cast<std::size_t>(absl::GetFlag(FLAGS_keys));
   // flat_hash_map keeps its load at most 7/8 with a power-of-two capacity.
   std::size_t capacity = 1;
