@@ -1,0 +1,300 @@
+// Fuzzes random sequences of engine operations on a SimulatedBackend behind a
+// FaultInjectionBackend, against a model of the live regions. Each input byte
+// picks an operation; following bytes are its arguments. Invariants checked
+// after every operation:
+//   - a registration is accepted iff its widened range is valid and overlaps
+//     no live region (then AlreadyExists naming the other region);
+//   - tracked_bytes() and size() equal the model's sums;
+//   - record_access on an address outside every live region adds exactly one
+//     outside access per page, inside adds none;
+//   - after every step(): for every tracked page the engine's belief (fast or
+//     slow) matches the backend, and the stats account for every page moved.
+#include <cerrno>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "fuzz_check.hpp"
+#include "tierkit/backend/fault_injection.hpp"
+#include "tierkit/backend/simulated.hpp"
+#include "tierkit/engine.hpp"
+
+namespace {
+
+using namespace tierkit;
+
+constexpr std::uintptr_t kBase = 0x100000000000;  // synthetic, 1 GiB aligned
+constexpr std::uintptr_t kWindow = 8 << 20;       // 4 chunks of 2 MiB
+
+struct Live {
+  std::uintptr_t begin, end;
+  RegionHandle handle;
+};
+
+class Harness {
+ public:
+  explicit Harness(fuzz::Bytes& in)
+      : in_(in),
+        sim_({{0, 64 * kPageSize}, {1, 1ull << 32}}),
+        fi_(sim_, FaultInjectionOptions().with_seed(in.u8())) {
+    EngineConfig c;
+    c.policy = "threshold:1";
+    c.fast_nodes = {0};
+    c.slow_nodes = {1};
+    c.rate_limit_mbps = 1e6;
+    c.burst_bytes = 1ull << 40;
+    auto e = Engine::create(c, &fi_, &clock_);
+    FUZZ_CHECK(e.ok(), "create");
+    engine_ = std::move(*e);
+  }
+  ~Harness() {
+    live_.clear();  // handles unregister before the engine goes
+  }
+
+  void run() {
+    int ops = 0;
+    while (!in_.empty() && ops++ < 200) {
+      switch (in_.u8() % 10) {
+        case 0:
+        case 1:
+          op_register();
+          break;
+        case 2:
+          op_unregister();
+          break;
+        case 3:
+          op_record();
+          break;
+        case 4:
+          op_record_range();
+          break;
+        case 5:
+          op_step();
+          break;
+        case 6:
+          op_set_tag();
+          break;
+        case 7:
+          op_set_policy();
+          break;
+        case 8:
+          op_faults();
+          break;
+        default:
+          op_knobs();
+          break;
+      }
+      check_registry();
+    }
+    op_step();
+  }
+
+ private:
+  std::uintptr_t addr() { return kBase + (in_.u32() % (kWindow + 2 * kHugePageSize)); }
+  bool in_model(std::uintptr_t a) const {
+    for (const auto& [b, l] : live_)
+      if (a >= l.begin && a < l.end) return true;
+    return false;
+  }
+
+  void op_register() {
+    std::uint8_t kind = in_.u8();
+    std::uintptr_t a = addr();
+    std::size_t bytes = 1 + in_.u16() % (96 * kPageSize);
+    RegionOptions o = RegionOptions().with_name("r").with_tag(static_cast<RegionTag>(in_.u8() % 4));
+    if (kind % 8 == 0) o.with_huge_pages();
+    if (kind % 31 == 1) a = 0;                                // null
+    if (kind % 31 == 2) bytes = 0;                            // empty
+    if (kind % 31 == 3) a = std::uintptr_t{1} << 47;          // beyond user space
+    if (kind % 31 == 4) bytes = ~std::size_t{0} - kPageSize;  // huge
+    if (kind % 31 == 5) o.granularity = 8192;                 // unknown granularity
+    std::uint8_t touch = in_.u8();
+    bool valid = a != 0 && bytes != 0 &&
+                 (o.granularity == kPageSize || o.granularity == kHugePageSize) &&
+                 a < (std::uintptr_t{1} << 47) && bytes <= (std::uintptr_t{1} << 47) - a;
+    std::uintptr_t begin = valid ? align_down(a, o.granularity) : 0;
+    std::uintptr_t end = valid ? align_up(a + bytes, o.granularity) : 0;
+    bool overlap = false;
+    for (const auto& [b, l] : live_) overlap |= valid && l.begin < end && begin < l.end;
+    // Place some pages first, as the application's first touch would (only
+    // for a registration that will succeed: placing pages of a live region
+    // behind the engine's back would make its belief legitimately stale).
+    if (valid && !overlap && touch != 0 && end - begin <= 4 * kHugePageSize)
+      for (std::uintptr_t p = begin; p < end; p += kPageSize)
+        if ((p / kPageSize + touch) % 3 != 0) sim_.touch(p, (p / kPageSize) % 2 ? 1 : 0);
+    if (o.granularity == kHugePageSize) had_huge_ = true;
+    auto h = engine_->register_region(reinterpret_cast<void*>(a), bytes, o, in_.u8() % 2);
+    if (!valid) {
+      FUZZ_CHECK(!h.ok() && h.status().code() == absl::StatusCode::kInvalidArgument, "%s",
+                 h.status().ToString().c_str());
+      return;
+    }
+    if (overlap) {
+      FUZZ_CHECK(!h.ok() && h.status().code() == absl::StatusCode::kAlreadyExists &&
+                     absl::StrContains(h.status().message(), "overlaps region 'r'"),
+                 "overlap accepted or unclear: %s", h.status().ToString().c_str());
+      return;
+    }
+    FUZZ_CHECK(h.ok(), "rejected [%lx, %lx): %s", begin, end, h.status().ToString().c_str());
+    for (std::uintptr_t p = begin; p < end; p += o.granularity) {
+      auto* w = engine_->tracker().word(p);
+      FUZZ_CHECK(w != nullptr && PageWord::tracked(w->load()), "page %lx not tracked", p);
+    }
+    live_.emplace(begin, Live{begin, end, std::move(*h)});
+  }
+
+  void op_unregister() {
+    if (live_.empty()) return;
+    auto it = live_.begin();
+    std::advance(it, in_.u8() % live_.size());
+    std::uintptr_t b = it->second.begin, e = it->second.end;
+    live_.erase(it);  // the handle unregisters
+    for (std::uintptr_t p = b; p < e; p += kPageSize) {
+      auto* w = engine_->tracker().word(p);
+      FUZZ_CHECK(w == nullptr || !PageWord::tracked(w->load()), "page %lx still tracked", p);
+    }
+  }
+
+  void op_record() {
+    std::uintptr_t a = addr();
+    std::uint64_t before = engine_->tracker().outside_accesses();
+    engine_->record_access(reinterpret_cast<void*>(a));
+    std::uint64_t after = engine_->tracker().outside_accesses();
+    bool tracked = in_model(a) && !dropped(a);
+    FUZZ_CHECK(after - before == (tracked ? 0u : 1u), "record %lx: outside %lu -> %lu", a, before,
+               after);
+  }
+
+  void op_record_range() {
+    std::uintptr_t a = addr();
+    std::size_t bytes = in_.u16() % (64 * kPageSize);
+    std::uint32_t weight = in_.u8();
+    std::uint64_t expect = 0;
+    std::uintptr_t end = a + (bytes == 0 ? 1 : bytes);
+    for (std::uintptr_t p = align_down(a, kPageSize); p < end; p += kPageSize)
+      expect += !(in_model(p) && !dropped(p));
+    std::uint64_t before = engine_->tracker().outside_accesses();
+    engine_->record_access(reinterpret_cast<void*>(a), bytes, weight);
+    std::uint64_t got = engine_->tracker().outside_accesses() - before;
+    FUZZ_CHECK(got == expect, "range %lx+%zu: %lu outside, expected %lu", a, bytes, got, expect);
+  }
+
+  // A page in a live region dropped by the engine after -EFAULT (or the word
+  // of a huge unit that was).
+  bool dropped(std::uintptr_t a) const {
+    auto* w = engine_->tracker().word(a);
+    return w == nullptr || !PageWord::tracked(w->load());
+  }
+
+  void op_step() {
+    clock_.advance_ns(100 * kNsPerMs);
+    FUZZ_CHECK(engine_->step().ok(), "step");
+    // Belief: for every tracked unit with a placed first page.
+    for (const auto& [b, l] : live_) {
+      auto r = engine_->regions().lookup(reinterpret_cast<void*>(l.begin));
+      FUZZ_CHECK(r != nullptr && r->begin == l.begin, "region %lx lost", l.begin);
+      std::size_t unit = r->options.granularity;
+      if (unit != kPageSize) continue;  // a 2 MiB unit may be split by partial moves
+      for (std::uintptr_t p = l.begin; p < l.end; p += unit) {
+        auto* w = engine_->tracker().word(p);
+        if (w == nullptr || !PageWord::tracked(w->load())) continue;
+        NodeId n = sim_.node_of(p);
+        if (n == kNoNode) continue;  // never placed: belief is the registration default
+        FUZZ_CHECK(PageWord::fast(w->load()) == (n == 0), "page %lx: belief %d, node %d", p,
+                   PageWord::fast(w->load()), n);
+      }
+    }
+    // Accounting (see fault_injection_test.cpp).
+    EngineStats s = engine_->stats();
+    FaultCounts f = fi_.counts();
+    std::uint64_t accounted =
+        s.promoted_pages + s.demoted_pages + s.busy_retries + s.failed_pages + s.dropped_pages;
+    FUZZ_CHECK(accounted <= f.pages && accounted + f.partial >= f.pages,
+               "accounted %lu of %lu pages (%lu partial)", accounted, f.pages, f.partial);
+    FUZZ_CHECK(s.busy_retries == f.ebusy, "busy %lu vs %lu", s.busy_retries, f.ebusy);
+    FUZZ_CHECK(s.dropped_pages == f.efault, "dropped %lu vs %lu", s.dropped_pages, f.efault);
+    // Every move counted happened (a 2 MiB unit may have pages already on the
+    // target, counted as moved: only for 4 KiB pages is this exact).
+    if (!had_huge_)
+      FUZZ_CHECK(s.promoted_pages + s.demoted_pages == sim_.moves(), "moved %lu, counted %lu",
+                 sim_.moves(), s.promoted_pages + s.demoted_pages);
+  }
+
+  void op_set_tag() {
+    if (live_.empty() || in_.u8() % 8 == 0) {
+      FUZZ_CHECK(engine_->regions().set_tag(987654321, RegionTag::hot).code() ==
+                     absl::StatusCode::kNotFound,
+                 "set_tag on a bad id");
+      return;
+    }
+    auto it = live_.begin();
+    std::advance(it, in_.u8() % live_.size());
+    FUZZ_CHECK(engine_->regions()
+                   .set_tag(it->second.handle.id(), static_cast<RegionTag>(in_.u8() % 4))
+                   .ok(),
+               "set_tag");
+  }
+
+  void op_set_policy() {
+    static const char* const kSpecs[] = {"threshold:1", "threshold:0.25", "automatic",    "kernel",
+                                         "static",      "kernel:rate=1",  "threshold:-1", "nope"};
+    std::size_t i = in_.u8() % std::size(kSpecs);
+    absl::Status s = engine_->set_policy(kSpecs[i]);
+    FUZZ_CHECK(s.ok() == (i < 6), "set_policy(%s): %s", kSpecs[i], s.ToString().c_str());
+  }
+
+  void op_faults() {
+    auto rate = [&] { return (in_.u8() % 5) / 10.0; };  // 0 .. 0.4
+    FaultInjectionOptions o;
+    o.seed = in_.u8();
+    o.ebusy_rate = rate();
+    o.enomem_rate = rate() / 2;
+    o.efault_rate = rate() / 4;
+    o.partial_rate = rate() / 2;
+    o.call_failure_rate = rate() / 4;
+    fi_.set_options(o);
+  }
+
+  void op_knobs() {
+    switch (in_.u8() % 3) {
+      case 0:
+        engine_->set_fast_budget_bytes((in_.u8() % 80) * kPageSize);
+        break;
+      case 1:
+        FUZZ_CHECK(engine_->set_rate_limit_mbps(in_.u8() % 4).ok(), "rate");
+        break;
+      default:
+        (void)engine_->set_promotion_threshold(in_.u8() / 16.0);
+        break;
+    }
+  }
+
+  void check_registry() {
+    std::uint64_t bytes = 0;
+    for (const auto& [b, l] : live_) bytes += l.end - l.begin;
+    FUZZ_CHECK(engine_->regions().tracked_bytes() == bytes, "tracked_bytes %lu, model %lu",
+               engine_->regions().tracked_bytes(), bytes);
+    FUZZ_CHECK(engine_->regions().size() == live_.size(), "size");
+  }
+
+  fuzz::Bytes& in_;
+  ManualClock clock_{1};
+  SimulatedBackend sim_;
+  FaultInjectionBackend fi_;
+  std::unique_ptr<Engine> engine_;
+  std::map<std::uintptr_t, Live> live_;
+  bool had_huge_ = false;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size > 2048) return 0;
+  tierkit::fuzz::Bytes in(data, size);
+  Harness h(in);
+  h.run();
+  return 0;
+}
