@@ -76,8 +76,10 @@ class Backend {
 
   // Moves pages[i] to nodes[i]; writes the node each page ended on, or -errno:
   // -EBUSY (retry later), -ENOMEM (target full), -EFAULT/-ENOENT (not mapped or
-  // present), -EACCES (shared with another process). A non-OK Status means the
-  // whole call failed (bad node, no permission) and `status` is undefined.
+  // present; Linux 6.1 says -EFAULT for never-touched anonymous pages too),
+  // -EACCES (shared with another process). A non-OK Status means the whole
+  // call failed (bad node, no permission): `status` is undefined and some
+  // pages may have moved, so callers re-query placement.
   virtual absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
                             absl::Span<int> status) = 0;
 

@@ -28,7 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "tierkit/detail/mutex.hpp"
 #include "tierkit/backend.hpp"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/common.hpp"
@@ -128,7 +128,7 @@ class TierAllocError : public std::bad_alloc {
 // kept for reuse until release_unused() or destruction; a request larger than
 // half an arena gets a dedicated arena that is unmapped when it is freed.
 //
-// Thread-safe. allocate() costs O(free blocks) under one absl::Mutex when a
+// Thread-safe. allocate() costs O(free blocks) under one detail::Mutex when a
 // chunk is free, plus three syscalls (map, bind, and advise with huge pages)
 // outside the lock when a new arena is needed; deallocate() costs O(log
 // blocks), or one munmap for a dedicated arena. Syscalls and observer
@@ -177,7 +177,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     {
       NotifyGuard guard(this);
       {
-        absl::MutexLock lock(&mu_);
+        detail::MutexLock lock(&mu_);
         spans = arenas_locked();
         obs = observer_;
         arenas_.clear();
@@ -214,7 +214,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     if (!dedicated) {
       std::optional<std::uintptr_t> p;
       {
-        absl::MutexLock lock(&mu_);
+        detail::MutexLock lock(&mu_);
         p = carve_locked(size, align);
       }
       if (p.has_value()) {
@@ -228,12 +228,12 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   // The most recent allocation failure of any thread (OkStatus if none): the
   // reason behind a std::bad_alloc. Takes the lock.
   absl::Status last_error() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return last_error_;
   }
   // OkStatus, or the first madvise(MADV_HUGEPAGE) failure with huge_pages on.
   absl::Status huge_pages_status() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return huge_status_;
   }
 
@@ -245,12 +245,12 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   std::size_t arena_count() const { return arena_count_.load(std::memory_order_relaxed); }
   // The mapped arenas, in address order. O(arenas) under the lock.
   std::vector<ArenaSpan> arenas() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return arenas_locked();
   }
   // Whether `p` lies inside one of this resource's arenas. O(log arenas).
   bool owns(const void* p) const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return arena_of_locked(reinterpret_cast<std::uintptr_t>(p)) != arenas_.end();
   }
 
@@ -270,7 +270,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     std::vector<ArenaSpan> spans;
     ArenaObserver* old = nullptr;
     {
-      absl::MutexLock lock(&mu_);
+      detail::MutexLock lock(&mu_);
       old = observer_;
       if (old == observer) return;
       observer_ = observer;
@@ -283,7 +283,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   }
   // The current observer (may be null).
   ArenaObserver* observer() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return observer_;
   }
 
@@ -295,7 +295,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       NotifyGuard guard(this);
       ArenaObserver* obs = nullptr;
       {
-        absl::MutexLock lock(&mu_);
+        detail::MutexLock lock(&mu_);
         obs = observer_;
         for (auto it = arenas_.begin(); it != arenas_.end();) {
           if (it->second.dedicated || it->second.used != 0) {
@@ -375,7 +375,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     const auto addr = reinterpret_cast<std::uintptr_t>(p);
     const std::size_t size = chunk_size(bytes);
     {
-      absl::MutexLock lock(&mu_);
+      detail::MutexLock lock(&mu_);
       auto it = arena_of_locked(addr);
       if (it == arenas_.end()) {
         last_error_ = absl::InvalidArgumentError(absl::StrCat(
@@ -397,7 +397,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       NotifyGuard guard(this);
       ArenaObserver* obs = nullptr;
       {
-        absl::MutexLock lock(&mu_);
+        detail::MutexLock lock(&mu_);
         auto it = arena_of_locked(addr);
         base = reinterpret_cast<void*>(it->first);
         arena = it->second.bytes;
@@ -427,7 +427,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   }
 
   absl::Status record(absl::Status s) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     last_error_ = s;
     return s;
   }
@@ -440,7 +440,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     const std::size_t unit = huge_ ? kHugePageSize : kPageSize;
     std::size_t bytes = dedicated ? static_cast<std::size_t>(align_up(worst, unit)) : arena_bytes_;
     {
-      absl::MutexLock lock(&mu_);
+      detail::MutexLock lock(&mu_);
       const std::uint64_t reserved = reserved_.load(std::memory_order_relaxed);
       if (limit_ != 0 && reserved + bytes > limit_) {
         // Shrink a regular arena to what the limit leaves, if the chunk fits.
@@ -460,7 +460,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       reserved_.fetch_add(bytes, std::memory_order_relaxed);  // held while we map
     }
     auto unreserve = [&](absl::Status s) {
-      absl::MutexLock lock(&mu_);
+      detail::MutexLock lock(&mu_);
       reserved_.fetch_sub(bytes, std::memory_order_relaxed);
       last_error_ = std::move(s);
       return last_error_;
@@ -474,7 +474,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     if (huge_) {
       absl::Status st = backend_->advise_huge(base, bytes);
       if (!st.ok()) {
-        absl::MutexLock lock(&mu_);
+        detail::MutexLock lock(&mu_);
         if (huge_status_.ok()) huge_status_ = st;
       }
     }
@@ -491,7 +491,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       NotifyGuard guard(this);
       ArenaObserver* obs = nullptr;
       {
-        absl::MutexLock lock(&mu_);
+        detail::MutexLock lock(&mu_);
         arenas_.emplace(b, Arena{bytes, size, dedicated});
         arena_count_.fetch_add(1, std::memory_order_relaxed);
         used_.fetch_add(size, std::memory_order_relaxed);
@@ -578,7 +578,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   // Lock order: notify_mu_ before mu_.
   std::mutex notify_mu_;
   std::atomic<std::thread::id> notify_owner_{};
-  mutable absl::Mutex mu_;
+  mutable detail::Mutex mu_;
   ArenaMap arenas_ ABSL_GUARDED_BY(mu_);
   std::map<std::uintptr_t, std::size_t> free_ ABSL_GUARDED_BY(mu_);  // regular arenas only
   ArenaObserver* observer_ ABSL_GUARDED_BY(mu_);
@@ -648,7 +648,7 @@ inline absl::Status check_tier(Tier t) {
 // Process-wide registry behind tier_resource(). Never destroyed, so memory
 // from the tiers stays valid during static destruction.
 struct TierRegistry {
-  absl::Mutex mu;
+  detail::Mutex mu;
   std::optional<NodeSet> nodes[kMaxTierResources] ABSL_GUARDED_BY(mu);
   std::atomic<TierMemoryResource*> arenas[kMaxTierResources] = {};
   std::atomic<TierPoolResource*> pools[kMaxTierResources] = {};
@@ -677,7 +677,7 @@ inline absl::StatusOr<NodeSet> default_tier_nodes(Tier t) {
 inline void set_tier_nodes(Tier t, NodeSet nodes) {
   if (!detail::check_tier(t).ok()) return;
   detail::TierRegistry& reg = detail::tier_registry();
-  absl::MutexLock lock(&reg.mu);
+  detail::MutexLock lock(&reg.mu);
   auto& slot = reg.nodes[tier_index(t)];
   if (nodes.empty())
     slot.reset();
@@ -694,7 +694,7 @@ inline absl::StatusOr<NodeSet> tier_nodes_for(Tier t) {
   if (TierMemoryResource* r = reg.arenas[tier_index(t)].load(std::memory_order_acquire))
     return r->nodes();
   {
-    absl::MutexLock lock(&reg.mu);
+    detail::MutexLock lock(&reg.mu);
     if (reg.nodes[tier_index(t)].has_value()) return *reg.nodes[tier_index(t)];
   }
   return detail::default_tier_nodes(t);
@@ -711,7 +711,7 @@ inline absl::StatusOr<std::pmr::memory_resource*> tier_resource(Tier t) {
   if (TierPoolResource* p = reg.pools[i].load(std::memory_order_acquire)) return p;
   absl::StatusOr<NodeSet> nodes = tier_nodes_for(t);
   if (!nodes.ok()) return nodes.status();
-  absl::MutexLock lock(&reg.mu);
+  detail::MutexLock lock(&reg.mu);
   if (TierPoolResource* p = reg.pools[i].load(std::memory_order_acquire)) return p;
   if (reg.nodes[i].has_value()) nodes = *reg.nodes[i];  // set while we were unlocked
   TierResourceOptions options;

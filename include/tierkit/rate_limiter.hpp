@@ -11,7 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "tierkit/detail/mutex.hpp"
 #include "tierkit/common.hpp"
 
 namespace tierkit {
@@ -34,7 +34,7 @@ class RateLimiter {
   // without waiting; returns what was granted (0 when the bucket is short).
   // One mutex acquisition.
   std::uint64_t acquire_up_to(std::uint64_t bytes, std::uint64_t unit = 1) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     refill();
     double grant = std::min(static_cast<double>(bytes), tokens_);
     auto g = static_cast<std::uint64_t>(grant);
@@ -46,7 +46,7 @@ class RateLimiter {
 
   // Grants exactly `bytes` or nothing. One mutex acquisition.
   bool try_acquire(std::uint64_t bytes) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     refill();
     if (static_cast<double>(bytes) > tokens_) return false;
     tokens_ -= static_cast<double>(bytes);
@@ -57,7 +57,7 @@ class RateLimiter {
   // Returns unused grant (e.g. pages that failed to move) to the bucket,
   // never beyond the burst.
   void refund(std::uint64_t bytes) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     tokens_ = std::min(burst_, tokens_ + static_cast<double>(bytes));
     granted_ -= std::min(granted_, bytes);
   }
@@ -68,7 +68,7 @@ class RateLimiter {
     if (!valid_rate(mbps))
       return absl::InvalidArgumentError(
           absl::StrCat("rate limit: ", mbps, " MB/s is not a finite number >= 0"));
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     refill();
     rate_bps_ = mbps * kBytesPerMB;
     return absl::OkStatus();
@@ -76,29 +76,29 @@ class RateLimiter {
 
   // Changes the burst (bucket size); the bucket is trimmed to it.
   void set_burst_bytes(std::uint64_t burst) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     refill();
     burst_ = static_cast<double>(burst);
     tokens_ = std::min(tokens_, burst_);
   }
 
   double rate_mbps() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return rate_bps_ / kBytesPerMB;
   }
   std::uint64_t burst_bytes() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return static_cast<std::uint64_t>(burst_);
   }
   // Bytes available now.
   std::uint64_t available_bytes() {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     refill();
     return static_cast<std::uint64_t>(tokens_);
   }
   // Total bytes granted (net of refunds) since construction.
   std::uint64_t granted_bytes() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return granted_;
   }
 
@@ -114,7 +114,7 @@ class RateLimiter {
   }
 
   const Clock* clock_;
-  mutable absl::Mutex mu_;
+  mutable detail::Mutex mu_;
   double rate_bps_ ABSL_GUARDED_BY(mu_);
   double burst_ ABSL_GUARDED_BY(mu_);
   double tokens_ ABSL_GUARDED_BY(mu_);

@@ -21,7 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
+#include "tierkit/detail/mutex.hpp"
 #include "tierkit/hotness.hpp"
 
 namespace tierkit {
@@ -154,7 +154,7 @@ class RegionRegistry {
           "register region: [0x%x, +%u) is outside the 47-bit user address space", a, bytes));
     std::uintptr_t begin = align_down(a, options.granularity);
     std::uintptr_t end = align_up(a + bytes, options.granularity);
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     // Overlap: the region starting at or before `end` - 1 with the largest begin.
     auto it = regions_.lower_bound(end);
     if (it != regions_.begin()) {
@@ -182,8 +182,8 @@ class RegionRegistry {
   // Unregisters a region by id; pages stop being tracked at once. Waits for
   // an in-flight migration batch (which holds the registry's reader lock).
   absl::Status remove(RegionId id) {
-    absl::WriterMutexLock move_lock(&move_mu_);
-    absl::MutexLock lock(&mu_);
+    detail::WriterMutexLock move_lock(&move_mu_);
+    detail::MutexLock lock(&mu_);
     auto it = by_id_.find(id);
     if (it == by_id_.end())
       return absl::NotFoundError(absl::StrCat("unregister: no region with id ", id));
@@ -205,7 +205,7 @@ class RegionRegistry {
 
   // The region with `id`, or null. O(log n) under the mutex.
   std::shared_ptr<Region> find(RegionId id) const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     auto it = by_id_.find(id);
     return it == by_id_.end() ? nullptr : it->second;
   }
@@ -214,7 +214,7 @@ class RegionRegistry {
   // hot paths (record_access does not need it).
   std::shared_ptr<Region> lookup(const void* addr) const {
     auto a = reinterpret_cast<std::uintptr_t>(addr);
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     auto it = regions_.upper_bound(a);
     if (it == regions_.begin()) return nullptr;
     --it;
@@ -223,7 +223,7 @@ class RegionRegistry {
 
   // A consistent copy of the registered regions, in address order. O(n).
   std::vector<std::shared_ptr<Region>> snapshot() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     std::vector<std::shared_ptr<Region>> out;
     out.reserve(regions_.size());
     for (const auto& [b, r] : regions_) out.push_back(r);
@@ -231,24 +231,24 @@ class RegionRegistry {
   }
 
   std::size_t size() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return regions_.size();
   }
   std::uint64_t tracked_bytes() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return tracked_bytes_;
   }
 
   // Held (shared) by the engine while it moves pages, so a region cannot be
   // unregistered, and its memory handed back, under a migration in flight.
-  absl::Mutex& move_mutex() ABSL_LOCK_RETURNED(move_mu_) { return move_mu_; }
+  detail::Mutex& move_mutex() ABSL_LOCK_RETURNED(move_mu_) { return move_mu_; }
 
   HotnessTracker& tracker() { return tracker_; }
 
  private:
   HotnessTracker& tracker_;
-  absl::Mutex move_mu_;
-  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(move_mu_);
+  detail::Mutex move_mu_;
+  mutable detail::Mutex mu_ ABSL_ACQUIRED_AFTER(move_mu_);
   absl::btree_map<std::uintptr_t, std::shared_ptr<Region>> regions_ ABSL_GUARDED_BY(mu_);
   absl::btree_map<RegionId, std::shared_ptr<Region>> by_id_ ABSL_GUARDED_BY(mu_);
   RegionId next_id_ ABSL_GUARDED_BY(mu_) = 0;

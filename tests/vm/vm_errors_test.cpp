@@ -235,7 +235,7 @@ TEST(SlowNodeFull, RawMovePagesBehaviour) {
 // DISABLED: LinuxBackend::move turns the kernel's whole-call ENOMEM into
 // INTERNAL "move_pages failed: Cannot allocate memory" with `status` unset.
 // Enable when backend/linux.hpp maps ENOMEM to per-page statuses (query()).
-TEST(SlowNodeFull, DISABLED_MoveReportsTruthfulPerPageStatus) {
+TEST(SlowNodeFull, MoveReportsTruthfulPerPageStatus) {
   TIERKIT_VM_REQUIRE_TWO_NODES();
   LinuxBackend be;
   auto filler = fill_slow_node(be);
@@ -318,7 +318,7 @@ TEST(PinnedPages, RawMovePagesReturnsTheCountNotMoved) {
 // reports its zero-initialised status (= "node 0") for every page of the
 // call, including those that moved to node 1. Enable when linux.hpp
 // re-queries (or marks -EAGAIN/-EBUSY) the pages of a partly failed call.
-TEST(PinnedPages, DISABLED_MoveReportsTruthfulPerPageStatus) {
+TEST(PinnedPages, MoveReportsTruthfulPerPageStatus) {
   TIERKIT_VM_REQUIRE_TWO_NODES();
   LinuxBackend be;
   PinnedRange r(be);

@@ -15,8 +15,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "tierkit/backend.hpp"
+#include "tierkit/detail/mutex.hpp"
 
 namespace tierkit {
 
@@ -147,13 +147,26 @@ class LinuxBackend final : public Backend {
     for (std::size_t off = 0; off < p.size(); off += options_.batch_pages) {
       std::size_t cnt = std::min(options_.batch_pages, p.size() - off);
       long rc = ::move_pages(0, cnt, p.data() + off, n.data() + off, s.data() + off, MPOL_MF_MOVE);
-      if (rc < 0) {
-        int e = errno;
+      if (rc == 0) continue;
+      int e = errno;
+      if (rc < 0 && e != ENOMEM) {
+        // Pages queued before the bad entry may have moved: callers re-query.
         return absl::Status(e == ENODEV || e == EINVAL  ? absl::StatusCode::kInvalidArgument
                             : e == EPERM || e == EACCES ? absl::StatusCode::kPermissionDenied
                                                         : absl::StatusCode::kInternal,
                             absl::StrCat("move_pages failed: ", std::strerror(e),
                                          e == ENODEV ? " (a target node is not online)" : ""));
+      }
+      // Linux 6.1 leaves the whole batch's statuses unwritten both when the
+      // target is full (rc < 0, ENOMEM) and when some pages could not be
+      // migrated (rc > 0, e.g. extra references). Ask where each page is:
+      // at its target it moved; elsewhere it is -ENOMEM (full) or -EBUSY
+      // (retry later); a query error (-EFAULT, -ENOENT) stands as is.
+      std::vector<int> where(cnt);
+      long q = ::move_pages(0, cnt, p.data() + off, nullptr, where.data(), 0);
+      for (std::size_t i = 0; i < cnt; ++i) {
+        int w = q < 0 ? -EBUSY : where[i];
+        s[off + i] = w < 0 || w == n[off + i] ? w : (rc < 0 ? -ENOMEM : -EBUSY);
       }
     }
     for (std::size_t i = 0; i < order.size(); ++i) status[order[i]] = s[i];
@@ -176,18 +189,18 @@ class LinuxBackend final : public Backend {
   }
 
   ErrnoCounts errno_counts() const override {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return counts_;
   }
 
  private:
   void tally(absl::Span<const int> status) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     for (int s : status) counts_.add(s < 0 ? -s : 0);
   }
 
   LinuxBackendOptions options_;
-  mutable absl::Mutex mu_;
+  mutable detail::Mutex mu_;
   ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -15,7 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
+#include "tierkit/detail/mutex.hpp"
 #include "tierkit/backend.hpp"
 
 namespace tierkit {
@@ -61,7 +61,7 @@ class SimulatedBackend final : public Backend {
   absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
                     bool move) override {
     if (nodes.empty()) return absl::InvalidArgumentError("bind: empty node set");
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     for (NodeId n : nodes.to_vector())
       if (!used_.contains(n))
         return absl::InvalidArgumentError(absl::StrCat("bind: node ", n, " does not exist"));
@@ -92,7 +92,7 @@ class SimulatedBackend final : public Backend {
   absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
     if (status.size() < pages.size())
       return absl::InvalidArgumentError("query: status span shorter than pages");
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     for (std::size_t i = 0; i < pages.size(); ++i) {
       auto it = placement_.find(reinterpret_cast<std::uintptr_t>(pages[i]));
       status[i] = it == placement_.end() ? -ENOENT : it->second;
@@ -106,7 +106,7 @@ class SimulatedBackend final : public Backend {
                     absl::Span<int> status) override {
     if (nodes.size() != pages.size() || status.size() < pages.size())
       return absl::InvalidArgumentError("move: pages, nodes and status differ in length");
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     for (NodeId n : nodes)
       if (!used_.contains(n))
         return absl::InvalidArgumentError(absl::StrCat("move_pages: node ", n, " does not exist"));
@@ -130,14 +130,14 @@ class SimulatedBackend final : public Backend {
   }
 
   absl::StatusOr<NodeMemory> node_memory(NodeId node) override {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     for (const auto& n : nodes_)
       if (n.id == node) return NodeMemory{n.capacity_bytes, n.capacity_bytes - used_[node]};
     return absl::NotFoundError(absl::StrCat("node ", node, " does not exist"));
   }
 
   ErrnoCounts errno_counts() const override {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return counts_;
   }
 
@@ -146,7 +146,7 @@ class SimulatedBackend final : public Backend {
   // Places a page as if first touched by the application: on `node`, or on
   // the first node with room. Returns where it landed, kNoNode when all full.
   NodeId touch(std::uintptr_t page, NodeId node) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     auto it = placement_.find(page);
     if (it != placement_.end()) return it->second;
     NodeId target = has_room(node) ? node : any_room();
@@ -155,24 +155,24 @@ class SimulatedBackend final : public Backend {
   }
   // Where `page` is, or kNoNode. Constant time (hash lookup under a mutex).
   NodeId node_of(std::uintptr_t page) const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     auto it = placement_.find(page);
     return it == placement_.end() ? kNoNode : it->second;
   }
   // Bytes placed on `node`.
   std::uint64_t used_bytes(NodeId node) const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     auto it = used_.find(node);
     return it == used_.end() ? 0 : it->second;
   }
   // Pages moved between nodes so far.
   std::uint64_t moves() const {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     return moves_;
   }
   // Drops placement of a range (as if unmapped).
   void forget(void* addr, std::size_t bytes) {
-    absl::MutexLock lock(&mu_);
+    detail::MutexLock lock(&mu_);
     auto base = reinterpret_cast<std::uintptr_t>(addr);
     for (std::uintptr_t a = align_down(base, kPageSize); a < base + bytes; a += kPageSize) {
       auto it = placement_.find(a);
@@ -203,7 +203,7 @@ class SimulatedBackend final : public Backend {
   }
 
   std::vector<SimulatedNode> nodes_;
-  mutable absl::Mutex mu_;
+  mutable detail::Mutex mu_;
   absl::flat_hash_map<std::uintptr_t, NodeId> placement_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<NodeId, std::uint64_t> used_ ABSL_GUARDED_BY(mu_);
   ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
