@@ -16,5 +16,8 @@ install(FILES ${PROJECT_BINARY_DIR}/tierkitConfig.cmake
               ${PROJECT_BINARY_DIR}/tierkitConfigVersion.cmake
               cmake/TierkitDependencies.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/tierkit)
+# The .pc finds its prefix relative to itself, so the install is relocatable.
+file(RELATIVE_PATH TIERKIT_PC_TO_PREFIX "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig" "${CMAKE_INSTALL_PREFIX}")
+string(REGEX REPLACE "/$" "" TIERKIT_PC_TO_PREFIX "${TIERKIT_PC_TO_PREFIX}")
 configure_file(cmake/tierkit.pc.in ${PROJECT_BINARY_DIR}/tierkit.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/tierkit.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

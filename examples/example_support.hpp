@@ -4,7 +4,7 @@
 //    two-node machine (placement is bookkeeping, the memory is real). Says
 //    which, in plain words.
 //  - SlowHeap: a memory resource on the slow tier whose arenas the engine
-//    tracks as regions (an ArenaObserver), for tiered_allocator containers.
+//    tracks as regions (ArenaRegions), for tiered_allocator containers.
 //  - placement(): where a range's pages are (move_pages with nodes == NULL);
 //    HitRatio: the measured fast-tier hit ratio of sampled accesses.
 //  - Zipf: a power-law sampler for skewed workloads.
@@ -122,27 +122,30 @@ class Machine {
 // regions (assumed slow until the engine's placement query says otherwise).
 // Small objects go through a pool (TierPoolResource). Destroy containers
 // first, then this, then the engine.
-class SlowHeap final : public ArenaObserver {
+class SlowHeap {
  public:
   static std::unique_ptr<SlowHeap> create(Machine& m, Engine& engine, std::string name) {
-    auto h = std::unique_ptr<SlowHeap>(new SlowHeap(engine, std::move(name)));
     TierResourceOptions o;
     o.nodes = m.config().slow_nodes;
     o.backend = &m.backend();
-    o.observer = h.get();
     o.arena_bytes = 4 << 20;  // big containers get a dedicated arena of their own size
     auto r = TierMemoryResource::create(o);
     if (!r.ok()) {
       std::fprintf(stderr, "slow-tier resource: %s\n", std::string(r.status().message()).c_str());
       return nullptr;
     }
+    auto h = std::unique_ptr<SlowHeap>(new SlowHeap());
     h->arena_ = std::move(*r);
+    // Every arena becomes a region of the engine, starting slow.
+    h->tracked_ = std::make_unique<ArenaRegions>(engine, *h->arena_,
+                                                 RegionOptions().with_name(std::move(name)));
     h->pool_ = std::make_unique<TierPoolResource>(h->arena_.get());
     return h;
   }
-  ~SlowHeap() override {
+  ~SlowHeap() {
     pool_.reset();
-    arena_.reset();  // reports every arena unmapped: regions are unregistered
+    tracked_.reset();  // unregisters every arena
+    arena_.reset();
   }
 
   template <class T>
@@ -151,22 +154,10 @@ class SlowHeap final : public ArenaObserver {
   }
   TierMemoryResource& arena() { return *arena_; }
 
-  void on_arena_mapped(void* base, std::size_t bytes, const NodeSet&) override {
-    auto h = engine_.register_region(base, bytes, RegionOptions().with_name(name_),
-                                     /*initially_fast=*/false);
-    if (h.ok())
-      regions_[base] = std::move(*h);
-    else
-      std::fprintf(stderr, "register arena: %s\n", std::string(h.status().message()).c_str());
-  }
-  void on_arena_unmapped(void* base, std::size_t) override { regions_.erase(base); }
-
  private:
-  SlowHeap(Engine& e, std::string name) : engine_(e), name_(std::move(name)) {}
-  Engine& engine_;
-  std::string name_;
-  std::map<void*, RegionHandle> regions_;
+  SlowHeap() = default;
   std::unique_ptr<TierMemoryResource> arena_;
+  std::unique_ptr<ArenaRegions> tracked_;
   std::unique_ptr<TierPoolResource> pool_;
 };
 

@@ -89,6 +89,9 @@ class Policy {
   // Called before the sweep; returns heat thresholds (ignored when the policy
   // visits pages).
   virtual Thresholds begin_epoch(const EpochContext& ctx) = 0;
+  // False when the policy never moves untagged pages, not even at the
+  // watermarks (static); region tags still apply.
+  virtual bool moves_untagged_pages() const { return true; }
   // True when the policy needs visit() for each tracked unit (the kernel model).
   virtual bool visits_pages() const { return false; }
   // Per-unit verdict; `word` is the page word before aging.
@@ -107,6 +110,17 @@ class Policy {
   // A resident page gives way to a newcomer only if the newcomer's heat is at
   // least this many times the resident's (hysteresis on swaps).
   virtual double swap_ratio() const { return 1.0; }
+  // Whether a slow page of heat `newcomer` may take the place of a fast page
+  // of heat `resident` (swap_for_promotions policies). Default: the ratio.
+  virtual bool should_swap(std::uint32_t newcomer, std::uint32_t resident) const {
+    return newcomer > resident &&
+           static_cast<double>(newcomer) >= swap_ratio() * static_cast<double>(resident);
+  }
+  // Whether promotions beyond the room demote the next demotion candidates
+  // (coldest / least recently used first) without a heat comparison: the
+  // kernel's kswapd, woken when a promotion finds the fast node at its
+  // watermark.
+  virtual bool reclaims_for_promotions() const { return false; }
   // Whether the engine's token bucket limits this policy's migrations; the
   // kernel model has its own candidate rate limit instead.
   virtual bool uses_rate_limiter() const { return true; }
@@ -123,6 +137,7 @@ class StaticPolicy final : public Policy {
  public:
   std::string name() const override { return "static"; }
   Thresholds begin_epoch(const EpochContext&) override { return {}; }
+  bool moves_untagged_pages() const override { return false; }
   bool swap_for_promotions() const override { return false; }
   double current_threshold() const override { return INFINITY; }
 };
@@ -195,6 +210,11 @@ struct AutomaticOptions {
                             // if the newcomer is this many times hotter
   double min_rate = 0.5;    // never promote pages below this many accesses/epoch
   std::uint32_t min_residency_epochs = 8;
+  // A swap also needs the newcomer's heat to beat the resident's by this many
+  // times sqrt(sum of both heats): heat is a decayed access count, so it
+  // carries Poisson noise of about sqrt(heat), and without this margin a flat
+  // workload swaps noise winners for noise losers forever.
+  double swap_confidence = 3.0;
 };
 
 // Capacity-aware: each epoch it picks the lowest heat h such that the slow
@@ -209,7 +229,8 @@ class AutomaticPolicy final : public Policy {
 
   Thresholds begin_epoch(const EpochContext& ctx) override {
     std::uint32_t floor_heat = std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
-    if (ctx.last == nullptr) return {floor_heat, 0};
+    // No histogram yet (first epoch): nothing is known about the hot set.
+    if (ctx.last == nullptr) return {};
     const HeatHistogram& h = *ctx.last;
     double cap = static_cast<double>(ctx.fast_budget_pages) * (1.0 - o_.headroom);
     double room = std::max(0.0, cap - static_cast<double>(ctx.fast_used_pages));
@@ -239,6 +260,12 @@ class AutomaticPolicy final : public Policy {
   }
   std::uint32_t min_residency_epochs() const override { return o_.min_residency_epochs; }
   double swap_ratio() const override { return o_.hysteresis; }
+  bool should_swap(std::uint32_t newcomer, std::uint32_t resident) const override {
+    if (!Policy::should_swap(newcomer, resident)) return false;
+    double diff = static_cast<double>(newcomer) - static_cast<double>(resident);
+    return diff * diff >= o_.swap_confidence * o_.swap_confidence *
+                              (static_cast<double>(newcomer) + static_cast<double>(resident));
+  }
   double current_threshold() const override {
     std::uint32_t h = promote_heat_.load();
     return h > PageWord::kMaxHeat ? INFINITY : static_cast<double>(h);
@@ -325,6 +352,7 @@ class KernelModelPolicy final : public Policy {
   bool swap_for_promotions() const override { return false; }
   bool uses_rate_limiter() const override { return false; }
   bool synchronous_promotion() const override { return true; }
+  bool reclaims_for_promotions() const override { return true; }
   double current_threshold() const override {
     return threshold_ms_.load() > 0 ? threshold_ms_.load() : o_.hot_threshold_ms;
   }

@@ -246,3 +246,43 @@ TEST(EngineConfig, FromEnvNamesTheBadVariable) {
 
 }  // namespace
 }  // namespace tierkit
+
+namespace tierkit {
+namespace {
+
+TEST(ArenaRegions, ArenasBecomeRegionsAndLeaveWithTheirArenas) {
+  SimulatedBackend be({{0, 64ull << 20}, {1, 1ull << 30}});
+  EngineConfig c;
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be);
+  ASSERT_TRUE(e.ok());
+  TierResourceOptions o;
+  o.nodes = {1};
+  o.backend = &be;
+  o.arena_bytes = 2 << 20;
+  auto res = TierMemoryResource::create(o);
+  ASSERT_TRUE(res.ok()) << res.status();
+  void* early = (*res)->allocate(4096);  // an arena that exists before tracking starts
+  {
+    ArenaRegions tracked(**e, **res, RegionOptions().with_name("heap"));
+    EXPECT_EQ(tracked.size(), 1u);
+    void* big = (*res)->allocate(8 << 20);  // its own arena
+    EXPECT_EQ(tracked.size(), 2u);
+    EXPECT_EQ((*e)->regions().size(), 2u);
+    auto r = (*e)->regions().lookup(big);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->options.name, "heap");
+    // Slow arena: its pages start as slow in the tracker.
+    auto* w = (*e)->tracker().word(reinterpret_cast<std::uintptr_t>(big));
+    ASSERT_NE(w, nullptr);
+    EXPECT_FALSE(PageWord::fast(w->load()));
+    (*res)->deallocate(big, 8 << 20);  // a dedicated arena is unmapped on free
+    EXPECT_EQ(tracked.size(), 1u);
+    EXPECT_TRUE(tracked.status().ok());
+  }
+  EXPECT_EQ((*e)->regions().size(), 0u);
+  (*res)->deallocate(early, 4096);
+}
+
+}  // namespace
+}  // namespace tierkit
