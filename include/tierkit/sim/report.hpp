@@ -1,0 +1,154 @@
+// tierkit/sim/report.hpp: renders simulator results as CSV, a markdown table
+// and a gnuplot script (hit ratio and migrated bytes over virtual time).
+// Layer 3 of the simulator: plain formatting, no I/O.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "tierkit/sim/simulator.hpp"
+
+namespace tierkit::sim {
+
+inline const std::vector<std::string>& csv_columns() {
+  static const std::vector<std::string> cols = {"workload",
+                                                "policy",
+                                                "accesses",
+                                                "fast_hit_ratio",
+                                                "mean_latency_ns",
+                                                "promoted_pages",
+                                                "demoted_pages",
+                                                "migrated_bytes",
+                                                "pingpong_pages",
+                                                "app_time_s",
+                                                "background_time_s",
+                                                "sync_migration_time_s",
+                                                "final_threshold",
+                                                "threshold_unit",
+                                                "epochs",
+                                                "pages",
+                                                "fast_pages"};
+  return cols;
+}
+
+namespace detail {
+inline std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");
+}
+inline std::string threshold_text(const SimResult& r) {
+  if (r.threshold_unit == "-") return "-";
+  if (r.final_threshold > 1e300) return "inf";
+  return absl::StrFormat("%.4g", r.final_threshold);
+}
+}  // namespace detail
+
+inline std::string to_csv(const std::vector<SimResult>& rs) {
+  std::string out = absl::StrCat(absl::StrJoin(csv_columns(), ","), "\n");
+  for (const auto& r : rs) {
+    absl::StrAppend(
+        &out,
+        absl::StrJoin(
+            {detail::csv_field(r.workload), detail::csv_field(r.policy), absl::StrCat(r.accesses),
+             absl::StrFormat("%.6f", r.hit_ratio()), absl::StrFormat("%.2f", r.mean_latency_ns),
+             absl::StrCat(r.promoted_pages), absl::StrCat(r.demoted_pages),
+             absl::StrCat(r.migrated_bytes), absl::StrCat(r.pingpong_pages),
+             absl::StrFormat("%.4f", static_cast<double>(r.app_ns) / 1e9),
+             absl::StrFormat("%.4f", r.background_ns / 1e9),
+             absl::StrFormat("%.4f", r.sync_migration_ns / 1e9), detail::threshold_text(r),
+             detail::csv_field(r.threshold_unit), absl::StrCat(r.epochs), absl::StrCat(r.pages),
+             absl::StrCat(r.fast_pages)},
+            ","),
+        "\n");
+  }
+  return out;
+}
+
+inline std::string to_markdown(const std::vector<SimResult>& rs) {
+  std::string out =
+      "| workload | policy | fast hit | mean lat (ns) | promoted | demoted | migrated (MiB) | "
+      "ping-pong | app (s) | background (s) | sync migr. (s) | final threshold |\n"
+      "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+  for (const auto& r : rs) {
+    std::string th = detail::threshold_text(r);
+    if (th != "-" && th != "inf") absl::StrAppend(&th, " ", r.threshold_unit);
+    absl::StrAppendFormat(
+        &out, "| %s | %s | %.1f%% | %.1f | %u | %u | %.1f | %u | %.2f | %.2f | %.2f | %s |\n",
+        r.workload, r.policy, 100 * r.hit_ratio(), r.mean_latency_ns, r.promoted_pages,
+        r.demoted_pages, static_cast<double>(r.migrated_bytes) / 1048576.0, r.pingpong_pages,
+        static_cast<double>(r.app_ns) / 1e9, r.background_ns / 1e9, r.sync_migration_ns / 1e9, th);
+  }
+  return out;
+}
+
+// A gnuplot script drawing, per workload, the fast-tier hit ratio and the
+// cumulative migrated MiB over virtual time, one line per policy, into `png`.
+// Uses the pngcairo terminal when gnuplot has it, else png.
+inline std::string gnuplot_script(const std::vector<SimResult>& rs, const std::string& png) {
+  std::vector<std::string> workloads, policies;
+  for (const auto& r : rs) {
+    if (std::find(workloads.begin(), workloads.end(), r.workload) == workloads.end())
+      workloads.push_back(r.workload);
+    if (std::find(policies.begin(), policies.end(), r.policy) == policies.end())
+      policies.push_back(r.policy);
+  }
+  auto quoted = [](const std::string& s) {
+    return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\\", "\\\\"}, {"\"", "\\\""}}), "\"");
+  };
+  std::string g;
+  for (std::size_t i = 0; i < rs.size(); ++i) {
+    absl::StrAppend(&g, "$d", i, " << EOD\n");
+    for (const auto& s : rs[i].series)
+      absl::StrAppendFormat(&g, "%.3f %.5f %.3f\n", s.t_s, s.hit_ratio,
+                            static_cast<double>(s.migrated_bytes) / 1048576.0);
+    absl::StrAppend(&g, "EOD\n");
+  }
+  const int rows = static_cast<int>(workloads.size());
+  absl::StrAppendFormat(&g,
+                        "if (strstrt(GPVAL_TERMINALS, \"pngcairo\") > 0) {\n"
+                        "  set terminal pngcairo size 1300,%d font \"sans,9\" linewidth 1.2\n"
+                        "} else {\n"
+                        "  set terminal png size 1300,%d\n"
+                        "}\n"
+                        "set output %s\n"
+                        "set multiplot layout %d,2\n"
+                        "set grid\nset key outside right top\nset xlabel \"virtual time (s)\"\n",
+                        60 + 250 * rows, 60 + 250 * rows, quoted(png), rows);
+  for (const auto& w : workloads) {
+    for (int panel = 0; panel < 2; ++panel) {
+      std::vector<std::string> curves;
+      for (std::size_t i = 0; i < rs.size(); ++i) {
+        if (rs[i].workload != w || rs[i].series.empty()) continue;
+        if (panel == 1 && rs[i].migrated_bytes == 0) continue;
+        auto pi = std::find(policies.begin(), policies.end(), rs[i].policy) - policies.begin();
+        curves.push_back(absl::StrFormat("$d%d using 1:%s with lines lc %d %s title %s", i,
+                                         panel == 0 ? "2" : "($3 > 0 ? $3 : NaN)", pi + 1,
+                                         is_oracle(rs[i].policy) ? "dt 2 lw 1.5" : "",
+                                         quoted(rs[i].policy)));
+      }
+      if (panel == 0) {
+        absl::StrAppend(&g,
+                        "unset logscale y\nset yrange [0:1]\nset ylabel \"fast-tier hit ratio\"\n",
+                        "set title ", quoted(absl::StrCat(w, ": fast-tier hit ratio")), "\n");
+      } else {
+        absl::StrAppend(&g, "set autoscale y\nset logscale y\nset ylabel \"MiB (log)\"\n",
+                        "set title ", quoted(absl::StrCat(w, ": migrated MiB, cumulative")), "\n");
+      }
+      if (curves.empty())
+        absl::StrAppend(&g,
+                        "unset logscale y\nset yrange [0:1]\nplot 2 notitle lc rgb \"white\"\n");
+      else
+        absl::StrAppend(&g, "plot ", absl::StrJoin(curves, ", \\\n     "), "\n");
+    }
+  }
+  absl::StrAppend(&g, "unset multiplot\n");
+  return g;
+}
+
+}  // namespace tierkit::sim
