@@ -7,6 +7,7 @@
 // what tiered_allocator (allocator.hpp) uses. Layer 2: includes backend.hpp.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -28,10 +29,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "tierkit/detail/mutex.hpp"
 #include "tierkit/backend.hpp"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/common.hpp"
+#include "tierkit/detail/mutex.hpp"
+#include "tierkit/topology.hpp"
 
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
 #include <sanitizer/asan_interface.h>
@@ -658,13 +660,20 @@ inline TierRegistry& tier_registry() {
   return *registry;
 }
 
-// >>> TOPOLOGY HOOK: the nodes of tier `t` when set_tier_nodes() has not named
-// them. Placeholder until topology.hpp lands: every tier is node 0. Replace
-// with Topology::discover() (fast_nodes() for Tier::fast, slow_nodes() for
-// Tier::slow, and so on), returning its error if discovery fails. <<<
+// The nodes of tier `t` when set_tier_nodes() has not named them: from
+// Topology::discover() (once per process; TIERKIT_TIERS overrides). A tier
+// the machine does not have falls back to its slowest tier, so code written
+// for DRAM + CXL still runs on a one-tier machine (everything on that tier).
 inline absl::StatusOr<NodeSet> default_tier_nodes(Tier t) {
   if (absl::Status s = check_tier(t); !s.ok()) return s;
-  return NodeSet{0};
+  static const absl::StatusOr<Topology> topology = Topology::discover();
+  if (!topology.ok())
+    return absl::Status(topology.status().code(),
+                        absl::StrCat("tier discovery failed: ", topology.status().message()));
+  int tier = std::min(tier_index(t), topology->tier_count() - 1);
+  NodeSet nodes = topology->tier_nodes(tier);
+  if (nodes.empty()) return NodeSet{0};
+  return nodes;
 }
 
 }  // namespace detail
