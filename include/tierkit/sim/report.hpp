@@ -127,10 +127,13 @@ inline std::string gnuplot_script(const std::vector<SimResult>& rs, const std::s
         if (rs[i].workload != w || rs[i].series.empty()) continue;
         if (panel == 1 && rs[i].migrated_bytes == 0) continue;
         auto pi = std::find(policies.begin(), policies.end(), rs[i].policy) - policies.begin();
-        curves.push_back(absl::StrFormat("$d%d using 1:%s with lines lc %d %s title %s", i,
-                                         panel == 0 ? "2" : "($3 > 0 ? $3 : NaN)", pi + 1,
-                                         is_oracle(rs[i].policy) ? "dt 2 lw 1.5" : "",
-                                         quoted(rs[i].policy)));
+        static const char* const kColors[] = {"#7f7f7f", "#d62728", "#ff7f0e", "#8c564b",
+                                              "#9467bd", "#1f77b4", "#000000", "#2ca02c",
+                                              "#e377c2", "#17becf"};
+        curves.push_back(absl::StrFormat(
+            "$d%d using 1:%s with lines lc rgb \"%s\" %s title %s", i,
+            panel == 0 ? "2" : "($3 > 0 ? $3 : NaN)", kColors[static_cast<std::size_t>(pi) % 10],
+            is_oracle(rs[i].policy) ? "dt 2 lw 1.5" : "", quoted(rs[i].policy)));
       }
       if (panel == 0) {
         absl::StrAppend(&g,
