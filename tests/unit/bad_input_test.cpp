@@ -24,6 +24,10 @@
 #include "tierkit/topology.hpp"
 #define TIERKIT_HAVE_TOPOLOGY 1
 #endif
+#if __has_include("tierkit/allocator.hpp")
+#include "tierkit/allocator.hpp"
+#define TIERKIT_HAVE_ALLOCATOR 1
+#endif
 #if __has_include("tierkit/memory_resource.hpp")
 #include "tierkit/memory_resource.hpp"
 #define TIERKIT_HAVE_MEMORY_RESOURCE 1
@@ -545,6 +549,22 @@ TEST(BadInput, MemoryResourceOptionsAreValidated) {
     EXPECT_FALSE(tier_resource(static_cast<Tier>(t)).ok());
     set_tier_nodes(static_cast<Tier>(t), NodeSet{0});  // documented no-op
   }
+}
+#endif
+
+#ifdef TIERKIT_HAVE_ALLOCATOR
+TEST(BadInputDeathTest, BadDefaultTierVariableFallsBackToFastAndSaysWhy) {
+  // TIERKIT_DEFAULT_TIER is read once per process: check it in a child.
+  EXPECT_EXIT(
+      {
+        setenv("TIERKIT_DEFAULT_TIER", "warp9", 1);
+        absl::Status s = default_tier_status();
+        bool ok = default_tier() == Tier::fast && !s.ok() &&
+                  Msg(s).find("TIERKIT_DEFAULT_TIER") != std::string::npos &&
+                  Msg(s).find("fast tier") != std::string::npos;
+        std::_Exit(ok ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 #endif
 
