@@ -484,13 +484,14 @@ class Engine {
                 demote.push_back({v.priority, h, a, unit_pages});
               return;
             }
-            if (!fast && h >= promote_heat && !recently_moved(a))
+            if (!fast && h >= promote_heat)
               promote.push_back({h, h, a, unit_pages});
-            else if (fast && h <= th.demote_heat && !recently_moved(a))
+            else if (fast && h <= th.demote_heat)
               demote.push_back({PageWord::kMaxHeat - h, h, a, unit_pages});
           },
           aged);
     }
+    hist->finalize();
     policy_->end_epoch(ctx, *hist);
 
     // How much to demote and promote (in pages).
@@ -531,9 +532,12 @@ class Engine {
     double d_pages = 0;
     std::size_t di = 0;
     // Watermark demotions (and every tagged one) first, coldest first.
+    // Minimum residency is checked here, on the few pages chosen, rather
+    // than on every candidate during the sweep (a hash lookup each).
     for (; di < demote.size(); ++di) {
       bool tagged = demote[di].priority > PageWord::kMaxHeat && !visits;
       if (!tagged && d_pages >= want_demote) break;
+      if (!tagged && recently_moved(demote[di].addr)) continue;
       demote_now.push_back(demote[di]);
       d_pages += demote[di].pages;
     }
@@ -549,11 +553,14 @@ class Engine {
     const bool reclaim = policy_->reclaims_for_promotions();
     double p_pages = 0;
     for (const auto& c : promote) {
+      if (c.priority <= PageWord::kMaxHeat && recently_moved(c.addr)) continue;
       if (p_pages + c.pages > room) {
         if (c.priority > PageWord::kMaxHeat) continue;  // tagged hot: wait for room
         if (!swap && !reclaim) break;
         // Find the next untagged victim not already chosen.
-        while (di < demote.size() && demote[di].priority > PageWord::kMaxHeat && !visits) ++di;
+        while (di < demote.size() && ((demote[di].priority > PageWord::kMaxHeat && !visits) ||
+                                      recently_moved(demote[di].addr)))
+          ++di;
         if (di >= demote.size() || (swap && !policy_->should_swap(c.heat, demote[di].heat))) break;
         demote_now.push_back(demote[di]);
         room += demote[di++].pages;

@@ -34,13 +34,24 @@ namespace tierkit {
 struct HeatHistogram {
   static constexpr std::size_t kBuckets = PageWord::kMaxHeat + 1;
   std::array<std::uint64_t, kBuckets> fast{}, slow{};
-  std::uint64_t fast_pages = 0, slow_pages = 0;
-  double fast_heat = 0, slow_heat = 0;  // heat-weighted page sums
+  std::uint64_t fast_pages = 0, slow_pages = 0;  // set by finalize()
+  double fast_heat = 0, slow_heat = 0;           // heat-weighted page sums
 
+  // Counts `pages` at `heat`: one increment (the sweep's per-page cost);
+  // call finalize() once after the last add().
   void add(std::uint32_t heat, bool is_fast, std::uint64_t pages) {
     (is_fast ? fast : slow)[heat] += pages;
-    (is_fast ? fast_pages : slow_pages) += pages;
-    (is_fast ? fast_heat : slow_heat) += static_cast<double>(heat) * static_cast<double>(pages);
+  }
+  // Computes the totals from the buckets. O(kBuckets).
+  void finalize() {
+    fast_pages = slow_pages = 0;
+    fast_heat = slow_heat = 0;
+    for (std::size_t h = 0; h < kBuckets; ++h) {
+      fast_pages += fast[h];
+      slow_pages += slow[h];
+      fast_heat += static_cast<double>(h) * static_cast<double>(fast[h]);
+      slow_heat += static_cast<double>(h) * static_cast<double>(slow[h]);
+    }
   }
   // Share of heat on fast pages: an estimate of the fast-tier hit ratio.
   double fast_heat_share() const {
