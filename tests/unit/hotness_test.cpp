@@ -263,12 +263,14 @@ TEST(HotnessTracker, ConcurrentAccessesWhileTrackingAndUntracking) {
   const std::uintptr_t end = kBase + kPages * kPageSize;
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> calls{0};
+  std::atomic<int> started{0};
   std::vector<std::thread> readers;
   for (int r = 0; r < 3; ++r)
     readers.emplace_back([&, r] {
       std::uint64_t n = 0;
       std::uint32_t x = 12345u + static_cast<std::uint32_t>(r);
-      while (!done.load(std::memory_order_relaxed)) {
+      started.fetch_add(1);
+      do {  // at least one access each, however the threads are scheduled
         x = x * 1664525u + 1013904223u;
         std::uintptr_t a = kBase + (x >> 8) % (kPages + 512) * kPageSize;  // some beyond the range
         if (x & 1)
@@ -276,9 +278,10 @@ TEST(HotnessTracker, ConcurrentAccessesWhileTrackingAndUntracking) {
         else
           t.record_access(P(a), 3 * kPageSize, 2);
         n += (x & 1) ? 1 : 3;
-      }
+      } while (!done.load(std::memory_order_relaxed));
       calls.fetch_add(n);
     });
+  while (started.load() < 3) std::this_thread::yield();
   for (int round = 0; round < 200; ++round) {
     bool huge = round % 3 == 0;
     t.track(kBase, end, huge, round % 2 == 0);
