@@ -11,7 +11,9 @@
 //
 // Cost of record_access(ptr): two dependent loads, one relaxed load and one
 // compare-exchange on the page word; no lock, no allocation, no syscall.
-// Measured by tierkit-bench (BM_RecordAccess vs BM_AtomicIncrementBaseline).
+// Measured (tierkit-bench, BM_RecordAccess* vs BM_AtomicIncrementBaseline*,
+// docs/performance.md): about 6 ns per call, 1.4x a relaxed atomic increment
+// into a plain array, on a 2.6 GHz Xeon.
 #pragma once
 
 #include <algorithm>
