@@ -50,6 +50,12 @@ class LinuxBackend final : public Backend {
     if (p == MAP_FAILED)
       return absl::ResourceExhaustedError(
           absl::StrCat("mmap of ", bytes, " bytes failed: ", std::strerror(errno)));
+    // Base pages unless advise_huge() asks otherwise: the engine tracks and
+    // moves this memory in 4 KiB pages, and with THP "always" (Debian's
+    // default) move_pages of one 4 KiB page migrates its whole 2 MiB huge
+    // page, moving 511 pages the engine does not know about. Best effort
+    // (EINVAL without THP support).
+    (void)::madvise(p, bytes, MADV_NOHUGEPAGE);
     return p;
   }
 
