@@ -125,7 +125,8 @@ class tiered_allocator {
 
   // Largest n allocate() accepts without overflow.
   std::size_t max_size() const noexcept {
-    return std::numeric_limits<std::size_t>::max() / sizeof(T);
+    // As std::allocator: no object may exceed PTRDIFF_MAX bytes.
+    return static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) / sizeof(T);
   }
 
   // A copied container keeps the tier (a copy of this allocator).

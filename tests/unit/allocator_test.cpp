@@ -215,7 +215,7 @@ TEST_F(AllocatorTest, ThrowsBadAllocOnExhaustionAndOverflow) {
   EXPECT_TRUE((*limited)->owns(v.data()));
 
   tiered_allocator<std::uint64_t> a = alloc<std::uint64_t>();
-  EXPECT_EQ(a.max_size(), std::numeric_limits<std::size_t>::max() / 8);
+  EXPECT_EQ(a.max_size(), static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) / 8);
   EXPECT_THROW((void)a.allocate(a.max_size() + 1), std::bad_array_new_length);
   EXPECT_THROW((void)a.allocate(a.max_size()), std::bad_alloc);  // too large for any arena
 }
