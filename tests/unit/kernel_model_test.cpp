@@ -2,6 +2,7 @@
 // with the stock 65536 MB/s limit the hot threshold only ever rises (to
 // 2 x hot_threshold_ms); with the seed's 1 MB/s adjustment target it falls
 // (to hot_threshold_ms / 8) while the hard cap stays.
+#include <functional>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -13,16 +14,18 @@ namespace {
 
 constexpr std::uintptr_t kBase = 0x200000000000;
 
-// Runs `seconds` of virtual time in 1 s epochs: `pages` slow pages, each
-// accessed every epoch, a fast tier of 64 pages. Returns the threshold (ms)
-// after every epoch.
-std::vector<double> RunKernel(const std::string& policy, int seconds, std::size_t pages,
-                              EngineStats* out = nullptr) {
+// Runs the kernel model for `epochs` epochs of `epoch_ms` over `pages` slow
+// pages (fast tier: 64 pages), touching every page in the epochs where
+// `touch(epoch)` is true. Returns the threshold after every epoch.
+std::vector<double> RunKernel(
+    const std::string& policy, int epochs, std::size_t pages, EngineStats* out = nullptr,
+    std::int64_t epoch_ms = 1000,
+    const std::function<bool(int)>& touch = [](int) { return true; }) {
   ManualClock clock(1);
   SimulatedBackend be({{0, 64 * kPageSize}, {1, 1ull << 40}});
   EngineConfig c;
   c.policy = policy;
-  c.epoch_ms = 1000;
+  c.epoch_ms = epoch_ms;
   c.slow_nodes = {1};
   auto e = Engine::create(c, &be, &clock);
   EXPECT_TRUE(e.ok()) << e.status();
@@ -30,10 +33,11 @@ std::vector<double> RunKernel(const std::string& policy, int seconds, std::size_
   auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), pages * kPageSize);
   EXPECT_TRUE(h.ok());
   std::vector<double> th;
-  for (int s = 0; s < seconds; ++s) {
-    for (std::size_t i = 0; i < pages; ++i)
-      (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
-    clock.advance_ns(kNsPerSec);
+  for (int s = 0; s < epochs; ++s) {
+    if (touch(s))
+      for (std::size_t i = 0; i < pages; ++i)
+        (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
+    clock.advance_ns(epoch_ms * kNsPerMs);
     EXPECT_TRUE((*e)->step().ok());
     th.push_back((*e)->stats().promotion_threshold);
   }
@@ -69,24 +73,8 @@ TEST(KernelModel, SeedTargetWithShortLatenciesReachesTheFloor) {
   // 100 ms epochs: faults come ~50 ms after the stamp, under every threshold,
   // so the candidate rate stays above target and the threshold reaches its
   // floor, 2 * 1000 / 16 = 125 ms.
-  ManualClock clock(1);
-  SimulatedBackend be({{0, 64 * kPageSize}, {1, 1ull << 40}});
-  EngineConfig c;
-  c.policy = "kernel:target=1";
-  c.epoch_ms = 100;
-  c.slow_nodes = {1};
-  auto e = Engine::create(c, &be, &clock);
-  ASSERT_TRUE(e.ok());
-  for (std::size_t i = 0; i < 500; ++i) be.touch(kBase + i * kPageSize, 1);
-  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), 500 * kPageSize);
-  ASSERT_TRUE(h.ok());
-  for (int s = 0; s < 10 * 60 * 10; ++s) {
-    for (std::size_t i = 0; i < 500; ++i)
-      (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
-    clock.advance_ns(100 * kNsPerMs);
-    ASSERT_TRUE((*e)->step().ok());
-  }
-  EXPECT_EQ((*e)->stats().promotion_threshold, 125);
+  auto th = RunKernel("kernel:target=1", 10 * 60 * 10, 500, nullptr, 100);
+  EXPECT_EQ(th.back(), 125);
 }
 
 TEST(KernelModel, LoweredHardCapStillRaisesTheThresholdWhenBelowTarget) {
@@ -97,26 +85,10 @@ TEST(KernelModel, LoweredHardCapStillRaisesTheThresholdWhenBelowTarget) {
 
 TEST(KernelModel, HintFaultLatencyAboveThresholdIsNoCandidate) {
   // Pages touched only every 3 s fault with ~2.5 s latency > 1 s: never candidates.
-  ManualClock clock(1);
-  SimulatedBackend be({{0, 64 * kPageSize}, {1, 1ull << 40}});
-  EngineConfig c;
-  c.policy = "kernel";
-  c.epoch_ms = 1000;
-  c.slow_nodes = {1};
-  auto e = Engine::create(c, &be, &clock);
-  ASSERT_TRUE(e.ok());
-  for (std::size_t i = 0; i < 100; ++i) be.touch(kBase + i * kPageSize, 1);
-  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), 100 * kPageSize);
-  ASSERT_TRUE(h.ok());
-  for (int s = 0; s < 30; ++s) {
-    if (s % 3 == 2)
-      for (std::size_t i = 0; i < 100; ++i)
-        (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
-    clock.advance_ns(kNsPerSec);
-    ASSERT_TRUE((*e)->step().ok());
-  }
-  EXPECT_EQ((*e)->stats().promotion_candidates, 0u);
-  EXPECT_EQ((*e)->stats().promoted_pages, 0u);
+  EngineStats st;
+  RunKernel("kernel", 30, 100, &st, 1000, [](int s) { return s % 3 == 2; });
+  EXPECT_EQ(st.promotion_candidates, 0u);
+  EXPECT_EQ(st.promoted_pages, 0u);
 }
 
 }  // namespace

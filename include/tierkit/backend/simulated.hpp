@@ -5,8 +5,6 @@
 // tests and in the simulator. Layer 1.
 #pragma once
 
-#include <sys/mman.h>
-
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -15,8 +13,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
-#include "tierkit/detail/mutex.hpp"
 #include "tierkit/backend.hpp"
+#include "tierkit/backend/linux.hpp"
+#include "tierkit/detail/mutex.hpp"
 
 namespace tierkit {
 
@@ -36,22 +35,14 @@ class SimulatedBackend final : public Backend {
 
   absl::string_view name() const override { return "simulated"; }
 
+  // Real memory, mapped as LinuxBackend maps it; only placement is simulated.
   absl::StatusOr<void*> map(std::size_t bytes) override {
-    if (bytes == 0 || bytes % kPageSize != 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("map: size ", bytes, " is not a positive multiple of the page size"));
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-      return absl::ResourceExhaustedError(
-          absl::StrCat("mmap of ", bytes, " bytes failed: ", std::strerror(errno)));
-    return p;
+    return LinuxBackend::instance().map(bytes);
   }
 
   absl::Status unmap(void* addr, std::size_t bytes) override {
     forget(addr, bytes);
-    if (::munmap(addr, bytes) != 0)
-      return absl::InternalError(absl::StrCat("munmap failed: ", std::strerror(errno)));
-    return absl::OkStatus();
+    return LinuxBackend::instance().unmap(addr, bytes);
   }
 
   absl::Status advise_huge(void*, std::size_t) override { return absl::OkStatus(); }
