@@ -261,8 +261,8 @@ class HotnessTracker {
                                     : (a >> 12) & (kPagesPerChunk - 1)];
           std::uint16_t old = w.load(std::memory_order_relaxed);
           if (PageWord::tracked(old)) {
-            std::uint32_t heat = weight > PageWord::kMaxHeat ? PageWord::kMaxHeat + 1
-                                                             : PageWord::heat(old) + weight;
+            std::uint32_t heat =
+                weight > PageWord::kMaxHeat ? PageWord::kMaxHeat + 1 : PageWord::heat(old) + weight;
             std::uint16_t upd = PageWord::with_epoch(PageWord::with_heat(old, heat), epoch());
             if (upd != old) w.compare_exchange_strong(old, upd, std::memory_order_relaxed);
             return;

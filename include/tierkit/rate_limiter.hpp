@@ -11,8 +11,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "tierkit/detail/mutex.hpp"
 #include "tierkit/common.hpp"
+#include "tierkit/detail/mutex.hpp"
 
 namespace tierkit {
 
