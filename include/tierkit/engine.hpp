@@ -503,13 +503,20 @@ class Engine {
     const double used = static_cast<double>(hist->fast_pages);
     const double bpages = static_cast<double>(budget / kPageSize);
     const double high = bpages * config_.high_watermark, low = bpages * config_.low_watermark;
+    // The fast nodes' free memory: promotions keep it above the reserve (the
+    // node's 1 - high watermark). Other memory use on the node (and the lag
+    // of the kernel's free count behind our own moves) makes it wobble, so
+    // demotions for the node start only a band below the reserve and stop at
+    // it, and the room they make is not refilled in the same epoch: it was
+    // made for someone else. (Demoting a band at the reserve and refilling it
+    // at once churned a band's worth of pages every epoch.)
     const double node_reserve =
         static_cast<double>(node_total / kPageSize) * (1 - config_.high_watermark);
+    const double band = bpages * (config_.high_watermark - config_.low_watermark);
     const double node_room = static_cast<double>(node_free / kPageSize) - node_reserve;
     double want_demote = 0;
-    if (used > high || node_room < 0 || fast_full_)
-      want_demote = std::max(
-          used - low, -node_room + bpages * (config_.high_watermark - config_.low_watermark));
+    if (used > high || fast_full_) want_demote = std::max(used - low, -node_room + band);
+    if (node_room < -band) want_demote = std::max(want_demote, -node_room);
     // Only the head of the demotion list is used: the tagged ones, the
     // watermark's share and at most one victim per promotion. Order just that
     // head (the same order a full sort gives it): O(n) instead of O(n log n)
@@ -527,7 +534,9 @@ class Engine {
         std::sort(demote.begin(), demote.end(), by_priority);
       }
     }
-    double room = std::min(high - used, node_room);
+    // Within the band below the reserve: no room, but no debt either (swaps
+    // stay one for one).
+    double room = std::min(high - used, node_room < -band ? node_room : std::max(0.0, node_room));
     std::vector<Candidate> demote_now, promote_now;
     double d_pages = 0;
     std::size_t di = 0;

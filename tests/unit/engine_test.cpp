@@ -224,6 +224,58 @@ TEST(Engine, BackgroundThreadStartsAndStops) {
   EXPECT_EQ((*e)->stats().epochs, n);
 }
 
+// The fast node is shared: others use part of it, and that use (or the
+// kernel's free count, which lags behind our moves) wobbles by a few pages
+// from epoch to epoch. The node's free memory, not the budget, is the bound.
+// Demoting for the node at the reserve and refilling the room at once churned
+// cold pages every epoch; the wobble must not move anything.
+TEST(Engine, WobblingOtherUseOnTheFastNodeCausesNoPingPong) {
+  constexpr std::size_t kNode = 1000, kOther = 250, kWobble = 8;
+  constexpr std::size_t kPages = 2000, kHot = 400, kColdFast = 450;
+  ManualClock clock(1);
+  SimulatedBackend be({{0, kNode * kPageSize}, {1, 1ull << 40}});
+  EngineConfig c = Fast("automatic");
+  c.fast_budget_bytes = 800 * kPageSize;  // more than the node can give
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok()) << e.status();
+  Engine& eng = **e;
+  const std::uintptr_t other = kBase + (1ull << 32);
+  for (std::size_t i = 0; i < kOther; ++i) be.touch(other + i * kPageSize, 0);
+  // [hot A | hot B | cold]; part of the cold pages start on the fast node.
+  for (std::size_t i = 0; i < kPages; ++i)
+    be.touch(Rig::page(i), i >= 2 * kHot && i < 2 * kHot + kColdFast ? 0 : 1);
+  auto h = eng.register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
+  ASSERT_TRUE(h.ok()) << h.status();
+  std::mt19937 rng(3);
+  for (int ep = 0; ep < 140; ++ep) {
+    std::size_t hot = ep < 70 ? 0 : kHot;  // the hot set shifts once
+    for (std::size_t k = 0; k < kHot * 18; ++k)
+      eng.record_access(reinterpret_cast<void*>(Rig::page(hot + rng() % kHot)));
+    for (std::size_t k = 0; k < 800; ++k)  // and a little everywhere
+      eng.record_access(reinterpret_cast<void*>(Rig::page(rng() % kPages)));
+    std::size_t wobble = rng() % (kWobble + 1);
+    for (std::size_t i = 0; i < kWobble; ++i) {
+      std::uintptr_t a = other + (kOther + i) * kPageSize;
+      if (i < wobble)
+        be.touch(a, 0);
+      else
+        be.forget(reinterpret_cast<void*>(a), kPageSize);
+    }
+    clock.advance_ns(c.epoch_ms * kNsPerMs);
+    ASSERT_TRUE(eng.step().ok());
+  }
+  auto s = eng.stats();
+  std::size_t hot_b_fast = 0;
+  for (std::size_t i = kHot; i < 2 * kHot; ++i) hot_b_fast += be.node_of(Rig::page(i)) == 0;
+  EXPECT_EQ(hot_b_fast, kHot);
+  // Each hot set once (800 pages) and a few swaps; no page back and forth.
+  EXPECT_LT(s.promoted_pages, 850u) << s.to_table();
+  EXPECT_EQ(s.pingpong_pages, 0u) << s.to_table();
+  // The engine's pages stay within the reserve (the rest is the wobble).
+  EXPECT_LE(be.used_bytes(0), (kNode - kNode / 20 + kWobble) * kPageSize);
+}
+
 TEST(EngineConfig, FromEnvNamesTheBadVariable) {
   setenv("TIERKIT_RATE_LIMIT_MBPS", "fast", 1);
   auto c = EngineConfig::from_env();
