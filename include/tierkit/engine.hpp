@@ -537,7 +537,15 @@ class Engine {
     // Within the band below the reserve: no room, but no debt either (swaps
     // stay one for one).
     double room = std::min(high - used, node_room < -band ? node_room : std::max(0.0, node_room));
-    std::vector<Candidate> demote_now, promote_now;
+    // The epoch's plan, in priority order: each step demotes a page, promotes
+    // one, or both (a swap), so the rate limiter below keeps or defers a swap
+    // whole instead of demoting a page for a newcomer it then holds back.
+    struct Step {
+      const Candidate* out = nullptr;  // demotion
+      const Candidate* in = nullptr;   // promotion
+      std::uint64_t pages() const { return (out ? out->pages : 0) + (in ? in->pages : 0); }
+    };
+    std::vector<Step> plan;
     double d_pages = 0;
     std::size_t di = 0;
     // Watermark demotions (and every tagged one) first, coldest first.
@@ -547,11 +555,11 @@ class Engine {
       bool tagged = demote[di].priority > PageWord::kMaxHeat && !visits;
       if (!tagged && d_pages >= want_demote) break;
       if (!tagged && recently_moved(demote[di].addr)) continue;
-      demote_now.push_back(demote[di]);
+      plan.push_back({&demote[di], nullptr});
       d_pages += demote[di].pages;
     }
     for (std::size_t k = di; k < demote.size(); ++k)  // tagged ones further down the list
-      if (demote[k].priority > PageWord::kMaxHeat && !visits) demote_now.push_back(demote[k]);
+      if (demote[k].priority > PageWord::kMaxHeat && !visits) plan.push_back({&demote[k], nullptr});
     room += d_pages;
     // Promotions, hottest first, into the room; with swapping, a colder
     // resident gives way to each newcomer the policy finds worth it
@@ -563,6 +571,7 @@ class Engine {
     double p_pages = 0;
     for (const auto& c : promote) {
       if (c.priority <= PageWord::kMaxHeat && recently_moved(c.addr)) continue;
+      const Candidate* victim = nullptr;
       if (p_pages + c.pages > room) {
         if (c.priority > PageWord::kMaxHeat) continue;  // tagged hot: wait for room
         if (!swap && !reclaim) break;
@@ -571,31 +580,34 @@ class Engine {
                                       recently_moved(demote[di].addr)))
           ++di;
         if (di >= demote.size() || (swap && !policy_->should_swap(c.heat, demote[di].heat))) break;
-        demote_now.push_back(demote[di]);
+        victim = &demote[di];
         room += demote[di++].pages;
-        if (p_pages + c.pages > room) continue;
+        if (p_pages + c.pages > room) {  // a 4 KiB victim for a 2 MiB newcomer: keep collecting
+          plan.push_back({victim, nullptr});
+          continue;
+        }
       }
-      promote_now.push_back(c);
+      plan.push_back({victim, &c});
       p_pages += c.pages;
     }
 
-    // Rate limit: demotions first (they make the room), then promotions.
+    // Rate limit: the plan's steps in order, each whole or not at all.
     std::uint64_t deferred = 0;
+    std::size_t keep = plan.size();
     if (policy_->uses_rate_limiter()) {
-      auto budget_cut = [&](std::vector<Candidate>& list) {
-        std::uint64_t bytes = 0;
-        for (const auto& c : list) bytes += std::uint64_t{c.pages} * kPageSize;
-        std::uint64_t granted = limiter_.acquire_up_to(bytes, kPageSize);
-        std::uint64_t used_bytes = 0;
-        std::size_t keep = 0;
-        while (keep < list.size() && used_bytes + list[keep].pages * kPageSize <= granted)
-          used_bytes += list[keep++].pages * kPageSize;
-        limiter_.refund(granted - used_bytes);
-        for (std::size_t i = keep; i < list.size(); ++i) deferred += list[i].pages;
-        list.resize(keep);
-      };
-      budget_cut(demote_now);
-      budget_cut(promote_now);
+      std::uint64_t bytes = 0;
+      for (const auto& st : plan) bytes += st.pages() * kPageSize;
+      std::uint64_t granted = limiter_.acquire_up_to(bytes, kPageSize), spent = 0;
+      keep = 0;
+      while (keep < plan.size() && spent + plan[keep].pages() * kPageSize <= granted)
+        spent += plan[keep++].pages() * kPageSize;
+      limiter_.refund(granted - spent);
+      for (std::size_t i = keep; i < plan.size(); ++i) deferred += plan[i].pages();
+    }
+    std::vector<Candidate> demote_now, promote_now;
+    for (std::size_t i = 0; i < keep; ++i) {
+      if (plan[i].out) demote_now.push_back(*plan[i].out);
+      if (plan[i].in) promote_now.push_back(*plan[i].in);
     }
 
     stats_.epoch_promoted = stats_.epoch_demoted = 0;
@@ -624,11 +636,10 @@ class Engine {
     stats_.epoch_deferred = deferred;
     stats_.promotion_threshold = policy_->current_threshold();
     stats_.threshold_unit = policy_->threshold_unit();
-    if (stats_.threshold_unit == "heat") {
-      stats_.promotion_threshold =
-          rate_for_heat(static_cast<std::uint32_t>(
-                            std::min<double>(stats_.promotion_threshold, PageWord::kMaxHeat + 1)),
-                        decay);
+    if (stats_.threshold_unit == "heat") {  // infinite (no page qualifies) stays so
+      if (std::isfinite(stats_.promotion_threshold))
+        stats_.promotion_threshold =
+            rate_for_heat(static_cast<std::uint32_t>(stats_.promotion_threshold), decay);
       stats_.threshold_unit = "accesses/epoch";
     }
     stats_.fast_heat_share = hist->fast_heat_share();

@@ -258,10 +258,18 @@ class AutomaticPolicy final : public Policy {
       // fast pages with heat < t / hysteresis (strictly colder) may give way
       double swappable =
           static_cast<double>(fast_below[std::min(give_way, HeatHistogram::kBuckets)]);
-      if (static_cast<double>(slow_at_least) <= room + swappable)
+      if (slow_at_least == 0) continue;  // no page this hot: nothing to decide
+      if (static_cast<double>(slow_at_least) <= room + swappable) {
         chosen = static_cast<std::uint32_t>(t);
-      else if (slow_at_least > 0)
+      } else {
+        // The hottest slow pages alone overflow the room: still promote them
+        // if any room or colder resident exists (the engine moves the
+        // hottest first and never past the room it has), rather than
+        // leaving a hot set that is larger than the fast tier all slow.
+        if (chosen > PageWord::kMaxHeat && room + swappable >= 1)
+          chosen = static_cast<std::uint32_t>(t);
         break;
+      }
     }
     promote_heat_.store(chosen);
     std::uint32_t demote = chosen > PageWord::kMaxHeat

@@ -338,3 +338,40 @@ TEST(ArenaRegions, ArenasBecomeRegionsAndLeaveWithTheirArenas) {
 
 }  // namespace
 }  // namespace tierkit
+
+namespace tierkit {
+namespace {
+
+// A full fast tier of cold pages and hot pages waiting on the slow tier: every
+// promotion needs a swap. Under a tight rate limit each swap must go whole:
+// a resident is demoted only together with the newcomer it makes room for.
+TEST(Engine, RateLimitKeepsSwapsWhole) {
+  EngineConfig c = Fast("automatic");
+  c.rate_limit_mbps = 10.0 * kPageSize / RateLimiter::kBytesPerMB / 0.1;  // 10 pages per epoch
+  c.burst_bytes = 10 * kPageSize;
+  c.half_life_epochs = 1;
+  ManualClock clock(1);
+  SimulatedBackend be({{0, 100 * kPageSize}, {1, 1ull << 40}});
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok());
+  for (std::size_t i = 0; i < 95; ++i) be.touch(kBase + i * kPageSize, 0);    // cold, fast
+  for (std::size_t i = 95; i < 295; ++i) be.touch(kBase + i * kPageSize, 1);  // hot, slow
+  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), 295 * kPageSize);
+  ASSERT_TRUE(h.ok());
+  std::uint64_t promoted = 0;
+  for (int epoch = 0; epoch < 30; ++epoch) {
+    for (std::size_t i = 95; i < 295; ++i)
+      (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize), 1, 50);
+    clock.advance_ns(100 * kNsPerMs);
+    ASSERT_TRUE((*e)->step().ok());
+    auto s = (*e)->stats();
+    EXPECT_EQ(s.epoch_demoted, s.epoch_promoted) << "epoch " << epoch << "\n" << s.to_table();
+    EXPECT_LE(s.epoch_demoted + s.epoch_promoted, 10u);
+    promoted += s.epoch_promoted;
+  }
+  EXPECT_GT(promoted, 50u);
+}
+
+}  // namespace
+}  // namespace tierkit
