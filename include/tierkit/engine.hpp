@@ -107,6 +107,24 @@ struct EngineConfig {
 
   // Overrides fields from TIERKIT_* environment variables. A malformed value
   // is an error naming the variable; unset or empty variables are skipped.
+  // Every variable from_env() reads, TIERKIT_POLICY first, then the numeric
+  // ones (for tools, docs and tests that must cover them all).
+  static constexpr const char* kEnvVariables[] = {"TIERKIT_POLICY",
+                                                  "TIERKIT_EPOCH_MS",
+                                                  "TIERKIT_HALF_LIFE_EPOCHS",
+                                                  "TIERKIT_RATE_LIMIT_MBPS",
+                                                  "TIERKIT_BURST_BYTES",
+                                                  "TIERKIT_FAST_BUDGET",
+                                                  "TIERKIT_HIGH_WATERMARK",
+                                                  "TIERKIT_LOW_WATERMARK",
+                                                  "TIERKIT_SAMPLING",
+                                                  "TIERKIT_PROMOTION_THRESHOLD",
+                                                  "TIERKIT_DEMOTION_THRESHOLD",
+                                                  "TIERKIT_MIN_RESIDENCY_EPOCHS",
+                                                  "TIERKIT_KERNEL_HOT_THRESHOLD_MS",
+                                                  "TIERKIT_KERNEL_RATE_LIMIT_MBPS",
+                                                  "TIERKIT_KERNEL_THROUGHPUT_MBPS"};
+
   static absl::StatusOr<EngineConfig> from_env();
   static absl::StatusOr<EngineConfig> from_env(EngineConfig c) {
     using detail::getenv_string;

@@ -19,21 +19,7 @@
 
 namespace {
 
-const char* const kVars[] = {"TIERKIT_POLICY",
-                             "TIERKIT_EPOCH_MS",
-                             "TIERKIT_HALF_LIFE_EPOCHS",
-                             "TIERKIT_RATE_LIMIT_MBPS",
-                             "TIERKIT_BURST_BYTES",
-                             "TIERKIT_FAST_BUDGET",
-                             "TIERKIT_HIGH_WATERMARK",
-                             "TIERKIT_LOW_WATERMARK",
-                             "TIERKIT_SAMPLING",
-                             "TIERKIT_PROMOTION_THRESHOLD",
-                             "TIERKIT_DEMOTION_THRESHOLD",
-                             "TIERKIT_MIN_RESIDENCY_EPOCHS",
-                             "TIERKIT_KERNEL_HOT_THRESHOLD_MS",
-                             "TIERKIT_KERNEL_RATE_LIMIT_MBPS",
-                             "TIERKIT_KERNEL_THROUGHPUT_MBPS"};
+const auto& kVars = tierkit::EngineConfig::kEnvVariables;
 
 void check_parsers(const std::string& v) {
   using namespace tierkit::detail;

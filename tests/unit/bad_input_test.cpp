@@ -339,20 +339,9 @@ class ScopedEnv {
 };
 
 TEST(BadInput, EveryTierkitVariableRejectsGarbageByName) {
-  const char* vars[] = {"TIERKIT_EPOCH_MS",
-                        "TIERKIT_HALF_LIFE_EPOCHS",
-                        "TIERKIT_RATE_LIMIT_MBPS",
-                        "TIERKIT_BURST_BYTES",
-                        "TIERKIT_FAST_BUDGET",
-                        "TIERKIT_HIGH_WATERMARK",
-                        "TIERKIT_LOW_WATERMARK",
-                        "TIERKIT_SAMPLING",
-                        "TIERKIT_PROMOTION_THRESHOLD",
-                        "TIERKIT_DEMOTION_THRESHOLD",
-                        "TIERKIT_MIN_RESIDENCY_EPOCHS",
-                        "TIERKIT_KERNEL_HOT_THRESHOLD_MS",
-                        "TIERKIT_KERNEL_RATE_LIMIT_MBPS",
-                        "TIERKIT_KERNEL_THROUGHPUT_MBPS"};
+  // The numeric ones: every entry after TIERKIT_POLICY.
+  std::vector<const char*> vars(std::begin(EngineConfig::kEnvVariables) + 1,
+                                std::end(EngineConfig::kEnvVariables));
   const char* garbage[] = {"fast", "nan", "inf", "-inf", "1e999",  "12abc", "0x",
                            "--1",  "1,5", " ",   "\t7x", "-1e300", "1 2"};
   for (const char* var : vars)
