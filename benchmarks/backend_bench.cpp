@@ -17,10 +17,11 @@ namespace {
 
 using tierkit::kPageSize;
 
-// A mapped, touched buffer of `pages` pages.
+// A mapped, touched buffer of `pages` pages and the backend over it, with
+// `batch` pages per move_pages(2) call.
 struct Buffer {
-  explicit Buffer(tierkit::Backend& be, std::size_t n) : backend(be), pages(n) {
-    auto m = be.map(n * kPageSize);
+  Buffer(std::size_t batch, std::size_t n) : backend(options(batch)), pages(n) {
+    auto m = backend.map(n * kPageSize);
     if (!m.ok()) return;
     base = static_cast<char*>(*m);
     for (std::size_t i = 0; i < n; ++i) base[i * kPageSize] = 1;
@@ -29,7 +30,12 @@ struct Buffer {
   ~Buffer() {
     if (base) (void)backend.unmap(base, pages * kPageSize);
   }
-  tierkit::Backend& backend;
+  static tierkit::LinuxBackendOptions options(std::size_t batch) {
+    tierkit::LinuxBackendOptions o;
+    o.batch_pages = batch;
+    return o;
+  }
+  tierkit::LinuxBackend backend;
   std::size_t pages;
   char* base = nullptr;
   std::vector<void*> addrs;
@@ -38,10 +44,8 @@ struct Buffer {
 // range(0): pages per query call. Reports ns per page via items.
 void BM_LinuxQuery(benchmark::State& state) {
   const auto batch = static_cast<std::size_t>(state.range(0));
-  tierkit::LinuxBackendOptions o;
-  o.batch_pages = batch;
-  tierkit::LinuxBackend be(o);
-  Buffer buf(be, 4096);
+  Buffer buf(batch, 4096);
+  tierkit::LinuxBackend& be = buf.backend;
   if (buf.base == nullptr) {
     state.SkipWithError("map failed");
     return;
@@ -69,10 +73,8 @@ void BM_LinuxMove(benchmark::State& state) {
     return;
   }
   const auto batch = static_cast<std::size_t>(state.range(0));
-  tierkit::LinuxBackendOptions o;
-  o.batch_pages = batch;
-  tierkit::LinuxBackend be(o);
-  Buffer buf(be, 4096);
+  Buffer buf(batch, 4096);
+  tierkit::LinuxBackend& be = buf.backend;
   if (buf.base == nullptr) {
     state.SkipWithError("map failed");
     return;

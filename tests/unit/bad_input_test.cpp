@@ -449,41 +449,7 @@ TEST(BadInput, DetailParsersNameWhatTheyParse) {
 // --- Topology override and memory resources (when present) ----------------
 
 #ifdef TIERKIT_HAVE_TOPOLOGY
-TEST(BadInput, TierOverrideSyntaxErrorsNameTheProblem) {
-  struct Case {
-    const char* spec;
-    const char* needle;
-  } cases[] = {
-      {"", "is empty"},
-      {"   ", "is empty"},
-      {"0//1", "tier 1 is empty"},
-      {"0/", "tier 1 is empty"},
-      {"/0", "tier 0 is empty"},
-      {"0,,1", "empty node entry"},
-      {"x", "is not a node number"},
-      {"0/1a", "is not a node number"},
-      {"-1", "is negative"},
-      {"0/1024", "out of range"},
-      {"99999999999999999999999", "out of range"},
-      {"3-1", "is reversed"},
-      {"0-", "is not a node number"},
-      {"0,1/1", "appears twice"},
-      {"0-3/2", "appears twice"},
-  };
-  for (const auto& [spec, needle] : cases) {
-    auto r = Topology::parse_override(spec);
-    ASSERT_FALSE(r.ok()) << "'" << spec << "'";
-    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << spec;
-    EXPECT_THAT(Msg(r.status()), HasSubstr(needle)) << "'" << spec << "': " << r.status();
-    EXPECT_THAT(Msg(r.status()), HasSubstr("tier override")) << spec;
-  }
-  auto ok = Topology::parse_override(" 0, 1 / 2-3 ");
-  ASSERT_TRUE(ok.ok()) << ok.status();
-  ASSERT_EQ(ok->size(), 2u);
-  EXPECT_EQ((*ok)[0], (NodeSet{0, 1}));
-  EXPECT_EQ((*ok)[1], (NodeSet{2, 3}));
-}
-
+// Override syntax errors: TopologyOverride.RejectsMalformedSpecsWithAClearMessage.
 TEST(BadInput, TierkitTiersVariableIsValidatedByDiscover) {
   {
     ScopedEnv env("TIERKIT_TIERS", "0/zero");

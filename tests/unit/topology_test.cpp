@@ -464,12 +464,19 @@ TEST(TopologyOverride, RejectsMalformedSpecsWithAClearMessage) {
       {"0/0", "node 0 appears twice (tier 0 and tier 1)"},
       {"0-2/1", "node 1 appears twice"},
       {"3-1", "is reversed"},
+      {"x", "is not a node number"},
+      {"0/1a", "is not a node number"},
+      {"0-", "is not a node number"},
+      {"0/1024", "out of range"},
+      {"0,1/1", "appears twice"},
+      {"0-3/2", "appears twice"},
   };
   for (const auto& [spec, want] : cases) {
     auto t = Topology::parse_override(spec);
     ASSERT_FALSE(t.ok()) << "spec '" << spec << "' parsed";
     EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << spec;
     EXPECT_THAT(std::string(t.status().message()), HasSubstr(want)) << "spec '" << spec << "'";
+    EXPECT_THAT(std::string(t.status().message()), HasSubstr("tier override")) << spec;
   }
 }
 
