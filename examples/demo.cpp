@@ -83,8 +83,8 @@ int main(int argc, char** argv) {
       "\n== 3. Zipf(%.2f) reads for %d ms per epoch; fast-tier budget %s; policy %s; "
       "rate limit %g MiB/s\n",
       absl::GetFlag(FLAGS_skew), absl::GetFlag(FLAGS_epoch_ms),
-      examples::Machine::mib(budget).c_str(), engine->policy_name().c_str(),
-      config.rate_limit_mbps);
+      examples::Machine::mib(engine->config().fast_budget_bytes).c_str(),
+      engine->policy_name().c_str(), engine->config().rate_limit_mbps);
   examples::Zipf zipf(records.size(), absl::GetFlag(FLAGS_skew));
   examples::HitRatio hits(*machine);
   std::uint64_t sum = 0;

@@ -52,6 +52,11 @@ class Machine {
                                        bool verbose = true) {
     auto m = std::unique_ptr<Machine>(new Machine);
     absl::StatusOr<Topology> topo = Topology::discover();
+    if (!topo.ok() && detail::getenv_string("TIERKIT_TIERS")) {
+      // An explicit override that is malformed is an error, not a fallback.
+      std::fprintf(stderr, "%s\n", std::string(topo.status().message()).c_str());
+      std::exit(2);
+    }
     std::string why;
     if (!topo.ok())
       why = absl::StrCat("tier discovery failed (", topo.status().message(), ")");
@@ -87,13 +92,19 @@ class Machine {
     return m;
   }
 
-  // Engine::create on this machine's backend; prints the error and returns
-  // null when `config` is invalid (e.g. an unknown --policy).
+  // Engine::create on this machine's backend (which applies the TIERKIT_*
+  // environment and says so); prints the error and returns null when the
+  // configuration is invalid (e.g. an unknown --policy or TIERKIT_POLICY).
   std::unique_ptr<Engine> make_engine(const EngineConfig& config, const Clock* clock = nullptr) {
     auto e = Engine::create(config, backend_, clock);
-    if (e.ok()) return std::move(*e);
-    std::fprintf(stderr, "engine: %s\n", std::string(e.status().message()).c_str());
-    return nullptr;
+    if (!e.ok()) {
+      std::fprintf(stderr, "engine: %s\n", std::string(e.status().message()).c_str());
+      return nullptr;
+    }
+    EngineConfig applied = (*e)->config();
+    if (!applied.from_environment.empty())
+      std::printf("From the environment: %s\n", applied.environment_summary().c_str());
+    return std::move(*e);
   }
 
   bool simulated() const { return sim_ != nullptr; }

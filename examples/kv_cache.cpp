@@ -101,12 +101,11 @@ int main(int argc, char** argv) {
       tierkit::EngineStats s = engine->stats();
       std::printf(
           "t=%2ds  %6.2f M GET/s  fast-tier hits %5.1f%%  promoted %6llu  demoted %6llu  "
-          "deferred %6llu  threshold %g %s\n",
+          "deferred %6llu  threshold %s\n",
           sec, static_cast<double>(n) / secs / 1e6, hits.take(),
           static_cast<unsigned long long>(s.promoted_pages - last_p),
           static_cast<unsigned long long>(s.demoted_pages - last_d),
-          static_cast<unsigned long long>(s.deferred_pages - last_def), s.promotion_threshold,
-          s.threshold_unit.c_str());
+          static_cast<unsigned long long>(s.deferred_pages - last_def), s.threshold_text().c_str());
       std::fflush(stdout);
       last_p = s.promoted_pages, last_d = s.demoted_pages, last_def = s.deferred_pages;
       if (stop == end) break;

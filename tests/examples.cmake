@@ -113,3 +113,36 @@ tierkit_output_test(example.kv_cache_bad_policy kv_cache "unknown policy 'bogus'
 tierkit_output_test(example.embedding_table embedding_table
   "${_tk_which}.*20000 rows x 64 floats.*\nepoch +1 +fast-tier hits.*\nepoch +20 .*fast-tier hit ratio: [0-9.]+% in epoch 1, then [1-9][0-9]\\.[0-9]% \\.\\. [0-9.]+% over the last 10 epochs\nping-pong pages: [0-9]?[0-9] of [0-9]+ moved.*exit=0"
   "\"$T\" --epochs 20 --rows 20000 2>&1")
+
+# --- the environment contract (config.hpp) ------------------------------------
+# Every shipped program honours the TIERKIT_* knobs: a malformed value stops it
+# with a message naming the variable and a non-zero exit; a valid one is used
+# and said.
+set(_tk_env_args_demo "--epochs 2 --epoch_ms 20 --mib 8")
+set(_tk_env_args_quickstart "")
+set(_tk_env_args_kv_cache "--seconds 1 --keys 2000")
+set(_tk_env_args_embedding_table "--epochs 2 --rows 2000")
+foreach(prog demo quickstart kv_cache embedding_table)
+  foreach(bad "TIERKIT_POLICY=banana" "TIERKIT_RATE_LIMIT_MBPS=-5" "TIERKIT_EPOCH_MS=0"
+              "TIERKIT_FAST_BUDGET=12Q" "TIERKIT_TIERS=0,,/x")
+    string(REGEX REPLACE "=.*" "" var "${bad}")
+    tierkit_output_test(env.${prog}.${var} ${prog} "${var}.*exit=[1-9]"
+      "env ${bad} \"$T\" ${_tk_env_args_${prog}} 2>&1")
+  endforeach()
+endforeach()
+tierkit_output_test(env.demo.valid_policy demo
+  "From the environment: TIERKIT_POLICY=threshold:8.*policy threshold;.*threshold 8 accesses/epoch.*environment +TIERKIT_POLICY=threshold:8.*exit=0"
+  "env TIERKIT_POLICY=threshold:8 \"$T\" ${_tk_env_args_demo} 2>&1")
+tierkit_output_test(env.quickstart.valid_policy quickstart
+  "policy +threshold\n.*threshold +8 accesses/epoch\nenvironment +TIERKIT_POLICY=threshold:8.*exit=0"
+  "env TIERKIT_POLICY=threshold:8 \"$T\" 2>&1")
+tierkit_output_test(env.tierctl_config tierctl
+  "policy +threshold:8 +spec +environment TIERKIT_POLICY\nepoch_ms +100 +ms +default.*exit=0"
+  "env TIERKIT_POLICY=threshold:8 \"$T\" config 2>&1")
+tierkit_output_test(env.tierctl_config_bad tierctl "TIERKIT_EPOCH_MS=2.5: '2.5' is not a whole number.*exit=1"
+  "env TIERKIT_EPOCH_MS=2.5 \"$T\" config 2>&1")
+tierkit_output_test(env.simulate_bad tierctl "TIERKIT_POLICY=banana: unknown policy.*exit=2"
+  "env TIERKIT_POLICY=banana \"$T\" simulate --workload zipf --accesses 100k --quiet 2>&1")
+tierkit_output_test(env.simulate_policy tierctl
+  "from the environment: TIERKIT_POLICY=static.*\\| zipf \\| static \\|.*exit=0"
+  "env TIERKIT_POLICY=static \"$T\" simulate --workload zipf --footprint 8M --accesses 200k --format markdown 2>&1")

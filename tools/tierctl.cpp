@@ -5,6 +5,7 @@
 //                                            the kernel's AutoNUMA tiering knobs and counters
 //   tierctl numa-maps PID|self [--xml FILE]  a process's memory per node and per tier
 //   tierctl simulate [tierkit-sim options]   run the tiering simulator
+//   tierctl config                           the engine configuration this environment gives
 //   tierctl help [SUBCOMMAND]                this help
 //
 // Exit status: 0 success, 1 the operation failed, 2 bad usage.
@@ -24,6 +25,7 @@
 #include "tierctl_kernel.hpp"
 #include "tierctl_numa_maps.hpp"
 #include "tierctl_simulate.hpp"
+#include "tierkit/config.hpp"
 #include "tierkit/topology.hpp"
 
 ABSL_FLAG(bool, json, false, "topology: print JSON instead of a table");
@@ -76,6 +78,14 @@ const std::vector<Subcommand>& subcommands() {
        "with the same options, so the two behave identically; see 'tierctl simulate --help'.\n"
        "Example: tierctl simulate --workload zipf --policy static,automatic --footprint 64M\n"
        "         --format markdown",
+       {}},
+      {"config",
+       "config",
+       "Prints the engine configuration a program gets in this environment: every knob,\n"
+       "its value, unit and where the value comes from (environment TIERKIT_X or default).\n"
+       "Engine::create applies the TIERKIT_* variables over the program's own values unless\n"
+       "the program opts out (EngineConfig::Environment::kIgnore). A malformed variable is\n"
+       "an error (exit 1) naming the variable, the value and why.",
        {}},
       {"help", "help [SUBCOMMAND]", "Explains every subcommand, or one.", {}},
   };
@@ -200,6 +210,17 @@ std::string flag_name(absl::string_view arg) {
 
 }  // namespace
 
+// tierctl config: EngineConfig::from_env() over the defaults, knob by knob.
+int run_config() {
+  auto c = tierkit::EngineConfig::from_env();
+  if (!c.ok()) {
+    std::fprintf(stderr, "tierctl config: %s\n", std::string(c.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%-32s %-14s %-28s %s\n%s", "knob", "value", "unit", "source", c->describe().c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr, "%s", help_text(nullptr).c_str());
@@ -266,5 +287,6 @@ int main(int argc, char** argv) {
   if (!positional.empty())
     return usage_error(absl::StrCat(cmd, ": unexpected argument '", positional[0], "'"));
   if (cmd == "topology") return run_topology();
+  if (cmd == "config") return run_config();
   return run_kernel(sets);
 }

@@ -14,9 +14,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
@@ -204,6 +204,13 @@ int main(int argc, char** argv) {
     std::atexit(exit_2_on_parse_error);
     g_parsing = true;
   }
+  // Flags named on the command line (they win over the environment).
+  absl::flat_hash_set<std::string> given_flags;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    if (!absl::ConsumePrefix(&a, "--") && !absl::ConsumePrefix(&a, "-")) continue;
+    given_flags.insert(std::string(a.substr(0, a.find('='))));
+  }
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   g_parsing = false;
   if (rest.size() > 1) usage_error(absl::StrCat("unexpected argument '", rest[1], "'"));
@@ -211,15 +218,29 @@ int main(int argc, char** argv) {
   // Options.
   SimOptions o;
   tierkit::sim::WorkloadOptions w;
-  o.engine.epoch_ms = flag_int(FLAGS_epoch_ms, "epoch_ms", 1, 3600000);
+  // The TIERKIT_* environment is the base (the same contract as
+  // Engine::create); a flag given on the command line wins over it.
+  auto env = tierkit::EngineConfig::from_env();
+  if (!env.ok()) usage_error(std::string(env.status().message()));
+  o.engine = *std::move(env);
+  o.engine.environment = tierkit::EngineConfig::Environment::kIgnore;  // applied once, here
+  auto flag_wins = [&](const char* flag, const char* var) {
+    return given_flags.contains(flag) || !tierkit::detail::getenv_string(var).has_value();
+  };
+  if (flag_wins("epoch_ms", "TIERKIT_EPOCH_MS"))
+    o.engine.epoch_ms = flag_int(FLAGS_epoch_ms, "epoch_ms", 1, 3600000);
   o.fast_ns = flag_int(FLAGS_fast_ns, "fast_ns", 1, 1000000);
   o.slow_ns = flag_int(FLAGS_slow_ns, "slow_ns", 1, 1000000);
   o.gap_ns = flag_int(FLAGS_gap_ns, "gap_ns", 0, 1000000000);
   o.migrate_page_ns = flag_double(FLAGS_migrate_page_ns, "migrate_page_ns", 0, 1e9);
   o.copy_gbps = flag_double(FLAGS_copy_gbps, "copy_gbps", 1e-3, 1e6);
-  o.engine.rate_limit_mbps = flag_double(FLAGS_rate_limit_mbps, "rate_limit_mbps", 0, 1e9);
-  o.engine.half_life_epochs = flag_double(FLAGS_half_life_epochs, "half_life_epochs", 0.1, 1000);
-  if (absl::GetFlag(FLAGS_burst) == "auto") {
+  if (flag_wins("rate_limit_mbps", "TIERKIT_RATE_LIMIT_MBPS"))
+    o.engine.rate_limit_mbps = flag_double(FLAGS_rate_limit_mbps, "rate_limit_mbps", 0, 1e9);
+  if (flag_wins("half_life_epochs", "TIERKIT_HALF_LIFE_EPOCHS"))
+    o.engine.half_life_epochs = flag_double(FLAGS_half_life_epochs, "half_life_epochs", 0.1, 1000);
+  if (!flag_wins("burst", "TIERKIT_BURST_BYTES")) {
+    // TIERKIT_BURST_BYTES stands.
+  } else if (absl::GetFlag(FLAGS_burst) == "auto") {
     double per_epoch = o.engine.rate_limit_mbps * tierkit::RateLimiter::kBytesPerMB *
                        static_cast<double>(o.engine.epoch_ms) / 1000.0;
     o.engine.burst_bytes =
@@ -248,7 +269,12 @@ int main(int argc, char** argv) {
   const std::string plot = absl::GetFlag(FLAGS_plot);
 
   std::vector<std::string> policies;
-  for (const auto& p : split_policies(absl::GetFlag(FLAGS_policy))) {
+  const std::string policy_list =
+      flag_wins("policy", "TIERKIT_POLICY") ? absl::GetFlag(FLAGS_policy) : o.engine.policy;
+  if (!quiet && !o.engine.from_environment.empty())
+    std::cerr << "tierkit-sim: from the environment: " << o.engine.environment_summary()
+              << " (flags given on the command line win)\n";
+  for (const auto& p : split_policies(policy_list)) {
     if (p == "all") {
       policies.insert(policies.end(), std::begin(kAllPolicies), std::end(kAllPolicies));
       continue;

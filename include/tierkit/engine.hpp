@@ -29,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "tierkit/backend.hpp"
 #include "tierkit/backend/linux.hpp"
+#include "tierkit/config.hpp"
 #include "tierkit/detail/mutex.hpp"
 #include "tierkit/detail/parse.hpp"
 #include "tierkit/hotness.hpp"
@@ -41,184 +42,6 @@
 
 namespace tierkit {
 
-// Everything the engine can be told. Defaults in comments; units in names.
-struct EngineConfig {
-  // "automatic" | "threshold" | "threshold:RATE" | "kernel" | "kernel:rate=MBps"
-  // | "kernel:target=MBps" | "static". TIERKIT_POLICY.
-  std::string policy = "automatic";
-  std::int64_t epoch_ms = 100;  // TIERKIT_EPOCH_MS, 1..3600000
-  // Heat halves every this many epochs. Longer = steadier heat (less noise,
-  // fewer needless swaps), slower to follow a shift. TIERKIT_HALF_LIFE_EPOCHS
-  double half_life_epochs = 4.0;
-  double rate_limit_mbps = 256;          // migration cap, MiB/s. TIERKIT_RATE_LIMIT_MBPS
-  std::uint64_t burst_bytes = 16 << 20;  // token bucket size. TIERKIT_BURST_BYTES
-  std::uint64_t fast_budget_bytes = 0;   // 0 = the fast nodes' total. TIERKIT_FAST_BUDGET
-  double high_watermark = 0.95;          // of the budget: above it, demote. TIERKIT_HIGH_WATERMARK
-  double low_watermark = 0.90;           // demote down to this. TIERKIT_LOW_WATERMARK
-  std::uint32_t pingpong_window_epochs = 32;  // a move back within this is a ping-pong
-  std::uint32_t sampling = 1;                 // record 1 in N accesses. TIERKIT_SAMPLING
-  ThresholdOptions threshold;  // TIERKIT_PROMOTION_THRESHOLD, TIERKIT_DEMOTION_THRESHOLD,
-                               // TIERKIT_MIN_RESIDENCY_EPOCHS
-  AutomaticOptions automatic;
-  KernelModelOptions kernel;  // TIERKIT_KERNEL_HOT_THRESHOLD_MS, TIERKIT_KERNEL_RATE_LIMIT_MBPS,
-                              // TIERKIT_KERNEL_THROUGHPUT_MBPS
-  NodeSet fast_nodes{0};      // promotions go to the first; from Topology
-  NodeSet slow_nodes;         // demotions go to the first; empty = nothing to move
-
-  // Takes the nodes from a discovered topology: fast = tier 0, slow = tier 1
-  // (empty on a one-tier machine: the engine then tracks but moves nothing).
-  EngineConfig& use_topology(const Topology& t) {
-    fast_nodes = t.fast_nodes();
-    slow_nodes = t.tier_nodes(1);
-    return *this;
-  }
-
-  // Heat multiplier per epoch: 2^(-1/half_life).
-  double decay() const { return std::pow(0.5, 1.0 / half_life_epochs); }
-
-  // Checks every field; the error names the field and says why.
-  absl::Status validate() const {
-    if (epoch_ms < 1 || epoch_ms > 3600000)
-      return absl::InvalidArgumentError(
-          absl::StrCat("epoch_ms = ", epoch_ms, " must be in [1, 3600000]"));
-    if (!std::isfinite(half_life_epochs) || half_life_epochs < 0.1 || half_life_epochs > 1000)
-      return absl::InvalidArgumentError(
-          absl::StrCat("half_life_epochs = ", half_life_epochs, " must be in [0.1, 1000]"));
-    if (!std::isfinite(rate_limit_mbps) || rate_limit_mbps < 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("rate_limit_mbps = ", rate_limit_mbps, " must be a finite number >= 0"));
-    if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1))
-      return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", low_watermark,
-                                                     ") <= high (", high_watermark, ") <= 1"));
-    if (sampling == 0) return absl::InvalidArgumentError("sampling must be >= 1");
-    if (fast_nodes.empty()) return absl::InvalidArgumentError("fast_nodes is empty");
-    for (NodeId n : slow_nodes.to_vector())
-      if (fast_nodes.contains(n))
-        return absl::InvalidArgumentError(
-            absl::StrCat("node ", n, " is in both fast_nodes and slow_nodes"));
-    if (absl::Status s =
-            ThresholdPolicy::validate(threshold.promotion_threshold, threshold.demotion_threshold);
-        !s.ok())
-      return s;
-    if (!(automatic.headroom >= 0 && automatic.headroom < 1) || !(automatic.hysteresis >= 1))
-      return absl::InvalidArgumentError("automatic: need 0 <= headroom < 1 and hysteresis >= 1");
-    return KernelModelPolicy::validate(kernel);
-  }
-
-  // Overrides fields from TIERKIT_* environment variables. A malformed value
-  // is an error naming the variable; unset or empty variables are skipped.
-  // Every variable from_env() reads, TIERKIT_POLICY first, then the numeric
-  // ones (for tools, docs and tests that must cover them all).
-  static constexpr const char* kEnvVariables[] = {"TIERKIT_POLICY",
-                                                  "TIERKIT_EPOCH_MS",
-                                                  "TIERKIT_HALF_LIFE_EPOCHS",
-                                                  "TIERKIT_RATE_LIMIT_MBPS",
-                                                  "TIERKIT_BURST_BYTES",
-                                                  "TIERKIT_FAST_BUDGET",
-                                                  "TIERKIT_HIGH_WATERMARK",
-                                                  "TIERKIT_LOW_WATERMARK",
-                                                  "TIERKIT_SAMPLING",
-                                                  "TIERKIT_PROMOTION_THRESHOLD",
-                                                  "TIERKIT_DEMOTION_THRESHOLD",
-                                                  "TIERKIT_MIN_RESIDENCY_EPOCHS",
-                                                  "TIERKIT_KERNEL_HOT_THRESHOLD_MS",
-                                                  "TIERKIT_KERNEL_RATE_LIMIT_MBPS",
-                                                  "TIERKIT_KERNEL_THROUGHPUT_MBPS"};
-
-  static absl::StatusOr<EngineConfig> from_env();
-  static absl::StatusOr<EngineConfig> from_env(EngineConfig c) {
-    using detail::getenv_string;
-    auto num = [](const char* var, double lo, double hi, auto& field) -> absl::Status {
-      if (auto v = getenv_string(var)) {
-        auto d = detail::parse_double(*v, var, lo, hi);
-        if (!d.ok()) return d.status();
-        field = static_cast<std::remove_reference_t<decltype(field)>>(*d);
-      }
-      return absl::OkStatus();
-    };
-    auto bytes = [](const char* var, std::uint64_t& field) -> absl::Status {
-      if (auto v = getenv_string(var)) {
-        auto b = detail::parse_bytes(*v, var);
-        if (!b.ok()) return b.status();
-        field = *b;
-      }
-      return absl::OkStatus();
-    };
-    if (auto v = getenv_string("TIERKIT_POLICY")) c.policy = *v;
-    for (absl::Status s :
-         {num("TIERKIT_EPOCH_MS", 1, 3600000, c.epoch_ms),
-          num("TIERKIT_HALF_LIFE_EPOCHS", 0.1, 1000, c.half_life_epochs),
-          num("TIERKIT_RATE_LIMIT_MBPS", 0, 1e9, c.rate_limit_mbps),
-          bytes("TIERKIT_BURST_BYTES", c.burst_bytes),
-          bytes("TIERKIT_FAST_BUDGET", c.fast_budget_bytes),
-          num("TIERKIT_HIGH_WATERMARK", 0, 1, c.high_watermark),
-          num("TIERKIT_LOW_WATERMARK", 0, 1, c.low_watermark),
-          num("TIERKIT_SAMPLING", 1, 1 << 20, c.sampling),
-          num("TIERKIT_PROMOTION_THRESHOLD", 0, 1e6, c.threshold.promotion_threshold),
-          num("TIERKIT_DEMOTION_THRESHOLD", 0, 1e6, c.threshold.demotion_threshold),
-          num("TIERKIT_MIN_RESIDENCY_EPOCHS", 0, 1e6, c.threshold.min_residency_epochs),
-          num("TIERKIT_KERNEL_HOT_THRESHOLD_MS", 1, 1e7, c.kernel.hot_threshold_ms),
-          num("TIERKIT_KERNEL_RATE_LIMIT_MBPS", 1, 1e9, c.kernel.promote_rate_limit_mbps),
-          num("TIERKIT_KERNEL_THROUGHPUT_MBPS", 0, 1e9, c.kernel.promote_throughput_mbps)})
-      if (!s.ok()) return s;
-    auto p = make_policy(c);
-    if (!p.ok())
-      return absl::InvalidArgumentError(absl::StrCat("TIERKIT_POLICY: ", p.status().message()));
-    if (absl::Status s = c.validate(); !s.ok()) return s;
-    return c;
-  }
-
-  // Builds the policy named by `policy` with this config's options. Spec
-  // grammar: name[:arg] where threshold:RATE sets the promotion threshold and
-  // kernel:rate=MBps / kernel:target=MBps set the kernel model's knobs.
-  static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c) {
-    std::pair<std::string, std::string> kv = absl::StrSplit(c.policy, absl::MaxSplits(':', 1));
-    const std::string& name = kv.first;
-    const std::string& arg = kv.second;
-    if (name == "automatic" && arg.empty())
-      return std::unique_ptr<Policy>(new AutomaticPolicy(c.automatic));
-    if (name == "static" && arg.empty()) return std::unique_ptr<Policy>(new StaticPolicy());
-    if (name == "threshold") {
-      ThresholdOptions o = c.threshold;
-      if (!arg.empty()) {
-        auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
-        if (!r.ok()) return r.status();
-        o.promotion_threshold = *r;
-        if (o.demotion_threshold >= *r) o.demotion_threshold = *r / 2;
-      }
-      if (absl::Status s = ThresholdPolicy::validate(o.promotion_threshold, o.demotion_threshold);
-          !s.ok())
-        return s;
-      return std::unique_ptr<Policy>(new ThresholdPolicy(o));
-    }
-    if (name == "kernel") {
-      KernelModelOptions o = c.kernel;
-      for (absl::string_view part : absl::StrSplit(arg, ',', absl::SkipEmpty())) {
-        std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
-        auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first), 0, 1e9);
-        if (!v.ok()) return v.status();
-        if (kv2.first == "rate")
-          o.promote_rate_limit_mbps = *v;
-        else if (kv2.first == "target")
-          o.promote_throughput_mbps = *v;
-        else if (kv2.first == "hot")
-          o.hot_threshold_ms = *v;
-        else
-          return absl::InvalidArgumentError(
-              absl::StrCat("policy '", c.policy, "': unknown kernel knob '", kv2.first,
-                           "' (known: rate=MBps, target=MBps, hot=ms)"));
-      }
-      if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
-      return std::unique_ptr<Policy>(new KernelModelPolicy(o));
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown policy '", c.policy,
-        "' (known: automatic, threshold[:RATE], kernel[:rate=MBps|target=MBps], static)"));
-  }
-};
-
-inline absl::StatusOr<EngineConfig> EngineConfig::from_env() { return from_env(EngineConfig()); }
-
 class Engine {
  public:
   // Validates `config` and builds an engine over `backend` (null: the Linux
@@ -226,6 +49,11 @@ class Engine {
   static absl::StatusOr<std::unique_ptr<Engine>> create(EngineConfig config,
                                                         Backend* backend = nullptr,
                                                         const Clock* clock = nullptr) {
+    if (config.environment == EngineConfig::Environment::kApply) {
+      auto applied = EngineConfig::from_env(std::move(config));
+      if (!applied.ok()) return applied.status();
+      config = std::move(*applied);
+    }
     if (absl::Status s = config.validate(); !s.ok()) return s;
     auto policy = EngineConfig::make_policy(config);
     if (!policy.ok()) return policy.status();
@@ -395,6 +223,7 @@ class Engine {
         limiter_(config_.rate_limit_mbps, config_.burst_bytes, clock) {
     tracker_.set_sampling(config_.sampling);
     stats_.backend = std::string(backend_->name());
+    stats_.environment = config_.environment_summary();
   }
 
   void loop() {
@@ -654,12 +483,6 @@ class Engine {
     stats_.epoch_deferred = deferred;
     stats_.promotion_threshold = policy_->current_threshold();
     stats_.threshold_unit = policy_->threshold_unit();
-    if (stats_.threshold_unit == "heat") {  // infinite (no page qualifies) stays so
-      if (std::isfinite(stats_.promotion_threshold))
-        stats_.promotion_threshold =
-            rate_for_heat(static_cast<std::uint32_t>(stats_.promotion_threshold), decay);
-      stats_.threshold_unit = "accesses/epoch";
-    }
     stats_.fast_heat_share = hist->fast_heat_share();
     stats_.last_epoch_ns = clock_->now_ns() - t0;
     stats_.total_epoch_ns += stats_.last_epoch_ns;

@@ -3,6 +3,7 @@
 // Layer 1: includes backend.hpp (for ErrnoCounts).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -29,8 +30,12 @@ struct EngineStats {
   std::uint64_t pingpong_pages = 0;    // moved back within the ping-pong window
   ErrnoCounts failures_by_errno;       // per-page failures by errno
   std::uint64_t outside_accesses = 0;  // record_access outside every region
-  double promotion_threshold = 0;      // in force, in threshold_unit
+  // The promotion threshold in force, in the policy's own unit (heat for
+  // automatic, accesses/epoch for threshold, ms for the kernel model);
+  // infinite when no page qualifies (shown as "-").
+  double promotion_threshold = 0;
   std::string threshold_unit;
+  std::string environment;     // TIERKIT_* values applied at creation (EngineConfig)
   double fast_heat_share = 0;  // heat-weighted share of accesses on fast pages
   std::int64_t last_epoch_ns = 0, total_epoch_ns = 0;
   // This epoch only (the live line).
@@ -48,14 +53,16 @@ struct EngineStats {
         "\"promoted_pages\":%u,\"demoted_pages\":%u,\"promoted_bytes\":%u,\"demoted_bytes\":%u,"
         "\"promotion_candidates\":%u,\"demotion_candidates\":%u,\"deferred_pages\":%u,"
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"pingpong_pages\":%u,"
-        "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_threshold\":%g,"
-        "\"threshold_unit\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_ns\":%d,"
+        "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_threshold\":%s,"
+        "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
+        "ns\":%d,"
         "\"total_epoch_ns\":%d}",
         policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, promoted_pages,
         demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates, demotion_candidates,
         deferred_pages, busy_retries, failed_pages, dropped_pages, pingpong_pages, errnos,
-        outside_accesses, promotion_threshold, threshold_unit, fast_heat_share, last_epoch_ns,
-        total_epoch_ns);
+        outside_accesses,
+        std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
+        threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
 
   std::string to_table() const {
@@ -80,7 +87,8 @@ struct EngineStats {
     row("failed / dropped", absl::StrFormat("%u / %u", failed_pages, dropped_pages));
     row("ping-pong pages", absl::StrCat(pingpong_pages));
     row("outside accesses", absl::StrCat(outside_accesses));
-    row("threshold", absl::StrFormat("%g %s", promotion_threshold, threshold_unit));
+    row("threshold", threshold_text());
+    row("environment", environment);
     row("fast heat share", absl::StrFormat("%.1f%%", 100 * fast_heat_share));
     row("epoch time",
         absl::StrFormat("last %.3f ms, mean %.3f ms", last_epoch_ns / 1e6,
@@ -92,9 +100,29 @@ struct EngineStats {
   std::string to_line() const {
     return absl::StrFormat(
         "epoch %4u  fast-hit %5.1f%%  promoted %6u  demoted %6u  deferred %6u  fast %u/%u pages  "
-        "threshold %g %s",
+        "threshold %s",
         epochs, 100 * fast_heat_share, epoch_promoted, epoch_demoted, epoch_deferred, fast_pages,
-        tracked_pages, promotion_threshold, threshold_unit);
+        tracked_pages, threshold_text());
+  }
+
+  // "12 heat", "8 accesses/epoch", "1000 ms", or "-" when nothing qualifies.
+  std::string threshold_text() const {
+    if (!std::isfinite(promotion_threshold)) return "-";
+    return absl::StrFormat("%g %s", promotion_threshold, threshold_unit);
+  }
+
+  // Escapes `s` for a JSON string (quotes, backslashes, control bytes).
+  static std::string json_escape(const std::string& s) {
+    std::string out;
+    for (char ch : s) {
+      if (ch == '"' || ch == '\\')
+        absl::StrAppend(&out, "\\", std::string(1, ch));
+      else if (static_cast<unsigned char>(ch) < 0x20)
+        absl::StrAppendFormat(&out, "\\u%04x", ch);
+      else
+        out.push_back(ch);
+    }
+    return out;
   }
 
   static const char* errno_name(int e) {

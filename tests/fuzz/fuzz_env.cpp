@@ -1,6 +1,6 @@
 // Fuzzes the TIERKIT_* environment (EngineConfig::from_env) and the strict
 // number parsers behind it (detail::parse_*). Input: newline-separated
-// values, line i for variable i of kVars (empty = unset). Invariants: an
+// values, line i for knob i of tierkit::kKnobs (empty = unset). Invariants: an
 // accepted config validates and builds its policy and an engine; every parser
 // result is in range and round-trips; errors name what was parsed.
 #include <cmath>
@@ -19,7 +19,8 @@
 
 namespace {
 
-const auto& kVars = tierkit::EngineConfig::kEnvVariables;
+const char* var(std::size_t i) { return tierkit::kKnobs[i].env; }
+constexpr std::size_t kVars = std::size(tierkit::kKnobs);
 
 void check_parsers(const std::string& v) {
   using namespace tierkit::detail;
@@ -50,13 +51,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size > 4096) return 0;
   std::string in(reinterpret_cast<const char*>(data), size);
   std::vector<std::string> lines = absl::StrSplit(in, '\n');
-  for (std::size_t i = 0; i < std::size(kVars); ++i) {
+  for (std::size_t i = 0; i < kVars; ++i) {
     std::string v = i < lines.size() ? lines[i] : "";
     v = v.substr(0, v.find('\0'));  // the environment cannot hold NUL
     if (v.empty())
-      unsetenv(kVars[i]);
+      unsetenv(var(i));
     else
-      setenv(kVars[i], v.c_str(), 1);
+      setenv(var(i), v.c_str(), 1);
   }
   auto c = tierkit::EngineConfig::from_env();
   if (c.ok()) {
@@ -77,6 +78,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                "unclear error: %s", m.c_str());
   }
   for (const auto& line : lines) check_parsers(line.substr(0, 256));
-  for (const char* v : kVars) unsetenv(v);
+  for (std::size_t i = 0; i < kVars; ++i) unsetenv(var(i));
   return 0;
 }

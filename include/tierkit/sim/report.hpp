@@ -44,7 +44,7 @@ inline std::string csv_field(const std::string& s) {
 }
 inline std::string threshold_text(const SimResult& r) {
   if (r.threshold_unit == "-") return "-";
-  if (r.final_threshold > 1e300) return "inf";
+  if (!(r.final_threshold < 1e300)) return "-";  // nothing qualifies
   return absl::StrFormat("%.4g", r.final_threshold);
 }
 }  // namespace detail
@@ -77,7 +77,7 @@ inline std::string to_markdown(const std::vector<SimResult>& rs) {
       "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
   for (const auto& r : rs) {
     std::string th = detail::threshold_text(r);
-    if (th != "-" && th != "inf") absl::StrAppend(&th, " ", r.threshold_unit);
+    if (th != "-") absl::StrAppend(&th, " ", r.threshold_unit);
     absl::StrAppendFormat(
         &out, "| %s | %s | %.1f%% | %.1f | %u | %u | %.1f | %u | %.2f | %.2f | %.2f | %s |\n",
         r.workload, r.policy, 100 * r.hit_ratio(), r.mean_latency_ns, r.promoted_pages,

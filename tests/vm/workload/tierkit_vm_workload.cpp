@@ -212,8 +212,8 @@ int main(int argc, char** argv) {
     }
     region = std::move(*h);
     std::printf("@@wl engine name=%s policy=%s budget_mib=%" PRIu64 " rate_limit_mbps=%g\n",
-                name.c_str(), engine->policy_name().c_str(), c.fast_budget_bytes / kMiB,
-                c.rate_limit_mbps);
+                name.c_str(), engine->policy_name().c_str(),
+                engine->config().fast_budget_bytes / kMiB, engine->config().rate_limit_mbps);
     if (absl::GetFlag(FLAGS_epoch_log)) {
       engine->set_epoch_callback([&name](const tierkit::EngineStats& e) {
         std::printf("@@wl epoch name=%s epoch=%" PRIu64 " ms=%.1f promoted=%" PRIu64

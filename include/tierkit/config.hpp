@@ -1,0 +1,337 @@
+// tierkit/config.hpp: EngineConfig, everything the engine can be told, and
+// kKnobs, the one table of its knobs: field, TIERKIT_* variable, range and
+// unit. from_env(), validate(), describe(), tierctl, the docs and the tests
+// all read that table, so a knob added there is parsed, checked, shown and
+// tested everywhere. Layer 4 (below engine.hpp): includes policy.hpp,
+// topology.hpp and detail/parse.hpp.
+//
+// The environment contract. Engine::create() applies the TIERKIT_*
+// variables on top of the EngineConfig the program built, so every program
+// that uses tierkit can be steered from its environment (as memkind's
+// MEMKIND_* or glibc's GLIBC_TUNABLES): environment > program > default. A
+// malformed variable is an error from Engine::create() that names the
+// variable, the value and why. A program that must not be steered sets
+// `config.environment = EngineConfig::Environment::kIgnore`. describe() and
+// EngineStats::environment say which values came from where.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "tierkit/detail/parse.hpp"
+#include "tierkit/policy.hpp"
+#include "tierkit/topology.hpp"
+
+namespace tierkit {
+
+struct EngineConfig;
+
+// One knob: a field of EngineConfig and the environment variable that sets it.
+struct Knob {
+  enum Kind : std::uint8_t { kText, kNumber, kInteger, kBytes };
+  using Ref = std::variant<std::string*, double*, std::int64_t*, std::uint32_t*, std::uint64_t*>;
+  const char* env;    // TIERKIT_*
+  const char* field;  // path in EngineConfig
+  Kind kind;
+  double lo, hi;  // allowed range (numbers and integers)
+  const char* unit;
+  Ref (*ref)(EngineConfig&);
+};
+
+// Everything the engine can be told. Defaults in comments; units in names.
+struct EngineConfig {
+  // Whether Engine::create() applies the TIERKIT_* environment (see the
+  // file comment). kIgnore: the program's values stand as they are.
+  enum class Environment : std::uint8_t { kApply, kIgnore };
+  Environment environment = Environment::kApply;
+
+  // "automatic" | "threshold" | "threshold:RATE" | "kernel" | "kernel:rate=MBps"
+  // | "kernel:target=MBps" | "static". TIERKIT_POLICY.
+  std::string policy = "automatic";
+  std::int64_t epoch_ms = 100;  // TIERKIT_EPOCH_MS, 1..3600000
+  // Heat halves every this many epochs. Longer = steadier heat (less noise,
+  // fewer needless swaps), slower to follow a shift. TIERKIT_HALF_LIFE_EPOCHS
+  double half_life_epochs = 4.0;
+  double rate_limit_mbps = 256;          // migration cap, MiB/s. TIERKIT_RATE_LIMIT_MBPS
+  std::uint64_t burst_bytes = 16 << 20;  // token bucket size. TIERKIT_BURST_BYTES
+  std::uint64_t fast_budget_bytes = 0;   // 0 = the fast nodes' total. TIERKIT_FAST_BUDGET
+  double high_watermark = 0.95;          // of the budget: above it, demote. TIERKIT_HIGH_WATERMARK
+  double low_watermark = 0.90;           // demote down to this. TIERKIT_LOW_WATERMARK
+  std::uint32_t pingpong_window_epochs = 32;  // a move back within this is a ping-pong
+  std::uint32_t sampling = 1;                 // record 1 in N accesses. TIERKIT_SAMPLING
+  ThresholdOptions threshold;  // TIERKIT_PROMOTION_THRESHOLD, TIERKIT_DEMOTION_THRESHOLD,
+                               // TIERKIT_MIN_RESIDENCY_EPOCHS
+  AutomaticOptions automatic;
+  KernelModelOptions kernel;  // TIERKIT_KERNEL_HOT_THRESHOLD_MS, TIERKIT_KERNEL_RATE_LIMIT_MBPS,
+                              // TIERKIT_KERNEL_THROUGHPUT_MBPS
+  NodeSet fast_nodes{0};      // promotions go to the first; from Topology
+  NodeSet slow_nodes;         // demotions go to the first; empty = nothing to move
+
+  // The variables from_env() applied, with their values, in table order.
+  std::vector<std::pair<std::string, std::string>> from_environment;
+
+  // use_topology()
+  //
+  // Takes the nodes from a discovered topology: fast = tier 0, slow = tier 1
+  // (empty on a one-tier machine: the engine then tracks but moves nothing).
+  EngineConfig& use_topology(const Topology& t) {
+    fast_nodes = t.fast_nodes();
+    slow_nodes = t.tier_nodes(1);
+    return *this;
+  }
+
+  // decay()
+  //
+  // Heat multiplier per epoch: 2^(-1/half_life).
+  double decay() const { return std::pow(0.5, 1.0 / half_life_epochs); }
+
+  // validate()
+  //
+  // Checks every field against kKnobs' ranges and the cross-field rules; the
+  // error names the field and says why.
+  absl::Status validate() const;
+
+  // from_env()
+  //
+  // Applies every set TIERKIT_* variable of kKnobs to `c` (unset or empty
+  // variables are skipped), records them in from_environment, and validates
+  // the result. A malformed value is an error naming the variable, the value
+  // and why. Cost: one getenv per knob.
+  static absl::StatusOr<EngineConfig> from_env(EngineConfig c);
+  static absl::StatusOr<EngineConfig> from_env() { return from_env(EngineConfig()); }
+
+  // describe()
+  //
+  // One line per knob: field, value, unit and where the value came from
+  // ("environment TIERKIT_X", "program", "default").
+  std::string describe() const;
+
+  // environment_summary()
+  //
+  // "TIERKIT_POLICY=threshold:8 TIERKIT_EPOCH_MS=50" (what from_env()
+  // applied), else "none", or "ignored (...)" for a program that opted out.
+  std::string environment_summary() const {
+    if (from_environment.empty())
+      return environment == Environment::kIgnore ? "ignored (Environment::kIgnore)" : "none";
+    std::string s;
+    for (const auto& [var, value] : from_environment)
+      absl::StrAppend(&s, s.empty() ? "" : " ", var, "=", value);
+    return s;
+  }
+
+  // make_policy()
+  //
+  // Builds the policy named by `policy` with this config's options. Spec
+  // grammar: name[:arg] where threshold:RATE sets the promotion threshold and
+  // kernel:rate=MBps / kernel:target=MBps / kernel:hot=ms set the kernel
+  // model's knobs.
+  static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c);
+};
+
+// Every knob, TIERKIT_POLICY first. The one place a knob is declared.
+inline constexpr Knob kKnobs[] = {
+    {"TIERKIT_POLICY", "policy", Knob::kText, 0, 0, "spec",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.policy; }},
+    {"TIERKIT_EPOCH_MS", "epoch_ms", Knob::kInteger, 1, 3600000, "ms",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.epoch_ms; }},
+    {"TIERKIT_HALF_LIFE_EPOCHS", "half_life_epochs", Knob::kNumber, 0.1, 1000, "epochs",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.half_life_epochs; }},
+    {"TIERKIT_RATE_LIMIT_MBPS", "rate_limit_mbps", Knob::kNumber, 0, 1e9, "MiB/s",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.rate_limit_mbps; }},
+    {"TIERKIT_BURST_BYTES", "burst_bytes", Knob::kBytes, 0, 0, "bytes",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.burst_bytes; }},
+    {"TIERKIT_FAST_BUDGET", "fast_budget_bytes", Knob::kBytes, 0, 0, "bytes (0 = fast nodes)",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.fast_budget_bytes; }},
+    {"TIERKIT_HIGH_WATERMARK", "high_watermark", Knob::kNumber, 0, 1, "fraction of budget",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.high_watermark; }},
+    {"TIERKIT_LOW_WATERMARK", "low_watermark", Knob::kNumber, 0, 1, "fraction of budget",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.low_watermark; }},
+    {"TIERKIT_SAMPLING", "sampling", Knob::kInteger, 1, 1 << 20, "1 in N accesses",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.sampling; }},
+    {"TIERKIT_PROMOTION_THRESHOLD", "threshold.promotion_threshold", Knob::kNumber, 0, 1e6,
+     "accesses/epoch",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.threshold.promotion_threshold; }},
+    {"TIERKIT_DEMOTION_THRESHOLD", "threshold.demotion_threshold", Knob::kNumber, 0, 1e6,
+     "accesses/epoch",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.threshold.demotion_threshold; }},
+    {"TIERKIT_MIN_RESIDENCY_EPOCHS", "threshold.min_residency_epochs", Knob::kInteger, 0, 1e6,
+     "epochs", +[](EngineConfig& c) -> Knob::Ref { return &c.threshold.min_residency_epochs; }},
+    {"TIERKIT_KERNEL_HOT_THRESHOLD_MS", "kernel.hot_threshold_ms", Knob::kNumber, 1, 1e7, "ms",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.kernel.hot_threshold_ms; }},
+    {"TIERKIT_KERNEL_RATE_LIMIT_MBPS", "kernel.promote_rate_limit_mbps", Knob::kNumber, 1, 1e9,
+     "MB/s (kernel's unit)",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.kernel.promote_rate_limit_mbps; }},
+    {"TIERKIT_KERNEL_THROUGHPUT_MBPS", "kernel.promote_throughput_mbps", Knob::kNumber, 0, 1e9,
+     "MB/s (kernel's unit; 0 = stock)",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.kernel.promote_throughput_mbps; }},
+};
+
+namespace detail {
+
+// The knob's value in `c`, formatted as from_env() would read it back.
+inline std::string knob_value(const Knob& k, const EngineConfig& c) {
+  return std::visit(
+      [&](auto* p) -> std::string {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, std::string>)
+          return *p;
+        else
+          return absl::StrCat(*p);
+      },
+      k.ref(const_cast<EngineConfig&>(c)));  // read only
+}
+
+// Parses `text` into the knob's field of `c`; errors start with `what`.
+inline absl::Status set_knob(const Knob& k, EngineConfig& c, absl::string_view text,
+                             absl::string_view what) {
+  return std::visit(
+      [&](auto* p) -> absl::Status {
+        using T = std::remove_pointer_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          *p = std::string(text);
+        } else if (k.kind == Knob::kBytes) {
+          auto b = parse_bytes(text, what);
+          if (!b.ok()) return b.status();
+          *p = static_cast<T>(*b);
+        } else {
+          auto d = parse_double(text, what, k.lo, k.hi);
+          if (!d.ok()) return d.status();
+          if (k.kind == Knob::kInteger && *d != std::floor(*d))
+            return absl::InvalidArgumentError(
+                absl::StrCat(what, ": '", text, "' is not a whole number of ", k.unit));
+          *p = static_cast<T>(*d);
+        }
+        return absl::OkStatus();
+      },
+      k.ref(c));
+}
+
+}  // namespace detail
+
+inline absl::Status EngineConfig::validate() const {
+  for (const Knob& k : kKnobs) {
+    if (k.kind != Knob::kNumber && k.kind != Knob::kInteger) continue;
+    double v = 0;
+    std::visit(
+        [&](auto* p) {
+          if constexpr (!std::is_same_v<std::remove_pointer_t<decltype(p)>, std::string>)
+            v = static_cast<double>(*p);
+        },
+        k.ref(const_cast<EngineConfig&>(*this)));  // read only
+    if (!std::isfinite(v) || v < k.lo || v > k.hi)
+      return absl::InvalidArgumentError(
+          absl::StrCat(k.field, " = ", v, " must be in [", k.lo, ", ", k.hi, "] (", k.unit, ")"));
+  }
+  if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1))
+    return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", low_watermark,
+                                                   ") <= high (", high_watermark, ") <= 1"));
+  if (fast_nodes.empty()) return absl::InvalidArgumentError("fast_nodes is empty");
+  for (NodeId n : slow_nodes.to_vector())
+    if (fast_nodes.contains(n))
+      return absl::InvalidArgumentError(
+          absl::StrCat("node ", n, " is in both fast_nodes and slow_nodes"));
+  if (absl::Status s =
+          ThresholdPolicy::validate(threshold.promotion_threshold, threshold.demotion_threshold);
+      !s.ok())
+    return s;
+  if (!(automatic.headroom >= 0 && automatic.headroom < 1) || !(automatic.hysteresis >= 1))
+    return absl::InvalidArgumentError("automatic: need 0 <= headroom < 1 and hysteresis >= 1");
+  if (absl::Status s = KernelModelPolicy::validate(kernel); !s.ok()) return s;
+  if (auto p = make_policy(*this); !p.ok()) return p.status();
+  return absl::OkStatus();
+}
+
+inline absl::StatusOr<EngineConfig> EngineConfig::from_env(EngineConfig c) {
+  c.from_environment.clear();
+  for (const Knob& k : kKnobs) {
+    auto v = detail::getenv_string(k.env);
+    if (!v) continue;
+    std::string what = absl::StrCat(k.env, "=", *v);
+    if (absl::Status s = detail::set_knob(k, c, *v, what); !s.ok()) return s;
+    c.from_environment.emplace_back(k.env, *v);
+  }
+  if (auto v = detail::getenv_string("TIERKIT_POLICY"))
+    if (auto p = make_policy(c); !p.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("TIERKIT_POLICY=", *v, ": ", p.status().message()));
+  if (absl::Status s = c.validate(); !s.ok()) {
+    // Name the variables behind an invalid combination (e.g. watermarks).
+    std::string vars;
+    for (const auto& kv : c.from_environment)
+      absl::StrAppend(&vars, vars.empty() ? "" : ", ", kv.first);
+    if (vars.empty()) return s;
+    return absl::Status(s.code(), absl::StrCat(s.message(), " (environment: ", vars, ")"));
+  }
+  return c;
+}
+
+inline std::string EngineConfig::describe() const {
+  const EngineConfig defaults;
+  std::string out;
+  for (const Knob& k : kKnobs) {
+    std::string value = detail::knob_value(k, *this), source = "default";
+    for (const auto& kv : from_environment)
+      if (kv.first == k.env) source = absl::StrCat("environment ", k.env);
+    if (source == "default" && value != detail::knob_value(k, defaults)) source = "program";
+    absl::StrAppendFormat(&out, "%-32s %-14s %-28s %s\n", k.field, value, k.unit, source);
+  }
+  return out;
+}
+
+inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const EngineConfig& c) {
+  std::pair<std::string, std::string> kv = absl::StrSplit(c.policy, absl::MaxSplits(':', 1));
+  const std::string& name = kv.first;
+  const std::string& arg = kv.second;
+  if (name == "automatic" && arg.empty())
+    return std::unique_ptr<Policy>(new AutomaticPolicy(c.automatic));
+  if (name == "static" && arg.empty()) return std::unique_ptr<Policy>(new StaticPolicy());
+  if (name == "threshold") {
+    ThresholdOptions o = c.threshold;
+    if (!arg.empty()) {
+      auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
+      if (!r.ok()) return r.status();
+      o.promotion_threshold = *r;
+      if (o.demotion_threshold >= *r) o.demotion_threshold = *r / 2;
+    }
+    if (absl::Status s = ThresholdPolicy::validate(o.promotion_threshold, o.demotion_threshold);
+        !s.ok())
+      return s;
+    return std::unique_ptr<Policy>(new ThresholdPolicy(o));
+  }
+  if (name == "kernel") {
+    KernelModelOptions o = c.kernel;
+    for (absl::string_view part : absl::StrSplit(arg, ',', absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
+      auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first), 0, 1e9);
+      if (!v.ok()) return v.status();
+      if (kv2.first == "rate")
+        o.promote_rate_limit_mbps = *v;
+      else if (kv2.first == "target")
+        o.promote_throughput_mbps = *v;
+      else if (kv2.first == "hot")
+        o.hot_threshold_ms = *v;
+      else
+        return absl::InvalidArgumentError(
+            absl::StrCat("policy '", c.policy, "': unknown kernel knob '", kv2.first,
+                         "' (known: rate=MBps, target=MBps, hot=ms)"));
+    }
+    if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
+    return std::unique_ptr<Policy>(new KernelModelPolicy(o));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown policy '", c.policy,
+      "' (known: automatic, threshold[:RATE], kernel[:rate=MBps|target=MBps|hot=ms], static)"));
+}
+
+}  // namespace tierkit

@@ -1,0 +1,154 @@
+// The environment contract (config.hpp): Engine::create applies TIERKIT_*
+// over the program's values, kIgnore opts out, describe() and the stats say
+// where each value came from, and malformed values are errors naming the
+// variable and the value.
+#include <cmath>
+#include <cstdlib>
+#include <optional>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tierkit/backend/simulated.hpp"
+#include "tierkit/config.hpp"
+#include "tierkit/engine.hpp"
+
+namespace tierkit {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Sets a variable for the scope, restoring what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      setenv(name_, old_->c_str(), 1);
+    else
+      unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const Knob& k : kKnobs) unsetenv(k.env);
+  }
+  absl::StatusOr<std::unique_ptr<Engine>> create(EngineConfig c) {
+    c.slow_nodes = {1};
+    return Engine::create(std::move(c), &sim_);
+  }
+  SimulatedBackend sim_{{{0, 64 << 20}, {1, 64 << 20}}};
+};
+
+TEST_F(ConfigTest, EnvironmentBeatsProgramBeatsDefault) {
+  EngineConfig program;
+  program.policy = "static";
+  program.epoch_ms = 50;
+  program.rate_limit_mbps = 77;
+  ScopedEnv policy("TIERKIT_POLICY", "threshold:8");
+  ScopedEnv epoch("TIERKIT_EPOCH_MS", "20");
+  auto e = create(program);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EngineConfig c = (*e)->config();
+  EXPECT_EQ(c.policy, "threshold:8");  // environment over program
+  EXPECT_EQ(c.epoch_ms, 20);
+  EXPECT_EQ(c.rate_limit_mbps, 77);  // program over default
+  EXPECT_EQ(c.half_life_epochs, EngineConfig().half_life_epochs);
+  EXPECT_EQ((*e)->policy_name(), "threshold");
+  EXPECT_EQ((*e)->stats().environment, "TIERKIT_POLICY=threshold:8 TIERKIT_EPOCH_MS=20");
+
+  std::string d = c.describe();
+  EXPECT_THAT(d, HasSubstr("environment TIERKIT_POLICY"));
+  EXPECT_THAT(d, HasSubstr("environment TIERKIT_EPOCH_MS"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("rate_limit_mbps +77 .*program"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("half_life_epochs +4 .*default"));
+}
+
+TEST_F(ConfigTest, OptOutIgnoresTheEnvironmentEvenWhenMalformed) {
+  EngineConfig program;
+  program.environment = EngineConfig::Environment::kIgnore;
+  program.policy = "static";
+  ScopedEnv policy("TIERKIT_POLICY", "banana");
+  ScopedEnv rate("TIERKIT_RATE_LIMIT_MBPS", "-5");
+  auto e = create(program);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)->policy_name(), "static");
+  EXPECT_THAT((*e)->stats().environment, HasSubstr("ignored"));
+  EXPECT_TRUE((*e)->config().from_environment.empty());
+}
+
+TEST_F(ConfigTest, MalformedValuesFailCreateNamingVariableAndValue) {
+  struct Case {
+    const char* var;
+    const char* value;
+  } cases[] = {{"TIERKIT_POLICY", "banana"},     {"TIERKIT_RATE_LIMIT_MBPS", "-5"},
+               {"TIERKIT_EPOCH_MS", "0"},        {"TIERKIT_FAST_BUDGET", "12Q"},
+               {"TIERKIT_EPOCH_MS", "2.5"},      {"TIERKIT_MIN_RESIDENCY_EPOCHS", "1.5"},
+               {"TIERKIT_POLICY", "threshold:x"}};
+  for (const Case& c : cases) {
+    ScopedEnv env(c.var, c.value);
+    auto e = create(EngineConfig());
+    ASSERT_FALSE(e.ok()) << c.var << "=" << c.value;
+    EXPECT_THAT(std::string(e.status().message()), HasSubstr(c.var)) << e.status();
+    EXPECT_THAT(std::string(e.status().message()), HasSubstr(c.value)) << e.status();
+  }
+}
+
+TEST_F(ConfigTest, EveryKnobRoundTripsThroughTheEnvironment) {
+  // describe()'s value of each knob, fed back through its variable, is
+  // accepted and gives the same value: the table's field, parser and
+  // formatter agree for every knob.
+  EngineConfig defaults;
+  for (const Knob& k : kKnobs) {
+    std::string v = detail::knob_value(k, defaults);
+    if (k.kind == Knob::kBytes && v == "0") continue;  // 0 budget = fast nodes' total: fine too
+    ScopedEnv env(k.env, v.c_str());
+    auto c = EngineConfig::from_env();
+    ASSERT_TRUE(c.ok()) << k.env << "=" << v << ": " << c.status();
+    EXPECT_EQ(detail::knob_value(k, *c), v) << k.env;
+    ASSERT_EQ(c->from_environment.size(), 1u);
+    EXPECT_EQ(c->from_environment[0].first, k.env);
+  }
+}
+
+TEST_F(ConfigTest, ValidateChecksTheTableRanges) {
+  EngineConfig c;
+  c.half_life_epochs = 0.01;
+  EXPECT_THAT(std::string(c.validate().message()), HasSubstr("half_life_epochs"));
+  c = EngineConfig();
+  c.sampling = 0;
+  EXPECT_THAT(std::string(c.validate().message()), HasSubstr("sampling"));
+  c = EngineConfig();
+  c.kernel.promote_rate_limit_mbps = 0;
+  EXPECT_FALSE(c.validate().ok());
+  EXPECT_TRUE(EngineConfig().validate().ok());
+}
+
+TEST_F(ConfigTest, ThresholdTextUsesThePolicysUnitAndDashWhenNothingQualifies) {
+  EngineStats s;
+  s.promotion_threshold = INFINITY;
+  s.threshold_unit = "heat";
+  EXPECT_EQ(s.threshold_text(), "-");
+  EXPECT_THAT(s.to_line(), HasSubstr("threshold -"));
+  EXPECT_THAT(s.to_json(), HasSubstr("\"promotion_threshold\":null"));
+  s.promotion_threshold = 12;
+  EXPECT_EQ(s.threshold_text(), "12 heat");
+
+  // The automatic policy reports heat, not accesses/epoch.
+  auto e = create(EngineConfig());
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE((*e)->step().ok());
+  EXPECT_EQ((*e)->stats().threshold_unit, "heat");
+}
+
+}  // namespace
+}  // namespace tierkit
