@@ -3,7 +3,8 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 install(DIRECTORY include/tierkit DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
-        FILES_MATCHING PATTERN "*.hpp" PATTERN "*.md")
+        FILES_MATCHING PATTERN "*.hpp" PATTERN "*.md"
+        PATTERN "sim" EXCLUDE)  # tierkit-sim's own headers (tools only)
 install(TARGETS tierkit EXPORT tierkitTargets)
 install(EXPORT tierkitTargets NAMESPACE tierkit::
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/tierkit)

@@ -70,6 +70,9 @@ struct EngineConfig {
   double low_watermark = 0.90;           // demote down to this. TIERKIT_LOW_WATERMARK
   std::uint32_t pingpong_window_epochs = 32;  // a move back within this is a ping-pong
   std::uint32_t sampling = 1;                 // record 1 in N accesses. TIERKIT_SAMPLING
+  // Most fast-tier units the clock looks at per epoch for cold demotion
+  // candidates (HotnessTracker::scan_fast_cold). TIERKIT_SCAN_PAGES
+  std::uint64_t scan_pages_per_epoch = 1 << 18;
   ThresholdOptions threshold;  // TIERKIT_PROMOTION_THRESHOLD, TIERKIT_DEMOTION_THRESHOLD,
                                // TIERKIT_MIN_RESIDENCY_EPOCHS
   AutomaticOptions automatic;
@@ -159,6 +162,8 @@ inline constexpr Knob kKnobs[] = {
      +[](EngineConfig& c) -> Knob::Ref { return &c.low_watermark; }},
     {"TIERKIT_SAMPLING", "sampling", Knob::kInteger, 1, 1 << 20, "1 in N accesses",
      +[](EngineConfig& c) -> Knob::Ref { return &c.sampling; }},
+    {"TIERKIT_SCAN_PAGES", "scan_pages_per_epoch", Knob::kInteger, 1, 1ull << 40, "pages/epoch",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.scan_pages_per_epoch; }},
     {"TIERKIT_PROMOTION_THRESHOLD", "threshold.promotion_threshold", Knob::kNumber, 0, 1e6,
      "accesses/epoch",
      +[](EngineConfig& c) -> Knob::Ref { return &c.threshold.promotion_threshold; }},

@@ -42,6 +42,24 @@
 
 namespace tierkit {
 
+// Engine
+//
+// Owns the region registry, the hotness tracker, the policy, the rate
+// limiter and talks to one Backend; runs epochs (see the stages below).
+// Choose it when the application wants pages moved for it; use
+// TierMemoryResource / tiered_allocator alone for fixed placement.
+//
+// Cost: record_access() is the tracker's hot path (no lock, no syscall). An
+// epoch costs O(pages touched recently + pages moved + the fast-tier clock's
+// budget), independent of untouched tracked memory, except under a policy
+// that visits every page (the kernel model). Thread safety: every public
+// member is thread-safe; step() and the background thread serialise.
+//
+// Example:
+//   auto engine = Engine::create(config);          // applies TIERKIT_*
+//   auto region = (*engine)->register_region(p, bytes);
+//   (*engine)->start();                            // epochs every epoch_ms
+//   (*engine)->record_access(p + i);               // from the hot path
 class Engine {
  public:
   // Validates `config` and builds an engine over `backend` (null: the Linux
@@ -129,22 +147,13 @@ class Engine {
   // Fails unless that policy is active (say set_policy("threshold:V")).
   absl::Status set_promotion_threshold(double rate) {
     detail::MutexLock lock(&mu_);
-    auto* t = dynamic_cast<ThresholdPolicy*>(policy_.get());
-    if (t == nullptr)
-      return absl::FailedPreconditionError(
-          absl::StrCat("set_promotion_threshold: the active policy is '", policy_->name(),
-                       "'; switch with set_policy(\"threshold:", rate, "\")"));
-    absl::Status s = t->set_promotion_threshold(rate);
+    absl::Status s = policy_->set_promotion_threshold(rate);
     if (s.ok()) config_.threshold.promotion_threshold = rate;
     return s;
   }
   absl::Status set_demotion_threshold(double rate) {
     detail::MutexLock lock(&mu_);
-    auto* t = dynamic_cast<ThresholdPolicy*>(policy_.get());
-    if (t == nullptr)
-      return absl::FailedPreconditionError(
-          "set_demotion_threshold: the threshold policy is not active");
-    return t->set_demotion_threshold(rate);
+    return policy_->set_demotion_threshold(rate);
   }
   absl::Status set_rate_limit_mbps(double mbps) {
     absl::Status s = limiter_.set_rate_mbps(mbps);
@@ -243,18 +252,24 @@ class Engine {
   }
 
   // Asks the backend where the region's pages are and updates the page words.
+  // In batches of 64 Ki units, so a terabyte region needs no gigabyte of
+  // scratch.
   void refresh_placement(const Region& r) {
-    std::size_t unit = r.options.granularity;
+    constexpr std::size_t kBatch = std::size_t{1} << 16;
+    const std::size_t unit = r.options.granularity;
+    const NodeSet fast = fast_nodes();
     std::vector<void*> pages;
-    pages.reserve(r.units());
-    for (std::uintptr_t a = r.begin; a < r.end; a += unit)
-      pages.push_back(reinterpret_cast<void*>(a));
-    std::vector<int> status(pages.size());
-    if (!backend_->query(pages, absl::MakeSpan(status)).ok()) return;
-    NodeSet fast = fast_nodes();
-    for (std::size_t i = 0; i < pages.size(); ++i)
-      if (status[i] >= 0)
-        tracker_.set_fast(reinterpret_cast<std::uintptr_t>(pages[i]), fast.contains(status[i]));
+    std::vector<int> status;
+    for (std::uintptr_t next = r.begin; next < r.end;) {
+      pages.clear();
+      for (; next < r.end && pages.size() < kBatch; next += unit)
+        pages.push_back(reinterpret_cast<void*>(next));
+      status.assign(pages.size(), 0);
+      if (!backend_->query(pages, absl::MakeSpan(status)).ok()) return;
+      for (std::size_t i = 0; i < pages.size(); ++i)
+        if (status[i] >= 0)
+          tracker_.set_fast(reinterpret_cast<std::uintptr_t>(pages[i]), fast.contains(status[i]));
+    }
   }
 
   NodeSet fast_nodes() {
@@ -262,93 +277,207 @@ class Engine {
     return config_.fast_nodes;
   }
 
-  absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::int64_t t0 = clock_->now_ns();
-    const std::uint64_t epoch = epoch_;
-    const double decay = config_.decay();
-    const auto decay_num = static_cast<std::uint32_t>(std::lround(decay * 256));
-    auto aged = [decay_num](std::uint32_t h) { return (h * decay_num) >> 8; };
+  // --- The epoch, as named stages. Each runs under mu_, in this order:
+  //   begin_epoch  the context: budget, the fast nodes' memory, thresholds
+  //   collect      candidates and the heat histogram from what changed
+  //   plan         demotions (watermarks, tags), promotions, swaps
+  //   limit        the rate limit keeps or defers each step whole
+  //   apply        migrate, accounting for every page
+  //   account      stats, move history, the epoch counter
+  // Scratch vectors live in scratch_ and are reused: an epoch allocates
+  // nothing once they have grown.
 
-    // Budget and the fast nodes' real free memory.
-    std::uint64_t node_total = 0, node_free = 0;
+  struct Step {
+    const Candidate* out = nullptr;  // demotion
+    const Candidate* in = nullptr;   // promotion
+    std::uint64_t pages() const { return (out ? out->pages : 0) + (in ? in->pages : 0); }
+  };
+  struct EpochScratch {
+    std::vector<Candidate> promote, demote, demote_now, promote_now;
+    std::vector<Step> plan;
+    std::vector<std::shared_ptr<Region>> regions;
+    std::vector<void*> pages;
+    std::vector<std::uintptr_t> unit_of;
+    std::vector<NodeId> nodes;
+    std::vector<int> status;
+  };
+  struct Epoch {
+    std::int64_t t0 = 0;
+    std::uint64_t number = 0;
+    double decay = 0.5;
+    std::uint32_t decay_num = 128;  // decay * 256
+    EpochContext ctx;
+    Thresholds th;
+    std::uint64_t budget = 0, node_total = 0, node_free = 0;
+    bool visits = false, moves = true;
+    std::uint32_t residency = 0;
+    double want_demote = 0, room = 0;
+    std::uint64_t deferred = 0;
+    std::uint32_t aged(std::uint32_t h) const { return (h * decay_num) >> 8; }
+  };
+
+  absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Epoch e = begin_epoch();
+    collect(e);
+    policy_->end_epoch(e.ctx, *hist_);
+    plan(e);
+    limit(e);
+    apply(e);
+    account(e);
+    return absl::OkStatus();
+  }
+
+  Epoch begin_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Epoch e;
+    e.t0 = clock_->now_ns();
+    e.number = epoch_;
+    e.decay = config_.decay();
+    e.decay_num = static_cast<std::uint32_t>(std::lround(e.decay * 256));
     for (NodeId n : config_.fast_nodes.to_vector()) {
       if (auto m = backend_->node_memory(n); m.ok()) {
-        node_total += m->total_bytes;
-        node_free += m->free_bytes;
+        e.node_total += m->total_bytes;
+        e.node_free += m->free_bytes;
       }
     }
-    std::uint64_t budget = config_.fast_budget_bytes ? config_.fast_budget_bytes : node_total;
-    EpochContext ctx;
-    ctx.epoch = epoch;
-    ctx.now_ns = t0;
+    e.budget = config_.fast_budget_bytes ? config_.fast_budget_bytes : e.node_total;
+    EpochContext& ctx = e.ctx;
+    ctx.epoch = e.number;
+    ctx.now_ns = e.t0;
     ctx.epoch_ns = config_.epoch_ms * kNsPerMs;
-    ctx.fast_budget_pages = budget / kPageSize;
-    ctx.fast_used_pages = last_hist_ ? last_hist_->fast_pages : 0;
+    ctx.fast_budget_pages = e.budget / kPageSize;
+    ctx.fast_used_pages = epoch_ > 0 ? last_hist_->fast_pages : 0;
     ctx.fast_free_pages =
-        std::min(node_free / kPageSize,
+        std::min(e.node_free / kPageSize,
                  ctx.fast_budget_pages - std::min(ctx.fast_budget_pages, ctx.fast_used_pages));
-    ctx.decay = decay;
-    ctx.last = last_hist_.get();
-    Thresholds th = policy_->begin_epoch(ctx);
-    const bool visits = policy_->visits_pages();
-    const bool moves = policy_->moves_untagged_pages();
-    const std::uint32_t residency = policy_->min_residency_epochs();
+    ctx.decay = e.decay;
+    ctx.last = epoch_ > 0 ? last_hist_.get() : nullptr;
+    e.th = policy_->begin_epoch(ctx);
+    e.visits = policy_->visits_pages();
+    e.moves = policy_->moves_untagged_pages() && !config_.slow_nodes.empty();
+    e.residency = policy_->min_residency_epochs();
+    return e;
+  }
 
-    // Sweep: histogram, candidates, aging.
-    auto hist = std::make_unique<HeatHistogram>();
-    std::vector<Candidate> promote, demote;
-    auto recently_moved = [&](std::uintptr_t a) {
-      if (residency == 0) return false;
-      auto it = history_.find(a);
-      return it != history_.end() && epoch - it->second.epoch < residency;
-    };
-    for (const auto& r : registry_.snapshot()) {
-      RegionTag tag = r->tag.load(std::memory_order_relaxed);
-      auto unit_pages = static_cast<std::uint32_t>(r->options.granularity / kPageSize);
-      double ovr = r->threshold_override.load(std::memory_order_relaxed);
-      std::uint32_t promote_heat = ovr >= 0 ? heat_for_rate(ovr, decay) : th.promote_heat;
-      tracker_.sweep(
-          r->begin, r->end,
-          [&](std::uintptr_t a, std::uint16_t w) {
-            bool fast = PageWord::fast(w);
-            std::uint32_t h = PageWord::heat(w);
-            hist->add(h, fast, unit_pages);
-            if (tag == RegionTag::pinned || config_.slow_nodes.empty()) return;
-            if (tag == RegionTag::hot) {
-              if (!fast) promote.push_back({PageWord::kMaxHeat + 1 + h, h, a, unit_pages});
-              return;
-            }
-            if (tag == RegionTag::cold) {
-              if (fast) demote.push_back({PageWord::kMaxHeat + 1, h, a, unit_pages});
-              return;
-            }
-            if (!moves) return;  // static: tags only
-            if (visits) {
-              PageVerdict v = policy_->visit(a, w, ctx);
-              if (v.action == PageVerdict::kPromote)
-                promote.push_back({v.priority, h, a, unit_pages});
-              else if (v.action == PageVerdict::kDemoteCandidate)
-                demote.push_back({v.priority, h, a, unit_pages});
-              return;
-            }
-            if (!fast && h >= promote_heat)
-              promote.push_back({h, h, a, unit_pages});
-            else if (fast && h <= th.demote_heat)
-              demote.push_back({PageWord::kMaxHeat - h, h, a, unit_pages});
+  // Finds the region of an address in the epoch's snapshot: the last one
+  // found is cached, so a chunk's units cost one comparison each.
+  class RegionCursor {
+   public:
+    explicit RegionCursor(const std::vector<std::shared_ptr<Region>>& r) : r_(r) {}
+    const Region* find(std::uintptr_t a) {
+      if (last_ && a >= last_->begin && a < last_->end) return last_;
+      auto it = std::upper_bound(r_.begin(), r_.end(), a,
+                                 [](std::uintptr_t x, const auto& r) { return x < r->begin; });
+      if (it == r_.begin()) return nullptr;
+      const Region* r = std::prev(it)->get();
+      return a < r->end ? (last_ = r) : nullptr;
+    }
+
+   private:
+    const std::vector<std::shared_ptr<Region>>& r_;
+    const Region* last_ = nullptr;
+  };
+
+  // Candidates and the histogram. Policies that visit pages (the kernel
+  // model's scanner) see every tracked unit; the others see what changed
+  // (HotnessTracker::collect_warm) plus the units of hot- and cold-tagged
+  // regions. Cold fast pages are found later, by plan(), only as many as
+  // needed.
+  void collect(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    s.promote.clear();
+    s.demote.clear();
+    *hist_ = HeatHistogram();
+    registry_.snapshot(s.regions);
+    RegionCursor regions(s.regions);
+    auto aged = [&e](std::uint32_t h) { return e.aged(h); };
+    if (e.visits) {
+      for (const auto& r : s.regions) {
+        auto pages = static_cast<std::uint32_t>(r->options.granularity / kPageSize);
+        tracker_.sweep(
+            r->begin, r->end,
+            [&](std::uintptr_t a, std::uint16_t w) {
+              if (PageWord::heat(w) > 0) hist_->add(PageWord::heat(w), PageWord::fast(w), pages);
+              if (!tagged_candidate(*r, a, w, pages) && e.moves &&
+                  r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
+                policy_candidate(e, a, w, pages);
+            },
+            aged);
+      }
+    } else {
+      tracker_.collect_warm(
+          [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
+            if (PageWord::heat(w) > 0) hist_->add(PageWord::heat(w), PageWord::fast(w), pages);
+            const Region* r = regions.find(a);
+            if (r != nullptr && e.moves &&
+                r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
+              threshold_candidate(e, *r, a, w, pages);
           },
           aged);
+      for (const auto& r : s.regions) {
+        RegionTag tag = r->tag.load(std::memory_order_relaxed);
+        if (tag != RegionTag::hot && tag != RegionTag::cold) continue;
+        auto pages = static_cast<std::uint32_t>(r->options.granularity / kPageSize);
+        tracker_.sweep(
+            r->begin, r->end,
+            [&](std::uintptr_t a, std::uint16_t w) { tagged_candidate(*r, a, w, pages); },
+            HotnessTracker::kNoAging);
+      }
     }
-    hist->finalize();
-    policy_->end_epoch(ctx, *hist);
+    hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
+  }
 
-    // How much to demote and promote (in pages).
-    auto by_priority = [](const Candidate& a, const Candidate& b) {
-      return a.priority != b.priority ? a.priority > b.priority : a.addr < b.addr;
-    };
-    std::sort(promote.begin(), promote.end(), by_priority);
-    // Tagged demotions (priority > max heat) always go; the rest follow the watermarks.
-    const double used = static_cast<double>(hist->fast_pages);
-    const double bpages = static_cast<double>(budget / kPageSize);
+  // Region tags override every policy: hot promotes, cold demotes, pinned
+  // never moves. Returns whether the region's tag decided.
+  bool tagged_candidate(const Region& r, std::uintptr_t a, std::uint16_t w, std::uint32_t pages)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RegionTag tag = r.tag.load(std::memory_order_relaxed);
+    if (tag == RegionTag::automatic) return false;
+    if (config_.slow_nodes.empty()) return true;
+    const bool fast = PageWord::fast(w);
+    const std::uint32_t h = PageWord::heat(w);
+    if (tag == RegionTag::hot && !fast)
+      scratch_.promote.push_back({PageWord::kMaxHeat + 1 + h, h, a, pages});
+    else if (tag == RegionTag::cold && fast)
+      scratch_.demote.push_back({PageWord::kMaxHeat + 1, h, a, pages});
+    return true;
+  }
+
+  // An untagged unit against the heat thresholds (the region's own
+  // promotion threshold first).
+  void threshold_candidate(const Epoch& e, const Region& r, std::uintptr_t a, std::uint16_t w,
+                           std::uint32_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::uint32_t h = PageWord::heat(w);
+    double ovr = r.threshold_override.load(std::memory_order_relaxed);
+    std::uint32_t promote_heat = ovr >= 0 ? heat_for_rate(ovr, e.decay) : e.th.promote_heat;
+    if (!PageWord::fast(w) && h >= promote_heat && h > 0)
+      scratch_.promote.push_back({h, h, a, pages});
+    else if (PageWord::fast(w) && h <= e.th.demote_heat)
+      scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages});
+  }
+
+  // An untagged unit as the visiting policy judges it.
+  void policy_candidate(const Epoch& e, std::uintptr_t a, std::uint16_t w, std::uint32_t pages)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    PageVerdict v = policy_->visit(a, w, e.ctx);
+    const std::uint32_t h = PageWord::heat(w);
+    if (v.action == PageVerdict::kPromote)
+      scratch_.promote.push_back({v.priority, h, a, pages});
+    else if (v.action == PageVerdict::kDemoteCandidate)
+      scratch_.demote.push_back({v.priority, h, a, pages});
+  }
+
+  bool recently_moved(const Epoch& e, std::uintptr_t a) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (e.residency == 0) return false;
+    auto it = history_.find(a);
+    return it != history_.end() && e.number - it->second.epoch < e.residency;
+  }
+  static bool tagged(const Candidate& c) { return c.priority > PageWord::kMaxHeat; }
+
+  // How much to demote (watermarks, the fast nodes' real free memory) and
+  // the room left for promotions, in pages.
+  void size_demotion(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const double used = static_cast<double>(hist_->fast_pages);
+    const double bpages = static_cast<double>(e.budget / kPageSize);
     const double high = bpages * config_.high_watermark, low = bpages * config_.low_watermark;
     // The fast nodes' free memory: promotions keep it above the reserve (the
     // node's 1 - high watermark). Other memory use on the node (and the lag
@@ -358,56 +487,77 @@ class Engine {
     // made for someone else. (Demoting a band at the reserve and refilling it
     // at once churned a band's worth of pages every epoch.)
     const double node_reserve =
-        static_cast<double>(node_total / kPageSize) * (1 - config_.high_watermark);
+        static_cast<double>(e.node_total / kPageSize) * (1 - config_.high_watermark);
     const double band = bpages * (config_.high_watermark - config_.low_watermark);
-    const double node_room = static_cast<double>(node_free / kPageSize) - node_reserve;
-    double want_demote = 0;
-    if (used > high || fast_full_) want_demote = std::max(used - low, -node_room + band);
-    if (node_room < -band) want_demote = std::max(want_demote, -node_room);
-    // Only the head of the demotion list is used: the tagged ones, the
-    // watermark's share and at most one victim per promotion. Order just that
-    // head (the same order a full sort gives it): O(n) instead of O(n log n)
-    // when most fast pages are cold candidates.
-    {
-      std::size_t need =
-          static_cast<std::size_t>(std::max(0.0, std::ceil(want_demote))) + promote.size() + 1;
-      if (!visits)
-        for (const auto& c : demote) need += c.priority > PageWord::kMaxHeat;
-      if (need < demote.size()) {
-        auto mid = demote.begin() + static_cast<std::ptrdiff_t>(need);
-        std::nth_element(demote.begin(), mid, demote.end(), by_priority);
-        std::sort(demote.begin(), mid, by_priority);
-      } else {
-        std::sort(demote.begin(), demote.end(), by_priority);
-      }
-    }
+    const double node_room = static_cast<double>(e.node_free / kPageSize) - node_reserve;
+    e.want_demote = 0;
+    if (used > high || fast_full_) e.want_demote = std::max(used - low, -node_room + band);
+    if (node_room < -band) e.want_demote = std::max(e.want_demote, -node_room);
     // Within the band below the reserve: no room, but no debt either (swaps
     // stay one for one).
-    double room = std::min(high - used, node_room < -band ? node_room : std::max(0.0, node_room));
-    // The epoch's plan, in priority order: each step demotes a page, promotes
-    // one, or both (a swap), so the rate limiter below keeps or defers a swap
-    // whole instead of demoting a page for a newcomer it then holds back.
-    struct Step {
-      const Candidate* out = nullptr;  // demotion
-      const Candidate* in = nullptr;   // promotion
-      std::uint64_t pages() const { return (out ? out->pages : 0) + (in ? in->pages : 0); }
+    e.room = std::min(high - used, node_room < -band ? node_room : std::max(0.0, node_room));
+  }
+
+  // Adds cold fast units (heat 0, untagged, not seen by collect) from the
+  // tracker's fast-tier clock until the list holds `need` untagged ones.
+  void add_cold_fast(const Epoch& e, std::size_t need) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Candidate>& demote = scratch_.demote;
+    std::size_t have = 0;
+    for (const auto& c : demote) have += !tagged(c);
+    if (have >= need || e.visits || !e.moves) return;
+    RegionCursor regions(scratch_.regions);
+    tracker_.scan_fast_cold(
+        config_.scan_pages_per_epoch, [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
+          const Region* r = regions.find(a);
+          if (r == nullptr || r->tag.load(std::memory_order_relaxed) != RegionTag::automatic)
+            return true;
+          demote.push_back({PageWord::kMaxHeat - PageWord::heat(w), PageWord::heat(w), a, pages});
+          return ++have < need;
+        });
+  }
+
+  // The epoch's plan, in priority order: each step demotes a unit, promotes
+  // one, or both (a swap), so the rate limiter keeps or defers a swap whole
+  // instead of demoting a page for a newcomer it then holds back.
+  void plan(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    std::vector<Candidate>& promote = s.promote;
+    std::vector<Candidate>& demote = s.demote;
+    auto by_priority = [](const Candidate& a, const Candidate& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.addr < b.addr;
     };
-    std::vector<Step> plan;
+    std::sort(promote.begin(), promote.end(), by_priority);
+    size_demotion(e);
+    // Only the head of the demotion list is used: the tagged ones, the
+    // watermark's share and at most one victim per promotion. Order just that
+    // head (the same order a full sort gives it).
+    std::size_t need =
+        static_cast<std::size_t>(std::max(0.0, std::ceil(e.want_demote))) + promote.size() + 1;
+    add_cold_fast(e, need);
+    if (!e.visits)
+      for (const auto& c : demote) need += tagged(c);
+    if (need < demote.size()) {
+      auto mid = demote.begin() + static_cast<std::ptrdiff_t>(need);
+      std::nth_element(demote.begin(), mid, demote.end(), by_priority);
+      std::sort(demote.begin(), mid, by_priority);
+    } else {
+      std::sort(demote.begin(), demote.end(), by_priority);
+    }
+    s.plan.clear();
     double d_pages = 0;
     std::size_t di = 0;
     // Watermark demotions (and every tagged one) first, coldest first.
-    // Minimum residency is checked here, on the few pages chosen, rather
-    // than on every candidate during the sweep (a hash lookup each).
+    // Minimum residency is checked here, on the few pages chosen.
     for (; di < demote.size(); ++di) {
-      bool tagged = demote[di].priority > PageWord::kMaxHeat && !visits;
-      if (!tagged && d_pages >= want_demote) break;
-      if (!tagged && recently_moved(demote[di].addr)) continue;
-      plan.push_back({&demote[di], nullptr});
+      bool tag = tagged(demote[di]) && !e.visits;
+      if (!tag && d_pages >= e.want_demote) break;
+      if (!tag && recently_moved(e, demote[di].addr)) continue;
+      s.plan.push_back({&demote[di], nullptr});
       d_pages += demote[di].pages;
     }
     for (std::size_t k = di; k < demote.size(); ++k)  // tagged ones further down the list
-      if (demote[k].priority > PageWord::kMaxHeat && !visits) plan.push_back({&demote[k], nullptr});
-    room += d_pages;
+      if (tagged(demote[k]) && !e.visits) s.plan.push_back({&demote[k], nullptr});
+    double room = e.room + d_pages;
     // Promotions, hottest first, into the room; with swapping, a colder
     // resident gives way to each newcomer the policy finds worth it
     // (should_swap). A policy that reclaims for promotions (the kernel model:
@@ -417,88 +567,95 @@ class Engine {
     const bool reclaim = policy_->reclaims_for_promotions();
     double p_pages = 0;
     for (const auto& c : promote) {
-      if (c.priority <= PageWord::kMaxHeat && recently_moved(c.addr)) continue;
+      if (!tagged(c) && recently_moved(e, c.addr)) continue;
       const Candidate* victim = nullptr;
       if (p_pages + c.pages > room) {
-        if (c.priority > PageWord::kMaxHeat) continue;  // tagged hot: wait for room
+        if (tagged(c)) continue;  // tagged hot: wait for room
         if (!swap && !reclaim) break;
         // Find the next untagged victim not already chosen.
-        while (di < demote.size() && ((demote[di].priority > PageWord::kMaxHeat && !visits) ||
-                                      recently_moved(demote[di].addr)))
+        while (di < demote.size() &&
+               ((tagged(demote[di]) && !e.visits) || recently_moved(e, demote[di].addr)))
           ++di;
         if (di >= demote.size() || (swap && !policy_->should_swap(c.heat, demote[di].heat))) break;
         victim = &demote[di];
         room += demote[di++].pages;
         if (p_pages + c.pages > room) {  // a 4 KiB victim for a 2 MiB newcomer: keep collecting
-          plan.push_back({victim, nullptr});
+          s.plan.push_back({victim, nullptr});
           continue;
         }
       }
-      plan.push_back({victim, &c});
+      s.plan.push_back({victim, &c});
       p_pages += c.pages;
     }
+  }
 
-    // Rate limit: the plan's steps in order, each whole or not at all.
-    std::uint64_t deferred = 0;
-    std::size_t keep = plan.size();
+  // Rate limit: the plan's steps in order, each whole or not at all.
+  void limit(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    std::size_t keep = s.plan.size();
+    e.deferred = 0;
     if (policy_->uses_rate_limiter()) {
       std::uint64_t bytes = 0;
-      for (const auto& st : plan) bytes += st.pages() * kPageSize;
+      for (const auto& st : s.plan) bytes += st.pages() * kPageSize;
       std::uint64_t granted = limiter_.acquire_up_to(bytes, kPageSize), spent = 0;
       keep = 0;
-      while (keep < plan.size() && spent + plan[keep].pages() * kPageSize <= granted)
-        spent += plan[keep++].pages() * kPageSize;
+      while (keep < s.plan.size() && spent + s.plan[keep].pages() * kPageSize <= granted)
+        spent += s.plan[keep++].pages() * kPageSize;
       limiter_.refund(granted - spent);
-      for (std::size_t i = keep; i < plan.size(); ++i) deferred += plan[i].pages();
+      for (std::size_t i = keep; i < s.plan.size(); ++i) e.deferred += s.plan[i].pages();
     }
-    std::vector<Candidate> demote_now, promote_now;
+    s.demote_now.clear();
+    s.promote_now.clear();
     for (std::size_t i = 0; i < keep; ++i) {
-      if (plan[i].out) demote_now.push_back(*plan[i].out);
-      if (plan[i].in) promote_now.push_back(*plan[i].in);
+      if (s.plan[i].out) s.demote_now.push_back(*s.plan[i].out);
+      if (s.plan[i].in) s.promote_now.push_back(*s.plan[i].in);
     }
+  }
 
+  void apply(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     stats_.epoch_promoted = stats_.epoch_demoted = 0;
     fast_full_ = false;
-    if (!config_.slow_nodes.empty()) {
-      detail::ReaderMutexLock move_lock(&registry_.move_mutex());
-      migrate(demote_now, config_.slow_nodes.first(), false, epoch);
-      migrate(promote_now, config_.fast_nodes.first(), true, epoch);
-    }
+    if (config_.slow_nodes.empty()) return;
+    detail::ReaderMutexLock move_lock(&registry_.move_mutex());
+    migrate(scratch_.demote_now, config_.slow_nodes.first(), false, e.number);
+    migrate(scratch_.promote_now, config_.fast_nodes.first(), true, e.number);
+  }
 
+  void account(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     // Forget history older than both windows.
-    std::uint64_t keep_epochs = std::max<std::uint64_t>(config_.pingpong_window_epochs, residency);
-    if (epoch % 16 == 0)
+    std::uint64_t keep_epochs =
+        std::max<std::uint64_t>(config_.pingpong_window_epochs, e.residency);
+    if (e.number % 16 == 0)
       absl::erase_if(history_,
-                     [&](const auto& kv) { return epoch - kv.second.epoch > keep_epochs; });
-
-    // Stats.
+                     [&](const auto& kv) { return e.number - kv.second.epoch > keep_epochs; });
     stats_.policy = policy_->name();
-    stats_.epochs = epoch + 1;
-    stats_.tracked_pages = hist->fast_pages + hist->slow_pages;
-    stats_.fast_pages = hist->fast_pages + stats_.epoch_promoted - stats_.epoch_demoted;
+    stats_.epochs = e.number + 1;
+    stats_.tracked_pages = hist_->fast_pages + hist_->slow_pages;
+    stats_.fast_pages = hist_->fast_pages + stats_.epoch_promoted - stats_.epoch_demoted;
     stats_.slow_pages = stats_.tracked_pages - std::min(stats_.tracked_pages, stats_.fast_pages);
-    stats_.promotion_candidates += promote.size();
-    stats_.demotion_candidates += demote_now.size();
-    stats_.deferred_pages += deferred;
-    stats_.epoch_deferred = deferred;
+    stats_.promotion_candidates += scratch_.promote.size();
+    stats_.demotion_candidates += scratch_.demote_now.size();
+    stats_.deferred_pages += e.deferred;
+    stats_.epoch_deferred = e.deferred;
     stats_.promotion_threshold = policy_->current_threshold();
     stats_.threshold_unit = policy_->threshold_unit();
-    stats_.fast_heat_share = hist->fast_heat_share();
-    stats_.last_epoch_ns = clock_->now_ns() - t0;
+    stats_.fast_heat_share = hist_->fast_heat_share();
+    stats_.last_epoch_ns = clock_->now_ns() - e.t0;
     stats_.total_epoch_ns += stats_.last_epoch_ns;
-    last_hist_ = std::move(hist);
-    epoch_ = epoch + 1;
+    std::swap(hist_, last_hist_);
+    epoch_ = e.number + 1;
     tracker_.set_epoch(static_cast<std::uint32_t>(epoch_));
     if (callback_) callback_(stats_);
-    return absl::OkStatus();
   }
 
   // Moves `list` to `target` and accounts for every page.
   void migrate(const std::vector<Candidate>& list, NodeId target, bool to_fast, std::uint64_t epoch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (list.empty()) return;
-    std::vector<void*> pages;
-    std::vector<std::uintptr_t> unit_of;
+    std::vector<void*>& pages = scratch_.pages;
+    std::vector<std::uintptr_t>& unit_of = scratch_.unit_of;
+    pages.clear();
+    unit_of.clear();
     for (const auto& c : list) {
       // Skip units unregistered since the sweep.
       auto* w = tracker_.word(c.addr);
@@ -509,8 +666,10 @@ class Engine {
       }
     }
     if (pages.empty()) return;
-    std::vector<NodeId> nodes(pages.size(), target);
-    std::vector<int> status(pages.size());
+    std::vector<NodeId>& nodes = scratch_.nodes;
+    std::vector<int>& status = scratch_.status;
+    nodes.assign(pages.size(), target);
+    status.assign(pages.size(), 0);
     absl::Status s = backend_->move(pages, nodes, absl::MakeSpan(status));
     if (!s.ok()) {
       stats_.failed_pages += pages.size();
@@ -535,7 +694,7 @@ class Engine {
               epoch - it->second.epoch <= config_.pingpong_window_epochs)
             ++stats_.pingpong_pages;
           history_[a] = {epoch, to_fast};
-          if (auto* k = dynamic_cast<KernelModelPolicy*>(policy_.get())) k->forget(a);
+          policy_->on_moved(a);
         }
         continue;
       }
@@ -570,7 +729,11 @@ class Engine {
   RegionRegistry registry_;
   RateLimiter limiter_;
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<HeatHistogram> last_hist_ ABSL_GUARDED_BY(mu_);
+  // This epoch's and the last epoch's histograms, swapped each epoch.
+  std::unique_ptr<HeatHistogram> hist_ ABSL_GUARDED_BY(mu_) = std::make_unique<HeatHistogram>();
+  std::unique_ptr<HeatHistogram> last_hist_ ABSL_GUARDED_BY(mu_) =
+      std::make_unique<HeatHistogram>();
+  EpochScratch scratch_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::uintptr_t, MoveRecord> history_ ABSL_GUARDED_BY(mu_);
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;

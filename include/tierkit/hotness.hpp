@@ -1,30 +1,47 @@
 // tierkit/hotness.hpp: the page-hotness tracker. The application calls
-// record_access() from its hot paths; the engine ages the counts every epoch
-// and reads them to pick pages to move. Layer 2: includes common.hpp only.
+// record_access() from its hot paths; each epoch the engine collects what
+// changed, ages it and reads it to pick pages to move. Layer 2: includes
+// common.hpp and detail/mutex.hpp only.
 //
 // Layout: an address-indexed two-level table (1 GiB directory slots, then
-// 2 MiB chunks of 512 page words). Each tracked 4 KiB page costs exactly one
-// 16-bit word (2 bytes); chunk blocks are created when a range is first
-// tracked and reused after it is untracked, so metadata is bounded by the peak
-// tracked address span, and a reader racing with untrack() never touches freed
+// 2 MiB chunks of 512 page words). Each tracked 4 KiB page costs one 16-bit
+// word, and each 2 MiB chunk a 56-byte header: 2.11 bytes per tracked page
+// (metadata_bytes()). Chunk blocks are created when a range is first tracked
+// and reused after it is untracked, so metadata is bounded by the peak tracked
+// address span, and a reader racing with untrack() never touches freed
 // memory. The directory itself is 1 MiB of lazily-zeroed virtual memory.
 //
-// Cost of record_access(ptr): two dependent loads, one relaxed load and one
-// compare-exchange on the page word; no lock, no allocation, no syscall.
-// Measured (tierkit-bench, BM_RecordAccess* vs BM_AtomicIncrementBaseline*,
-// docs/performance.md): about 6 ns per call, 1.4x a relaxed atomic increment
-// into a plain array, on a 2.6 GHz Xeon.
+// Epoch cost follows what changed, not what is tracked. record_access()
+// marks the page's 8-page group in its chunk's `touched` mask (one relaxed
+// load when already marked, the common case) and, the first time a chunk is
+// marked, the chunk's bit in its leaf. collect_warm() takes those marks
+// (O(leaves + touched chunks)) into the set of warm groups, the groups that
+// hold any heat, and visits and ages only them; a group leaves the set when
+// all its heat has decayed to zero (after about 10 half-lives untouched). So
+// an epoch costs O(pages touched in the last ~10 half-lives), whatever the
+// tracked footprint. Cold pages of the fast tier (demotion candidates) are
+// found by scan_fast_cold(), a bounded clock over the chunks holding fast
+// pages only; per-tier page counts are kept as pages are tracked and moved,
+// so the heat histogram's zero bucket needs no sweep.
+//
+// Cost of record_access(ptr): three dependent loads, one relaxed load and
+// one compare-exchange on the page word, one relaxed load of the group mask;
+// no lock, no allocation, no syscall (docs/performance.md has the figures).
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "tierkit/common.hpp"
+#include "tierkit/detail/mutex.hpp"
 
 namespace tierkit {
 
@@ -58,6 +75,27 @@ struct PageWord {
   }
 };
 
+// HotnessTracker
+//
+// Per-page heat for every tracked range, fed lock-free by record_access()
+// from any thread, read and aged by one epoch thread (the engine's).
+//
+// Cost: record_access O(1), no lock, no allocation; collect_warm()
+// O(leaves + touched chunks + pages in warm groups); scan_fast_cold() at most
+// its budget; track()/untrack() O(pages). Metadata: 2.08 bytes per tracked
+// 4 KiB page (2.11 with its chunk header).
+//
+// Thread safety: record_access(), word(), set_sampling() from any thread.
+// track(), untrack(), set_fast(), collect_warm(), scan_fast_cold() and
+// sweep() serialise on an internal mutex, so a region may be registered
+// while an epoch runs. The engine's epoch is the only caller of the
+// collect/scan functions.
+//
+// Example:
+//   HotnessTracker t;
+//   t.track(base, base + (64 << 20), /*huge=*/false, /*fast=*/false);
+//   t.record_access(p);                    // hot path
+//   t.collect_warm(visit, aged);           // once per epoch
 class HotnessTracker {
  public:
   static constexpr int kAddressBits = 47;  // x86-64 / arm64 user space
@@ -66,6 +104,7 @@ class HotnessTracker {
   static constexpr std::size_t kPagesPerChunk = kHugePageSize / kPageSize;
   static constexpr std::size_t kChunksPerLeaf = std::size_t{1} << (kDirShift - kChunkShift);
   static constexpr std::size_t kDirSlots = std::size_t{1} << (kAddressBits - kDirShift);
+  static constexpr std::size_t kGroupPages = kPagesPerChunk / 64;  // 8 pages per mask bit
 
   // Allocates the directory (1 MiB, zero pages until used). Cheap.
   HotnessTracker()
@@ -75,15 +114,15 @@ class HotnessTracker {
   HotnessTracker(const HotnessTracker&) = delete;
   HotnessTracker& operator=(const HotnessTracker&) = delete;
   ~HotnessTracker() {
-    for (std::size_t i = 0; i < kDirSlots; ++i) {
-      Leaf* leaf = dir_[i].load(std::memory_order_relaxed);
-      if (leaf == nullptr) continue;
+    for (Leaf* leaf : leaves_) {
       for (auto& c : leaf->chunks) delete c.load(std::memory_order_relaxed);
       delete leaf;
     }
     std::free(dir_);
   }
 
+  // record_access()
+  //
   // Records one access of weight 1 to the page holding `ptr`. Hot path:
   // constant time, lock-free, no allocation, no syscall. Accesses outside
   // tracked ranges only bump a counter (outside_accesses()).
@@ -107,7 +146,7 @@ class HotnessTracker {
       bool no_leaf = dir_[p >> kDirShift].load(std::memory_order_acquire) == nullptr;
       std::size_t span = no_leaf ? std::size_t{1} << kDirShift : kHugePageSize;
       std::uintptr_t span_end = std::min(align_down(p, span) + span, end);
-      if (no_leaf || chunk_for(p, false) == nullptr) {
+      if (no_leaf || chunk_for(p) == nullptr) {
         outside_.fetch_add((span_end - p + kPageSize - 1) / kPageSize, std::memory_order_relaxed);
         p = align_up(span_end, kPageSize);
         continue;
@@ -116,6 +155,8 @@ class HotnessTracker {
     }
   }
 
+  // set_sampling()
+  //
   // Samples 1 in `n` accesses per thread, each counted with weight n (n = 1:
   // every access). Takes effect immediately; any thread.
   void set_sampling(std::uint32_t n) noexcept {
@@ -123,119 +164,360 @@ class HotnessTracker {
   }
   std::uint32_t sampling() const noexcept { return sample_every_.load(std::memory_order_relaxed); }
 
+  // outside_accesses()
+  //
   // Accesses that fell outside every tracked range.
   std::uint64_t outside_accesses() const noexcept {
     return outside_.load(std::memory_order_relaxed);
   }
 
+  // metadata_bytes()
+  //
+  // Bytes of tracker metadata allocated: chunks, leaves and the warm and
+  // fast lists (not the lazily-zeroed directory). Divide by tracked pages
+  // for the per-page cost.
+  std::uint64_t metadata_bytes() const {
+    detail::MutexLock l(&mu_);
+    return leaves_.size() * sizeof(Leaf) + chunk_count_ * sizeof(Chunk) +
+           (warm_.capacity() + fast_chunks_.capacity()) * sizeof(Chunk*);
+  }
+
+  // fast_pages(), slow_pages()
+  //
+  // Tracked pages believed fast / slow (a 2 MiB unit counts 512). O(1).
+  std::uint64_t fast_pages() const {
+    detail::MutexLock l(&mu_);
+    return fast_pages_;
+  }
+  std::uint64_t slow_pages() const {
+    detail::MutexLock l(&mu_);
+    return tracked_pages_ - fast_pages_;
+  }
+
   // --- Writer side: called by the region registry and the engine, which
   // serialise calls on overlapping ranges. Readers may run concurrently.
 
+  // track()
+  //
   // Starts tracking pages [begin, end) (page aligned), each with `fast` as the
-  // believed placement. With `huge`, the range must be 2 MiB aligned and each
-  // 2 MiB chunk is one unit, counted in its first page word. Allocates chunk
-  // blocks (1 KiB each) on first use; O(pages).
+  // believed placement and no heat. With `huge`, the range must be 2 MiB
+  // aligned and each 2 MiB chunk is one unit, counted in its first page word.
+  // Allocates chunk blocks (1 KiB each) on first use; O(pages). Tracking a
+  // range again resets it.
   void track(std::uintptr_t begin, std::uintptr_t end, bool huge, bool fast) {
-    for (std::uintptr_t c = align_down(begin, kHugePageSize); c < end; c += kHugePageSize) {
-      Chunk* chunk = chunk_for(c, /*create=*/true);
-      chunk->huge.store(huge, std::memory_order_relaxed);
-      std::uintptr_t lo = c < begin ? begin : c,
-                     hi = c + kHugePageSize > end ? end : c + kHugePageSize;
+    detail::MutexLock l(&mu_);
+    for_each_chunk(begin, end, /*create=*/true, [&](Chunk& c, std::size_t lo, std::size_t hi) {
+      forget_units(c, lo, hi);
+      c.huge.store(huge, std::memory_order_relaxed);
+      if (huge) lo = 0, hi = 1;
       std::uint16_t w = PageWord::with_fast(PageWord::kTracked, fast);
-      for (std::uintptr_t p = lo; p < hi; p += kPageSize)
-        chunk->page[(p >> 12) & (kPagesPerChunk - 1)].store(w, std::memory_order_release);
-    }
+      for (std::size_t i = lo; i < hi; ++i) {
+        c.page[i].store(w, std::memory_order_release);
+        count_unit(c, fast, +1);
+      }
+    });
   }
 
+  // untrack()
+  //
   // Stops tracking [begin, end). O(pages). Concurrent record_access calls on
   // those pages become no-ops (their compare-exchange fails).
   void untrack(std::uintptr_t begin, std::uintptr_t end) {
-    for (std::uintptr_t c = align_down(begin, kHugePageSize); c < end; c += kHugePageSize) {
-      Chunk* chunk = chunk_for(c, /*create=*/false);
-      if (chunk == nullptr) continue;
-      std::uintptr_t lo = c < begin ? begin : c,
-                     hi = c + kHugePageSize > end ? end : c + kHugePageSize;
-      for (std::uintptr_t p = lo; p < hi; p += kPageSize)
-        chunk->page[(p >> 12) & (kPagesPerChunk - 1)].store(0, std::memory_order_release);
-    }
+    detail::MutexLock l(&mu_);
+    for_each_chunk(begin, end, /*create=*/false,
+                   [&](Chunk& c, std::size_t lo, std::size_t hi) { forget_units(c, lo, hi); });
   }
 
+  // word()
+  //
   // The word of the unit holding `addr` (the chunk's first page for huge
   // chunks), or nullptr when never tracked. For the engine and tests.
   std::atomic<std::uint16_t>* word(std::uintptr_t addr) const noexcept {
-    Chunk* chunk = chunk_for(addr, false);
+    Chunk* chunk = chunk_for(addr);
     if (chunk == nullptr) return nullptr;
-    std::size_t idx =
-        chunk->huge.load(std::memory_order_relaxed) ? 0 : (addr >> 12) & (kPagesPerChunk - 1);
-    return &chunk->page[idx];
+    return &chunk->page[unit_index(*chunk, addr)];
   }
 
-  // Sets the believed placement of the unit holding `addr`. Lock-free.
-  void set_fast(std::uintptr_t addr, bool fast) noexcept {
-    auto* w = word(addr);
-    if (w == nullptr) return;
-    std::uint16_t old = w->load(std::memory_order_relaxed);
-    while (PageWord::tracked(old) && !w->compare_exchange_weak(old, PageWord::with_fast(old, fast),
-                                                               std::memory_order_relaxed)) {
+  // set_fast()
+  //
+  // Sets the believed placement of the unit holding `addr`. Takes the
+  // writer mutex (uncontended: tens of ns).
+  void set_fast(std::uintptr_t addr, bool fast) {
+    detail::MutexLock l(&mu_);
+    Chunk* chunk = chunk_for(addr);
+    if (chunk == nullptr) return;
+    std::size_t i = unit_index(*chunk, addr);
+    auto& w = chunk->page[i];
+    std::uint16_t old = w.load(std::memory_order_relaxed);
+    while (
+        PageWord::tracked(old) && PageWord::fast(old) != fast &&
+        !w.compare_exchange_weak(old, PageWord::with_fast(old, fast), std::memory_order_relaxed)) {
+    }
+    if (PageWord::tracked(old) && PageWord::fast(old) != fast) {
+      count_unit(*chunk, PageWord::fast(old), -1);
+      count_unit(*chunk, fast, +1);
     }
   }
 
+  // epoch(), set_epoch()
+  //
   // The current epoch (modulo 16 in page words). Set by the engine once per
   // epoch; record_access stamps it.
   std::uint32_t epoch() const noexcept { return epoch_.load(std::memory_order_relaxed); }
   void set_epoch(std::uint32_t e) noexcept { epoch_.store(e, std::memory_order_relaxed); }
 
-  // Visits every tracked unit in [begin, end): calls visit(addr, word) with
-  // the word as read, then stores decay(word) if it differs (a compare-
-  // exchange, so a racing access is kept or lost, never corrupted). `decay`
-  // maps heat -> aged heat. O(pages); about 1-2 ns per page when cold.
+  // collect_warm()
+  //
+  // The epoch's sweep over what changed: takes the touched marks, then for
+  // every tracked unit of every warm group calls visit(addr, word, pages)
+  // with the word as read (heat before aging, possibly 0; pages = 1 or 512)
+  // and stores the word with decay(heat) (a compare-exchange: a racing
+  // access is kept or lost, never corrupted). Groups whose heat all decayed
+  // to zero leave the warm set. O(leaves + touched chunks + 8 * warm
+  // groups); no allocation once the lists have grown. `visit` must not call
+  // back into the tracker. scan_fast_cold() skips the groups visited here
+  // until the next collect_warm().
+  // NOTE: an access racing with the aging of its own group may stay unaged
+  // until its page is touched again.
   template <class Visit, class Decay>
-  void sweep(std::uintptr_t begin, std::uintptr_t end, Visit&& visit, Decay&& decay) const {
-    for (std::uintptr_t c = align_down(begin, kHugePageSize); c < end; c += kHugePageSize) {
-      Chunk* chunk = chunk_for(c, false);
-      if (chunk == nullptr) continue;
-      bool huge = chunk->huge.load(std::memory_order_relaxed);
-      std::uintptr_t lo = c < begin ? begin : c,
-                     hi = c + kHugePageSize > end ? end : c + kHugePageSize;
-      if (huge) hi = lo + kPageSize;  // one unit per chunk
-      for (std::uintptr_t p = lo; p < hi; p += kPageSize) {
-        auto& w = chunk->page[(p >> 12) & (kPagesPerChunk - 1)];
+  void collect_warm(Visit&& visit, Decay&& decay) {
+    detail::MutexLock l(&mu_);
+    take_touched();
+    ++generation_;
+    for (std::size_t k = 0; k < warm_.size();) {
+      Chunk& c = *warm_[k];
+      std::uint64_t groups = c.warm | c.touched.exchange(0, std::memory_order_acq_rel);
+      c.visited = groups;
+      c.visited_generation = generation_;
+      c.warm = age_groups(c, groups, visit, decay);
+      if (c.warm != 0) {
+        ++k;
+        continue;
+      }
+      c.in_warm = false;
+      warm_[k] = warm_.back();  // O(1) removal; order does not matter
+      warm_.pop_back();
+    }
+  }
+
+  // scan_fast_cold()
+  //
+  // A clock over the chunks holding fast units: calls take(addr, word,
+  // pages) for the fast units that the last collect_warm() did not visit
+  // (so their heat is 0) until take returns false or `budget_units` units
+  // were looked at; the hand stays where it stopped, so successive calls go
+  // round the fast tier. Chunks left with no fast unit drop out of the
+  // clock. O(budget_units).
+  template <class Take>
+  void scan_fast_cold(std::uint64_t budget_units, Take&& take) {
+    detail::MutexLock l(&mu_);
+    std::uint64_t looked = 0;
+    // One lap at most: the chunk the hand starts in is visited from its
+    // clock to its end first, and from its start to that clock last.
+    const Chunk* first = nullptr;
+    std::size_t first_clock = 0, chunks = fast_chunks_.size() + 1;
+    while (looked < budget_units && chunks-- > 0 && !fast_chunks_.empty()) {
+      if (hand_ >= fast_chunks_.size()) hand_ = 0;
+      Chunk& c = *fast_chunks_[hand_];
+      if (c.fast_units == 0) {
+        c.in_fast = false;
+        fast_chunks_[hand_] = fast_chunks_.back();
+        fast_chunks_.pop_back();
+        continue;
+      }
+      const bool huge = c.huge.load(std::memory_order_relaxed);
+      const std::uint32_t pages = huge ? kPagesPerChunk : 1;
+      std::size_t from = c.clock, to = huge ? 1 : kPagesPerChunk;
+      if (first == nullptr) {
+        first = &c;
+        first_clock = from;
+      } else if (first == &c) {
+        from = 0, to = std::min(to, first_clock);
+      }
+      const std::uint64_t seen = c.visited_generation == generation_ ? c.visited : 0;
+      for (std::size_t i = from; i < to; ++i, ++looked) {
+        if (looked >= budget_units) {  // out of budget: resume here next time
+          c.clock = static_cast<std::uint16_t>(i);
+          return;
+        }
+        if ((seen >> (i / kGroupPages)) & 1) continue;  // offered by collect_warm
+        std::uint16_t w = c.page[i].load(std::memory_order_relaxed);
+        if (!PageWord::tracked(w) || !PageWord::fast(w)) continue;
+        if (!take(c.base + i * kPageSize, w, pages)) {
+          c.clock = static_cast<std::uint16_t>(i + 1);
+          return;
+        }
+      }
+      c.clock = 0;
+      ++hand_;
+    }
+  }
+
+  // sweep()
+  //
+  // Visits every tracked unit in [begin, end): calls visit(addr, word) with
+  // the word as read, then, unless `decay` is null-like (see below), stores
+  // decay(word's heat). O(pages): for policies that must see every page (the
+  // kernel model's scanner), tagged regions and tests. Pass
+  // HotnessTracker::kNoAging to visit without aging.
+  static constexpr auto kNoAging = [](std::uint32_t h) { return h; };
+  template <class Visit, class Decay>
+  void sweep(std::uintptr_t begin, std::uintptr_t end, Visit&& visit, Decay&& decay) {
+    detail::MutexLock l(&mu_);
+    for_each_chunk(begin, end, /*create=*/false, [&](Chunk& c, std::size_t lo, std::size_t hi) {
+      if (c.huge.load(std::memory_order_relaxed)) hi = lo + 1;  // one unit per chunk
+      for (std::size_t i = lo; i < hi; ++i) {
+        auto& w = c.page[i];
         std::uint16_t old = w.load(std::memory_order_relaxed);
         if (!PageWord::tracked(old)) continue;
-        visit(p, old);
+        visit(c.base + i * kPageSize, old);
         std::uint32_t h = PageWord::heat(old);
         if (h == 0) continue;
         std::uint16_t aged = PageWord::with_heat(old, decay(h));
         if (aged != old) w.compare_exchange_strong(old, aged, std::memory_order_relaxed);
       }
-    }
+    });
   }
 
  private:
   struct Chunk {
     std::atomic<std::uint16_t> page[kPagesPerChunk] = {};
+    std::atomic<std::uint64_t> touched{0};  // groups accessed since collect_warm took them
+    std::uintptr_t base = 0;
+    std::uint64_t warm = 0;                // groups that hold heat (writer side)
+    std::uint64_t visited = 0;             // groups the last collect_warm visited
+    std::uint64_t visited_generation = 0;  // ... in this generation
     std::atomic<bool> huge{false};
+    bool in_warm = false, in_fast = false;
+    std::uint16_t fast_units = 0, clock = 0;
   };
   struct Leaf {
     std::atomic<Chunk*> chunks[kChunksPerLeaf] = {};
+    std::atomic<std::uint64_t> touched[kChunksPerLeaf / 64] = {};  // chunks with marks
   };
 
-  Chunk* chunk_for(std::uintptr_t addr, bool create) const {
+  static std::size_t unit_index(const Chunk& c, std::uintptr_t addr) {
+    return c.huge.load(std::memory_order_relaxed) ? 0 : (addr >> 12) & (kPagesPerChunk - 1);
+  }
+
+  Chunk* chunk_for(std::uintptr_t addr) const {
     if ((addr >> kAddressBits) != 0) return nullptr;
+    Leaf* leaf = dir_[addr >> kDirShift].load(std::memory_order_acquire);
+    if (leaf == nullptr) return nullptr;
+    return leaf->chunks[(addr >> kChunkShift) & (kChunksPerLeaf - 1)].load(
+        std::memory_order_acquire);
+  }
+
+  // Creates the chunk holding `addr` (and its leaf). Under mu_.
+  Chunk* create_chunk(std::uintptr_t addr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto& slot = dir_[addr >> kDirShift];
     Leaf* leaf = slot.load(std::memory_order_acquire);
     if (leaf == nullptr) {
-      if (!create) return nullptr;
       leaf = new Leaf();
-      slot.store(leaf, std::memory_order_release);  // writers are serialised
+      leaves_.push_back(leaf);
+      slot.store(leaf, std::memory_order_release);
     }
     auto& cslot = leaf->chunks[(addr >> kChunkShift) & (kChunksPerLeaf - 1)];
     Chunk* chunk = cslot.load(std::memory_order_acquire);
-    if (chunk == nullptr && create) {
+    if (chunk == nullptr) {
       chunk = new Chunk();
+      chunk->base = align_down(addr, kHugePageSize);
+      ++chunk_count_;
       cslot.store(chunk, std::memory_order_release);
     }
     return chunk;
+  }
+
+  // Calls fn(chunk, first, last) with unit indices [first, last) of each
+  // chunk overlapping [begin, end). Under mu_.
+  template <class Fn>
+  void for_each_chunk(std::uintptr_t begin, std::uintptr_t end, bool create, Fn&& fn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (std::uintptr_t c = align_down(begin, kHugePageSize); c < end; c += kHugePageSize) {
+      Chunk* chunk = create ? create_chunk(c) : chunk_for(c);
+      if (chunk == nullptr) continue;
+      std::uintptr_t lo = c < begin ? begin : c,
+                     hi = c + kHugePageSize > end ? end : c + kHugePageSize;
+      fn(*chunk, (lo - c) / kPageSize, (hi - c + kPageSize - 1) / kPageSize);
+    }
+  }
+
+  // Page counts and the fast clock, for one unit entering (+1) or leaving
+  // (-1) a tier. Under mu_.
+  void count_unit(Chunk& c, bool fast, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::uint64_t pages = c.huge.load(std::memory_order_relaxed) ? kPagesPerChunk : 1;
+    tracked_pages_ += delta > 0 ? pages : -pages;
+    if (!fast) return;
+    fast_pages_ += delta > 0 ? pages : -pages;
+    c.fast_units = static_cast<std::uint16_t>(c.fast_units + delta);
+    if (c.fast_units > 0 && !c.in_fast) {
+      c.in_fast = true;
+      fast_chunks_.push_back(&c);
+    }
+  }
+
+  // Clears the words of pages [lo, hi) of `c` (and of its one unit if it is
+  // huge), uncounting the tracked ones. Under mu_.
+  void forget_units(Chunk& c, std::size_t lo, std::size_t hi) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (c.huge.load(std::memory_order_relaxed)) lo = 0;
+    for (std::size_t i = lo; i < hi; ++i) {
+      std::uint16_t old = c.page[i].exchange(0, std::memory_order_acq_rel);
+      if (PageWord::tracked(old)) count_unit(c, PageWord::fast(old), -1);
+    }
+  }
+
+  // Moves every chunk marked since the last call into the warm list.
+  void take_touched() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (Leaf* leaf : leaves_)
+      for (std::size_t k = 0; k < kChunksPerLeaf / 64; ++k) {
+        if (leaf->touched[k].load(std::memory_order_relaxed) == 0) continue;
+        for (std::uint64_t bits = leaf->touched[k].exchange(0, std::memory_order_acq_rel); bits;
+             bits &= bits - 1) {
+          Chunk* c = leaf->chunks[k * 64 + static_cast<std::size_t>(std::countr_zero(bits))].load(
+              std::memory_order_acquire);
+          if (c != nullptr && !c->in_warm) {
+            c->in_warm = true;
+            warm_.push_back(c);
+          }
+        }
+      }
+  }
+
+  // Visits and ages the units of `groups` in `c`; returns the groups that
+  // still hold heat.
+  template <class Visit, class Decay>
+  std::uint64_t age_groups(Chunk& c, std::uint64_t groups, Visit& visit, Decay& decay) {
+    const bool huge = c.huge.load(std::memory_order_relaxed);
+    if (huge) groups &= 1;
+    const std::uint32_t pages = huge ? kPagesPerChunk : 1;
+    std::uint64_t still = 0;
+    for (; groups; groups &= groups - 1) {
+      const auto g = static_cast<std::size_t>(std::countr_zero(groups));
+      const std::size_t first = g * kGroupPages, last = huge ? 1 : first + kGroupPages;
+      bool warm = false;
+      for (std::size_t i = first; i < last; ++i) {
+        auto& w = c.page[i];
+        std::uint16_t old = w.load(std::memory_order_relaxed);
+        if (!PageWord::tracked(old)) continue;
+        visit(c.base + i * kPageSize, old, pages);
+        std::uint32_t h = PageWord::heat(old);
+        if (h == 0) continue;
+        std::uint16_t aged = PageWord::with_heat(old, decay(h));
+        if (aged != old) w.compare_exchange_strong(old, aged, std::memory_order_relaxed);
+        warm = warm || PageWord::heat(aged) != 0;
+      }
+      if (warm) still |= std::uint64_t{1} << g;
+    }
+    return still;
+  }
+
+  // Marks the group of page index `i` touched (and the chunk in its leaf).
+  static void mark(Leaf* leaf, Chunk* chunk, std::uintptr_t a, std::size_t i) noexcept {
+    std::uint64_t bit = std::uint64_t{1} << (i / kGroupPages);
+    if ((chunk->touched.load(std::memory_order_relaxed) & bit) != 0) return;
+    if (chunk->touched.fetch_or(bit, std::memory_order_release) != 0) return;
+    std::size_t ci = (a >> kChunkShift) & (kChunksPerLeaf - 1);
+    leaf->touched[ci / 64].fetch_or(std::uint64_t{1} << (ci % 64), std::memory_order_release);
   }
 
   void record(std::uintptr_t a, std::uint32_t weight) noexcept {
@@ -256,15 +538,15 @@ class HotnessTracker {
         Chunk* chunk =
             leaf->chunks[(a >> kChunkShift) & (kChunksPerLeaf - 1)].load(std::memory_order_acquire);
         if (chunk != nullptr) {
-          auto& w = chunk->page[chunk->huge.load(std::memory_order_relaxed)
-                                    ? 0
-                                    : (a >> 12) & (kPagesPerChunk - 1)];
+          std::size_t i = unit_index(*chunk, a);
+          auto& w = chunk->page[i];
           std::uint16_t old = w.load(std::memory_order_relaxed);
           if (PageWord::tracked(old)) {
             std::uint32_t heat =
                 weight > PageWord::kMaxHeat ? PageWord::kMaxHeat + 1 : PageWord::heat(old) + weight;
             std::uint16_t upd = PageWord::with_epoch(PageWord::with_heat(old, heat), epoch());
             if (upd != old) w.compare_exchange_strong(old, upd, std::memory_order_relaxed);
+            mark(leaf, chunk, a, i);  // after the word: a racing collect sees one or the other
             return;
           }
         }
@@ -277,6 +559,16 @@ class HotnessTracker {
   std::atomic<std::uint32_t> sample_every_{1};
   std::atomic<std::uint32_t> epoch_{0};
   std::atomic<std::uint64_t> outside_{0};
+
+  mutable detail::Mutex mu_;
+  std::vector<Leaf*> leaves_ ABSL_GUARDED_BY(mu_);
+  std::vector<Chunk*> warm_ ABSL_GUARDED_BY(mu_);         // chunks with warm groups
+  std::vector<Chunk*> fast_chunks_ ABSL_GUARDED_BY(mu_);  // the fast clock
+  std::size_t hand_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // collect_warm calls
+  std::uint64_t chunk_count_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t tracked_pages_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t fast_pages_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tierkit

@@ -42,6 +42,15 @@ struct HeatHistogram {
   void add(std::uint32_t heat, bool is_fast, std::uint64_t pages) {
     (is_fast ? fast : slow)[heat] += pages;
   }
+  // Puts the pages not added (heat 0: they were not visited) in bucket 0,
+  // given the tier totals, then computes the totals. O(kBuckets).
+  void finalize(std::uint64_t fast_total, std::uint64_t slow_total) {
+    std::uint64_t f = 0, s = 0;
+    for (std::size_t h = 1; h < kBuckets; ++h) f += fast[h], s += slow[h];
+    fast[0] = fast_total > f ? fast_total - f : 0;
+    slow[0] = slow_total > s ? slow_total - s : 0;
+    finalize();
+  }
   // Computes the totals from the buckets. O(kBuckets).
   void finalize() {
     fast_pages = slow_pages = 0;
@@ -93,18 +102,57 @@ inline std::uint32_t heat_for_rate(double rate, double decay) {
 }
 inline double rate_for_heat(std::uint32_t heat, double decay) { return heat * (1.0 - decay); }
 
+// What a policy is, as the engine sees it: one struct instead of a virtual
+// per question.
+struct PolicyTraits {
+  // False when the policy never moves untagged pages, not even at the
+  // watermarks (static); region tags still apply.
+  bool moves_untagged_pages = true;
+  // True when the policy needs visit() for every tracked unit each epoch
+  // (the kernel model's scanner); the epoch then costs O(tracked).
+  bool visits_pages = false;
+  // Whether pages colder than the demotion threshold may be demoted to make
+  // room for promotions (tierkit policies), or demotion only follows the
+  // watermarks like kswapd (kernel model).
+  bool swap_for_promotions = true;
+  // Whether promotions beyond the room demote the next demotion candidates
+  // (coldest / least recently used first) without a heat comparison: the
+  // kernel's kswapd, woken when a promotion finds the fast node at its
+  // watermark.
+  bool reclaims_for_promotions = false;
+  // Whether the engine's token bucket limits this policy's migrations; the
+  // kernel model has its own candidate rate limit instead.
+  bool uses_rate_limiter = true;
+  // Whether promotions happen in the faulting task (charged to the
+  // application by the simulator) rather than in the background.
+  bool synchronous_promotion = false;
+};
+
+// Policy
+//
+// Turns page heat into promotion and demotion decisions, once per epoch, on
+// the engine's epoch thread: begin_epoch() (thresholds from the last
+// histogram), visit() per unit for visiting policies, end_epoch(). No
+// syscalls, so every policy runs the same on the Linux backend, the
+// simulated backend and in tierkit-sim. Cost: begin_epoch O(heat buckets);
+// visit O(1). Thread safety: the engine serialises every call except the
+// runtime setters, which subclasses make atomic.
+//
+// Example (a policy that promotes anything touched twice in an epoch):
+//   class TwiceTouched final : public Policy {
+//     std::string name() const override { return "twice"; }
+//     Thresholds begin_epoch(const EpochContext&) override { return {2, 0}; }
+//     double current_threshold() const override { return 2; }
+//     const char* threshold_unit() const override { return "heat"; }
+//   };
 class Policy {
  public:
   virtual ~Policy() = default;
   virtual std::string name() const = 0;
+  virtual PolicyTraits traits() const { return {}; }
   // Called before the sweep; returns heat thresholds (ignored when the policy
   // visits pages).
   virtual Thresholds begin_epoch(const EpochContext& ctx) = 0;
-  // False when the policy never moves untagged pages, not even at the
-  // watermarks (static); region tags still apply.
-  virtual bool moves_untagged_pages() const { return true; }
-  // True when the policy needs visit() for each tracked unit (the kernel model).
-  virtual bool visits_pages() const { return false; }
   // Per-unit verdict; `word` is the page word before aging.
   virtual PageVerdict visit(std::uintptr_t /*addr*/, std::uint16_t /*word*/,
                             const EpochContext& /*ctx*/) {
@@ -112,12 +160,11 @@ class Policy {
   }
   // Called after the sweep with this epoch's histogram.
   virtual void end_epoch(const EpochContext& /*ctx*/, const HeatHistogram& /*hist*/) {}
+  // Called for each unit the engine moved (the kernel model forgets its
+  // scan stamp).
+  virtual void on_moved(std::uintptr_t /*addr*/) {}
   // Epochs a page must stay after a move before it may move back.
   virtual std::uint32_t min_residency_epochs() const { return 0; }
-  // Whether pages colder than the demotion threshold may be demoted to make
-  // room for promotions (tierkit policies), or demotion only follows the
-  // watermarks like kswapd (kernel model).
-  virtual bool swap_for_promotions() const { return true; }
   // A resident page gives way to a newcomer only if the newcomer's heat is at
   // least this many times the resident's (hysteresis on swaps).
   virtual double swap_ratio() const { return 1.0; }
@@ -127,29 +174,40 @@ class Policy {
     return newcomer > resident &&
            static_cast<double>(newcomer) >= swap_ratio() * static_cast<double>(resident);
   }
-  // Whether promotions beyond the room demote the next demotion candidates
-  // (coldest / least recently used first) without a heat comparison: the
-  // kernel's kswapd, woken when a promotion finds the fast node at its
-  // watermark.
-  virtual bool reclaims_for_promotions() const { return false; }
-  // Whether the engine's token bucket limits this policy's migrations; the
-  // kernel model has its own candidate rate limit instead.
-  virtual bool uses_rate_limiter() const { return true; }
-  // Whether promotions happen in the faulting task (charged to the
-  // application by the simulator) rather than in the background.
-  virtual bool synchronous_promotion() const { return false; }
   // The promotion threshold in force, in the policy's own unit (see unit()).
   virtual double current_threshold() const = 0;
   virtual const char* threshold_unit() const { return "accesses/epoch"; }
+  // Runtime threshold setters (accesses per page per epoch); a policy
+  // without such a threshold says so.
+  virtual absl::Status set_promotion_threshold(double /*rate*/) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "set_promotion_threshold: the active policy is '", name(),
+        "', which has no user-set threshold; switch with set_policy(\"threshold:V\")"));
+  }
+  virtual absl::Status set_demotion_threshold(double /*rate*/) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("set_demotion_threshold: the active policy is '", name(), "', not threshold"));
+  }
+
+  // The traits, one at a time.
+  bool moves_untagged_pages() const { return traits().moves_untagged_pages; }
+  bool visits_pages() const { return traits().visits_pages; }
+  bool swap_for_promotions() const { return traits().swap_for_promotions; }
+  bool reclaims_for_promotions() const { return traits().reclaims_for_promotions; }
+  bool uses_rate_limiter() const { return traits().uses_rate_limiter; }
+  bool synchronous_promotion() const { return traits().synchronous_promotion; }
 };
 
 // Never migrates.
 class StaticPolicy final : public Policy {
  public:
   std::string name() const override { return "static"; }
+  PolicyTraits traits() const override {
+    PolicyTraits t;
+    t.moves_untagged_pages = t.swap_for_promotions = false;
+    return t;
+  }
   Thresholds begin_epoch(const EpochContext&) override { return {}; }
-  bool moves_untagged_pages() const override { return false; }
-  bool swap_for_promotions() const override { return false; }
   double current_threshold() const override { return INFINITY; }
 };
 
@@ -185,7 +243,7 @@ class ThresholdPolicy final : public Policy {
 
   // Sets the promotion threshold; the demotion threshold is kept below it
   // (lowered to half the new value when it would not be).
-  absl::Status set_promotion_threshold(double rate) {
+  absl::Status set_promotion_threshold(double rate) override {
     double d = demote_.load();
     if (d >= rate) d = rate / 2;
     if (absl::Status s = validate(rate, d); !s.ok()) return s;
@@ -193,7 +251,7 @@ class ThresholdPolicy final : public Policy {
     promote_.store(rate);
     return absl::OkStatus();
   }
-  absl::Status set_demotion_threshold(double rate) {
+  absl::Status set_demotion_threshold(double rate) override {
     if (absl::Status s = validate(promote_.load(), rate); !s.ok()) return s;
     demote_.store(rate);
     return absl::OkStatus();
@@ -367,11 +425,12 @@ class KernelModelPolicy final : public Policy {
       return absl::StrCat("kernel:rate=", o_.promote_rate_limit_mbps);
     return "kernel";
   }
-  bool visits_pages() const override { return true; }
-  bool swap_for_promotions() const override { return false; }
-  bool uses_rate_limiter() const override { return false; }
-  bool synchronous_promotion() const override { return true; }
-  bool reclaims_for_promotions() const override { return true; }
+  PolicyTraits traits() const override {
+    PolicyTraits t;
+    t.visits_pages = t.synchronous_promotion = t.reclaims_for_promotions = true;
+    t.swap_for_promotions = t.uses_rate_limiter = false;
+    return t;
+  }
   double current_threshold() const override {
     return threshold_ms_.load() > 0 ? threshold_ms_.load() : o_.hot_threshold_ms;
   }
@@ -430,6 +489,7 @@ class KernelModelPolicy final : public Policy {
 
   // Forgets a page's stamp (it moved or was unregistered).
   void forget(std::uintptr_t addr) { stamp_.erase(addr); }
+  void on_moved(std::uintptr_t addr) override { forget(addr); }
 
  private:
   double target_mbps() const {

@@ -16,6 +16,16 @@
 
 namespace tierkit {
 
+// RateLimiter
+//
+// A token bucket of migration bytes: `rate` MiB/s refill up to `burst`
+// bytes. The engine takes a whole epoch's plan from it at once and refunds
+// what it did not move. Cost: O(1) under a mutex per call. Thread safety:
+// every member.
+//
+// Example:
+//   RateLimiter l(/*rate MiB/s=*/256, /*burst=*/16 << 20);
+//   std::uint64_t granted = l.acquire_up_to(bytes, kPageSize);
 class RateLimiter {
  public:
   static constexpr double kBytesPerMB = 1024.0 * 1024.0;

@@ -128,6 +128,17 @@ class RegionHandle {
   RegionId id_ = 0;
 };
 
+// RegionRegistry
+//
+// The application's regions, address-ordered, each with a tag and options;
+// adding one starts tracking its pages in the HotnessTracker. Cost: add and
+// remove O(pages) (tracker words) + O(log regions); lookup O(log regions)
+// under a mutex (the epoch, not the hot path). Thread safety: every member;
+// remove() waits for a migration batch in flight (move_mutex()).
+//
+// Example:
+//   auto h = registry.add(p, bytes, RegionOptions().with_tag(RegionTag::hot));
+//   // ... h's destructor unregisters
 class RegionRegistry {
  public:
   explicit RegionRegistry(HotnessTracker& tracker) : tracker_(tracker) {}
@@ -228,6 +239,13 @@ class RegionRegistry {
     out.reserve(regions_.size());
     for (const auto& [b, r] : regions_) out.push_back(r);
     return out;
+  }
+
+  // The same into `out` (cleared first): no allocation once it has grown.
+  void snapshot(std::vector<std::shared_ptr<Region>>& out) const {
+    detail::MutexLock lock(&mu_);
+    out.clear();
+    for (const auto& [b, r] : regions_) out.push_back(r);
   }
 
   std::size_t size() const {

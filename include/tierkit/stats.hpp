@@ -14,6 +14,15 @@
 
 namespace tierkit {
 
+// EngineStats
+//
+// A copy of the engine's counters (Engine::stats()), cumulative unless named
+// epoch_*; as a struct, JSON (to_json), a table (to_table) or one line per
+// epoch (to_line). Cost: a copy under the engine's mutex. Thread safety: a
+// value type.
+//
+// Example:
+//   std::puts(engine->stats().to_table().c_str());
 struct EngineStats {
   std::string policy;
   std::string backend;

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdint>
 #include <limits>
+#include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -299,6 +301,116 @@ TEST(HotnessTracker, ConcurrentAccessesWhileTrackingAndUntracking) {
   std::uint64_t before = t.outside_accesses();
   for (int i = 0; i < 10; ++i) t.record_access(P(kBase + i * kPageSize));
   EXPECT_EQ(t.outside_accesses(), before + 10);
+}
+
+// --- Epoch cost follows what changed (collect_warm, scan_fast_cold) -------
+
+auto Aged(std::uint32_t h) { return (h * 215) >> 8; }  // decay 0.84: half-life 4
+
+TEST(HotnessTracker, CollectWarmAgesExactlyLikeAFullSweep) {
+  // Two trackers fed the same random accesses: one aged by a full sweep
+  // every epoch (the old epoch), one by collect_warm. Every word agrees at
+  // every epoch, including pages touched once and then left to cool.
+  HotnessTracker full, warm;
+  const std::uintptr_t end = kBase + 8 * kHugePageSize;
+  full.track(kBase, end, false, false);
+  warm.track(kBase, end, false, false);
+  std::mt19937 rng(7);
+  for (std::uint32_t epoch = 0; epoch < 80; ++epoch) {
+    full.set_epoch(epoch);
+    warm.set_epoch(epoch);
+    int n = epoch < 40 ? 300 : (epoch % 10 == 0 ? 20 : 0);  // then mostly idle
+    for (int k = 0; k < n; ++k) {
+      std::uintptr_t a = kBase + (rng() % (8 * 512)) * kPageSize;
+      std::uint32_t wgt = 1 + rng() % 40;
+      full.record_access(P(a), 1, wgt);
+      warm.record_access(P(a), 1, wgt);
+    }
+    full.sweep(
+        kBase, end, [](auto, auto) {}, Aged);
+    warm.collect_warm([](auto, auto, auto) {}, Aged);
+    for (std::uintptr_t a = kBase; a < end; a += kPageSize)
+      ASSERT_EQ(W(full, a), W(warm, a)) << "epoch " << epoch << " page " << (a - kBase) / kPageSize;
+  }
+}
+
+TEST(HotnessTracker, CollectWarmVisitsOnlyWhatWasTouchedAndLetsItCool) {
+  HotnessTracker t;
+  const std::uintptr_t end = kBase + (std::uintptr_t{4} << 30);  // 4 GiB tracked
+  t.track(kBase, end, false, false);
+  auto visits = [&] {
+    std::size_t n = 0;
+    t.collect_warm([&](auto, auto, auto) { ++n; }, Aged);
+    return n;
+  };
+  EXPECT_EQ(visits(), 0u);  // nothing touched: nothing visited
+  t.record_access(P(kBase + 3 * kPageSize));
+  t.record_access(P(kBase + (std::uintptr_t{3} << 30)), 1, 1000);
+  EXPECT_EQ(visits(), 2 * HotnessTracker::kGroupPages);  // the two 8-page groups
+  // Untouched, they stay warm until their heat decays to zero, then drop out.
+  std::size_t epochs = 1;
+  while (visits() != 0) ASSERT_LT(++epochs, 60u);
+  EXPECT_GT(epochs, 30u);  // heat 1000 takes ~40 epochs at half-life 4
+  EXPECT_EQ(Heat(t, kBase + (std::uintptr_t{3} << 30)), 0u);
+}
+
+TEST(HotnessTracker, ScanFastColdOffersEachColdFastUnitOnceAndResumes) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kHugePageSize, false, false);                     // slow
+  t.track(kBase + 4 * kHugePageSize, kBase + 6 * kHugePageSize, false, true);  // fast
+  t.track(kBase + 8 * kHugePageSize, kBase + 9 * kHugePageSize, true, true);   // one huge unit
+  t.record_access(P(kBase + 4 * kHugePageSize));  // warm: offered by collect_warm instead
+  t.collect_warm([](auto, auto, auto) {}, Aged);
+  // 1024 fast 4 KiB units less the warm group of 8, plus the huge unit.
+  const std::size_t expected = 1024 - HotnessTracker::kGroupPages + 1;
+  std::vector<std::uintptr_t> order;
+  std::size_t huge = 0;
+  auto take = [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
+    EXPECT_TRUE(PageWord::fast(w));
+    order.push_back(a);
+    huge += pages == HotnessTracker::kPagesPerChunk;
+    return order.size() % 100 != 0;  // stop every 100: the next call resumes
+  };
+  while (order.size() <= expected) t.scan_fast_cold(1 << 20, take);
+  std::set<std::uintptr_t> lap(order.begin(), order.begin() + expected);
+  EXPECT_EQ(lap.size(), expected) << "a unit offered twice in one lap";
+  EXPECT_EQ(order[expected], order[0]) << "the next lap starts where the first did";
+  EXPECT_GE(huge, 1u);
+  for (std::uintptr_t a : lap) EXPECT_GE(a, kBase + 4 * kHugePageSize);
+  // A budget bounds one call.
+  std::size_t n = 0;
+  t.scan_fast_cold(10, [&](auto, auto, auto) { return ++n, true; });
+  EXPECT_LE(n, 10u);
+}
+
+TEST(HotnessTracker, TierPageCountsFollowTrackMovesAndUntrack) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 100 * kPageSize, false, true);
+  t.track(kBase + kHugePageSize, kBase + 2 * kHugePageSize, true, false);
+  EXPECT_EQ(t.fast_pages(), 100u);
+  EXPECT_EQ(t.slow_pages(), 512u);
+  t.set_fast(kBase, false);
+  t.set_fast(kBase, false);  // no change counts once
+  t.set_fast(kBase + kHugePageSize + 5 * kPageSize, true);
+  EXPECT_EQ(t.fast_pages(), 99u + 512u);
+  EXPECT_EQ(t.slow_pages(), 1u);
+  t.untrack(kBase, kBase + 10 * kPageSize);
+  EXPECT_EQ(t.fast_pages(), 90u + 512u);
+  t.track(kBase + kHugePageSize, kBase + 2 * kHugePageSize, false, false);  // re-track as 4 KiB
+  EXPECT_EQ(t.fast_pages(), 90u);
+  EXPECT_EQ(t.slow_pages(), 512u);
+}
+
+TEST(HotnessTracker, MetadataStaysUnderTwoAndAQuarterBytesPerPage) {
+  HotnessTracker t;
+  const std::uint64_t pages = std::uint64_t{1} << 18;  // 1 GiB
+  t.track(kBase, kBase + pages * kPageSize, false, false);
+  for (std::uint64_t p = 0; p < pages; p += 3) t.record_access(P(kBase + p * kPageSize));
+  t.collect_warm([](auto, auto, auto) {}, Aged);  // the warm list at its largest
+  t.set_fast(kBase, true);
+  double per_page = static_cast<double>(t.metadata_bytes()) / static_cast<double>(pages);
+  EXPECT_GT(per_page, 2.0);
+  EXPECT_LE(per_page, 2.25);
 }
 
 }  // namespace
