@@ -32,6 +32,7 @@
 #include "tierkit/detail/mutex.hpp"
 #include "tierkit/detail/parse.hpp"
 #include "tierkit/hotness.hpp"
+#include "tierkit/hotness_source.hpp"
 #include "tierkit/memory_resource.hpp"
 #include "tierkit/policy.hpp"
 #include "tierkit/rate_limiter.hpp"
@@ -260,6 +261,18 @@ class Engine {
     tracker_.record_access(p, bytes, weight);
   }
 
+  // Adds a hotness source (see hotness_source.hpp and source/*.hpp): at the
+  // start of every epoch the engine calls its collect() with the registered
+  // ranges and `budget`, and adds the pages it reports to their heat exactly
+  // as record_access(page, 1, weight) would; application calls keep working
+  // alongside. Its CPU time and counts appear in stats().hotness_sources.
+  // A source that fails is reported there (last_error) and kept; it decides
+  // itself whether to stop. Any thread; effective from the next epoch.
+  void add_hotness_source(std::unique_ptr<HotnessSource> source, SourceBudget budget = {}) {
+    detail::MutexLock lock(&mu_);
+    sources_.push_back({std::move(source), budget});
+  }
+
   // Runs one epoch now, on the calling thread. Serialised with the
   // background thread and the setters.
   absl::Status step() {
@@ -433,7 +446,30 @@ class Engine {
     return config_.fast_nodes;
   }
 
+  // Lets every hotness source report what it saw since the last epoch.
+  void collect_sources() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (sources_.empty()) return;
+    std::vector<TrackedRange> ranges;
+    for (const auto& r : registry_.snapshot())
+      ranges.push_back({r->begin, r->end, r->options.granularity});
+    auto sink = make_sink([this](std::uintptr_t page, std::uint32_t weight, bool) {
+      tracker_.record_access(reinterpret_cast<const void*>(page), 1, weight);
+    });
+    stats_.hotness_sources.resize(sources_.size());
+    stats_.tracking_cpu_ns = 0;
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+      absl::Status st = sources_[i].source->collect(ranges, sink, sources_[i].budget);
+      HotnessSourceStats h = sources_[i].source->stats();
+      HotnessSourceCounters& c = stats_.hotness_sources[i];
+      c = {std::move(h.name), h.cpu_ns,        h.handler_ns, h.pages_sampled,
+           h.pages_found,     h.pages_written, h.errors,     std::move(h.last_error)};
+      if (!st.ok() && c.last_error.empty()) c.last_error = std::string(st.message());
+      stats_.tracking_cpu_ns += c.cpu_ns;
+    }
+  }
+
   absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    collect_sources();
     std::int64_t t0 = clock_->now_ns();
     const std::uint64_t epoch = epoch_;
     const double decay = config_.decay();
@@ -752,6 +788,11 @@ class Engine {
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);
+  struct SourceEntry {
+    std::unique_ptr<HotnessSource> source;
+    SourceBudget budget;
+  };
+  std::vector<SourceEntry> sources_ ABSL_GUARDED_BY(mu_);
 
   // Background thread: lifecycle_mu_ serialises start/stop; thread_mu_ and
   // thread_cv_ wake the loop.
