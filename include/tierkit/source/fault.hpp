@@ -379,8 +379,9 @@ class FaultSamplingSource final : public HotnessSource {
     return s;
   }
 
-  // Pages armed now (for tests).
+  // Pages armed now, and which (for tests and benchmarks; collecting thread).
   std::size_t armed() const { return armed_.size(); }
+  const std::vector<std::uintptr_t>& armed_pages() const { return armed_; }
   // SIGSEGVs that were not ours and went to the previous handler.
   static std::uint64_t forwarded() { return fault_detail::g_table.forwarded.load(); }
 
