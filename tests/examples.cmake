@@ -113,3 +113,10 @@ tierkit_output_test(example.kv_cache_bad_policy kv_cache "unknown policy 'bogus'
 tierkit_output_test(example.embedding_table embedding_table
   "${_tk_which}.*20000 rows x 64 floats.*\nepoch +1 +fast-tier hits.*\nepoch +20 .*fast-tier hit ratio: [0-9.]+% in epoch 1, then [1-9][0-9]\\.[0-9]% \\.\\. [0-9.]+% over the last 10 epochs\nping-pong pages: [0-9]?[0-9] of [0-9]+ moved.*exit=0"
   "\"$T\" --epochs 20 --rows 20000 2>&1")
+# sampled_hotness: no record_access; a sampled source finds the hot set.
+tierkit_output_test(example.sampled_hotness sampled_hotness
+  "${_tk_which}.*Hotness source: [a-z:0-9-]+: .*zero record_access calls.*\nepoch  6 +hot set in fast tier +[1-9][0-9.]*%.*Tracking cost \\(source [a-z-]+\\): [0-9.]+ ms CPU.*exit=0"
+  "\"$T\" --epochs 6 --mib 16 2>&1")
+tierkit_output_test(example.sampled_hotness_bad_source sampled_hotness
+  "No hotness source: unknown hotness source 'bogus'.*exit=1"
+  "\"$T\" --epochs 1 --source bogus 2>&1")

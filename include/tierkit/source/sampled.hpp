@@ -7,7 +7,8 @@
 //   "softdirty"            soft-dirty bits (writes only)
 //   "uffd"                 userfaultfd async write-protect (probe only today)
 //   "perf"                 PEBS / IBS data-address sampling (probe only today)
-//   "sampled"              the first of perf, uffd, fault, softdirty whose
+//   "sampled" or "sampled:N"  the first of perf, uffd, fault (N pages per
+//                          range per epoch), softdirty whose
 //                          probe() passes. fault comes before softdirty
 //                          because it also sees reads, which is what decides
 //                          most placements; choose "softdirty" explicitly for
@@ -63,7 +64,11 @@ inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
         absl::StrCat("unknown hotness source '", s,
                      "' (known: sampled, fault, fault:N, softdirty, uffd, perf)"));
   };
-  if (spec != "sampled") {
+  std::string fault_spec = "fault";
+  if (absl::StartsWith(spec, "sampled:")) {
+    fault_spec = absl::StrCat("fault:", spec.substr(8));
+    if (auto f = make_one(fault_spec); !f.ok()) return f.status();
+  } else if (spec != "sampled") {
     auto src = make_one(spec);
     if (!src.ok()) return src.status();
     if (absl::Status s = (*src)->probe(); !s.ok()) return s;
@@ -71,7 +76,8 @@ inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
     return PickedSource{std::move(*src), std::move(why)};
   }
   std::string why;
-  for (const char* name : {"perf", "uffd", "fault", "softdirty"}) {
+  for (std::string name :
+       {std::string("perf"), std::string("uffd"), fault_spec, std::string("softdirty")}) {
     auto src = make_one(name);
     absl::Status s = (*src)->probe();
     if (s.ok()) {
