@@ -5,10 +5,11 @@
 // Specs:
 //   "fault" or "fault:N"   fault sampling, N pages per range per epoch (8)
 //   "softdirty"            soft-dirty bits (writes only)
-//   "uffd"                 userfaultfd async write-protect (probe only today)
+//   "uffd"                 userfaultfd async write-protect + PAGEMAP_SCAN
+//                          (writes only; Linux 6.7+)
 //   "perf"                 PEBS / IBS data-address sampling (probe only today)
-//   "sampled" or "sampled:N"  the first of perf, uffd, fault (N pages per
-//                          range per epoch), softdirty whose
+//   "sampled" or "sampled:N"  the first of perf, fault (N pages per range
+//                          per epoch), uffd, softdirty whose
 //                          probe() passes. fault comes before softdirty
 //                          because it also sees reads, which is what decides
 //                          most placements; choose "softdirty" explicitly for
@@ -77,7 +78,7 @@ inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
   }
   std::string why;
   for (std::string name :
-       {std::string("perf"), std::string("uffd"), fault_spec, std::string("softdirty")}) {
+       {std::string("perf"), fault_spec, std::string("uffd"), std::string("softdirty")}) {
     auto src = make_one(name);
     absl::Status s = (*src)->probe();
     if (s.ok()) {
