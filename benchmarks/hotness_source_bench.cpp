@@ -5,6 +5,8 @@
 //    every armed page (fault + handler + mprotect back), per page.
 //  - BM_PagemapRead: reading /proc/self/pagemap for 1 GiB (what soft-dirty
 //    reads per pass), in 32 KiB preads.
+//  - BM_UffdScan: uffd-wp collect() over 1 GiB with k pages written per
+//    epoch (PAGEMAP_SCAN + re-protect), and the writer's cost per page.
 //  - BM_ClearRefs: writing 4 to /proc/self/clear_refs with 1 GiB populated
 //    (a no-op walk on kernels without soft-dirty).
 //  - BM_RawMprotectPair: the bare mprotect(PROT_NONE) + mprotect back per
@@ -12,18 +14,20 @@
 //  - BM_ProcMapsRead: one /proc/self/maps snapshot (done once per epoch by
 //    the fault source).
 //
-//   tierkit-bench --benchmark_filter='Fault|Mprotect|Pagemap|ClearRefs|ProcMaps'
+//   tierkit-bench --benchmark_filter='Fault|Mprotect|Uffd|Pagemap|ClearRefs|ProcMaps'
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "tierkit/source/fault.hpp"
 #include "tierkit/source/proc_maps.hpp"
+#include "tierkit/source/uffd.hpp"
 
 namespace {
 
@@ -153,6 +157,47 @@ void BM_PagemapRead(benchmark::State& state) {
                           static_cast<std::int64_t>(kGiB));
 }
 BENCHMARK(BM_PagemapRead)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// uffd-wp: collect() over 1 GiB registered write-protected, with `k` pages
+// written per epoch (one byte each, by this thread: each write is one minor
+// fault resolved by the kernel). Reports the collect CPU per epoch (one
+// PAGEMAP_SCAN of 1 GiB that re-protects the written pages) and the
+// application's time per written page.
+void BM_UffdScan(benchmark::State& state) {
+  Region r;
+  tierkit::source::UffdWpSource src;
+  if (absl::Status s = src.probe(); !r.p || !s.ok()) {
+    state.SkipWithError(r.p ? std::string(s.message()).c_str() : "mmap 1 GiB failed");
+    return;
+  }
+  auto sink = tierkit::make_sink([](std::uintptr_t, std::uint32_t, bool) {});
+  tierkit::SourceBudget b;
+  b.max_pages = 0;
+  b.max_ns = 0;
+  std::vector<tierkit::TrackedRange> ranges{r.range()};
+  (void)src.collect(ranges, sink, b);  // registers, write-protects
+  const std::size_t stride = kGiB / static_cast<std::size_t>(state.range(0));
+  std::int64_t write_ns = 0;
+  std::uint64_t writes = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t off = 0; off < kGiB; off += stride) r.p[off] = static_cast<char>(off);
+    write_ns +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    writes += static_cast<std::uint64_t>(state.range(0));
+    (void)src.collect(ranges, sink, b);
+  }
+  auto st = src.stats();
+  state.counters["collect_cpu_us_per_epoch"] =
+      static_cast<double>(st.cpu_ns) / 1e3 / static_cast<double>(st.collects);
+  state.counters["write_us_per_page"] =
+      writes ? static_cast<double>(write_ns) / 1e3 / static_cast<double>(writes) : 0;
+  state.counters["found_per_epoch"] =
+      static_cast<double>(st.pages_found) / static_cast<double>(st.collects - 1);
+  src.disarm();
+}
+BENCHMARK(BM_UffdScan)->Arg(64)->Arg(4096)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_ClearRefs(benchmark::State& state) {
   Region r;

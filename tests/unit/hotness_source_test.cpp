@@ -345,6 +345,12 @@ TEST(UffdWpSource, ProbeSaysWhyOrFindsWrittenPages) {
   EXPECT_EQ(r3.pages.size(), 40u);
   ASSERT_TRUE(collect_into(src, {m.range()}, r3, b).ok());
   EXPECT_EQ(r3.pages.size(), 64u);
+  // No page limit (max_pages = 0).
+  m.p[10 * kPage] = 1;
+  b.max_pages = 0;
+  Recorded r4;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r4, b).ok());
+  EXPECT_EQ(r4.pages, std::set<std::uintptr_t>{m.page(10)});
 }
 
 TEST(UnavailableSources, SayWhy) {

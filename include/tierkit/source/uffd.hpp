@@ -209,7 +209,8 @@ class UffdWpSource final : public HotnessSource {
             pass_done = false;
             break;
           }
-          std::uintptr_t stop = std::min<std::uintptr_t>(e, a + (cap - sampled) * kPageSize);
+          std::uint64_t left = cap - sampled;  // > 0
+          std::uintptr_t stop = left >= (e - a) / kPageSize ? e : a + left * kPageSize;
           std::uint64_t walk_end = 0;
           long n = scan(a, stop, &walk_end, vec_.size());
           if (n < 0) {
@@ -225,7 +226,7 @@ class UffdWpSource final : public HotnessSource {
               ++found;
               sink.record(p, opt_.weight, true);
             }
-          if (walk_end <= a) walk_end = stop;  // no progress: skip the rest
+          if (walk_end <= a || walk_end > stop) walk_end = stop;  // no progress: skip the rest
           sampled += (walk_end - a) / kPageSize;
           a = walk_end;
         }
