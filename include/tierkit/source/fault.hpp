@@ -4,7 +4,8 @@
 // of an armed page raises SIGSEGV, which an opt-in handler catches, records
 // and undoes (mprotect back), and the access proceeds. At the next collect()
 // the fired pages are reported as accessed (on x86-64 also whether the access
-// was a write), and the ones that did not fire are disarmed.
+// was a write: the FIRST access after arming, so a read-modify-write counts
+// as a read), and the ones that did not fire are disarmed.
 // Layer 1 (beside the backends: it makes syscalls): hotness_source.hpp,
 // source/proc_maps.hpp, std, Abseil, POSIX.
 //

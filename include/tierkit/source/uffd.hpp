@@ -116,6 +116,10 @@ constexpr std::uint64_t kFeatureWpAsync = std::uint64_t{1} << 15;
 constexpr std::uint64_t kFeatureWpUnpopulated = std::uint64_t{1} << 13;
 }  // namespace uffd_detail
 
+struct UffdWpOptions {
+  std::uint32_t weight = 4;  // heat added per written page
+};
+
 // Written pages from userfaultfd asynchronous write-protect (Linux 6.7+):
 // each tracked range is registered write-protected; a write to a protected
 // page is resolved by the kernel itself (a minor fault on the writing
@@ -130,10 +134,6 @@ constexpr std::uint64_t kFeatureWpUnpopulated = std::uint64_t{1} << 13;
 // epoch. NOTE: a range whose mapping is already registered with another
 // userfaultfd (EBUSY), or is not anonymous / shmem / hugetlbfs (EINVAL),
 // is skipped and the error counted. Writes only.
-struct UffdWpOptions {
-  std::uint32_t weight = 4;  // heat added per written page
-};
-
 class UffdWpSource final : public HotnessSource {
  public:
   explicit UffdWpSource(UffdWpOptions o = {}) : opt_(o) { stats_.name = "uffd-wp"; }
