@@ -33,6 +33,7 @@
 #include "tierkit/detail/mutex.hpp"
 #include "tierkit/detail/parse.hpp"
 #include "tierkit/hotness.hpp"
+#include "tierkit/hotness_source.hpp"
 #include "tierkit/memory_resource.hpp"
 #include "tierkit/policy.hpp"
 #include "tierkit/rate_limiter.hpp"
@@ -104,6 +105,18 @@ class Engine {
   void record_access(const void* p) noexcept { tracker_.record_access(p); }
   void record_access(const void* p, std::size_t bytes, std::uint32_t weight = 1) noexcept {
     tracker_.record_access(p, bytes, weight);
+  }
+
+  // Adds a hotness source (see hotness_source.hpp and source/*.hpp): at the
+  // start of every epoch the engine calls its collect() with the registered
+  // ranges and `budget`, and adds the pages it reports to their heat exactly
+  // as record_access(page, 1, weight) would; application calls keep working
+  // alongside. Its CPU time and counts appear in stats().hotness_sources.
+  // A source that fails is reported there (last_error) and kept; it decides
+  // itself whether to stop. Any thread; effective from the next epoch.
+  void add_hotness_source(std::unique_ptr<HotnessSource> source, SourceBudget budget = {}) {
+    detail::MutexLock lock(&mu_);
+    sources_.push_back({std::move(source), budget});
   }
 
   // Runs one epoch now, on the calling thread. Serialised with the
@@ -277,7 +290,30 @@ class Engine {
     return config_.fast_nodes;
   }
 
+  // Lets every hotness source report what it saw since the last epoch.
+  void collect_sources() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (sources_.empty()) return;
+    std::vector<TrackedRange> ranges;
+    for (const auto& r : registry_.snapshot())
+      ranges.push_back({r->begin, r->end, r->options.granularity});
+    auto sink = make_sink([this](std::uintptr_t page, std::uint32_t weight, bool) {
+      tracker_.record_access(reinterpret_cast<const void*>(page), 1, weight);
+    });
+    stats_.hotness_sources.resize(sources_.size());
+    stats_.tracking_cpu_ns = 0;
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+      absl::Status st = sources_[i].source->collect(ranges, sink, sources_[i].budget);
+      HotnessSourceStats h = sources_[i].source->stats();
+      HotnessSourceCounters& c = stats_.hotness_sources[i];
+      c = {std::move(h.name), h.cpu_ns,        h.handler_ns, h.pages_sampled,
+           h.pages_found,     h.pages_written, h.errors,     std::move(h.last_error)};
+      if (!st.ok() && c.last_error.empty()) c.last_error = std::string(st.message());
+      stats_.tracking_cpu_ns += c.cpu_ns;
+    }
+  }
+
   // --- The epoch, as named stages. Each runs under mu_, in this order:
+  //   sources      hotness sources report what they saw (collect_sources)
   //   begin_epoch  the context: budget, the fast nodes' memory, thresholds
   //   collect      candidates and the heat histogram from what changed
   //   plan         demotions (watermarks, tags), promotions, swaps
@@ -317,6 +353,7 @@ class Engine {
   };
 
   absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    collect_sources();
     Epoch e = begin_epoch();
     collect(e);
     policy_->end_epoch(e.ctx, *hist_);
@@ -738,6 +775,11 @@ class Engine {
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);
+  struct SourceEntry {
+    std::unique_ptr<HotnessSource> source;
+    SourceBudget budget;
+  };
+  std::vector<SourceEntry> sources_ ABSL_GUARDED_BY(mu_);
 
   // Background thread: lifecycle_mu_ serialises start/stop; thread_mu_ and
   // thread_cv_ wake the loop.

@@ -7,12 +7,23 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tierkit/backend.hpp"
 
 namespace tierkit {
+
+// One hotness source's counters since it was added (see hotness_source.hpp).
+struct HotnessSourceCounters {
+  std::string name;
+  std::uint64_t cpu_ns = 0;      // collect() on the engine thread + fault handlers
+  std::uint64_t handler_ns = 0;  // of which in fault handlers (application threads)
+  std::uint64_t pages_sampled = 0, pages_found = 0, pages_written = 0;
+  std::uint64_t errors = 0;
+  std::string last_error;
+};
 
 // EngineStats
 //
@@ -49,6 +60,10 @@ struct EngineStats {
   std::int64_t last_epoch_ns = 0, total_epoch_ns = 0;
   // This epoch only (the live line).
   std::uint64_t epoch_promoted = 0, epoch_demoted = 0, epoch_deferred = 0;
+  // Hotness sources (Engine::add_hotness_source), in the order added, and
+  // the CPU time they spent in total.
+  std::vector<HotnessSourceCounters> hotness_sources;
+  std::uint64_t tracking_cpu_ns = 0;
 
   std::string to_json() const {
     std::string errnos;
@@ -72,6 +87,21 @@ struct EngineStats {
         outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
+  }
+
+  // The hotness sources as JSON: {"tracking_cpu_ns":N,"sources":[{...}]}.
+  std::string hotness_sources_json() const {
+    std::string out = absl::StrCat("{\"tracking_cpu_ns\":", tracking_cpu_ns, ",\"sources\":[");
+    for (std::size_t i = 0; i < hotness_sources.size(); ++i) {
+      const HotnessSourceCounters& h = hotness_sources[i];
+      absl::StrAppendFormat(&out,
+                            "%s{\"name\":\"%s\",\"cpu_ns\":%u,\"handler_ns\":%u,"
+                            "\"pages_sampled\":%u,\"pages_found\":%u,\"pages_written\":%u,"
+                            "\"errors\":%u}",
+                            i ? "," : "", h.name, h.cpu_ns, h.handler_ns, h.pages_sampled,
+                            h.pages_found, h.pages_written, h.errors);
+    }
+    return out + "]}";
   }
 
   std::string to_table() const {
@@ -99,6 +129,11 @@ struct EngineStats {
     row("threshold", threshold_text());
     row("environment", environment);
     row("fast heat share", absl::StrFormat("%.1f%%", 100 * fast_heat_share));
+    for (const HotnessSourceCounters& h : hotness_sources)
+      row(absl::StrCat("source ", h.name).c_str(),
+          absl::StrFormat("%.3f ms CPU, %u pages sampled, %u found (%u written)%s", h.cpu_ns / 1e6,
+                          h.pages_sampled, h.pages_found, h.pages_written,
+                          h.last_error.empty() ? "" : absl::StrCat("; ", h.last_error)));
     row("epoch time",
         absl::StrFormat("last %.3f ms, mean %.3f ms", last_epoch_ns / 1e6,
                         epochs ? total_epoch_ns / 1e6 / static_cast<double>(epochs) : 0.0));

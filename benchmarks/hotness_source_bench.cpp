@@ -1,0 +1,220 @@
+// The cost of the sampled hotness sources (source/*.hpp), measured:
+//  - BM_FaultArm: collect() arming `k` pages of a 1 GiB populated region
+//    (disarming the previous k first): CPU per armed page on the engine's
+//    thread, and BM_FaultArmAndTouch: the same plus the application touching
+//    every armed page (fault + handler + mprotect back), per page.
+//  - BM_PagemapRead: reading /proc/self/pagemap for 1 GiB (what soft-dirty
+//    reads per pass), in 32 KiB preads.
+//  - BM_UffdScan: uffd-wp collect() over 1 GiB with k pages written per
+//    epoch (PAGEMAP_SCAN + re-protect), and the writer's cost per page.
+//  - BM_ClearRefs: writing 4 to /proc/self/clear_refs with 1 GiB populated
+//    (a no-op walk on kernels without soft-dirty).
+//  - BM_RawMprotectPair: the bare mprotect(PROT_NONE) + mprotect back per
+//    page, the floor under BM_FaultArm.
+//  - BM_ProcMapsRead: one /proc/self/maps snapshot (done once per epoch by
+//    the fault source).
+//
+//   tierkit-bench --benchmark_filter='Fault|Mprotect|Uffd|Pagemap|ClearRefs|ProcMaps'
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "tierkit/source/fault.hpp"
+#include "tierkit/source/proc_maps.hpp"
+#include "tierkit/source/uffd.hpp"
+
+namespace {
+
+using tierkit::kPageSize;
+constexpr std::size_t kGiB = std::size_t{1} << 30;
+
+// 1 GiB, populated.
+struct Region {
+  Region() {
+    p = static_cast<char*>(
+        mmap(nullptr, kGiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (p == MAP_FAILED) {
+      p = nullptr;
+      return;
+    }
+    madvise(p, kGiB, MADV_NOHUGEPAGE);
+    for (std::size_t i = 0; i < kGiB; i += kPageSize) p[i] = 1;
+  }
+  ~Region() {
+    if (p) munmap(p, kGiB);
+  }
+  tierkit::TrackedRange range() const {
+    auto b = reinterpret_cast<std::uintptr_t>(p);
+    return {b, b + kGiB, kPageSize};
+  }
+  char* p = nullptr;
+};
+
+void fault_bench(benchmark::State& state, bool touch) {
+  Region r;
+  if (!r.p) {
+    state.SkipWithError("mmap 1 GiB failed");
+    return;
+  }
+  tierkit::source::FaultSourceOptions o;
+  o.pages_per_range = static_cast<std::uint32_t>(state.range(0));
+  o.max_armed = 4096;
+  tierkit::source::FaultSamplingSource src(o);
+  auto sink = tierkit::make_sink([](std::uintptr_t, std::uint32_t, bool) {});
+  tierkit::SourceBudget b;
+  b.max_pages = 0;
+  b.max_ns = 0;
+  std::vector<tierkit::TrackedRange> ranges{r.range()};
+  std::uint64_t armed = 0, touched = 0;
+  std::int64_t touch_ns = 0;
+  for (auto _ : state) {
+    if (!src.collect(ranges, sink, b).ok()) {
+      state.SkipWithError("collect failed");
+      break;
+    }
+    armed += src.armed();
+    if (touch) {
+      auto t0 = std::chrono::steady_clock::now();
+      for (std::uintptr_t p : src.armed_pages()) {
+        auto* c = reinterpret_cast<volatile char*>(p);
+        *c = static_cast<char>(*c + 1);
+      }
+      touch_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+      touched += src.armed();
+    }
+  }
+  src.disarm();
+  auto st = src.stats();
+  // collect(): CPU of the engine's thread per armed page (includes
+  // disarming the previous epoch's unfired pages and one maps read).
+  state.counters["collect_cpu_us_per_page"] =
+      armed ? static_cast<double>(st.cpu_ns - st.handler_ns) / 1e3 / static_cast<double>(armed) : 0;
+  // The application's side: wall time per touched armed page (fault,
+  // handler, mprotect back, retry), and the handler's share.
+  state.counters["touch_us_per_page"] =
+      touched ? static_cast<double>(touch_ns) / 1e3 / static_cast<double>(touched) : 0;
+  state.counters["handler_us_per_fault"] =
+      st.pages_found
+          ? static_cast<double>(st.handler_ns) / 1e3 / static_cast<double>(st.pages_found)
+          : 0;
+}
+
+void BM_FaultArm(benchmark::State& state) { fault_bench(state, false); }
+void BM_FaultArmAndTouch(benchmark::State& state) { fault_bench(state, true); }
+BENCHMARK(BM_FaultArm)->Arg(64)->Arg(512)->Arg(4096)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_FaultArmAndTouch)
+    ->Arg(64)
+    ->Arg(512)
+    ->Arg(4096)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// Baseline for the two above: bare mprotect(PROT_NONE) then back, of one
+// page in `k` spread over the same 1 GiB region, per page.
+void BM_RawMprotectPair(benchmark::State& state) {
+  Region r;
+  if (!r.p) {
+    state.SkipWithError("mmap 1 GiB failed");
+    return;
+  }
+  const std::size_t stride = kGiB / static_cast<std::size_t>(state.range(0));
+  for (auto _ : state) {
+    for (std::size_t off = 0; off < kGiB; off += stride) mprotect(r.p + off, kPageSize, PROT_NONE);
+    for (std::size_t off = 0; off < kGiB; off += stride)
+      mprotect(r.p + off, kPageSize, PROT_READ | PROT_WRITE);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
+}
+BENCHMARK(BM_RawMprotectPair)->Arg(64)->Arg(512)->Unit(benchmark::kMicrosecond);
+
+void BM_PagemapRead(benchmark::State& state) {
+  Region r;
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (!r.p || fd < 0) {
+    state.SkipWithError("no region or no /proc/self/pagemap");
+    return;
+  }
+  std::vector<std::uint64_t> buf(4096);
+  std::uint64_t dirty = 0;
+  for (auto _ : state) {
+    for (std::size_t off = 0; off < kGiB; off += buf.size() * kPageSize) {
+      auto pos = static_cast<off_t>((reinterpret_cast<std::uintptr_t>(r.p) + off) / kPageSize * 8);
+      if (pread(fd, buf.data(), buf.size() * 8, pos) < 0) state.SkipWithError("pread failed");
+      for (std::uint64_t e : buf) dirty += (e >> 55) & 1;
+    }
+  }
+  benchmark::DoNotOptimize(dirty);
+  close(fd);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(kGiB));
+}
+BENCHMARK(BM_PagemapRead)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// uffd-wp: collect() over 1 GiB registered write-protected, with `k` pages
+// written per epoch (one byte each, by this thread: each write is one minor
+// fault resolved by the kernel). Reports the collect CPU per epoch (one
+// PAGEMAP_SCAN of 1 GiB that re-protects the written pages) and the
+// application's time per written page.
+void BM_UffdScan(benchmark::State& state) {
+  Region r;
+  tierkit::source::UffdWpSource src;
+  if (absl::Status s = src.probe(); !r.p || !s.ok()) {
+    state.SkipWithError(r.p ? std::string(s.message()).c_str() : "mmap 1 GiB failed");
+    return;
+  }
+  auto sink = tierkit::make_sink([](std::uintptr_t, std::uint32_t, bool) {});
+  tierkit::SourceBudget b;
+  b.max_pages = 0;
+  b.max_ns = 0;
+  std::vector<tierkit::TrackedRange> ranges{r.range()};
+  (void)src.collect(ranges, sink, b);  // registers, write-protects
+  const std::size_t stride = kGiB / static_cast<std::size_t>(state.range(0));
+  std::int64_t write_ns = 0;
+  std::uint64_t writes = 0;
+  for (auto _ : state) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t off = 0; off < kGiB; off += stride) r.p[off] = static_cast<char>(off);
+    write_ns +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    writes += static_cast<std::uint64_t>(state.range(0));
+    (void)src.collect(ranges, sink, b);
+  }
+  auto st = src.stats();
+  state.counters["collect_cpu_us_per_epoch"] =
+      static_cast<double>(st.cpu_ns) / 1e3 / static_cast<double>(st.collects);
+  state.counters["write_us_per_page"] =
+      writes ? static_cast<double>(write_ns) / 1e3 / static_cast<double>(writes) : 0;
+  state.counters["found_per_epoch"] =
+      static_cast<double>(st.pages_found) / static_cast<double>(st.collects - 1);
+  src.disarm();
+}
+BENCHMARK(BM_UffdScan)->Arg(64)->Arg(4096)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_ClearRefs(benchmark::State& state) {
+  Region r;
+  for (auto _ : state) {
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "4", 1) != 1) state.SkipWithError("clear_refs write failed");
+    if (fd >= 0) close(fd);
+  }
+}
+BENCHMARK(BM_ClearRefs)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_ProcMapsRead(benchmark::State& state) {
+  tierkit::source::ProcMaps maps;
+  for (auto _ : state)
+    if (!maps.read().ok()) state.SkipWithError("read /proc/self/maps failed");
+  state.counters["mappings"] = static_cast<double>(maps.size());
+}
+BENCHMARK(BM_ProcMapsRead)->Unit(benchmark::kMicrosecond);
+
+}  // namespace

@@ -1,0 +1,95 @@
+// tierkit/source/sampled.hpp: builds a hotness source from a spec string and
+// picks the best one the running kernel offers ("sampled"), saying which and
+// why. Layer 1 (beside the backends): source/*.hpp.
+//
+// Specs:
+//   "fault" or "fault:N"   fault sampling, N pages per range per epoch (8)
+//   "softdirty"            soft-dirty bits (writes only)
+//   "uffd"                 userfaultfd async write-protect + PAGEMAP_SCAN
+//                          (writes only; Linux 6.7+)
+//   "perf"                 PEBS / IBS data-address sampling (probe only today)
+//   "sampled" or "sampled:N"  the first of perf, fault (N pages per range
+//                          per epoch), uffd, softdirty whose
+//                          probe() passes. fault comes before softdirty
+//                          because it also sees reads, which is what decides
+//                          most placements; choose "softdirty" explicitly for
+//                          programs that pass tracked memory to system calls
+//                          (see the NOTE in source/fault.hpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "tierkit/hotness_source.hpp"
+#include "tierkit/source/fault.hpp"
+#include "tierkit/source/perf_mem.hpp"
+#include "tierkit/source/softdirty.hpp"
+#include "tierkit/source/uffd.hpp"
+
+namespace tierkit::source {
+
+struct PickedSource {
+  std::unique_ptr<HotnessSource> source;
+  // Which source and why the ones before it were not taken, for humans.
+  std::string explanation;
+};
+
+// Builds the source `spec` names (see the banner), probed. Errors:
+// InvalidArgument for an unknown spec; the probe's error when the named
+// source (or, for "sampled", every source) is unavailable, with every
+// reason. Cost: the probes (well under a millisecond; softdirty's clears the
+// process's soft-dirty bits).
+inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
+  auto make_one = [](absl::string_view s) -> absl::StatusOr<std::unique_ptr<HotnessSource>> {
+    if (s == "fault" || absl::StartsWith(s, "fault:")) {
+      FaultSourceOptions o;
+      if (s.size() > 5) {
+        std::uint32_t n = 0;
+        if (!absl::SimpleAtoi(s.substr(6), &n) || n == 0 || n > 4096)
+          return absl::InvalidArgumentError(absl::StrCat(
+              "hotness source '", s, "': N in fault:N must be an integer in [1, 4096]"));
+        o.pages_per_range = n;
+      }
+      return std::unique_ptr<HotnessSource>(new FaultSamplingSource(o));
+    }
+    if (s == "softdirty") return std::unique_ptr<HotnessSource>(new SoftDirtySource());
+    if (s == "uffd") return std::unique_ptr<HotnessSource>(new UffdWpSource());
+    if (s == "perf") return std::unique_ptr<HotnessSource>(new PerfMemSource());
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown hotness source '", s,
+                     "' (known: sampled, fault, fault:N, softdirty, uffd, perf)"));
+  };
+  std::string fault_spec = "fault";
+  if (absl::StartsWith(spec, "sampled:")) {
+    fault_spec = absl::StrCat("fault:", spec.substr(8));
+    if (auto f = make_one(fault_spec); !f.ok()) return f.status();
+  } else if (spec != "sampled") {
+    auto src = make_one(spec);
+    if (!src.ok()) return src.status();
+    if (absl::Status s = (*src)->probe(); !s.ok()) return s;
+    std::string why = absl::StrCat(std::string((*src)->name()), ": chosen by name");
+    return PickedSource{std::move(*src), std::move(why)};
+  }
+  std::string why;
+  for (std::string name :
+       {std::string("perf"), fault_spec, std::string("uffd"), std::string("softdirty")}) {
+    auto src = make_one(name);
+    absl::Status s = (*src)->probe();
+    if (s.ok()) {
+      std::string expl =
+          absl::StrCat(name, ": the best available here", why.empty() ? "" : " (not taken: ", why,
+                       why.empty() ? "" : ")");
+      return PickedSource{std::move(*src), std::move(expl)};
+    }
+    absl::StrAppend(&why, why.empty() ? "" : "; ", s.message());
+  }
+  return absl::UnavailableError(absl::StrCat("no sampled hotness source works here: ", why));
+}
+
+}  // namespace tierkit::source

@@ -1,0 +1,415 @@
+// Tests of the HotnessSource seam and the Linux sources (source/*.hpp): the
+// fault source finds exactly the pages other threads read or wrote, keeps
+// their data, chains the application's SIGSEGV handler, survives pages the
+// application unmapped or re-protected; unavailable sources say why; the
+// engine feeds what a source reports into the tracker.
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tierkit/backend/simulated.hpp"
+#include "tierkit/engine.hpp"
+#include "tierkit/hotness_source.hpp"
+#include "tierkit/source/fault.hpp"
+#include "tierkit/source/perf_mem.hpp"
+#include "tierkit/source/sampled.hpp"
+#include "tierkit/source/softdirty.hpp"
+#include "tierkit/source/uffd.hpp"
+
+namespace tierkit::source {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr std::size_t kPage = 4096;
+
+// An anonymous mapping filled with a known pattern.
+struct Mapping {
+  explicit Mapping(std::size_t pages) : pages(pages) {
+    p = static_cast<unsigned char*>(
+        mmap(nullptr, pages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    EXPECT_NE(p, MAP_FAILED);
+    for (std::size_t i = 0; i < pages * kPage; ++i) p[i] = pattern(i);
+  }
+  ~Mapping() { munmap(p, pages * kPage); }
+  static unsigned char pattern(std::size_t i) { return static_cast<unsigned char>(i * 131 + 7); }
+  std::uintptr_t page(std::size_t i) const {
+    return reinterpret_cast<std::uintptr_t>(p) + i * kPage;
+  }
+  TrackedRange range() const { return {page(0), page(pages), kPage}; }
+  unsigned char* p;
+  std::size_t pages;
+};
+
+struct Recorded {
+  std::set<std::uintptr_t> pages, written;
+  std::uint64_t weight = 0;
+};
+
+// No time limit by default: the tests check exact page sets, and sanitizers
+// (and a loaded machine) make syscalls slow.
+SourceBudget unlimited_time() {
+  SourceBudget b;
+  b.max_ns = 0;
+  return b;
+}
+
+absl::Status collect_into(HotnessSource& s, const std::vector<TrackedRange>& ranges, Recorded& out,
+                          SourceBudget budget = unlimited_time()) {
+  auto sink = make_sink([&](std::uintptr_t p, std::uint32_t w, bool wr) {
+    out.pages.insert(p);
+    if (wr) out.written.insert(p);
+    out.weight += w;
+  });
+  return s.collect(ranges, sink, budget);
+}
+
+TEST(FaultSource, FindsExactlyThePagesOtherThreadsTouchedAndKeepsTheData) {
+  Mapping m(256);
+  FaultSourceOptions o;
+  o.pages_per_range = 256;  // arm every page: then "found" must be exact
+  FaultSamplingSource src(o);
+  ASSERT_TRUE(src.probe().ok()) << src.probe();
+  Recorded first;
+  ASSERT_TRUE(collect_into(src, {m.range()}, first).ok());
+  EXPECT_TRUE(first.pages.empty());
+  EXPECT_EQ(src.armed(), 256u);
+
+  // Readers on pages 0-63 (two threads racing on the same pages), a writer
+  // on 64-127; 128-255 left alone.
+  std::atomic<std::uint64_t> bad{0};
+  auto reader = [&] {
+    for (std::size_t i = 0; i < 64 * kPage; i += 512)
+      if (m.p[i] != Mapping::pattern(i)) bad.fetch_add(1);
+  };
+  auto writer = [&] {
+    for (std::size_t i = 64 * kPage; i < 128 * kPage; i += 1024)
+      m.p[i] = Mapping::pattern(i) ^ 0xff;
+  };
+  std::thread t1(reader), t2(reader), t3(writer);
+  t1.join();
+  t2.join();
+  t3.join();
+  EXPECT_EQ(bad.load(), 0u);
+
+  Recorded second;
+  ASSERT_TRUE(collect_into(src, {m.range()}, second).ok());
+  std::set<std::uintptr_t> want;
+  for (std::size_t i = 0; i < 128; ++i) want.insert(m.page(i));
+  EXPECT_EQ(second.pages, want);
+#if defined(__x86_64__)
+  std::set<std::uintptr_t> want_written;
+  for (std::size_t i = 64; i < 128; ++i) want_written.insert(m.page(i));
+  EXPECT_EQ(second.written, want_written);
+#endif
+  EXPECT_EQ(second.weight, 128u * o.weight);
+  src.disarm();
+  // Every byte as written: reads kept the pattern, writes landed.
+  for (std::size_t i = 0; i < 256 * kPage; ++i) {
+    unsigned char want_byte = Mapping::pattern(i);
+    if (i >= 64 * kPage && i < 128 * kPage && i % 1024 == 0) want_byte ^= 0xff;
+    ASSERT_EQ(m.p[i], want_byte) << "byte " << i;
+  }
+  HotnessSourceStats st = src.stats();
+  EXPECT_EQ(st.pages_sampled, 512u);
+  EXPECT_EQ(st.pages_found, 128u);
+  EXPECT_GT(st.cpu_ns, 0u);
+  std::printf(
+      "fault source: %llu us CPU for 2 collects arming 512 pages, 128 faults (%llu us in "
+      "handlers)\n",
+      static_cast<unsigned long long>(st.cpu_ns / 1000),
+      static_cast<unsigned long long>(st.handler_ns / 1000));
+}
+
+TEST(FaultSource, SamplesAFewPagesPerRangeSpreadOverIt) {
+  Mapping m(1024);
+  FaultSourceOptions o;
+  o.pages_per_range = 16;
+  FaultSamplingSource src(o);
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+  EXPECT_EQ(src.armed(), 16u);
+  // Touch everything: one page per 64-page stratum fires.
+  for (std::size_t i = 0; i < 1024 * kPage; i += kPage) m.p[i] = 1;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+  ASSERT_EQ(r.pages.size(), 16u);
+  std::set<std::size_t> strata;
+  for (auto p : r.pages) strata.insert((p - m.page(0)) / kPage / 64);
+  EXPECT_EQ(strata.size(), 16u);
+  // The budget caps the armed pages.
+  src.disarm();
+  SourceBudget b = unlimited_time();
+  b.max_pages = 5;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r, b).ok());
+  EXPECT_EQ(src.armed(), 5u);
+}
+
+// The application's handler, installed before the source.
+std::atomic<int> g_app_faults{0};
+void* g_app_guard = nullptr;
+void app_handler(int, siginfo_t* info, void*) {
+  g_app_faults.fetch_add(1);
+  if (info->si_addr >= g_app_guard && info->si_addr < static_cast<char*>(g_app_guard) + kPage)
+    mprotect(g_app_guard, kPage, PROT_READ | PROT_WRITE);
+}
+
+TEST(FaultSource, ApplicationHandlerStillGetsItsFaults) {
+  struct sigaction app {
+  }, old{};
+  app.sa_sigaction = app_handler;
+  app.sa_flags = SA_SIGINFO;
+  sigemptyset(&app.sa_mask);
+  ASSERT_EQ(sigaction(SIGSEGV, &app, &old), 0);
+  g_app_faults = 0;
+  Mapping guard(1);
+  g_app_guard = guard.p;
+  {
+    Mapping m(64);
+    FaultSourceOptions o;
+    o.pages_per_range = 64;
+    FaultSamplingSource src(o);
+    Recorded r;
+    ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+    for (std::size_t i = 0; i < 64 * kPage; i += kPage) m.p[i] = 3;  // ours: not the app's
+    EXPECT_EQ(g_app_faults.load(), 0);
+    ASSERT_EQ(mprotect(guard.p, kPage, PROT_NONE), 0);
+    std::uint64_t fwd = FaultSamplingSource::forwarded();
+    guard.p[5] = 9;  // the application's own fault
+    EXPECT_EQ(g_app_faults.load(), 1);
+    EXPECT_EQ(guard.p[5], 9);
+    EXPECT_EQ(FaultSamplingSource::forwarded(), fwd + 1);
+    ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+    EXPECT_EQ(r.pages.size(), 64u);
+  }
+  // The source's destructor gave the handler back.
+  struct sigaction now {};
+  sigaction(SIGSEGV, nullptr, &now);
+  EXPECT_EQ(now.sa_sigaction, &app_handler);
+  sigaction(SIGSEGV, &old, nullptr);
+}
+
+TEST(FaultSource, HandlerInstalledLaterIsDetectedAndEverythingDisarmed) {
+  struct sigaction before {};
+  sigaction(SIGSEGV, nullptr, &before);
+  Mapping m(32);
+  FaultSourceOptions o;
+  o.pages_per_range = 32;
+  FaultSamplingSource src(o);
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+  struct sigaction app {
+  }, ours{};
+  app.sa_sigaction = app_handler;
+  app.sa_flags = SA_SIGINFO;
+  sigemptyset(&app.sa_mask);
+  ASSERT_EQ(sigaction(SIGSEGV, &app, &ours), 0);
+  g_app_faults = 0;
+  absl::Status s = collect_into(src, {m.range()}, r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("another SIGSEGV handler"));
+  EXPECT_EQ(src.armed(), 0u);
+  for (std::size_t i = 0; i < 32 * kPage; i += kPage) ASSERT_EQ(m.p[i], Mapping::pattern(i));
+  EXPECT_EQ(g_app_faults.load(), 0);  // all pages were restored
+  EXPECT_THAT(src.stats().last_error, HasSubstr("another SIGSEGV handler"));
+  sigaction(SIGSEGV, &before, nullptr);
+}
+
+TEST(FaultSource, PagesUnmappedOrReprotectedByTheApplicationAreLeftAlone) {
+  Mapping m(64);
+  FaultSourceOptions o;
+  o.pages_per_range = 64;
+  FaultSamplingSource src(o);
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+  ASSERT_EQ(munmap(m.p, 16 * kPage), 0);                            // pages 0-15 gone
+  ASSERT_EQ(mprotect(m.p + 16 * kPage, 16 * kPage, PROT_READ), 0);  // 16-31 read-only
+  for (std::size_t i = 16 * kPage; i < 32 * kPage; i += kPage)      // readable, no fault
+    ASSERT_EQ(m.p[i], Mapping::pattern(i));
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+  EXPECT_TRUE(r.pages.empty());  // re-protected pages did not fault: not "accessed"
+  src.disarm();
+  EXPECT_GE(src.stats().skipped, 32u);
+  // The application's PROT_READ is still there.
+  ProcMaps maps;
+  ASSERT_TRUE(maps.read().ok());
+  const Vma* v = maps.find(m.page(20));
+  ASSERT_NE(v, nullptr);
+  EXPECT_EQ(v->prot, PROT_READ);
+  EXPECT_EQ(maps.find(m.page(3)), nullptr);
+  mprotect(m.p + 16 * kPage, 48 * kPage, PROT_READ | PROT_WRITE);
+  m.p += 16 * kPage;  // the destructor unmaps what is left
+  m.pages -= 16;
+}
+
+TEST(FaultSource, OnlyOneActivePerProcess) {
+  Mapping m(8);
+  FaultSamplingSource a;
+  Recorded r;
+  ASSERT_TRUE(collect_into(a, {m.range()}, r).ok());
+  FaultSamplingSource b;
+  absl::Status s = b.probe();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("another FaultSamplingSource"));
+}
+
+TEST(SoftDirtySource, ProbeSaysWhyOrFindsWrittenPages) {
+  SoftDirtySource src;
+  absl::Status s = src.probe();
+  if (!s.ok()) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("softdirty"));
+    GTEST_SKIP() << "soft-dirty unavailable here: " << s;
+  }
+  Mapping m(64);
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());             // first call: clears
+  for (std::size_t i = 0; i < 16 * kPage; i += kPage) m.p[i] = 5;  // written
+  for (std::size_t i = 16 * kPage; i < 32 * kPage; i += kPage)
+    (void)*(volatile unsigned char*)(m.p + i);  // read
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+  std::set<std::uintptr_t> want;
+  for (std::size_t i = 0; i < 16; ++i) want.insert(m.page(i));
+  EXPECT_EQ(r.pages, want);
+  EXPECT_EQ(src.passes(), 1u);
+}
+
+TEST(SoftDirtySource, BudgetSplitsAPassOverEpochs) {
+  SoftDirtySource src;
+  if (!src.probe().ok()) GTEST_SKIP() << "soft-dirty unavailable here";
+  Mapping m(100);
+  Recorded r;
+  SourceBudget b = unlimited_time();
+  b.max_pages = 40;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r, b).ok());
+  for (std::size_t i = 0; i < 100 * kPage; i += kPage) m.p[i] = 5;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r, b).ok());
+  EXPECT_EQ(r.pages.size(), 40u);
+  EXPECT_EQ(src.passes(), 0u);
+  ASSERT_TRUE(collect_into(src, {m.range()}, r, b).ok());
+  ASSERT_TRUE(collect_into(src, {m.range()}, r, b).ok());
+  EXPECT_EQ(r.pages.size(), 100u);
+  EXPECT_EQ(src.passes(), 1u);
+}
+
+TEST(UffdWpSource, ProbeSaysWhyOrFindsWrittenPages) {
+  UffdCapabilities c = probe_uffd();
+  EXPECT_THAT(c.summary, HasSubstr("userfaultfd"));
+  UffdWpSource src;
+  absl::Status s = src.probe();
+  if (!s.ok()) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(s.message()), HasSubstr("uffd-wp"));
+    GTEST_SKIP() << "uffd-wp unavailable here: " << s;
+  }
+  Mapping m(64);
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok()) << src.stats().last_error;
+  EXPECT_TRUE(r.pages.empty());
+  std::thread w([&] {
+    for (std::size_t i = 0; i < 16 * kPage; i += kPage) m.p[i] = 7;
+  });
+  std::thread rd([&] {
+    for (std::size_t i = 16 * kPage; i < 32 * kPage; i += kPage)
+      EXPECT_EQ(m.p[i], Mapping::pattern(i));
+  });
+  w.join();
+  rd.join();
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+  std::set<std::uintptr_t> want;
+  for (std::size_t i = 0; i < 16; ++i) want.insert(m.page(i));
+  EXPECT_EQ(r.pages, want);
+  EXPECT_EQ(r.written, want);
+  // Re-protected: only the next epoch's writes show up.
+  Recorded r2;
+  m.p[40 * kPage + 3] = 1;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r2).ok());
+  EXPECT_EQ(r2.pages, std::set<std::uintptr_t>{m.page(40)});
+  EXPECT_EQ(m.p[40 * kPage + 3], 1);
+  EXPECT_EQ(m.p[0], 7);
+  EXPECT_EQ(src.stats().errors, 0u) << src.stats().last_error;
+  // A budget splits a pass; the rest is scanned next epoch, nothing lost.
+  for (std::size_t i = 0; i < 64 * kPage; i += kPage) m.p[i] = 9;
+  SourceBudget b = unlimited_time();
+  b.max_pages = 40;
+  Recorded r3;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r3, b).ok());
+  EXPECT_EQ(r3.pages.size(), 40u);
+  ASSERT_TRUE(collect_into(src, {m.range()}, r3, b).ok());
+  EXPECT_EQ(r3.pages.size(), 64u);
+  // No page limit (max_pages = 0).
+  m.p[10 * kPage] = 1;
+  b.max_pages = 0;
+  Recorded r4;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r4, b).ok());
+  EXPECT_EQ(r4.pages, std::set<std::uintptr_t>{m.page(10)});
+}
+
+TEST(UnavailableSources, SayWhy) {
+  PerfMemSource p;
+  absl::Status sp = p.probe();
+  EXPECT_FALSE(sp.ok());
+  EXPECT_THAT(std::string(sp.message()), HasSubstr("perf-mem"));
+  Recorded r;
+  EXPECT_FALSE(collect_into(p, {}, r).ok());
+
+  auto bad = make_source("bogus");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("known: sampled"));
+  EXPECT_EQ(make_source("fault:0").status().code(), absl::StatusCode::kInvalidArgument);
+  auto sampled = make_source("sampled");
+  ASSERT_TRUE(sampled.ok()) << sampled.status();
+  EXPECT_THAT(sampled->explanation, HasSubstr("best available"));
+  EXPECT_THAT(sampled->explanation, HasSubstr("perf-mem"));  // why perf was not taken
+}
+
+TEST(EngineHotnessSource, FeedsTheTrackerWithoutRecordAccess) {
+  SimulatedBackend backend({{0, 64 << 20}, {1, 1 << 30}});
+  EngineConfig cfg;
+  cfg.fast_nodes = {0};
+  cfg.slow_nodes = {1};
+  auto engine = Engine::create(cfg, &backend);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  Mapping m(128);
+  auto h = (*engine)->register_region(m.p, 128 * kPage, {}, /*initially_fast=*/false);
+  ASSERT_TRUE(h.ok()) << h.status();
+  FaultSourceOptions o;
+  o.pages_per_range = 128;
+  (*engine)->add_hotness_source(std::make_unique<FaultSamplingSource>(o), unlimited_time());
+  ASSERT_TRUE((*engine)->step().ok());  // arms
+  std::thread t([&] {
+    for (std::size_t i = 0; i < 32 * kPage; i += kPage) m.p[i] += 1;
+  });
+  t.join();
+  std::vector<std::uint32_t> heat;
+  // The next epoch collects (before aging): touched pages have heat.
+  ASSERT_TRUE((*engine)->step().ok());
+  EngineStats st = (*engine)->stats();
+  ASSERT_EQ(st.hotness_sources.size(), 1u);
+  EXPECT_EQ(st.hotness_sources[0].name, "fault");
+  EXPECT_EQ(st.hotness_sources[0].pages_found, 32u);
+  EXPECT_GT(st.tracking_cpu_ns, 0u);
+  EXPECT_THAT(st.to_table(), HasSubstr("source fault"));
+  EXPECT_THAT(st.hotness_sources_json(), HasSubstr("\"pages_found\":32"));
+  for (std::size_t i = 0; i < 128; ++i) {
+    auto* w = (*engine)->tracker().word(m.page(i));
+    ASSERT_NE(w, nullptr);
+    if (i < 32)
+      EXPECT_GT(PageWord::heat(w->load()), 0u) << i;
+    else
+      EXPECT_EQ(PageWord::heat(w->load()), 0u) << i;
+  }
+  h->reset();
+  engine->reset();  // disarms the source before the mapping goes
+}
+
+}  // namespace
+}  // namespace tierkit::source
