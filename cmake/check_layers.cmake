@@ -5,6 +5,7 @@ file(STRINGS "${ROOT}/README.md" lines REGEX "^ +[0-9]+ +[a-z_/*]+\\.hpp  ")
 set(rows "")
 foreach(line IN LISTS lines)
   string(STRIP "${line}" line)
+  string(REPLACE ";" "," line "${line}")  # a list separator to CMake
   string(REGEX REPLACE "  +" ";" cols "${line}")
   list(GET cols 0 layer)
   list(GET cols 1 header)
