@@ -36,90 +36,73 @@
 #include "tierkit/sim/workload.hpp"
 
 // The policies --policy=all runs, in table order.
-static const char *const kAllPolicies[] = {
-    "static",      "kernel",    "kernel:rate=16", "kernel:target=16",
-    "threshold:4", "automatic", "oracle"};
+static const char* const kAllPolicies[] = {
+    "static",    "kernel", "kernel:rate=16", "kernel:target=16", "threshold:4",
+    "automatic", "lfu",    "reactive",       "best-static",      "oracle"};
 
 ABSL_FLAG(std::string, workload, "all",
-          "Comma-separated workloads: zipf, hotshift, scan, uniform, churn, or "
-          "all. Ignored with "
+          "Comma-separated workloads: zipf, hotshift, scan, uniform, churn, or all. Ignored with "
           "--trace.");
 ABSL_FLAG(std::string, policy, "all",
-          "Comma-separated policies: static, kernel, kernel:rate=MBps, "
-          "kernel:target=MBps, "
-          "threshold:RATE, automatic, oracle, or all (= static, kernel, "
-          "kernel:rate=16, "
-          "kernel:target=16, threshold:4, automatic, oracle).");
+          "Comma-separated policies: static, kernel, kernel:rate=MBps, kernel:target=MBps, "
+          "threshold:RATE, automatic, the references lfu, reactive, best-static, oracle, or all "
+          "(= static, kernel, kernel:rate=16, kernel:target=16, threshold:4, automatic, lfu, "
+          "reactive, best-static, oracle).");
 ABSL_FLAG(std::string, trace, "",
-          "Replay a valgrind lackey trace (valgrind --tool=lackey "
-          "--trace-mem=yes), plain or "
+          "Replay a valgrind lackey trace (valgrind --tool=lackey --trace-mem=yes), plain or "
           "gzip; '-' reads stdin. Replaces --workload.");
-ABSL_FLAG(
-    std::string, llc, "",
-    "Filter --trace through a last-level-cache model first, SIZE[,WAYS] (64 B "
-    "lines, LRU, "
-    "e.g. 4M or 4M,16): only misses reach memory, so raw lackey output replays "
-    "directly. "
-    "Empty = none (the trace is already memory-level, like tests/traces/*).");
+ABSL_FLAG(std::string, llc, "",
+          "Filter --trace through a last-level-cache model first, SIZE[,WAYS] (64 B lines, LRU, "
+          "e.g. 4M or 4M,16): only misses reach memory, so raw lackey output replays directly. "
+          "Empty = none (the trace is already memory-level, like tests/traces/*).");
 ABSL_FLAG(std::string, write_trace, "",
-          "With --trace and --llc: write the LLC-filtered trace (lackey "
-          "format, gzip when the "
+          "With --trace and --llc: write the LLC-filtered trace (lackey format, gzip when the "
           "name ends in .gz; '-' = stdout) and exit without simulating.");
 ABSL_FLAG(std::string, max_trace_accesses, "0",
-          "Stop loading the trace after this many page accesses (0 = all; "
-          "suffixes k, M, G).");
+          "Stop loading the trace after this many page accesses (0 = all; suffixes k, M, G).");
 ABSL_FLAG(std::string, footprint, "256M",
           "Built-in workloads: memory footprint in bytes (64K, 512M, 1G).");
 ABSL_FLAG(std::string, fast, "25%",
-          "Fast-tier (DRAM) capacity: bytes (256M) or a percentage of the "
-          "footprint (25%).");
+          "Fast-tier (DRAM) capacity: bytes (256M) or a percentage of the footprint (25%).");
 ABSL_FLAG(std::string, accesses, "30M",
-          "Built-in workloads: accesses per run (suffixes k, M, G = 10^3, "
-          "10^6, 10^9).");
+          "Built-in workloads: accesses per run (suffixes k, M, G = 10^3, 10^6, 10^9).");
 ABSL_FLAG(std::string, seed, "1", "Seed of the built-in workloads.");
-ABSL_FLAG(std::string, epoch_ms, "100",
-          "Engine epoch (and oracle window), virtual ms.");
+ABSL_FLAG(std::string, epoch_ms, "100", "Engine epoch (and oracle window), virtual ms.");
 ABSL_FLAG(std::string, fast_ns, "80", "Fast-tier access latency, ns.");
 ABSL_FLAG(std::string, slow_ns, "250", "Slow-tier (CXL) access latency, ns.");
 ABSL_FLAG(std::string, gap_ns, "5000",
-          "Compute time between two accesses, ns: spreads the run over virtual "
-          "minutes so the "
+          "Compute time between two accesses, ns: spreads the run over virtual minutes so the "
           "kernel model's 1 s scan and 60 s threshold adjustment play out.");
 ABSL_FLAG(std::string, migrate_page_ns, "2000",
           "Fixed cost per migrated page (unmap, TLB "
           "shootdown, remap), ns.");
-ABSL_FLAG(std::string, copy_gbps, "8",
-          "Page copy bandwidth (the slower tier's), GB/s.");
-ABSL_FLAG(std::string, rate_limit_mbps, "256",
-          "tierkit's migration rate limit, MiB/s.");
+ABSL_FLAG(std::string, copy_gbps, "8", "Page copy bandwidth (the slower tier's), GB/s.");
+ABSL_FLAG(std::string, move_call_ns, "5000",
+          "Application stall per migration call, ns, for every move (background ones too): "
+          "TLB-shootdown IPIs and LRU drain. A synchronous promotion is one call per page.");
+ABSL_FLAG(std::string, move_page_ns, "1000",
+          "Application stall per page moved by another thread, ns: TLB refill and the copy's "
+          "memory bandwidth.");
+ABSL_FLAG(std::string, rate_limit_mbps, "256", "tierkit's migration rate limit, MiB/s.");
 ABSL_FLAG(std::string, burst, "auto",
-          "tierkit's rate-limiter burst, bytes; auto = one epoch's worth at "
-          "the rate limit (at "
-          "least the engine's 16 MiB default), since the engine draws once per "
-          "epoch.");
+          "tierkit's rate-limiter burst, bytes; auto = one epoch's worth at the rate limit (at "
+          "least the engine's 16 MiB default), since the engine draws once per epoch.");
 ABSL_FLAG(std::string, half_life_epochs, "4", "Engine heat half-life, epochs.");
 ABSL_FLAG(std::string, all_slow, "false",
-          "Initial placement: every page on the slow tier (default: first "
-          "touch fills the fast "
+          "Initial placement: every page on the slow tier (default: first touch fills the fast "
           "tier in first-touch order).");
 ABSL_FLAG(std::string, zipf_s, "1.0", "zipf: skew s (popularity ~ 1/rank^s).");
-ABSL_FLAG(std::string, hot_fraction, "0.1",
-          "hotshift, scan: hot set size / footprint.");
+ABSL_FLAG(std::string, hot_fraction, "0.1", "hotshift, scan: hot set size / footprint.");
 ABSL_FLAG(std::string, hot_share, "0.9",
           "hotshift, scan, churn: share of accesses to the hot part.");
-ABSL_FLAG(std::string, phases, "6",
-          "hotshift: phases (the hot set moves phases - 1 times).");
+ABSL_FLAG(std::string, phases, "6", "hotshift: phases (the hot set moves phases - 1 times).");
 ABSL_FLAG(std::string, scans, "6", "scan: full sequential scans over the run.");
-ABSL_FLAG(std::string, young_fraction, "0.05",
-          "churn: young (hot) window / footprint.");
-ABSL_FLAG(std::string, churn_laps, "2",
-          "churn: times allocation sweeps the footprint.");
+ABSL_FLAG(std::string, young_fraction, "0.05", "churn: young (hot) window / footprint.");
+ABSL_FLAG(std::string, churn_laps, "2", "churn: times allocation sweeps the footprint.");
 ABSL_FLAG(std::string, format, "csv", "Output format: csv or markdown.");
 ABSL_FLAG(std::string, plot, "",
-          "Write a PNG (gnuplot) of fast-tier hit ratio and migrated bytes "
-          "over virtual time.");
-ABSL_FLAG(std::string, sample_ms, "1000",
-          "Time-series interval for --plot, virtual ms.");
+          "Write a PNG (gnuplot) of fast-tier hit ratio and migrated bytes over virtual time.");
+ABSL_FLAG(std::string, sample_ms, "1000", "Time-series interval for --plot, virtual ms.");
 ABSL_FLAG(std::string, jobs, "2", "Runs simulated in parallel (threads).");
 ABSL_FLAG(bool, quiet, false, "No progress or summary on stderr.");
 
@@ -128,32 +111,28 @@ namespace {
 using tierkit::sim::SimOptions;
 using tierkit::sim::SimResult;
 
-[[noreturn]] void usage_error(const std::string &msg) {
+[[noreturn]] void usage_error(const std::string& msg) {
   std::cerr << "tierkit-sim: " << msg << "\n(see tierkit-sim --help)\n";
   std::exit(2);
 }
 
-template <class T> T check(absl::StatusOr<T> v) {
-  if (!v.ok())
-    usage_error(std::string(v.status().message()));
+template <class T>
+T check(absl::StatusOr<T> v) {
+  if (!v.ok()) usage_error(std::string(v.status().message()));
   return *std::move(v);
 }
 
-double flag_double(const absl::Flag<std::string> &f, const char *name,
-                   double lo, double hi) {
-  return check(tierkit::detail::parse_double(absl::GetFlag(f),
-                                             absl::StrCat("--", name), lo, hi));
+double flag_double(const absl::Flag<std::string>& f, const char* name, double lo, double hi) {
+  return check(tierkit::detail::parse_double(absl::GetFlag(f), absl::StrCat("--", name), lo, hi));
 }
-std::int64_t flag_int(const absl::Flag<std::string> &f, const char *name,
-                      std::int64_t lo, std::int64_t hi) {
-  return check(tierkit::detail::parse_int(absl::GetFlag(f),
-                                          absl::StrCat("--", name), lo, hi));
+std::int64_t flag_int(const absl::Flag<std::string>& f, const char* name, std::int64_t lo,
+                      std::int64_t hi) {
+  return check(tierkit::detail::parse_int(absl::GetFlag(f), absl::StrCat("--", name), lo, hi));
 }
 
 // A count with an optional decimal suffix: 500, 30k, 24M, 1G.
-std::uint64_t flag_count(const absl::Flag<std::string> &f, const char *name) {
-  std::string t =
-      absl::AsciiStrToLower(absl::StripAsciiWhitespace(absl::GetFlag(f)));
+std::uint64_t flag_count(const absl::Flag<std::string>& f, const char* name) {
+  std::string t = absl::AsciiStrToLower(absl::StripAsciiWhitespace(absl::GetFlag(f)));
   double mult = 1;
   if (!t.empty() && (t.back() == 'k' || t.back() == 'm' || t.back() == 'g')) {
     mult = t.back() == 'k' ? 1e3 : t.back() == 'm' ? 1e6 : 1e9;
@@ -167,30 +146,25 @@ std::uint64_t flag_count(const absl::Flag<std::string> &f, const char *name) {
 }
 
 // Fast-tier pages from "25%" or a byte size, for a footprint of `pages`.
-std::uint64_t fast_pages(const std::string &spec, std::uint64_t pages) {
+std::uint64_t fast_pages(const std::string& spec, std::uint64_t pages) {
   absl::string_view s = absl::StripAsciiWhitespace(spec);
   std::uint64_t fp;
   if (absl::ConsumeSuffix(&s, "%")) {
-    double pct =
-        check(tierkit::detail::parse_double(s, "--fast (percent)", 0, 100));
-    fp = static_cast<std::uint64_t>(pct / 100 * static_cast<double>(pages) +
-                                    0.5);
+    double pct = check(tierkit::detail::parse_double(s, "--fast (percent)", 0, 100));
+    fp = static_cast<std::uint64_t>(pct / 100 * static_cast<double>(pages) + 0.5);
   } else {
     fp = check(tierkit::detail::parse_bytes(s, "--fast")) / tierkit::kPageSize;
   }
-  if (fp == 0)
-    usage_error(absl::StrCat("--fast=", spec, ": the fast tier holds no page"));
+  if (fp == 0) usage_error(absl::StrCat("--fast=", spec, ": the fast tier holds no page"));
   return fp;
 }
 
 // Splits a policy list on commas, keeping "kernel:rate=1,target=2" whole.
-std::vector<std::string> split_policies(const std::string &list) {
+std::vector<std::string> split_policies(const std::string& list) {
   std::vector<std::string> out;
-  for (absl::string_view part :
-       absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+  for (absl::string_view part : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
     std::string p(absl::StripAsciiWhitespace(part));
-    if (!out.empty() && p.find(':') == std::string::npos &&
-        p.find('=') != std::string::npos &&
+    if (!out.empty() && p.find(':') == std::string::npos && p.find('=') != std::string::npos &&
         absl::StartsWith(out.back(), "kernel:"))
       absl::StrAppend(&out.back(), ",", p);
     else
@@ -202,48 +176,38 @@ std::vector<std::string> split_policies(const std::string &list) {
 // Makes absl's own flag errors (unknown flag, bad bool) exit with 2 too.
 std::atomic<bool> g_parsing{false};
 void exit_2_on_parse_error() {
-  if (g_parsing.load())
-    std::_Exit(2);
+  if (g_parsing.load()) std::_Exit(2);
 }
 
-bool is_help_request(int argc, char **argv) {
+bool is_help_request(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
-    if (a == "--")
-      break;
-    for (absl::string_view h :
-         {"help", "helpfull", "helpshort", "helppackage", "version",
-          "only_check_args", "helpon", "helpmatch"}) {
+    if (a == "--") break;
+    for (absl::string_view h : {"help", "helpfull", "helpshort", "helppackage", "version",
+                                "only_check_args", "helpon", "helpmatch"}) {
       absl::string_view name = a;
-      if (!absl::ConsumePrefix(&name, "--") && !absl::ConsumePrefix(&name, "-"))
-        break;
+      if (!absl::ConsumePrefix(&name, "--") && !absl::ConsumePrefix(&name, "-")) break;
       name = name.substr(0, name.find('='));
-      if (name == h)
-        return true;
+      if (name == h) return true;
     }
   }
   return false;
 }
 
-} // namespace
+}  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "simulates memory tiering on virtual time.\n\n"
-      "  tierkit-sim [--workload=all] [--policy=all] [--format=csv|markdown] "
-      "[--plot=FILE.png]\n"
+      "  tierkit-sim [--workload=all] [--policy=all] [--format=csv|markdown] [--plot=FILE.png]\n"
       "  tierkit-sim --trace=FILE[.gz]|- [--policy=...]\n\n"
-      "Each access goes through tierkit's Engine::record_access and epochs "
-      "through\n"
-      "Engine::step(); only the backend and the clock are simulated. An access "
-      "costs its\n"
-      "tier's latency plus --gap_ns; a migrated page costs --migrate_page_ns + "
-      "4 KiB at\n"
-      "--copy_gbps, charged to the application for the kernel model's "
-      "synchronous\n"
-      "promotions and to a background account otherwise. Output: one row per "
-      "(workload,\n"
-      "policy). Bad flag values exit with status 2.");
+      "Each access goes through tierkit's Engine::record_access and epochs through\n"
+      "Engine::step(); only the backend and the clock are simulated. An access costs its\n"
+      "tier's latency plus --gap_ns; a migrated page costs --migrate_page_ns + 4 KiB at\n"
+      "--copy_gbps, charged to the application for the kernel model's synchronous\n"
+      "promotions and to a background account otherwise; every move also stalls the\n"
+      "application --move_call_ns per call and --move_page_ns per page. Output: one row\n"
+      "per (workload, policy). Bad flag values exit with status 2.");
   absl::FlagsUsageConfig cfg;
   cfg.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "tierkit_sim");
@@ -251,18 +215,16 @@ int main(int argc, char **argv) {
   cfg.contains_helpshort_flags = cfg.contains_help_flags;
   cfg.normalize_filename = [](absl::string_view f) {
     auto slash = f.find_last_of('/');
-    return std::string(slash == absl::string_view::npos ? f
-                                                        : f.substr(slash + 1));
+    return std::string(slash == absl::string_view::npos ? f : f.substr(slash + 1));
   };
   absl::SetFlagsUsageConfig(cfg);
   if (!is_help_request(argc, argv)) {
     std::atexit(exit_2_on_parse_error);
     g_parsing = true;
   }
-  std::vector<char *> rest = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   g_parsing = false;
-  if (rest.size() > 1)
-    usage_error(absl::StrCat("unexpected argument '", rest[1], "'"));
+  if (rest.size() > 1) usage_error(absl::StrCat("unexpected argument '", rest[1], "'"));
 
   // Options.
   SimOptions o;
@@ -271,143 +233,119 @@ int main(int argc, char **argv) {
   o.fast_ns = flag_int(FLAGS_fast_ns, "fast_ns", 1, 1000000);
   o.slow_ns = flag_int(FLAGS_slow_ns, "slow_ns", 1, 1000000);
   o.gap_ns = flag_int(FLAGS_gap_ns, "gap_ns", 0, 1000000000);
-  o.migrate_page_ns =
-      flag_double(FLAGS_migrate_page_ns, "migrate_page_ns", 0, 1e9);
+  o.migrate_page_ns = flag_double(FLAGS_migrate_page_ns, "migrate_page_ns", 0, 1e9);
   o.copy_gbps = flag_double(FLAGS_copy_gbps, "copy_gbps", 1e-3, 1e6);
-  o.engine.rate_limit_mbps =
-      flag_double(FLAGS_rate_limit_mbps, "rate_limit_mbps", 0, 1e9);
-  o.engine.half_life_epochs =
-      flag_double(FLAGS_half_life_epochs, "half_life_epochs", 0.1, 1000);
+  o.move_call_ns = flag_double(FLAGS_move_call_ns, "move_call_ns", 0, 1e9);
+  o.move_page_ns = flag_double(FLAGS_move_page_ns, "move_page_ns", 0, 1e9);
+  o.engine.rate_limit_mbps = flag_double(FLAGS_rate_limit_mbps, "rate_limit_mbps", 0, 1e9);
+  o.engine.half_life_epochs = flag_double(FLAGS_half_life_epochs, "half_life_epochs", 0.1, 1000);
   if (absl::GetFlag(FLAGS_burst) == "auto") {
-    double per_epoch = o.engine.rate_limit_mbps *
-                       tierkit::RateLimiter::kBytesPerMB *
+    double per_epoch = o.engine.rate_limit_mbps * tierkit::RateLimiter::kBytesPerMB *
                        static_cast<double>(o.engine.epoch_ms) / 1000.0;
-    o.engine.burst_bytes = std::max<std::uint64_t>(
-        o.engine.burst_bytes, static_cast<std::uint64_t>(per_epoch));
+    o.engine.burst_bytes =
+        std::max<std::uint64_t>(o.engine.burst_bytes, static_cast<std::uint64_t>(per_epoch));
   } else {
-    o.engine.burst_bytes = check(
-        tierkit::detail::parse_bytes(absl::GetFlag(FLAGS_burst), "--burst"));
+    o.engine.burst_bytes =
+        check(tierkit::detail::parse_bytes(absl::GetFlag(FLAGS_burst), "--burst"));
   }
   o.sample_ms = flag_int(FLAGS_sample_ms, "sample_ms", 1, 1000000000);
-  o.all_slow = check(
-      tierkit::detail::parse_bool(absl::GetFlag(FLAGS_all_slow), "--all_slow"));
+  o.all_slow = check(tierkit::detail::parse_bool(absl::GetFlag(FLAGS_all_slow), "--all_slow"));
   w.accesses = flag_count(FLAGS_accesses, "accesses");
-  if (w.accesses == 0)
-    usage_error("--accesses must be > 0");
-  w.seed =
-      static_cast<std::uint64_t>(flag_int(FLAGS_seed, "seed", 0, INT64_MAX));
+  if (w.accesses == 0) usage_error("--accesses must be > 0");
+  w.seed = static_cast<std::uint64_t>(flag_int(FLAGS_seed, "seed", 0, INT64_MAX));
   w.zipf_s = flag_double(FLAGS_zipf_s, "zipf_s", 0, 10);
   w.hot_fraction = flag_double(FLAGS_hot_fraction, "hot_fraction", 1e-9, 1);
   w.hot_share = flag_double(FLAGS_hot_share, "hot_share", 0, 1);
-  w.phases =
-      static_cast<std::uint32_t>(flag_int(FLAGS_phases, "phases", 1, 1000000));
-  w.scans =
-      static_cast<std::uint32_t>(flag_int(FLAGS_scans, "scans", 0, 1000000));
-  w.young_fraction =
-      flag_double(FLAGS_young_fraction, "young_fraction", 1e-9, 1);
+  w.phases = static_cast<std::uint32_t>(flag_int(FLAGS_phases, "phases", 1, 1000000));
+  w.scans = static_cast<std::uint32_t>(flag_int(FLAGS_scans, "scans", 0, 1000000));
+  w.young_fraction = flag_double(FLAGS_young_fraction, "young_fraction", 1e-9, 1);
   w.churn_laps = flag_double(FLAGS_churn_laps, "churn_laps", 1e-9, 1e6);
   const int jobs = static_cast<int>(flag_int(FLAGS_jobs, "jobs", 1, 256));
   const bool quiet = absl::GetFlag(FLAGS_quiet);
   const std::string format = absl::GetFlag(FLAGS_format);
   if (format != "csv" && format != "markdown")
-    usage_error(
-        absl::StrCat("--format: '", format, "' is neither csv nor markdown"));
+    usage_error(absl::StrCat("--format: '", format, "' is neither csv nor markdown"));
   const std::string plot = absl::GetFlag(FLAGS_plot);
 
   std::vector<std::string> policies;
-  for (const auto &p : split_policies(absl::GetFlag(FLAGS_policy))) {
+  for (const auto& p : split_policies(absl::GetFlag(FLAGS_policy))) {
     if (p == "all") {
-      policies.insert(policies.end(), std::begin(kAllPolicies),
-                      std::end(kAllPolicies));
+      policies.insert(policies.end(), std::begin(kAllPolicies), std::end(kAllPolicies));
       continue;
     }
     if (absl::Status s = tierkit::sim::validate_policy(p, o.engine); !s.ok())
       usage_error(absl::StrCat("--policy: ", s.message()));
     policies.push_back(p);
   }
-  if (policies.empty())
-    usage_error("--policy: no policy given");
+  if (policies.empty()) usage_error("--policy: no policy given");
 
   // Workloads.
   std::shared_ptr<const tierkit::sim::Trace> trace;
   std::vector<std::string> workloads;
   const std::string trace_path = absl::GetFlag(FLAGS_trace);
+  if (trace_path.empty() && !absl::GetFlag(FLAGS_write_trace).empty())
+    usage_error("--write_trace needs --trace (and --llc)");
   if (!trace_path.empty()) {
     auto start = std::chrono::steady_clock::now();
     auto progress = [&](std::uint64_t lines) {
-      double s = std::chrono::duration<double>(
-                     std::chrono::steady_clock::now() - start)
-                     .count();
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (!quiet && s > 3 && (lines & ((1u << 24) - 1)) == 0)
-        std::cerr << absl::StrFormat(
-            "tierkit-sim: reading trace: %.0fM lines, %.0f s\n",
-            static_cast<double>(lines) / 1e6, s);
+        std::cerr << absl::StrFormat("tierkit-sim: reading trace: %.0fM lines, %.0f s\n",
+                                     static_cast<double>(lines) / 1e6, s);
     };
     std::optional<tierkit::sim::LlcConfig> llc;
     if (!absl::GetFlag(FLAGS_llc).empty())
       llc = check(tierkit::sim::parse_llc_spec(absl::GetFlag(FLAGS_llc)));
-    if (const std::string out = absl::GetFlag(FLAGS_write_trace);
-        !out.empty()) {
-      if (!llc)
-        usage_error("--write_trace needs --llc");
-      auto f =
-          tierkit::sim::filter_lackey_trace(trace_path, out, *llc, progress);
+    if (const std::string out = absl::GetFlag(FLAGS_write_trace); !out.empty()) {
+      if (!llc) usage_error("--write_trace needs --llc");
+      auto f = tierkit::sim::filter_lackey_trace(trace_path, out, *llc, progress);
       if (!f.ok()) {
         std::cerr << "tierkit-sim: " << f.status().message() << "\n";
         return f.status().code() == absl::StatusCode::kNotFound ? 2 : 1;
       }
-      if (!quiet)
-        std::cerr << "tierkit-sim: " << f->summary() << "\n";
+      if (!quiet) std::cerr << "tierkit-sim: " << f->summary() << "\n";
       return 0;
     }
     auto t = tierkit::sim::read_lackey_trace(
-        trace_path, flag_count(FLAGS_max_trace_accesses, "max_trace_accesses"),
-        progress, llc);
+        trace_path, flag_count(FLAGS_max_trace_accesses, "max_trace_accesses"), progress, llc);
     if (!t.ok()) {
       std::cerr << "tierkit-sim: " << t.status().message() << "\n";
       return t.status().code() == absl::StatusCode::kNotFound ? 2 : 1;
     }
-    if (!quiet)
-      std::cerr << "tierkit-sim: " << t->summary() << "\n";
+    if (!quiet) std::cerr << "tierkit-sim: " << t->summary() << "\n";
     trace = std::make_shared<const tierkit::sim::Trace>(*std::move(t));
     w.pages = trace->pages;
     workloads.push_back("trace");
   } else {
-    std::uint64_t bytes = check(tierkit::detail::parse_bytes(
-        absl::GetFlag(FLAGS_footprint), "--footprint"));
+    std::uint64_t bytes =
+        check(tierkit::detail::parse_bytes(absl::GetFlag(FLAGS_footprint), "--footprint"));
     w.pages = bytes / tierkit::kPageSize;
-    for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_workload),
-                                                 ',', absl::SkipWhitespace())) {
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_workload), ',', absl::SkipWhitespace())) {
       std::string name(absl::StripAsciiWhitespace(part));
       if (name == "all") {
-        for (const auto &b : tierkit::sim::builtin_workloads())
-          workloads.push_back(b);
+        for (const auto& b : tierkit::sim::builtin_workloads()) workloads.push_back(b);
         continue;
       }
-      const auto &known = tierkit::sim::builtin_workloads();
+      const auto& known = tierkit::sim::builtin_workloads();
       if (std::find(known.begin(), known.end(), name) == known.end())
         usage_error(absl::StrCat("--workload: unknown workload '", name,
-                                 "' (known: ", absl::StrJoin(known, ", "),
-                                 ", all)"));
+                                 "' (known: ", absl::StrJoin(known, ", "), ", all)"));
       workloads.push_back(name);
     }
-    if (workloads.empty())
-      usage_error("--workload: no workload given");
-    if (absl::Status s = w.validate(); !s.ok())
-      usage_error(std::string(s.message()));
+    if (workloads.empty()) usage_error("--workload: no workload given");
+    if (absl::Status s = w.validate(); !s.ok()) usage_error(std::string(s.message()));
   }
   o.fast_pages = fast_pages(absl::GetFlag(FLAGS_fast), w.pages);
-  if (absl::Status s = o.validate(); !s.ok())
-    usage_error(std::string(s.message()));
+  if (absl::Status s = o.validate(); !s.ok()) usage_error(std::string(s.message()));
 
   // Runs, `jobs` at a time; results keep table order.
   struct Task {
     std::string workload, policy;
   };
   std::vector<Task> tasks;
-  for (const auto &wl : workloads)
-    for (const auto &p : policies)
-      tasks.push_back({wl, p});
+  for (const auto& wl : workloads)
+    for (const auto& p : policies) tasks.push_back({wl, p});
   std::vector<SimResult> results(tasks.size());
   std::vector<std::string> errors(tasks.size());
   std::atomic<std::size_t> next{0};
@@ -430,8 +368,7 @@ int main(int argc, char **argv) {
       auto run_start = std::chrono::steady_clock::now();
       auto last = run_start;
       const std::string label = absl::StrCat(wl->name(), "/", tasks[i].policy);
-      run.progress = [&](std::uint64_t done, std::uint64_t total,
-                         std::int64_t vt) {
+      run.progress = [&](std::uint64_t done, std::uint64_t total, std::int64_t vt) {
         auto now = std::chrono::steady_clock::now();
         if (quiet || now - run_start < std::chrono::seconds(3) ||
             now - last < std::chrono::seconds(2))
@@ -439,9 +376,7 @@ int main(int argc, char **argv) {
         last = now;
         std::lock_guard<std::mutex> lock(err_mu);
         std::cerr << absl::StrFormat(
-            "tierkit-sim: %-28s %3.0f%%  %.1fM of %.1fM accesses, %.1f s "
-            "virtual\n",
-            label,
+            "tierkit-sim: %-28s %3.0f%%  %.1fM of %.1fM accesses, %.1f s virtual\n", label,
             100.0 * static_cast<double>(done) / static_cast<double>(total),
             static_cast<double>(done) / 1e6, static_cast<double>(total) / 1e6,
             static_cast<double>(vt) / 1e9);
@@ -455,8 +390,7 @@ int main(int argc, char **argv) {
       if (!quiet) {
         std::lock_guard<std::mutex> lock(err_mu);
         std::cerr << absl::StrFormat(
-            "tierkit-sim: %-28s done in %.1f s (%.1fM accesses/s)\n", label,
-            results[i].wall_s,
+            "tierkit-sim: %-28s done in %.1f s (%.1fM accesses/s)\n", label, results[i].wall_s,
             static_cast<double>(results[i].accesses) / results[i].wall_s / 1e6);
       }
     }
@@ -465,20 +399,16 @@ int main(int argc, char **argv) {
   for (int j = 1; j < std::min<int>(jobs, static_cast<int>(tasks.size())); ++j)
     pool.emplace_back(worker);
   worker();
-  for (auto &th : pool)
-    th.join();
-  double wall =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
-          .count();
+  for (auto& th : pool) th.join();
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   int rc = 0;
-  for (const auto &e : errors)
+  for (const auto& e : errors)
     if (!e.empty()) {
       std::cerr << "tierkit-sim: " << e << "\n";
       rc = 1;
     }
-  if (rc)
-    return rc;
+  if (rc) return rc;
 
   std::cout << (format == "csv" ? tierkit::sim::to_csv(results)
                                 : tierkit::sim::to_markdown(results));
@@ -487,21 +417,20 @@ int main(int argc, char **argv) {
   if (!quiet) {
     std::uint64_t acc = 0;
     double busy = 0;
-    for (const auto &r : results) {
+    for (const auto& r : results) {
       acc += r.accesses;
       busy += r.wall_s;
     }
-    std::cerr << absl::StrFormat("tierkit-sim: %d runs, %.0fM simulated "
-                                 "accesses in %.1f s wall (%d jobs); %.1fM "
-                                 "accesses/s per core\n",
-                                 static_cast<int>(results.size()),
-                                 static_cast<double>(acc) / 1e6, wall, jobs,
-                                 static_cast<double>(acc) / busy / 1e6);
+    std::cerr << absl::StrFormat(
+        "tierkit-sim: %d runs, %.0fM simulated accesses in %.1f s wall (%d jobs); %.1fM "
+        "accesses/s per core\n",
+        static_cast<int>(results.size()), static_cast<double>(acc) / 1e6, wall, jobs,
+        static_cast<double>(acc) / busy / 1e6);
   }
 
   if (!plot.empty()) {
     std::string script = tierkit::sim::gnuplot_script(results, plot);
-    FILE *gp = ::popen("gnuplot", "w");
+    FILE* gp = ::popen("gnuplot", "w");
     if (gp == nullptr) {
       std::cerr << "tierkit-sim: --plot: cannot run gnuplot\n";
       return 1;
@@ -513,8 +442,7 @@ int main(int argc, char **argv) {
                 << "); is gnuplot installed?\n";
       return 1;
     }
-    if (!quiet)
-      std::cerr << "tierkit-sim: wrote " << plot << "\n";
+    if (!quiet) std::cerr << "tierkit-sim: wrote " << plot << "\n";
   }
   return 0;
 }
