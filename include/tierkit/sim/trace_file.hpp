@@ -8,6 +8,8 @@
 // kernel model scans in order) is kept while gaps are squeezed out; the order
 // of first touch is kept too, for first-touch initial placement. Memory: 4
 // bytes per access + about 16 bytes per distinct page while loading.
+// With an LLC model (sim/llc.hpp) only line misses become page accesses.
+// filter_lackey_trace writes such a filtered stream back in lackey format.
 #pragma once
 
 #include <unistd.h>
