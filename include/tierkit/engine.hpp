@@ -352,6 +352,9 @@ class Engine {
     ctx.decay = e.decay;
     ctx.last = epoch_ > 0 ? last_hist_.get() : nullptr;
     e.th = policy_->begin_epoch(ctx);
+    // The policy may age by something other than time (automatic cools by
+    // access volume); the histogram and thresholds stay in heat units.
+    e.decay_num = static_cast<std::uint32_t>(std::lround(policy_->aging(ctx) * 256));
     e.visits = policy_->visits_pages();
     e.moves = policy_->moves_untagged_pages() && !config_.slow_nodes.empty();
     e.residency = policy_->min_residency_epochs();
