@@ -481,7 +481,11 @@ class Engine {
   void size_demotion(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const double used = static_cast<double>(hist_->fast_pages);
     const double bpages = static_cast<double>(e.budget / kPageSize);
-    const double high = bpages * config_.high_watermark, low = bpages * config_.low_watermark;
+    // A policy that swaps for every promotion needs no free headroom in its
+    // budget: it fills it (the watermarks then only guard the node below).
+    const double top = policy_->traits().fills_budget ? 1.0 : config_.high_watermark;
+    const double high = bpages * top,
+                 low = bpages * (top - (config_.high_watermark - config_.low_watermark));
     // The fast nodes' free memory: promotions keep it above the reserve (the
     // node's 1 - high watermark). Other memory use on the node (and the lag
     // of the kernel's free count behind our own moves) makes it wobble, so

@@ -126,6 +126,10 @@ struct PolicyTraits {
   // Whether promotions happen in the faulting task (charged to the
   // application by the simulator) rather than in the background.
   bool synchronous_promotion = false;
+  // Whether the policy fills the whole fast-tier budget (it swaps a colder
+  // resident out for each newcomer) instead of keeping it below the high
+  // watermark. The node-level reserve applies either way.
+  bool fills_budget = false;
 };
 
 // Policy
@@ -277,7 +281,7 @@ class ThresholdPolicy final : public Policy {
 
 // Options of AutomaticPolicy.
 struct AutomaticOptions {
-  double headroom = 0.05;   // fraction of the budget kept free for new hot pages
+  double headroom = 0.0;    // fraction of the budget kept free for new hot pages
   double hysteresis = 2.0;  // a resident page is demoted for a newcomer only
                             // if the newcomer is this many times hotter
   double min_rate = 0.5;    // never promote pages below this many accesses/epoch
@@ -363,6 +367,11 @@ class AutomaticPolicy final : public Policy {
                                ? 0
                                : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
     return {chosen, std::min(demote, chosen)};
+  }
+  PolicyTraits traits() const override {
+    PolicyTraits t;
+    t.fills_budget = true;
+    return t;
   }
   double aging(const EpochContext& ctx) const override {
     if (o_.cool_heat_per_page <= 0) return ctx.decay;

@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -359,7 +360,12 @@ inline absl::Status run_reference(Workload& wl, const std::string& policy, const
 
 inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) {
   const std::uint64_t n = wl.pages(), cap = o.fast_pages;
-  SimulatedBackend sim({{kFastNode, cap * kPageSize}, {kSlowNode, (n + 1) * kPageSize}});
+  // The fast tier is the engine's budget (`cap` pages, what every policy
+  // gets); the node holds the engine's node reserve (1 - high watermark) on
+  // top, as a real DRAM node holds more than the budget given to tiering.
+  const auto node_pages = static_cast<std::uint64_t>(
+      std::ceil(static_cast<double>(cap) / std::max(0.5, o.engine.high_watermark)));
+  SimulatedBackend sim({{kFastNode, node_pages * kPageSize}, {kSlowNode, (n + 1) * kPageSize}});
   std::vector<std::uint8_t> node(n, kSlowNode);
   MirrorBackend be(&sim, &node, kSimBase);
   ManualClock clock(0);
