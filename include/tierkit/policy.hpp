@@ -324,9 +324,10 @@ class AutomaticPolicy final : public Policy {
     std::uint32_t floor_heat =
         by_volume ? std::max<std::uint32_t>(1, o_.min_heat)
                   : std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
-    // No histogram yet (first epoch): nothing is known about the hot set.
     cool_ = false;
-    if (ctx.last == nullptr) return {};
+    // No histogram yet (first epoch): promote what was seen at least
+    // min_heat times; swaps still need a clearly colder resident.
+    if (ctx.last == nullptr) return by_volume ? Thresholds{floor_heat, 0} : Thresholds{};
     const HeatHistogram& h = *ctx.last;
     if (by_volume) {
       ++since_cooling_;
