@@ -10,6 +10,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "tierkit/detail/parse.hpp"
+#include "tierkit/sim/llc.hpp"
 #include "tierkit/sim/report.hpp"
 #include "tierkit/sim/simulator.hpp"
 #include "tierkit/sim/trace_file.hpp"
@@ -35,18 +37,27 @@
 
 // The policies --policy=all runs, in table order.
 static const char* const kAllPolicies[] = {
-    "static", "kernel", "kernel:rate=16", "kernel:target=16", "threshold:4", "automatic", "oracle"};
+    "static",    "kernel", "kernel:rate=16", "kernel:target=16", "threshold:4",
+    "automatic", "lfu",    "reactive",       "best-static",      "oracle"};
 
 ABSL_FLAG(std::string, workload, "all",
           "Comma-separated workloads: zipf, hotshift, scan, uniform, churn, or all. Ignored with "
           "--trace.");
 ABSL_FLAG(std::string, policy, "all",
           "Comma-separated policies: static, kernel, kernel:rate=MBps, kernel:target=MBps, "
-          "threshold:RATE, automatic, oracle, or all (= static, kernel, kernel:rate=16, "
-          "kernel:target=16, threshold:4, automatic, oracle).");
+          "threshold:RATE, automatic, the references lfu, reactive, best-static, oracle, or all "
+          "(= static, kernel, kernel:rate=16, kernel:target=16, threshold:4, automatic, lfu, "
+          "reactive, best-static, oracle).");
 ABSL_FLAG(std::string, trace, "",
           "Replay a valgrind lackey trace (valgrind --tool=lackey --trace-mem=yes), plain or "
           "gzip; '-' reads stdin. Replaces --workload.");
+ABSL_FLAG(std::string, llc, "",
+          "Filter --trace through a last-level-cache model first, SIZE[,WAYS] (64 B lines, LRU, "
+          "e.g. 4M or 4M,16): only misses reach memory, so raw lackey output replays directly. "
+          "Empty = none (the trace is already memory-level, like tests/traces/*).");
+ABSL_FLAG(std::string, write_trace, "",
+          "With --trace and --llc: write the LLC-filtered trace (lackey format, gzip when the "
+          "name ends in .gz; '-' = stdout) and exit without simulating.");
 ABSL_FLAG(std::string, max_trace_accesses, "0",
           "Stop loading the trace after this many page accesses (0 = all; suffixes k, M, G).");
 ABSL_FLAG(std::string, footprint, "256M",
@@ -66,6 +77,12 @@ ABSL_FLAG(std::string, migrate_page_ns, "2000",
           "Fixed cost per migrated page (unmap, TLB "
           "shootdown, remap), ns.");
 ABSL_FLAG(std::string, copy_gbps, "8", "Page copy bandwidth (the slower tier's), GB/s.");
+ABSL_FLAG(std::string, move_call_ns, "5000",
+          "Application stall per migration call, ns, for every move (background ones too): "
+          "TLB-shootdown IPIs and LRU drain. A synchronous promotion is one call per page.");
+ABSL_FLAG(std::string, move_page_ns, "1000",
+          "Application stall per page moved by another thread, ns: TLB refill and the copy's "
+          "memory bandwidth.");
 ABSL_FLAG(std::string, rate_limit_mbps, "256", "tierkit's migration rate limit, MiB/s.");
 ABSL_FLAG(std::string, burst, "auto",
           "tierkit's rate-limiter burst, bytes; auto = one epoch's worth at the rate limit (at "
@@ -188,8 +205,9 @@ int main(int argc, char** argv) {
       "Engine::step(); only the backend and the clock are simulated. An access costs its\n"
       "tier's latency plus --gap_ns; a migrated page costs --migrate_page_ns + 4 KiB at\n"
       "--copy_gbps, charged to the application for the kernel model's synchronous\n"
-      "promotions and to a background account otherwise. Output: one row per (workload,\n"
-      "policy). Bad flag values exit with status 2.");
+      "promotions and to a background account otherwise; every move also stalls the\n"
+      "application --move_call_ns per call and --move_page_ns per page. Output: one row\n"
+      "per (workload, policy). Bad flag values exit with status 2.");
   absl::FlagsUsageConfig cfg;
   cfg.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "tierkit_sim");
@@ -234,6 +252,8 @@ int main(int argc, char** argv) {
   o.gap_ns = flag_int(FLAGS_gap_ns, "gap_ns", 0, 1000000000);
   o.migrate_page_ns = flag_double(FLAGS_migrate_page_ns, "migrate_page_ns", 0, 1e9);
   o.copy_gbps = flag_double(FLAGS_copy_gbps, "copy_gbps", 1e-3, 1e6);
+  o.move_call_ns = flag_double(FLAGS_move_call_ns, "move_call_ns", 0, 1e9);
+  o.move_page_ns = flag_double(FLAGS_move_page_ns, "move_page_ns", 0, 1e9);
   if (flag_wins("rate_limit_mbps", "TIERKIT_RATE_LIMIT_MBPS"))
     o.engine.rate_limit_mbps = flag_double(FLAGS_rate_limit_mbps, "rate_limit_mbps", 0, 1e9);
   if (flag_wins("half_life_epochs", "TIERKIT_HALF_LIFE_EPOCHS"))
@@ -289,17 +309,31 @@ int main(int argc, char** argv) {
   std::shared_ptr<const tierkit::sim::Trace> trace;
   std::vector<std::string> workloads;
   const std::string trace_path = absl::GetFlag(FLAGS_trace);
+  if (trace_path.empty() && !absl::GetFlag(FLAGS_write_trace).empty())
+    usage_error("--write_trace needs --trace (and --llc)");
   if (!trace_path.empty()) {
     auto start = std::chrono::steady_clock::now();
+    auto progress = [&](std::uint64_t lines) {
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (!quiet && s > 3 && (lines & ((1u << 24) - 1)) == 0)
+        std::cerr << absl::StrFormat("tierkit-sim: reading trace: %.0fM lines, %.0f s\n",
+                                     static_cast<double>(lines) / 1e6, s);
+    };
+    std::optional<tierkit::sim::LlcConfig> llc;
+    if (!absl::GetFlag(FLAGS_llc).empty())
+      llc = check(tierkit::sim::parse_llc_spec(absl::GetFlag(FLAGS_llc)));
+    if (const std::string out = absl::GetFlag(FLAGS_write_trace); !out.empty()) {
+      if (!llc) usage_error("--write_trace needs --llc");
+      auto f = tierkit::sim::filter_lackey_trace(trace_path, out, *llc, progress);
+      if (!f.ok()) {
+        std::cerr << "tierkit-sim: " << f.status().message() << "\n";
+        return f.status().code() == absl::StatusCode::kNotFound ? 2 : 1;
+      }
+      if (!quiet) std::cerr << "tierkit-sim: " << f->summary() << "\n";
+      return 0;
+    }
     auto t = tierkit::sim::read_lackey_trace(
-        trace_path, flag_count(FLAGS_max_trace_accesses, "max_trace_accesses"),
-        [&](std::uint64_t lines) {
-          double s =
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-          if (!quiet && s > 3 && (lines & ((1u << 24) - 1)) == 0)
-            std::cerr << absl::StrFormat("tierkit-sim: reading trace: %.0fM lines, %.0f s\n",
-                                         static_cast<double>(lines) / 1e6, s);
-        });
+        trace_path, flag_count(FLAGS_max_trace_accesses, "max_trace_accesses"), progress, llc);
     if (!t.ok()) {
       std::cerr << "tierkit-sim: " << t.status().message() << "\n";
       return t.status().code() == absl::StatusCode::kNotFound ? 2 : 1;

@@ -389,6 +389,9 @@ class Engine {
     ctx.decay = e.decay;
     ctx.last = epoch_ > 0 ? last_hist_.get() : nullptr;
     e.th = policy_->begin_epoch(ctx);
+    // The policy may age by something other than time (automatic cools by
+    // access volume); the histogram and thresholds stay in heat units.
+    e.decay_num = static_cast<std::uint32_t>(std::lround(policy_->aging(ctx) * 256));
     e.visits = policy_->visits_pages();
     e.moves = policy_->moves_untagged_pages() && !config_.slow_nodes.empty();
     e.residency = policy_->min_residency_epochs();
@@ -515,7 +518,11 @@ class Engine {
   void size_demotion(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const double used = static_cast<double>(hist_->fast_pages);
     const double bpages = static_cast<double>(e.budget / kPageSize);
-    const double high = bpages * config_.high_watermark, low = bpages * config_.low_watermark;
+    // A policy that swaps for every promotion needs no free headroom in its
+    // budget: it fills it (the watermarks then only guard the node below).
+    const double top = policy_->traits().fills_budget ? 1.0 : config_.high_watermark;
+    const double high = bpages * top,
+                 low = bpages * (top - (config_.high_watermark - config_.low_watermark));
     // The fast nodes' free memory: promotions keep it above the reserve (the
     // node's 1 - high watermark). Other memory use on the node (and the lag
     // of the kernel's free count behind our own moves) makes it wobble, so

@@ -126,6 +126,10 @@ struct PolicyTraits {
   // Whether promotions happen in the faulting task (charged to the
   // application by the simulator) rather than in the background.
   bool synchronous_promotion = false;
+  // Whether the policy fills the whole fast-tier budget (it swaps a colder
+  // resident out for each newcomer) instead of keeping it below the high
+  // watermark. The node-level reserve applies either way.
+  bool fills_budget = false;
 };
 
 // Policy
@@ -160,6 +164,9 @@ class Policy {
   }
   // Called after the sweep with this epoch's histogram.
   virtual void end_epoch(const EpochContext& /*ctx*/, const HeatHistogram& /*hist*/) {}
+  // The factor heat is multiplied by at the end of this epoch (after
+  // begin_epoch); default: ctx.decay, from the half-life in epochs.
+  virtual double aging(const EpochContext& ctx) const { return ctx.decay; }
   // Called for each unit the engine moved (the kernel model forgets its
   // scan stamp).
   virtual void on_moved(std::uintptr_t /*addr*/) {}
@@ -274,7 +281,7 @@ class ThresholdPolicy final : public Policy {
 
 // Options of AutomaticPolicy.
 struct AutomaticOptions {
-  double headroom = 0.05;   // fraction of the budget kept free for new hot pages
+  double headroom = 0.0;    // fraction of the budget kept free for new hot pages
   double hysteresis = 2.0;  // a resident page is demoted for a newcomer only
                             // if the newcomer is this many times hotter
   double min_rate = 0.5;    // never promote pages below this many accesses/epoch
@@ -284,11 +291,27 @@ struct AutomaticOptions {
   // carries Poisson noise of about sqrt(heat), and without this margin a flat
   // workload swaps noise winners for noise losers forever.
   double swap_confidence = 3.0;
+  // Cooling by access volume, not by time (as Memtis cools by sample
+  // count): heat halves at the end of an epoch once the total heat reaches
+  // this many units per fast-budget page, or once a quarter of the budget's
+  // worth of pages is past half the heat range. A sparse workload then keeps
+  // a long history (heat is close to a plain access count, as LFU's), a
+  // dense one a short one. 0 = age by half_life_epochs instead.
+  double cool_heat_per_page = 32;
+  // Never promote a page seen fewer than this many times since the last
+  // cooling (TPP: promote only pages seen hot twice). Volume cooling only.
+  std::uint32_t min_heat = 2;
+  // ... and at least every this many epochs, so heat nobody refreshes does
+  // not hold its place forever (young data going cold). 0 = never.
+  std::uint32_t max_epochs_between_coolings = 8;
 };
 
 // Capacity-aware: each epoch it picks the lowest heat h such that the slow
 // pages at least that hot fit in the room left plus the fast pages colder
-// than h / hysteresis. Demotion threshold = h / hysteresis, so a page must
+// than h / hysteresis. Heat cools by access volume (see AutomaticOptions::
+// cool_heat_per_page): on sparse real-program streams a time half-life
+// forgot pages between their accesses and kept the fast tier as first touch
+// left it. Demotion threshold = h / hysteresis, so a page must
 // cool by that factor before it can lose its place: no ping-pong of warm
 // pages on a stationary workload.
 class AutomaticPolicy final : public Policy {
@@ -297,10 +320,21 @@ class AutomaticPolicy final : public Policy {
   std::string name() const override { return "automatic"; }
 
   Thresholds begin_epoch(const EpochContext& ctx) override {
-    std::uint32_t floor_heat = std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
-    // No histogram yet (first epoch): nothing is known about the hot set.
-    if (ctx.last == nullptr) return {};
+    const bool by_volume = o_.cool_heat_per_page > 0;
+    std::uint32_t floor_heat =
+        by_volume ? std::max<std::uint32_t>(1, o_.min_heat)
+                  : std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
+    cool_ = false;
+    // No histogram yet (first epoch): promote what was seen at least
+    // min_heat times; swaps still need a clearly colder resident.
+    if (ctx.last == nullptr) return by_volume ? Thresholds{floor_heat, 0} : Thresholds{};
     const HeatHistogram& h = *ctx.last;
+    if (by_volume) {
+      ++since_cooling_;
+      cool_ = volume_says_cool(ctx, h) || (o_.max_epochs_between_coolings > 0 &&
+                                           since_cooling_ >= o_.max_epochs_between_coolings);
+      if (cool_) since_cooling_ = 0;
+    }
     double cap = static_cast<double>(ctx.fast_budget_pages) * (1.0 - o_.headroom);
     double room = std::max(0.0, cap - static_cast<double>(ctx.fast_used_pages));
     // Suffix sums of slow pages (hot enough to promote) and prefix sums of
@@ -335,6 +369,15 @@ class AutomaticPolicy final : public Policy {
                                : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
     return {chosen, std::min(demote, chosen)};
   }
+  PolicyTraits traits() const override {
+    PolicyTraits t;
+    t.fills_budget = true;
+    return t;
+  }
+  double aging(const EpochContext& ctx) const override {
+    if (o_.cool_heat_per_page <= 0) return ctx.decay;
+    return cool_ ? 0.5 : 1.0;
+  }
   std::uint32_t min_residency_epochs() const override { return o_.min_residency_epochs; }
   double swap_ratio() const override { return o_.hysteresis; }
   bool should_swap(std::uint32_t newcomer, std::uint32_t resident) const override {
@@ -350,8 +393,22 @@ class AutomaticPolicy final : public Policy {
   const char* threshold_unit() const override { return "heat"; }
 
  private:
+  // Whether the heat seen so far is enough history: its total reached the
+  // volume budget, or too many pages crowd the top half of the heat range
+  // (they could no longer be told apart).
+  bool volume_says_cool(const EpochContext& ctx, const HeatHistogram& h) const {
+    const double budget = static_cast<double>(std::max<std::uint64_t>(ctx.fast_budget_pages, 1));
+    if (h.fast_heat + h.slow_heat >= o_.cool_heat_per_page * budget) return true;
+    std::uint64_t high = 0;
+    for (std::size_t i = HeatHistogram::kBuckets / 2; i < HeatHistogram::kBuckets; ++i)
+      high += h.fast[i] + h.slow[i];
+    return static_cast<double>(high) * 4 > budget;
+  }
+
   AutomaticOptions o_;
   std::atomic<std::uint32_t> promote_heat_{PageWord::kMaxHeat + 1};
+  bool cool_ = false;
+  std::uint32_t since_cooling_ = 0;
 };
 
 // Knobs of the kernel model, named after the kernel's.

@@ -33,7 +33,10 @@ inline const std::vector<std::string>& csv_columns() {
                                                 "threshold_unit",
                                                 "epochs",
                                                 "pages",
-                                                "fast_pages"};
+                                                "fast_pages",
+                                                "app_move_time_s",
+                                                "move_calls",
+                                                "total_cpu_s"};
   return cols;
 }
 
@@ -52,20 +55,44 @@ inline std::string threshold_text(const SimResult& r) {
 inline std::string to_csv(const std::vector<SimResult>& rs) {
   std::string out = absl::StrCat(absl::StrJoin(csv_columns(), ","), "\n");
   for (const auto& r : rs) {
-    absl::StrAppend(
-        &out,
-        absl::StrJoin(
-            {detail::csv_field(r.workload), detail::csv_field(r.policy), absl::StrCat(r.accesses),
-             absl::StrFormat("%.6f", r.hit_ratio()), absl::StrFormat("%.2f", r.mean_latency_ns),
-             absl::StrCat(r.promoted_pages), absl::StrCat(r.demoted_pages),
-             absl::StrCat(r.migrated_bytes), absl::StrCat(r.pingpong_pages),
-             absl::StrFormat("%.4f", static_cast<double>(r.app_ns) / 1e9),
-             absl::StrFormat("%.4f", r.background_ns / 1e9),
-             absl::StrFormat("%.4f", r.sync_migration_ns / 1e9), detail::threshold_text(r),
-             detail::csv_field(r.threshold_unit), absl::StrCat(r.epochs), absl::StrCat(r.pages),
-             absl::StrCat(r.fast_pages)},
-            ","),
-        "\n");
+    absl::StrAppend(&out,
+                    absl::StrJoin({detail::csv_field(r.workload),
+                                   detail::csv_field(r.policy),
+                                   absl::StrCat(r.accesses),
+                                   absl::StrFormat("%.6f", r.hit_ratio()),
+                                   absl::StrFormat("%.2f", r.mean_latency_ns),
+                                   absl::StrCat(r.promoted_pages),
+                                   absl::StrCat(r.demoted_pages),
+                                   absl::StrCat(r.migrated_bytes),
+                                   absl::StrCat(r.pingpong_pages),
+                                   absl::StrFormat("%.4f", static_cast<double>(r.app_ns) / 1e9),
+                                   absl::StrFormat("%.4f", r.background_ns / 1e9),
+                                   absl::StrFormat("%.4f", r.sync_migration_ns / 1e9),
+                                   detail::threshold_text(r),
+                                   detail::csv_field(r.threshold_unit),
+                                   absl::StrCat(r.epochs),
+                                   absl::StrCat(r.pages),
+                                   absl::StrCat(r.fast_pages),
+                                   absl::StrFormat("%.4f", r.app_move_ns / 1e9),
+                                   absl::StrCat(r.move_calls),
+                                   absl::StrFormat("%.4f", r.total_cpu_ns() / 1e9)},
+                                  ","),
+                    "\n");
+  }
+  return out;
+}
+
+// One line per workload where `automatic` ran: which online policies
+// dominate it (hit ratio >= and promotions <=), or that none does.
+inline std::string dominance_notes(const std::vector<SimResult>& rs) {
+  std::string out;
+  for (const auto& r : rs) {
+    if (r.policy != "automatic") continue;
+    std::vector<std::string> by = dominators(rs, r.workload, r.policy);
+    if (out.empty()) absl::StrAppend(&out, "\n");
+    absl::StrAppend(&out, "- ", r.workload, ": `automatic` is ",
+                    by.empty() ? "not dominated" : "**dominated** by ", absl::StrJoin(by, ", "),
+                    "\n");
   }
   return out;
 }
@@ -73,17 +100,22 @@ inline std::string to_csv(const std::vector<SimResult>& rs) {
 inline std::string to_markdown(const std::vector<SimResult>& rs) {
   std::string out =
       "| workload | policy | fast hit | mean lat (ns) | promoted | demoted | migrated (MiB) | "
-      "ping-pong | app (s) | background (s) | sync migr. (s) | final threshold |\n"
-      "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+      "ping-pong | app (s) | background (s) | sync migr. (s) | move stalls (s) | total CPU (s) | "
+      "final threshold |\n"
+      "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
   for (const auto& r : rs) {
     std::string th = detail::threshold_text(r);
     if (th != "-") absl::StrAppend(&th, " ", r.threshold_unit);
     absl::StrAppendFormat(
-        &out, "| %s | %s | %.1f%% | %.1f | %u | %u | %.1f | %u | %.2f | %.2f | %.2f | %s |\n",
+        &out,
+        "| %s | %s | %.1f%% | %.1f | %u | %u | %.1f | %u | %.2f | %.2f | %.2f | %.3f | %.3f | %s "
+        "|\n",
         r.workload, r.policy, 100 * r.hit_ratio(), r.mean_latency_ns, r.promoted_pages,
         r.demoted_pages, static_cast<double>(r.migrated_bytes) / 1048576.0, r.pingpong_pages,
-        static_cast<double>(r.app_ns) / 1e9, r.background_ns / 1e9, r.sync_migration_ns / 1e9, th);
+        static_cast<double>(r.app_ns) / 1e9, r.background_ns / 1e9, r.sync_migration_ns / 1e9,
+        r.app_move_ns / 1e9, r.total_cpu_ns() / 1e9, th);
   }
+  absl::StrAppend(&out, dominance_notes(rs));
   return out;
 }
 

@@ -10,10 +10,20 @@
 // Time model (all virtual):
 // - Each access costs its tier's latency (fast_ns / slow_ns) plus gap_ns of
 //   compute; the application's time is the sum.
-// - A migrated page costs migrate_page_ns + 4096 / copy_gbps. Promotions of a
-//   policy with synchronous_promotion() (the kernel model: the faulting task
-//   migrates) are charged to the application; every other move (tierkit's
-//   background thread, kswapd's demotions) to a background account.
+// - A migrated page costs migrate_page_ns + 4096 / copy_gbps of migration
+//   work. Promotions of a policy with synchronous_promotion() (the kernel
+//   model: the faulting task migrates) are charged to the application; every
+//   other move (tierkit's background thread, kswapd's demotions, the
+//   reference policies' moves) to a background account.
+// - Every move also interrupts the application, wherever it runs: each
+//   migration call costs the application move_call_ns (TLB-shootdown IPIs,
+//   LRU drain; a synchronous promotion is one call per page, as a NUMA hint
+//   fault migrates one page) and each page moved by someone else
+//   move_page_ns (TLB refill, the copy's memory bandwidth). Total CPU =
+//   application time + background work. See docs/performance.md for the
+//   defaults' sources.
+// - lfu, reactive and best-static (sim/reference.hpp) do not use the engine;
+//   their moves pay the same costs.
 // - The "oracle" policy does not use the engine: it reads each window of
 //   accesses ahead (one window = the accesses one epoch holds at fast-tier
 //   speed) and puts that window's most-accessed pages, up to the whole fast
@@ -22,6 +32,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -36,6 +47,7 @@
 #include "absl/types/span.h"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
+#include "tierkit/sim/reference.hpp"
 #include "tierkit/sim/workload.hpp"
 
 namespace tierkit::sim {
@@ -53,6 +65,8 @@ struct SimOptions {
   std::int64_t gap_ns = 0;           // compute between two accesses
   double migrate_page_ns = 2000;     // fixed cost per migrated page
   double copy_gbps = 8;              // copy bandwidth (the slower tier's), GB/s
+  double move_call_ns = 5000;        // application stall per migration call
+  double move_page_ns = 1000;        // application stall per page moved by others
   std::int64_t sample_ms = 1000;     // time-series interval (virtual)
   // Engine settings (policy, epoch_ms, rate limit, ...). The simulator sets
   // fast_nodes, slow_nodes and fast_budget_bytes.
@@ -69,6 +83,9 @@ struct SimOptions {
       return absl::InvalidArgumentError("latencies must be > 0 ns and the gap >= 0 ns");
     if (!(migrate_page_ns >= 0) || !(copy_gbps > 0))
       return absl::InvalidArgumentError("migration cost: need page cost >= 0 and bandwidth > 0");
+    if (!(move_call_ns >= 0) || !(move_page_ns >= 0) || move_call_ns > 1e12 || move_page_ns > 1e12)
+      return absl::InvalidArgumentError(
+          "application move cost: need move_call_ns and move_page_ns in [0, 1e12]");
     if (sample_ms <= 0) return absl::InvalidArgumentError("sample interval must be > 0 ms");
     return absl::OkStatus();
   }
@@ -90,12 +107,16 @@ struct SimResult {
   std::int64_t app_ns = 0;       // application time: accesses + gaps + sync stalls
   double background_ns = 0;      // background migration work
   double sync_migration_ns = 0;  // part of app_ns spent migrating in the faulting task
+  double app_move_ns = 0;        // part of app_ns: interruptions by moves (calls, pages)
+  std::uint64_t move_calls = 0;  // migration calls charged move_call_ns
   double final_threshold = 0;
   std::string threshold_unit;
   std::uint64_t epochs = 0;  // engine epochs (oracle: windows)
   double wall_s = 0;         // real time of the run
   std::vector<SimSample> series;
 
+  // Application time plus background migration work.
+  double total_cpu_ns() const { return static_cast<double>(app_ns) + background_ns; }
   double hit_ratio() const {
     return accesses ? static_cast<double>(fast_hits) / static_cast<double>(accesses) : 0;
   }
@@ -128,8 +149,11 @@ class MirrorBackend final : public Backend {
                     absl::Span<int> status) override {
     absl::Status s = inner_->move(pages, nodes, status);
     if (!s.ok()) return s;
+    const std::uint64_t up = to_fast_, down = to_slow_;
     for (std::size_t i = 0; i < pages.size(); ++i)
       if (status[i] >= 0) set(reinterpret_cast<std::uintptr_t>(pages[i]), status[i]);
+    calls_up_ += to_fast_ != up;
+    calls_down_ += to_slow_ != down;
     return s;
   }
   absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_->node_memory(node); }
@@ -138,6 +162,10 @@ class MirrorBackend final : public Backend {
   // Pages moved to the fast / slow node since the last call.
   std::pair<std::uint64_t, std::uint64_t> take_moves() {
     return {std::exchange(to_fast_, 0), std::exchange(to_slow_, 0)};
+  }
+  // move() calls that moved a page to the fast / slow node since the last call.
+  std::pair<std::uint64_t, std::uint64_t> take_calls() {
+    return {std::exchange(calls_up_, 0), std::exchange(calls_down_, 0)};
   }
 
  private:
@@ -155,18 +183,21 @@ class MirrorBackend final : public Backend {
   SimulatedBackend* inner_;
   std::vector<std::uint8_t>* node_;
   std::uintptr_t base_;
-  std::uint64_t to_fast_ = 0, to_slow_ = 0;
+  std::uint64_t to_fast_ = 0, to_slow_ = 0, calls_up_ = 0, calls_down_ = 0;
 };
 
 inline bool is_oracle(absl::string_view policy) { return policy == "oracle"; }
 
-// Checks a policy spec ("oracle" or any EngineConfig::policy spec).
+// Checks a policy spec ("oracle", a reference policy or any
+// EngineConfig::policy spec).
 inline absl::Status validate_policy(const std::string& spec, EngineConfig base = {}) {
-  if (is_oracle(spec)) return absl::OkStatus();
+  if (is_oracle(spec) || is_reference_policy(spec)) return absl::OkStatus();
   base.policy = spec;
   auto p = EngineConfig::make_policy(base);
   if (!p.ok())
-    return absl::Status(p.status().code(), absl::StrCat(p.status().message(), " (or: oracle)"));
+    return absl::Status(
+        p.status().code(),
+        absl::StrCat(p.status().message(), " (or: oracle, lfu, reactive, best-static)"));
   return absl::OkStatus();
 }
 
@@ -196,6 +227,12 @@ class Timeline {
   std::int64_t interval_, next_;
   std::uint64_t acc_ = 0, hits_ = 0;
 };
+
+// The application's stall for `calls` migration calls moving `pages` pages
+// it did not migrate itself.
+inline double move_interrupt_ns(const SimOptions& o, std::uint64_t calls, std::uint64_t pages) {
+  return static_cast<double>(calls) * o.move_call_ns + static_cast<double>(pages) * o.move_page_ns;
+}
 
 inline void report_progress(const SimOptions& o, const Workload& wl, std::int64_t t) {
   if (o.progress) o.progress(wl.done(), wl.total(), t);
@@ -253,9 +290,82 @@ inline absl::Status run_oracle(Workload& wl, const SimOptions& o, SimResult& r) 
   return absl::OkStatus();
 }
 
+// Drains the workload into memory (4 bytes per access).
+inline std::vector<std::uint32_t> drain(Workload& wl) {
+  std::vector<std::uint32_t> all;
+  all.reserve(static_cast<std::size_t>(wl.total()));
+  std::vector<std::uint32_t> buf(1 << 16);
+  while (std::size_t k = wl.next(absl::MakeSpan(buf)))
+    all.insert(all.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k));
+  return all;
+}
+
+// lfu, reactive, best-static (sim/reference.hpp) on the simulator's clock:
+// epochs every epoch_ms of virtual time, moves charged like the engine's
+// background moves (one call per direction per epoch).
+inline absl::Status run_reference(Workload& wl, const std::string& policy, const SimOptions& o,
+                                  SimResult& r) {
+  const std::uint64_t n = wl.pages(), cap = std::min(o.fast_pages, n);
+  const std::vector<std::uint32_t> all = drain(wl);
+  const bool fixed = policy == "best-static";
+  TopKPlacement sel(n, fixed ? 0 : cap, policy == "reactive");
+  if (fixed) {
+    std::vector<std::uint8_t> best = best_static_placement(all, n, cap);
+    for (std::uint32_t p = 0; p < n; ++p) sel.place(p, best[p] != 0);
+  } else {
+    for (std::uint32_t p = 0; p < n; ++p) sel.place(p, !o.all_slow && wl.first_touch_rank(p) < cap);
+  }
+  const std::int64_t epoch_ns = o.engine.epoch_ms * kNsPerMs;
+  const std::int64_t cost[2] = {o.slow_ns + o.gap_ns, o.fast_ns + o.gap_ns};
+  const double page_cost = o.page_cost_ns();
+  Timeline tl(&r, o.sample_ms * kNsPerMs);
+  std::int64_t t = 0, next_epoch = epoch_ns;
+  std::uint64_t acc = 0, hits = 0, moved = 0;
+  double carry = 0;
+  for (std::uint32_t p : all) {
+    sel.access(p);
+    const bool f = sel.fast(p);
+    hits += f;
+    t += cost[f];
+    ++acc;
+    while (!fixed && t >= next_epoch) {
+      TopKPlacement::Moves m = sel.end_epoch();
+      const std::uint64_t pages = m.promoted + m.demoted;
+      const std::uint64_t calls = (m.promoted > 0) + (m.demoted > 0);
+      moved += pages;
+      r.background_ns += static_cast<double>(pages) * page_cost;
+      const double stall = move_interrupt_ns(o, calls, pages);
+      r.app_move_ns += stall;
+      r.move_calls += calls;
+      carry += stall;
+      auto whole = static_cast<std::int64_t>(carry);
+      t += whole;
+      carry -= static_cast<double>(whole);
+      ++r.epochs;
+      tl.at(next_epoch, acc, hits, moved * kPageSize);
+      next_epoch += epoch_ns;
+    }
+  }
+  tl.at(t, acc, hits, moved * kPageSize, /*final=*/true);
+  r.accesses = acc;
+  r.fast_hits = hits;
+  r.app_ns = t;
+  r.promoted_pages = sel.promoted();
+  r.demoted_pages = sel.demoted();
+  r.migrated_bytes = moved * kPageSize;
+  r.pingpong_pages = sel.pingpong();
+  r.threshold_unit.assign(1, '-');
+  return absl::OkStatus();
+}
+
 inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) {
   const std::uint64_t n = wl.pages(), cap = o.fast_pages;
-  SimulatedBackend sim({{kFastNode, cap * kPageSize}, {kSlowNode, (n + 1) * kPageSize}});
+  // The fast tier is the engine's budget (`cap` pages, what every policy
+  // gets); the node holds the engine's node reserve (1 - high watermark) on
+  // top, as a real DRAM node holds more than the budget given to tiering.
+  const auto node_pages = static_cast<std::uint64_t>(
+      std::ceil(static_cast<double>(cap) / std::max(0.5, o.engine.high_watermark)));
+  SimulatedBackend sim({{kFastNode, node_pages * kPageSize}, {kSlowNode, (n + 1) * kPageSize}});
   std::vector<std::uint8_t> node(n, kSlowNode);
   MirrorBackend be(&sim, &node, kSimBase);
   ManualClock clock(0);
@@ -287,25 +397,32 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   Timeline tl(&r, o.sample_ms * kNsPerMs);
   std::int64_t t = 0, next_epoch = epoch_ns;
   std::uint64_t acc = 0, hits = 0, moved_pages = 0, next_progress = 1u << 22;
-  double sync_ns = 0, bg_ns = 0, stall_carry = 0;
+  double sync_ns = 0, bg_ns = 0, stall_carry = 0, move_ns = 0;
+  std::uint64_t calls = 0;
 
   auto run_epochs = [&]() -> absl::Status {
     while (t >= next_epoch) {
       clock.set_ns(next_epoch);
       if (absl::Status s = engine.step(); !s.ok()) return s;
       auto [up, down] = be.take_moves();
+      auto [calls_up, calls_down] = be.take_calls();
       moved_pages += up + down;
+      double stall = 0;
       if (sync) {
-        double stall = static_cast<double>(up) * page_cost;
+        stall = static_cast<double>(up) * page_cost;
         sync_ns += stall;
-        stall_carry += stall;
-        auto whole = static_cast<std::int64_t>(stall_carry);
-        t += whole;
-        stall_carry -= static_cast<double>(whole);
         bg_ns += static_cast<double>(down) * page_cost;
+        calls_up = up;  // one hint fault, one migration, one flush per page
       } else {
         bg_ns += static_cast<double>(up + down) * page_cost;
       }
+      const double interrupt = move_interrupt_ns(o, calls_up + calls_down, sync ? down : up + down);
+      calls += calls_up + calls_down;
+      move_ns += interrupt;
+      stall_carry += stall + interrupt;
+      auto whole = static_cast<std::int64_t>(stall_carry);
+      t += whole;
+      stall_carry -= static_cast<double>(whole);
       tl.at(next_epoch, acc, hits, moved_pages * kPageSize);
       next_epoch += epoch_ns;
     }
@@ -342,6 +459,8 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   r.fast_hits = hits;
   r.app_ns = t;
   r.sync_migration_ns = sync_ns;
+  r.app_move_ns = move_ns;
+  r.move_calls = calls;
   r.background_ns = bg_ns;
   r.promoted_pages = s.promoted_pages;
   r.demoted_pages = s.demoted_pages;
@@ -356,8 +475,8 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
 
 }  // namespace detail
 
-// Runs `wl` (fresh: nothing consumed yet) under `policy` ("oracle" or an
-// engine policy spec). O(accesses + epochs * pages).
+// Runs `wl` (fresh: nothing consumed yet) under `policy` ("oracle", "lfu",
+// "reactive", "best-static" or an engine policy spec). O(accesses + epochs * pages).
 inline absl::StatusOr<SimResult> simulate(Workload& wl, const std::string& policy, SimOptions o) {
   if (absl::Status s = o.validate(); !s.ok()) return s;
   if (absl::Status s = validate_policy(policy, o.engine); !s.ok()) return s;
@@ -368,7 +487,9 @@ inline absl::StatusOr<SimResult> simulate(Workload& wl, const std::string& polic
   r.pages = wl.pages();
   r.fast_pages = std::min(o.fast_pages, wl.pages());
   auto start = std::chrono::steady_clock::now();
-  absl::Status s = is_oracle(policy) ? detail::run_oracle(wl, o, r) : detail::run_engine(wl, o, r);
+  absl::Status s = is_oracle(policy)             ? detail::run_oracle(wl, o, r)
+                   : is_reference_policy(policy) ? detail::run_reference(wl, policy, o, r)
+                                                 : detail::run_engine(wl, o, r);
   if (!s.ok()) return s;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (r.accesses)
@@ -377,6 +498,41 @@ inline absl::StatusOr<SimResult> simulate(Workload& wl, const std::string& polic
          static_cast<double>(r.accesses - r.fast_hits) * static_cast<double>(o.slow_ns)) /
         static_cast<double>(r.accesses);
   return r;
+}
+
+}  // namespace tierkit::sim
+
+namespace tierkit::sim {
+
+// Dominance: `other` dominates `x` when it reaches a fast-tier hit ratio at
+// least x's + hit_margin with no more promotions. Hindsight bounds (oracle,
+// best-static) are not online policies and never count.
+inline bool dominates(const SimResult& other, const SimResult& x, double hit_margin = 0) {
+  if (is_oracle(other.policy) || other.policy == "best-static" || other.policy == x.policy ||
+      other.workload != x.workload)
+    return false;
+  return other.hit_ratio() >= x.hit_ratio() + hit_margin &&
+         other.promoted_pages <= x.promoted_pages;
+}
+
+// The policies among `rs` that dominate policy `x` on `workload` (empty
+// when none does, or when `x` did not run there).
+inline std::vector<std::string> dominators(const std::vector<SimResult>& rs,
+                                           const std::string& workload, const std::string& x,
+                                           double hit_margin = 0) {
+  std::vector<std::string> out;
+  auto it = std::find_if(rs.begin(), rs.end(), [&](const SimResult& r) {
+    return r.workload == workload && r.policy == x;
+  });
+  if (it == rs.end()) return out;
+  for (const auto& r : rs)
+    if (dominates(r, *it, hit_margin)) out.push_back(r.policy);
+  return out;
+}
+
+inline bool is_dominated(const std::vector<SimResult>& rs, const std::string& workload,
+                         const std::string& x, double hit_margin = 0) {
+  return !dominators(rs, workload, x, hit_margin).empty();
 }
 
 }  // namespace tierkit::sim

@@ -8,6 +8,8 @@
 // kernel model scans in order) is kept while gaps are squeezed out; the order
 // of first touch is kept too, for first-touch initial placement. Memory: 4
 // bytes per access + about 16 bytes per distinct page while loading.
+// With an LLC model (sim/llc.hpp) only line misses become page accesses.
+// filter_lackey_trace writes such a filtered stream back in lackey format.
 #pragma once
 
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "tierkit/common.hpp"
 #include "tierkit/sim/lackey.hpp"
+#include "tierkit/sim/llc.hpp"
 
 namespace tierkit::sim {
 
@@ -44,28 +48,28 @@ struct Trace {
   std::uint64_t straddling = 0;                             // accesses that touched two pages
   std::uint64_t first_malformed_line = 0;                   // 1-based; 0 = none
   bool truncated = false;                                   // stopped at max_accesses
+  std::uint64_t llc_hits = 0, llc_misses = 0;               // with an LLC model: line accesses
 
   std::string summary() const {
-    return absl::StrCat(name, ": ", lines, " lines, ", loads, " loads, ", stores, " stores, ",
-                        modifies, " modifies, ", accesses.size(), " page accesses over ", pages,
-                        " pages (", pages * kPageSize / 1048576.0, " MiB); skipped ", instructions,
-                        " I, ", comments, " ==, ", blank, " blank; ", malformed, " malformed",
-                        first_malformed_line
-                            ? absl::StrCat(" (first at line ", first_malformed_line, ")")
-                            : std::string(),
-                        truncated ? "; truncated at --max_trace_accesses" : "");
+    return absl::StrCat(
+        name, ": ", lines, " lines, ", loads, " loads, ", stores, " stores, ", modifies,
+        " modifies, ", accesses.size(), " page accesses over ", pages, " pages (",
+        pages * kPageSize / 1048576.0, " MiB); skipped ", instructions, " I, ", comments, " ==, ",
+        blank, " blank; ", malformed, " malformed",
+        first_malformed_line ? absl::StrCat(" (first at line ", first_malformed_line, ")")
+                             : std::string(),
+        llc_hits + llc_misses ? absl::StrCat("; LLC model: ", llc_misses, " misses of ",
+                                             llc_hits + llc_misses, " line accesses")
+                              : std::string(),
+        truncated ? "; truncated at --max_trace_accesses" : "");
   }
 };
 
-// Reads a lackey trace from `path` ("-" = stdin); gzip is detected by zlib,
-// plain text passes through. Stops after `max_accesses` page accesses (0 = no
-// limit). `progress` (optional) is called every 2^20 lines with lines read.
-// Errors: the file cannot be opened or read, or it holds no data access.
-inline absl::StatusOr<Trace> read_lackey_trace(
-    const std::string& path, std::uint64_t max_accesses = 0,
-    const std::function<void(std::uint64_t)>& progress = nullptr) {
+namespace detail {
+
+// Opens `path` ("-" = stdin) for reading, gzip or plain; sets t.name.
+inline absl::StatusOr<gzFile> open_trace(const std::string& path, Trace& t) {
   gzFile f = nullptr;
-  Trace t;
   if (path == "-") {
     int fd = ::dup(0);
     if (fd >= 0) f = ::gzdopen(fd, "rb");
@@ -79,18 +83,43 @@ inline absl::StatusOr<Trace> read_lackey_trace(
     return absl::NotFoundError(
         absl::StrCat("trace '", path, "': cannot open: ", std::strerror(errno)));
   ::gzbuffer(f, 1 << 18);
+  return f;
+}
 
-  absl::flat_hash_map<std::uint64_t, std::uint32_t> id_of;  // page number -> first-touch id
-  std::vector<std::uint64_t> page_of_id;
-  auto add = [&](std::uint64_t page) {
-    auto [it, inserted] = id_of.try_emplace(page, static_cast<std::uint32_t>(page_of_id.size()));
-    if (inserted) page_of_id.push_back(page);
-    t.accesses.push_back(it->second);
-  };
+inline void count_record(const LackeyRecord& r, Trace& t) {
+  switch (r.kind) {
+    case LackeyRecord::kLoad:
+      ++t.loads;
+      break;
+    case LackeyRecord::kStore:
+      ++t.stores;
+      break;
+    case LackeyRecord::kModify:
+      ++t.modifies;
+      break;
+    case LackeyRecord::kInstruction:
+      ++t.instructions;
+      break;
+    case LackeyRecord::kComment:
+      ++t.comments;
+      break;
+    case LackeyRecord::kBlank:
+      ++t.blank;
+      break;
+    case LackeyRecord::kMalformed:
+      ++t.malformed;
+      if (!t.first_malformed_line) t.first_malformed_line = t.lines;
+      break;
+  }
+}
 
+// Reads every line of `f`, counting into `t` and calling on_data(record) for
+// each data access, until EOF or until on_data returns false. Closes `f`.
+template <class OnData>
+absl::Status scan_lackey(gzFile f, const std::string& path, Trace& t,
+                         const std::function<void(std::uint64_t)>& progress, OnData on_data) {
   char buf[512];
-  bool ok = true;
-  while (!(max_accesses && t.accesses.size() >= max_accesses)) {
+  for (;;) {
     if (::gzgets(f, buf, sizeof buf) == nullptr) {
       int err = 0;
       const char* msg = ::gzerror(f, &err);
@@ -115,48 +144,72 @@ inline absl::StatusOr<Trace> read_lackey_trace(
       continue;
     }
     LackeyRecord r = parse_lackey_line(absl::string_view(buf, len));
-    switch (r.kind) {
-      case LackeyRecord::kLoad:
-        ++t.loads;
-        break;
-      case LackeyRecord::kStore:
-        ++t.stores;
-        break;
-      case LackeyRecord::kModify:
-        ++t.modifies;
-        break;
-      case LackeyRecord::kInstruction:
-        ++t.instructions;
-        break;
-      case LackeyRecord::kComment:
-        ++t.comments;
-        break;
-      case LackeyRecord::kBlank:
-        ++t.blank;
-        break;
-      case LackeyRecord::kMalformed:
-        ++t.malformed;
-        if (!t.first_malformed_line) t.first_malformed_line = t.lines;
-        break;
-    }
-    if (r.is_data()) {
-      std::uint64_t first = r.addr >> 12;
-      std::uint64_t last = (r.addr + (r.size - 1)) >> 12;
-      if (r.addr + (r.size - 1) < r.addr) last = first;  // wraps at 2^64: keep one page
-      add(first);
-      if (last != first) {
-        ++t.straddling;
-        add(last);
-      }
-      if (page_of_id.size() > (1ull << 32) - 2) {
-        ok = false;
-        break;
-      }
-    }
+    count_record(r, t);
+    if (r.is_data() && !on_data(r)) break;
     if (progress && (t.lines & ((1u << 20) - 1)) == 0) progress(t.lines);
   }
-  if (max_accesses && t.accesses.size() >= max_accesses) t.truncated = true;
   ::gzclose(f);
+  return absl::OkStatus();
+}
+
+// Last byte of an access, clamped at 2^64 - 1.
+inline std::uint64_t last_byte(const LackeyRecord& r) {
+  std::uint64_t end = r.addr + (r.size - 1);
+  return end < r.addr ? ~std::uint64_t{0} : end;
+}
+
+}  // namespace detail
+
+// Reads a lackey trace from `path` ("-" = stdin); gzip is detected by zlib,
+// plain text passes through. Stops after `max_accesses` page accesses (0 = no
+// limit). `progress` (optional) is called every 2^20 lines with lines read.
+// With `llc`, every data access goes through that cache model first and only
+// its line misses become page accesses (one per missed line): raw lackey
+// output then gives the stream that reaches memory.
+// Errors: the file cannot be opened or read, or it holds no data access.
+inline absl::StatusOr<Trace> read_lackey_trace(
+    const std::string& path, std::uint64_t max_accesses = 0,
+    const std::function<void(std::uint64_t)>& progress = nullptr,
+    const std::optional<LlcConfig>& llc = std::nullopt) {
+  Trace t;
+  auto opened = detail::open_trace(path, t);
+  if (!opened.ok()) return opened.status();
+  if (llc) {
+    if (absl::Status s = llc->validate(); !s.ok()) return s;
+  }
+  std::optional<LlcModel> cache;
+  if (llc) cache.emplace(*llc);
+
+  absl::flat_hash_map<std::uint64_t, std::uint32_t> id_of;  // page number -> first-touch id
+  std::vector<std::uint64_t> page_of_id;
+  auto add = [&](std::uint64_t page) {
+    auto [it, inserted] = id_of.try_emplace(page, static_cast<std::uint32_t>(page_of_id.size()));
+    if (inserted) page_of_id.push_back(page);
+    t.accesses.push_back(it->second);
+  };
+  bool ok = true;
+  auto on_data = [&](const LackeyRecord& r) {
+    const std::uint64_t end = detail::last_byte(r);
+    if (cache) {
+      const std::uint32_t sh = cache->line_shift();
+      for (std::uint64_t l = r.addr >> sh; l <= end >> sh; ++l)
+        if (cache->access(l << sh)) add((l << sh) >> 12);
+    } else {
+      add(r.addr >> 12);
+      if (end >> 12 != r.addr >> 12) {
+        ++t.straddling;
+        add(end >> 12);
+      }
+    }
+    if (page_of_id.size() > (1ull << 32) - 2) ok = false;
+    return ok && !(max_accesses && t.accesses.size() >= max_accesses);
+  };
+  if (absl::Status s = detail::scan_lackey(*opened, path, t, progress, on_data); !s.ok()) return s;
+  if (cache) {
+    t.llc_hits = cache->hits();
+    t.llc_misses = cache->misses();
+  }
+  if (max_accesses && t.accesses.size() >= max_accesses) t.truncated = true;
   if (!ok) return absl::ResourceExhaustedError(absl::StrCat("trace '", path, "': over 2^32 pages"));
   if (t.accesses.empty())
     return absl::InvalidArgumentError(
@@ -176,6 +229,51 @@ inline absl::StatusOr<Trace> read_lackey_trace(
     t.first_touch[idx] = order[idx];
   }
   for (auto& a : t.accesses) a = index_of_id[a];
+  return t;
+}
+
+}  // namespace tierkit::sim
+
+namespace tierkit::sim {
+
+// Streams the lackey trace `in` ("-" = stdin) through the cache model `llc`
+// and writes each line miss to `out` ("-" = stdout) as a lackey record of
+// the line (" L|S|M <line address>,<line size>"), gzip-compressed when `out`
+// ends in ".gz". The output replays without --llc. Returns the input's counts
+// (llc_hits, llc_misses set; no accesses kept).
+inline absl::StatusOr<Trace> filter_lackey_trace(
+    const std::string& in, const std::string& out, const LlcConfig& llc,
+    const std::function<void(std::uint64_t)>& progress = nullptr) {
+  if (absl::Status s = llc.validate(); !s.ok()) return s;
+  Trace t;
+  auto opened = detail::open_trace(in, t);
+  if (!opened.ok()) return opened.status();
+  const bool gz = out.size() > 3 && out.compare(out.size() - 3, 3, ".gz") == 0;
+  const char* mode = gz ? "wb9" : "wbT";
+  gzFile o = out == "-" ? ::gzdopen(::dup(1), mode) : ::gzopen(out.c_str(), mode);
+  if (o == nullptr) {
+    ::gzclose(*opened);
+    return absl::NotFoundError(
+        absl::StrCat("output '", out, "': cannot open: ", std::strerror(errno)));
+  }
+  LlcModel cache(llc);
+  const std::uint32_t sh = cache.line_shift();
+  bool write_ok = true;
+  auto on_data = [&](const LackeyRecord& r) {
+    static constexpr char kKind[] = {'L', 'S', 'M'};
+    for (std::uint64_t l = r.addr >> sh; l <= detail::last_byte(r) >> sh; ++l)
+      if (cache.access(l << sh))
+        write_ok &= ::gzprintf(o, " %c %llx,%u\n", kKind[r.kind],
+                               static_cast<unsigned long long>(l << sh), llc.line) > 0;
+    return write_ok;
+  };
+  absl::Status s = detail::scan_lackey(*opened, in, t, progress, on_data);
+  const bool close_ok = ::gzclose(o) == Z_OK;
+  if (!s.ok()) return s;
+  if (!write_ok || !close_ok)
+    return absl::DataLossError(absl::StrCat("output '", out, "': write failed"));
+  t.llc_hits = cache.hits();
+  t.llc_misses = cache.misses();
   return t;
 }
 

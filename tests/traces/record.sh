@@ -1,0 +1,51 @@
+#!/bin/bash
+# Records the real-program traces of tests/traces: valgrind lackey's raw
+# access stream, filtered on the fly through tierkit-sim's LLC model (4 MiB,
+# 16-way, LRU, 64 B lines) so only what reaches memory is kept.
+#   tests/traces/record.sh SIM OUTDIR [trace ...]   (default: all traces)
+# SIM is a built tierkit-sim; inputs are built in OUTDIR. Deterministic inputs;
+# addresses vary a little with ASLR and the environment.
+set -euo pipefail
+SIM=$(realpath "$1"); OUT=$(realpath "$2"); shift 2
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$OUT"
+
+# lackey writes its trace to fd 9, which tierkit-sim filters into NAME.lackey.gz.
+record() {
+  local name=$1; shift
+  nice valgrind --tool=lackey --trace-mem=yes --log-fd=9 "$@" \
+    9> >(nice "$SIM" --trace=- --llc=4M,16 --write_trace="$OUT/$name.lackey.gz" 2> "$OUT/$name.log")
+  wait
+}
+
+python3_dict() {
+  record python3-dict /usr/bin/python3 -S "$HERE/dict_workload.py" > /dev/null
+}
+
+sqlite3_lookups() {
+  rm -f lookups.db
+  sqlite3 lookups.db "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+    WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 16000)
+    INSERT INTO t SELECT i, printf('%08d%0992d', i, i * 7919) FROM c;"
+  record sqlite3-lookups /usr/bin/sqlite3 lookups.db < "$HERE/sqlite_lookups.sql" > /dev/null
+}
+
+gcc_o2() {
+  record gcc-O2 /usr/lib/gcc/x86_64-linux-gnu/12/cc1 -quiet -O2 "$HERE/gcc_kv.c" -o gcc_kv.s
+}
+
+xz_3() {
+  head -c 160000 /usr/bin/python3.11 > xz_input
+  record xz-3 /usr/bin/xz -3 -c xz_input > /dev/null
+}
+
+# zstd on a pipe does not know the input size, so it allocates (and zeroes)
+# its full preset-19 tables, about 80 MB.
+zstd_19() {
+  head -c 100000 /usr/bin/python3.11 > zstd_input
+  record zstd-19 /usr/bin/zstd -q -19 -c < zstd_input > /dev/null
+}
+
+for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 zstd_19}"; do
+  for one in $t; do "$one"; done
+done

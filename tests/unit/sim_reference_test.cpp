@@ -1,0 +1,328 @@
+// Simulator additions for real traces: the LLC model and filter, the
+// reference policies (lfu, reactive, best-static), the application's move
+// cost and the dominance helper; then a committed real trace replayed with
+// every reference policy.
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tierkit/sim/llc.hpp"
+#include "tierkit/sim/reference.hpp"
+#include "tierkit/sim/report.hpp"
+#include "tierkit/sim/simulator.hpp"
+#include "tierkit/sim/trace_file.hpp"
+#include "tierkit/sim/workload.hpp"
+
+namespace tierkit::sim {
+namespace {
+
+// A small committed real trace (tests/traces/README.md: how it was recorded).
+const std::string kSmallTrace =
+    std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sqlite3-lookups.lackey.gz";
+
+std::string temp_path(const char* suffix) {
+  char tmpl[] = "/tmp/tierkit_sim_ref_test_XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  EXPECT_GE(fd, 0);
+  ::close(fd);
+  std::remove(tmpl);
+  return std::string(tmpl) + suffix;
+}
+
+TEST(Llc, ParsesSpecs) {
+  auto c = parse_llc_spec("4M");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->bytes, 4u << 20);
+  EXPECT_EQ(c->ways, 16u);
+  EXPECT_EQ(c->sets(), 4096u);
+  c = parse_llc_spec("512K,8");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->bytes, 512u << 10);
+  EXPECT_EQ(c->ways, 8u);
+  EXPECT_TRUE(parse_llc_spec("6M,12").ok());  // 8192 sets: not a power of two
+  for (const char* bad : {"", "0", "4M,0", "4M,16,2", "x", "-4M", "100,16", "4M,abc", "99G"}) {
+    auto r = parse_llc_spec(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("--llc"), absl::string_view::npos);
+    }
+  }
+}
+
+TEST(Llc, IsLruWithinASet) {
+  LlcConfig c;
+  c.bytes = 4 * 64;  // one set of 4 ways
+  c.ways = 4;
+  LlcModel m(c);
+  for (std::uint64_t a : {0, 64, 128, 192}) EXPECT_TRUE(m.access(a));
+  EXPECT_FALSE(m.access(0 + 8));  // same line
+  EXPECT_TRUE(m.access(256));     // evicts the LRU line: 64
+  EXPECT_FALSE(m.access(0));
+  EXPECT_TRUE(m.access(64));  // evicts 128
+  EXPECT_TRUE(m.access(128));
+  EXPECT_EQ(m.misses(), 7u);
+  EXPECT_EQ(m.hits(), 2u);
+}
+
+TEST(Llc, SetsAreIndependentAndCapacityHolds) {
+  LlcModel m(*parse_llc_spec("64K,4"));
+  for (int pass = 0; pass < 3; ++pass)
+    for (std::uint64_t a = 0; a < 64 * 1024; a += 64) m.access(a);
+  EXPECT_EQ(m.misses(), 1024u);  // first pass only: 64 KiB fits
+  for (std::uint64_t a = 0; a < 128 * 1024; a += 64) m.access(a);
+  for (std::uint64_t a = 0; a < 128 * 1024; a += 64) m.access(a);
+  EXPECT_EQ(m.misses(), 1024u + 1024u + 2048u);  // a 2x sweep thrashes LRU
+}
+
+const char kRaw[] =
+    "I  04010173,3\n"
+    " L 00001000,8\n"   // miss: line 0x1000
+    " L 00001008,8\n"   // hit
+    " S 0000103c,8\n"   // straddles lines 0x1000 (hit) and 0x1040 (miss)
+    " M 00005000,4\n"   // miss
+    " L 00001000,4\n";  // hit
+
+TEST(Llc, ReadFiltersThroughTheCache) {
+  std::string path = temp_path(".txt");
+  std::ofstream(path) << kRaw;
+  auto t = read_lackey_trace(path, 0, nullptr, *parse_llc_spec("4M"));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->llc_misses, 3u);
+  EXPECT_EQ(t->llc_hits, 3u);
+  EXPECT_EQ(t->pages, 2u);
+  EXPECT_EQ(t->accesses, (std::vector<std::uint32_t>{0, 0, 1}));
+  EXPECT_NE(t->summary().find("LLC model: 3 misses of 6"), std::string::npos) << t->summary();
+  std::remove(path.c_str());
+}
+
+TEST(Llc, FilterWritesAReplayableTrace) {
+  std::string in = temp_path(".txt"), out = temp_path(".gz");
+  std::ofstream(in) << kRaw;
+  auto f = filter_lackey_trace(in, out, *parse_llc_spec("4M"));
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->llc_misses, 3u);
+  auto t = read_lackey_trace(out);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->loads, 1u);
+  EXPECT_EQ(t->stores, 1u);
+  EXPECT_EQ(t->modifies, 1u);
+  EXPECT_EQ(t->accesses, (std::vector<std::uint32_t>{0, 0, 1}));
+  EXPECT_EQ(filter_lackey_trace("/nonexistent", out, LlcConfig{}).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(filter_lackey_trace(in, "/nonexistent/x.gz", LlcConfig{}).status().code(),
+            absl::StatusCode::kNotFound);
+  std::remove(in.c_str());
+  std::remove(out.c_str());
+}
+
+TEST(Reference, TopKFollowsCountsAndCountsPingPong) {
+  TopKPlacement lfu(4, 1, /*halve_each_epoch=*/false, /*pingpong_window=*/2);
+  lfu.place(0, true);
+  for (int i = 0; i < 3; ++i) lfu.access(1);
+  auto m = lfu.end_epoch();
+  EXPECT_EQ(m.promoted, 1u);
+  EXPECT_EQ(m.demoted, 1u);
+  EXPECT_TRUE(lfu.fast(1));
+  for (int i = 0; i < 4; ++i) lfu.access(0);  // 0 now leads: it comes back
+  lfu.end_epoch();
+  EXPECT_TRUE(lfu.fast(0));
+  EXPECT_EQ(lfu.pingpong(), 2u);  // 0 back up, 1 back down, within 2 epochs
+  // Equal counts keep the current placement.
+  TopKPlacement tie(2, 1, false);
+  tie.place(1, true);
+  tie.access(0);
+  tie.access(1);
+  EXPECT_EQ(tie.end_epoch().promoted, 0u);
+}
+
+TEST(Reference, ReactiveForgetsAndLfuRemembers) {
+  TopKPlacement lfu(2, 1, false), reactive(2, 1, true);
+  for (auto* p : {&lfu, &reactive}) {
+    for (int i = 0; i < 10; ++i) p->access(0);
+    p->end_epoch();
+    for (int e = 0; e < 4; ++e) {
+      p->access(1);
+      p->access(1);
+      p->end_epoch();
+    }
+  }
+  EXPECT_TRUE(lfu.fast(0));
+  EXPECT_TRUE(reactive.fast(1));
+}
+
+TEST(Reference, BestStaticPicksTheMostAccessed) {
+  std::vector<std::uint8_t> f = best_static_placement({2, 2, 2, 0, 1, 1}, 3, 2);
+  EXPECT_EQ(f, (std::vector<std::uint8_t>{0, 1, 1}));
+  EXPECT_EQ(best_static_placement({0}, 3, 5), (std::vector<std::uint8_t>{1, 1, 1}));
+}
+
+SimOptions SmallSim(std::uint64_t fast_pages) {
+  SimOptions o;
+  o.fast_pages = fast_pages;
+  o.gap_ns = 1000;
+  o.engine.epoch_ms = 100;
+  return o;
+}
+
+SimResult run(const std::string& workload, const std::string& policy, const SimOptions& o) {
+  WorkloadOptions w;
+  w.pages = 4096;
+  w.accesses = 1000000;
+  w.seed = 5;
+  auto wl = make_workload(workload, w);
+  EXPECT_TRUE(wl.ok());
+  auto r = simulate(**wl, policy, o);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : SimResult{};
+}
+
+TEST(Reference, RunInTheSimulatorAndChargeTheirMoves) {
+  SimOptions o = SmallSim(1024);
+  SimResult stat = run("hotshift", "static", o);
+  SimResult best = run("hotshift", "best-static", o);
+  SimResult lfu = run("hotshift", "lfu", o);
+  SimResult reactive = run("hotshift", "reactive", o);
+  SimResult oracle = run("hotshift", "oracle", o);
+  EXPECT_GE(best.hit_ratio(), stat.hit_ratio());
+  EXPECT_EQ(best.promoted_pages, 0u);
+  EXPECT_GT(lfu.promoted_pages, 0u);
+  EXPECT_GT(reactive.hit_ratio(), stat.hit_ratio());
+  EXPECT_GE(oracle.hit_ratio(), reactive.hit_ratio());
+  EXPECT_GT(lfu.epochs, 5u);
+  for (const SimResult* r : {&lfu, &reactive}) {
+    EXPECT_EQ(r->accesses, 1000000u);
+    const double pages = static_cast<double>(r->promoted_pages + r->demoted_pages);
+    EXPECT_NEAR(r->background_ns, pages * o.page_cost_ns(), 1);
+    EXPECT_NEAR(r->app_move_ns,
+                static_cast<double>(r->move_calls) * o.move_call_ns + pages * o.move_page_ns, 1);
+    EXPECT_LE(r->move_calls, 2 * r->epochs);
+    EXPECT_DOUBLE_EQ(r->total_cpu_ns(), static_cast<double>(r->app_ns) + r->background_ns);
+  }
+}
+
+TEST(Simulator, BackgroundMovesNowStallTheApplication) {
+  SimOptions o = SmallSim(1024);
+  SimResult a = run("hotshift", "automatic", o);
+  ASSERT_GT(a.promoted_pages, 0u);
+  const double pages = static_cast<double>(a.promoted_pages + a.demoted_pages);
+  EXPECT_GT(a.move_calls, 0u);
+  EXPECT_NEAR(a.app_move_ns,
+              static_cast<double>(a.move_calls) * o.move_call_ns + pages * o.move_page_ns, 1);
+  const double mem =
+      static_cast<double>(a.fast_hits) * static_cast<double>(o.fast_ns + o.gap_ns) +
+      static_cast<double>(a.accesses - a.fast_hits) * static_cast<double>(o.slow_ns + o.gap_ns);
+  EXPECT_NEAR(static_cast<double>(a.app_ns), mem + a.app_move_ns, 2.0);
+  // The kernel model's promotions: one call per page, no extra per-page stall.
+  SimResult k = run("hotshift", "kernel", o);
+  EXPECT_GE(k.move_calls, k.promoted_pages);
+  o.move_call_ns = o.move_page_ns = 0;
+  EXPECT_EQ(run("hotshift", "automatic", o).app_move_ns, 0);
+  o.move_page_ns = -1;
+  WorkloadOptions w;
+  w.pages = 64;
+  UniformWorkload u(w);
+  auto bad = simulate(u, "automatic", o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("move_page_ns"), absl::string_view::npos);
+}
+
+SimResult result(const std::string& policy, std::uint64_t hits, std::uint64_t promoted) {
+  SimResult r;
+  r.workload = "w";
+  r.policy = policy;
+  r.accesses = 100;
+  r.fast_hits = hits;
+  r.promoted_pages = promoted;
+  return r;
+}
+
+TEST(Dominance, NeedsAsManyHitsAndNoMorePromotions) {
+  std::vector<SimResult> rs = {result("automatic", 30, 100), result("lfu", 30, 100),
+                               result("reactive", 40, 500),  result("static", 20, 0),
+                               result("oracle", 90, 0),      result("best-static", 50, 0)};
+  EXPECT_EQ(dominators(rs, "w", "automatic"), std::vector<std::string>{"lfu"});
+  EXPECT_TRUE(is_dominated(rs, "w", "automatic"));
+  EXPECT_FALSE(is_dominated(rs, "w", "automatic", 0.005));  // lfu must beat it by half a point
+  EXPECT_FALSE(is_dominated(rs, "w", "reactive"));
+  EXPECT_FALSE(is_dominated(rs, "other", "automatic"));  // did not run there
+  rs[1].fast_hits = 29;
+  EXPECT_FALSE(is_dominated(rs, "w", "automatic"));
+  EXPECT_NE(to_markdown(rs).find("w: `automatic` is not dominated"), std::string::npos);
+  rs[3].fast_hits = 30;  // first touch matches it without moving: dominated
+  EXPECT_NE(to_markdown(rs).find("w: `automatic` is **dominated** by static"), std::string::npos);
+}
+
+// The committed small real trace, through every reference policy.
+TEST(RealTrace, ReferencePoliciesAreSane) {
+  auto t = read_lackey_trace(kSmallTrace);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_GT(t->pages, 1000u);
+  auto trace = std::make_shared<const Trace>(*std::move(t));
+  SimOptions o;
+  o.fast_pages = trace->pages / 4;
+  o.gap_ns = 800;
+  std::vector<SimResult> rs;
+  for (const char* p : {"static", "kernel", "threshold:4", "automatic", "lfu", "reactive",
+                        "best-static", "oracle"}) {
+    TraceWorkload wl(trace);
+    auto r = simulate(wl, p, o);
+    ASSERT_TRUE(r.ok()) << p << ": " << r.status();
+    EXPECT_EQ(r->accesses, trace->accesses.size()) << p;
+    EXPECT_GE(r->total_cpu_ns(), static_cast<double>(r->app_ns)) << p;
+    rs.push_back(*r);
+  }
+  auto get = [&](const std::string& p) {
+    return *std::find_if(rs.begin(), rs.end(), [&](const SimResult& r) { return r.policy == p; });
+  };
+  EXPECT_GE(get("best-static").hit_ratio(), get("static").hit_ratio());
+  EXPECT_GE(get("oracle").hit_ratio(), get("best-static").hit_ratio() - 0.02);
+  EXPECT_GT(get("lfu").promoted_pages, 0u);
+  EXPECT_GT(get("reactive").promoted_pages, 0u);
+  EXPECT_EQ(get("best-static").promoted_pages, 0u);
+  for (const auto& r : rs) {
+    EXPECT_LE(r.pingpong_pages, r.promoted_pages + r.demoted_pages) << r.policy;
+    EXPECT_LE(r.hit_ratio(), get("oracle").hit_ratio() + 0.02) << r.policy;
+  }
+  // The dominance verdict is computable (the lead asserts it after the rework).
+  std::string md = to_markdown(rs);
+  EXPECT_NE(md.find("`automatic` is"), std::string::npos);
+}
+
+// The rule for automatic on a real trace, where it holds today
+// (sqlite3-lookups at --gap_ns=5000, 25% fast tier): a hit ratio within 0.5
+// point of the best of lfu, reactive and kernel, no more promotions than
+// lfu, ping-pong at most 5% of its moves. (Where it does not hold yet:
+// docs/performance.md.)
+TEST(RealTrace, AutomaticHoldsTheDominanceRuleOnSqlite) {
+  auto t = read_lackey_trace(kSmallTrace);
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto trace = std::make_shared<const Trace>(*std::move(t));
+  SimOptions o;
+  o.fast_pages = trace->pages / 4;
+  o.gap_ns = 5000;
+  o.engine.environment = EngineConfig::Environment::kIgnore;
+  auto run = [&](const char* p) {
+    TraceWorkload wl(trace);
+    auto r = simulate(wl, p, o);
+    EXPECT_TRUE(r.ok()) << p << ": " << r.status();
+    return r.ok() ? *r : SimResult();
+  };
+  SimResult a = run("automatic"), lfu = run("lfu"), reactive = run("reactive"),
+            kernel = run("kernel");
+  double best = std::max({lfu.hit_ratio(), reactive.hit_ratio(), kernel.hit_ratio()});
+  EXPECT_GE(a.hit_ratio(), best - 0.005);
+  EXPECT_GT(a.promoted_pages, 0u);
+  EXPECT_LE(a.promoted_pages, lfu.promoted_pages);
+  EXPECT_LE(static_cast<double>(a.pingpong_pages),
+            0.05 * static_cast<double>(a.promoted_pages + a.demoted_pages));
+}
+
+}  // namespace
+}  // namespace tierkit::sim
