@@ -61,6 +61,16 @@ tierkit_output_test(tierctl.kernel_set_apply tierctl
   "wrote 2 to .*numa_balancing \\(was 0\\).*wrote 250 to .*hot_threshold_ms \\(was 1000\\).*wrote 1024 .*wrote true .*numa_balancing +2 +\\(memory tiering.*promote_rate_limit_MBps +1024 MB/s.*hot_threshold_ms +250 ms.*demotion_enabled +true.*memory_tier4 +nodes 0.*memory_tier22 +nodes 1.*pgpromote_success +12.*pgdemote_kswapd +7.*exit=0"
   "${_tk_fake_root}
 \"$T\" kernel --root \"$S\" --set numa_balancing=2,hot_threshold_ms=250 --set promote_rate_limit_MBps=1024 --set demotion_enabled=on --apply 2>&1 && \"$T\" kernel --root \"$S\" 2>&1")
+# The patched kernel's promote_throughput_MBps: shown and set when present.
+tierkit_output_test(tierctl.kernel_promote_throughput tierctl
+  "promote_rate_limit_MBps +65536 MB/s\n +promote_throughput_MBps +0 MB/s +\\(off.*wrote 1 to [^\n]*numa_balancing_promote_throughput_MBps \\(was 0\\).*promote_throughput_MBps +1 MB/s +\\(target .*exit=0"
+  "${_tk_fake_root}
+echo 0 > \"$S/proc/sys/kernel/numa_balancing_promote_throughput_MBps\"
+\"$T\" kernel --root \"$S\" 2>&1 && \"$T\" kernel --root \"$S\" --set promote_throughput_MBps=1 --apply 2>&1 && \"$T\" kernel --root \"$S\" 2>&1")
+tierkit_output_test(tierctl.kernel_no_promote_throughput tierctl
+  "promote_rate_limit_MBps +65536 MB/s\n +hot_threshold_ms.*cannot write 1 to [^\n]*promote_throughput_MBps: not in this kernel.*exit=1"
+  "${_tk_fake_root}
+\"$T\" kernel --root \"$S\" 2>&1; \"$T\" kernel --root \"$S\" --set promote_throughput_MBps=1 --apply 2>&1")
 tierkit_output_test(tierctl.kernel_apply_no_debugfs tierctl
   "hot_threshold_ms +not available \\(debugfs not mounted.*cannot write 300 .*debugfs not mounted: mount -t debugfs none /sys/kernel/debug.*exit=1"
   "${_tk_fake_root}

@@ -58,13 +58,16 @@ const std::vector<Subcommand>& subcommands() {
       {"kernel",
        "kernel [--set KEY=VALUE ...] [--apply]",
        "Shows the kernel's own memory tiering (AutoNUMA) state: numa_balancing (decoded),\n"
-       "numa_balancing_promote_rate_limit_MBps, debugfs hot_threshold_ms, demotion_enabled,\n"
+       "numa_balancing_promote_rate_limit_MBps, numa_balancing_promote_throughput_MBps (only\n"
+       "kernels with tests/vm/kernel/promote-throughput.patch), debugfs hot_threshold_ms,\n"
+       "demotion_enabled,\n"
        "the kernel memory tiers and the /proc/vmstat promotion/demotion/migration counters.\n"
        "Files the kernel lacks are reported as \"not available (why)\".\n"
        "--set KEY=VALUE (repeatable) validates a new value and prints what it would write;\n"
        "add --apply to write it (needs root; hot_threshold_ms needs debugfs mounted).\n"
        "Keys: numa_balancing=0..3 (0 off, 1 locality, 2 tiering, 3 both),\n"
-       "      promote_rate_limit_MBps=0..2147483647, hot_threshold_ms=1..4294967295,\n"
+       "      promote_rate_limit_MBps=0..2147483647, promote_throughput_MBps=0..2147483647,\n"
+       "      hot_threshold_ms=1..4294967295,\n"
        "      demotion_enabled=true|false.",
        {"apply", "root"}},
       {"numa-maps",

@@ -75,20 +75,29 @@ struct Knob {
   const char* unit;
   const char* missing;  // why the file may be absent
   bool debugfs;
+  bool optional;  // only some kernels have it: the report omits it when absent
 };
 
 inline const std::vector<Knob>& knobs() {
   static const std::vector<Knob> k = {
       {"numa_balancing", "/proc/sys/kernel/numa_balancing", KnobType::kInt, 0, 3, "",
-       "kernel built without CONFIG_NUMA_BALANCING", false},
+       "kernel built without CONFIG_NUMA_BALANCING", false, false},
       {"promote_rate_limit_MBps", "/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps",
        KnobType::kInt, 0, 2147483647, "MB/s",
-       "kernel too old (added in Linux 6.0) or built without CONFIG_NUMA_BALANCING", false},
+       "kernel too old (added in Linux 6.0) or built without CONFIG_NUMA_BALANCING", false, false},
+      // The seed's separate promotion target (tests/vm/kernel/promote-throughput.patch):
+      // what the hot threshold is tuned towards, while promote_rate_limit_MBps caps.
+      {"promote_throughput_MBps", "/proc/sys/kernel/numa_balancing_promote_throughput_MBps",
+       KnobType::kInt, 0, 2147483647, "MB/s",
+       "not in this kernel: stock Linux lacks it (tests/vm/kernel/promote-throughput.patch "
+       "adds it)",
+       false, true},
       {"hot_threshold_ms", "/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms",
        KnobType::kInt, 1, 4294967295, "ms",
-       "kernel too old (added in Linux 6.0) or built without CONFIG_NUMA_BALANCING", true},
+       "kernel too old (added in Linux 6.0) or built without CONFIG_NUMA_BALANCING", true, false},
       {"demotion_enabled", "/sys/kernel/mm/numa/demotion_enabled", KnobType::kBool, 0, 1, "",
-       "kernel too old (added in Linux 5.15) or built without CONFIG_NUMA/CONFIG_MIGRATION", false},
+       "kernel too old (added in Linux 5.15) or built without CONFIG_NUMA/CONFIG_MIGRATION", false,
+       false},
   };
   return k;
 }
@@ -145,6 +154,10 @@ inline std::string describe_knob(const std::string& root, const Knob& k) {
   std::int64_t v = 0;
   if (absl::string_view(k.key) == "numa_balancing" && absl::SimpleAtoi(*r.text, &v))
     absl::StrAppend(&out, "  (", decode_numa_balancing(v), ")");
+  if (absl::string_view(k.key) == "promote_throughput_MBps" && absl::SimpleAtoi(*r.text, &v))
+    absl::StrAppend(&out, v == 0 ? "  (off: the hot threshold is tuned towards the rate limit)"
+                                 : "  (target the hot threshold is tuned towards; the rate "
+                                   "limit still caps)");
   if (absl::string_view(k.key) == "demotion_enabled") {
     bool b = false;
     if (absl::SimpleAtob(*r.text, &b))
@@ -173,8 +186,11 @@ inline const std::vector<std::pair<const char*, const char*>>& vmstat_counters()
 inline std::string kernel_report(const std::string& root) {
   std::string out = absl::StrCat("Kernel memory tiering (AutoNUMA) state",
                                  root == "/" ? "" : absl::StrCat(" under ", root), ":\n");
-  for (const auto& k : knobs())
+  for (const auto& k : knobs()) {
+    if (k.optional && ::access(under_root(root, k.path).c_str(), F_OK) != 0 && errno == ENOENT)
+      continue;
     absl::StrAppendFormat(&out, "  %-24s %s\n", k.key, describe_knob(root, k));
+  }
 
   absl::StrAppend(&out, "Memory tiers (/sys/devices/virtual/memory_tiering):\n");
   std::string dir = under_root(root, "/sys/devices/virtual/memory_tiering");
