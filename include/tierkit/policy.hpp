@@ -289,8 +289,10 @@ struct AutomaticOptions {
   // A swap also needs the newcomer's heat to beat the resident's by this many
   // times sqrt(sum of both heats): heat is a decayed access count, so it
   // carries Poisson noise of about sqrt(heat), and without this margin a flat
-  // workload swaps noise winners for noise losers forever.
-  double swap_confidence = 3.0;
+  // workload swaps noise winners for noise losers forever. 4, not 3: with
+  // volume cooling a dense workload cools every epoch, and at 3 sigma a
+  // stationary skewed workload still swapped a few warm pages back and forth.
+  double swap_confidence = 4.0;
   // Cooling by access volume, not by time (as Memtis cools by sample
   // count): heat halves at the end of an epoch once the total heat reaches
   // this many units per fast-budget page, or once a quarter of the budget's
