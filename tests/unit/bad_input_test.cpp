@@ -15,6 +15,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scoped_env.hpp"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/detail/parse.hpp"
@@ -320,23 +321,7 @@ TEST(BadInput, BackendsRejectBadSizesAndSpans) {
 
 // --- Environment and parsers -----------------------------------------------
 
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+using tierkit_test::ScopedEnv;
 
 TEST(BadInput, EveryTierkitVariableRejectsGarbageByName) {
   // The numeric ones: every knob but TIERKIT_POLICY.

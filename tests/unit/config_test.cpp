@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scoped_env.hpp"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/config.hpp"
 #include "tierkit/engine.hpp"
@@ -18,24 +19,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Sets a variable for the scope, restoring what was there.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      setenv(name_, old_->c_str(), 1);
-    else
-      unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+using tierkit_test::ScopedEnv;
 
 class ConfigTest : public ::testing::Test {
  protected:
