@@ -66,6 +66,25 @@ struct HotnessSourceStats {
   std::uint64_t errors = 0;         // syscalls that failed (last_error says which)
   std::uint64_t skipped = 0;        // pages skipped (unmapped, changed by the app, huge)
   std::string last_error;           // empty when none
+
+  // One collect()'s counts, for add_collect().
+  struct Collect {
+    std::uint64_t sampled = 0, found = 0, written = 0, skipped = 0, errors = 0;
+  };
+  // add_collect()
+  //
+  // Adds one collect() call: its CPU time, its counts, and `err` as the last
+  // error when not empty. Every source ends collect() with it.
+  void add_collect(std::int64_t cpu_ns_spent, const Collect& c, const std::string& err) {
+    ++collects;
+    cpu_ns += static_cast<std::uint64_t>(cpu_ns_spent);
+    pages_sampled += c.sampled;
+    pages_found += c.found;
+    pages_written += c.written;
+    skipped += c.skipped;
+    errors += c.errors;
+    if (!err.empty()) last_error = err;
+  }
 };
 
 // Receives the pages a source found accessed. `weight` is added to the

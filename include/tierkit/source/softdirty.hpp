@@ -158,14 +158,13 @@ class SoftDirtySource final : public HotnessSource {
     }
     std::int64_t dt = detail::thread_cpu_ns() - t0;
     absl::MutexLock l(&mu_);
-    ++stats_.collects;
-    stats_.cpu_ns += static_cast<std::uint64_t>(dt);
-    stats_.pages_sampled += sampled;
-    stats_.pages_found += found;
-    stats_.pages_written += found;
-    stats_.skipped += skipped;
-    stats_.errors += errors;
-    if (!err.empty()) stats_.last_error = err;
+    stats_.add_collect(dt,
+                       {.sampled = sampled,
+                        .found = found,
+                        .written = found,
+                        .skipped = skipped,
+                        .errors = errors},
+                       err);
     return status;
   }
 
