@@ -31,6 +31,10 @@
 #include "absl/strings/str_split.h"
 #include "tierkit/detail/parse.hpp"
 #include "tierkit/policy.hpp"
+#include "tierkit/policy/automatic.hpp"
+#include "tierkit/policy/kernel_model.hpp"
+#include "tierkit/policy/static.hpp"
+#include "tierkit/policy/threshold.hpp"
 #include "tierkit/topology.hpp"
 
 namespace tierkit {

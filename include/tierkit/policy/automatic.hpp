@@ -1,0 +1,153 @@
+// tierkit/policy/automatic.hpp: the default policy. Capacity-aware: it picks the promotion
+// threshold from the heat histogram so the hot set fits the fast tier, and
+// cools heat by access volume. Choose it when you do not know a threshold.
+// Layer 4: includes policy.hpp only.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "tierkit/policy.hpp"
+
+namespace tierkit {
+
+// Options of AutomaticPolicy.
+struct AutomaticOptions {
+  double headroom = 0.0;    // fraction of the budget kept free for new hot pages
+  double hysteresis = 2.0;  // a resident page is demoted for a newcomer only
+                            // if the newcomer is this many times hotter
+  double min_rate = 0.5;    // never promote pages below this many accesses/epoch
+  std::uint32_t min_residency_epochs = 8;
+  // A swap also needs the newcomer's heat to beat the resident's by this many
+  // times sqrt(sum of both heats): heat is a decayed access count, so it
+  // carries Poisson noise of about sqrt(heat), and without this margin a flat
+  // workload swaps noise winners for noise losers forever. 4, not 3: with
+  // volume cooling a dense workload cools every epoch, and at 3 sigma a
+  // stationary skewed workload still swapped a few warm pages back and forth.
+  double swap_confidence = 4.0;
+  // Cooling by access volume, not by time (as Memtis cools by sample
+  // count): heat halves at the end of an epoch once the total heat reaches
+  // this many units per fast-budget page, or once a quarter of the budget's
+  // worth of pages is past half the heat range. A sparse workload then keeps
+  // a long history (heat is close to a plain access count, as LFU's), a
+  // dense one a short one. 0 = age by half_life_epochs instead.
+  double cool_heat_per_page = 32;
+  // Never promote a page seen fewer than this many times since the last
+  // cooling (TPP: promote only pages seen hot twice). Volume cooling only.
+  std::uint32_t min_heat = 2;
+  // ... and at least every this many epochs, so heat nobody refreshes does
+  // not hold its place forever (young data going cold). 0 = never.
+  std::uint32_t max_epochs_between_coolings = 8;
+};
+
+// Capacity-aware: each epoch it picks the lowest heat h such that the slow
+// pages at least that hot fit in the room left plus the fast pages colder
+// than h / hysteresis. Heat cools by access volume (see AutomaticOptions::
+// cool_heat_per_page): on sparse real-program streams a time half-life
+// forgot pages between their accesses and kept the fast tier as first touch
+// left it. Demotion threshold = h / hysteresis, so a page must
+// cool by that factor before it can lose its place: no ping-pong of warm
+// pages on a stationary workload.
+class AutomaticPolicy final : public Policy {
+ public:
+  explicit AutomaticPolicy(AutomaticOptions o = {}) : o_(o) {}
+  std::string name() const override { return "automatic"; }
+
+  Thresholds begin_epoch(const EpochContext& ctx) override {
+    const bool by_volume = o_.cool_heat_per_page > 0;
+    std::uint32_t floor_heat =
+        by_volume ? std::max<std::uint32_t>(1, o_.min_heat)
+                  : std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
+    cool_ = false;
+    // No histogram yet (first epoch): promote what was seen at least
+    // min_heat times; swaps still need a clearly colder resident.
+    if (ctx.last == nullptr) return by_volume ? Thresholds{floor_heat, 0} : Thresholds{};
+    const HeatHistogram& h = *ctx.last;
+    if (by_volume) {
+      ++since_cooling_;
+      cool_ = volume_says_cool(ctx, h) || (o_.max_epochs_between_coolings > 0 &&
+                                           since_cooling_ >= o_.max_epochs_between_coolings);
+      if (cool_) since_cooling_ = 0;
+    }
+    double cap = static_cast<double>(ctx.fast_budget_pages) * (1.0 - o_.headroom);
+    double room = std::max(0.0, cap - static_cast<double>(ctx.fast_used_pages));
+    // Suffix sums of slow pages (hot enough to promote) and prefix sums of
+    // fast pages (cold enough to give way), walked from the top heat down.
+    std::array<std::uint64_t, HeatHistogram::kBuckets + 1> fast_below{};
+    for (std::size_t i = 0; i < HeatHistogram::kBuckets; ++i)
+      fast_below[i + 1] = fast_below[i] + h.fast[i];
+    std::uint64_t slow_at_least = 0;
+    std::uint32_t chosen = PageWord::kMaxHeat + 1;
+    for (std::int64_t t = PageWord::kMaxHeat; t >= static_cast<std::int64_t>(floor_heat); --t) {
+      slow_at_least += h.slow[static_cast<std::size_t>(t)];
+      auto give_way = static_cast<std::size_t>(std::floor(static_cast<double>(t) / o_.hysteresis));
+      // fast pages with heat < t / hysteresis (strictly colder) may give way
+      double swappable =
+          static_cast<double>(fast_below[std::min(give_way, HeatHistogram::kBuckets)]);
+      if (slow_at_least == 0) continue;  // no page this hot: nothing to decide
+      if (static_cast<double>(slow_at_least) <= room + swappable) {
+        chosen = static_cast<std::uint32_t>(t);
+      } else {
+        // The hottest slow pages alone overflow the room: still promote them
+        // if any room or colder resident exists (the engine moves the
+        // hottest first and never past the room it has), rather than
+        // leaving a hot set that is larger than the fast tier all slow.
+        if (chosen > PageWord::kMaxHeat && room + swappable >= 1)
+          chosen = static_cast<std::uint32_t>(t);
+        break;
+      }
+    }
+    promote_heat_.store(chosen);
+    std::uint32_t demote = chosen > PageWord::kMaxHeat
+                               ? 0
+                               : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
+    return {chosen, std::min(demote, chosen)};
+  }
+  PolicyTraits traits() const override {
+    PolicyTraits t;
+    t.fills_budget = true;
+    return t;
+  }
+  double aging(const EpochContext& ctx) const override {
+    if (o_.cool_heat_per_page <= 0) return ctx.decay;
+    return cool_ ? 0.5 : 1.0;
+  }
+  std::uint32_t min_residency_epochs() const override { return o_.min_residency_epochs; }
+  double swap_ratio() const override { return o_.hysteresis; }
+  bool should_swap(std::uint32_t newcomer, std::uint32_t resident) const override {
+    if (!Policy::should_swap(newcomer, resident)) return false;
+    double diff = static_cast<double>(newcomer) - static_cast<double>(resident);
+    return diff * diff >= o_.swap_confidence * o_.swap_confidence *
+                              (static_cast<double>(newcomer) + static_cast<double>(resident));
+  }
+  double current_threshold() const override {
+    std::uint32_t h = promote_heat_.load();
+    return h > PageWord::kMaxHeat ? INFINITY : static_cast<double>(h);
+  }
+  const char* threshold_unit() const override { return "heat"; }
+
+ private:
+  // Whether the heat seen so far is enough history: its total reached the
+  // volume budget, or too many pages crowd the top half of the heat range
+  // (they could no longer be told apart).
+  bool volume_says_cool(const EpochContext& ctx, const HeatHistogram& h) const {
+    const double budget = static_cast<double>(std::max<std::uint64_t>(ctx.fast_budget_pages, 1));
+    if (h.fast_heat + h.slow_heat >= o_.cool_heat_per_page * budget) return true;
+    std::uint64_t high = 0;
+    for (std::size_t i = HeatHistogram::kBuckets / 2; i < HeatHistogram::kBuckets; ++i)
+      high += h.fast[i] + h.slow[i];
+    return static_cast<double>(high) * 4 > budget;
+  }
+
+  AutomaticOptions o_;
+  std::atomic<std::uint32_t> promote_heat_{PageWord::kMaxHeat + 1};
+  bool cool_ = false;
+  std::uint32_t since_cooling_ = 0;
+};
+
+}  // namespace tierkit

@@ -1,0 +1,80 @@
+// tierkit/policy/threshold.hpp: the user's promotion threshold with hysteresis. Choose it
+// when you know the access rate that earns a page its place in the fast tier
+// (accesses per page per epoch) and want to set it, and change it, yourself.
+// Layer 4: includes policy.hpp only.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "tierkit/policy.hpp"
+
+namespace tierkit {
+
+// Options of ThresholdPolicy. Rates are accesses per page per epoch.
+struct ThresholdOptions {
+  double promotion_threshold = 4.0;
+  double demotion_threshold = 1.0;  // must be below promotion_threshold
+  std::uint32_t min_residency_epochs = 8;
+};
+
+// The user-set threshold with hysteresis. set_* are thread-safe and take
+// effect at the next epoch.
+class ThresholdPolicy final : public Policy {
+ public:
+  static absl::Status validate(double promote, double demote) {
+    if (!std::isfinite(promote) || promote <= 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "promotion threshold ", promote, " must be a finite number of accesses/epoch > 0"));
+    if (!std::isfinite(demote) || demote < 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "demotion threshold ", demote, " must be a finite number of accesses/epoch >= 0"));
+    if (demote >= promote)
+      return absl::InvalidArgumentError(absl::StrCat("demotion threshold ", demote,
+                                                     " must be below the promotion threshold ",
+                                                     promote, " (hysteresis against ping-pong)"));
+    return absl::OkStatus();
+  }
+
+  explicit ThresholdPolicy(ThresholdOptions o = {})
+      : promote_(o.promotion_threshold),
+        demote_(o.demotion_threshold),
+        residency_(o.min_residency_epochs) {}
+
+  // Sets the promotion threshold; the demotion threshold is kept below it
+  // (lowered to half the new value when it would not be).
+  absl::Status set_promotion_threshold(double rate) override {
+    double d = demote_.load();
+    if (d >= rate) d = rate / 2;
+    if (absl::Status s = validate(rate, d); !s.ok()) return s;
+    demote_.store(d);
+    promote_.store(rate);
+    return absl::OkStatus();
+  }
+  absl::Status set_demotion_threshold(double rate) override {
+    if (absl::Status s = validate(promote_.load(), rate); !s.ok()) return s;
+    demote_.store(rate);
+    return absl::OkStatus();
+  }
+  void set_min_residency_epochs(std::uint32_t e) { residency_.store(e); }
+
+  std::string name() const override { return "threshold"; }
+  Thresholds begin_epoch(const EpochContext& ctx) override {
+    return {heat_for_rate(promote_.load(), ctx.decay),
+            static_cast<std::uint32_t>(std::floor(demote_.load() / (1.0 - ctx.decay)))};
+  }
+  std::uint32_t min_residency_epochs() const override { return residency_.load(); }
+  double current_threshold() const override { return promote_.load(); }
+  double demotion_threshold() const { return demote_.load(); }
+
+ private:
+  std::atomic<double> promote_, demote_;
+  std::atomic<std::uint32_t> residency_;
+};
+
+}  // namespace tierkit
