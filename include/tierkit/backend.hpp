@@ -56,13 +56,21 @@ class Backend {
   // "linux" or "simulated", for logs and stats.
   virtual absl::string_view name() const = 0;
 
-  // Reserves `bytes` (a multiple of kPageSize) of private anonymous memory.
-  // Nothing is faulted in. One mmap(2).
+  // Reserves `bytes` (a multiple of kPageSize) of private anonymous memory,
+  // 2 MiB aligned when `bytes` is a multiple of 2 MiB (so huge pages can back
+  // it), advised for base pages until advise_huge() says otherwise. Nothing
+  // is faulted in. One mmap(2) (plus a trim of the alignment slack).
   virtual absl::StatusOr<void*> map(std::size_t bytes) = 0;
   // Returns a range from map(). One munmap(2).
   virtual absl::Status unmap(void* addr, std::size_t bytes) = 0;
-  // Asks for transparent huge pages on the range (madvise(MADV_HUGEPAGE)).
+  // The system's transparent huge page mode (read once).
+  virtual ThpMode thp_mode() const = 0;
+  // Asks for transparent huge pages on the range (madvise(MADV_HUGEPAGE)):
+  // pages faulted afterwards, and khugepaged, may then use 2 MiB pages.
   virtual absl::Status advise_huge(void* addr, std::size_t bytes) = 0;
+  // Asks for base pages only (madvise(MADV_NOHUGEPAGE)). Huge pages already
+  // there stay huge.
+  virtual absl::Status advise_base_pages(void* addr, std::size_t bytes) = 0;
 
   // Sets the memory policy of [addr, addr+bytes) to `nodes` (mbind(2)). With
   // `move`, pages already present are migrated too (MPOL_MF_MOVE |
@@ -80,6 +88,9 @@ class Backend {
   // -EACCES (shared with another process). A non-OK Status means the whole
   // call failed (bad node, no permission): `status` is undefined and some
   // pages may have moved, so callers re-query placement.
+  // NOTE: a page inside a transparent huge page moves the whole huge page
+  // (its 512 base pages go together; later entries of the same huge page in
+  // the call report the target, or -EBUSY while it is in flight).
   virtual absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
                             absl::Span<int> status) = 0;
 

@@ -31,6 +31,15 @@ inline constexpr std::size_t kPageSize = 4096;
 // Transparent huge page size; regions may be tracked at this granularity.
 inline constexpr std::size_t kHugePageSize = 2u << 20;
 
+// The system's transparent huge page setting
+// (/sys/kernel/mm/transparent_hugepage/enabled): whether a range advised
+// with MADV_HUGEPAGE (kMadvise) or any anonymous range (kAlways) may be
+// backed by 2 MiB pages.
+enum class ThpMode { kNever, kMadvise, kAlways };
+constexpr const char* thp_mode_name(ThpMode m) {
+  return m == ThpMode::kAlways ? "always" : m == ThpMode::kMadvise ? "madvise" : "never";
+}
+
 // Rounds down/up to a multiple of `align` (a power of two). Constant time.
 constexpr std::uintptr_t align_down(std::uintptr_t v, std::size_t align) {
   return v & ~(static_cast<std::uintptr_t>(align) - 1);

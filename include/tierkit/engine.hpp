@@ -91,13 +91,20 @@ class Engine {
   // of all its pages: O(pages) in the kernel). Pages not present yet are
   // assumed where `initially_fast` says (default: the fast tier, where first
   // touch on a CPU node puts them). See RegionRegistry::add for errors.
+  // With 2 MiB units (the default where THP is enabled, see
+  // RegionOptions::granularity) it advises those chunks MADV_HUGEPAGE: one
+  // madvise, best effort.
   absl::StatusOr<RegionHandle> register_region(const void* ptr, std::size_t bytes,
                                                RegionOptions options = {},
                                                bool initially_fast = true) {
     auto h = registry_.add(ptr, bytes, options, initially_fast);
     if (!h.ok()) return h;
     auto r = registry_.find(h->id());
-    if (r) refresh_placement(*r);
+    if (!r) return h;
+    if (r->huge_end > r->huge_begin)
+      (void)backend_->advise_huge(reinterpret_cast<void*>(r->huge_begin),
+                                  r->huge_end - r->huge_begin);
+    refresh_placement(*r);
     return h;
   }
 
@@ -244,6 +251,7 @@ class Engine {
         registry_(tracker_),
         limiter_(config_.rate_limit_mbps, config_.burst_bytes, clock) {
     tracker_.set_sampling(config_.sampling);
+    registry_.set_auto_huge(backend_->thp_mode() != ThpMode::kNever);
     stats_.backend = std::string(backend_->name());
     stats_.environment = config_.environment_summary();
   }
@@ -264,18 +272,17 @@ class Engine {
     }
   }
 
-  // Asks the backend where the region's pages are and updates the page words.
-  // In batches of 64 Ki units, so a terabyte region needs no gigabyte of
-  // scratch.
+  // Asks the backend where the region's pages are and updates the page words
+  // (one query per unit: a 2 MiB unit by its first page). In batches of
+  // 64 Ki units, so a terabyte region needs no gigabyte of scratch.
   void refresh_placement(const Region& r) {
     constexpr std::size_t kBatch = std::size_t{1} << 16;
-    const std::size_t unit = r.options.granularity;
     const NodeSet fast = fast_nodes();
     std::vector<void*> pages;
     std::vector<int> status;
     for (std::uintptr_t next = r.begin; next < r.end;) {
       pages.clear();
-      for (; next < r.end && pages.size() < kBatch; next += unit)
+      for (; next < r.end && pages.size() < kBatch; next += tracker_.unit_bytes(next))
         pages.push_back(reinterpret_cast<void*>(next));
       status.assign(pages.size(), 0);
       if (!backend_->query(pages, absl::MakeSpan(status)).ok()) return;
@@ -295,7 +302,9 @@ class Engine {
     if (sources_.empty()) return;
     std::vector<TrackedRange> ranges;
     for (const auto& r : registry_.snapshot())
-      ranges.push_back({r->begin, r->end, r->options.granularity});
+      r->for_each_span([&](std::uintptr_t b, std::uintptr_t e, std::size_t unit) {
+        ranges.push_back({b, e, unit});
+      });
     auto sink = make_sink([this](std::uintptr_t page, std::uint32_t weight, bool) {
       tracker_.record_access(reinterpret_cast<const void*>(page), 1, weight);
     });
@@ -332,10 +341,13 @@ class Engine {
     std::vector<Candidate> promote, demote, demote_now, promote_now;
     std::vector<Step> plan;
     std::vector<std::shared_ptr<Region>> regions;
-    std::vector<void*> pages;
-    std::vector<std::uintptr_t> unit_of;
+    std::vector<void*> pages, tails;
+    std::vector<std::uint32_t> unit_pages;
+    std::vector<std::size_t> tail_of;
     std::vector<NodeId> nodes;
-    std::vector<int> status;
+    std::vector<int> status, tail_status;
+    std::vector<Candidate> rest;  // pages of 2 MiB units that fell back
+    bool split_rest_pass = false;
   };
   struct Epoch {
     std::int64_t t0 = 0;
@@ -432,10 +444,9 @@ class Engine {
     auto aged = [&e](std::uint32_t h) { return e.aged(h); };
     if (e.visits) {
       for (const auto& r : s.regions) {
-        auto pages = static_cast<std::uint32_t>(r->options.granularity / kPageSize);
         tracker_.sweep(
             r->begin, r->end,
-            [&](std::uintptr_t a, std::uint16_t w) {
+            [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
               if (PageWord::heat(w) > 0) hist_->add(PageWord::heat(w), PageWord::fast(w), pages);
               if (!tagged_candidate(*r, a, w, pages) && e.moves &&
                   r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
@@ -456,10 +467,11 @@ class Engine {
       for (const auto& r : s.regions) {
         RegionTag tag = r->tag.load(std::memory_order_relaxed);
         if (tag != RegionTag::hot && tag != RegionTag::cold) continue;
-        auto pages = static_cast<std::uint32_t>(r->options.granularity / kPageSize);
         tracker_.sweep(
             r->begin, r->end,
-            [&](std::uintptr_t a, std::uint16_t w) { tagged_candidate(*r, a, w, pages); },
+            [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
+              tagged_candidate(*r, a, w, pages);
+            },
             HotnessTracker::kNoAging);
       }
     }
@@ -573,10 +585,11 @@ class Engine {
     std::sort(promote.begin(), promote.end(), by_priority);
     size_demotion(e);
     // Only the head of the demotion list is used: the tagged ones, the
-    // watermark's share and at most one victim per promotion. Order just that
-    // head (the same order a full sort gives it).
-    std::size_t need =
-        static_cast<std::size_t>(std::max(0.0, std::ceil(e.want_demote))) + promote.size() + 1;
+    // watermark's share and at most one victim per promoted page (a 2 MiB
+    // newcomer may need 512 victims of 4 KiB). Order just that head (the
+    // same order a full sort gives it).
+    std::size_t need = static_cast<std::size_t>(std::max(0.0, std::ceil(e.want_demote))) + 1;
+    for (const auto& c : promote) need += c.pages;
     add_cold_fast(e, need);
     if (!e.visits)
       for (const auto& c : demote) need += tagged(c);
@@ -616,17 +629,23 @@ class Engine {
       if (p_pages + c.pages > room) {
         if (tagged(c)) continue;  // tagged hot: wait for room
         if (!swap && !reclaim) break;
-        // Find the next untagged victim not already chosen.
-        while (di < demote.size() &&
-               ((tagged(demote[di]) && !e.visits) || recently_moved(e, demote[di].addr)))
-          ++di;
-        if (di >= demote.size() || (swap && !policy_->should_swap(c.heat, demote[di].heat))) break;
-        victim = &demote[di];
-        room += demote[di++].pages;
-        if (p_pages + c.pages > room) {  // a 4 KiB victim for a 2 MiB newcomer: keep collecting
+        // Untagged victims not already chosen, coldest first, until the
+        // newcomer fits (a 2 MiB newcomer may take 512 victims of 4 KiB; the
+        // last one shares its step). Victims found for a newcomer that still
+        // does not fit stay planned: they make room for the next epoch.
+        for (;;) {
+          while (di < demote.size() &&
+                 ((tagged(demote[di]) && !e.visits) || recently_moved(e, demote[di].addr)))
+            ++di;
+          if (di >= demote.size() || (swap && !policy_->should_swap(c.heat, demote[di].heat)))
+            break;
+          victim = &demote[di];
+          room += demote[di++].pages;
+          if (p_pages + c.pages <= room) break;
           s.plan.push_back({victim, nullptr});
-          continue;
+          victim = nullptr;
         }
+        if (p_pages + c.pages > room) break;
       }
       s.plan.push_back({victim, &c});
       p_pages += c.pages;
@@ -692,77 +711,135 @@ class Engine {
     if (callback_) callback_(stats_);
   }
 
-  // Moves `list` to `target` and accounts for every page.
+  // Moves `list` to `target` and accounts for every page. A 2 MiB unit
+  // moves by its first page, which carries the whole transparent huge page;
+  // its last page, queried after the move, says whether the rest came
+  // along. If not (THP never formed there, or the kernel split it: under
+  // memory pressure, a partial mprotect or munmap), the chunk falls back to
+  // 4 KiB units (HotnessTracker::split) and its other 511 pages move now,
+  // one by one; the rate limiter has already charged them.
   void migrate(const std::vector<Candidate>& list, NodeId target, bool to_fast, std::uint64_t epoch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (list.empty()) return;
-    std::vector<void*>& pages = scratch_.pages;
-    std::vector<std::uintptr_t>& unit_of = scratch_.unit_of;
-    pages.clear();
-    unit_of.clear();
+    EpochScratch& s = scratch_;
+    s.pages.clear();
+    s.unit_pages.clear();
     for (const auto& c : list) {
       // Skip units unregistered since the sweep.
       auto* w = tracker_.word(c.addr);
       if (w == nullptr || !PageWord::tracked(w->load(std::memory_order_relaxed))) continue;
-      for (std::uint32_t i = 0; i < c.pages; ++i) {
-        pages.push_back(reinterpret_cast<void*>(c.addr + i * kPageSize));
-        unit_of.push_back(c.addr);
-      }
+      s.pages.push_back(reinterpret_cast<void*>(c.addr));
+      s.unit_pages.push_back(c.pages);
     }
-    if (pages.empty()) return;
-    std::vector<NodeId>& nodes = scratch_.nodes;
-    std::vector<int>& status = scratch_.status;
-    nodes.assign(pages.size(), target);
-    status.assign(pages.size(), 0);
-    absl::Status s = backend_->move(pages, nodes, absl::MakeSpan(status));
-    if (!s.ok()) {
-      stats_.failed_pages += pages.size();
+    if (s.pages.empty()) return;
+    s.nodes.assign(s.pages.size(), target);
+    s.status.assign(s.pages.size(), 0);
+    if (absl::Status st = backend_->move(s.pages, s.nodes, absl::MakeSpan(s.status)); !st.ok()) {
+      std::uint64_t pages = 0;
+      for (auto n : s.unit_pages) pages += n;
+      stats_.failed_pages += pages;
       stats_.failures_by_errno.add(EINVAL);
-      if (policy_->uses_rate_limiter()) limiter_.refund(pages.size() * kPageSize);
+      if (policy_->uses_rate_limiter()) limiter_.refund(pages * kPageSize);
       return;
     }
+    const bool split_pass = s.split_rest_pass;
+    if (!split_pass) check_huge_units(target);
     std::uint64_t failed_bytes = 0;
-    for (std::size_t i = 0; i < pages.size(); ++i) {
-      auto a = reinterpret_cast<std::uintptr_t>(pages[i]);
-      int st = status[i];
-      if (st >= 0) {
-        bool now_fast = config_.fast_nodes.contains(st);
-        if (unit_of[i] == a) tracker_.set_fast(a, now_fast);
-        if (st != target) continue;  // already there
-        (to_fast ? stats_.promoted_pages : stats_.demoted_pages) += 1;
-        (to_fast ? stats_.promoted_bytes : stats_.demoted_bytes) += kPageSize;
-        (to_fast ? stats_.epoch_promoted : stats_.epoch_demoted) += 1;
-        if (unit_of[i] == a) {
-          auto it = history_.find(a);
-          if (it != history_.end() && it->second.to_fast != to_fast &&
-              epoch - it->second.epoch <= config_.pingpong_window_epochs)
-            ++stats_.pingpong_pages;
-          history_[a] = {epoch, to_fast};
-          policy_->on_moved(a);
-        }
+    for (std::size_t i = 0; i < s.pages.size(); ++i)
+      failed_bytes += account_move(reinterpret_cast<std::uintptr_t>(s.pages[i]), s.unit_pages[i],
+                                   s.status[i], target, to_fast, epoch, split_pass);
+    if (policy_->uses_rate_limiter() && failed_bytes) limiter_.refund(failed_bytes);
+    if (split_pass || s.rest.empty()) return;
+    std::vector<Candidate> rest;
+    rest.swap(s.rest);
+    s.split_rest_pass = true;
+    migrate(rest, target, to_fast, epoch);
+    s.split_rest_pass = false;
+    rest.clear();
+    s.rest.swap(rest);  // keep the capacity
+  }
+
+  // After a move: for each 2 MiB unit whose first page reached `target`,
+  // asks where its last page is (one query for all). A unit whose last page
+  // did not follow was not one huge page: it becomes 4 KiB units, counts
+  // one page moved, and its other pages go to scratch_.rest. When the query
+  // fails the units stand; the next placement refresh corrects them.
+  void check_huge_units(NodeId target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    s.tails.clear();
+    s.tail_of.clear();
+    for (std::size_t i = 0; i < s.pages.size(); ++i)
+      if (s.unit_pages[i] > 1 && s.status[i] == target) {
+        s.tails.push_back(static_cast<char*>(s.pages[i]) + kHugePageSize - kPageSize);
+        s.tail_of.push_back(i);
+      }
+    if (s.tails.empty()) return;
+    s.tail_status.assign(s.tails.size(), 0);
+    if (!backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok()) return;
+    for (std::size_t k = 0; k < s.tails.size(); ++k) {
+      const std::size_t i = s.tail_of[k];
+      if (s.tail_status[k] == target) {
+        ++stats_.huge_units_moved;
         continue;
       }
-      failed_bytes += kPageSize;
-      stats_.failures_by_errno.add(-st);
-      switch (-st) {
-        case EBUSY:
-          ++stats_.busy_retries;
-          break;  // still a candidate next epoch
-        case ENOMEM:
-          ++stats_.failed_pages;
-          if (to_fast) fast_full_ = true;  // demote first next epoch
-          break;
-        case EFAULT:
-          ++stats_.dropped_pages;
-          tracker_.untrack(a, a + kPageSize);
-          break;
-        default:
-          ++stats_.failed_pages;
-          break;
+      const auto a = reinterpret_cast<std::uintptr_t>(s.pages[i]);
+      if (!tracker_.split(a)) continue;
+      ++stats_.huge_units_split;
+      s.unit_pages[i] = 1;
+      for (std::size_t p = 1; p < HotnessTracker::kPagesPerChunk; ++p)
+        s.rest.push_back({0, 0, a + p * kPageSize, 1});
+      // Keep khugepaged from collapsing it again behind the 4 KiB units
+      // (each advice may split a VMA: bounded, under vm.max_map_count).
+      if (base_page_advice_ < kMaxBasePageAdvice) {
+        ++base_page_advice_;
+        (void)backend_->advise_base_pages(s.pages[i], kHugePageSize);
       }
     }
-    if (policy_->uses_rate_limiter() && failed_bytes) limiter_.refund(failed_bytes);
   }
+
+  // Accounts one unit's move outcome; returns the bytes to refund to the
+  // rate limiter. `absent_ok`: an absent page (-EFAULT/-ENOENT) is simply
+  // not there yet (the pages of a split chunk), not an unmapped one.
+  std::uint64_t account_move(std::uintptr_t a, std::uint32_t pages, int st, NodeId target,
+                             bool to_fast, std::uint64_t epoch, bool absent_ok)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (st >= 0) {
+      tracker_.set_fast(a, config_.fast_nodes.contains(st));
+      if (st != target) return 0;  // ended elsewhere
+      (to_fast ? stats_.promoted_pages : stats_.demoted_pages) += pages;
+      (to_fast ? stats_.promoted_bytes : stats_.demoted_bytes) += pages * kPageSize;
+      (to_fast ? stats_.epoch_promoted : stats_.epoch_demoted) += pages;
+      auto it = history_.find(a);
+      if (it != history_.end() && it->second.to_fast != to_fast &&
+          epoch - it->second.epoch <= config_.pingpong_window_epochs)
+        stats_.pingpong_pages += pages;
+      history_[a] = {epoch, to_fast};
+      policy_->on_moved(a);
+      return 0;
+    }
+    const std::uint64_t bytes = std::uint64_t{pages} * kPageSize;
+    if (absent_ok && (st == -EFAULT || st == -ENOENT)) return bytes;
+    stats_.failures_by_errno.add(-st);
+    switch (-st) {
+      case EBUSY:
+        ++stats_.busy_retries;
+        break;  // still a candidate next epoch
+      case ENOMEM:
+        stats_.failed_pages += pages;
+        if (to_fast) fast_full_ = true;  // demote first next epoch
+        break;
+      case EFAULT:
+        stats_.dropped_pages += pages;
+        tracker_.untrack(a, a + bytes);
+        break;
+      default:
+        stats_.failed_pages += pages;
+        break;
+    }
+    return bytes;
+  }
+
+  static constexpr std::uint64_t kMaxBasePageAdvice = 4096;
 
   mutable detail::Mutex mu_;
   EngineConfig config_ ABSL_GUARDED_BY(mu_);
@@ -781,6 +858,7 @@ class Engine {
   absl::flat_hash_map<std::uintptr_t, MoveRecord> history_ ABSL_GUARDED_BY(mu_);
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;
+  std::uint64_t base_page_advice_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);
   struct SourceEntry {
     std::unique_ptr<HotnessSource> source;
@@ -814,6 +892,9 @@ class ArenaRegions final : public ArenaObserver {
         resource_(resource),
         options_(std::move(options)),
         fast_nodes_(engine.config().fast_nodes) {
+    // Arenas are 2 MiB aligned: track them in the unit they are backed by.
+    if (options_.granularity == kAutoGranularity)
+      options_.granularity = resource_.huge_pages() ? kHugePageSize : kPageSize;
     resource_.set_observer(this);  // reports the arenas it already has
   }
   ArenaRegions(const ArenaRegions&) = delete;

@@ -238,6 +238,46 @@ class HotnessTracker {
     return &chunk->page[unit_index(*chunk, addr)];
   }
 
+  // unit_bytes()
+  //
+  // The size of the tracking unit holding `addr`: kHugePageSize for a chunk
+  // tracked as one 2 MiB unit, else kPageSize. Constant time, any thread.
+  std::size_t unit_bytes(std::uintptr_t addr) const noexcept {
+    Chunk* chunk = chunk_for(addr);
+    return chunk != nullptr && chunk->huge.load(std::memory_order_relaxed) ? kHugePageSize
+                                                                           : kPageSize;
+  }
+
+  // split()
+  //
+  // Turns the 2 MiB unit holding `addr` into 512 page units, each with the
+  // unit's word (heat, placement, epoch), so the histogram and the per-tier
+  // page counts do not change. For memory that turned out not to be one
+  // huge page (never formed, or split by the kernel). Returns false when the
+  // chunk is not a tracked 2 MiB unit. O(512).
+  // NOTE: an access racing with the split may land on the first page only.
+  bool split(std::uintptr_t addr) {
+    detail::MutexLock l(&mu_);
+    Chunk* c = chunk_for(addr);
+    if (c == nullptr || !c->huge.load(std::memory_order_relaxed)) return false;
+    const std::uint16_t w = c->page[0].load(std::memory_order_acquire);
+    if (!PageWord::tracked(w)) return false;
+    count_unit(*c, PageWord::fast(w), -1);
+    c->huge.store(false, std::memory_order_release);
+    for (std::size_t i = 0; i < kPagesPerChunk; ++i) {
+      if (i > 0) c->page[i].store(w, std::memory_order_release);
+      count_unit(*c, PageWord::fast(w), +1);
+    }
+    if (PageWord::heat(w) != 0) {  // every group now holds the unit's heat
+      c->warm = ~std::uint64_t{0};
+      if (!c->in_warm) {
+        c->in_warm = true;
+        warm_.push_back(c);
+      }
+    }
+    return true;
+  }
+
   // set_fast()
   //
   // Sets the believed placement of the unit holding `addr`. Takes the
@@ -355,9 +395,9 @@ class HotnessTracker {
 
   // sweep()
   //
-  // Visits every tracked unit in [begin, end): calls visit(addr, word) with
-  // the word as read, then, unless `decay` is null-like (see below), stores
-  // decay(word's heat). O(pages): for policies that must see every page (the
+  // Visits every tracked unit in [begin, end): calls visit(addr, word, pages)
+  // with the word as read (pages = 1, or 512 for a 2 MiB unit), then, unless `decay` is null-like
+  // (see below), stores decay(word's heat). O(pages): for policies that must see every page (the
   // kernel model's scanner), tagged regions and tests. Pass
   // HotnessTracker::kNoAging to visit without aging.
   static constexpr auto kNoAging = [](std::uint32_t h) { return h; };
@@ -365,12 +405,14 @@ class HotnessTracker {
   void sweep(std::uintptr_t begin, std::uintptr_t end, Visit&& visit, Decay&& decay) {
     detail::MutexLock l(&mu_);
     for_each_chunk(begin, end, /*create=*/false, [&](Chunk& c, std::size_t lo, std::size_t hi) {
-      if (c.huge.load(std::memory_order_relaxed)) hi = lo + 1;  // one unit per chunk
+      const bool huge = c.huge.load(std::memory_order_relaxed);
+      if (huge) lo = 0, hi = 1;  // one unit per chunk
+      const std::uint32_t pages = huge ? kPagesPerChunk : 1;
       for (std::size_t i = lo; i < hi; ++i) {
         auto& w = c.page[i];
         std::uint16_t old = w.load(std::memory_order_relaxed);
         if (!PageWord::tracked(old)) continue;
-        visit(c.base + i * kPageSize, old);
+        visit(c.base + i * kPageSize, old, pages);
         std::uint32_t h = PageWord::heat(old);
         if (h == 0) continue;
         std::uint16_t aged = PageWord::with_heat(old, decay(h));

@@ -82,6 +82,8 @@ class ArenaObserver {
 };
 
 // Options of TierMemoryResource::create().
+enum class HugePages { kAuto, kOn, kOff };
+
 struct TierResourceOptions {
   // Nodes every arena is bound to. Must be non-empty; each node must exist for
   // the backend.
@@ -91,9 +93,11 @@ struct TierResourceOptions {
   // Size of a regular arena: a positive multiple of kHugePageSize. Requests
   // larger than half of it get a dedicated arena of their own.
   std::size_t arena_bytes = 64 << 20;
-  // Ask for transparent huge pages on every arena (madvise(MADV_HUGEPAGE)).
+  // Transparent huge pages on every arena (madvise(MADV_HUGEPAGE)): kAuto
+  // (default) when the system allows THP (Backend::thp_mode() is "madvise"
+  // or "always"), kOn always, kOff never (arenas keep MADV_NOHUGEPAGE).
   // Failure to advise is not an error; see huge_pages_status().
-  bool huge_pages = false;
+  HugePages huge_pages = HugePages::kAuto;
   // Where memory comes from; null means LinuxBackend::instance(). Must
   // outlive the resource.
   Backend* backend = nullptr;
@@ -233,6 +237,9 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     detail::MutexLock lock(&mu_);
     return last_error_;
   }
+  // Whether arenas are advised for transparent huge pages (and tracked as
+  // 2 MiB units by ArenaRegions).
+  bool huge_pages() const { return huge_; }
   // OkStatus, or the first madvise(MADV_HUGEPAGE) failure with huge_pages on.
   absl::Status huge_pages_status() const {
     detail::MutexLock lock(&mu_);
@@ -361,7 +368,8 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       : nodes_(o.nodes),
         mode_(o.mode),
         arena_bytes_(o.arena_bytes),
-        huge_(o.huge_pages),
+        huge_(o.huge_pages == HugePages::kOn ||
+              (o.huge_pages == HugePages::kAuto && o.backend->thp_mode() != ThpMode::kNever)),
         backend_(o.backend),
         limit_(o.limit_bytes),
         observer_(o.observer) {}

@@ -6,6 +6,7 @@
 // Layer 3: includes hotness.hpp.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -48,6 +49,11 @@ inline const char* tag_name(RegionTag t) {
   return "?";
 }
 
+// RegionOptions::granularity's default: 2 MiB units for the whole 2 MiB
+// chunks inside the region where transparent huge pages are enabled (THP
+// "madvise" or "always"; the engine advises them), 4 KiB pages elsewhere.
+inline constexpr std::size_t kAutoGranularity = 0;
+
 // Options of one region.
 struct RegionOptions {
   RegionTag tag = RegionTag::automatic;
@@ -55,9 +61,14 @@ struct RegionOptions {
   // Per-region promotion threshold (same unit as the threshold policy:
   // accesses per page per epoch); unset = the policy's.
   std::optional<double> promotion_threshold;
-  // kPageSize, or kHugePageSize for THP-backed regions (then the range is
-  // widened to 2 MiB and each 2 MiB is tracked and moved as one unit).
-  std::size_t granularity = kPageSize;
+  // The tracking and migration unit. kAutoGranularity (default): huge pages
+  // where the system allows them (see above). kHugePageSize: the range is
+  // widened to 2 MiB and each 2 MiB is one unit. kPageSize: 4 KiB units only
+  // (for data whose accesses are skewed within 2 MiB, or for fault sampling).
+  // NOTE: a 2 MiB unit that turns out not to be one huge page when it is
+  // moved (THP never formed there, or the kernel split it) falls back to
+  // 4 KiB units for that chunk.
+  std::size_t granularity = kAutoGranularity;
 
   // Fluent setters: RegionOptions().with_tag(RegionTag::hot).with_name("index").
   RegionOptions& with_tag(RegionTag t) {
@@ -76,21 +87,41 @@ struct RegionOptions {
     granularity = kHugePageSize;
     return *this;
   }
+  RegionOptions& with_base_pages() {
+    granularity = kPageSize;
+    return *this;
+  }
 };
 
 using RegionId = std::uint64_t;
 
-// A registered region as the engine sees it. begin/end are aligned to the
-// region's granularity. The tag may change at runtime (atomically).
+// A registered region as the engine sees it. begin/end are page aligned
+// (2 MiB aligned with kHugePageSize); [huge_begin, huge_end) is the part
+// registered as 2 MiB units (empty for base pages). The tag may change at
+// runtime (atomically).
 struct Region {
   RegionId id = 0;
   std::uintptr_t begin = 0, end = 0;
+  std::uintptr_t huge_begin = 0, huge_end = 0;
   RegionOptions options;
   std::atomic<RegionTag> tag{RegionTag::automatic};
   std::atomic<double> threshold_override{-1.0};  // < 0: none
 
   std::size_t bytes() const { return end - begin; }
-  std::size_t units() const { return bytes() / options.granularity; }
+  // Units as registered (a chunk split since still counts as one).
+  std::size_t units() const {
+    return (bytes() - (huge_end - huge_begin)) / kPageSize +
+           (huge_end - huge_begin) / kHugePageSize;
+  }
+  // Calls fn(begin, end, unit_bytes) for the 4 KiB head, the 2 MiB middle
+  // and the 4 KiB tail, skipping empty parts.
+  template <class Fn>
+  void for_each_span(Fn&& fn) const {
+    if (huge_begin == huge_end) return fn(begin, end, kPageSize);
+    if (begin < huge_begin) fn(begin, huge_begin, kPageSize);
+    fn(huge_begin, huge_end, kHugePageSize);
+    if (huge_end < end) fn(huge_end, end, kPageSize);
+  }
 };
 
 class RegionRegistry;
@@ -146,7 +177,9 @@ class RegionRegistry {
   RegionRegistry& operator=(const RegionRegistry&) = delete;
 
   // Registers [ptr, ptr+bytes), widened outwards to whole pages (or 2 MiB
-  // units) because the kernel places and moves whole pages. `fast` is the
+  // units) because the kernel places and moves whole pages. With
+  // kAutoGranularity the whole 2 MiB chunks inside become 2 MiB units when
+  // set_auto_huge(true), else the region uses 4 KiB pages. `fast` is the
   // believed initial placement of every page (the engine refines it with a
   // placement query). Errors: null pointer, zero or overflowing length, a
   // range beyond the 47-bit user address space, an unknown granularity, or an
@@ -156,15 +189,18 @@ class RegionRegistry {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
     if (ptr == nullptr) return absl::InvalidArgumentError("register region: null pointer");
     if (bytes == 0) return absl::InvalidArgumentError("register region: empty range (0 bytes)");
-    if (options.granularity != kPageSize && options.granularity != kHugePageSize)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "register region: granularity ", options.granularity, " is neither 4096 nor 2 MiB"));
+    if (options.granularity != kAutoGranularity && options.granularity != kPageSize &&
+        options.granularity != kHugePageSize)
+      return absl::InvalidArgumentError(
+          absl::StrCat("register region: granularity ", options.granularity,
+                       " is neither 4096, 2 MiB nor kAutoGranularity (0)"));
     std::uintptr_t limit = std::uintptr_t{1} << HotnessTracker::kAddressBits;
     if (a >= limit || bytes > limit - a)
       return absl::InvalidArgumentError(absl::StrFormat(
           "register region: [0x%x, +%u) is outside the 47-bit user address space", a, bytes));
-    std::uintptr_t begin = align_down(a, options.granularity);
-    std::uintptr_t end = align_up(a + bytes, options.granularity);
+    const bool huge = options.granularity == kHugePageSize;
+    std::uintptr_t begin = align_down(a, huge ? kHugePageSize : kPageSize);
+    std::uintptr_t end = align_up(a + bytes, huge ? kHugePageSize : kPageSize);
     detail::MutexLock lock(&mu_);
     // Overlap: the region starting at or before `end` - 1 with the largest begin.
     auto it = regions_.lower_bound(end);
@@ -179,11 +215,18 @@ class RegionRegistry {
     r->id = ++next_id_;
     r->begin = begin;
     r->end = end;
+    if (huge || (options.granularity == kAutoGranularity && auto_huge_)) {
+      r->huge_begin = std::min(align_up(begin, kHugePageSize), end);
+      r->huge_end = std::max(align_down(end, kHugePageSize), r->huge_begin);
+    }
+    if (r->huge_begin == r->huge_end) r->huge_begin = r->huge_end = begin;
     r->tag.store(options.tag, std::memory_order_relaxed);
     if (options.promotion_threshold)
       r->threshold_override.store(*options.promotion_threshold, std::memory_order_relaxed);
     r->options = std::move(options);
-    tracker_.track(begin, end, r->options.granularity == kHugePageSize, fast);
+    r->for_each_span([&](std::uintptr_t b, std::uintptr_t e, std::size_t unit) {
+      tracker_.track(b, e, unit == kHugePageSize, fast);
+    });
     regions_.emplace(begin, r);
     by_id_.emplace(r->id, r);
     tracked_bytes_ += end - begin;
@@ -252,6 +295,15 @@ class RegionRegistry {
     detail::MutexLock lock(&mu_);
     return regions_.size();
   }
+
+  // set_auto_huge()
+  //
+  // Whether kAutoGranularity regions registered from now on get 2 MiB units
+  // (the engine sets it when the backend reports THP enabled). Default false.
+  void set_auto_huge(bool on) {
+    detail::MutexLock lock(&mu_);
+    auto_huge_ = on;
+  }
   std::uint64_t tracked_bytes() const {
     detail::MutexLock lock(&mu_);
     return tracked_bytes_;
@@ -271,6 +323,7 @@ class RegionRegistry {
   absl::btree_map<RegionId, std::shared_ptr<Region>> by_id_ ABSL_GUARDED_BY(mu_);
   RegionId next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t tracked_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool auto_huge_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 inline void RegionHandle::reset() {

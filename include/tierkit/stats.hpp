@@ -43,11 +43,14 @@ struct EngineStats {
   std::uint64_t promoted_pages = 0, demoted_pages = 0;
   std::uint64_t promoted_bytes = 0, demoted_bytes = 0;
   std::uint64_t promotion_candidates = 0, demotion_candidates = 0;
-  std::uint64_t deferred_pages = 0;    // wanted to move, held back by the rate limiter
-  std::uint64_t busy_retries = 0;      // -EBUSY: left for a later epoch
-  std::uint64_t failed_pages = 0;      // any other per-page failure
-  std::uint64_t dropped_pages = 0;     // unmapped (-EFAULT): no longer tracked
-  std::uint64_t pingpong_pages = 0;    // moved back within the ping-pong window
+  std::uint64_t deferred_pages = 0;  // wanted to move, held back by the rate limiter
+  std::uint64_t busy_retries = 0;    // -EBUSY: left for a later epoch
+  std::uint64_t failed_pages = 0;    // any other per-page failure
+  std::uint64_t dropped_pages = 0;   // unmapped (-EFAULT): no longer tracked
+  std::uint64_t pingpong_pages = 0;  // moved back within the ping-pong window
+  // 2 MiB units moved whole (one huge page each), and those that turned out
+  // not to be one huge page and fell back to 4 KiB units.
+  std::uint64_t huge_units_moved = 0, huge_units_split = 0;
   ErrnoCounts failures_by_errno;       // per-page failures by errno
   std::uint64_t outside_accesses = 0;  // record_access outside every region
   // The promotion threshold in force, in the policy's own unit (heat for
@@ -77,14 +80,15 @@ struct EngineStats {
         "\"promoted_pages\":%u,\"demoted_pages\":%u,\"promoted_bytes\":%u,\"demoted_bytes\":%u,"
         "\"promotion_candidates\":%u,\"demotion_candidates\":%u,\"deferred_pages\":%u,"
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"pingpong_pages\":%u,"
+        "\"huge_units_moved\":%u,\"huge_units_split\":%u,"
         "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_threshold\":%s,"
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
         "ns\":%d,"
         "\"total_epoch_ns\":%d}",
         policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, promoted_pages,
         demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates, demotion_candidates,
-        deferred_pages, busy_retries, failed_pages, dropped_pages, pingpong_pages, errnos,
-        outside_accesses,
+        deferred_pages, busy_retries, failed_pages, dropped_pages, pingpong_pages, huge_units_moved,
+        huge_units_split, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -125,6 +129,8 @@ struct EngineStats {
     row("busy retries", absl::StrCat(busy_retries));
     row("failed / dropped", absl::StrFormat("%u / %u", failed_pages, dropped_pages));
     row("ping-pong pages", absl::StrCat(pingpong_pages));
+    row("2 MiB units moved",
+        absl::StrFormat("%u (%u fell back to 4 KiB)", huge_units_moved, huge_units_split));
     row("outside accesses", absl::StrCat(outside_accesses));
     row("threshold", threshold_text());
     row("environment", environment);

@@ -113,10 +113,13 @@ class Harness {
     if (kind % 31 == 5) o.granularity = 8192;                 // unknown granularity
     std::uint8_t touch = in_.u8();
     bool valid = a != 0 && bytes != 0 &&
-                 (o.granularity == kPageSize || o.granularity == kHugePageSize) &&
+                 (o.granularity == kAutoGranularity || o.granularity == kPageSize ||
+                  o.granularity == kHugePageSize) &&
                  a < (std::uintptr_t{1} << 47) && bytes <= (std::uintptr_t{1} << 47) - a;
-    std::uintptr_t begin = valid ? align_down(a, o.granularity) : 0;
-    std::uintptr_t end = valid ? align_up(a + bytes, o.granularity) : 0;
+    // Without THP (the simulated default) kAutoGranularity means 4 KiB.
+    const std::size_t unit = o.granularity == kHugePageSize ? kHugePageSize : kPageSize;
+    std::uintptr_t begin = valid ? align_down(a, unit) : 0;
+    std::uintptr_t end = valid ? align_up(a + bytes, unit) : 0;
     bool overlap = false;
     for (const auto& [b, l] : live_) overlap |= valid && l.begin < end && begin < l.end;
     // Place some pages first, as the application's first touch would (only
@@ -139,7 +142,7 @@ class Harness {
       return;
     }
     FUZZ_CHECK(h.ok(), "rejected [%lx, %lx): %s", begin, end, h.status().ToString().c_str());
-    for (std::uintptr_t p = begin; p < end; p += o.granularity) {
+    for (std::uintptr_t p = begin; p < end; p += unit) {
       auto* w = engine_->tracker().word(p);
       FUZZ_CHECK(w != nullptr && PageWord::tracked(w->load()), "page %lx not tracked", p);
     }
@@ -196,7 +199,7 @@ class Harness {
     for (const auto& [b, l] : live_) {
       auto r = engine_->regions().lookup(reinterpret_cast<void*>(l.begin));
       FUZZ_CHECK(r != nullptr && r->begin == l.begin, "region %lx lost", l.begin);
-      std::size_t unit = r->options.granularity;
+      std::size_t unit = r->options.granularity == kHugePageSize ? kHugePageSize : kPageSize;
       if (unit != kPageSize) continue;  // a 2 MiB unit may be split by partial moves
       for (std::uintptr_t p = l.begin; p < l.end; p += unit) {
         auto* w = engine_->tracker().word(p);

@@ -16,6 +16,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tierkit/backend/linux.hpp"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
 #include "tierkit/hotness_source.hpp"
@@ -128,6 +129,46 @@ TEST(FaultSource, FindsExactlyThePagesOtherThreadsTouchedAndKeepsTheData) {
       "handlers)\n",
       static_cast<unsigned long long>(st.cpu_ns / 1000),
       static_cast<unsigned long long>(st.handler_ns / 1000));
+}
+
+TEST(FaultSource, Samples2MiBRangesByWholeUnits) {
+  // 8 whole 2 MiB chunks (2 MiB aligned by LinuxBackend::map, advised huge
+  // as the engine does): a unit is armed whole and reported by its base.
+  LinuxBackend be;
+  constexpr std::size_t kChunks = 8, kUnit = std::size_t{2} << 20;
+  auto mem = be.map(kChunks * kUnit);
+  ASSERT_TRUE(mem.ok()) << mem.status();
+  auto* p = static_cast<unsigned char*>(*mem);
+  (void)be.advise_huge(p, kChunks * kUnit);
+  for (std::size_t i = 0; i < kChunks * kUnit; i += 64) p[i] = Mapping::pattern(i);
+  const auto base = reinterpret_cast<std::uintptr_t>(p);
+  FaultSourceOptions o;
+  o.pages_per_range = kChunks;  // every unit
+  FaultSamplingSource src(o);
+  ASSERT_TRUE(src.probe().ok());
+  Recorded first;
+  ASSERT_TRUE(collect_into(src, {{base, base + kChunks * kUnit, kUnit}}, first).ok());
+  ASSERT_EQ(src.armed(), kChunks);
+  for (std::uintptr_t u : src.armed_pages()) EXPECT_EQ(u % kUnit, 0u);
+  // A write in the middle of chunk 2, a read at the end of chunk 5.
+  std::thread t([&] {
+    p[2 * kUnit + 300 * kPage + 64] ^= 0xff;
+    EXPECT_EQ(p[6 * kUnit - 64], Mapping::pattern(6 * kUnit - 64));
+  });
+  t.join();
+  Recorded second;
+  ASSERT_TRUE(collect_into(src, {{base, base + kChunks * kUnit, kUnit}}, second).ok());
+  EXPECT_EQ(second.pages, (std::set<std::uintptr_t>{base + 2 * kUnit, base + 5 * kUnit}));
+#if defined(__x86_64__)
+  EXPECT_EQ(second.written, (std::set<std::uintptr_t>{base + 2 * kUnit}));
+#endif
+  src.disarm();
+  for (std::size_t i = 0; i < kChunks * kUnit; i += 64) {
+    unsigned char want = Mapping::pattern(i);
+    if (i == 2 * kUnit + 300 * kPage + 64) want ^= 0xff;
+    ASSERT_EQ(p[i], want) << "byte " << i;
+  }
+  EXPECT_TRUE(be.unmap(p, kChunks * kUnit).ok());
 }
 
 TEST(FaultSource, SamplesAFewPagesPerRangeSpreadOverIt) {

@@ -112,7 +112,8 @@ TEST(HotnessTracker, SweepVisitsTrackedUnitsAndAgesWithTheDecay) {
   auto half = [](std::uint32_t h) { return h / 2; };
   t.sweep(
       kBase, kBase + 16 * kPageSize,
-      [&](std::uintptr_t a, std::uint16_t w) { seen.emplace_back(a, PageWord::heat(w)); }, half);
+      [&](std::uintptr_t a, std::uint16_t w, auto) { seen.emplace_back(a, PageWord::heat(w)); },
+      half);
   // Pages 4..7 and 9..15 are not tracked: not visited.
   ASSERT_EQ(seen.size(), 5u);
   EXPECT_EQ(seen[0], std::make_pair(kBase, 100u));  // heat before aging
@@ -122,14 +123,14 @@ TEST(HotnessTracker, SweepVisitsTrackedUnitsAndAgesWithTheDecay) {
   EXPECT_TRUE(PageWord::fast(W(t, kBase + 8 * kPageSize)));  // aging keeps the other bits
   for (int e = 0; e < 10; ++e)
     t.sweep(
-        kBase, kBase + 16 * kPageSize, [](auto, auto) {}, half);
+        kBase, kBase + 16 * kPageSize, [](auto, auto, auto) {}, half);
   EXPECT_EQ(Heat(t, kBase), 0u);
   EXPECT_TRUE(PageWord::tracked(W(t, kBase)));
   // A sub-range sweep touches only that range.
   t.record_access(P(kBase), kPageSize, 40);
   t.record_access(P(kBase + kPageSize), kPageSize, 40);
   t.sweep(
-      kBase + kPageSize, kBase + 2 * kPageSize, [](auto, auto) {}, half);
+      kBase + kPageSize, kBase + 2 * kPageSize, [](auto, auto, auto) {}, half);
   EXPECT_EQ(Heat(t, kBase), 40u);
   EXPECT_EQ(Heat(t, kBase + kPageSize), 20u);
 }
@@ -176,7 +177,8 @@ TEST(HotnessTracker, HugeUnitsCountEveryPageInTheFirstWord) {
   EXPECT_EQ(Heat(t, kBase + kHugePageSize), 1u);
   int units = 0;
   t.sweep(
-      kBase, kBase + 2 * kHugePageSize, [&](auto, auto) { ++units; }, [](auto h) { return h; });
+      kBase, kBase + 2 * kHugePageSize, [&](auto, auto, auto) { ++units; },
+      [](auto h) { return h; });
   EXPECT_EQ(units, 2);
   EXPECT_EQ(t.outside_accesses(), 0u);
   // Re-tracking the chunk at 4 KiB granularity switches it back to per-page words.
@@ -288,7 +290,7 @@ TEST(HotnessTracker, ConcurrentAccessesWhileTrackingAndUntracking) {
     bool huge = round % 3 == 0;
     t.track(kBase, end, huge, round % 2 == 0);
     t.sweep(
-        kBase, end, [](auto, auto) {}, [](std::uint32_t h) { return h / 2; });
+        kBase, end, [](auto, auto, auto) {}, [](std::uint32_t h) { return h / 2; });
     t.set_epoch(static_cast<std::uint32_t>(round));
     t.untrack(kBase + (round % 4) * kHugePageSize, end);
   }
@@ -327,7 +329,7 @@ TEST(HotnessTracker, CollectWarmAgesExactlyLikeAFullSweep) {
       warm.record_access(P(a), 1, wgt);
     }
     full.sweep(
-        kBase, end, [](auto, auto) {}, Aged);
+        kBase, end, [](auto, auto, auto) {}, Aged);
     warm.collect_warm([](auto, auto, auto) {}, Aged);
     for (std::uintptr_t a = kBase; a < end; a += kPageSize)
       ASSERT_EQ(W(full, a), W(warm, a)) << "epoch " << epoch << " page " << (a - kBase) / kPageSize;

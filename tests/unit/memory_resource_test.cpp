@@ -386,7 +386,7 @@ TEST(MemoryResourceLinux, BindsToNodeZeroAndPagesLandThere) {
   TierResourceOptions o;
   o.nodes = {0};
   o.arena_bytes = kArena;
-  o.huge_pages = true;  // advising is best effort
+  o.huge_pages = HugePages::kOn;  // advising is best effort
   auto r = TierMemoryResource::create(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)->backend(), &LinuxBackend::instance());

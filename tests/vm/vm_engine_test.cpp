@@ -103,8 +103,10 @@ TEST_P(PromoteDemote, HotPagesPromotedColdPagesDemotedWithinBudget) {
   c.fast_budget_bytes = kBudget;
   auto engine = make_engine(c, be);
   ASSERT_NE(engine, nullptr);
-  auto hc = engine->register_region(cold.p, kCold, RegionOptions().with_name("cold"));
-  auto hs = engine->register_region(slow.p, kSlow, RegionOptions().with_name("slow"));
+  auto hc =
+      engine->register_region(cold.p, kCold, RegionOptions().with_name("cold").with_base_pages());
+  auto hs =
+      engine->register_region(slow.p, kSlow, RegionOptions().with_name("slow").with_base_pages());
   ASSERT_TRUE(hc.ok() && hs.ok());
 
   const std::size_t hot_first = slow.pages() / 4, hot_pages = kHot / kPageSize;
@@ -150,12 +152,14 @@ TEST(EngineTags, TagsOverrideHeat) {
   Mapping pinned_slow(be, kBytes, kSlowNode), pinned_fast(be, kBytes, kFastNode);
   auto engine = make_engine(two_tier_config("automatic"), be);
   ASSERT_NE(engine, nullptr);
-  auto h1 = engine->register_region(hot.p, kBytes, RegionOptions().with_tag(RegionTag::hot));
-  auto h2 = engine->register_region(cold.p, kBytes, RegionOptions().with_tag(RegionTag::cold));
-  auto h3 =
-      engine->register_region(pinned_slow.p, kBytes, RegionOptions().with_tag(RegionTag::pinned));
-  auto h4 =
-      engine->register_region(pinned_fast.p, kBytes, RegionOptions().with_tag(RegionTag::pinned));
+  auto h1 = engine->register_region(hot.p, kBytes,
+                                    RegionOptions().with_tag(RegionTag::hot).with_base_pages());
+  auto h2 = engine->register_region(cold.p, kBytes,
+                                    RegionOptions().with_tag(RegionTag::cold).with_base_pages());
+  auto h3 = engine->register_region(pinned_slow.p, kBytes,
+                                    RegionOptions().with_tag(RegionTag::pinned).with_base_pages());
+  auto h4 = engine->register_region(pinned_fast.p, kBytes,
+                                    RegionOptions().with_tag(RegionTag::pinned).with_base_pages());
   ASSERT_TRUE(h1.ok() && h2.ok() && h3.ok() && h4.ok());
   for (int epoch = 0; epoch < 20; ++epoch) {
     for (std::size_t i = 0; i < cold.pages(); ++i) {
@@ -192,7 +196,8 @@ TEST(EngineRateLimit, BytesMovedWithinRateTimesTimePlusBurst) {
   c.burst_bytes = kBurst;
   auto engine = make_engine(c, be);
   ASSERT_NE(engine, nullptr);
-  auto h = engine->register_region(m.p, kBytes, RegionOptions().with_tag(RegionTag::hot));
+  auto h = engine->register_region(m.p, kBytes,
+                                   RegionOptions().with_tag(RegionTag::hot).with_base_pages());
   ASSERT_TRUE(h.ok());
   // The bucket starts full at creation: time counts from then.
   const std::int64_t t0 = engine->clock().now_ns();
@@ -227,7 +232,8 @@ TEST(EngineUnregister, RegionsUnregisteredWhileTheEngineRuns) {
   auto engine = make_engine(c, be);
   ASSERT_NE(engine, nullptr);
   Mapping keep(be, 8 * kMiB, kSlowNode);
-  auto hk = engine->register_region(keep.p, keep.bytes, RegionOptions().with_tag(RegionTag::hot));
+  auto hk = engine->register_region(keep.p, keep.bytes,
+                                    RegionOptions().with_tag(RegionTag::hot).with_base_pages());
   ASSERT_TRUE(hk.ok());
   ASSERT_TRUE(engine->start().ok());
   std::uint64_t seed = 12345;
@@ -235,7 +241,8 @@ TEST(EngineUnregister, RegionsUnregisteredWhileTheEngineRuns) {
     seed = seed * 6364136223846793005ull + 1442695040888963407ull;
     auto m = std::make_unique<Mapping>(be, 4 * kMiB, kSlowNode);
     ASSERT_NE(m->p, nullptr);
-    auto h = engine->register_region(m->p, m->bytes, RegionOptions().with_tag(RegionTag::hot));
+    auto h = engine->register_region(m->p, m->bytes,
+                                     RegionOptions().with_tag(RegionTag::hot).with_base_pages());
     ASSERT_TRUE(h.ok()) << h.status();
     std::this_thread::sleep_for(std::chrono::microseconds((seed >> 33) % 20000));
     h->reset();  // unregister while an epoch may be moving its pages

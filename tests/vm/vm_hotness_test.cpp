@@ -148,7 +148,8 @@ TEST(VmHotness, EngineFedBySampledSourceMovesAMovingHotSet) {
   std::printf("tierkit-vm: hotness source %s\n", picked->explanation.c_str());
   (*engine)->add_hotness_source(std::move(picked->source), no_time_limit());
   {
-    auto region = (*engine)->register_region(p, kBytes, {}, /*initially_fast=*/false);
+    auto region = (*engine)->register_region(p, kBytes, RegionOptions().with_base_pages(),
+                                             /*initially_fast=*/false);
     ASSERT_TRUE(region.ok()) << region.status();
     const std::size_t pages = kBytes / kPageSize;
     for (std::size_t phase = 0; phase < 3; ++phase) {

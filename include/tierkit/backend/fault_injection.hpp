@@ -128,6 +128,10 @@ class FaultInjectionBackend final : public Backend {
   absl::string_view name() const override { return name_; }
   absl::StatusOr<void*> map(std::size_t bytes) override { return inner_.map(bytes); }
   absl::Status unmap(void* addr, std::size_t bytes) override { return inner_.unmap(addr, bytes); }
+  ThpMode thp_mode() const override { return inner_.thp_mode(); }
+  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
+    return inner_.advise_base_pages(addr, bytes);
+  }
   absl::Status advise_huge(void* addr, std::size_t bytes) override {
     return inner_.advise_huge(addr, bytes);
   }

@@ -9,12 +9,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "tierkit/backend.hpp"
 #include "tierkit/detail/mutex.hpp"
 
@@ -46,17 +49,27 @@ class LinuxBackend final : public Backend {
     if (bytes == 0 || bytes % kPageSize != 0)
       return absl::InvalidArgumentError(
           absl::StrCat("map: size ", bytes, " is not a positive multiple of the page size"));
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    // Whole 2 MiB units get a 2 MiB-aligned start (over-map, trim the slack),
+    // else no huge page could ever back them.
+    const std::size_t slack = bytes % kHugePageSize == 0 ? kHugePageSize - kPageSize : 0;
+    if (bytes + slack < bytes)
+      return absl::InvalidArgumentError(absl::StrCat("map: size ", bytes, " overflows"));
+    void* raw =
+        ::mmap(nullptr, bytes + slack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
       return absl::ResourceExhaustedError(
           absl::StrCat("mmap of ", bytes, " bytes failed: ", std::strerror(errno)));
-    // Base pages unless advise_huge() asks otherwise: the engine tracks and
-    // moves this memory in 4 KiB pages, and with THP "always" (Debian's
-    // default) move_pages of one 4 KiB page migrates its whole 2 MiB huge
-    // page, moving 511 pages the engine does not know about. Best effort
-    // (EINVAL without THP support).
-    (void)::madvise(p, bytes, MADV_NOHUGEPAGE);
-    return p;
+    auto r = reinterpret_cast<std::uintptr_t>(raw);
+    std::uintptr_t p = slack ? align_up(r, kHugePageSize) : r;
+    if (p > r) ::munmap(raw, p - r);
+    if (r + bytes + slack > p + bytes)
+      ::munmap(reinterpret_cast<void*>(p + bytes), r + bytes + slack - (p + bytes));
+    // Base pages unless the caller advises huge pages (advise_huge): with
+    // THP "always" (Debian's default) move_pages of one 4 KiB page migrates
+    // its whole 2 MiB huge page, moving 511 pages a 4 KiB-tracking caller
+    // does not know about. Best effort (EINVAL without THP support).
+    (void)::madvise(reinterpret_cast<void*>(p), bytes, MADV_NOHUGEPAGE);
+    return reinterpret_cast<void*>(p);
   }
 
   absl::Status unmap(void* addr, std::size_t bytes) override {
@@ -65,11 +78,30 @@ class LinuxBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  ThpMode thp_mode() const override {
+    static const ThpMode mode = read_thp_mode("/sys/kernel/mm/transparent_hugepage/enabled");
+    return mode;
+  }
+
+  // The bracketed word of a THP "enabled" file ("always [madvise] never");
+  // kNever when the file is missing (no THP support) or unreadable.
+  static ThpMode read_thp_mode(const char* path) {
+    std::FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return ThpMode::kNever;
+    char buf[128] = {};
+    std::size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    absl::string_view text(buf, n);
+    if (absl::StrContains(text, "[always]")) return ThpMode::kAlways;
+    if (absl::StrContains(text, "[madvise]")) return ThpMode::kMadvise;
+    return ThpMode::kNever;
+  }
+
   absl::Status advise_huge(void* addr, std::size_t bytes) override {
-    if (::madvise(addr, bytes, MADV_HUGEPAGE) != 0)
-      return absl::UnavailableError(
-          absl::StrCat("madvise(MADV_HUGEPAGE) failed: ", std::strerror(errno)));
-    return absl::OkStatus();
+    return advise(addr, bytes, MADV_HUGEPAGE, "MADV_HUGEPAGE");
+  }
+  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
+    return advise(addr, bytes, MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE");
   }
 
   absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
@@ -200,6 +232,13 @@ class LinuxBackend final : public Backend {
   }
 
  private:
+  static absl::Status advise(void* addr, std::size_t bytes, int advice, const char* what) {
+    if (::madvise(addr, bytes, advice) != 0)
+      return absl::UnavailableError(
+          absl::StrCat("madvise(", what, ") failed: ", std::strerror(errno)));
+    return absl::OkStatus();
+  }
+
   void tally(absl::Span<const int> status) {
     detail::MutexLock lock(&mu_);
     for (int s : status) counts_.add(s < 0 ? -s : 0);

@@ -2,7 +2,9 @@
 // memory: a page-to-node map with per-node capacities. map() still hands out
 // real memory (so containers work on it), but "moving" a page only updates
 // the map. It lets the engine and every policy run on a one-node machine, in
-// tests and in the simulator. Layer 1.
+// tests and in the simulator. Transparent huge pages are modelled when
+// set_thp_mode() enables them: a whole 2 MiB chunk advised with advise_huge()
+// is one huge page, moved as a whole, until split_huge(). Layer 1.
 #pragma once
 
 #include <cerrno>
@@ -12,6 +14,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "tierkit/backend.hpp"
 #include "tierkit/backend/linux.hpp"
@@ -45,7 +48,22 @@ class SimulatedBackend final : public Backend {
     return LinuxBackend::instance().unmap(addr, bytes);
   }
 
-  absl::Status advise_huge(void*, std::size_t) override { return absl::OkStatus(); }
+  ThpMode thp_mode() const override {
+    detail::MutexLock lock(&mu_);
+    return thp_mode_;
+  }
+  // Whole 2 MiB chunks of the range become huge pages (with THP enabled).
+  absl::Status advise_huge(void* addr, std::size_t bytes) override {
+    detail::MutexLock lock(&mu_);
+    if (thp_mode_ == ThpMode::kNever) return absl::OkStatus();
+    auto a = reinterpret_cast<std::uintptr_t>(addr);
+    for (std::uintptr_t c = align_up(a, kHugePageSize); c + kHugePageSize <= a + bytes;
+         c += kHugePageSize)
+      huge_.insert(c);
+    return absl::OkStatus();
+  }
+  // As on Linux, huge pages already there stay huge.
+  absl::Status advise_base_pages(void*, std::size_t) override { return absl::OkStatus(); }
 
   // Places every page of the range on the first node of `nodes` that has room
   // (the policy's preference order), as if the pages were faulted in now.
@@ -108,6 +126,8 @@ class SimulatedBackend final : public Backend {
         status[i] = -ENOENT;
       } else if (it->second == nodes[i]) {
         status[i] = nodes[i];
+      } else if (huge_.contains(align_down(a, kHugePageSize))) {
+        status[i] = move_huge(align_down(a, kHugePageSize), nodes[i]);
       } else if (!has_room(nodes[i])) {
         status[i] = -ENOMEM;
       } else {
@@ -133,6 +153,23 @@ class SimulatedBackend final : public Backend {
   }
 
   // Simulation helpers (not part of Backend).
+
+  // Enables the huge page model (kNever, the default, disables it).
+  void set_thp_mode(ThpMode mode) {
+    detail::MutexLock lock(&mu_);
+    thp_mode_ = mode;
+  }
+  // Splits the huge page holding `addr` into base pages, in place, as the
+  // kernel may under memory pressure or a partial mprotect/munmap.
+  void split_huge(std::uintptr_t addr) {
+    detail::MutexLock lock(&mu_);
+    huge_.erase(align_down(addr, kHugePageSize));
+  }
+  // Whether `addr` lies in a huge page.
+  bool is_huge(std::uintptr_t addr) const {
+    detail::MutexLock lock(&mu_);
+    return huge_.contains(align_down(addr, kHugePageSize));
+  }
 
   // Places a page as if first touched by the application: on `node`, or on
   // the first node with room. Returns where it landed, kNoNode when all full.
@@ -165,6 +202,9 @@ class SimulatedBackend final : public Backend {
   void forget(void* addr, std::size_t bytes) {
     detail::MutexLock lock(&mu_);
     auto base = reinterpret_cast<std::uintptr_t>(addr);
+    for (std::uintptr_t c = align_up(base, kHugePageSize); c + kHugePageSize <= base + bytes;
+         c += kHugePageSize)
+      huge_.erase(c);
     for (std::uintptr_t a = align_down(base, kPageSize); a < base + bytes; a += kPageSize) {
       auto it = placement_.find(a);
       if (it == placement_.end()) continue;
@@ -178,6 +218,23 @@ class SimulatedBackend final : public Backend {
     for (const auto& node : nodes_)
       if (node.id == n) return used_.at(n) + kPageSize <= node.capacity_bytes;
     return false;
+  }
+  // Moves every placed page of the huge page at `chunk` to `n`, or none.
+  int move_huge(std::uintptr_t chunk, NodeId n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::uint64_t need = 0;
+    for (std::uintptr_t p = chunk; p < chunk + kHugePageSize; p += kPageSize) {
+      auto it = placement_.find(p);
+      if (it != placement_.end() && it->second != n) need += kPageSize;
+    }
+    for (const auto& node : nodes_)
+      if (node.id == n && used_.at(n) + need > node.capacity_bytes) return -ENOMEM;
+    for (std::uintptr_t p = chunk; p < chunk + kHugePageSize; p += kPageSize) {
+      auto it = placement_.find(p);
+      if (it == placement_.end() || it->second == n) continue;
+      place(p, n);
+      ++moves_;
+    }
+    return n;
   }
   NodeId any_room() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const auto& node : nodes_)
@@ -199,6 +256,8 @@ class SimulatedBackend final : public Backend {
   absl::flat_hash_map<NodeId, std::uint64_t> used_ ABSL_GUARDED_BY(mu_);
   ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
   std::uint64_t moves_ ABSL_GUARDED_BY(mu_) = 0;
+  ThpMode thp_mode_ ABSL_GUARDED_BY(mu_) = ThpMode::kNever;
+  absl::flat_hash_set<std::uintptr_t> huge_ ABSL_GUARDED_BY(mu_);  // huge chunk bases
 };
 
 }  // namespace tierkit

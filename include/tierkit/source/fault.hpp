@@ -54,8 +54,9 @@
 // and vm.max_map_count (65530 by default) bounds the mappings of a process.
 // collect() arms at most min(max_armed, budget.max_pages,
 // (max_map_count - current mappings - 1024) / 2) pages per epoch.
-// 2 MiB-granularity ranges are skipped (mprotect of one 4 KiB page would
-// split the huge page).
+// In 2 MiB-granularity ranges the sampled unit is a whole 2 MiB chunk:
+// mprotect of one 4 KiB page would split the huge page's mapping, while an
+// aligned 2 MiB mprotect changes the huge page's entry as one.
 #pragma once
 
 #include <signal.h>
@@ -84,8 +85,8 @@ namespace tierkit::source {
 
 namespace fault_detail {
 
-// Slot word: page address | state (bits 0-2) | saved prot (bits 3-5) |
-// written (bit 6). 0 = empty.
+// Slot word: unit address | state (bits 0-2) | saved prot (bits 3-5) |
+// written (bit 6) | 2 MiB unit (bit 7). 0 = empty.
 enum : std::uintptr_t {
   kArmed = 1,
   kFiring = 2,  // a handler owns it and is restoring the protection
@@ -96,8 +97,14 @@ enum : std::uintptr_t {
   kProtShift = 3,
   kProtMask = 7u << kProtShift,
   kWritten = 1u << 6,
+  kHuge = 1u << 7,
   kPageMask = ~std::uintptr_t{4095},
+  kHugeMask = ~std::uintptr_t{(2u << 20) - 1},
 };
+
+inline std::size_t unit_size(std::uintptr_t v) noexcept {
+  return (v & kHuge) != 0 ? std::size_t{2} << 20 : 4096;
+}
 
 struct Table {
   static constexpr std::size_t kSlots = std::size_t{1} << 14;  // armed pages <= kSlots / 4
@@ -115,7 +122,8 @@ inline std::size_t hash(std::uintptr_t page) noexcept {
          (Table::kSlots - 1);
 }
 
-// The slot holding `page`, or null. Async-signal-safe.
+// The slot holding unit `page` (a page, or a 2 MiB unit's base), or null.
+// Async-signal-safe.
 inline std::atomic<std::uintptr_t>* find(std::uintptr_t page) noexcept {
   for (std::size_t i = hash(page), n = 0; n < Table::kSlots;
        i = (i + 1) & (Table::kSlots - 1), ++n) {
@@ -169,6 +177,11 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
     auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
     std::uintptr_t page = addr & kPageMask;
     std::atomic<std::uintptr_t>* s = find(page);
+    if (s == nullptr || (s->load(std::memory_order_acquire) & kHuge) != 0) {
+      // A page of an armed 2 MiB unit (keyed by its base)?
+      std::atomic<std::uintptr_t>* h = find(addr & kHugeMask);
+      if (h != nullptr && (h->load(std::memory_order_acquire) & kHuge) != 0) s = h;
+    }
     if (s != nullptr) {
       std::uintptr_t v = s->load(std::memory_order_acquire);
       std::uintptr_t state = v & kStateMask;
@@ -191,7 +204,7 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
             return;
           }
           int prot = static_cast<int>((v & kProtMask) >> kProtShift);
-          ::mprotect(reinterpret_cast<void*>(page), 4096, prot);
+          ::mprotect(reinterpret_cast<void*>(v & kPageMask), unit_size(v), prot);
           s->store((v & ~kStateMask) | kFired | written, std::memory_order_release);
           g_table.fired.fetch_add(1, std::memory_order_relaxed);
           g_table.handler_ns.fetch_add(static_cast<std::uint64_t>(mono_ns() - t0),
@@ -313,25 +326,31 @@ class FaultSamplingSource final : public HotnessSource {
       std::size_t start = cursor_++ % n;  // rotate which ranges go first when capped
       for (std::size_t i = 0; i < n && sampled < cap; ++i) {
         const TrackedRange& r = ranges[(start + i) % n];
-        if (r.granularity != kPageSize || r.end <= r.begin) {
+        if ((r.granularity != kPageSize && r.granularity != kHugePageSize) || r.end <= r.begin) {
           ++skipped;
           continue;
         }
-        std::uint64_t units = (r.end - r.begin) / kPageSize;
+        const bool huge = r.granularity == kHugePageSize;
+        const std::size_t unit = huge ? kHugePageSize : kPageSize;
+        std::uint64_t units = (r.end - r.begin) / unit;
         std::uint64_t k = std::min<std::uint64_t>(opt_.pages_per_range, units);
         for (std::uint64_t j = 0; j < k && sampled < cap; ++j) {
           std::uint64_t lo = j * units / k, hi = (j + 1) * units / k;
           std::uint64_t pick =
               lo + std::uniform_int_distribution<std::uint64_t>(0, hi - lo - 1)(rng_);
-          std::uintptr_t page = r.begin + pick * kPageSize;
+          std::uintptr_t page = r.begin + pick * unit;
           const Vma* v = maps_.find(page);
           if (v == nullptr || v->prot == PROT_NONE || (v->prot & PROT_READ) == 0) {
             ++skipped;  // unmapped, or already inaccessible (the application's)
             continue;
           }
+          if (huge && (v->begin > page || v->end < page + unit)) {
+            ++skipped;  // the unit spans mappings: not one huge page
+            continue;
+          }
           if (fault_detail::find(page) != nullptr) continue;  // drawn twice
-          if (!insert(page, v->prot)) break;
-          if (::mprotect(reinterpret_cast<void*>(page), kPageSize, PROT_NONE) != 0) {
+          if (!insert(page, v->prot, huge)) break;
+          if (::mprotect(reinterpret_cast<void*>(page), unit, PROT_NONE) != 0) {
             ++errors;
             err = absl::StrCat("mprotect(PROT_NONE) of page 0x", absl::Hex(page), ": ",
                                std::strerror(errno));
@@ -421,12 +440,13 @@ class FaultSamplingSource final : public HotnessSource {
     return why;
   }
 
-  bool insert(std::uintptr_t page, int prot) {
+  bool insert(std::uintptr_t page, int prot, bool huge) {
     for (std::size_t i = fault_detail::hash(page), n = 0; n < fault_detail::Table::kSlots;
          i = (i + 1) & (fault_detail::Table::kSlots - 1), ++n) {
       auto& s = fault_detail::g_table.slot[i];
       if (s.load(std::memory_order_relaxed) == 0) {
         s.store(page | fault_detail::kArmed |
+                    (huge ? std::uintptr_t{fault_detail::kHuge} : std::uintptr_t{0}) |
                     (static_cast<std::uintptr_t>(prot & 7) << fault_detail::kProtShift),
                 std::memory_order_release);
         return true;
@@ -438,7 +458,9 @@ class FaultSamplingSource final : public HotnessSource {
   // next harvest empties the table).
   void kill(std::uintptr_t page) {
     if (auto* s = fault_detail::find(page))
-      s->store(page | fault_detail::kDead, std::memory_order_release);
+      s->store(
+          (s->load(std::memory_order_relaxed) & ~fault_detail::kStateMask) | fault_detail::kDead,
+          std::memory_order_release);
   }
 
   // Reports fired pages to `sink` (if any), disarms the rest, empties the
@@ -470,7 +492,7 @@ class FaultSamplingSource final : public HotnessSource {
             continue;
           if (readable(page)) {
             ++skipped;  // the application changed its protection: leave it
-          } else if (::mprotect(reinterpret_cast<void*>(page), kPageSize,
+          } else if (::mprotect(reinterpret_cast<void*>(page), unit_size(v),
                                 static_cast<int>((v & kProtMask) >> kProtShift)) != 0) {
             if (errno == ENOMEM) {
               ++skipped;  // unmapped by the application

@@ -1,0 +1,226 @@
+// Transparent huge pages: regions tracked and moved as 2 MiB units where THP
+// is enabled, and the fall back to 4 KiB units when a unit turns out not to
+// be one huge page. On the simulated backend's THP model (deterministic);
+// the emulated machine checks the same on real kernels (tests/vm).
+#include <random>
+
+#include "gtest/gtest.h"
+#include "tierkit/backend/simulated.hpp"
+#include "tierkit/engine.hpp"
+
+namespace tierkit {
+namespace {
+
+constexpr std::uintptr_t kBase = 0x100000000000;  // 2 MiB aligned; never dereferenced
+constexpr std::size_t kChunkPages = kHugePageSize / kPageSize;
+
+struct Rig {
+  // `chunks` 2 MiB chunks of data, all on the slow node; `fast_chunks` of
+  // fast capacity. THP in `mode`; the region registered with `options`.
+  Rig(std::size_t fast_chunks, std::size_t chunks, ThpMode mode, RegionOptions options = {})
+      : be({{0, fast_chunks * kHugePageSize}, {1, 1ull << 40}}), n(chunks * kChunkPages) {
+    be.set_thp_mode(mode);
+    EngineConfig cfg;
+    cfg.policy = "threshold:2";
+    cfg.rate_limit_mbps = 1e6;
+    cfg.burst_bytes = 1ull << 40;
+    cfg.fast_nodes = {0};
+    cfg.slow_nodes = {1};
+    cfg.environment = EngineConfig::Environment::kIgnore;
+    auto e = Engine::create(cfg, &be, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine = std::move(*e);
+    for (std::size_t i = 0; i < n; ++i) be.touch(page(i), 1);
+    auto h = engine->register_region(reinterpret_cast<void*>(kBase), n * kPageSize,
+                                     options.with_name("data"), /*initially_fast=*/false);
+    EXPECT_TRUE(h.ok()) << h.status();
+    handle = std::move(*h);
+  }
+  static std::uintptr_t page(std::size_t i) { return kBase + i * kPageSize; }
+  static std::uintptr_t chunk(std::size_t c) { return kBase + c * kHugePageSize; }
+  // `times` accesses to each of the first `pages` pages of chunk `c`.
+  void touch_chunk(std::size_t c, std::size_t pages, int times) {
+    for (std::size_t i = 0; i < pages; ++i)
+      for (int k = 0; k < times; ++k)
+        engine->record_access(reinterpret_cast<void*>(chunk(c) + i * kPageSize));
+  }
+  void step() {
+    clock.advance_ns(engine->config().epoch_ms * kNsPerMs);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  std::size_t fast_pages_of(std::size_t c) const {
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < kChunkPages; ++i) k += be.node_of(chunk(c) + i * kPageSize) == 0;
+    return k;
+  }
+
+  ManualClock clock{1};
+  SimulatedBackend be;
+  std::size_t n;
+  std::unique_ptr<Engine> engine;
+  RegionHandle handle;
+};
+
+TEST(HugePages, DefaultRegionsUse2MiBUnitsWhereThpIsEnabled) {
+  Rig rig(2, 4, ThpMode::kMadvise);
+  auto r = rig.engine->regions().lookup(reinterpret_cast<void*>(kBase));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->huge_begin, kBase);
+  EXPECT_EQ(r->huge_end, kBase + 4 * kHugePageSize);
+  EXPECT_EQ(r->units(), 4u);
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1) + 7 * kPageSize), kHugePageSize);
+  // The engine advised the chunks: the simulated kernel backs them with huge pages.
+  EXPECT_TRUE(rig.be.is_huge(Rig::chunk(3)));
+}
+
+TEST(HugePages, DefaultRegionsUseBasePagesWithoutThp) {
+  Rig rig(2, 4, ThpMode::kNever);
+  auto r = rig.engine->regions().lookup(reinterpret_cast<void*>(kBase));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->huge_begin, r->huge_end);
+  EXPECT_EQ(r->units(), 4 * kChunkPages);
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)), kPageSize);
+  EXPECT_FALSE(rig.be.is_huge(Rig::chunk(1)));
+}
+
+TEST(HugePages, BasePagesStayAvailablePerRegion) {
+  Rig rig(2, 4, ThpMode::kAlways, RegionOptions().with_base_pages());
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)), kPageSize);
+  EXPECT_FALSE(rig.be.is_huge(Rig::chunk(1)));
+}
+
+TEST(HugePages, AHotHugePageIsPromotedWholeByOneEntryAndStaysHuge) {
+  Rig rig(2, 8, ThpMode::kMadvise);
+  for (int e = 0; e < 3; ++e) {
+    rig.touch_chunk(5, 3, 4);  // a few pages of chunk 5 make the whole unit hot
+    rig.step();
+  }
+  EXPECT_EQ(rig.fast_pages_of(5), kChunkPages);
+  EXPECT_TRUE(rig.be.is_huge(Rig::chunk(5)));
+  EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.promoted_pages, kChunkPages);
+  EXPECT_EQ(s.huge_units_moved, 1u);
+  EXPECT_EQ(s.huge_units_split, 0u);
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(5)), kHugePageSize);
+  for (std::size_t c : {0, 1, 2, 3, 4, 6, 7}) EXPECT_EQ(rig.fast_pages_of(c), 0u) << c;
+}
+
+TEST(HugePages, AUnitThatIsNotOneHugePageFallsBackTo4KiBAndMovesWhole) {
+  Rig rig(2, 8, ThpMode::kMadvise);
+  rig.be.split_huge(Rig::chunk(2));  // as the kernel may, under memory pressure
+  for (int e = 0; e < 3; ++e) {
+    rig.touch_chunk(2, 3, 4);
+    rig.step();
+  }
+  // Every page of the chunk reached the fast tier, 4 KiB at a time.
+  EXPECT_EQ(rig.fast_pages_of(2), kChunkPages);
+  EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.huge_units_split, 1u);
+  EXPECT_EQ(s.huge_units_moved, 0u);
+  EXPECT_EQ(s.promoted_pages, kChunkPages);
+  EXPECT_EQ(s.failed_pages + s.dropped_pages, 0u);
+  // The chunk is now tracked per page, with the page counts unchanged.
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(2)), kPageSize);
+  EXPECT_EQ(rig.engine->tracker().fast_pages(), kChunkPages);
+  EXPECT_EQ(rig.engine->tracker().fast_pages() + rig.engine->tracker().slow_pages(), rig.n);
+}
+
+TEST(HugePages, SplitChunksAreJudgedPerPageAfterwards) {
+  Rig rig(2, 4, ThpMode::kMadvise);
+  rig.be.split_huge(Rig::chunk(1));
+  for (int e = 0; e < 3; ++e) {
+    rig.touch_chunk(1, 3, 4);
+    rig.step();
+  }
+  ASSERT_EQ(rig.fast_pages_of(1), kChunkPages);
+  // From now on only the three touched pages are hot; the other 509 are
+  // cold and become demotion candidates one by one when room is needed.
+  const EngineStats before = rig.engine->stats();
+  for (int e = 0; e < 30; ++e) {
+    rig.touch_chunk(1, 3, 4);
+    rig.touch_chunk(3, kChunkPages, 4);  // a whole hot huge page wants in
+    rig.step();
+  }
+  EXPECT_EQ(rig.fast_pages_of(3), kChunkPages) << rig.engine->stats().to_table();
+  EXPECT_GE(rig.fast_pages_of(1), 3u);
+  EXPECT_GT(rig.engine->stats().demoted_pages, before.demoted_pages);
+  EXPECT_LT(rig.fast_pages_of(1), kChunkPages);
+}
+
+TEST(HugePages, RaggedEndsOfADefaultRegionUseBasePages) {
+  HotnessTracker tracker;
+  RegionRegistry reg(tracker);
+  reg.set_auto_huge(true);
+  // 3 pages before the first whole chunk, two whole chunks, 5 pages after.
+  const std::uintptr_t begin = kBase + kHugePageSize - 3 * kPageSize;
+  const std::size_t bytes = 3 * kPageSize + 2 * kHugePageSize + 5 * kPageSize;
+  auto h = reg.add(reinterpret_cast<void*>(begin), bytes, {});
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto r = reg.find(h->id());
+  EXPECT_EQ(r->begin, begin);
+  EXPECT_EQ(r->huge_begin, kBase + kHugePageSize);
+  EXPECT_EQ(r->huge_end, kBase + 3 * kHugePageSize);
+  EXPECT_EQ(r->end, begin + bytes);
+  EXPECT_EQ(r->units(), 3u + 2u + 5u);
+  EXPECT_EQ(tracker.unit_bytes(begin), kPageSize);
+  EXPECT_EQ(tracker.unit_bytes(kBase + kHugePageSize + 9 * kPageSize), kHugePageSize);
+  EXPECT_EQ(tracker.unit_bytes(kBase + 3 * kHugePageSize), kPageSize);
+  EXPECT_EQ(tracker.fast_pages(), 3u + 2 * kChunkPages + 5u);
+  // A region smaller than one whole chunk is all base pages.
+  auto small = reg.add(reinterpret_cast<void*>(kBase + 8 * kHugePageSize), kHugePageSize / 2, {});
+  ASSERT_TRUE(small.ok());
+  auto s = reg.find(small->id());
+  EXPECT_EQ(s->huge_begin, s->huge_end);
+}
+
+TEST(HugePages, SplitKeepsHeatPlacementAndCounts) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kHugePageSize, /*huge=*/true, /*fast=*/true);
+  for (int k = 0; k < 10; ++k) t.record_access(reinterpret_cast<void*>(kBase + 77 * kPageSize));
+  ASSERT_TRUE(t.split(kBase + 5 * kPageSize));
+  EXPECT_FALSE(t.split(kBase));  // already split
+  EXPECT_EQ(t.fast_pages(), 2 * kChunkPages);
+  EXPECT_EQ(t.unit_bytes(kBase), kPageSize);
+  EXPECT_EQ(t.unit_bytes(kBase + kHugePageSize), kHugePageSize);
+  std::size_t units = 0, hot = 0;
+  t.collect_warm(
+      [&](std::uintptr_t, std::uint16_t w, std::uint32_t pages) {
+        ++units;
+        EXPECT_EQ(pages, 1u);
+        hot += PageWord::heat(w) == 10;
+        EXPECT_TRUE(PageWord::fast(w));
+      },
+      [](std::uint32_t h) { return h / 2; });
+  EXPECT_EQ(units, kChunkPages);  // every page of the split chunk holds the unit's heat
+  EXPECT_EQ(hot, kChunkPages);
+}
+
+TEST(HugePages, ResourceArenasFollowTheSystemsThpMode) {
+  for (ThpMode mode : {ThpMode::kNever, ThpMode::kMadvise, ThpMode::kAlways}) {
+    SimulatedBackend be({{0, 1ull << 30}});
+    be.set_thp_mode(mode);
+    TierResourceOptions o;
+    o.nodes = {0};
+    o.backend = &be;
+    auto r = TierMemoryResource::create(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ((*r)->huge_pages(), mode != ThpMode::kNever) << thp_mode_name(mode);
+    o.huge_pages = HugePages::kOff;
+    auto off = TierMemoryResource::create(o);
+    ASSERT_TRUE(off.ok());
+    EXPECT_FALSE((*off)->huge_pages());
+  }
+}
+
+TEST(HugePages, LinuxBackendAlignsWholeChunkMappings) {
+  LinuxBackend be;
+  auto m = be.map(3 * kHugePageSize);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(*m) % kHugePageSize, 0u);
+  static_cast<char*>(*m)[3 * kHugePageSize - 1] = 1;  // the whole range is ours
+  EXPECT_TRUE(be.unmap(*m, 3 * kHugePageSize).ok());
+  EXPECT_EQ(LinuxBackend::read_thp_mode("/nonexistent/enabled"), ThpMode::kNever);
+}
+
+}  // namespace
+}  // namespace tierkit

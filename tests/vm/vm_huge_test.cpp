@@ -1,0 +1,244 @@
+// In-VM: transparent huge pages. A region registered with default options is
+// tracked and moved in 2 MiB units; its huge pages stay huge through
+// promotion and demotion (AnonHugePages in /proc/self/smaps), every byte
+// intact; memory that is not one huge page falls back to 4 KiB units and
+// still moves whole; and a batch sweep of move_pages in 2 MiB units against
+// 4 KiB units (pages per second, ratio within one run: TCG time is not real
+// time, only ratios mean something).
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tierkit/backend/linux.hpp"
+#include "tierkit/engine.hpp"
+#include "vm_support.hpp"
+
+namespace tierkit::vm {
+namespace {
+
+constexpr std::size_t kChunks = 8;
+constexpr std::size_t kBytes = kChunks * kHugePageSize;
+constexpr std::size_t kChunkPages = kHugePageSize / kPageSize;
+
+// Bytes of [p, p + bytes) mapped by huge pages: AnonHugePages of the
+// mappings inside it, from /proc/self/smaps.
+std::uint64_t anon_huge_bytes(const void* p, std::size_t bytes) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(p), hi = lo + bytes;
+  std::ifstream in("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  std::uint64_t total = 0;
+  while (std::getline(in, line)) {
+    unsigned long b = 0, e = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &b, &e) == 2 && line.find(' ') > line.find('-')) {
+      inside = b >= lo && e <= hi;
+      continue;
+    }
+    unsigned long long kb = 0;
+    if (inside && std::sscanf(line.c_str(), "AnonHugePages: %llu kB", &kb) == 1) total += kb * 1024;
+  }
+  return total;
+}
+
+std::uint64_t pattern(std::size_t word) { return word * 0x9E3779B97F4A7C15ull + 17; }
+
+// An engine over the Linux backend (threshold policy, no rate limit) and a
+// 16 MiB mapping bound to the slow node.
+struct Rig {
+  Rig() {
+    auto m = be.map(kBytes);
+    if (!m.ok()) {
+      ADD_FAILURE() << m.status();
+      return;
+    }
+    p = static_cast<std::uint64_t*>(*m);
+    EXPECT_TRUE(be.bind(p, kBytes, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
+    EngineConfig c;
+    c.fast_nodes = NodeSet{kFastNode};
+    c.slow_nodes = NodeSet{kSlowNode};
+    c.policy = "threshold:2";
+    c.rate_limit_mbps = 1e6;
+    c.burst_bytes = 1ull << 40;
+    c.environment = EngineConfig::Environment::kIgnore;
+    auto e = Engine::create(c, &be);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine = std::move(*e);
+  }
+  ~Rig() {
+    handle.reset();
+    engine.reset();
+    if (p != nullptr) {
+      EXPECT_TRUE(be.unmap(p, kBytes).ok());
+    }
+  }
+  void fill() {
+    for (std::size_t i = 0; i < kBytes / 8; ++i) p[i] = pattern(i);
+  }
+  ::testing::AssertionResult intact() const {
+    for (std::size_t i = 0; i < kBytes / 8; ++i)
+      if (p[i] != pattern(i))
+        return ::testing::AssertionFailure()
+               << "word " << i << " lost (page " << i * 8 / kPageSize << ")";
+    return ::testing::AssertionSuccess();
+  }
+  char* chunk(std::size_t c) const { return reinterpret_cast<char*>(p) + c * kHugePageSize; }
+  // Makes chunk `c` hot: accesses to a few of its pages.
+  void heat(std::size_t c) {
+    for (int k = 0; k < 8; ++k)
+      for (std::size_t i = 0; i < 4; ++i) engine->record_access(chunk(c) + i * 97 * kPageSize);
+  }
+
+  LinuxBackend be;
+  std::uint64_t* p = nullptr;
+  std::unique_ptr<Engine> engine;
+  RegionHandle handle;
+};
+
+TEST(HugePages, RegionStaysHugeThroughPromotionAndDemotion) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  Rig rig;
+  ASSERT_NE(rig.p, nullptr);
+  if (rig.be.thp_mode() == ThpMode::kNever) FAIL() << "THP is disabled in the guest";
+  auto h = rig.engine->register_region(rig.p, kBytes, RegionOptions().with_name("huge"),
+                                       /*initially_fast=*/false);
+  ASSERT_TRUE(h.ok()) << h.status();
+  rig.handle = std::move(*h);
+  rig.fill();  // faults after the engine's MADV_HUGEPAGE: huge pages on node 1
+  const std::uint64_t huge0 = anon_huge_bytes(rig.p, kBytes);
+  report("huge_bytes_after_fill", huge0);
+  ASSERT_EQ(huge0, kBytes) << "the guest did not back the region with huge pages";
+  ASSERT_TRUE(all_on(rig.be, rig.p, kBytes, kSlowNode));
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(reinterpret_cast<std::uintptr_t>(rig.chunk(3))),
+            kHugePageSize);
+
+  for (int e = 0; e < 3; ++e) {
+    rig.heat(2);
+    rig.heat(5);
+    ASSERT_TRUE(rig.engine->step().ok());
+  }
+  EngineStats s = rig.engine->stats();
+  std::printf("after promotion:\n%s", s.to_table().c_str());
+  EXPECT_TRUE(all_on(rig.be, rig.chunk(2), kHugePageSize, kFastNode));
+  EXPECT_TRUE(all_on(rig.be, rig.chunk(5), kHugePageSize, kFastNode));
+  EXPECT_TRUE(all_on(rig.be, rig.chunk(0), 2 * kHugePageSize, kSlowNode));
+  EXPECT_EQ(s.huge_units_moved, 2u);
+  EXPECT_EQ(s.huge_units_split, 0u);
+  EXPECT_EQ(s.promoted_pages, 2 * kChunkPages);
+  EXPECT_EQ(anon_huge_bytes(rig.p, kBytes), kBytes) << "a promoted huge page was split";
+  EXPECT_TRUE(rig.intact());
+
+  // Cold tag: everything back to the slow tier, still huge.
+  ASSERT_TRUE(rig.engine->regions().set_tag(rig.handle.id(), RegionTag::cold).ok());
+  ASSERT_TRUE(rig.engine->step().ok());
+  s = rig.engine->stats();
+  EXPECT_TRUE(all_on(rig.be, rig.p, kBytes, kSlowNode));
+  EXPECT_EQ(s.demoted_pages, 2 * kChunkPages);
+  EXPECT_EQ(s.huge_units_moved, 4u);
+  EXPECT_EQ(s.huge_units_split, 0u);
+  const std::uint64_t huge1 = anon_huge_bytes(rig.p, kBytes);
+  report("huge_bytes_after_demotion", huge1);
+  EXPECT_EQ(huge1, kBytes) << "a demoted huge page was split";
+  EXPECT_TRUE(rig.intact());
+}
+
+TEST(HugePages, MemoryThatIsNotOneHugePageFallsBackTo4KiBUnits) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  Rig rig;
+  ASSERT_NE(rig.p, nullptr);
+  rig.fill();  // faulted under LinuxBackend::map's MADV_NOHUGEPAGE: base pages
+  const std::uint64_t huge_before = anon_huge_bytes(rig.p, kBytes);
+  auto h = rig.engine->register_region(rig.p, kBytes, RegionOptions().with_name("base"),
+                                       /*initially_fast=*/false);
+  ASSERT_TRUE(h.ok()) << h.status();
+  rig.handle = std::move(*h);
+  for (int e = 0; e < 3; ++e) {
+    rig.heat(6);
+    ASSERT_TRUE(rig.engine->step().ok());
+  }
+  EngineStats s = rig.engine->stats();
+  std::printf("huge bytes before: %llu\n%s", static_cast<unsigned long long>(huge_before),
+              s.to_table().c_str());
+  // khugepaged may collapse the chunk between the fill and the move; either
+  // way the whole chunk arrives and nothing is lost.
+  EXPECT_TRUE(all_on(rig.be, rig.chunk(6), kHugePageSize, kFastNode));
+  EXPECT_EQ(s.promoted_pages, kChunkPages);
+  EXPECT_EQ(s.huge_units_split + s.huge_units_moved, 1u);
+  if (huge_before == 0) {
+    EXPECT_EQ(s.huge_units_split, 1u);
+    EXPECT_EQ(rig.engine->tracker().unit_bytes(reinterpret_cast<std::uintptr_t>(rig.chunk(6))),
+              kPageSize);
+  }
+  EXPECT_EQ(s.failed_pages + s.dropped_pages, 0u);
+  EXPECT_TRUE(rig.intact());
+}
+
+// Moves `units` units (2 MiB each when `huge`, else 4 KiB) there and back,
+// `batch` entries per move_pages call, three times; returns the best pages
+// per second (the host is shared and TCG time is not real: best of three).
+double move_rate(void* p, std::size_t units, bool huge, std::size_t batch) {
+  LinuxBackendOptions o;
+  o.batch_pages = batch;
+  LinuxBackend be(o);
+  const std::size_t unit = huge ? kHugePageSize : kPageSize;
+  std::vector<void*> addrs(units);
+  for (std::size_t i = 0; i < units; ++i) addrs[i] = static_cast<char*>(p) + i * unit;
+  std::vector<int> status(units);
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::uint64_t pages = 0;
+    const std::int64_t t0 = SteadyClock::instance().now_ns();
+    for (NodeId to : {kFastNode, kSlowNode}) {
+      std::vector<NodeId> nodes(units, to);
+      EXPECT_TRUE(be.move(addrs, nodes, absl::MakeSpan(status)).ok());
+      for (int st : status) {
+        EXPECT_EQ(st, to);
+        pages += st == to ? unit / kPageSize : 0;
+      }
+    }
+    best = std::max(best, static_cast<double>(pages) / seconds_since(t0));
+  }
+  return best;
+}
+
+TEST(HugePages, MoveRateIn2MiBUnitsAgainst4KiBUnits) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  constexpr std::size_t kSweep = 32 * kMiB;
+  LinuxBackend be;
+  auto m = be.map(kSweep);
+  ASSERT_TRUE(m.ok()) << m.status();
+  char* huge = static_cast<char*>(*m);
+  ASSERT_TRUE(be.advise_huge(huge, kSweep).ok());
+  ASSERT_TRUE(be.bind(huge, kSweep, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
+  auto m2 = be.map(kSweep);
+  ASSERT_TRUE(m2.ok()) << m2.status();
+  char* base = static_cast<char*>(*m2);
+  ASSERT_TRUE(be.bind(base, kSweep, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
+  touch(huge, kSweep);
+  touch(base, kSweep);
+  ASSERT_EQ(anon_huge_bytes(huge, kSweep), kSweep);
+  ASSERT_EQ(anon_huge_bytes(base, kSweep), 0u);
+  // At most 128 calls per direction (a move_pages call costs milliseconds
+  // on 6.12 under TCG): the small batches move a prefix.
+  std::printf("tierkit-vm: move sweep: entries per call, pages/s in 4 KiB units, in 2 MiB units\n");
+  for (std::size_t batch : {1, 8, 64, 512}) {
+    double r4 = move_rate(base, std::min(kSweep / kPageSize, 128 * batch), false, batch);
+    double r2 = move_rate(huge, std::min(kSweep / kHugePageSize, 128 * batch), true, batch);
+    std::printf("tierkit-vm: move batch=%zu 4k_pages_per_s=%.0f 2m_pages_per_s=%.0f ratio=%.2f\n",
+                batch, r4, r2, r2 / r4);
+    report(absl::StrCat("move_ratio_x100_batch", batch), static_cast<std::uint64_t>(100 * r2 / r4));
+  }
+  EXPECT_EQ(anon_huge_bytes(huge, kSweep), kSweep) << "moves split the huge pages";
+  EXPECT_TRUE(be.unmap(huge, kSweep).ok());
+  EXPECT_TRUE(be.unmap(base, kSweep).ok());
+}
+
+}  // namespace
+}  // namespace tierkit::vm
