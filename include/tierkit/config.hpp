@@ -60,8 +60,8 @@ struct EngineConfig {
   enum class Environment : std::uint8_t { kApply, kIgnore };
   Environment environment = Environment::kApply;
 
-  // "automatic" | "threshold" | "threshold:RATE" | "kernel" | "kernel:rate=MBps"
-  // | "kernel:target=MBps" | "static". TIERKIT_POLICY.
+  // "automatic[:knob=V/...]" | "threshold" | "threshold:RATE" | "kernel" |
+  // "kernel:rate=MBps" | "kernel:target=MBps" | "static". TIERKIT_POLICY.
   std::string policy = "automatic";
   std::int64_t epoch_ms = 100;  // TIERKIT_EPOCH_MS, 1..3600000
   // Heat halves every this many epochs. Longer = steadier heat (less noise,
@@ -140,9 +140,12 @@ struct EngineConfig {
   // make_policy()
   //
   // Builds the policy named by `policy` with this config's options. Spec
-  // grammar: name[:arg] where threshold:RATE sets the promotion threshold and
+  // grammar: name[:arg] where threshold:RATE sets the promotion threshold,
   // kernel:rate=MBps / kernel:target=MBps / kernel:hot=ms set the kernel
-  // model's knobs.
+  // model's knobs and automatic:hysteresis=V / swap_confidence=V / cool=V /
+  // headroom=V / min_heat=N / max_cool_epochs=N / residency=N the automatic
+  // policy's (AutomaticOptions). Several knobs are separated by ',' or '/'
+  // ('/' inside tierkit-sim's comma-separated --policy list).
   static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c);
 };
 
@@ -179,10 +182,10 @@ inline constexpr Knob kKnobs[] = {
     {"TIERKIT_KERNEL_HOT_THRESHOLD_MS", "kernel.hot_threshold_ms", Knob::kNumber, 1, 1e7, "ms",
      +[](EngineConfig& c) -> Knob::Ref { return &c.kernel.hot_threshold_ms; }},
     {"TIERKIT_KERNEL_RATE_LIMIT_MBPS", "kernel.promote_rate_limit_mbps", Knob::kNumber, 1, 1e9,
-     "MB/s (kernel's unit)",
+     "MiB/s (the kernel's MBps)",
      +[](EngineConfig& c) -> Knob::Ref { return &c.kernel.promote_rate_limit_mbps; }},
     {"TIERKIT_KERNEL_THROUGHPUT_MBPS", "kernel.promote_throughput_mbps", Knob::kNumber, 0, 1e9,
-     "MB/s (kernel's unit; 0 = stock)",
+     "MiB/s (the kernel's MBps; 0 = stock)",
      +[](EngineConfig& c) -> Knob::Ref { return &c.kernel.promote_throughput_mbps; }},
 };
 
@@ -302,8 +305,43 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
   std::pair<std::string, std::string> kv = absl::StrSplit(c.policy, absl::MaxSplits(':', 1));
   const std::string& name = kv.first;
   const std::string& arg = kv.second;
-  if (name == "automatic" && arg.empty())
-    return std::unique_ptr<Policy>(new AutomaticPolicy(c.automatic));
+  if (name == "automatic") {
+    AutomaticOptions o = c.automatic;
+    struct Field {
+      const char* key;
+      double AutomaticOptions::*d;
+      std::uint32_t AutomaticOptions::*u;
+      double lo, hi;
+    };
+    static constexpr Field kFields[] = {
+        {"hysteresis", &AutomaticOptions::hysteresis, nullptr, 1, 1e3},
+        {"swap_confidence", &AutomaticOptions::swap_confidence, nullptr, 0, 100},
+        {"cool", &AutomaticOptions::cool_heat_per_page, nullptr, 0, 1e6},
+        {"headroom", &AutomaticOptions::headroom, nullptr, 0, 0.9},
+        {"min_heat", nullptr, &AutomaticOptions::min_heat, 0, 1e4},
+        {"max_cool_epochs", nullptr, &AutomaticOptions::max_epochs_between_coolings, 0, 1e6},
+        {"residency", nullptr, &AutomaticOptions::min_residency_epochs, 0, 1e6},
+    };
+    for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
+      std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
+      const Field* f = nullptr;
+      for (const Field& k : kFields)
+        if (kv2.first == k.key) f = &k;
+      if (f == nullptr)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "policy '", c.policy, "': unknown automatic knob '", kv2.first,
+            "' (known: hysteresis, swap_confidence, cool, headroom, min_heat, max_cool_epochs, "
+            "residency)"));
+      auto v =
+          detail::parse_double(kv2.second, absl::StrCat("automatic:", kv2.first), f->lo, f->hi);
+      if (!v.ok()) return v.status();
+      if (f->d != nullptr)
+        o.*(f->d) = *v;
+      else
+        o.*(f->u) = static_cast<std::uint32_t>(*v);
+    }
+    return std::unique_ptr<Policy>(new AutomaticPolicy(o));
+  }
   if (name == "static" && arg.empty()) return std::unique_ptr<Policy>(new StaticPolicy());
   if (name == "threshold") {
     ThresholdOptions o = c.threshold;
@@ -320,7 +358,7 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
   }
   if (name == "kernel") {
     KernelModelOptions o = c.kernel;
-    for (absl::string_view part : absl::StrSplit(arg, ',', absl::SkipEmpty())) {
+    for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
       std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
       auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first), 0, 1e9);
       if (!v.ok()) return v.status();
@@ -340,7 +378,8 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown policy '", c.policy,
-      "' (known: automatic, threshold[:RATE], kernel[:rate=MBps|target=MBps|hot=ms], static)"));
+      "' (known: automatic[:knob=V,...], threshold[:RATE], kernel[:rate=MBps|target=MBps|hot=ms], "
+      "static)"));
 }
 
 }  // namespace tierkit

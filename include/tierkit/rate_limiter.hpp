@@ -77,7 +77,7 @@ class RateLimiter {
   absl::Status set_rate_mbps(double mbps) {
     if (!valid_rate(mbps))
       return absl::InvalidArgumentError(
-          absl::StrCat("rate limit: ", mbps, " MB/s is not a finite number >= 0"));
+          absl::StrCat("rate limit: ", mbps, " MiB/s is not a finite number >= 0"));
     detail::MutexLock lock(&mu_);
     refill();
     rate_bps_ = mbps * kBytesPerMB;

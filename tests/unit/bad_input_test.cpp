@@ -136,7 +136,7 @@ TEST(BadInput, BadPolicySpecsAreNamedErrors) {
   } cases[] = {
       {"", "unknown policy ''"},
       {"bogus", "unknown policy 'bogus'"},
-      {"automatic:3", "unknown policy 'automatic:3'"},
+      {"automatic:3", "unknown automatic knob '3'"},
       {"static:1", "unknown policy 'static:1'"},
       {"Threshold", "unknown policy"},
       {"threshold:", "promotion threshold"},  // empty arg = the default; fine? see below

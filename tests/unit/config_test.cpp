@@ -134,5 +134,20 @@ TEST_F(ConfigTest, ThresholdTextUsesThePolicysUnitAndDashWhenNothingQualifies) {
   EXPECT_EQ((*e)->stats().threshold_unit, "heat");
 }
 
+TEST_F(ConfigTest, AutomaticKnobsParseAndBadOnesAreNamed) {
+  EngineConfig c;
+  c.policy = "automatic:hysteresis=3/swap_confidence=2,min_heat=1";
+  auto p = EngineConfig::make_policy(c);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->name(), "automatic");
+  EXPECT_DOUBLE_EQ((*p)->swap_ratio(), 3.0);
+  c.policy = "automatic:bogus=1";
+  EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+              HasSubstr("unknown automatic knob 'bogus'"));
+  c.policy = "automatic:hysteresis=0.5";  // below its range
+  EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+              HasSubstr("automatic:hysteresis"));
+}
+
 }  // namespace
 }  // namespace tierkit
