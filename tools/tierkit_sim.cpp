@@ -112,6 +112,10 @@ ABSL_FLAG(std::string, source_max_pages, "4096",
           "Hotness sources: pages inspected per epoch (SourceBudget::max_pages; 0 = no cap).");
 ABSL_FLAG(std::string, source_max_ns, "2000000",
           "Hotness sources: collect() CPU per epoch, ns (SourceBudget::max_ns; 0 = no cap).");
+ABSL_FLAG(std::string, source_estimator, "fixed",
+          "Hotness sources: fixed (each page found adds the real sources' weight, 4) or scaled "
+          "(weight divided by the chance the page was inspected this epoch, Horvitz-Thompson; "
+          "capped at the tracker's maximum heat).");
 ABSL_FLAG(std::string, record_access_ns, "0",
           "Cost of one record_access call charged to the application with --hotness=app, ns "
           "(measured ~6; 0 keeps the time model of the tables made before the sources).");
@@ -241,8 +245,11 @@ int main(int argc, char** argv) {
       "tier's latency plus --gap_ns; a migrated page costs --migrate_page_ns + 4 KiB at\n"
       "--copy_gbps, charged to the application for the kernel model's synchronous\n"
       "promotions and to a background account otherwise; every move also stalls the\n"
-      "application --move_call_ns per call and --move_page_ns per page. Output: one row\n"
-      "per (workload, policy). Bad flag values exit with status 2.");
+      "application --move_call_ns per call and --move_page_ns per page. With --hotness a\n"
+      "model of a real hotness source (fault sampling, soft-dirty, userfaultfd-wp) feeds the\n"
+      "engine instead of record_access: its faults are charged to the application, its\n"
+      "collect() work to the background (tracking_* columns). Output: one row per\n"
+      "(workload, policy, hotness). Bad flag values exit with status 2.");
   absl::FlagsUsageConfig cfg;
   cfg.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "tierkit_sim");
@@ -331,6 +338,12 @@ int main(int argc, char** argv) {
   o.hotness_budget.max_pages =
       static_cast<std::uint64_t>(flag_int(FLAGS_source_max_pages, "source_max_pages", 0, 1 << 30));
   o.hotness_budget.max_ns = flag_int(FLAGS_source_max_ns, "source_max_ns", 0, 3600000000000);
+  const std::string est = absl::GetFlag(FLAGS_source_estimator);
+  if (est != "fixed" && est != "scaled" && est != "latency" && est != "latency+scaled")
+    usage_error(absl::StrCat("--source_estimator: '", est,
+                             "' is none of fixed, scaled, latency, latency+scaled"));
+  o.hotness_scaled = absl::StrContains(est, "scaled");
+  o.hotness_latency = absl::StrContains(est, "latency");
   o.hotness_costs.record_access_ns =
       flag_double(FLAGS_record_access_ns, "record_access_ns", 0, 1e9);
   auto cost_flag = [&](const absl::Flag<std::string>& f, const char* name, double* field) {

@@ -237,6 +237,38 @@ TEST(SimHotnessTest, FaultEstimateOfTouchedPagesIsUnbiased) {
   EXPECT_NEAR(sum / epochs, truth, 0.05 * truth);
 }
 
+// The what-if estimators (--source_estimator): "scaled" divides the weight
+// by the chance a page was inspected; "latency" multiplies a fired page's
+// weight by (time armed) / (time to its fault). The default is the real
+// sources' fixed weight.
+TEST(SimHotnessTest, EstimatorsScaleByInclusionAndLatency) {
+  const std::uint64_t units = 1024;
+  auto fire_all = [&](bool scaled, bool latency, std::int64_t early, std::int64_t late) {
+    source::FaultSourceOptions o;  // 8 per range, weight 4
+    FaultModel m(kBase, units, unit_costs(), o);
+    m.set_scaled(scaled);
+    m.set_latency(latency);
+    Seen seen;
+    auto sink = sink_into(seen);
+    auto ranges = one_range(units);
+    m.set_now(0);
+    EXPECT_TRUE(m.collect(ranges, sink, {}).ok());
+    std::vector<std::uint32_t> armed = m.armed();
+    for (std::size_t i = 0; i < armed.size(); ++i)
+      m.on_access(armed[i], false, i == 0 ? early : late);
+    m.set_now(1000000);
+    EXPECT_TRUE(m.collect(ranges, sink, {}).ok());
+    for (std::uint32_t p : armed)
+      EXPECT_NE(std::find(seen.pages.begin(), seen.pages.end(), p), seen.pages.end());
+    return seen.weight;
+  };
+  EXPECT_EQ(fire_all(false, false, 10000, 500000), 8u * 4);
+  // scaled: each of the 8 pages had a 8/1024 chance: weight 4 * 128 = 512.
+  EXPECT_EQ(fire_all(true, false, 10000, 500000), 8u * 512);
+  // latency: one page faulted after 1% of the epoch (x100), seven after half (x2).
+  EXPECT_EQ(fire_all(false, true, 10000, 500000), 4u * 100 + 7u * 4 * 2);
+}
+
 // A small synthetic run: fault sampling under "static" (nothing migrates, so
 // both runs hit the same tier on every access) costs the application exactly
 // the faults it took, and the background exactly the collect() work.

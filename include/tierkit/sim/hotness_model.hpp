@@ -221,7 +221,8 @@ class SourceModel : public HotnessSource {
 
   // One access by the application: returns the ns it costs the
   // application's thread (a fault), 0 mostly.
-  double on_access(std::uint32_t page, bool write) {
+  double on_access(std::uint32_t page, bool write, std::int64_t now_ns = 0) {
+    now_ = now_ns;
     if (present_[page] == 0) {
       present_[page] = 1;  // the allocation fault: taken with or without a source
       return first_touch(page, write);
@@ -233,6 +234,18 @@ class SourceModel : public HotnessSource {
 
   absl::Status probe() override { return absl::OkStatus(); }
   HotnessSourceStats stats() const override { return stats_; }
+
+  // Scaled estimator: each page found is reported with weight / p, p being
+  // the chance that the page was inspected this epoch (Horvitz-Thompson),
+  // capped at the tracker's maximum heat, instead of the real sources' fixed
+  // weight.
+  void set_scaled(bool on) { scaled_ = on; }
+  // Latency estimator (fault only): a fired page's weight is multiplied by
+  // (time armed) / (time from arming to the fault), the accesses per epoch
+  // that latency suggests, as the kernel's NUMA hint-fault latency does.
+  void set_latency(bool on) { latency_ = on; }
+  // The simulator's clock at the next collect().
+  void set_now(std::int64_t ns) { now_ = ns; }
 
   double app_ns() const { return app_ns_; }        // charged to the application so far
   double engine_ns() const { return engine_ns_; }  // in collect() so far (background)
@@ -276,6 +289,19 @@ class SourceModel : public HotnessSource {
     next_ = 0;
     return true;
   }
+  // The weight of a page found by a budgeted pass: a pass inspects
+  // min(max_pages, all pages) per epoch.
+  std::uint32_t pass_weight(absl::Span<const TrackedRange> ranges, const SourceBudget& budget,
+                            std::uint32_t w) const {
+    double total = 0;
+    for (const TrackedRange& r : ranges) {
+      auto [first, end] = pages_of(r);
+      total += static_cast<double>(end - first);
+    }
+    const double per_epoch =
+        budget.max_pages ? std::min(total, static_cast<double>(budget.max_pages)) : total;
+    return weight(w, per_epoch, total);
+  }
   void end_collect(double cost, const HotnessSourceStats::Collect& c) {
     engine_ns_ += cost;
     stats_.add_collect(static_cast<std::int64_t>(cost), c, "");
@@ -288,6 +314,13 @@ class SourceModel : public HotnessSource {
   double app_ns_ = 0, engine_ns_ = 0;
   std::uint64_t faults_ = 0;
   std::uint64_t next_ = 0;  // budgeted_pass's cursor (a page index)
+  bool scaled_ = false, latency_ = false;
+  std::int64_t now_ = 0;
+  std::uint32_t weight(std::uint32_t w, double inspected, double population) const {
+    if (!scaled_ || inspected <= 0) return w;
+    return static_cast<std::uint32_t>(
+        std::min(1023.0, std::round(w * std::max(1.0, population / inspected))));
+  }
   HotnessSourceStats stats_;
 };
 
@@ -296,7 +329,12 @@ class FaultModel final : public SourceModel {
  public:
   FaultModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
              source::FaultSourceOptions o)
-      : SourceModel(base, pages, costs), o_(o), rng_(o.seed), state_(pages, kIdle) {
+      : SourceModel(base, pages, costs),
+        o_(o),
+        rng_(o.seed),
+        state_(pages, kIdle),
+        weight_of_(pages, 0),
+        fired_at_(pages, 0) {
     o_.max_armed = std::min<std::uint32_t>(
         o_.max_armed, static_cast<std::uint32_t>(source::fault_detail::Table::kSlots / 4));
     stats_.name = "fault";
@@ -313,13 +351,22 @@ class FaultModel final : public SourceModel {
         ++c.found;
         const bool w = state_[p] == kFiredWritten;
         c.written += w;
-        sink.record(addr(p), o_.weight, w);
+        std::uint32_t wt = weight_of_[p];
+        if (latency_) {
+          const double armed_for = static_cast<double>(std::max<std::int64_t>(1, now_ - armed_at_));
+          const double lat =
+              static_cast<double>(std::max<std::int64_t>(1, fired_at_[p] - armed_at_));
+          wt = static_cast<std::uint32_t>(
+              std::min(1023.0, std::round(wt * std::clamp(armed_for / lat, 1.0, 256.0))));
+        }
+        sink.record(addr(p), wt, w);
       } else {
         cost += c_.fault_disarm_ns;
       }
       state_[p] = kIdle;
     }
     armed_.clear();
+    armed_at_ = now_;
     cost += c_.proc_maps_ns;
     // Arm the next sample.
     std::uint64_t cap =
@@ -341,6 +388,7 @@ class FaultModel final : public SourceModel {
         const auto p = static_cast<std::uint32_t>(first + lo + rng_.below(hi - lo));
         if (state_[p] != kIdle) continue;  // drawn twice
         state_[p] = kArmed;
+        weight_of_[p] = weight(o_.weight, static_cast<double>(k), static_cast<double>(units));
         armed_.push_back(p);
         cost += c_.fault_arm_ns;
         ++c.sampled;
@@ -369,6 +417,7 @@ class FaultModel final : public SourceModel {
   double access(std::uint32_t page, bool write) override {
     if (state_[page] != kArmed) return 0;
     state_[page] = write ? kFiredWritten : kFired;
+    fired_at_[page] = now_;
     ++faults_;
     return c_.fault_fire_ns;
   }
@@ -376,6 +425,9 @@ class FaultModel final : public SourceModel {
   source::FaultSourceOptions o_;
   Rng rng_;
   std::vector<std::uint8_t> state_;
+  std::vector<std::uint16_t> weight_of_;
+  std::vector<std::int64_t> fired_at_;
+  std::int64_t armed_at_ = 0;
   std::vector<std::uint32_t> armed_;
   std::size_t cursor_ = 0;
 };
@@ -394,6 +446,7 @@ class SoftDirtyModel final : public SourceModel {
                        const SourceBudget& budget) override {
     HotnessSourceStats::Collect c;
     double cost = 0;
+    const std::uint32_t w = pass_weight(ranges, budget, o_.weight);
     if (!started_) {
       cost += clear();
       started_ = true;
@@ -402,7 +455,7 @@ class SoftDirtyModel final : public SourceModel {
                    ++c.skipped;  // not present: not written
                  } else if (dirty_[p] != 0) {
                    ++c.found;
-                   sink.record(addr(p), o_.weight, true);
+                   sink.record(addr(p), w, true);
                  }
                })) {
       cost += clear();
@@ -458,6 +511,7 @@ class UffdModel final : public SourceModel {
                        const SourceBudget& budget) override {
     HotnessSourceStats::Collect c;
     double cost = 0;
+    const std::uint32_t w = pass_weight(ranges, budget, o_.weight);
     if (!registered_) {
       // UFFDIO_REGISTER, then one scan write-protects everything (unpopulated
       // pages too: WP_UNPOPULATED).
@@ -474,7 +528,7 @@ class UffdModel final : public SourceModel {
     budgeted_pass(ranges, budget, c_.uffd_scan_ns_per_page, c, cost, [&](std::uint64_t p) {
       if (written_[p] == 0) return;
       ++c.found;
-      sink.record(addr(p), o_.weight, true);
+      sink.record(addr(p), w, true);
       written_[p] = 0;  // PM_SCAN_WP_MATCHING: protected again
       wp_[p] = 1;
     });

@@ -86,7 +86,9 @@ struct SimOptions {
   // "app" runs keep the time model of the tables before the sources existed
   // (docs/performance.md); set it to charge record_access (~6 ns measured).
   HotnessCosts hotness_costs = HotnessCosts::measured_with_free_record_access();
-  SourceBudget hotness_budget;  // per collect(), as Engine::add_hotness_source
+  SourceBudget hotness_budget;   // per collect(), as Engine::add_hotness_source
+  bool hotness_scaled = false;   // SourceModel::set_scaled: weight / inclusion probability
+  bool hotness_latency = false;  // SourceModel::set_latency: fault weight by time to fault
   // Engine settings (policy, epoch_ms, rate limit, ...). The simulator sets
   // fast_nodes, slow_nodes and fast_budget_bytes.
   EngineConfig engine;
@@ -425,6 +427,8 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   SourceModel* source = nullptr;
   if (auto m = make_source_model(*spec, kSimBase, n, o.hotness_costs)) {
     source = m.get();
+    source->set_scaled(o.hotness_scaled);
+    source->set_latency(o.hotness_latency);
     engine.add_hotness_source(std::move(m), o.hotness_budget);
   }
   const double record_ns = source ? 0 : o.hotness_costs.record_access_ns;
@@ -444,6 +448,7 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   auto run_epochs = [&]() -> absl::Status {
     while (t >= next_epoch) {
       clock.set_ns(next_epoch);
+      if (source) source->set_now(next_epoch);
       if (absl::Status s = engine.step(); !s.ok()) return s;
       if (source) {  // collect() ran on the engine's thread: background
         bg_ns += source->engine_ns() - tracking_engine_seen;
@@ -490,7 +495,7 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
         engine.record_access(reinterpret_cast<const void*>(kSimBase + (std::uintptr_t{p} << 12)));
         track = record_ns;
       } else {
-        track = source->on_access(p, writes[i] != 0);
+        track = source->on_access(p, writes[i] != 0, t);
       }
       if (track > 0) {
         tracking_app += track;
