@@ -108,6 +108,9 @@ ABSL_FLAG(std::string, hotness, "app",
 ABSL_FLAG(std::string, hotness_available, "fault,uffd,softdirty",
           "Sources --hotness=sampled may pick: what the modelled machine offers. Default: Debian "
           "12's 6.12 kernel, unprivileged (perf is blocked by perf_event_paranoid).");
+ABSL_FLAG(std::string, region_bytes, "0",
+          "Register the footprint with the engine as regions of this size (64M = the arenas of "
+          "TierMemoryResource under ArenaRegions); 0 = one region. Sources sample per range.");
 ABSL_FLAG(std::string, source_max_pages, "4096",
           "Hotness sources: pages inspected per epoch (SourceBudget::max_pages; 0 = no cap).");
 ABSL_FLAG(std::string, source_max_ns, "2000000",
@@ -334,6 +337,11 @@ int main(int argc, char** argv) {
       usage_error(absl::StrCat("--hotness_available: unknown source '", name,
                                "' (known: perf, fault, uffd, softdirty)"));
     o.hotness_available.push_back(name);
+  }
+  if (const std::string rb = absl::GetFlag(FLAGS_region_bytes); rb != "0") {
+    o.region_pages = check(tierkit::detail::parse_bytes(rb, "--region_bytes")) / tierkit::kPageSize;
+    if (o.region_pages == 0)
+      usage_error(absl::StrCat("--region_bytes=", rb, ": a region must hold at least one page"));
   }
   o.hotness_budget.max_pages =
       static_cast<std::uint64_t>(flag_int(FLAGS_source_max_pages, "source_max_pages", 0, 1 << 30));

@@ -306,6 +306,34 @@ TEST(SimHotnessTest, OverheadIsChargedWhereItIsPaid) {
   EXPECT_NEAR(static_cast<double>(charged.app_ns - app.app_ns), charged.tracking_app_ns, 1.0);
 }
 
+// fault:N samples per range: the footprint registered as 4 regions (as
+// ArenaRegions registers arenas) arms 4x the pages, and costs 4x.
+TEST(SimHotnessTest, FaultSamplesPerRegisteredRange) {
+  WorkloadOptions w;
+  w.pages = 4096;
+  w.accesses = 200000;
+  SimOptions o;
+  o.fast_pages = 1024;
+  o.gap_ns = 800;
+  o.engine.epoch_ms = 10;
+  o.hotness = "fault:8";
+  auto run = [&](std::uint64_t region_pages) {
+    auto wl = make_workload("uniform", w);
+    EXPECT_TRUE(wl.ok());
+    SimOptions r = o;
+    r.region_pages = region_pages;
+    auto res = simulate(**wl, "static", r);
+    EXPECT_TRUE(res.ok()) << res.status();
+    return *res;
+  };
+  SimResult one = run(0), four = run(1024);
+  ASSERT_GT(one.epochs, 5u);
+  EXPECT_EQ(one.source_sampled, 8 * one.epochs);
+  EXPECT_EQ(four.source_sampled, 4 * 8 * four.epochs);  // (its faults make the run longer)
+  EXPECT_GT(four.tracking_background_ns / static_cast<double>(four.epochs),
+            3 * one.tracking_background_ns / static_cast<double>(one.epochs));
+}
+
 // Write-only sources see nothing of a workload without writes.
 TEST(SimHotnessTest, WriteOnlySourcesSeeNothingOfAReadOnlyRun) {
   WorkloadOptions w;

@@ -86,7 +86,10 @@ struct SimOptions {
   // "app" runs keep the time model of the tables before the sources existed
   // (docs/performance.md); set it to charge record_access (~6 ns measured).
   HotnessCosts hotness_costs = HotnessCosts::measured_with_free_record_access();
-  SourceBudget hotness_budget;   // per collect(), as Engine::add_hotness_source
+  SourceBudget hotness_budget;  // per collect(), as Engine::add_hotness_source
+  // Register the footprint as regions of this many pages (0 = one region):
+  // 16384 = the 64 MiB arenas of TierMemoryResource under ArenaRegions.
+  std::uint64_t region_pages = 0;
   bool hotness_scaled = false;   // SourceModel::set_scaled: weight / inclusion probability
   bool hotness_latency = false;  // SourceModel::set_latency: fault weight by time to fault
   // Engine settings (policy, epoch_ms, rate limit, ...). The simulator sets
@@ -415,9 +418,17 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
                       : kSlowNode;
     node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, want));
   }
-  auto handle = engine.register_region(reinterpret_cast<void*>(kSimBase), n * kPageSize,
-                                       RegionOptions().with_name(wl.name()));
-  if (!handle.ok()) return handle.status();
+  // One region over the footprint, or one per region_pages (as ArenaRegions
+  // registers each arena of a TierMemoryResource): a source samples per range.
+  std::vector<RegionHandle> handles;
+  const std::uint64_t per_region = o.region_pages ? o.region_pages : n;
+  for (std::uint64_t first = 0; first < n; first += per_region) {
+    const std::uint64_t len = std::min(per_region, n - first);
+    auto handle = engine.register_region(reinterpret_cast<void*>(kSimBase + first * kPageSize),
+                                         len * kPageSize, RegionOptions().with_name(wl.name()));
+    if (!handle.ok()) return handle.status();
+    handles.push_back(*std::move(handle));
+  }
 
   // The hotness source: the application itself (record_access), or a model
   // of a real source that the engine collects from at every epoch.
@@ -545,7 +556,7 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   r.final_threshold = s.promotion_threshold;
   r.threshold_unit = s.threshold_unit;
   r.epochs = s.epochs;
-  handle->reset();
+  for (auto& h : handles) h.reset();
   return absl::OkStatus();
 }
 
