@@ -49,6 +49,20 @@ HotnessCosts unit_costs() {
   return c;
 }
 
+// One synthetic run of `workload` under `policy`: 10 ms epochs at an
+// 800 ns gap, so a short stream spans tens of epochs.
+SimResult run_small(const char* workload, const WorkloadOptions& w, const std::string& policy,
+                    SimOptions o) {
+  o.gap_ns = 800;
+  o.engine.epoch_ms = 10;
+  o.fast_pages = w.pages / 4;
+  auto wl = make_workload(workload, w);
+  EXPECT_TRUE(wl.ok()) << wl.status();
+  auto res = simulate(**wl, policy, o);
+  EXPECT_TRUE(res.ok()) << res.status();
+  return res.ok() ? *res : SimResult{};
+}
+
 TEST(SimHotnessTest, SampledPicksWhatDebian12With612Picks) {
   // source/sampled.hpp tries perf, fault, uffd, softdirty; on Debian 12
   // (6.12, unprivileged) perf is blocked, so the real "sampled" is fault:8.
@@ -277,18 +291,11 @@ TEST(SimHotnessTest, OverheadIsChargedWhereItIsPaid) {
   w.pages = 4096;
   w.accesses = 400000;
   SimOptions o;
-  o.fast_pages = 1024;
-  o.gap_ns = 800;
-  o.engine.epoch_ms = 10;
   o.hotness_costs = unit_costs();
   auto run = [&](const std::string& hotness) {
-    auto wl = make_workload("hotshift", w);
-    EXPECT_TRUE(wl.ok());
     SimOptions r = o;
     r.hotness = hotness;
-    auto res = simulate(**wl, "static", r);
-    EXPECT_TRUE(res.ok()) << res.status();
-    return *res;
+    return run_small("hotshift", w, "static", r);
   };
   SimResult app = run("app"), fault = run("fault:64");
   EXPECT_EQ(app.fast_hits, fault.fast_hits);
@@ -312,19 +319,11 @@ TEST(SimHotnessTest, FaultSamplesPerRegisteredRange) {
   WorkloadOptions w;
   w.pages = 4096;
   w.accesses = 200000;
-  SimOptions o;
-  o.fast_pages = 1024;
-  o.gap_ns = 800;
-  o.engine.epoch_ms = 10;
-  o.hotness = "fault:8";
   auto run = [&](std::uint64_t region_pages) {
-    auto wl = make_workload("uniform", w);
-    EXPECT_TRUE(wl.ok());
-    SimOptions r = o;
+    SimOptions r;
+    r.hotness = "fault:8";
     r.region_pages = region_pages;
-    auto res = simulate(**wl, "static", r);
-    EXPECT_TRUE(res.ok()) << res.status();
-    return *res;
+    return run_small("uniform", w, "static", r);
   };
   SimResult one = run(0), four = run(1024);
   ASSERT_GT(one.epochs, 5u);
@@ -340,20 +339,14 @@ TEST(SimHotnessTest, WriteOnlySourcesSeeNothingOfAReadOnlyRun) {
   w.pages = 2048;
   w.accesses = 300000;
   w.write_fraction = 0;
-  SimOptions o;
-  o.fast_pages = 512;
-  o.gap_ns = 800;
-  o.engine.epoch_ms = 10;
   for (const char* h : {"softdirty", "uffd"}) {
-    auto wl = make_workload("hotshift", w);
-    ASSERT_TRUE(wl.ok());
+    SimOptions o;
     o.hotness = h;
-    auto r = simulate(**wl, "automatic", o);
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_GT(r->source_sampled, 0u) << h;
-    EXPECT_EQ(r->source_found, 0u) << h;
-    EXPECT_EQ(r->promoted_pages, 0u) << h;
-    EXPECT_EQ(r->tracking_app_ns, 0) << h;
+    SimResult r = run_small("hotshift", w, "automatic", o);
+    EXPECT_GT(r.source_sampled, 0u) << h;
+    EXPECT_EQ(r.source_found, 0u) << h;
+    EXPECT_EQ(r.promoted_pages, 0u) << h;
+    EXPECT_EQ(r.tracking_app_ns, 0) << h;
   }
 }
 
