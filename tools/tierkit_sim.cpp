@@ -99,6 +99,48 @@ ABSL_FLAG(std::string, phases, "6", "hotshift: phases (the hot set moves phases 
 ABSL_FLAG(std::string, scans, "6", "scan: full sequential scans over the run.");
 ABSL_FLAG(std::string, young_fraction, "0.05", "churn: young (hot) window / footprint.");
 ABSL_FLAG(std::string, churn_laps, "2", "churn: times allocation sweeps the footprint.");
+ABSL_FLAG(std::string, hotness, "app",
+          "Comma-separated hotness sources feeding the engine policies: app (every access "
+          "through Engine::record_access), fault[:N] (N pages per range per epoch, 8), softdirty, "
+          "uffd, sampled[:N] (the first of perf, fault, uffd, softdirty in "
+          "--hotness_available, as source::make_source picks). Models of include/tierkit/source/; "
+          "each charges its cost (tracking_* columns).");
+ABSL_FLAG(std::string, hotness_available, "fault,uffd,softdirty",
+          "Sources --hotness=sampled may pick: what the modelled machine offers. Default: Debian "
+          "12's 6.12 kernel, unprivileged (perf is blocked by perf_event_paranoid).");
+ABSL_FLAG(std::string, region_bytes, "0",
+          "Register the footprint with the engine as regions of this size (64M = the arenas of "
+          "TierMemoryResource under ArenaRegions); 0 = one region. Sources sample per range.");
+ABSL_FLAG(std::string, source_max_pages, "4096",
+          "Hotness sources: pages inspected per epoch (SourceBudget::max_pages; 0 = no cap).");
+ABSL_FLAG(std::string, source_max_ns, "2000000",
+          "Hotness sources: collect() CPU per epoch, ns (SourceBudget::max_ns; 0 = no cap).");
+ABSL_FLAG(std::string, source_estimator, "fixed",
+          "Hotness sources: fixed (each page found adds the real sources' weight, 4) or scaled "
+          "(weight divided by the chance the page was inspected this epoch, Horvitz-Thompson; "
+          "capped at the tracker's maximum heat).");
+ABSL_FLAG(std::string, record_access_ns, "0",
+          "Cost of one record_access call charged to the application with --hotness=app, ns "
+          "(measured ~6; 0 keeps the time model of the tables made before the sources).");
+ABSL_FLAG(std::string, fault_arm_ns, "", "fault source: arming one page, ns (engine thread).");
+ABSL_FLAG(std::string, fault_disarm_ns, "",
+          "fault source: disarming one page that did not fire, ns (engine thread).");
+ABSL_FLAG(std::string, fault_fire_ns, "",
+          "fault source: one fault on an armed page (fault, handler, mprotect back), ns "
+          "(application's thread).");
+ABSL_FLAG(std::string, proc_maps_ns, "",
+          "fault source: one /proc/self/maps read per collect, ns (engine thread).");
+ABSL_FLAG(std::string, pagemap_ns, "",
+          "softdirty: reading one page's pagemap entry, ns (engine thread).");
+ABSL_FLAG(std::string, clear_refs_ns, "",
+          "softdirty: clear_refs per present page, ns (engine thread).");
+ABSL_FLAG(std::string, wp_fault_ns, "",
+          "softdirty, uffd: minor fault on the first write to a write-protected page, ns "
+          "(application's thread).");
+ABSL_FLAG(std::string, uffd_scan_ns, "",
+          "uffd: PAGEMAP_SCAN and re-protect, per page scanned, ns (engine thread).");
+ABSL_FLAG(std::string, write_fraction, "0.25",
+          "Built-in workloads: share of accesses that are writes (traces carry their own).");
 ABSL_FLAG(std::string, format, "csv", "Output format: csv or markdown.");
 ABSL_FLAG(std::string, plot, "",
           "Write a PNG (gnuplot) of fast-tier hit ratio and migrated bytes over virtual time.");
@@ -206,8 +248,11 @@ int main(int argc, char** argv) {
       "tier's latency plus --gap_ns; a migrated page costs --migrate_page_ns + 4 KiB at\n"
       "--copy_gbps, charged to the application for the kernel model's synchronous\n"
       "promotions and to a background account otherwise; every move also stalls the\n"
-      "application --move_call_ns per call and --move_page_ns per page. Output: one row\n"
-      "per (workload, policy). Bad flag values exit with status 2.");
+      "application --move_call_ns per call and --move_page_ns per page. With --hotness a\n"
+      "model of a real hotness source (fault sampling, soft-dirty, userfaultfd-wp) feeds the\n"
+      "engine instead of record_access: its faults are charged to the application, its\n"
+      "collect() work to the background (tracking_* columns). Output: one row per\n"
+      "(workload, policy, hotness). Bad flag values exit with status 2.");
   absl::FlagsUsageConfig cfg;
   cfg.contains_help_flags = [](absl::string_view file) {
     return absl::StrContains(file, "tierkit_sim");
@@ -281,6 +326,54 @@ int main(int argc, char** argv) {
   w.scans = static_cast<std::uint32_t>(flag_int(FLAGS_scans, "scans", 0, 1000000));
   w.young_fraction = flag_double(FLAGS_young_fraction, "young_fraction", 1e-9, 1);
   w.churn_laps = flag_double(FLAGS_churn_laps, "churn_laps", 1e-9, 1e6);
+  w.write_fraction = flag_double(FLAGS_write_fraction, "write_fraction", 0, 1);
+  // Hotness sources and their costs (defaults: measured, docs/performance.md).
+  o.hotness_available.clear();
+  for (absl::string_view a :
+       absl::StrSplit(absl::GetFlag(FLAGS_hotness_available), ',', absl::SkipWhitespace())) {
+    std::string name(absl::StripAsciiWhitespace(a));
+    if (std::find(tierkit::source::kSampledOrder.begin(), tierkit::source::kSampledOrder.end(),
+                  name) == tierkit::source::kSampledOrder.end())
+      usage_error(absl::StrCat("--hotness_available: unknown source '", name,
+                               "' (known: perf, fault, uffd, softdirty)"));
+    o.hotness_available.push_back(name);
+  }
+  if (const std::string rb = absl::GetFlag(FLAGS_region_bytes); rb != "0") {
+    o.region_pages = check(tierkit::detail::parse_bytes(rb, "--region_bytes")) / tierkit::kPageSize;
+    if (o.region_pages == 0)
+      usage_error(absl::StrCat("--region_bytes=", rb, ": a region must hold at least one page"));
+  }
+  o.hotness_budget.max_pages =
+      static_cast<std::uint64_t>(flag_int(FLAGS_source_max_pages, "source_max_pages", 0, 1 << 30));
+  o.hotness_budget.max_ns = flag_int(FLAGS_source_max_ns, "source_max_ns", 0, 3600000000000);
+  const std::string est = absl::GetFlag(FLAGS_source_estimator);
+  if (est != "fixed" && est != "scaled" && est != "latency" && est != "latency+scaled")
+    usage_error(absl::StrCat("--source_estimator: '", est,
+                             "' is none of fixed, scaled, latency, latency+scaled"));
+  o.hotness_scaled = absl::StrContains(est, "scaled");
+  o.hotness_latency = absl::StrContains(est, "latency");
+  o.hotness_costs.record_access_ns =
+      flag_double(FLAGS_record_access_ns, "record_access_ns", 0, 1e9);
+  auto cost_flag = [&](const absl::Flag<std::string>& f, const char* name, double* field) {
+    if (!absl::GetFlag(f).empty()) *field = flag_double(f, name, 0, 1e9);
+  };
+  cost_flag(FLAGS_fault_arm_ns, "fault_arm_ns", &o.hotness_costs.fault_arm_ns);
+  cost_flag(FLAGS_fault_disarm_ns, "fault_disarm_ns", &o.hotness_costs.fault_disarm_ns);
+  cost_flag(FLAGS_fault_fire_ns, "fault_fire_ns", &o.hotness_costs.fault_fire_ns);
+  cost_flag(FLAGS_proc_maps_ns, "proc_maps_ns", &o.hotness_costs.proc_maps_ns);
+  cost_flag(FLAGS_pagemap_ns, "pagemap_ns", &o.hotness_costs.pagemap_ns_per_page);
+  cost_flag(FLAGS_clear_refs_ns, "clear_refs_ns", &o.hotness_costs.clear_refs_ns_per_page);
+  cost_flag(FLAGS_wp_fault_ns, "wp_fault_ns", &o.hotness_costs.wp_fault_ns);
+  cost_flag(FLAGS_uffd_scan_ns, "uffd_scan_ns", &o.hotness_costs.uffd_scan_ns_per_page);
+  std::vector<std::string> hotness;
+  for (absl::string_view part :
+       absl::StrSplit(absl::GetFlag(FLAGS_hotness), ',', absl::SkipWhitespace())) {
+    std::string h(absl::StripAsciiWhitespace(part));
+    if (auto parsed = tierkit::sim::parse_hotness(h, o.hotness_available); !parsed.ok())
+      usage_error(std::string(parsed.status().message()));
+    hotness.push_back(h);
+  }
+  if (hotness.empty()) usage_error("--hotness: no source given");
   const int jobs = static_cast<int>(flag_int(FLAGS_jobs, "jobs", 1, 256));
   const bool quiet = absl::GetFlag(FLAGS_quiet);
   const std::string format = absl::GetFlag(FLAGS_format);
@@ -367,11 +460,18 @@ int main(int argc, char** argv) {
 
   // Runs, `jobs` at a time; results keep table order.
   struct Task {
-    std::string workload, policy;
+    std::string workload, policy, hotness;
   };
   std::vector<Task> tasks;
   for (const auto& wl : workloads)
-    for (const auto& p : policies) tasks.push_back({wl, p});
+    for (const auto& p : policies) {
+      // The references and the oracle see every access: one run each.
+      if (tierkit::sim::is_oracle(p) || tierkit::sim::is_reference_policy(p)) {
+        tasks.push_back({wl, p, "app"});
+        continue;
+      }
+      for (const auto& h : hotness) tasks.push_back({wl, p, h});
+    }
   std::vector<SimResult> results(tasks.size());
   std::vector<std::string> errors(tasks.size());
   std::atomic<std::size_t> next{0};
@@ -391,9 +491,12 @@ int main(int argc, char** argv) {
         wl = *std::move(m);
       }
       SimOptions run = o;
+      run.hotness = tasks[i].hotness;
       auto run_start = std::chrono::steady_clock::now();
       auto last = run_start;
-      const std::string label = absl::StrCat(wl->name(), "/", tasks[i].policy);
+      const std::string label =
+          absl::StrCat(wl->name(), "/", tasks[i].policy,
+                       hotness.size() > 1 || hotness[0] != "app" ? "/" + tasks[i].hotness : "");
       run.progress = [&](std::uint64_t done, std::uint64_t total, std::int64_t vt) {
         auto now = std::chrono::steady_clock::now();
         if (quiet || now - run_start < std::chrono::seconds(3) ||

@@ -36,7 +36,15 @@ inline const std::vector<std::string>& csv_columns() {
                                                 "fast_pages",
                                                 "app_move_time_s",
                                                 "move_calls",
-                                                "total_cpu_s"};
+                                                "total_cpu_s",
+                                                "hotness",
+                                                "tracking_overhead_s",
+                                                "tracking_app_s",
+                                                "tracking_background_s",
+                                                "tracking_pct_of_app",
+                                                "source_faults",
+                                                "source_pages_sampled",
+                                                "source_pages_found"};
   return cols;
 }
 
@@ -44,6 +52,10 @@ namespace detail {
 inline std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");
+}
+// Tracking cost (application's part and engine's part) as % of app time.
+inline double tracking_pct(const SimResult& r) {
+  return r.app_ns > 0 ? 100.0 * r.tracking_ns() / static_cast<double>(r.app_ns) : 0;
 }
 inline std::string threshold_text(const SimResult& r) {
   if (r.threshold_unit == "-") return "-";
@@ -75,7 +87,15 @@ inline std::string to_csv(const std::vector<SimResult>& rs) {
                                    absl::StrCat(r.fast_pages),
                                    absl::StrFormat("%.4f", r.app_move_ns / 1e9),
                                    absl::StrCat(r.move_calls),
-                                   absl::StrFormat("%.4f", r.total_cpu_ns() / 1e9)},
+                                   absl::StrFormat("%.4f", r.total_cpu_ns() / 1e9),
+                                   detail::csv_field(r.hotness),
+                                   absl::StrFormat("%.6f", r.tracking_ns() / 1e9),
+                                   absl::StrFormat("%.6f", r.tracking_app_ns / 1e9),
+                                   absl::StrFormat("%.6f", r.tracking_background_ns / 1e9),
+                                   absl::StrFormat("%.4f", detail::tracking_pct(r)),
+                                   absl::StrCat(r.source_faults),
+                                   absl::StrCat(r.source_sampled),
+                                   absl::StrCat(r.source_found)},
                                   ","),
                     "\n");
   }
@@ -87,7 +107,7 @@ inline std::string to_csv(const std::vector<SimResult>& rs) {
 inline std::string dominance_notes(const std::vector<SimResult>& rs) {
   std::string out;
   for (const auto& r : rs) {
-    if (r.policy != "automatic") continue;
+    if (r.policy != "automatic" || r.hotness != "app") continue;
     std::vector<std::string> by = dominators(rs, r.workload, r.policy);
     if (out.empty()) absl::StrAppend(&out, "\n");
     absl::StrAppend(&out, "- ", r.workload, ": `automatic` is ",
@@ -97,7 +117,37 @@ inline std::string dominance_notes(const std::vector<SimResult>& rs) {
   return out;
 }
 
+// With hotness sources: hit ratio and tracking cost per (workload, policy,
+// hotness), and each source's hit ratio against the same policy fed by the
+// application ("app").
+inline std::string hotness_markdown(const std::vector<SimResult>& rs) {
+  std::string out =
+      "| workload | policy | hotness | fast hit | vs app | promoted | tracking (s) | on app "
+      "threads (s) | background (s) | % of app time | source faults | pages sampled / found |\n"
+      "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n";
+  for (const auto& r : rs) {
+    if (r.hotness == "-") continue;
+    auto app = std::find_if(rs.begin(), rs.end(), [&](const SimResult& a) {
+      return a.workload == r.workload && a.policy == r.policy && a.hotness == "app";
+    });
+    std::string vs = "-";
+    if (app != rs.end() && app->hit_ratio() > 0)
+      vs = absl::StrFormat("%.3fx", r.hit_ratio() / app->hit_ratio());
+    absl::StrAppendFormat(&out,
+                          "| %s | %s | %s | %.1f%% | %s | %u | %.4f | %.4f | %.4f | %.2f%% | %u | "
+                          "%u / %u |\n",
+                          r.workload, r.policy, r.hotness, 100 * r.hit_ratio(), vs,
+                          r.promoted_pages, r.tracking_ns() / 1e9, r.tracking_app_ns / 1e9,
+                          r.tracking_background_ns / 1e9, detail::tracking_pct(r), r.source_faults,
+                          r.source_sampled, r.source_found);
+  }
+  return out;
+}
+
 inline std::string to_markdown(const std::vector<SimResult>& rs) {
+  if (std::any_of(rs.begin(), rs.end(),
+                  [](const SimResult& r) { return r.hotness != "app" && r.hotness != "-"; }))
+    return hotness_markdown(rs);
   std::string out =
       "| workload | policy | fast hit | mean lat (ns) | promoted | demoted | migrated (MiB) | "
       "ping-pong | app (s) | background (s) | sync migr. (s) | move stalls (s) | total CPU (s) | "

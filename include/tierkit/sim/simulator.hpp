@@ -22,6 +22,12 @@
 //   move_page_ns (TLB refill, the copy's memory bandwidth). Total CPU =
 //   application time + background work. See docs/performance.md for the
 //   defaults' sources.
+// - Hotness (SimOptions::hotness, sim/hotness_model.hpp): with "app" every
+//   access goes through Engine::record_access (charged record_access_ns,
+//   0 by default); with a source model the engine collects from it every
+//   epoch, the faults its protections cause are charged to the application
+//   at the access that takes them, and its collect() work to the background
+//   account. SimResult::tracking_* hold both parts.
 // - lfu, reactive and best-static (sim/reference.hpp) do not use the engine;
 //   their moves pay the same costs.
 // - The "oracle" policy does not use the engine: it reads each window of
@@ -47,6 +53,7 @@
 #include "absl/types/span.h"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
+#include "tierkit/sim/hotness_model.hpp"
 #include "tierkit/sim/reference.hpp"
 #include "tierkit/sim/workload.hpp"
 
@@ -68,6 +75,23 @@ struct SimOptions {
   double move_call_ns = 5000;        // application stall per migration call
   double move_page_ns = 1000;        // application stall per page moved by others
   std::int64_t sample_ms = 1000;     // time-series interval (virtual)
+  // Who feeds the engine's page words (sim/hotness_model.hpp): "app" (every
+  // access goes through Engine::record_access), "fault:N", "softdirty",
+  // "uffd", or "sampled[:N]" (the first of source::kSampledOrder in
+  // hotness_available). Engine policies only; the references and the oracle
+  // see every access.
+  std::string hotness = "app";
+  std::vector<std::string> hotness_available = debian12_6_12_sources();
+  // What each source's operations cost. record_access_ns is 0 by default, so
+  // "app" runs keep the time model of the tables before the sources existed
+  // (docs/performance.md); set it to charge record_access (~6 ns measured).
+  HotnessCosts hotness_costs = HotnessCosts::measured_with_free_record_access();
+  SourceBudget hotness_budget;  // per collect(), as Engine::add_hotness_source
+  // Register the footprint as regions of this many pages (0 = one region):
+  // 16384 = the 64 MiB arenas of TierMemoryResource under ArenaRegions.
+  std::uint64_t region_pages = 0;
+  bool hotness_scaled = false;   // SourceModel::set_scaled: weight / inclusion probability
+  bool hotness_latency = false;  // SourceModel::set_latency: fault weight by time to fault
   // Engine settings (policy, epoch_ms, rate limit, ...). The simulator sets
   // fast_nodes, slow_nodes and fast_budget_bytes.
   EngineConfig engine;
@@ -87,6 +111,8 @@ struct SimOptions {
       return absl::InvalidArgumentError(
           "application move cost: need move_call_ns and move_page_ns in [0, 1e12]");
     if (sample_ms <= 0) return absl::InvalidArgumentError("sample interval must be > 0 ms");
+    if (absl::Status s = hotness_costs.validate(); !s.ok()) return s;
+    if (auto h = parse_hotness(hotness, hotness_available); !h.ok()) return h.status();
     return absl::OkStatus();
   }
 };
@@ -100,6 +126,11 @@ struct SimSample {
 
 struct SimResult {
   std::string workload, policy;
+  std::string hotness = "app";        // the source that fed the engine ("-": references, oracle)
+  double tracking_app_ns = 0;         // part of app_ns: the source's cost on the app's threads
+  double tracking_background_ns = 0;  // part of background_ns: the source's collect()
+  std::uint64_t source_faults = 0;    // faults the source made the application take
+  std::uint64_t source_sampled = 0, source_found = 0;  // pages inspected / found accessed
   std::uint64_t pages = 0, fast_pages = 0;
   std::uint64_t accesses = 0, fast_hits = 0;
   double mean_latency_ns = 0;  // memory latency per access (no gap, no stalls)
@@ -115,8 +146,10 @@ struct SimResult {
   double wall_s = 0;         // real time of the run
   std::vector<SimSample> series;
 
-  // Application time plus background migration work.
+  // Application time plus background work (migration, the source's collect()).
   double total_cpu_ns() const { return static_cast<double>(app_ns) + background_ns; }
+  // What tracking hotness cost, wherever it ran.
+  double tracking_ns() const { return tracking_app_ns + tracking_background_ns; }
   double hit_ratio() const {
     return accesses ? static_cast<double>(fast_hits) / static_cast<double>(accesses) : 0;
   }
@@ -389,9 +422,32 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
                       : kSlowNode;
     node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, want));
   }
-  auto handle = engine.register_region(reinterpret_cast<void*>(kSimBase), n * kPageSize,
-                                       RegionOptions().with_name(wl.name()));
-  if (!handle.ok()) return handle.status();
+  // One region over the footprint, or one per region_pages (as ArenaRegions
+  // registers each arena of a TierMemoryResource): a source samples per range.
+  std::vector<RegionHandle> handles;
+  const std::uint64_t per_region = o.region_pages ? o.region_pages : n;
+  for (std::uint64_t first = 0; first < n; first += per_region) {
+    const std::uint64_t len = std::min(per_region, n - first);
+    auto handle = engine.register_region(reinterpret_cast<void*>(kSimBase + first * kPageSize),
+                                         len * kPageSize, RegionOptions().with_name(wl.name()));
+    if (!handle.ok()) return handle.status();
+    handles.push_back(*std::move(handle));
+  }
+
+  // The hotness source: the application itself (record_access), or a model
+  // of a real source that the engine collects from at every epoch.
+  auto spec = parse_hotness(o.hotness, o.hotness_available);
+  if (!spec.ok()) return spec.status();
+  r.hotness = spec->label();
+  SourceModel* source = nullptr;
+  if (auto m = make_source_model(*spec, kSimBase, n, o.hotness_costs)) {
+    source = m.get();
+    source->set_scaled(o.hotness_scaled);
+    source->set_latency(o.hotness_latency);
+    engine.add_hotness_source(std::move(m), o.hotness_budget);
+  }
+  const double record_ns = source ? 0 : o.hotness_costs.record_access_ns;
+  double tracking_app = 0, tracking_engine_seen = 0;
 
   const bool sync = engine.policy_unsafe().synchronous_promotion();
   const double page_cost = o.page_cost_ns();
@@ -407,7 +463,12 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   auto run_epochs = [&]() -> absl::Status {
     while (t >= next_epoch) {
       clock.set_ns(next_epoch);
+      if (source) source->set_now(next_epoch);
       if (absl::Status s = engine.step(); !s.ok()) return s;
+      if (source) {  // collect() ran on the engine's thread: background
+        bg_ns += source->engine_ns() - tracking_engine_seen;
+        tracking_engine_seen = source->engine_ns();
+      }
       auto [up, down] = be.take_moves();
       auto [calls_up, calls_down] = be.take_calls();
       moved_pages += up + down;
@@ -434,12 +495,30 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   };
 
   std::vector<std::uint32_t> buf(4096);
+  std::vector<std::uint8_t> writes(buf.size());
+  double track_carry = 0;
   for (;;) {
-    std::size_t got = wl.next(absl::MakeSpan(buf));
+    std::size_t got =
+        source ? wl.next(absl::MakeSpan(buf), writes.data()) : wl.next(absl::MakeSpan(buf));
     if (got == 0) break;
     for (std::size_t i = 0; i < got; ++i) {
       const std::uint32_t p = buf[i];
-      engine.record_access(reinterpret_cast<const void*>(kSimBase + (std::uintptr_t{p} << 12)));
+      // What tracking costs the application's thread for this access: the
+      // record_access call, or the fault the source's protection causes.
+      double track;
+      if (source == nullptr) {
+        engine.record_access(reinterpret_cast<const void*>(kSimBase + (std::uintptr_t{p} << 12)));
+        track = record_ns;
+      } else {
+        track = source->on_access(p, writes[i] != 0, t);
+      }
+      if (track > 0) {
+        tracking_app += track;
+        track_carry += track;
+        auto whole = static_cast<std::int64_t>(track_carry);
+        t += whole;
+        track_carry -= static_cast<double>(whole);
+      }
       const std::uint8_t nd = where[p];
       hits += nd == kFastNode;
       t += cost[nd];
@@ -466,6 +545,14 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   r.app_move_ns = move_ns;
   r.move_calls = calls;
   r.background_ns = bg_ns;
+  r.tracking_app_ns = tracking_app;
+  if (source) {
+    r.tracking_background_ns = tracking_engine_seen;
+    r.source_faults = source->faults();
+    HotnessSourceStats hs = source->stats();
+    r.source_sampled = hs.pages_sampled;
+    r.source_found = hs.pages_found;
+  }
   r.promoted_pages = s.promoted_pages;
   r.demoted_pages = s.demoted_pages;
   r.migrated_bytes = s.promoted_bytes + s.demoted_bytes;
@@ -473,7 +560,7 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   r.final_threshold = s.promotion_threshold;
   r.threshold_unit = s.threshold_unit;
   r.epochs = s.epochs;
-  handle->reset();
+  for (auto& h : handles) h.reset();
   return absl::OkStatus();
 }
 
@@ -490,6 +577,7 @@ inline absl::StatusOr<SimResult> simulate(Workload& wl, const std::string& polic
   r.policy = policy;
   r.pages = wl.pages();
   r.fast_pages = std::min(o.fast_pages, wl.pages());
+  if (is_oracle(policy) || is_reference_policy(policy)) r.hotness.assign(1, '-');  // see all
   auto start = std::chrono::steady_clock::now();
   absl::Status s = is_oracle(policy)             ? detail::run_oracle(wl, o, r)
                    : is_reference_policy(policy) ? detail::run_reference(wl, policy, o, r)
@@ -526,7 +614,7 @@ inline std::vector<std::string> dominators(const std::vector<SimResult>& rs,
                                            double hit_margin = 0) {
   std::vector<std::string> out;
   auto it = std::find_if(rs.begin(), rs.end(), [&](const SimResult& r) {
-    return r.workload == workload && r.policy == x;
+    return r.workload == workload && r.policy == x && r.hotness == "app";
   });
   if (it == rs.end()) return out;
   for (const auto& r : rs)

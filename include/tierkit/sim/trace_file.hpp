@@ -3,7 +3,8 @@
 // link ZLIB::ZLIB (Debian: zlib1g-dev). Layer 1 of the simulator.
 //
 // Each data access (L/S/M) becomes one access to the 4 KiB page holding its
-// address (two when it straddles a page boundary). Distinct pages are
+// address (two when it straddles a page boundary), with a write bit (S and M
+// are writes) for the hotness-source models that see only writes. Distinct pages are
 // numbered 0..pages-1 in address order, so the address layout (what the
 // kernel model scans in order) is kept while gaps are squeezed out; the order
 // of first touch is kept too, for first-touch initial placement. Memory: 4
@@ -16,6 +17,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -39,6 +41,7 @@ namespace tierkit::sim {
 struct Trace {
   std::string name;                        // file name, or "stdin"
   std::vector<std::uint32_t> accesses;     // page index per access
+  std::vector<std::uint64_t> write_bits;   // bit i set: access i was a store (S) or modify (M)
   std::vector<std::uint32_t> first_touch;  // page index -> rank of its first touch
   std::uint64_t pages = 0;                 // distinct pages (the footprint)
   std::uint64_t lines = 0;                 // lines read
@@ -54,14 +57,25 @@ struct Trace {
     return absl::StrCat(
         name, ": ", lines, " lines, ", loads, " loads, ", stores, " stores, ", modifies,
         " modifies, ", accesses.size(), " page accesses over ", pages, " pages (",
-        pages * kPageSize / 1048576.0, " MiB); skipped ", instructions, " I, ", comments, " ==, ",
-        blank, " blank; ", malformed, " malformed",
+        pages * kPageSize / 1048576.0, " MiB, ", writes(), " of them writes); skipped ",
+        instructions, " I, ", comments, " ==, ", blank, " blank; ", malformed, " malformed",
         first_malformed_line ? absl::StrCat(" (first at line ", first_malformed_line, ")")
                              : std::string(),
         llc_hits + llc_misses ? absl::StrCat("; LLC model: ", llc_misses, " misses of ",
                                              llc_hits + llc_misses, " line accesses")
                               : std::string(),
         truncated ? "; truncated at --max_trace_accesses" : "");
+  }
+  // Whether access `i` was a write (a store or a modify: what soft-dirty
+  // and userfaultfd write-protect see). O(1).
+  bool is_write(std::size_t i) const {
+    return i / 64 < write_bits.size() && ((write_bits[i / 64] >> (i % 64)) & 1) != 0;
+  }
+  // Page accesses that were writes. O(accesses / 64).
+  std::uint64_t writes() const {
+    std::uint64_t n = 0;
+    for (std::uint64_t w : write_bits) n += static_cast<std::uint64_t>(std::popcount(w));
+    return n;
   }
 };
 
@@ -182,13 +196,18 @@ inline absl::StatusOr<Trace> read_lackey_trace(
 
   absl::flat_hash_map<std::uint64_t, std::uint32_t> id_of;  // page number -> first-touch id
   std::vector<std::uint64_t> page_of_id;
+  bool write = false;  // the record being added is a store or a modify
   auto add = [&](std::uint64_t page) {
     auto [it, inserted] = id_of.try_emplace(page, static_cast<std::uint32_t>(page_of_id.size()));
     if (inserted) page_of_id.push_back(page);
+    const std::size_t i = t.accesses.size();
+    if (i % 64 == 0) t.write_bits.push_back(0);
+    if (write) t.write_bits.back() |= std::uint64_t{1} << (i % 64);
     t.accesses.push_back(it->second);
   };
   bool ok = true;
   auto on_data = [&](const LackeyRecord& r) {
+    write = r.kind == LackeyRecord::kStore || r.kind == LackeyRecord::kModify;
     const std::uint64_t end = detail::last_byte(r);
     if (cache) {
       const std::uint32_t sh = cache->line_shift();

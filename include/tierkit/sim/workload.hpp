@@ -14,6 +14,11 @@
 //             young_fraction of pages gets hot_share of the accesses (the
 //             youngest most), so data is hot while young, then cold.
 //   trace     a lackey trace (trace_file.hpp), replayed as is.
+//
+// Each access also has a write bit (next() with a `writes` buffer): a
+// trace's own (S and M records are writes); a generator's is drawn with
+// probability write_fraction from a hash of (seed, position), so the page
+// stream is the same whether or not writes are asked for.
 #pragma once
 
 #include <algorithm>
@@ -82,6 +87,7 @@ struct WorkloadOptions {
   std::uint32_t scans = 6;       // scan: full scans over the run
   double young_fraction = 0.05;  // churn: the young (hot) window / footprint
   double churn_laps = 2;         // churn: sweeps of the footprint by allocation
+  double write_fraction = 0.25;  // generators: share of accesses that are writes
 
   absl::Status validate() const {
     if (pages < 2 || pages > (1ull << 32) - 1)
@@ -103,6 +109,9 @@ struct WorkloadOptions {
     if (!(churn_laps > 0 && churn_laps <= 1e6))
       return absl::InvalidArgumentError(
           absl::StrCat("churn_laps = ", churn_laps, " must be in (0, 1e6]"));
+    if (!(write_fraction >= 0 && write_fraction <= 1))
+      return absl::InvalidArgumentError(
+          absl::StrCat("write_fraction = ", write_fraction, " must be in [0, 1]"));
     return absl::OkStatus();
   }
 };
@@ -124,6 +133,17 @@ class Workload {
     done_ += n;
     return n;
   }
+  // The same, and writes[i] = 1 when access i is a write, else 0 (`writes`
+  // holds at least out.size() bytes).
+  std::size_t next(absl::Span<std::uint32_t> out, std::uint8_t* writes) {
+    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), total_ - done_));
+    if (n) {
+      generate_writes(writes, n);
+      generate(out.data(), n);
+    }
+    done_ += n;
+    return n;
+  }
 
   // The page's rank in first-touch order: initial placement puts pages in the
   // fast tier while rank < fast pages. Generators touch pages in address order.
@@ -132,9 +152,27 @@ class Workload {
  protected:
   // Writes accesses done() .. done() + n - 1.
   virtual void generate(std::uint32_t* out, std::size_t n) = 0;
+  // Write bits of accesses done() .. done() + n - 1 (called before generate):
+  // set with probability write_fraction, from a hash of (seed, position).
+  virtual void generate_writes(std::uint8_t* out, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint64_t z = (write_seed_ ^ (done_ + i)) * 0x9e3779b97f4a7c15ull;
+      z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
+      out[i] = (z >> 32) < write_threshold_;
+    }
+  }
 
+ public:
+  // Generators: writes with probability `fraction`, hashed from `seed`.
+  void set_writes(std::uint64_t seed, double fraction) {
+    write_seed_ = seed * 0xd1b54a32d192ed03ull + 1;
+    write_threshold_ = static_cast<std::uint64_t>(std::clamp(fraction, 0.0, 1.0) * 4294967296.0);
+  }
+
+ protected:
   const std::uint64_t pages_, total_;
   std::uint64_t done_ = 0;
+  std::uint64_t write_seed_ = 1, write_threshold_ = 1073741824;  // 1/4
 };
 
 namespace detail {
@@ -346,6 +384,9 @@ class TraceWorkload final : public Workload {
   void generate(std::uint32_t* out, std::size_t n) override {
     std::copy_n(trace_->accesses.data() + done_, n, out);
   }
+  void generate_writes(std::uint8_t* out, std::size_t n) override {
+    for (std::size_t i = 0; i < n; ++i) out[i] = trace_->is_write(done_ + i);
+  }
 
  private:
   std::shared_ptr<const Trace> trace_;
@@ -360,11 +401,16 @@ inline const std::vector<std::string>& builtin_workloads() {
 inline absl::StatusOr<std::unique_ptr<Workload>> make_workload(absl::string_view name,
                                                                const WorkloadOptions& o) {
   if (absl::Status s = o.validate(); !s.ok()) return s;
-  if (name == "zipf") return std::unique_ptr<Workload>(new ZipfWorkload(o));
-  if (name == "hotshift") return std::unique_ptr<Workload>(new HotShiftWorkload(o));
-  if (name == "scan") return std::unique_ptr<Workload>(new ScanWorkload(o));
-  if (name == "uniform") return std::unique_ptr<Workload>(new UniformWorkload(o));
-  if (name == "churn") return std::unique_ptr<Workload>(new ChurnWorkload(o));
+  std::unique_ptr<Workload> w;
+  if (name == "zipf") w.reset(new ZipfWorkload(o));
+  if (name == "hotshift") w.reset(new HotShiftWorkload(o));
+  if (name == "scan") w.reset(new ScanWorkload(o));
+  if (name == "uniform") w.reset(new UniformWorkload(o));
+  if (name == "churn") w.reset(new ChurnWorkload(o));
+  if (w) {
+    w->set_writes(o.seed, o.write_fraction);
+    return w;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown workload '", name, "' (known: ", absl::StrJoin(builtin_workloads(), ", "),
       ", all; or --trace=FILE)"));

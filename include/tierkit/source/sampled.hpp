@@ -17,6 +17,7 @@
 //                          (see the NOTE in source/fault.hpp).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -33,6 +34,12 @@
 #include "tierkit/source/uffd.hpp"
 
 namespace tierkit::source {
+
+// The order "sampled" tries the sources in; the first whose probe() passes
+// is taken. tierkit-sim's model of "sampled" (sim/hotness_model.hpp) walks
+// the same list.
+inline constexpr std::array<std::string_view, 4> kSampledOrder = {"perf", "fault", "uffd",
+                                                                  "softdirty"};
 
 struct PickedSource {
   std::unique_ptr<HotnessSource> source;
@@ -77,8 +84,8 @@ inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
     return PickedSource{std::move(*src), std::move(why)};
   }
   std::string why;
-  for (std::string name :
-       {std::string("perf"), fault_spec, std::string("uffd"), std::string("softdirty")}) {
+  for (std::string_view candidate : kSampledOrder) {
+    std::string name = candidate == "fault" ? fault_spec : std::string(candidate);
     auto src = make_one(name);
     absl::Status s = (*src)->probe();
     if (s.ok()) {

@@ -1,0 +1,581 @@
+// tierkit/sim/hotness_model.hpp: what each hotness source of source/*.hpp
+// would have seen on a simulated access stream, and what it would have cost.
+// Layer 2 of the simulator (beside simulator.hpp): the models are
+// HotnessSources, added to the simulated Engine with add_hotness_source(),
+// so the engine's own collect_sources() stage feeds the tracker's page words
+// from them exactly as it does from the real sources; the simulator calls
+// on_access() for every access instead of Engine::record_access.
+//
+// Each model follows its real source (same defaults, same choices), only
+// the page-table state is simulated:
+//   fault:N    FaultSamplingSource: each collect() reports the armed pages
+//              that fired (weight 4, written = the first access after arming
+//              was a write), disarms the others, then arms N pages per range,
+//              one uniformly in each of N equal strata (so every page has the
+//              same chance N/units), capped by max_armed (1024), the budget's
+//              max_pages, and its max_ns checked every 64 pages. The first
+//              access, load or store, to an armed page fires it: one fault on
+//              the application's thread.
+//   softdirty  SoftDirtySource: the first collect() clears; then each reads
+//              up to max_pages pagemap entries from a cursor and reports the
+//              pages written since the last clear (weight 4), and clears again
+//              when a pass is complete. After a clear the first write to each
+//              present page takes a minor fault on the application's thread.
+//              Loads are not seen.
+//   uffd       UffdWpSource: registration write-protects every page; each
+//              collect() scans up to max_pages pages from a cursor, reports the
+//              written ones (weight 4) and write-protects them again. A write
+//              to a protected page is a minor fault on the application's
+//              thread. Loads are not seen.
+// The first access to a page is its allocation fault, which the program
+// takes with or without a source: the models charge nothing for it.
+//
+// Costs (HotnessCosts, ns): what runs on the application's threads (faults)
+// is charged to the application's time; what runs in collect() (mprotect,
+// /proc/self/maps, pagemap reads, clear_refs, PAGEMAP_SCAN) is the engine
+// thread's, background. The defaults and their measurements:
+// docs/performance.md, "Hotness sources in the simulator".
+//
+// "sampled" resolves like source::make_source("sampled"): the first of
+// source::kSampledOrder available on the modelled machine. Debian 12 (6.1 or
+// 6.12), unprivileged: perf is blocked by kernel.perf_event_paranoid, fault
+// works everywhere, so "sampled" is fault:8 there.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "tierkit/common.hpp"
+#include "tierkit/hotness_source.hpp"
+#include "tierkit/sim/workload.hpp"
+#include "tierkit/source/fault.hpp"
+#include "tierkit/source/sampled.hpp"
+#include "tierkit/source/softdirty.hpp"
+#include "tierkit/source/uffd.hpp"
+
+namespace tierkit::sim {
+
+// The cost of each source's operations, ns. Defaults: measured with
+// tierkit-bench on the development host (see docs/performance.md).
+struct HotnessCosts {
+  double record_access_ns = 0;        // app: one Engine::record_access call
+  double fault_arm_ns = 0;            // engine: arm one page (mprotect PROT_NONE, table insert)
+  double fault_disarm_ns = 0;         // engine: disarm one page that did not fire
+  double fault_fire_ns = 0;           // app: fault + handler + mprotect back, per fired page
+  double proc_maps_ns = 0;            // engine: one /proc/self/maps read (fault, per collect)
+  double pagemap_ns_per_page = 0;     // engine: softdirty's pagemap read, per page
+  double clear_refs_ns_per_page = 0;  // engine: clear_refs = 4, per present page
+  double wp_fault_ns = 0;             // app: minor fault on a write-protected page
+  double uffd_scan_ns_per_page = 0;   // engine: PAGEMAP_SCAN + re-protect, per page
+
+  // The defaults: CPU times measured by tierkit-bench on the development
+  // host (nested virtualisation, 2 shared vCPUs, load average ~5: several
+  // times a quiet machine's; docs/performance.md has the run and the
+  // quieter figures of issue 14).
+  static HotnessCosts measured() {
+    HotnessCosts c;
+    c.record_access_ns = 6;        // README: record_access, ~6 ns
+    c.fault_arm_ns = 76000;        // BM_FaultArmAndTouch/64 collect 77.6 us/page - maps/64
+    c.fault_disarm_ns = 44000;     // BM_FaultArm/64 122 us/page - BM_FaultArmAndTouch/64 77.6
+    c.fault_fire_ns = 64500;       // BM_FaultArmAndTouch/64 touch_us_per_page
+    c.proc_maps_ns = 103000;       // BM_ProcMapsRead, 217 mappings
+    c.pagemap_ns_per_page = 40;    // BM_PagemapRead: 10.6 ms CPU per GiB
+    c.clear_refs_ns_per_page = 1;  // BM_ClearRefs: 0.26 ms per GiB (a floor: no soft-dirty here)
+    c.wp_fault_ns = 50000;         // BM_UffdScan/64 write_us_per_page
+    c.uffd_scan_ns_per_page = 23;  // BM_UffdScan/64: 6.0 ms CPU per GiB scanned
+    return c;
+  }
+  // The same with record_access free: the simulator's default, so "app" runs
+  // keep the time model they had before the sources were modelled.
+  static HotnessCosts measured_with_free_record_access() {
+    HotnessCosts c = measured();
+    c.record_access_ns = 0;
+    return c;
+  }
+  absl::Status validate() const {
+    for (double v :
+         {record_access_ns, fault_arm_ns, fault_disarm_ns, fault_fire_ns, proc_maps_ns,
+          pagemap_ns_per_page, clear_refs_ns_per_page, wp_fault_ns, uffd_scan_ns_per_page})
+      if (!(v >= 0 && v <= 1e9))
+        return absl::InvalidArgumentError(
+            absl::StrCat("hotness cost ", v, " ns: every source cost must be in [0, 1e9] ns"));
+    return absl::OkStatus();
+  }
+};
+
+// A parsed --hotness spec.
+struct HotnessSpec {
+  enum Kind { kApp, kFault, kSoftDirty, kUffd } kind = kApp;
+  std::uint32_t fault_pages = source::FaultSourceOptions{}.pages_per_range;  // fault:N
+  std::string requested = "app";  // as given ("sampled", "fault:8", ...)
+
+  // The source the model runs: "app", "fault:N", "softdirty" or "uffd".
+  std::string resolved() const {
+    switch (kind) {
+      case kApp:
+        return "app";
+      case kFault:
+        return absl::StrCat("fault:", fault_pages);
+      case kSoftDirty:
+        return "softdirty";
+      case kUffd:
+        return "uffd";
+    }
+    return "app";
+  }
+  // "sampled -> fault:8" when the spec was resolved, else the source.
+  std::string label() const {
+    std::string r = resolved();
+    return requested == r ? r : absl::StrCat(requested, "->", r);
+  }
+};
+
+// The sources available to an unprivileged process on Debian 12's 6.12
+// kernel, in no particular order: fault (any kernel), uffd (6.7+: WP_ASYNC
+// and PAGEMAP_SCAN; UFFD_USER_MODE_ONLY as vm.unprivileged_userfaultfd = 0),
+// softdirty (CONFIG_MEM_SOFT_DIRTY). Not perf: Debian's
+// kernel.perf_event_paranoid blocks unprivileged sampling.
+inline std::vector<std::string> debian12_6_12_sources() { return {"fault", "uffd", "softdirty"}; }
+
+// Parses app, fault, fault:N, softdirty, uffd, sampled, sampled:N; "sampled"
+// picks the first of source::kSampledOrder in `available`. Errors name the
+// spec and why.
+inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
+                                                 const std::vector<std::string>& available) {
+  HotnessSpec h;
+  h.requested = std::string(spec);
+  auto pages = [&](absl::string_view n) -> absl::Status {
+    std::uint32_t v = 0;
+    if (!absl::SimpleAtoi(n, &v) || v == 0 || v > 4096)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--hotness='", spec, "': N must be an integer in [1, 4096] (pages per range per epoch)"));
+    h.fault_pages = v;
+    return absl::OkStatus();
+  };
+  absl::string_view s = spec;
+  std::string picked;  // what "sampled" resolves to; `s` may point into it
+  if (s == "sampled" || absl::StartsWith(s, "sampled:")) {
+    if (s.size() > 7) {
+      if (absl::Status st = pages(s.substr(8)); !st.ok()) return st;
+    }
+    for (std::string_view c : source::kSampledOrder) {
+      if (std::find(available.begin(), available.end(), c) == available.end()) continue;
+      if (c == "perf")
+        return absl::UnimplementedError(
+            "--hotness=sampled: perf is available on the modelled machine, but the perf source "
+            "is a probe only (source/perf_mem.hpp) and has no model");
+      picked = std::string(c);
+      break;
+    }
+    if (picked.empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat("--hotness=sampled: none of perf, fault, uffd, softdirty is in "
+                       "--hotness_available='",
+                       absl::StrJoin(available, ","), "'"));
+    s = picked;
+    if (s != "fault") h.fault_pages = source::FaultSourceOptions{}.pages_per_range;
+  }
+  if (s == "app") {
+    h.kind = HotnessSpec::kApp;
+  } else if (s == "fault") {
+    h.kind = HotnessSpec::kFault;
+  } else if (absl::StartsWith(s, "fault:")) {
+    if (absl::Status st = pages(s.substr(6)); !st.ok()) return st;
+    h.kind = HotnessSpec::kFault;
+  } else if (s == "softdirty") {
+    h.kind = HotnessSpec::kSoftDirty;
+  } else if (s == "uffd") {
+    h.kind = HotnessSpec::kUffd;
+  } else if (s == "perf") {
+    return absl::UnimplementedError(
+        "--hotness=perf: the perf source is a probe only (source/perf_mem.hpp); nothing to model");
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--hotness='", spec,
+                     "': unknown source (known: app, fault, fault:N, softdirty, uffd, sampled, "
+                     "sampled:N)"));
+  }
+  return h;
+}
+
+// A modelled source: a HotnessSource for the engine, plus on_access() for
+// the simulator's access loop and the cost it has accounted.
+class SourceModel : public HotnessSource {
+ public:
+  // Pages [0, pages) live at base + page * kPageSize.
+  SourceModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs)
+      : base_(base), pages_(pages), c_(costs), present_(pages, 0) {}
+
+  // One access by the application: returns the ns it costs the
+  // application's thread (a fault), 0 mostly.
+  double on_access(std::uint32_t page, bool write, std::int64_t now_ns = 0) {
+    now_ = now_ns;
+    if (present_[page] == 0) {
+      present_[page] = 1;  // the allocation fault: taken with or without a source
+      return first_touch(page, write);
+    }
+    double ns = access(page, write);
+    app_ns_ += ns;
+    return ns;
+  }
+
+  absl::Status probe() override { return absl::OkStatus(); }
+  HotnessSourceStats stats() const override { return stats_; }
+
+  // Scaled estimator: each page found is reported with weight / p, p being
+  // the chance that the page was inspected this epoch (Horvitz-Thompson),
+  // capped at the tracker's maximum heat, instead of the real sources' fixed
+  // weight.
+  void set_scaled(bool on) { scaled_ = on; }
+  // Latency estimator (fault only): a fired page's weight is multiplied by
+  // (time armed) / (time from arming to the fault), the accesses per epoch
+  // that latency suggests, as the kernel's NUMA hint-fault latency does.
+  void set_latency(bool on) { latency_ = on; }
+  // The simulator's clock at the next collect().
+  void set_now(std::int64_t ns) { now_ = ns; }
+
+  double app_ns() const { return app_ns_; }        // charged to the application so far
+  double engine_ns() const { return engine_ns_; }  // in collect() so far (background)
+  std::uint64_t faults() const { return faults_; }
+
+ protected:
+  virtual double first_touch(std::uint32_t page, bool write) = 0;
+  virtual double access(std::uint32_t page, bool write) = 0;
+
+  std::uintptr_t addr(std::uint64_t page) const { return base_ + page * kPageSize; }
+  // Pages of `r` inside the model, as [first, end) page indices.
+  std::pair<std::uint64_t, std::uint64_t> pages_of(const TrackedRange& r) const {
+    auto idx = [&](std::uintptr_t a) {
+      return a <= base_ ? 0 : std::min<std::uint64_t>(pages_, (a - base_) / kPageSize);
+    };
+    return {idx(r.begin), idx(r.end)};
+  }
+  // The budgeted rotating pass of softdirty and uffd: visits the pages of
+  // `ranges` from the cursor on, `per_page_ns` each, until the budget's
+  // max_pages or max_ns is spent. True when the pass reached the end (the
+  // cursor is back at 0).
+  template <class Visit>
+  bool budgeted_pass(absl::Span<const TrackedRange> ranges, const SourceBudget& budget,
+                     double per_page_ns, HotnessSourceStats::Collect& c, double& cost,
+                     Visit visit) {
+    const std::uint64_t cap = budget.max_pages ? budget.max_pages : ~std::uint64_t{0};
+    for (const TrackedRange& r : ranges) {
+      auto [first, end] = pages_of(r);
+      if (end <= next_) continue;
+      for (std::uint64_t p = std::max(first, next_); p < end; ++p) {
+        if (c.sampled >= cap || (budget.max_ns > 0 && cost > static_cast<double>(budget.max_ns))) {
+          next_ = p;
+          return false;
+        }
+        ++c.sampled;
+        cost += per_page_ns;
+        visit(p);
+      }
+      next_ = end;
+    }
+    next_ = 0;
+    return true;
+  }
+  // The weight of a page found by a budgeted pass: a pass inspects
+  // min(max_pages, all pages) per epoch.
+  std::uint32_t pass_weight(absl::Span<const TrackedRange> ranges, const SourceBudget& budget,
+                            std::uint32_t w) const {
+    double total = 0;
+    for (const TrackedRange& r : ranges) {
+      auto [first, end] = pages_of(r);
+      total += static_cast<double>(end - first);
+    }
+    const double per_epoch =
+        budget.max_pages ? std::min(total, static_cast<double>(budget.max_pages)) : total;
+    return weight(w, per_epoch, total);
+  }
+  void end_collect(double cost, const HotnessSourceStats::Collect& c) {
+    engine_ns_ += cost;
+    stats_.add_collect(static_cast<std::int64_t>(cost), c, "");
+  }
+
+  const std::uintptr_t base_;
+  const std::uint64_t pages_;
+  const HotnessCosts c_;
+  std::vector<std::uint8_t> present_;
+  double app_ns_ = 0, engine_ns_ = 0;
+  std::uint64_t faults_ = 0;
+  std::uint64_t next_ = 0;  // budgeted_pass's cursor (a page index)
+  bool scaled_ = false, latency_ = false;
+  std::int64_t now_ = 0;
+  std::uint32_t weight(std::uint32_t w, double inspected, double population) const {
+    if (!scaled_ || inspected <= 0) return w;
+    return static_cast<std::uint32_t>(
+        std::min(1023.0, std::round(w * std::max(1.0, population / inspected))));
+  }
+  HotnessSourceStats stats_;
+};
+
+// fault:N, as source::FaultSamplingSource.
+class FaultModel final : public SourceModel {
+ public:
+  FaultModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
+             source::FaultSourceOptions o)
+      : SourceModel(base, pages, costs),
+        o_(o),
+        rng_(o.seed),
+        state_(pages, kIdle),
+        weight_of_(pages, 0),
+        fired_at_(pages, 0) {
+    o_.max_armed = std::min<std::uint32_t>(
+        o_.max_armed, static_cast<std::uint32_t>(source::fault_detail::Table::kSlots / 4));
+    stats_.name = "fault";
+  }
+  std::string_view name() const override { return "fault"; }
+
+  absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
+                       const SourceBudget& budget) override {
+    HotnessSourceStats::Collect c;
+    double cost = 0;
+    // Harvest: report the fired pages, disarm the rest.
+    for (std::uint32_t p : armed_) {
+      if (state_[p] == kFired || state_[p] == kFiredWritten) {
+        ++c.found;
+        const bool w = state_[p] == kFiredWritten;
+        c.written += w;
+        std::uint32_t wt = weight_of_[p];
+        if (latency_) {
+          const double armed_for = static_cast<double>(std::max<std::int64_t>(1, now_ - armed_at_));
+          const double lat =
+              static_cast<double>(std::max<std::int64_t>(1, fired_at_[p] - armed_at_));
+          wt = static_cast<std::uint32_t>(
+              std::min(1023.0, std::round(wt * std::clamp(armed_for / lat, 1.0, 256.0))));
+        }
+        sink.record(addr(p), wt, w);
+      } else {
+        cost += c_.fault_disarm_ns;
+      }
+      state_[p] = kIdle;
+    }
+    armed_.clear();
+    armed_at_ = now_;
+    cost += c_.proc_maps_ns;
+    // Arm the next sample.
+    std::uint64_t cap =
+        std::min<std::uint64_t>(o_.max_armed, budget.max_pages ? budget.max_pages : o_.max_armed);
+    const std::size_t n = ranges.size();
+    const std::size_t start = n ? cursor_++ % n : 0;
+    for (std::size_t i = 0; i < n && c.sampled < cap; ++i) {
+      const TrackedRange& r = ranges[(start + i) % n];
+      auto [first, end] = pages_of(r);
+      if (r.granularity != kPageSize || end <= first) {
+        ++c.skipped;
+        continue;
+      }
+      const std::uint64_t units = end - first;
+      const std::uint64_t k = std::min<std::uint64_t>(o_.pages_per_range, units);
+      bool out_of_time = false;
+      for (std::uint64_t j = 0; j < k && c.sampled < cap; ++j) {
+        const std::uint64_t lo = j * units / k, hi = (j + 1) * units / k;
+        const auto p = static_cast<std::uint32_t>(first + lo + rng_.below(hi - lo));
+        if (state_[p] != kIdle) continue;  // drawn twice
+        state_[p] = kArmed;
+        weight_of_[p] = weight(o_.weight, static_cast<double>(k), static_cast<double>(units));
+        armed_.push_back(p);
+        cost += c_.fault_arm_ns;
+        ++c.sampled;
+        if (budget.max_ns > 0 && (c.sampled & 63) == 0 &&
+            cost > static_cast<double>(budget.max_ns)) {
+          out_of_time = true;
+          break;
+        }
+      }
+      if (out_of_time) break;
+    }
+    end_collect(cost, c);
+    return absl::OkStatus();
+  }
+
+  // Pages armed now (tests).
+  const std::vector<std::uint32_t>& armed() const { return armed_; }
+
+ private:
+  enum : std::uint8_t { kIdle, kArmed, kFired, kFiredWritten };
+  double first_touch(std::uint32_t page, bool write) override {
+    double ns = access(page, write);  // an armed, never-touched page faults too
+    app_ns_ += ns;
+    return ns;
+  }
+  double access(std::uint32_t page, bool write) override {
+    if (state_[page] != kArmed) return 0;
+    state_[page] = write ? kFiredWritten : kFired;
+    fired_at_[page] = now_;
+    ++faults_;
+    return c_.fault_fire_ns;
+  }
+
+  source::FaultSourceOptions o_;
+  Rng rng_;
+  std::vector<std::uint8_t> state_;
+  std::vector<std::uint16_t> weight_of_;
+  std::vector<std::int64_t> fired_at_;
+  std::int64_t armed_at_ = 0;
+  std::vector<std::uint32_t> armed_;
+  std::size_t cursor_ = 0;
+};
+
+// softdirty, as source::SoftDirtySource.
+class SoftDirtyModel final : public SourceModel {
+ public:
+  SoftDirtyModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
+                 source::SoftDirtyOptions o = {})
+      : SourceModel(base, pages, costs), o_(o), dirty_(pages, 0), wp_(pages, 0) {
+    stats_.name = "softdirty";
+  }
+  std::string_view name() const override { return "softdirty"; }
+
+  absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
+                       const SourceBudget& budget) override {
+    HotnessSourceStats::Collect c;
+    double cost = 0;
+    const std::uint32_t w = pass_weight(ranges, budget, o_.weight);
+    if (!started_) {
+      cost += clear();
+      started_ = true;
+    } else if (budgeted_pass(ranges, budget, c_.pagemap_ns_per_page, c, cost, [&](std::uint64_t p) {
+                 if (present_[p] == 0) {
+                   ++c.skipped;  // not present: not written
+                 } else if (dirty_[p] != 0) {
+                   ++c.found;
+                   sink.record(addr(p), w, true);
+                 }
+               })) {
+      cost += clear();
+      ++passes_;
+    }
+    c.written = c.found;
+    end_collect(cost, c);
+    return absl::OkStatus();
+  }
+  std::uint64_t passes() const { return passes_; }
+
+ private:
+  // clear_refs = 4: every present page clean and write-protected.
+  double clear() {
+    std::uint64_t present = 0;
+    for (std::uint64_t p = 0; p < pages_; ++p) {
+      dirty_[p] = 0;
+      wp_[p] = present_[p];
+      present += present_[p];
+    }
+    return static_cast<double>(present) * c_.clear_refs_ns_per_page;
+  }
+  double first_touch(std::uint32_t page, bool write) override {
+    dirty_[page] = write;  // a page born by a write is soft-dirty
+    return 0;
+  }
+  double access(std::uint32_t page, bool write) override {
+    if (!write) return 0;
+    dirty_[page] = 1;
+    if (wp_[page] == 0) return 0;
+    wp_[page] = 0;
+    ++faults_;
+    return c_.wp_fault_ns;
+  }
+
+  source::SoftDirtyOptions o_;
+  std::vector<std::uint8_t> dirty_, wp_;
+  bool started_ = false;
+  std::uint64_t passes_ = 0;
+};
+
+// uffd, as source::UffdWpSource (async write-protect + PAGEMAP_SCAN).
+class UffdModel final : public SourceModel {
+ public:
+  UffdModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
+            source::UffdWpOptions o = {})
+      : SourceModel(base, pages, costs), o_(o), written_(pages, 0), wp_(pages, 0) {
+    stats_.name = "uffd-wp";
+  }
+  std::string_view name() const override { return "uffd-wp"; }
+
+  absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
+                       const SourceBudget& budget) override {
+    HotnessSourceStats::Collect c;
+    double cost = 0;
+    const std::uint32_t w = pass_weight(ranges, budget, o_.weight);
+    if (!registered_) {
+      // UFFDIO_REGISTER, then one scan write-protects everything (unpopulated
+      // pages too: WP_UNPOPULATED).
+      for (const TrackedRange& r : ranges) {
+        auto [first, end] = pages_of(r);
+        for (std::uint64_t p = first; p < end; ++p) {
+          wp_[p] = 1;
+          written_[p] = 0;
+        }
+        cost += static_cast<double>(end - first) * c_.uffd_scan_ns_per_page;
+      }
+      registered_ = true;
+    }
+    budgeted_pass(ranges, budget, c_.uffd_scan_ns_per_page, c, cost, [&](std::uint64_t p) {
+      if (written_[p] == 0) return;
+      ++c.found;
+      sink.record(addr(p), w, true);
+      written_[p] = 0;  // PM_SCAN_WP_MATCHING: protected again
+      wp_[p] = 1;
+    });
+    c.written = c.found;
+    end_collect(cost, c);
+    return absl::OkStatus();
+  }
+
+ private:
+  double first_touch(std::uint32_t page, bool write) override {
+    if (write && wp_[page] != 0) {  // WP_UNPOPULATED: marked written, no extra fault
+      wp_[page] = 0;
+      written_[page] = 1;
+    }
+    return 0;
+  }
+  double access(std::uint32_t page, bool write) override {
+    if (!write || wp_[page] == 0) return 0;
+    wp_[page] = 0;
+    written_[page] = 1;
+    ++faults_;
+    return c_.wp_fault_ns;
+  }
+
+  source::UffdWpOptions o_;
+  std::vector<std::uint8_t> written_, wp_;
+  bool registered_ = false;
+};
+
+// The model of `spec` for pages [0, pages) at `base`; nullptr for "app".
+inline std::unique_ptr<SourceModel> make_source_model(const HotnessSpec& spec, std::uintptr_t base,
+                                                      std::uint64_t pages,
+                                                      const HotnessCosts& costs) {
+  switch (spec.kind) {
+    case HotnessSpec::kApp:
+      return nullptr;
+    case HotnessSpec::kFault: {
+      source::FaultSourceOptions o;
+      o.pages_per_range = spec.fault_pages;
+      return std::make_unique<FaultModel>(base, pages, costs, o);
+    }
+    case HotnessSpec::kSoftDirty:
+      return std::make_unique<SoftDirtyModel>(base, pages, costs);
+    case HotnessSpec::kUffd:
+      return std::make_unique<UffdModel>(base, pages, costs);
+  }
+  return nullptr;
+}
+
+}  // namespace tierkit::sim
