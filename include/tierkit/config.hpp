@@ -77,6 +77,11 @@ struct EngineConfig {
   // Most fast-tier units the clock looks at per epoch for cold demotion
   // candidates (HotnessTracker::scan_fast_cold). TIERKIT_SCAN_PAGES
   std::uint64_t scan_pages_per_epoch = 1 << 18;
+  // Regions with default granularity get 2 MiB units (where THP is on) only
+  // when the fast-tier budget holds at least this many bytes: a budget of a
+  // few 2 MiB units would place data too coarsely (or, under 2 MiB, not at
+  // all). TIERKIT_HUGE_MIN_BUDGET
+  std::uint64_t huge_min_budget_bytes = std::uint64_t{128} << 20;
   ThresholdOptions threshold;  // TIERKIT_PROMOTION_THRESHOLD, TIERKIT_DEMOTION_THRESHOLD,
                                // TIERKIT_MIN_RESIDENCY_EPOCHS
   AutomaticOptions automatic;
@@ -171,6 +176,9 @@ inline constexpr Knob kKnobs[] = {
      +[](EngineConfig& c) -> Knob::Ref { return &c.sampling; }},
     {"TIERKIT_SCAN_PAGES", "scan_pages_per_epoch", Knob::kInteger, 1, 1ull << 40, "pages/epoch",
      +[](EngineConfig& c) -> Knob::Ref { return &c.scan_pages_per_epoch; }},
+    {"TIERKIT_HUGE_MIN_BUDGET", "huge_min_budget_bytes", Knob::kBytes, 0, 0,
+     "bytes of fast budget for 2 MiB units",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.huge_min_budget_bytes; }},
     {"TIERKIT_PROMOTION_THRESHOLD", "threshold.promotion_threshold", Knob::kNumber, 0, 1e6,
      "accesses/epoch",
      +[](EngineConfig& c) -> Knob::Ref { return &c.threshold.promotion_threshold; }},

@@ -97,6 +97,7 @@ class Engine {
   absl::StatusOr<RegionHandle> register_region(const void* ptr, std::size_t bytes,
                                                RegionOptions options = {},
                                                bool initially_fast = true) {
+    if (options.granularity == kAutoGranularity) registry_.set_auto_huge(prefers_huge_units());
     auto h = registry_.add(ptr, bytes, options, initially_fast);
     if (!h.ok()) return h;
     auto r = registry_.find(h->id());
@@ -225,6 +226,28 @@ class Engine {
   // threshold); only between epochs, on the thread that calls step().
   Policy& policy_unsafe() { return *policy_; }
 
+  // prefers_huge_units()
+  //
+  // Whether regions with default granularity get 2 MiB units: THP is on
+  // (Backend::thp_mode) and the fast budget (fast_budget_bytes, or the fast
+  // nodes' total) is at least huge_min_budget_bytes. Decided per
+  // registration; one node_memory call per fast node.
+  bool prefers_huge_units() {
+    if (backend_->thp_mode() == ThpMode::kNever) return false;
+    std::uint64_t budget = 0, min = 0;
+    NodeSet fast;
+    {
+      detail::MutexLock lock(&mu_);
+      budget = config_.fast_budget_bytes;
+      min = config_.huge_min_budget_bytes;
+      fast = config_.fast_nodes;
+    }
+    if (budget == 0)
+      for (NodeId n : fast.to_vector())
+        if (auto m = backend_->node_memory(n); m.ok()) budget += m->total_bytes;
+    return budget >= min;
+  }
+
   HotnessTracker& tracker() { return tracker_; }
   RegionRegistry& regions() { return registry_; }
   Backend& backend() { return *backend_; }
@@ -251,7 +274,6 @@ class Engine {
         registry_(tracker_),
         limiter_(config_.rate_limit_mbps, config_.burst_bytes, clock) {
     tracker_.set_sampling(config_.sampling);
-    registry_.set_auto_huge(backend_->thp_mode() != ThpMode::kNever);
     stats_.backend = std::string(backend_->name());
     stats_.environment = config_.environment_summary();
   }
@@ -892,9 +914,15 @@ class ArenaRegions final : public ArenaObserver {
         resource_(resource),
         options_(std::move(options)),
         fast_nodes_(engine.config().fast_nodes) {
-    // Arenas are 2 MiB aligned: track them in the unit they are backed by.
+    // Arenas are 2 MiB aligned: track them in the unit they are backed by,
+    // 2 MiB where the resource advises huge pages and the engine's budget
+    // suits 2 MiB units; otherwise 4 KiB, and then a huge-advised arena is
+    // advised back to base pages before any use (on_arena_mapped), or a
+    // 4 KiB move would carry a whole huge page.
     if (options_.granularity == kAutoGranularity)
-      options_.granularity = resource_.huge_pages() ? kHugePageSize : kPageSize;
+      options_.granularity =
+          resource_.huge_pages() && engine.prefers_huge_units() ? kHugePageSize : kPageSize;
+    base_pages_over_huge_ = resource_.huge_pages() && options_.granularity == kPageSize;
     resource_.set_observer(this);  // reports the arenas it already has
   }
   ArenaRegions(const ArenaRegions&) = delete;
@@ -908,6 +936,7 @@ class ArenaRegions final : public ArenaObserver {
   void on_arena_mapped(void* base, std::size_t bytes, const NodeSet& nodes) override {
     bool fast = false;
     for (NodeId n : nodes.to_vector()) fast = fast || fast_nodes_.contains(n);
+    if (base_pages_over_huge_) (void)engine_.backend().advise_base_pages(base, bytes);
     auto h = engine_.register_region(base, bytes, options_, fast);
     detail::MutexLock lock(&mu_);
     if (h.ok())
@@ -943,6 +972,7 @@ class ArenaRegions final : public ArenaObserver {
   TierMemoryResource& resource_;
   RegionOptions options_;
   NodeSet fast_nodes_;  // copied once: an allocation must not wait for an epoch
+  bool base_pages_over_huge_ = false;
   mutable detail::Mutex mu_;
   absl::flat_hash_map<void*, RegionHandle> regions_ ABSL_GUARDED_BY(mu_);
   absl::Status status_ ABSL_GUARDED_BY(mu_);

@@ -17,7 +17,8 @@ constexpr std::size_t kChunkPages = kHugePageSize / kPageSize;
 struct Rig {
   // `chunks` 2 MiB chunks of data, all on the slow node; `fast_chunks` of
   // fast capacity. THP in `mode`; the region registered with `options`.
-  Rig(std::size_t fast_chunks, std::size_t chunks, ThpMode mode, RegionOptions options = {})
+  Rig(std::size_t fast_chunks, std::size_t chunks, ThpMode mode, RegionOptions options = {},
+      std::uint64_t min_budget = 0)
       : be({{0, fast_chunks * kHugePageSize}, {1, 1ull << 40}}), n(chunks * kChunkPages) {
     be.set_thp_mode(mode);
     EngineConfig cfg;
@@ -27,6 +28,7 @@ struct Rig {
     cfg.fast_nodes = {0};
     cfg.slow_nodes = {1};
     cfg.environment = EngineConfig::Environment::kIgnore;
+    cfg.huge_min_budget_bytes = min_budget;
     auto e = Engine::create(cfg, &be, &clock);
     EXPECT_TRUE(e.ok()) << e.status();
     engine = std::move(*e);
@@ -81,6 +83,39 @@ TEST(HugePages, DefaultRegionsUseBasePagesWithoutThp) {
   EXPECT_EQ(r->units(), 4 * kChunkPages);
   EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)), kPageSize);
   EXPECT_FALSE(rig.be.is_huge(Rig::chunk(1)));
+}
+
+TEST(HugePages, DefaultRegionsUseBasePagesWhenTheFastBudgetIsSmall) {
+  // A 4 MiB budget holds two 2 MiB units: too coarse under the default
+  // 128 MiB minimum.
+  Rig rig(2, 4, ThpMode::kAlways, {}, EngineConfig().huge_min_budget_bytes);
+  EXPECT_FALSE(rig.engine->prefers_huge_units());
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)), kPageSize);
+}
+
+TEST(HugePages, ArenasOfASmallBudgetAreAdvisedBackToBasePages) {
+  SimulatedBackend be({{0, 4 * kHugePageSize}, {1, 1ull << 30}});
+  be.set_thp_mode(ThpMode::kMadvise);
+  EngineConfig cfg;
+  cfg.fast_nodes = {0};
+  cfg.slow_nodes = {1};
+  cfg.environment = EngineConfig::Environment::kIgnore;
+  auto engine = Engine::create(cfg, &be);
+  ASSERT_TRUE(engine.ok());
+  TierResourceOptions o;
+  o.nodes = {1};
+  o.backend = &be;
+  o.arena_bytes = 4 * kHugePageSize;
+  auto heap = TierMemoryResource::create(o);
+  ASSERT_TRUE(heap.ok());
+  ASSERT_TRUE((*heap)->huge_pages());
+  {
+    ArenaRegions tracked(**engine, **heap);
+    void* p = (*heap)->allocate(kPageSize);
+    auto a = reinterpret_cast<std::uintptr_t>(p);
+    EXPECT_EQ((*engine)->tracker().unit_bytes(a), kPageSize);
+    (*heap)->deallocate(p, kPageSize);
+  }
 }
 
 TEST(HugePages, BasePagesStayAvailablePerRegion) {
