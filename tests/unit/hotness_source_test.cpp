@@ -152,7 +152,9 @@ TEST(FaultSource, Samples2MiBRangesByWholeUnits) {
   for (std::uintptr_t u : src.armed_pages()) EXPECT_EQ(u % kUnit, 0u);
   // A write in the middle of chunk 2, a read at the end of chunk 5.
   std::thread t([&] {
-    p[2 * kUnit + 300 * kPage + 64] ^= 0xff;
+    // A plain store: a read-modify-write may fault as a read first.
+    const std::size_t w = 2 * kUnit + 300 * kPage + 64;
+    p[w] = static_cast<unsigned char>(Mapping::pattern(w) ^ 0xff);
     EXPECT_EQ(p[6 * kUnit - 64], Mapping::pattern(6 * kUnit - 64));
   });
   t.join();
