@@ -367,9 +367,8 @@ class Engine {
     std::vector<std::uint32_t> unit_pages;
     std::vector<std::size_t> tail_of;
     std::vector<NodeId> nodes;
-    std::vector<int> status, tail_status;
+    std::vector<int> status, tail_before, tail_status;
     std::vector<Candidate> rest;  // pages of 2 MiB units that fell back
-    bool split_rest_pass = false;
   };
   struct Epoch {
     std::int64_t t0 = 0;
@@ -754,6 +753,7 @@ class Engine {
       s.unit_pages.push_back(c.pages);
     }
     if (s.pages.empty()) return;
+    query_huge_tails();  // where each 2 MiB unit's last page is before the move
     s.nodes.assign(s.pages.size(), target);
     s.status.assign(s.pages.size(), 0);
     if (absl::Status st = backend_->move(s.pages, s.nodes, absl::MakeSpan(s.status)); !st.ok()) {
@@ -764,67 +764,98 @@ class Engine {
       if (policy_->uses_rate_limiter()) limiter_.refund(pages * kPageSize);
       return;
     }
-    const bool split_pass = s.split_rest_pass;
-    if (!split_pass) check_huge_units(target);
+    check_huge_units(target);
     std::uint64_t failed_bytes = 0;
     for (std::size_t i = 0; i < s.pages.size(); ++i)
       failed_bytes += account_move(reinterpret_cast<std::uintptr_t>(s.pages[i]), s.unit_pages[i],
-                                   s.status[i], target, to_fast, epoch, split_pass);
+                                   s.status[i], target, to_fast, epoch);
+    failed_bytes += keep_rest_to_move(target);
     if (policy_->uses_rate_limiter() && failed_bytes) limiter_.refund(failed_bytes);
-    if (split_pass || s.rest.empty()) return;
+    if (s.rest.empty()) return;
+    // The pages of units that fell back: 4 KiB units now, so this second
+    // pass finds no 2 MiB unit and does not recurse again.
     std::vector<Candidate> rest;
     rest.swap(s.rest);
-    s.split_rest_pass = true;
     migrate(rest, target, to_fast, epoch);
-    s.split_rest_pass = false;
     rest.clear();
     s.rest.swap(rest);  // keep the capacity
   }
 
-  // After a move: for each 2 MiB unit whose first page reached `target`,
-  // asks where its last page is (one query for all). A unit whose last page
-  // did not follow was not one huge page: it becomes 4 KiB units, counts
-  // one page moved, and its other pages go to scratch_.rest. When the query
-  // fails the units stand; the next placement refresh corrects them.
-  void check_huge_units(NodeId target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Drops from scratch_.rest the pages that are absent (never touched) or
+  // already on `target` (one query); returns their bytes, charged to the
+  // rate limiter but not to be moved. If the query fails, all stay.
+  std::uint64_t keep_rest_to_move(NodeId target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    if (s.rest.empty()) return 0;
+    s.tails.clear();
+    for (const auto& c : s.rest) s.tails.push_back(reinterpret_cast<void*>(c.addr));
+    s.tail_status.assign(s.tails.size(), 0);
+    if (!backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok()) return 0;
+    std::size_t kept = 0;
+    for (std::size_t k = 0; k < s.rest.size(); ++k)
+      if (s.tail_status[k] >= 0 && s.tail_status[k] != target) s.rest[kept++] = s.rest[k];
+    const std::uint64_t dropped = s.rest.size() - kept;
+    s.rest.resize(kept);
+    return dropped * kPageSize;
+  }
+
+  // Asks where the last page of each 2 MiB unit in scratch_.pages is (one
+  // query; -1 for every unit if it fails).
+  void query_huge_tails() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EpochScratch& s = scratch_;
     s.tails.clear();
     s.tail_of.clear();
     for (std::size_t i = 0; i < s.pages.size(); ++i)
-      if (s.unit_pages[i] > 1 && s.status[i] == target) {
+      if (s.unit_pages[i] > 1) {
         s.tails.push_back(static_cast<char*>(s.pages[i]) + kHugePageSize - kPageSize);
         s.tail_of.push_back(i);
       }
+    s.tail_before.assign(s.tails.size(), -1);
+    if (!s.tails.empty() && !backend_->query(s.tails, absl::MakeSpan(s.tail_before)).ok())
+      s.tail_before.assign(s.tails.size(), -1);
+  }
+
+  // After the move: a 2 MiB unit moved whole (one huge page) when its first
+  // page reached `target` and its last page, elsewhere before the move, is
+  // there now (one query for all). Otherwise it was not one huge page (THP
+  // never formed there, or the kernel split it): it becomes 4 KiB units
+  // (HotnessTracker::split), its first page counts as one page moved, and
+  // its other pages go to scratch_.rest. When a query fails nothing is
+  // known: the unit stays 2 MiB but its other pages go to scratch_.rest too,
+  // so the whole range ends on `target` either way.
+  void check_huge_units(NodeId target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
     if (s.tails.empty()) return;
-    s.tail_status.assign(s.tails.size(), 0);
-    if (!backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok()) return;
+    s.tail_status.assign(s.tails.size(), -1);
+    const bool known = backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok();
     for (std::size_t k = 0; k < s.tails.size(); ++k) {
       const std::size_t i = s.tail_of[k];
-      if (s.tail_status[k] == target) {
+      if (s.status[i] != target) continue;  // the unit did not move: nothing to check
+      const bool before = s.tail_before[k] >= 0;
+      if (known && before && s.tail_before[k] != target && s.tail_status[k] == target) {
         ++stats_.huge_units_moved;
         continue;
       }
       const auto a = reinterpret_cast<std::uintptr_t>(s.pages[i]);
-      if (!tracker_.split(a)) continue;
-      ++stats_.huge_units_split;
+      if (known && before && tracker_.split(a)) {
+        ++stats_.huge_units_split;
+        // Keep khugepaged from collapsing it again behind the 4 KiB units
+        // (each advice may split a VMA: bounded, under vm.max_map_count).
+        if (base_page_advice_ < kMaxBasePageAdvice) {
+          ++base_page_advice_;
+          (void)backend_->advise_base_pages(s.pages[i], kHugePageSize);
+        }
+      }
       s.unit_pages[i] = 1;
       for (std::size_t p = 1; p < HotnessTracker::kPagesPerChunk; ++p)
         s.rest.push_back({0, 0, a + p * kPageSize, 1});
-      // Keep khugepaged from collapsing it again behind the 4 KiB units
-      // (each advice may split a VMA: bounded, under vm.max_map_count).
-      if (base_page_advice_ < kMaxBasePageAdvice) {
-        ++base_page_advice_;
-        (void)backend_->advise_base_pages(s.pages[i], kHugePageSize);
-      }
     }
   }
 
   // Accounts one unit's move outcome; returns the bytes to refund to the
-  // rate limiter. `absent_ok`: an absent page (-EFAULT/-ENOENT) is simply
-  // not there yet (the pages of a split chunk), not an unmapped one.
+  // rate limiter.
   std::uint64_t account_move(std::uintptr_t a, std::uint32_t pages, int st, NodeId target,
-                             bool to_fast, std::uint64_t epoch, bool absent_ok)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                             bool to_fast, std::uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (st >= 0) {
       tracker_.set_fast(a, config_.fast_nodes.contains(st));
       if (st != target) return 0;  // ended elsewhere
@@ -840,7 +871,6 @@ class Engine {
       return 0;
     }
     const std::uint64_t bytes = std::uint64_t{pages} * kPageSize;
-    if (absent_ok && (st == -EFAULT || st == -ENOENT)) return bytes;
     stats_.failures_by_errno.add(-st);
     switch (-st) {
       case EBUSY:
