@@ -46,6 +46,7 @@
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -58,6 +59,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tierkit/backend/linux.hpp"
@@ -470,6 +472,21 @@ int main(int argc, char** argv) {
       st.epochs,
       st.epochs ? static_cast<double>(st.total_epoch_ns) / 1e6 / static_cast<double>(st.epochs)
                 : 0.0);
+  // Full passes NUMA balancing's scanner (task_numa_work) made over this
+  // process's address space (/proc/self/sched, CONFIG_SCHED_DEBUG; -1 if
+  // not shown): with scan_size_mb 256 and a 1 s scan period, ~ws/256 MiB
+  // passes would take one second.
+  long long scan_seq = -1;
+  {
+    std::ifstream f("/proc/self/sched");
+    std::string line;
+    while (std::getline(f, line))
+      if (absl::StartsWith(line, "mm->numa_scan_seq")) {
+        auto colon = line.find(':');
+        if (colon != std::string::npos) scan_seq = std::atoll(line.c_str() + colon + 1);
+      }
+  }
+  absl::StrAppendFormat(&out, " numa_scan_seq=%d", scan_seq);
   absl::StrAppendFormat(&out,
                         " hotA_fast_at_shift=%.3f hotB_fast_end=%.3f hot_fast_mean=%.3f "
                         "cold_fast_end=%.3f pages_moved_back_and_forth=%d samples=%d sink=%d",
