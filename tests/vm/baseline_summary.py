@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises repeated kernel-baseline runs: median [min-max] per row.
 
-    tests/vm/baseline_summary.py DIR...      (each DIR holds one repetition's
+    tests/vm/baseline_summary.py DIR...      (each DIR, searched recursively, holds one repetition's
                                               kernel-baseline*.csv and
                                               *.damon.txt from tests/vm/run)
 
@@ -66,7 +66,7 @@ def main(dirs):
     rows = defaultdict(lambda: defaultdict(list))
     order = []
     for d in dirs:
-        for path in sorted(glob.glob(os.path.join(d, "kernel-*.csv"))):
+        for path in sorted(glob.glob(os.path.join(d, "**", "kernel-*.csv"), recursive=True)):
             if path.endswith(".samples.csv"):
                 continue
             dpath = path[:-4] + ".damon.txt"
