@@ -7,7 +7,8 @@
 
 One row per (workload, configuration, kernel): the hot set's residency, the
 pages each mechanism promoted and demoted (kernel: pgpromote_success,
-pgdemote_kswapd + pgdemote_direct; DAMON: its schemes' sz_applied / 4 KiB;
+pgdemote_kswapd + pgdemote_direct; DAMON: its schemes' sz_applied / 4 KiB,
+plus reclaim's demotions;
 tierkit: its own counters), pages moved back and forth, and the kernel's
 counters. Prints markdown.
 """
@@ -88,7 +89,9 @@ def main(dirs):
                 elif r["name"] in damon:
                     dd = damon[r["name"]]
                     v["promoted"].append(dd.get("0", 0) / 4096)
-                    v["demoted"].append(dd.get("1", 0) / 4096)
+                    # migrate_cold, plus reclaim's demotions (the safety net)
+                    v["demoted"].append(dd.get("1", 0) / 4096 + int(r["pgdemote_kswapd"]) +
+                                        int(r["pgdemote_direct"]))
                 else:
                     v["promoted"].append(int(r["pgpromote_success"]))
                     v["demoted"].append(int(r["pgdemote_kswapd"]) + int(r["pgdemote_direct"]))
