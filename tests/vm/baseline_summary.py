@@ -7,8 +7,8 @@
 
 One row per (workload, configuration, kernel): the hot set's residency, the
 pages each mechanism promoted and demoted (kernel: pgpromote_success,
-pgdemote_kswapd + pgdemote_direct; DAMON: its schemes' sz_applied / 4 KiB,
-plus reclaim's demotions;
+pgdemote_kswapd + pgdemote_direct; DAMON: migrate_cold's sz_applied / 4 KiB
+plus reclaim's demotions, and every other migration as promoted;
 tierkit: its own counters), pages moved back and forth, and the kernel's
 counters. Prints markdown.
 """
@@ -87,11 +87,15 @@ def main(dirs):
                     v["promoted"].append(int(r["tk_promoted"]))
                     v["demoted"].append(int(r["tk_demoted"]))
                 elif r["name"] in damon:
+                    # Demoted: migrate_cold's sz_applied plus reclaim's
+                    # demotions (the safety net). Promoted: every other
+                    # migration (nothing else moves pages in these rows);
+                    # DAMON's own sz_applied can be stale when its
+                    # update_schemes_stats request races the goal feed.
                     dd = damon[r["name"]]
-                    v["promoted"].append(dd.get("0", 0) / 4096)
-                    # migrate_cold, plus reclaim's demotions (the safety net)
-                    v["demoted"].append(dd.get("1", 0) / 4096 + int(r["pgdemote_kswapd"]) +
-                                        int(r["pgdemote_direct"]))
+                    dem = dd.get("1", 0) / 4096 + int(r["pgdemote_kswapd"]) + int(r["pgdemote_direct"])
+                    v["promoted"].append(int(r["pgmigrate_success"]) - dem)
+                    v["demoted"].append(dem)
                 else:
                     v["promoted"].append(int(r["pgpromote_success"]))
                     v["demoted"].append(int(r["pgdemote_kswapd"]) + int(r["pgdemote_direct"]))
