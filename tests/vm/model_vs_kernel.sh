@@ -15,7 +15,8 @@
 #           kernel's nominal scan_size_mb per 1 s); the VM's real rate is
 #           numa_scan_seq x working set / 60 s
 # Policies: kernel, kernel:target=1, kernel:target=64 (POLICIES= overrides).
-# Prints one key=value line per policy and rate.
+# Prints one key=value line per policy and rate. Needs
+# make -C BUILD_DIR tierkit-vm-workload tierkit-vm-model-check.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B=${1:?build dir} WL=${2:?workload} OPS=${3:?ops} FAST=${4:?fast MiB}
