@@ -91,5 +91,39 @@ TEST(KernelModel, HintFaultLatencyAboveThresholdIsNoCandidate) {
   EXPECT_EQ(st.promoted_pages, 0u);
 }
 
+TEST(KernelModel, ScanBudgetIsAddressSpaceFastPagesIncluded) {
+  // 4096 fast pages, then 4096 slow ones; every page touched every 1 s epoch;
+  // a scan of 16 MB (4096 pages) per second. task_numa_work() spends its
+  // budget on the fast half too (their PTEs are skipped, the range still
+  // counts): the first second's scan covers the fast half and stamps nothing,
+  // the second's stamps the slow half, and only in the third do slow pages
+  // take hint faults and become candidates. (Counting slow pages only, the
+  // first scan stamped all 4096 slow pages and they faulted a second later.)
+  constexpr std::size_t kHalf = 4096;
+  ManualClock clock(1);
+  SimulatedBackend be({{0, kHalf * kPageSize}, {1, 1ull << 40}});
+  EngineConfig c;
+  c.policy = "kernel";
+  c.epoch_ms = 1000;
+  c.slow_nodes = {1};
+  c.kernel.scan_size_mb = 16;
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok()) << e.status();
+  for (std::size_t i = 0; i < 2 * kHalf; ++i) be.touch(kBase + i * kPageSize, i < kHalf ? 0 : 1);
+  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), 2 * kHalf * kPageSize);
+  ASSERT_TRUE(h.ok());
+  std::vector<std::uint64_t> candidates;
+  for (int s = 0; s < 3; ++s) {
+    for (std::size_t i = 0; i < 2 * kHalf; ++i)
+      (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
+    clock.advance_ns(1000 * kNsPerMs);
+    ASSERT_TRUE((*e)->step().ok());
+    candidates.push_back((*e)->stats().promotion_candidates);
+  }
+  EXPECT_EQ(candidates[0], 0u);
+  EXPECT_EQ(candidates[1], 0u) << "slow pages were stamped by a scan spent on the fast half";
+  EXPECT_GT(candidates[2], kHalf / 2);
+}
+
 }  // namespace
 }  // namespace tierkit

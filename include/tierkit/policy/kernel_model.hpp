@@ -29,7 +29,8 @@ struct KernelModelOptions {
   // numa_balancing_scan_period_max_ms: how often the threshold is adjusted.
   double scan_period_max_ms = 60000;
   // numa_balancing_scan_size_mb per numa_balancing_scan_period_min_ms: how
-  // fast slow-tier pages are stamped (task_numa_work).
+  // fast task_numa_work walks the address space (fast and slow pages alike),
+  // stamping the slow-tier pages it passes.
   double scan_size_mb = 256;
   double scan_period_ms = 1000;
   // pgdat_free_space_enough(): promote everything while the fast node has
@@ -40,7 +41,9 @@ struct KernelModelOptions {
 // A model of Linux 6.1-6.8 memory tiering (kernel.numa_balancing=2) at epoch
 // granularity, driven by the recorded accesses instead of hint faults:
 // - task_numa_work / change_prot_numa stamp slow-tier pages with the scan
-//   time (xchg_page_access_time); fast-tier pages are not scanned.
+//   time (xchg_page_access_time); fast-tier pages are not stamped, but the
+//   scan passes over them: scan_size_mb per scan period is address space,
+//   whatever tier its pages are on.
 // - The first access after a stamp is the NUMA hint fault; its latency is
 //   now - stamp (numa_hint_fault_latency).
 // - should_numa_migrate_memory: if pgdat_free_space_enough(), promote and
@@ -120,6 +123,19 @@ class KernelModelPolicy final : public Policy {
     std::uint32_t age =
         (static_cast<std::uint32_t>(ctx.epoch) - PageWord::epoch(word)) % PageWord::kEpochModulo;
     bool accessed_now = PageWord::heat(word) > 0 && age == 0;
+    // task_numa_work: the scan walks the address space in order, round
+    // robin, scan_size_mb per scan period. Every page it passes counts, fast
+    // ones and already-stamped ones too: change_prot_numa() skips their PTEs
+    // (change_pte_range(): top-tier node with NUMA_BALANCING_NORMAL off;
+    // pte_protnone()), yet task_numa_work() takes the whole range off its
+    // budget (pages -= (end - start) >> PAGE_SHIFT once any PTE of it was
+    // updated).
+    const bool scanned = addr >= cursor_ && scanned_ < scan_budget_;
+    if (scanned) {
+      ++scanned_;
+      last_scanned_ = addr;
+      if (scanned_ == scan_budget_) wrapped_ = false;
+    }
     if (PageWord::fast(word)) {
       // kswapd demotes in LRU order: least recently accessed first.
       std::uint32_t lru_age = PageWord::heat(word) == 0 ? PageWord::kEpochModulo : age;
@@ -136,18 +152,13 @@ class KernelModelPolicy final : public Policy {
       it = stamp_.end();
       if (should_migrate(latency_ms, fault_ns)) v = {PageVerdict::kPromote, PageWord::heat(word)};
     }
-    // task_numa_work: stamp pages in address order, round robin.
-    if (it == stamp_.end() && addr >= cursor_ && scanned_ < scan_budget_) {
-      stamp_[addr] = ctx.now_ns;
-      ++scanned_;
-      last_stamped_ = addr;
-      if (scanned_ == scan_budget_) wrapped_ = false;
-    }
+    // Stamped by the scan (unless its stamp is still pending a fault).
+    if (scanned && it == stamp_.end()) stamp_[addr] = ctx.now_ns;
     return v;
   }
 
   void end_epoch(const EpochContext&, const HeatHistogram&) override {
-    cursor_ = wrapped_ ? 0 : last_stamped_ + kPageSize;
+    cursor_ = wrapped_ ? 0 : last_scanned_ + kPageSize;
   }
 
   // Forgets a page's stamp (it moved or was unregistered).
@@ -201,7 +212,7 @@ class KernelModelPolicy final : public Policy {
 
   KernelModelOptions o_;
   absl::flat_hash_map<std::uintptr_t, std::int64_t> stamp_;
-  std::uintptr_t cursor_ = 0, last_stamped_ = 0;
+  std::uintptr_t cursor_ = 0, last_scanned_ = 0;
   std::uint64_t scan_budget_ = 0, scanned_ = 0;
   bool wrapped_ = true, free_enough_ = false;
   std::atomic<double> threshold_ms_{0};  // nbp_threshold (0 = default)
