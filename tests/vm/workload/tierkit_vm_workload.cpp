@@ -78,6 +78,10 @@ ABSL_FLAG(int, sample_ms, 2000, "placement sampling period, ms");
 ABSL_FLAG(int, free_mib, -1,
           "node 0 memory left free after placing the cold part; -1: 5% of node 0 + 32 MiB");
 ABSL_FLAG(int, epoch_ms, 100, "tierkit epoch, ms");
+ABSL_FLAG(bool, huge_units, false,
+          "track the working set in 2 MiB units (the library's default where THP is on and the "
+          "budget is large enough); off: 4 KiB units, as docs/kernel-baseline.md's rows were "
+          "measured");
 ABSL_FLAG(bool, epoch_log, false, "print one \"@@wl epoch\" line per tierkit epoch");
 ABSL_FLAG(std::string, trace, "", "replay this lackey trace (tests/traces/*.lackey.gz) instead");
 ABSL_FLAG(int, trace_window, 4096, "--trace: accesses drawn from at each point of the trace");
@@ -359,7 +363,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     engine = std::move(*e);
-    auto h = engine->register_region(mem, ws_bytes, tierkit::RegionOptions().with_name("ws"));
+    tierkit::RegionOptions ro = tierkit::RegionOptions().with_name("ws");
+    if (!absl::GetFlag(FLAGS_huge_units)) ro.with_base_pages();
+    auto h = engine->register_region(mem, ws_bytes, ro);
     if (!h.ok()) {
       std::fprintf(stderr, "register_region: %s\n", std::string(h.status().message()).c_str());
       return 1;
