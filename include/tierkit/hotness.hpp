@@ -408,16 +408,7 @@ class HotnessTracker {
       const bool huge = c.huge.load(std::memory_order_relaxed);
       if (huge) lo = 0, hi = 1;  // one unit per chunk
       const std::uint32_t pages = huge ? kPagesPerChunk : 1;
-      for (std::size_t i = lo; i < hi; ++i) {
-        auto& w = c.page[i];
-        std::uint16_t old = w.load(std::memory_order_relaxed);
-        if (!PageWord::tracked(old)) continue;
-        visit(c.base + i * kPageSize, old, pages);
-        std::uint32_t h = PageWord::heat(old);
-        if (h == 0) continue;
-        std::uint16_t aged = PageWord::with_heat(old, decay(h));
-        if (aged != old) w.compare_exchange_strong(old, aged, std::memory_order_relaxed);
-      }
+      for (std::size_t i = lo; i < hi; ++i) (void)visit_and_age(c, i, pages, visit, decay);
     });
   }
 
@@ -527,6 +518,23 @@ class HotnessTracker {
 
   // Visits and ages the units of `groups` in `c`; returns the groups that
   // still hold heat.
+  // Calls visit(addr, word, pages) for tracked unit `i` of `c` with the word
+  // as read, then stores decay(heat) (a compare-exchange: a racing access is
+  // kept or lost, never corrupted). Returns whether heat is left.
+  template <class Visit, class Decay>
+  static bool visit_and_age(Chunk& c, std::size_t i, std::uint32_t pages, Visit& visit,
+                            Decay& decay) {
+    auto& w = c.page[i];
+    std::uint16_t old = w.load(std::memory_order_relaxed);
+    if (!PageWord::tracked(old)) return false;
+    visit(c.base + i * kPageSize, old, pages);
+    std::uint32_t h = PageWord::heat(old);
+    if (h == 0) return false;
+    std::uint16_t aged = PageWord::with_heat(old, decay(h));
+    if (aged != old) w.compare_exchange_strong(old, aged, std::memory_order_relaxed);
+    return PageWord::heat(aged) != 0;
+  }
+
   template <class Visit, class Decay>
   std::uint64_t age_groups(Chunk& c, std::uint64_t groups, Visit& visit, Decay& decay) {
     const bool huge = c.huge.load(std::memory_order_relaxed);
@@ -537,17 +545,8 @@ class HotnessTracker {
       const auto g = static_cast<std::size_t>(std::countr_zero(groups));
       const std::size_t first = g * kGroupPages, last = huge ? 1 : first + kGroupPages;
       bool warm = false;
-      for (std::size_t i = first; i < last; ++i) {
-        auto& w = c.page[i];
-        std::uint16_t old = w.load(std::memory_order_relaxed);
-        if (!PageWord::tracked(old)) continue;
-        visit(c.base + i * kPageSize, old, pages);
-        std::uint32_t h = PageWord::heat(old);
-        if (h == 0) continue;
-        std::uint16_t aged = PageWord::with_heat(old, decay(h));
-        if (aged != old) w.compare_exchange_strong(old, aged, std::memory_order_relaxed);
-        warm = warm || PageWord::heat(aged) != 0;
-      }
+      for (std::size_t i = first; i < last; ++i)
+        warm = visit_and_age(c, i, pages, visit, decay) || warm;
       if (warm) still |= std::uint64_t{1} << g;
     }
     return still;
