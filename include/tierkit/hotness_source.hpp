@@ -85,6 +85,16 @@ struct HotnessSourceStats {
     errors += c.errors;
     if (!err.empty()) last_error = err;
   }
+  // The same for a collect() that ends with `status`: a non-OK one counts
+  // as one more error and becomes the last error.
+  void add_collect(std::int64_t cpu_ns_spent, Collect c, std::string err,
+                   const absl::Status& status) {
+    if (!status.ok()) {
+      ++c.errors;
+      err = std::string(status.message());
+    }
+    add_collect(cpu_ns_spent, c, err);
+  }
 };
 
 // Receives the pages a source found accessed. `weight` is added to the

@@ -152,10 +152,6 @@ class SoftDirtySource final : public HotnessSource {
         ++passes_;
       }
     }
-    if (!status.ok()) {
-      ++errors;
-      err = std::string(status.message());
-    }
     std::int64_t dt = detail::thread_cpu_ns() - t0;
     absl::MutexLock l(&mu_);
     stats_.add_collect(dt,
@@ -164,7 +160,7 @@ class SoftDirtySource final : public HotnessSource {
                         .written = found,
                         .skipped = skipped,
                         .errors = errors},
-                       err);
+                       err, status);
     return status;
   }
 

@@ -235,10 +235,6 @@ class UffdWpSource final : public HotnessSource {
       }
       if (pass_done) next_ = 0;
     }
-    if (!status.ok()) {
-      ++errors;
-      err = std::string(status.message());
-    }
     std::int64_t dt = detail::thread_cpu_ns() - t0;
     absl::MutexLock l(&mu_);
     stats_.add_collect(dt,
@@ -247,7 +243,7 @@ class UffdWpSource final : public HotnessSource {
                         .written = found,
                         .skipped = skipped,
                         .errors = errors},
-                       err);
+                       err, status);
     return status;
   }
 
