@@ -62,7 +62,7 @@ std::atomic<std::uint16_t>* baseline_array() {
   return a;
 }
 
-// Heat saturates at 1023, after which record_access skips its compare-
+// Heat saturates at 511 (PageWord::kMaxHeat), after which record_access skips its compare-
 // exchange; real pages decay every epoch. Every 2^20 accesses (outside the
 // timer) the thread's pages are re-tracked at heat 0 so the measured path is
 // the one with the write. The baselines pause at the same points.

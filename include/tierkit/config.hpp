@@ -148,7 +148,8 @@ struct EngineConfig {
   // grammar: name[:arg] where threshold:RATE sets the promotion threshold,
   // kernel:rate=MBps / kernel:target=MBps / kernel:hot=ms set the kernel
   // model's knobs and automatic:hysteresis=V / swap_confidence=V / cool=V /
-  // headroom=V / min_heat=N / max_cool_epochs=N / residency=N the automatic
+  // headroom=V / min_heat=N / max_cool_epochs=N / residency=N / burst=N /
+  // idle=V / idle_swap_confidence=V the automatic
   // policy's (AutomaticOptions). Several knobs are separated by ',' or '/'
   // ('/' inside tierkit-sim's comma-separated --policy list).
   static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c);
@@ -324,11 +325,14 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
     static constexpr Field kFields[] = {
         {"hysteresis", &AutomaticOptions::hysteresis, nullptr, 1, 1e3},
         {"swap_confidence", &AutomaticOptions::swap_confidence, nullptr, 0, 100},
+        {"idle_swap_confidence", &AutomaticOptions::idle_swap_confidence, nullptr, 0, 100},
         {"cool", &AutomaticOptions::cool_heat_per_page, nullptr, 0, 1e6},
         {"headroom", &AutomaticOptions::headroom, nullptr, 0, 0.9},
         {"min_heat", nullptr, &AutomaticOptions::min_heat, 0, 1e4},
         {"max_cool_epochs", nullptr, &AutomaticOptions::max_epochs_between_coolings, 0, 1e6},
         {"residency", nullptr, &AutomaticOptions::min_residency_epochs, 0, 1e6},
+        {"burst", nullptr, &AutomaticOptions::burst_heat, 0, 1e4},
+        {"idle", &AutomaticOptions::idle_evidence, nullptr, 0, 1e3},
     };
     for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
       std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
@@ -339,7 +343,7 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
         return absl::InvalidArgumentError(absl::StrCat(
             "policy '", c.policy, "': unknown automatic knob '", kv2.first,
             "' (known: hysteresis, swap_confidence, cool, headroom, min_heat, max_cool_epochs, "
-            "residency)"));
+            "residency, burst, idle, idle_swap_confidence)"));
       auto v =
           detail::parse_double(kv2.second, absl::StrCat("automatic:", kv2.first), f->lo, f->hi);
       if (!v.ok()) return v.status();

@@ -201,6 +201,15 @@ class Engine {
     return absl::OkStatus();
   }
 
+  // Switches to a policy of your own (a Policy subclass). Fails on null.
+  absl::Status set_policy(std::unique_ptr<Policy> policy) {
+    if (policy == nullptr) return absl::InvalidArgumentError("set_policy: the policy is null");
+    detail::MutexLock lock(&mu_);
+    config_.policy = policy->name();
+    policy_ = std::move(policy);
+    return absl::OkStatus();
+  }
+
   // Called after every epoch with the stats (on the epoch's thread).
   void set_epoch_callback(std::function<void(const EngineStats&)> cb) {
     detail::MutexLock lock(&mu_);
@@ -263,7 +272,8 @@ class Engine {
     std::uint32_t priority;
     std::uint32_t heat;
     std::uintptr_t addr;
-    std::uint32_t pages;  // 1, or 512 for a 2 MiB unit
+    std::uint32_t pages;     // 1, or 512 for a 2 MiB unit
+    std::uint32_t idle = 0;  // epochs since its last access (fast units)
   };
 
   Engine(EngineConfig config, std::unique_ptr<Policy> policy, Backend* backend, const Clock* clock)
@@ -462,7 +472,12 @@ class Engine {
     *hist_ = HeatHistogram();
     registry_.snapshot(s.regions);
     RegionCursor regions(s.regions);
-    auto aged = [&e](std::uint32_t h) { return e.aged(h); };
+    // Aged from the judged heat: a burst keeps only what the policy grants
+    // it, and the seasoned bit records that heat is left.
+    auto aged = [&](std::uint32_t h, bool seasoned) {
+      return e.aged(std::min(h, policy_->judged_heat(h, seasoned, 0)));
+    };
+    check_bursts(e);
     if (e.visits) {
       for (const auto& r : s.regions) {
         tracker_.sweep(
@@ -478,11 +493,13 @@ class Engine {
     } else {
       tracker_.collect_warm(
           [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
-            if (PageWord::heat(w) > 0) hist_->add(PageWord::heat(w), PageWord::fast(w), pages);
+            const std::uint32_t h = judged_heat(e, w);
+            if (h > 0) hist_->add(h, PageWord::fast(w), pages);
+            if (!PageWord::seasoned(w) && PageWord::heat(w) > 0) sample_burst(a);
             const Region* r = regions.find(a);
             if (r != nullptr && e.moves &&
                 r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
-              threshold_candidate(e, *r, a, w, pages);
+              threshold_candidate(e, *r, a, w, h, pages);
           },
           aged);
       for (const auto& r : s.regions) {
@@ -497,6 +514,31 @@ class Engine {
       }
     }
     hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
+  }
+
+  // Reservoir-samples units whose heat is all from this epoch (bursts);
+  // check_bursts() asks next epoch which were touched again.
+  void sample_burst(std::uintptr_t a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++bursts_seen_;
+    if (bursts_.size() < kBurstSample) {
+      bursts_.push_back(a);
+      return;
+    }
+    burst_rng_ = burst_rng_ * 6364136223846793005ULL + 1442695040888963407ULL;
+    const std::uint64_t k = (burst_rng_ >> 33) % bursts_seen_;
+    if (k < kBurstSample) bursts_[k] = a;
+  }
+  void check_bursts(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (bursts_.empty()) return;
+    std::uint32_t again = 0;
+    for (std::uintptr_t a : bursts_) {
+      const std::atomic<std::uint16_t>* w = tracker_.word(a);
+      const std::uint16_t v = w != nullptr ? w->load(std::memory_order_relaxed) : 0;
+      again += PageWord::tracked(v) && PageWord::epoch(v) == e.number % PageWord::kEpochModulo;
+    }
+    policy_->observe_bursts(static_cast<std::uint32_t>(bursts_.size()), again);
+    bursts_.clear();
+    bursts_seen_ = 0;
   }
 
   // Region tags override every policy: hot promotes, cold demotes, pinned
@@ -515,17 +557,29 @@ class Engine {
     return true;
   }
 
-  // An untagged unit against the heat thresholds (the region's own
-  // promotion threshold first).
+  // An untagged unit, by its judged heat `h`, against the heat thresholds
+  // (the region's own promotion threshold first).
   void threshold_candidate(const Epoch& e, const Region& r, std::uintptr_t a, std::uint16_t w,
-                           std::uint32_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::uint32_t h = PageWord::heat(w);
+                           std::uint32_t h, std::uint32_t pages)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const bool fast = PageWord::fast(w);
     double ovr = r.threshold_override.load(std::memory_order_relaxed);
     std::uint32_t promote_heat = ovr >= 0 ? heat_for_rate(ovr, e.decay) : e.th.promote_heat;
-    if (!PageWord::fast(w) && h >= promote_heat && h > 0)
+    if (!fast && h >= promote_heat && h > 0)
       scratch_.promote.push_back({h, h, a, pages});
-    else if (PageWord::fast(w) && h <= e.th.demote_heat)
-      scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages});
+    else if (fast && h <= e.th.demote_heat)
+      scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, w)});
+  }
+
+  // A unit's heat as the policy judges it (Policy::judged_heat; idle
+  // epochs from the word's stamp), never above the heat counted.
+  static std::uint32_t idle_epochs(const Epoch& e, std::uint16_t w) {
+    return (static_cast<std::uint32_t>(e.number) - PageWord::epoch(w)) % PageWord::kEpochModulo;
+  }
+  std::uint32_t judged_heat(const Epoch& e, std::uint16_t w) const {
+    return std::min(
+        PageWord::heat(w),
+        policy_->judged_heat(PageWord::heat(w), PageWord::seasoned(w), idle_epochs(e, w)));
   }
 
   // An untagged unit as the visiting policy judges it.
@@ -588,7 +642,8 @@ class Engine {
           const Region* r = regions.find(a);
           if (r == nullptr || r->tag.load(std::memory_order_relaxed) != RegionTag::automatic)
             return true;
-          demote.push_back({PageWord::kMaxHeat - PageWord::heat(w), PageWord::heat(w), a, pages});
+          const std::uint32_t h = judged_heat(e, w);
+          demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, w)});
           return ++have < need;
         });
   }
@@ -658,7 +713,8 @@ class Engine {
           while (di < demote.size() &&
                  ((tagged(demote[di]) && !e.visits) || recently_moved(e, demote[di].addr)))
             ++di;
-          if (di >= demote.size() || (swap && !policy_->should_swap(c.heat, demote[di].heat)))
+          if (di >= demote.size() ||
+              (swap && !policy_->should_swap(c.heat, demote[di].heat, demote[di].idle)))
             break;
           victim = &demote[di];
           room += demote[di++].pages;
@@ -908,6 +964,10 @@ class Engine {
       std::make_unique<HeatHistogram>();
   EpochScratch scratch_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::uintptr_t, MoveRecord> history_ ABSL_GUARDED_BY(mu_);
+  static constexpr std::size_t kBurstSample = 256;
+  std::vector<std::uintptr_t> bursts_ ABSL_GUARDED_BY(mu_);  // last epoch's, sampled
+  std::uint64_t bursts_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t burst_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ULL;
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;
   std::uint64_t base_page_advice_ ABSL_GUARDED_BY(mu_) = 0;

@@ -37,6 +37,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -49,20 +50,25 @@ namespace tierkit {
 //   bit 0      tracked (0 = not tracked: the whole word is 0)
 //   bit 1      fast: the engine believes the page is in the fast tier
 //   bits 2-5   epoch of the last recorded access, modulo 16
-//   bits 6-15  heat: an exponentially decayed access count, 0..1023
+//   bit 6      seasoned: the page still held heat after the last aging, so
+//              heat gained since is not all from one epoch (a burst: an
+//              initialising write, a scan); see Policy::judged_heat
+//   bits 7-15  heat: an exponentially decayed access count, 0..511
 struct PageWord {
   static constexpr std::uint16_t kTracked = 1u << 0;
   static constexpr std::uint16_t kFast = 1u << 1;
   static constexpr int kEpochShift = 2;
   static constexpr std::uint16_t kEpochMask = 0xFu << kEpochShift;
   static constexpr int kEpochModulo = 16;
-  static constexpr int kHeatShift = 6;
-  static constexpr std::uint32_t kMaxHeat = 1023;
+  static constexpr std::uint16_t kSeasoned = 1u << 6;
+  static constexpr int kHeatShift = 7;
+  static constexpr std::uint32_t kMaxHeat = 511;
 
   static constexpr bool tracked(std::uint16_t w) { return (w & kTracked) != 0; }
   static constexpr bool fast(std::uint16_t w) { return (w & kFast) != 0; }
   static constexpr std::uint32_t heat(std::uint16_t w) { return w >> kHeatShift; }
   static constexpr std::uint32_t epoch(std::uint16_t w) { return (w & kEpochMask) >> kEpochShift; }
+  static constexpr bool seasoned(std::uint16_t w) { return (w & kSeasoned) != 0; }
   static constexpr std::uint16_t with_heat(std::uint16_t w, std::uint32_t h) {
     return static_cast<std::uint16_t>((w & ((1u << kHeatShift) - 1)) |
                                       ((h > kMaxHeat ? kMaxHeat : h) << kHeatShift));
@@ -312,7 +318,9 @@ class HotnessTracker {
   // every tracked unit of every warm group calls visit(addr, word, pages)
   // with the word as read (heat before aging, possibly 0; pages = 1 or 512)
   // and stores the word with decay(heat) (a compare-exchange: a racing
-  // access is kept or lost, never corrupted). Groups whose heat all decayed
+  // access is kept or lost, never corrupted); a two-argument decay(heat,
+  // seasoned) also sees the seasoned bit, and the stored word is seasoned
+  // exactly when heat is left. Groups whose heat all decayed
   // to zero leave the warm set. O(leaves + touched chunks + 8 * warm
   // groups); no allocation once the lists have grown. `visit` must not call
   // back into the tracker. scan_fast_cold() skips the groups visited here
@@ -396,10 +404,10 @@ class HotnessTracker {
   // sweep()
   //
   // Visits every tracked unit in [begin, end): calls visit(addr, word, pages)
-  // with the word as read (pages = 1, or 512 for a 2 MiB unit), then, unless `decay` is null-like
-  // (see below), stores decay(word's heat). O(pages): for policies that must see every page (the
-  // kernel model's scanner), tagged regions and tests. Pass
-  // HotnessTracker::kNoAging to visit without aging.
+  // with the word as read (pages = 1, or 512 for a 2 MiB unit), then stores
+  // the aged word as collect_warm() does. O(pages): for policies that must
+  // see every page (the kernel model's scanner), tagged regions and tests.
+  // Pass HotnessTracker::kNoAging to visit without aging.
   static constexpr auto kNoAging = [](std::uint32_t h) { return h; };
   template <class Visit, class Decay>
   void sweep(std::uintptr_t begin, std::uintptr_t end, Visit&& visit, Decay&& decay) {
@@ -530,7 +538,17 @@ class HotnessTracker {
     visit(c.base + i * kPageSize, old, pages);
     std::uint32_t h = PageWord::heat(old);
     if (h == 0) return false;
-    std::uint16_t aged = PageWord::with_heat(old, decay(h));
+    std::uint16_t aged;
+    if constexpr (std::is_invocable_v<Decay&, std::uint32_t, bool>) {
+      // The word-aware form: it sees whether the heat is all from this
+      // epoch, and the word remembers whether heat is left.
+      const std::uint32_t left = decay(h, PageWord::seasoned(old));
+      aged = PageWord::with_heat(old, left);
+      aged = static_cast<std::uint16_t>(left > 0 ? aged | PageWord::kSeasoned
+                                                 : aged & ~PageWord::kSeasoned);
+    } else {
+      aged = PageWord::with_heat(old, decay(h));
+    }
     if (aged != old) w.compare_exchange_strong(old, aged, std::memory_order_relaxed);
     return PageWord::heat(aged) != 0;
   }

@@ -170,14 +170,37 @@ class Policy {
   // Called for each unit the engine moved (the kernel model forgets its
   // scan stamp).
   virtual void on_moved(std::uintptr_t /*addr*/) {}
+  // judged_heat()
+  //
+  // The heat a unit is judged by (histogram, promotion and demotion
+  // candidates, should_swap) and aged from, given its heat, whether it is
+  // seasoned (it held heat after the last aging; if not, all its heat is
+  // from the epoch just ended: a burst) and the whole epochs since its last
+  // access (0..15: words stamp the epoch modulo 16, so an older access
+  // looks more recent, never less). Default: the heat as counted. O(1), on
+  // the epoch thread after begin_epoch().
+  virtual std::uint32_t judged_heat(std::uint32_t heat, bool /*seasoned*/,
+                                    std::uint32_t /*idle_epochs*/) const {
+    return heat;
+  }
+  // observe_bursts()
+  //
+  // What became of last epoch's bursts: of `sampled` units whose heat was
+  // all from that epoch (not seasoned), `touched_again` were accessed again
+  // this epoch. The engine calls it once per epoch, before collecting, with
+  // a sample of at most 256. Lets a policy learn how much a burst (an
+  // initialising write, a scan, young data) predicts further use.
+  virtual void observe_bursts(std::uint32_t /*sampled*/, std::uint32_t /*touched_again*/) {}
   // Epochs a page must stay after a move before it may move back.
   virtual std::uint32_t min_residency_epochs() const { return 0; }
   // A resident page gives way to a newcomer only if the newcomer's heat is at
   // least this many times the resident's (hysteresis on swaps).
   virtual double swap_ratio() const { return 1.0; }
   // Whether a slow page of heat `newcomer` may take the place of a fast page
-  // of heat `resident` (swap_for_promotions policies). Default: the ratio.
-  virtual bool should_swap(std::uint32_t newcomer, std::uint32_t resident) const {
+  // of heat `resident`, idle (not accessed) for `resident_idle` epochs
+  // (swap_for_promotions policies). Default: the ratio.
+  virtual bool should_swap(std::uint32_t newcomer, std::uint32_t resident,
+                           std::uint32_t /*resident_idle*/ = 0) const {
     return newcomer > resident &&
            static_cast<double>(newcomer) >= swap_ratio() * static_cast<double>(resident);
   }

@@ -141,9 +141,16 @@ TEST_F(ConfigTest, AutomaticKnobsParseAndBadOnesAreNamed) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ((*p)->name(), "automatic");
   EXPECT_DOUBLE_EQ((*p)->swap_ratio(), 3.0);
+  c.policy = "automatic:burst=0/idle=0.5";
+  ASSERT_TRUE(EngineConfig::make_policy(c).ok());
   c.policy = "automatic:bogus=1";
   EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
               HasSubstr("unknown automatic knob 'bogus'"));
+  EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+              HasSubstr("burst, idle"));
+  c.policy = "automatic:idle=-1";
+  EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+              HasSubstr("automatic:idle"));
   c.policy = "automatic:hysteresis=0.5";  // below its range
   EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
               HasSubstr("automatic:hysteresis"));

@@ -26,18 +26,51 @@ std::uint32_t Heat(const HotnessTracker& t, std::uintptr_t a) { return PageWord:
 
 TEST(PageWord, FieldsAreIndependent) {
   std::uint16_t w = PageWord::kTracked;
-  w = PageWord::with_heat(w, 777);
+  w = PageWord::with_heat(w, 377);
   w = PageWord::with_epoch(w, 13);
   w = PageWord::with_fast(w, true);
+  w |= PageWord::kSeasoned;
   EXPECT_TRUE(PageWord::tracked(w));
   EXPECT_TRUE(PageWord::fast(w));
-  EXPECT_EQ(PageWord::heat(w), 777u);
+  EXPECT_TRUE(PageWord::seasoned(w));
+  EXPECT_EQ(PageWord::heat(w), 377u);
   EXPECT_EQ(PageWord::epoch(w), 13u);
   w = PageWord::with_fast(PageWord::with_epoch(w, 16 + 2), false);  // epoch is modulo 16
   EXPECT_EQ(PageWord::epoch(w), 2u);
   EXPECT_FALSE(PageWord::fast(w));
-  EXPECT_EQ(PageWord::heat(w), 777u);
+  EXPECT_TRUE(PageWord::seasoned(w));
+  EXPECT_EQ(PageWord::heat(w), 377u);
   EXPECT_EQ(PageWord::heat(PageWord::with_heat(w, 5000)), PageWord::kMaxHeat);  // clamps
+  EXPECT_TRUE(PageWord::seasoned(PageWord::with_heat(w, 5000)));
+}
+
+// The two-argument decay sees whether the heat is all from the last epoch
+// and the word then records whether heat is left; the one-argument form
+// leaves the bit alone.
+TEST(HotnessTracker, TwoArgumentDecaySeesAndKeepsTheSeasonedBit) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kPageSize, false, false);
+  t.record_access(P(kBase), kPageSize, 40);
+  t.record_access(P(kBase + kPageSize), kPageSize, 1);
+  std::vector<bool> seen;
+  auto cap_bursts = [&](std::uint32_t h, bool seasoned) {
+    seen.push_back(seasoned);
+    return seasoned ? h : std::min<std::uint32_t>(h, 8) / 2;  // a burst keeps 8, halved
+  };
+  t.collect_warm([](auto, auto, auto) {}, cap_bursts);
+  EXPECT_EQ(seen, std::vector<bool>({false, false}));
+  EXPECT_EQ(Heat(t, kBase), 4u);
+  EXPECT_TRUE(PageWord::seasoned(W(t, kBase)));
+  EXPECT_EQ(Heat(t, kBase + kPageSize), 0u);  // 1 / 2 = 0: nothing left, not seasoned
+  EXPECT_FALSE(PageWord::seasoned(W(t, kBase + kPageSize)));
+  t.record_access(P(kBase), kPageSize, 40);
+  seen.clear();
+  t.collect_warm([](auto, auto, auto) {}, cap_bursts);
+  EXPECT_EQ(seen, std::vector<bool>({true}));  // only the warm page is visited
+  EXPECT_EQ(Heat(t, kBase), 44u);              // seasoned: kept whole
+  t.sweep(
+      kBase, kBase + kPageSize, [](auto, auto, auto) {}, [](std::uint32_t) { return 0u; });
+  EXPECT_TRUE(PageWord::seasoned(W(t, kBase)));  // the one-argument form leaves it
 }
 
 TEST(HotnessTracker, RecordAccessCountsOnePerCallPerPage) {
@@ -347,12 +380,12 @@ TEST(HotnessTracker, CollectWarmVisitsOnlyWhatWasTouchedAndLetsItCool) {
   };
   EXPECT_EQ(visits(), 0u);  // nothing touched: nothing visited
   t.record_access(P(kBase + 3 * kPageSize));
-  t.record_access(P(kBase + (std::uintptr_t{3} << 30)), 1, 1000);
+  t.record_access(P(kBase + (std::uintptr_t{3} << 30)), 1, 511);
   EXPECT_EQ(visits(), 2 * HotnessTracker::kGroupPages);  // the two 8-page groups
   // Untouched, they stay warm until their heat decays to zero, then drop out.
   std::size_t epochs = 1;
   while (visits() != 0) ASSERT_LT(++epochs, 60u);
-  EXPECT_GT(epochs, 30u);  // heat 1000 takes ~40 epochs at half-life 4
+  EXPECT_GT(epochs, 25u);  // heat 511 (the most) takes ~30 epochs at half-life 4
   EXPECT_EQ(Heat(t, kBase + (std::uintptr_t{3} << 30)), 0u);
 }
 

@@ -277,8 +277,9 @@ TEST(SimHotnessTest, EstimatorsScaleByInclusionAndLatency) {
     return seen.weight;
   };
   EXPECT_EQ(fire_all(false, false, 10000, 500000), 8u * 4);
-  // scaled: each of the 8 pages had a 8/1024 chance: weight 4 * 128 = 512.
-  EXPECT_EQ(fire_all(true, false, 10000, 500000), 8u * 512);
+  // scaled: each of the 8 pages had a 8/1024 chance: weight 4 * 128 = 512,
+  // capped at the most heat a page can hold (PageWord::kMaxHeat, 511).
+  EXPECT_EQ(fire_all(true, false, 10000, 500000), 8u * PageWord::kMaxHeat);
   // latency: one page faulted after 1% of the epoch (x100), seven after half (x2).
   EXPECT_EQ(fire_all(false, true, 10000, 500000), 4u * 100 + 7u * 4 * 2);
 }

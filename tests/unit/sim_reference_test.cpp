@@ -1,10 +1,11 @@
 // Simulator additions for real traces: the LLC model and filter, the
 // reference policies (lfu, reactive, best-static), the application's move
-// cost and the dominance helper; then a committed real trace replayed with
-// every reference policy.
+// cost and the dominance helper; then committed real traces replayed with
+// every reference policy, and automatic held to the dominance rule.
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -295,13 +296,13 @@ TEST(RealTrace, ReferencePoliciesAreSane) {
   EXPECT_NE(md.find("`automatic` is"), std::string::npos);
 }
 
-// automatic on a real trace (sqlite3-lookups at --gap_ns=5000, 25% fast
-// tier): at least lfu's and reactive's hit ratio and within 1 point of the
-// kernel model's, with no more promotions than lfu and ping-pong at most 5%
-// of its moves. (The issue asks for 0.5 point of the kernel model: missed by
-// 0.9 here; docs/performance.md.)
-TEST(RealTrace, AutomaticBeatsTheReferencesOnSqlite) {
-  auto t = read_lackey_trace(kSmallTrace);
+// The issue's dominance rule, on real traces where it holds (sqlite3 and xz
+// at --gap_ns=5000, 25% fast tier): automatic's hit ratio at least the best
+// of lfu, reactive and the kernel model less half a point, no more
+// promotions than lfu, ping-pong at most 5% of its moves
+// (docs/performance.md has every trace and gap, the failing ones too).
+void ExpectNotDominated(const std::string& path) {
+  auto t = read_lackey_trace(path);
   ASSERT_TRUE(t.ok()) << t.status();
   auto trace = std::make_shared<const Trace>(*std::move(t));
   SimOptions o;
@@ -316,12 +317,17 @@ TEST(RealTrace, AutomaticBeatsTheReferencesOnSqlite) {
   };
   SimResult a = run("automatic"), lfu = run("lfu"), reactive = run("reactive"),
             kernel = run("kernel");
-  EXPECT_GE(a.hit_ratio(), std::max(lfu.hit_ratio(), reactive.hit_ratio()));
-  EXPECT_GE(a.hit_ratio(), kernel.hit_ratio() - 0.01);
-  EXPECT_GT(a.promoted_pages, 0u);
-  EXPECT_LE(a.promoted_pages, lfu.promoted_pages);
+  const double best = std::max({lfu.hit_ratio(), reactive.hit_ratio(), kernel.hit_ratio()});
+  EXPECT_GE(a.hit_ratio(), best - 0.005) << path;
+  EXPECT_GT(a.promoted_pages, 0u) << path;
+  EXPECT_LE(a.promoted_pages, lfu.promoted_pages) << path;
   EXPECT_LE(static_cast<double>(a.pingpong_pages),
-            0.05 * static_cast<double>(a.promoted_pages + a.demoted_pages));
+            0.05 * static_cast<double>(a.promoted_pages + a.demoted_pages))
+      << path;
+}
+TEST(RealTrace, AutomaticIsNotDominatedOnSqlite) { ExpectNotDominated(kSmallTrace); }
+TEST(RealTrace, AutomaticIsNotDominatedOnXz) {
+  ExpectNotDominated(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/xz-3.lackey.gz");
 }
 
 }  // namespace

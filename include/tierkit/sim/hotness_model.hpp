@@ -59,6 +59,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "tierkit/common.hpp"
+#include "tierkit/hotness.hpp"
 #include "tierkit/hotness_source.hpp"
 #include "tierkit/sim/workload.hpp"
 #include "tierkit/source/fault.hpp"
@@ -318,8 +319,8 @@ class SourceModel : public HotnessSource {
   std::int64_t now_ = 0;
   std::uint32_t weight(std::uint32_t w, double inspected, double population) const {
     if (!scaled_ || inspected <= 0) return w;
-    return static_cast<std::uint32_t>(
-        std::min(1023.0, std::round(w * std::max(1.0, population / inspected))));
+    return static_cast<std::uint32_t>(std::min(
+        double{PageWord::kMaxHeat}, std::round(w * std::max(1.0, population / inspected))));
   }
   HotnessSourceStats stats_;
 };
@@ -357,7 +358,8 @@ class FaultModel final : public SourceModel {
           const double lat =
               static_cast<double>(std::max<std::int64_t>(1, fired_at_[p] - armed_at_));
           wt = static_cast<std::uint32_t>(
-              std::min(1023.0, std::round(wt * std::clamp(armed_for / lat, 1.0, 256.0))));
+              std::min(double{PageWord::kMaxHeat},
+                       std::round(wt * std::clamp(armed_for / lat, 1.0, 256.0))));
         }
         sink.record(addr(p), wt, w);
       } else {
