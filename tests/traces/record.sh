@@ -39,6 +39,12 @@ xz_3() {
   record xz-3 /usr/bin/xz -3 -c xz_input > /dev/null
 }
 
+# mawk hash aggregation, hot key window moving over 4 phases (analytics).
+mawk_groupby() {
+  python3 "$HERE/groupby_input.py" > groupby.txt
+  record mawk-groupby /usr/bin/mawk -f "$HERE/groupby.awk" groupby.txt > /dev/null
+}
+
 # zstd on a pipe does not know the input size, so it allocates (and zeroes)
 # its full preset-19 tables, about 80 MB.
 zstd_19() {

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""The issue-12 rule per committed trace and gap: a policy passes a cell when
+its fast-tier hit ratio is at least the best of lfu, reactive and kernel less
+half a point, it promotes no more pages than lfu, and its ping-pong pages are
+at most 5% of its moves (promoted + demoted).
+
+  tests/traces/rule.py SIM [POLICY ...] [-- extra tierkit-sim flags]
+
+POLICY defaults to automatic; give several (e.g. automatic:burst=0) to
+compare. One line per (trace, gap), then per policy: cells passed, the summed
+hit-ratio shortfall in points, promotions above lfu's, ping-pong pages."""
+import concurrent.futures as cf
+import csv, glob, io, os, subprocess, sys
+
+args = sys.argv[1:]
+extra = args[args.index("--") + 1:] if "--" in args else []
+args = args[:args.index("--")] if "--" in args else args
+if not args:
+    sys.exit(__doc__)
+sim, policies = args[0], args[1:] or ["automatic"]
+traces = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "*.lackey.gz")))
+refs = ["lfu", "reactive", "kernel"]
+
+
+def run(trace, gap):
+    cmd = ["nice", sim, "--trace=" + trace, "--fast=25%", "--gap_ns=%d" % gap, "--jobs=1",
+           "--policy=" + ",".join(refs + policies), "--format=csv", "--quiet"] + extra
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return trace, gap, {r["policy"]: r for r in csv.DictReader(io.StringIO(out))}
+
+
+cells = [(t, g) for t in traces for g in (0, 800, 5000)]
+tally = {p: [0, 0.0, 0, 0] for p in policies}  # passed, shortfall, promotions over, ping-pong
+with cf.ThreadPoolExecutor(2) as pool:
+    for trace, gap, by in pool.map(lambda c: run(*c), cells):
+        best = max(float(by[r]["fast_hit_ratio"]) for r in refs)
+        lfu_promoted = int(by["lfu"]["promoted_pages"])
+        line = "%-16s gap %-5d best %5.1f%% lfu promoted %6d |" % (
+            os.path.basename(trace)[:-len(".lackey.gz")], gap, 100 * best, lfu_promoted)
+        for p in policies:
+            r = by[p]
+            hit, promoted = float(r["fast_hit_ratio"]), int(r["promoted_pages"])
+            moves, pingpong = promoted + int(r["demoted_pages"]), int(r["pingpong_pages"])
+            ok = hit >= best - 0.005 and promoted <= lfu_promoted and pingpong <= 0.05 * moves
+            t = tally[p]
+            t[0] += ok
+            t[1] += max(0.0, 100 * (best - 0.005 - hit))
+            t[2] += max(0, promoted - lfu_promoted)
+            t[3] += pingpong
+            line += " %s %5.1f%% %6d pp %5d |" % ("ok" if ok else "--", 100 * hit, promoted, pingpong)
+        print(line, flush=True)
+for p, (ok, short, over, pp) in tally.items():
+    print("%s: %d of %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
+          "ping-pong %d" % (p, ok, len(cells), short, over, pp))
