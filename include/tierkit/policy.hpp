@@ -149,6 +149,7 @@ struct PolicyTraits {
 //     double current_threshold() const override { return 2; }
 //     const char* threshold_unit() const override { return "heat"; }
 //   };
+//   engine->set_policy(std::make_unique<TwiceTouched>());
 class Policy {
  public:
   virtual ~Policy() = default;
