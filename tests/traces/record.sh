@@ -52,6 +52,6 @@ zstd_19() {
   record zstd-19 /usr/bin/zstd -q -19 -c < zstd_input > /dev/null
 }
 
-for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 zstd_19}"; do
+for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby zstd_19}"; do
   for one in $t; do "$one"; done
 done
