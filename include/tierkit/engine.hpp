@@ -571,11 +571,12 @@ class Engine {
       scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, w)});
   }
 
-  // A unit's heat as the policy judges it (Policy::judged_heat; idle
-  // epochs from the word's stamp), never above the heat counted.
+  // Whole epochs since the unit's last access (its word's stamp, modulo 16).
   static std::uint32_t idle_epochs(const Epoch& e, std::uint16_t w) {
     return (static_cast<std::uint32_t>(e.number) - PageWord::epoch(w)) % PageWord::kEpochModulo;
   }
+  // A unit's heat as the policy judges it (Policy::judged_heat), never
+  // above the heat counted.
   std::uint32_t judged_heat(const Epoch& e, std::uint16_t w) const {
     return std::min(
         PageWord::heat(w),
