@@ -273,8 +273,7 @@ class Engine {
     std::uint32_t heat;
     std::uintptr_t addr;
     std::uint32_t pages;     // 1, or 512 for a 2 MiB unit
-    std::uint16_t idle = 0;  // epochs since its last access (fast units), 0..15
-    bool fixed = false;      // chosen by a region tag or threshold: refine_thresholds keeps it
+    std::uint32_t idle = 0;  // epochs since its last access (fast units)
   };
 
   Engine(EngineConfig config, std::unique_ptr<Policy> policy, Backend* backend, const Clock* clock)
@@ -387,8 +386,7 @@ class Engine {
     double decay = 0.5;
     std::uint32_t decay_num = 128;  // decay * 256
     EpochContext ctx;
-    Thresholds th, early;      // in force; begin_epoch's
-    bool after_sweep = false;  // th is refined after the sweep (PolicyTraits)
+    Thresholds th;
     std::uint64_t budget = 0, node_total = 0, node_free = 0;
     bool visits = false, moves = true;
     std::uint32_t residency = 0;
@@ -401,7 +399,6 @@ class Engine {
     collect_sources();
     Epoch e = begin_epoch();
     collect(e);
-    refine_thresholds(e);
     policy_->end_epoch(e.ctx, *hist_);
     plan(e);
     limit(e);
@@ -435,9 +432,6 @@ class Engine {
     ctx.decay = e.decay;
     ctx.last = epoch_ > 0 ? last_hist_.get() : nullptr;
     e.th = policy_->begin_epoch(ctx);
-    e.after_sweep = policy_->traits().thresholds_after_sweep;
-    e.early = e.th;
-    if (e.after_sweep) e.th = {1, PageWord::kMaxHeat};  // keep every warm unit; refine later
     // The policy may age by something other than time (automatic cools by
     // access volume); the histogram and thresholds stay in heat units.
     e.decay_num = static_cast<std::uint32_t>(std::lround(policy_->aging(ctx) * 256));
@@ -522,21 +516,6 @@ class Engine {
     hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
   }
 
-  // For policies that pick thresholds after the sweep: asks for them and
-  // drops the candidates they exclude (tagged ones and those of regions
-  // with their own threshold stay).
-  void refine_thresholds(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!e.after_sweep) return;
-    e.th = policy_->refine_thresholds(e.ctx, *hist_, e.early);
-    auto drop = [](std::vector<Candidate>& list, auto&& excluded) {
-      list.erase(std::remove_if(list.begin(), list.end(),
-                                [&](const Candidate& c) { return !c.fixed && excluded(c); }),
-                 list.end());
-    };
-    drop(scratch_.promote, [&](const Candidate& c) { return c.heat < e.th.promote_heat; });
-    drop(scratch_.demote, [&](const Candidate& c) { return c.heat > e.th.demote_heat; });
-  }
-
   // Reservoir-samples units whose heat is all from this epoch (bursts);
   // check_bursts() asks next epoch which were touched again.
   void sample_burst(std::uintptr_t a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -572,9 +551,9 @@ class Engine {
     const bool fast = PageWord::fast(w);
     const std::uint32_t h = PageWord::heat(w);
     if (tag == RegionTag::hot && !fast)
-      scratch_.promote.push_back({PageWord::kMaxHeat + 1 + h, h, a, pages, 0, true});
+      scratch_.promote.push_back({PageWord::kMaxHeat + 1 + h, h, a, pages});
     else if (tag == RegionTag::cold && fast)
-      scratch_.demote.push_back({PageWord::kMaxHeat + 1, h, a, pages, 0, true});
+      scratch_.demote.push_back({PageWord::kMaxHeat + 1, h, a, pages});
     return true;
   }
 
@@ -587,15 +566,14 @@ class Engine {
     double ovr = r.threshold_override.load(std::memory_order_relaxed);
     std::uint32_t promote_heat = ovr >= 0 ? heat_for_rate(ovr, e.decay) : e.th.promote_heat;
     if (!fast && h >= promote_heat && h > 0)
-      scratch_.promote.push_back({h, h, a, pages, 0, ovr >= 0});
+      scratch_.promote.push_back({h, h, a, pages});
     else if (fast && h <= e.th.demote_heat)
       scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, w)});
   }
 
   // Whole epochs since the unit's last access (its word's stamp, modulo 16).
-  static std::uint16_t idle_epochs(const Epoch& e, std::uint16_t w) {
-    return static_cast<std::uint16_t>((static_cast<std::uint32_t>(e.number) - PageWord::epoch(w)) %
-                                      PageWord::kEpochModulo);
+  static std::uint32_t idle_epochs(const Epoch& e, std::uint16_t w) {
+    return (static_cast<std::uint32_t>(e.number) - PageWord::epoch(w)) % PageWord::kEpochModulo;
   }
   // A unit's heat as the policy judges it (Policy::judged_heat), never
   // above the heat counted.

@@ -130,12 +130,6 @@ struct PolicyTraits {
   // resident out for each newcomer) instead of keeping it below the high
   // watermark. The node-level reserve applies either way.
   bool fills_budget = false;
-  // Whether the policy picks its thresholds from this epoch's histogram
-  // (refine_thresholds, after the sweep) rather than only from the last
-  // one's (begin_epoch). The engine then keeps every warm unit as a
-  // candidate during the sweep and filters afterwards: scratch memory
-  // O(warm units) instead of O(candidates).
-  bool thresholds_after_sweep = false;
 };
 
 // Policy
@@ -168,19 +162,6 @@ class Policy {
   virtual PageVerdict visit(std::uintptr_t /*addr*/, std::uint16_t /*word*/,
                             const EpochContext& /*ctx*/) {
     return {};
-  }
-  // refine_thresholds()
-  //
-  // Called after the sweep with this epoch's histogram (heat before this
-  // epoch's aging, as the candidates carry it), for policies whose traits()
-  // say thresholds_after_sweep; returns the thresholds the epoch's
-  // candidates are filtered by. Default: begin_epoch's, unchanged.
-  // NOTE: a threshold from the last histogram lags the heat it filters by
-  // one epoch; when heat falls between two epochs (a phase ends, volume
-  // cooling), it can sit above every slow page and promote nothing.
-  virtual Thresholds refine_thresholds(const EpochContext& /*ctx*/, const HeatHistogram& /*now*/,
-                                       Thresholds early) {
-    return early;
   }
   // Called after the sweep with this epoch's histogram.
   virtual void end_epoch(const EpochContext& /*ctx*/, const HeatHistogram& /*hist*/) {}

@@ -257,54 +257,6 @@ TEST(Engine, ObserveBurstsCountsTheBurstsTouchedAgain) {
   EXPECT_EQ(calls[2], std::make_pair(256u, 0u));  // a sample of the 900
 }
 
-// A policy with thresholds_after_sweep is asked again after the sweep, with
-// this epoch's histogram, and only its answer filters the candidates; a
-// region's own threshold still decides for its pages.
-TEST(Engine, ThresholdsAfterTheSweepComeFromThisEpochsHeat) {
-  struct Fresh final : Policy {
-    std::string name() const override { return "fresh"; }
-    PolicyTraits traits() const override {
-      PolicyTraits t;
-      t.thresholds_after_sweep = true;
-      return t;
-    }
-    Thresholds begin_epoch(const EpochContext&) override { return {}; }  // never promote
-    Thresholds refine_thresholds(const EpochContext&, const HeatHistogram& now,
-                                 Thresholds) override {
-      slow_at_5 = now.slow[5];
-      return {5, 0};
-    }
-    double current_threshold() const override { return 5; }
-    std::uint64_t slow_at_5 = 0;
-  };
-  Rig rig(100, 200, Fast("static"));
-  auto fresh = std::make_unique<Fresh>();
-  Fresh* policy = fresh.get();
-  ASSERT_TRUE(rig.engine->set_policy(std::move(fresh)).ok());
-  for (std::size_t i = 0; i < 10; ++i) rig.touch(i, 5);
-  for (std::size_t i = 10; i < 20; ++i) rig.touch(i, 3);
-  rig.step();
-  EXPECT_EQ(policy->slow_at_5, 10u);  // this epoch's heat, before aging
-  EXPECT_EQ(rig.fast_count(0, 10), 10u);
-  EXPECT_EQ(rig.fast_count(10, 200), 0u);
-
-  // Pages of a region with its own threshold (0.5 accesses per epoch: heat 4
-  // at the default half-life) are promoted by it, below the policy's 5.
-  constexpr std::uintptr_t kOther = kBase + (1ull << 30);
-  for (std::size_t i = 0; i < 10; ++i) rig.be.touch(kOther + i * kPageSize, 1);
-  auto h = rig.engine->register_region(reinterpret_cast<void*>(kOther), 10 * kPageSize,
-                                       RegionOptions().with_promotion_threshold(0.5));
-  ASSERT_TRUE(h.ok()) << h.status();
-  for (std::size_t i = 0; i < 10; ++i)
-    for (int k = 0; k < 4; ++k)
-      rig.engine->record_access(reinterpret_cast<void*>(kOther + i * kPageSize));
-  rig.step();
-  std::size_t other_fast = 0;
-  for (std::size_t i = 0; i < 10; ++i) other_fast += rig.be.node_of(kOther + i * kPageSize) == 0;
-  EXPECT_EQ(other_fast, 10u);
-  EXPECT_EQ(rig.fast_count(10, 200), 0u);
-}
-
 TEST(Engine, StatsRenderAsJsonTableAndLine) {
   Rig rig(10, 20, Fast("automatic"));
   rig.touch(0, 5);

@@ -89,8 +89,9 @@ class AutomaticPolicy final : public Policy {
 
   Thresholds begin_epoch(const EpochContext& ctx) override {
     const bool by_volume = o_.cool_heat_per_page > 0;
-    floor_heat_ = by_volume ? std::max<std::uint32_t>(1, o_.min_heat)
-                            : std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
+    std::uint32_t floor_heat =
+        by_volume ? std::max<std::uint32_t>(1, o_.min_heat)
+                  : std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
     cool_ = false;
     decay_ = ctx.decay;
     epochs_ = ctx.epoch + 1;
@@ -101,7 +102,7 @@ class AutomaticPolicy final : public Policy {
     // second epoch: a run with one epoch boundary never swapped (mawk-groupby
     // at --gap_ns=0: 30.3% -> 32.3%; python3-dict there: 23.6% -> 21.8%).
     if (ctx.last == nullptr)
-      return by_volume ? Thresholds{floor_heat_, PageWord::kMaxHeat} : Thresholds{};
+      return by_volume ? Thresholds{floor_heat, PageWord::kMaxHeat} : Thresholds{};
     const HeatHistogram& h = *ctx.last;
     if (by_volume) {
       ++since_cooling_;
@@ -114,20 +115,43 @@ class AutomaticPolicy final : public Policy {
         since_cooling_ = 0;
       }
     }
-    return {};  // the thresholds come from this epoch's heat: refine_thresholds()
-  }
-  // Thresholds from this epoch's histogram: the one the candidates' heat
-  // is in (see Policy::refine_thresholds).
-  Thresholds refine_thresholds(const EpochContext& ctx, const HeatHistogram& now,
-                               Thresholds early) override {
-    // First epoch: all heat is from one epoch; begin_epoch's rule stands.
-    if (ctx.last == nullptr) return early;
-    return pick(ctx, now);
+    double cap = static_cast<double>(ctx.fast_budget_pages) * (1.0 - o_.headroom);
+    double room = std::max(0.0, cap - static_cast<double>(ctx.fast_used_pages));
+    // Suffix sums of slow pages (hot enough to promote) and prefix sums of
+    // fast pages (cold enough to give way), walked from the top heat down.
+    std::array<std::uint64_t, HeatHistogram::kBuckets + 1> fast_below{};
+    for (std::size_t i = 0; i < HeatHistogram::kBuckets; ++i)
+      fast_below[i + 1] = fast_below[i] + h.fast[i];
+    std::uint64_t slow_at_least = 0;
+    std::uint32_t chosen = PageWord::kMaxHeat + 1;
+    for (std::int64_t t = PageWord::kMaxHeat; t >= static_cast<std::int64_t>(floor_heat); --t) {
+      slow_at_least += h.slow[static_cast<std::size_t>(t)];
+      auto give_way = static_cast<std::size_t>(std::floor(static_cast<double>(t) / o_.hysteresis));
+      // fast pages with heat < t / hysteresis (strictly colder) may give way
+      double swappable =
+          static_cast<double>(fast_below[std::min(give_way, HeatHistogram::kBuckets)]);
+      if (slow_at_least == 0) continue;  // no page this hot: nothing to decide
+      if (static_cast<double>(slow_at_least) <= room + swappable) {
+        chosen = static_cast<std::uint32_t>(t);
+      } else {
+        // The hottest slow pages alone overflow the room: still promote them
+        // if any room or colder resident exists (the engine moves the
+        // hottest first and never past the room it has), rather than
+        // leaving a hot set that is larger than the fast tier all slow.
+        if (chosen > PageWord::kMaxHeat && room + swappable >= 1)
+          chosen = static_cast<std::uint32_t>(t);
+        break;
+      }
+    }
+    promote_heat_.store(chosen);
+    std::uint32_t demote = chosen > PageWord::kMaxHeat
+                               ? 0
+                               : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
+    return {chosen, std::min(demote, chosen)};
   }
   PolicyTraits traits() const override {
     PolicyTraits t;
     t.fills_budget = true;
-    t.thresholds_after_sweep = true;
     return t;
   }
   double aging(const EpochContext& ctx) const override {
@@ -168,45 +192,6 @@ class AutomaticPolicy final : public Policy {
   const char* threshold_unit() const override { return "heat"; }
 
  private:
-  // The lowest heat whose slow pages fit the room plus the residents colder
-  // by the hysteresis factor, from histogram `h`; demotion below it by that
-  // factor.
-  Thresholds pick(const EpochContext& ctx, const HeatHistogram& h) {
-    double cap = static_cast<double>(ctx.fast_budget_pages) * (1.0 - o_.headroom);
-    double room = std::max(0.0, cap - static_cast<double>(ctx.fast_used_pages));
-    // Suffix sums of slow pages (hot enough to promote) and prefix sums of
-    // fast pages (cold enough to give way), walked from the top heat down.
-    std::array<std::uint64_t, HeatHistogram::kBuckets + 1> fast_below{};
-    for (std::size_t i = 0; i < HeatHistogram::kBuckets; ++i)
-      fast_below[i + 1] = fast_below[i] + h.fast[i];
-    std::uint64_t slow_at_least = 0;
-    std::uint32_t chosen = PageWord::kMaxHeat + 1;
-    for (std::int64_t t = PageWord::kMaxHeat; t >= static_cast<std::int64_t>(floor_heat_); --t) {
-      slow_at_least += h.slow[static_cast<std::size_t>(t)];
-      auto give_way = static_cast<std::size_t>(std::floor(static_cast<double>(t) / o_.hysteresis));
-      // fast pages with heat < t / hysteresis (strictly colder) may give way
-      double swappable =
-          static_cast<double>(fast_below[std::min(give_way, HeatHistogram::kBuckets)]);
-      if (slow_at_least == 0) continue;  // no page this hot: nothing to decide
-      if (static_cast<double>(slow_at_least) <= room + swappable) {
-        chosen = static_cast<std::uint32_t>(t);
-      } else {
-        // The hottest slow pages alone overflow the room: still promote them
-        // if any room or colder resident exists (the engine moves the
-        // hottest first and never past the room it has), rather than
-        // leaving a hot set that is larger than the fast tier all slow.
-        if (chosen > PageWord::kMaxHeat && room + swappable >= 1)
-          chosen = static_cast<std::uint32_t>(t);
-        break;
-      }
-    }
-    promote_heat_.store(chosen);
-    std::uint32_t demote = chosen > PageWord::kMaxHeat
-                               ? 0
-                               : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
-    return {chosen, std::min(demote, chosen)};
-  }
-
   // Whether the heat seen so far is enough history: its total reached the
   // volume budget, or too many pages crowd the top half of the heat range
   // (they could no longer be told apart).
@@ -227,7 +212,6 @@ class AutomaticPolicy final : public Policy {
   std::uint64_t coolings_ = 0, epochs_ = 1;
   double decay_ = 0.5;
   double burst_credit_ = 0;
-  std::uint32_t floor_heat_ = 1;  // never promote below (min_heat or min_rate)
 };
 
 }  // namespace tierkit
