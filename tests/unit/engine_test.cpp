@@ -221,6 +221,44 @@ TEST(Engine, AutomaticPromotesSustainedUseNotOneEpochBursts) {
   SustainedBeatsBursts("automatic:burst=0", false);
 }
 
+// In the first epoch (no histogram, every page's heat a burst of unmeasured
+// reuse) a newcomer may take the place of a clearly colder resident whose
+// heat is all credible (at most burst_heat), not of a hotter one.
+TEST(Engine, AutomaticFirstEpochSwapsOnlyResidentsOfCredibleHeat) {
+  SimulatedBackend be({{0, 100 * kPageSize}, {1, 1ull << 40}});
+  ManualClock clock{1};
+  EngineConfig c = Fast("automatic");
+  c.fast_budget_bytes = 10 * kPageSize;  // full: each newcomer needs a swap
+  c.fast_nodes = {0};
+  c.slow_nodes = {1};
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok()) << e.status();
+  Engine& engine = **e;
+  auto page = [](std::size_t i) { return Rig::page(i); };
+  for (std::size_t i = 0; i < 30; ++i) be.touch(page(i), i < 10 ? 0 : 1);
+  auto fast = engine.register_region(reinterpret_cast<void*>(page(0)), 10 * kPageSize,
+                                     RegionOptions(), true);
+  auto slow = engine.register_region(reinterpret_cast<void*>(page(10)), 20 * kPageSize,
+                                     RegionOptions(), false);
+  ASSERT_TRUE(fast.ok() && slow.ok());
+  auto touch = [&](std::size_t i, int n) {
+    for (int k = 0; k < n; ++k) engine.record_access(reinterpret_cast<void*>(page(i)));
+  };
+  for (std::size_t i = 0; i < 5; ++i) touch(i, 1);      // residents, credible and cold
+  for (std::size_t i = 5; i < 10; ++i) touch(i, 40);    // residents, a burst above burst_heat
+  for (std::size_t i = 10; i < 20; ++i) touch(i, 200);  // newcomers, far hotter than both
+  clock.advance_ns(c.epoch_ms * kNsPerMs);
+  ASSERT_TRUE(engine.step().ok());
+  std::size_t cold_fast = 0, warm_fast = 0, new_fast = 0;
+  for (std::size_t i = 0; i < 20; ++i) {
+    const bool f = be.node_of(page(i)) == 0;
+    (i < 5 ? cold_fast : i < 10 ? warm_fast : new_fast) += f;
+  }
+  EXPECT_EQ(cold_fast, 0u);  // gave way
+  EXPECT_EQ(warm_fast, 5u);  // kept: its burst is not judged yet
+  EXPECT_EQ(new_fast, 5u);
+}
+
 // The engine tells the policy what became of last epoch's bursts: a sample
 // of the units whose heat was all new, and how many were touched again.
 TEST(Engine, ObserveBurstsCountsTheBurstsTouchedAgain) {

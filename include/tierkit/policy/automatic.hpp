@@ -96,13 +96,17 @@ class AutomaticPolicy final : public Policy {
     decay_ = ctx.decay;
     epochs_ = ctx.epoch + 1;
     // No histogram yet (first epoch): promote what was seen at least
-    // min_heat times, in place of any resident clearly colder (should_swap
-    // judges each pair). With no resident eligible (demotion threshold 0,
-    // as before) the fast tier stayed as first touch filled it until the
-    // second epoch: a run with one epoch boundary never swapped (mawk-groupby
-    // at --gap_ns=0: 30.3% -> 32.3%; python3-dict there: 23.6% -> 21.8%).
-    if (ctx.last == nullptr)
-      return by_volume ? Thresholds{floor_heat, PageWord::kMaxHeat} : Thresholds{};
+    // min_heat times, in place of a clearly colder resident (should_swap
+    // judges each pair) whose heat is all credible: at most burst_heat,
+    // the part of a burst that counts in full. Above it, every page's heat
+    // is a burst whose reuse nobody has measured yet. (No resident at all,
+    // as before, left a run with one epoch boundary as first touch filled
+    // it; any resident, tried, gained on mawk-groupby and lost on
+    // python3-dict, gcc-O2 and xz-3 with shorter epochs: docs/performance.md.)
+    if (ctx.last == nullptr) {
+      const std::uint32_t credible = o_.burst_heat > 0 ? o_.burst_heat : PageWord::kMaxHeat;
+      return by_volume ? Thresholds{floor_heat, credible} : Thresholds{};
+    }
     const HeatHistogram& h = *ctx.last;
     if (by_volume) {
       ++since_cooling_;
