@@ -141,7 +141,7 @@ ABSL_FLAG(std::string, fault_arm_page_ns, "",
 ABSL_FLAG(std::string, fault_fire_page_ns, "",
           "fault source: each further page of a group that its fault restores, ns "
           "(application's thread).");
-ABSL_FLAG(std::string, fault_group_pages, "4",
+ABSL_FLAG(std::string, fault_group_pages, "16",
           "fault source (budgeted, as --hotness=fault or sampled): pages per sample, armed as "
           "one (FaultSourceOptions::group_pages: a power of two in [1, 16]).");
 ABSL_FLAG(std::string, fault_disarm_ns, "",

@@ -413,7 +413,7 @@ TEST(SimHotnessTest, FaultCostStaysWithinTheBudgetWhateverTheRanges) {
     for (double fraction : {0.01, 0.03}) {
       SimResult one = run("fault", 0, costs, fraction), four = run("fault", 4096, costs, fraction);
       ASSERT_GT(one.epochs, 20u);
-      EXPECT_GT(one.source_sampled, one.epochs) << "at least one sample per epoch";
+      EXPECT_GE(one.source_sampled, one.epochs) << "at least one sample per epoch";
       for (const SimResult& r : {one, four})
         EXPECT_LE(r.tracking_ns(), fraction * static_cast<double>(r.app_ns))
             << "fraction " << fraction << ", " << r.source_sampled << " samples";

@@ -14,7 +14,7 @@
 //              fired or not, with how long it was armed, when it fired and
 //              its inclusion probability, then arms the next sample: N single
 //              pages per epoch over all ranges, or (plain "fault", groups of
-//              4 pages armed as one sample) as many as
+//              16 pages armed as one sample) as many as
 //              SourceBudget::cpu_fraction of the time pays for at these
 //              costs (source::FaultBudget, as the real source sizes it from
 //              its own timing), drawn by draw_stratified() (one

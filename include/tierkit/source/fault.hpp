@@ -367,11 +367,11 @@ struct FaultSourceOptions {
   // access fires it and is reported as the accessed page: the pages of a
   // group are found in proportion to their access rates, so a sample covers
   // group_pages pages. Arming costs more per page (each page's TLB entry is
-  // invalidated: on the development host a 4-page group costs about what a
-  // fault costs, 16 pages 7x one page) while the fault costs about the same:
-  // 4 keeps a sample within about 1.5x a single page's cost. A sequential
-  // sweep always reaches a group's first page first: it is the one reported.
-  std::uint32_t group_pages = 4;
+  // invalidated: on the development host 16 pages cost 7x one page, a
+  // sample about 5x a single page's) while the fault costs about the same;
+  // the budget counts it. A sequential sweep always reaches a group's first
+  // page first: it is the one reported.
+  std::uint32_t group_pages = 16;
   std::uint32_t weight = 4;     // heat per fired page for a plain record() sink
   std::uint64_t seed = 0x7157;  // page choice
 };

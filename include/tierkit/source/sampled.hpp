@@ -3,7 +3,7 @@
 // why. Layer 1 (beside the backends): source/*.hpp.
 //
 // Specs:
-//   "fault" or "fault:N"   fault sampling: as many groups of 4 pages per
+//   "fault" or "fault:N"   fault sampling: as many groups of 16 pages per
 //                          epoch as SourceBudget::cpu_fraction pays for
 //                          (fault), or N single pages per epoch over all
 //                          ranges whatever they cost (fault:N)
