@@ -56,14 +56,15 @@ struct Region {
   char* p = nullptr;
 };
 
-void fault_bench(benchmark::State& state, bool touch) {
+void fault_bench(benchmark::State& state, bool touch, std::uint32_t group_pages = 1) {
   Region r;
   if (!r.p) {
     state.SkipWithError("mmap 1 GiB failed");
     return;
   }
   tierkit::source::FaultSourceOptions o;
-  o.pages_per_range = static_cast<std::uint32_t>(state.range(0));
+  o.pages_per_epoch = static_cast<std::uint32_t>(state.range(0));
+  o.group_pages = group_pages;
   o.max_armed = 4096;
   tierkit::source::FaultSamplingSource src(o);
   auto sink = tierkit::make_sink([](std::uintptr_t, std::uint32_t, bool) {});
@@ -116,6 +117,13 @@ BENCHMARK(BM_FaultArmAndTouch)
     ->Arg(4096)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+// The same with each sample a group of 16 pages armed as one (the source's
+// default): what one sample costs when it covers 16 pages (per page here
+// means per sample; touching writes the group's first page).
+void BM_FaultArmGroup16(benchmark::State& state) { fault_bench(state, false, 16); }
+void BM_FaultArmAndTouchGroup16(benchmark::State& state) { fault_bench(state, true, 16); }
+BENCHMARK(BM_FaultArmGroup16)->Arg(64)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_FaultArmAndTouchGroup16)->Arg(64)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // Baseline for the two above: bare mprotect(PROT_NONE) then back, of one
 // page in `k` spread over the same 1 GiB region, per page.

@@ -54,7 +54,10 @@ int main(int argc, char** argv) {
   std::printf("Hotness source: %s\n", picked->explanation.c_str());
   tierkit::SourceBudget budget;  // <= 4096 pages and 10 ms of CPU per epoch
   budget.max_ns = 10'000'000;
-  engine->add_hotness_source(std::move(picked->source), budget);
+  if (absl::Status s = engine->add_hotness_source(std::move(picked->source), budget); !s.ok()) {
+    std::printf("add_hotness_source: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
 
   int rc = 0;
   {

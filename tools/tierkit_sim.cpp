@@ -101,7 +101,8 @@ ABSL_FLAG(std::string, young_fraction, "0.05", "churn: young (hot) window / foot
 ABSL_FLAG(std::string, churn_laps, "2", "churn: times allocation sweeps the footprint.");
 ABSL_FLAG(std::string, hotness, "app",
           "Comma-separated hotness sources feeding the engine policies: app (every access "
-          "through Engine::record_access), fault[:N] (N pages per range per epoch, 8), softdirty, "
+          "through Engine::record_access), fault[:N] (as many pages per epoch as "
+          "--source_cpu_fraction pays for, or N over all ranges), softdirty, "
           "uffd, sampled[:N] (the first of perf, fault, uffd, softdirty in "
           "--hotness_available, as source::make_source picks). Models of include/tierkit/source/; "
           "each charges its cost (tracking_* columns).");
@@ -115,14 +116,34 @@ ABSL_FLAG(std::string, source_max_pages, "4096",
           "Hotness sources: pages inspected per epoch (SourceBudget::max_pages; 0 = no cap).");
 ABSL_FLAG(std::string, source_max_ns, "2000000",
           "Hotness sources: collect() CPU per epoch, ns (SourceBudget::max_ns; 0 = no cap).");
-ABSL_FLAG(std::string, source_estimator, "fixed",
-          "Hotness sources: fixed (each page found adds the real sources' weight, 4) or scaled "
+ABSL_FLAG(std::string, source_cpu_fraction, "0.01",
+          "Hotness sources: all their CPU per epoch (engine thread and faults on the "
+          "application's), as a fraction of the epoch (SourceBudget::cpu_fraction; 0 = no such "
+          "limit). Sizes the fault source's sample.");
+ABSL_FLAG(std::string, source_estimator, "rate",
+          "How the engine turns source observations into heat (SourceEstimator): rate (the "
+          "default: the rate a fault's latency says, at most 64 per observation, plus the "
+          "sampled-evidence rules of Engine::add_hotness_source), fixed (each page found adds "
+          "the source's weight, 4), latency (weight times time armed / time to fault), scaled "
           "(weight divided by the chance the page was inspected this epoch, Horvitz-Thompson; "
-          "capped at the tracker's maximum heat).");
+          "capped at the tracker's maximum heat), latency+scaled.");
+ABSL_FLAG(std::string, hotness_costs, "measured",
+          "The sources' cost constants: measured (quiet host, docs/performance.md) or loaded "
+          "(the same host at load average 5: a pessimistic what-if); the --fault_arm_ns ... "
+          "flags override single constants.");
 ABSL_FLAG(std::string, record_access_ns, "0",
           "Cost of one record_access call charged to the application with --hotness=app, ns "
           "(measured ~6; 0 keeps the time model of the tables made before the sources).");
 ABSL_FLAG(std::string, fault_arm_ns, "", "fault source: arming one page, ns (engine thread).");
+ABSL_FLAG(std::string, fault_arm_page_ns, "",
+          "fault source: arming each further page of a group armed as one sample, ns (engine "
+          "thread; mostly the TLB invalidation of the page).");
+ABSL_FLAG(std::string, fault_fire_page_ns, "",
+          "fault source: each further page of a group that its fault restores, ns "
+          "(application's thread).");
+ABSL_FLAG(std::string, fault_group_pages, "16",
+          "fault source (budgeted, as --hotness=fault or sampled): pages per sample, armed as "
+          "one (FaultSourceOptions::group_pages: a power of two in [1, 16]).");
 ABSL_FLAG(std::string, fault_disarm_ns, "",
           "fault source: disarming one page that did not fire, ns (engine thread).");
 ABSL_FLAG(std::string, fault_fire_ns, "",
@@ -346,18 +367,26 @@ int main(int argc, char** argv) {
   o.hotness_budget.max_pages =
       static_cast<std::uint64_t>(flag_int(FLAGS_source_max_pages, "source_max_pages", 0, 1 << 30));
   o.hotness_budget.max_ns = flag_int(FLAGS_source_max_ns, "source_max_ns", 0, 3600000000000);
-  const std::string est = absl::GetFlag(FLAGS_source_estimator);
-  if (est != "fixed" && est != "scaled" && est != "latency" && est != "latency+scaled")
-    usage_error(absl::StrCat("--source_estimator: '", est,
-                             "' is none of fixed, scaled, latency, latency+scaled"));
-  o.hotness_scaled = absl::StrContains(est, "scaled");
-  o.hotness_latency = absl::StrContains(est, "latency");
+  o.hotness_budget.cpu_fraction =
+      flag_double(FLAGS_source_cpu_fraction, "source_cpu_fraction", 0, 1);
+  if (auto est = tierkit::parse_source_estimator(absl::GetFlag(FLAGS_source_estimator)); est.ok())
+    o.hotness_estimator = *est;
+  else
+    usage_error(absl::StrCat("--source_estimator: ", est.status().message()));
+  if (const std::string c = absl::GetFlag(FLAGS_hotness_costs); c == "loaded")
+    o.hotness_costs = tierkit::sim::HotnessCosts::loaded();
+  else if (c != "measured")
+    usage_error(absl::StrCat("--hotness_costs: '", c, "' is neither measured nor loaded"));
   o.hotness_costs.record_access_ns =
       flag_double(FLAGS_record_access_ns, "record_access_ns", 0, 1e9);
   auto cost_flag = [&](const absl::Flag<std::string>& f, const char* name, double* field) {
     if (!absl::GetFlag(f).empty()) *field = flag_double(f, name, 0, 1e9);
   };
   cost_flag(FLAGS_fault_arm_ns, "fault_arm_ns", &o.hotness_costs.fault_arm_ns);
+  cost_flag(FLAGS_fault_arm_page_ns, "fault_arm_page_ns", &o.hotness_costs.fault_arm_page_ns);
+  cost_flag(FLAGS_fault_fire_page_ns, "fault_fire_page_ns", &o.hotness_costs.fault_fire_page_ns);
+  o.fault_group_pages =
+      static_cast<std::uint32_t>(flag_int(FLAGS_fault_group_pages, "fault_group_pages", 1, 16));
   cost_flag(FLAGS_fault_disarm_ns, "fault_disarm_ns", &o.hotness_costs.fault_disarm_ns);
   cost_flag(FLAGS_fault_fire_ns, "fault_fire_ns", &o.hotness_costs.fault_fire_ns);
   cost_flag(FLAGS_proc_maps_ns, "proc_maps_ns", &o.hotness_costs.proc_maps_ns);

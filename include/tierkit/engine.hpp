@@ -117,15 +117,41 @@ class Engine {
 
   // Adds a hotness source (see hotness_source.hpp and source/*.hpp): at the
   // start of every epoch the engine calls its collect() with the registered
-  // ranges and `budget`, and adds the pages it reports to their heat exactly
-  // as record_access(page, 1, weight) would; application calls keep working
-  // alongside. Its CPU time and counts appear in stats().hotness_sources.
-  // A source that fails is reported there (last_error) and kept; it decides
-  // itself whether to stop. Any thread; effective from the next epoch.
-  void add_hotness_source(std::unique_ptr<HotnessSource> source, SourceBudget budget = {}) {
+  // ranges and `budget` (its epoch_ns set from epoch_ms), and turns what it
+  // observed into heat with `estimator` (SourceEstimator; a record()ed page
+  // adds its weight exactly as record_access(page, 1, weight) would);
+  // application calls keep working alongside. Its CPU time and counts appear
+  // in stats().hotness_sources. A source that fails is reported there
+  // (last_error) and kept; it decides itself whether to stop. Any thread;
+  // effective from the next epoch. InvalidArgument for a null source or a
+  // budget out of range.
+  //
+  // Sampled evidence (kRate): a page watched and found accessed gets the
+  // rate its latency says; a page watched and not accessed gets heat 0 and
+  // is remembered as seen cold for kColdEvidenceEpochs. When the plan swaps
+  // a newcomer in, a resident with no heat that no source saw cold is valued
+  // at the fast tier's mean sampled rate (a moving average over the fast
+  // pages the sources watched), not 0; one seen cold is offered first, at 0.
+  // And since one observation's rate is a single draw of a heavy-tailed
+  // estimate (the first access of a page of rate r comes within 1 / n of the
+  // watch, so that it shows rate n or more, with probability about r / n),
+  // the newcomer must reach kEvidenceFactor (16) times the resident's value,
+  // on top of the policy's should_swap(): a newcomer no hotter than the
+  // resident then passes with probability about 1 / 16.
+  absl::Status add_hotness_source(std::unique_ptr<HotnessSource> source, SourceBudget budget = {},
+                                  SourceEstimator estimator = SourceEstimator::kRate) {
+    if (source == nullptr) return absl::InvalidArgumentError("add_hotness_source: null source");
+    if (absl::Status s = budget.validate(); !s.ok())
+      return absl::InvalidArgumentError(absl::StrCat("add_hotness_source: ", s.message()));
     detail::MutexLock lock(&mu_);
-    sources_.push_back({std::move(source), budget});
+    sources_.push_back({std::move(source), budget, estimator});
+    return absl::OkStatus();
   }
+
+  // Sampled evidence: how many epochs a page seen cold stays known cold, and
+  // the factor a newcomer's heat must reach over a resident's value.
+  static constexpr std::uint64_t kColdEvidenceEpochs = 16;
+  static constexpr double kEvidenceFactor = 16;
 
   // Runs one epoch now, on the calling thread. Serialised with the
   // background thread and the setters.
@@ -329,27 +355,127 @@ class Engine {
     return config_.fast_nodes;
   }
 
-  // Lets every hotness source report what it saw since the last epoch.
-  void collect_sources() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (sources_.empty()) return;
+  // The engine's sink: turns one source's observations into heat
+  // (SourceEstimator) and keeps the sampled evidence (see
+  // add_hotness_source). Lives for one collect(), under mu_.
+  class EstimatingSink final : public HotnessSink {
+   public:
+    EstimatingSink(Engine& e, SourceEstimator est) : e_(e), est_(est) {}
+    void record(std::uintptr_t page, std::uint32_t weight, bool) override {
+      e_.tracker_.record_access(reinterpret_cast<const void*>(page), 1, weight);
+    }
+    void observe(const SourceObservation& o) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      const bool timed = est_ == SourceEstimator::kRate && o.watched_ns > 0;
+      if (!o.accessed) {
+        if (!timed) return;
+        // Not the first of its group to be accessed: counts as 0 in the
+        // fast tier's mean (the group's first takes the whole group's rate),
+        // says nothing alone.
+        if (o.watch_cut) {
+          e_.evidence_ = true;
+          std::atomic<std::uint16_t>* w = e_.tracker_.word(o.page);
+          if (w != nullptr && PageWord::fast(w->load(std::memory_order_relaxed))) ++fast_seen_;
+          return;
+        }
+        e_.evidence_ = true;
+        std::atomic<std::uint16_t>* w = e_.tracker_.word(o.page);
+        if (w == nullptr) return;
+        std::uint16_t old = w->load(std::memory_order_relaxed);
+        if (!PageWord::tracked(old)) return;
+        // Watched a whole epoch and not touched: its rate is below one access
+        // per watch, and the heat it holds is history.
+        const auto cold =
+            static_cast<std::uint16_t>(PageWord::with_heat(old, 0) & ~PageWord::kSeasoned);
+        if (cold != old) w->compare_exchange_strong(old, cold, std::memory_order_relaxed);
+        e_.seen_hot_.erase(o.page);
+        if (PageWord::fast(old)) {  // a victim worth knowing (add_seen_cold)
+          e_.seen_cold_[o.page] = e_.epoch_;
+          ++fast_seen_;
+        }
+        return;
+      }
+      const std::uint32_t h = observation_heat(o, est_, PageWord::kMaxHeat);
+      e_.tracker_.record_access(reinterpret_cast<const void*>(o.page), 1, h);
+      if (!timed || o.latency_ns < 0) return;
+      e_.evidence_ = true;
+      e_.seen_cold_.erase(o.page);
+      e_.seen_hot_[o.page] = e_.epoch_;
+      // A rate, not a burst: the burst rule must not discount it.
+      std::atomic<std::uint16_t>* w = e_.tracker_.word(o.page);
+      if (w == nullptr) return;
+      std::uint16_t old = w->load(std::memory_order_relaxed);
+      if (PageWord::tracked(old) && PageWord::heat(old) > 0 && !PageWord::seasoned(old))
+        w->compare_exchange_strong(old, static_cast<std::uint16_t>(old | PageWord::kSeasoned),
+                                   std::memory_order_relaxed);
+      if (PageWord::fast(old)) {
+        ++fast_seen_;
+        fast_heat_ += h;
+      }
+    }
+    // Fast pages watched and their heat sum (kRate observations).
+    std::uint64_t fast_seen_ = 0;
+    double fast_heat_ = 0;
+
+   private:
+    Engine& e_;
+    SourceEstimator est_;
+  };
+
+  // The registered ranges, as sources see them.
+  std::vector<TrackedRange> tracked_ranges() const {
     std::vector<TrackedRange> ranges;
     for (const auto& r : registry_.snapshot())
       r->for_each_span([&](std::uintptr_t b, std::uintptr_t e, std::size_t unit) {
         ranges.push_back({b, e, unit});
       });
-    auto sink = make_sink([this](std::uintptr_t page, std::uint32_t weight, bool) {
-      tracker_.record_access(reinterpret_cast<const void*>(page), 1, weight);
-    });
+    return ranges;
+  }
+  // Runs source i's collect() into `sink` (null: the engine's own, for a
+  // source just added: it has nothing to report and starts watching) and
+  // copies its counters into the stats.
+  void collect_source(std::size_t i, EstimatingSink* sink, const std::vector<TrackedRange>& ranges)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EstimatingSink own(*this, sources_[i].estimator);
+    SourceBudget budget = sources_[i].budget;
+    budget.epoch_ns = config_.epoch_ms * kNsPerMs;
+    absl::Status st = sources_[i].source->collect(ranges, sink ? *sink : own, budget);
+    HotnessSourceStats h = sources_[i].source->stats();
     stats_.hotness_sources.resize(sources_.size());
+    HotnessSourceCounters& c = stats_.hotness_sources[i];
+    c = {std::move(h.name), h.cpu_ns,        h.handler_ns,   h.pages_sampled,
+         h.pages_found,     h.pages_written, h.errors,       std::move(h.last_error),
+         h.budget_ns,       h.ns_per_sample, h.last_sampled, h.app_ns};
+    if (!st.ok() && c.last_error.empty()) c.last_error = std::string(st.message());
+  }
+  void collect_source(std::size_t i, EstimatingSink* sink) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    collect_source(i, sink, tracked_ranges());
+  }
+
+  // Lets every hotness source report what it saw since the last epoch.
+  void collect_sources() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (sources_.empty()) return;
     stats_.tracking_cpu_ns = 0;
+    std::uint64_t fast_seen = 0;
+    double fast_heat = 0;
+    std::vector<TrackedRange> ranges = tracked_ranges();
     for (std::size_t i = 0; i < sources_.size(); ++i) {
-      absl::Status st = sources_[i].source->collect(ranges, sink, sources_[i].budget);
-      HotnessSourceStats h = sources_[i].source->stats();
-      HotnessSourceCounters& c = stats_.hotness_sources[i];
-      c = {std::move(h.name), h.cpu_ns,        h.handler_ns, h.pages_sampled,
-           h.pages_found,     h.pages_written, h.errors,     std::move(h.last_error)};
-      if (!st.ok() && c.last_error.empty()) c.last_error = std::string(st.message());
-      stats_.tracking_cpu_ns += c.cpu_ns;
+      EstimatingSink sink(*this, sources_[i].estimator);
+      collect_source(i, &sink, ranges);
+      fast_seen += sink.fast_seen_;
+      fast_heat += sink.fast_heat_;
+      stats_.tracking_cpu_ns += stats_.hotness_sources[i].cpu_ns;
+    }
+    // The fast tier's mean sampled rate, a moving average over epochs.
+    if (fast_seen > 0) {
+      const double m = fast_heat / static_cast<double>(fast_seen);
+      fast_rate_ = fast_rate_seen_ ? fast_rate_ + 0.25 * (m - fast_rate_) : m;
+      fast_rate_seen_ = true;
+    }
+    stats_.sampled_fast_rate = fast_rate_;
+    if (epoch_ % 16 == 0) {
+      auto old = [&](const auto& kv) { return epoch_ - kv.second > kColdEvidenceEpochs; };
+      absl::erase_if(seen_cold_, old);
+      absl::erase_if(seen_hot_, old);
     }
   }
 
@@ -493,7 +619,7 @@ class Engine {
     } else {
       tracker_.collect_warm(
           [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
-            const std::uint32_t h = judged_heat(e, w);
+            const std::uint32_t h = judged_heat(e, a, w);
             if (h > 0) hist_->add(h, PageWord::fast(w), pages);
             if (!PageWord::seasoned(w) && PageWord::heat(w) > 0) sample_burst(a);
             const Region* r = regions.find(a);
@@ -567,20 +693,33 @@ class Engine {
     std::uint32_t promote_heat = ovr >= 0 ? heat_for_rate(ovr, e.decay) : e.th.promote_heat;
     if (!fast && h >= promote_heat && h > 0)
       scratch_.promote.push_back({h, h, a, pages});
-    else if (fast && h <= e.th.demote_heat)
-      scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, w)});
+    else if (fast && h <= e.th.demote_heat && !(h == 0 && seen_cold(e, a)))
+      scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, a, w)});
   }
 
   // Whole epochs since the unit's last access (its word's stamp, modulo 16).
   static std::uint32_t idle_epochs(const Epoch& e, std::uint16_t w) {
     return (static_cast<std::uint32_t>(e.number) - PageWord::epoch(w)) % PageWord::kEpochModulo;
   }
+  // The same for unit `a`, except that a unit whose heat is sampled evidence
+  // (seen hot within kColdEvidenceEpochs, not seen cold since) is not idle:
+  // nobody watched it since, so its silence says nothing (a source that sees
+  // it cold takes its heat).
+  std::uint32_t idle_epochs(const Epoch& e, std::uintptr_t a, std::uint16_t w) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (evidence_ && !seen_hot_.empty()) {
+      auto it = seen_hot_.find(a);
+      if (it != seen_hot_.end() && e.number - it->second <= kColdEvidenceEpochs) return 0;
+    }
+    return idle_epochs(e, w);
+  }
   // A unit's heat as the policy judges it (Policy::judged_heat), never
   // above the heat counted.
-  std::uint32_t judged_heat(const Epoch& e, std::uint16_t w) const {
+  std::uint32_t judged_heat(const Epoch& e, std::uintptr_t a, std::uint16_t w) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return std::min(
         PageWord::heat(w),
-        policy_->judged_heat(PageWord::heat(w), PageWord::seasoned(w), idle_epochs(e, w)));
+        policy_->judged_heat(PageWord::heat(w), PageWord::seasoned(w), idle_epochs(e, a, w)));
   }
 
   // An untagged unit as the visiting policy judges it.
@@ -643,8 +782,9 @@ class Engine {
           const Region* r = regions.find(a);
           if (r == nullptr || r->tag.load(std::memory_order_relaxed) != RegionTag::automatic)
             return true;
-          const std::uint32_t h = judged_heat(e, w);
-          demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, w)});
+          const std::uint32_t h = judged_heat(e, a, w);
+          if (h == 0 && seen_cold(e, a)) return true;  // add_seen_cold's
+          demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, a, w)});
           return ++have < need;
         });
   }
@@ -668,6 +808,7 @@ class Engine {
     std::size_t need = static_cast<std::size_t>(std::max(0.0, std::ceil(e.want_demote))) + 1;
     for (const auto& c : promote) need += c.pages;
     add_cold_fast(e, need);
+    add_seen_cold(e);
     if (!e.visits)
       for (const auto& c : demote) need += tagged(c);
     if (need < demote.size()) {
@@ -715,7 +856,8 @@ class Engine {
                  ((tagged(demote[di]) && !e.visits) || recently_moved(e, demote[di].addr)))
             ++di;
           if (di >= demote.size() ||
-              (swap && !policy_->should_swap(c.heat, demote[di].heat, demote[di].idle)))
+              (swap && (!policy_->should_swap(c.heat, demote[di].heat, demote[di].idle) ||
+                        !evidence_allows(c.heat, demote[di].heat))))
             break;
           victim = &demote[di];
           room += demote[di++].pages;
@@ -728,6 +870,52 @@ class Engine {
       s.plan.push_back({victim, &c});
       p_pages += c.pages;
     }
+  }
+
+  // Sampled evidence (see add_hotness_source): whether a source saw `a` not
+  // accessed within kColdEvidenceEpochs.
+  bool seen_cold(const Epoch& e, std::uintptr_t a) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!evidence_ || seen_cold_.empty()) return false;
+    auto it = seen_cold_.find(a);
+    return it != seen_cold_.end() && e.number - it->second <= kColdEvidenceEpochs;
+  }
+  // The value of a resident with no heat that no source saw cold: the fast
+  // tier's mean sampled rate, rounded up.
+  std::uint32_t unseen_resident_heat() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return static_cast<std::uint32_t>(std::ceil(std::min<double>(fast_rate_, PageWord::kMaxHeat)));
+  }
+  // Adds the fast units seen cold (untagged, not moved recently, still with
+  // no heat) to the demotion candidates, coldest first; the other heat-0
+  // candidates are valued at unseen_resident_heat(). Before sorting.
+  void add_seen_cold(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!evidence_ || !e.moves) return;
+    std::vector<Candidate>& demote = scratch_.demote;
+    const std::uint32_t unseen = unseen_resident_heat();
+    if (unseen > 0)
+      for (auto& c : demote)
+        if (!tagged(c) && c.heat == 0) {
+          c.heat = unseen;
+          c.priority = PageWord::kMaxHeat - unseen;
+        }
+    RegionCursor regions(scratch_.regions);
+    for (const auto& [a, epoch] : seen_cold_) {
+      if (e.number - epoch > kColdEvidenceEpochs) continue;
+      const std::atomic<std::uint16_t>* w = tracker_.word(a);
+      const std::uint16_t v = w != nullptr ? w->load(std::memory_order_relaxed) : 0;
+      if (!PageWord::tracked(v) || !PageWord::fast(v) || PageWord::heat(v) != 0) continue;
+      const Region* r = regions.find(a);
+      if (r == nullptr || r->tag.load(std::memory_order_relaxed) != RegionTag::automatic) continue;
+      const auto pages = static_cast<std::uint32_t>(tracker_.unit_bytes(a) / kPageSize);
+      demote.push_back({PageWord::kMaxHeat, 0, a, pages, idle_epochs(e, v)});
+    }
+  }
+
+  // With sampled evidence, a newcomer must reach kEvidenceFactor times the
+  // resident's value (see add_hotness_source). Always true without it.
+  bool evidence_allows(std::uint32_t newcomer, std::uint32_t resident) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !evidence_ ||
+           static_cast<double>(newcomer) >= kEvidenceFactor * static_cast<double>(resident);
   }
 
   // Rate limit: the plan's steps in order, each whole or not at all.
@@ -976,8 +1164,17 @@ class Engine {
   struct SourceEntry {
     std::unique_ptr<HotnessSource> source;
     SourceBudget budget;
+    SourceEstimator estimator = SourceEstimator::kRate;
   };
   std::vector<SourceEntry> sources_ ABSL_GUARDED_BY(mu_);
+  // Sampled evidence (add_hotness_source): on once a kRate source reported
+  // a timed observation; fast units seen cold and when; the fast tier's mean
+  // sampled rate.
+  bool evidence_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<std::uintptr_t, std::uint64_t> seen_cold_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::uintptr_t, std::uint64_t> seen_hot_ ABSL_GUARDED_BY(mu_);
+  double fast_rate_ ABSL_GUARDED_BY(mu_) = 0;
+  bool fast_rate_seen_ ABSL_GUARDED_BY(mu_) = false;
 
   // Background thread: lifecycle_mu_ serialises start/stop; thread_mu_ and
   // thread_cv_ wake the loop.

@@ -21,7 +21,9 @@
 //  - stats() is cheap and callable from any thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
@@ -31,6 +33,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "tierkit/common.hpp"
 
@@ -44,12 +49,54 @@ struct TrackedRange {
 };
 
 // What one collect() may spend. A source stops observing (or samples fewer
-// pages) once either limit is reached; 0 means "no limit" for that field.
+// pages) once a limit is reached; 0 means "no limit" for that field.
 struct SourceBudget {
   // Pages inspected (armed, read from pagemap, ...) per epoch.
   std::uint64_t max_pages = 4096;
   // CPU time per collect() call, in nanoseconds of the calling thread.
   std::int64_t max_ns = 2'000'000;  // 2 ms
+  // All the CPU time the source costs per epoch, wherever it runs (collect()
+  // on the engine's thread and the faults it makes the application's
+  // threads take), as a fraction of the epoch: a source that can size its
+  // sample (fault sampling) sizes it from its own measured costs so the
+  // total stays within this. 0 = no such limit.
+  double cpu_fraction = 0.01;
+  // The epoch's length, ns; the engine sets it from EngineConfig::epoch_ms
+  // before every collect(). 0 = unknown: the source uses the time since its
+  // previous collect().
+  std::int64_t epoch_ns = 0;
+
+  // OK, or InvalidArgument saying which field is out of range.
+  absl::Status validate() const {
+    if (max_ns < 0) return absl::InvalidArgumentError("SourceBudget::max_ns must be >= 0");
+    if (!(cpu_fraction >= 0 && cpu_fraction <= 1))
+      return absl::InvalidArgumentError("SourceBudget::cpu_fraction must be in [0, 1]");
+    if (epoch_ns < 0) return absl::InvalidArgumentError("SourceBudget::epoch_ns must be >= 0");
+    return absl::OkStatus();
+  }
+};
+
+// What a source saw of one inspected page in one epoch: the raw evidence,
+// which the engine turns into heat (see SourceEstimator). A source that
+// watches pages for their first access (fault sampling) reports the pages
+// that were not accessed too (accessed = false): that is evidence as well.
+struct SourceObservation {
+  std::uintptr_t page = 0;   // unit address (a 4 KiB page, or a 2 MiB unit's base)
+  bool accessed = false;     // accessed while watched (fired, found dirty)
+  bool written = false;      // known to be written (informational)
+  std::uint32_t weight = 4;  // the source's fixed weight per page found (SourceEstimator::kFixed)
+  // Probability that this page was inspected this epoch, in (0, 1]: the
+  // sample's size over the population it was drawn from.
+  double inclusion = 1;
+  // How long the page was watched (armed to collected), and, when it was
+  // accessed, how long after the watch began the first access came (the
+  // NUMA hint fault's latency); -1 when the source cannot tell.
+  std::int64_t watched_ns = -1;
+  std::int64_t latency_ns = -1;
+  // A page not accessed whose watch ended early because another page of the
+  // same sample (a group of pages armed as one) was accessed first:
+  // watched_ns is that time. It was not the first, which says little alone.
+  bool watch_cut = false;
 };
 
 // Counters of one source since it was created. Plain data.
@@ -66,6 +113,15 @@ struct HotnessSourceStats {
   std::uint64_t errors = 0;         // syscalls that failed (last_error says which)
   std::uint64_t skipped = 0;        // pages skipped (unmapped, changed by the app, huge)
   std::string last_error;           // empty when none
+  // For sources that size their sample by SourceBudget::cpu_fraction (0
+  // otherwise): the last epoch's allowance, what the source estimates one
+  // sample costs (all parts, from its own timing), the pages it inspected
+  // last, and its estimate of the CPU it made the application's threads
+  // spend in total (faults: kernel entry, signal delivery, handler).
+  std::uint64_t budget_ns = 0;
+  std::uint64_t ns_per_sample = 0;
+  std::uint64_t last_sampled = 0;
+  std::uint64_t app_ns = 0;
 
   // One collect()'s counts, for add_collect().
   struct Collect {
@@ -100,10 +156,17 @@ struct HotnessSourceStats {
 // Receives the pages a source found accessed. `weight` is added to the
 // page's heat exactly like record_access(ptr, 1, weight); `written` is true
 // when the source knows the access was a write (informational today).
+// observe() receives the raw evidence instead: sources call it for every
+// page they inspected; the default keeps record()'s meaning (a page found
+// accessed adds its fixed weight; one not accessed adds nothing). The
+// engine's sink overrides it to estimate heat (SourceEstimator).
 class HotnessSink {
  public:
   virtual ~HotnessSink() = default;
   virtual void record(std::uintptr_t page, std::uint32_t weight, bool written) = 0;
+  virtual void observe(const SourceObservation& o) {
+    if (o.accessed) record(o.page, o.weight, o.written);
+  }
 };
 
 // A sink calling `f(page, weight, written)`: make_sink([&](auto p, auto w,
@@ -122,6 +185,79 @@ class FunctionSink final : public HotnessSink {
 template <class F>
 FunctionSink<F> make_sink(F f) {
   return FunctionSink<F>(std::move(f));
+}
+
+// How the engine turns a source's observations into heat (one per source,
+// Engine::add_hotness_source).
+//   kFixed          a page found accessed adds the source's fixed weight.
+//   kLatency        ... times (time watched) / (time to the first access),
+//                   in [1, 256]: the accesses per watch that latency suggests.
+//   kScaled         ... the fixed weight over the inclusion probability
+//                   (Horvitz-Thompson: unbiased for the heat record_access
+//                   would have added, but one observation carries a whole
+//                   population's share: capped at the tracker's maximum).
+//   kLatencyScaled  both.
+//   kRate           (default) the rate that latency says, as the kernel's
+//                   NUMA hint fault reads it: (time watched) / (time to the
+//                   first access) accesses per watch, in [1, kMaxRateHeat],
+//                   the accesses record_access would have counted for the
+//                   page in that epoch (an estimate conditional on the page
+//                   being inspected: unscaled, so one observation never
+//                   outweighs a page seen accessed every epoch). A page
+//                   watched and not accessed is evidence of a low rate: its
+//                   heat drops to 0. The engine also compares a newcomer
+//                   found this way against residents with what it knows of
+//                   them (Engine: "sampled evidence"). Sources that cannot
+//                   tell latency (soft-dirty, uffd) add their fixed weight.
+enum class SourceEstimator { kFixed, kLatency, kScaled, kLatencyScaled, kRate };
+
+// The most heat one kRate observation adds: latency is a single exponential
+// sample of the page's access interval, so a page seen once is never taken
+// for hotter than this many accesses per epoch (an eighth of the tracker's
+// heat range), however short its latency.
+inline constexpr std::uint32_t kMaxRateHeat = 64;
+
+// Parses fixed, latency, scaled, latency+scaled, rate.
+inline absl::StatusOr<SourceEstimator> parse_source_estimator(absl::string_view s) {
+  if (s == "fixed") return SourceEstimator::kFixed;
+  if (s == "latency") return SourceEstimator::kLatency;
+  if (s == "scaled") return SourceEstimator::kScaled;
+  if (s == "latency+scaled") return SourceEstimator::kLatencyScaled;
+  if (s == "rate") return SourceEstimator::kRate;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "source estimator '", s, "': expected one of fixed, latency, scaled, latency+scaled, rate"));
+}
+
+// The heat one observation of a page found accessed adds under `e`
+// (0 for a page not accessed), at most `max_heat`. O(1).
+inline std::uint32_t observation_heat(const SourceObservation& o, SourceEstimator e,
+                                      std::uint32_t max_heat) {
+  if (!o.accessed) return 0;
+  const bool timed = o.latency_ns >= 0 && o.watched_ns > 0;
+  const double per_watch =
+      timed
+          ? static_cast<double>(o.watched_ns) /
+                static_cast<double>(std::max<std::int64_t>(1, std::min(o.latency_ns, o.watched_ns)))
+          : 1.0;
+  double h = o.weight;
+  switch (e) {
+    case SourceEstimator::kFixed:
+      break;
+    case SourceEstimator::kLatency:
+      h *= std::clamp(per_watch, 1.0, 256.0);
+      break;
+    case SourceEstimator::kScaled:
+      h /= std::clamp(o.inclusion, 1e-9, 1.0);
+      break;
+    case SourceEstimator::kLatencyScaled:
+      h *= std::clamp(per_watch, 1.0, 256.0) / std::clamp(o.inclusion, 1e-9, 1.0);
+      break;
+    case SourceEstimator::kRate:
+      h = timed ? std::clamp(per_watch, 1.0, static_cast<double>(kMaxRateHeat)) : o.weight;
+      break;
+  }
+  h = std::round(std::min(h, static_cast<double>(max_heat)));
+  return h < 1 ? 1 : static_cast<std::uint32_t>(h);
 }
 
 class HotnessSource {

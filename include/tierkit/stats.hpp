@@ -23,6 +23,11 @@ struct HotnessSourceCounters {
   std::uint64_t pages_sampled = 0, pages_found = 0, pages_written = 0;
   std::uint64_t errors = 0;
   std::string last_error;
+  // Sources that size their sample by SourceBudget::cpu_fraction (fault):
+  // last epoch's allowance, the estimated cost of one sample, the pages
+  // inspected last epoch, and the estimated CPU of the faults it made the
+  // application's threads take, all in total (HotnessSourceStats).
+  std::uint64_t budget_ns = 0, ns_per_sample = 0, last_sampled = 0, app_ns = 0;
 };
 
 // EngineStats
@@ -67,6 +72,9 @@ struct EngineStats {
   // the CPU time they spent in total.
   std::vector<HotnessSourceCounters> hotness_sources;
   std::uint64_t tracking_cpu_ns = 0;
+  // The fast tier's mean heat per watched page, from sampled evidence
+  // (Engine::add_hotness_source, SourceEstimator::kRate); 0 without it.
+  double sampled_fast_rate = 0;
 
   std::string to_json() const {
     std::string errnos;
@@ -101,9 +109,11 @@ struct EngineStats {
       absl::StrAppendFormat(&out,
                             "%s{\"name\":\"%s\",\"cpu_ns\":%u,\"handler_ns\":%u,"
                             "\"pages_sampled\":%u,\"pages_found\":%u,\"pages_written\":%u,"
-                            "\"errors\":%u}",
+                            "\"errors\":%u,\"budget_ns\":%u,\"ns_per_sample\":%u,"
+                            "\"last_sampled\":%u,\"app_ns\":%u}",
                             i ? "," : "", h.name, h.cpu_ns, h.handler_ns, h.pages_sampled,
-                            h.pages_found, h.pages_written, h.errors);
+                            h.pages_found, h.pages_written, h.errors, h.budget_ns, h.ns_per_sample,
+                            h.last_sampled, h.app_ns);
     }
     return out + "]}";
   }

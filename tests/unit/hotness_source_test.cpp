@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -77,7 +78,8 @@ absl::Status collect_into(HotnessSource& s, const std::vector<TrackedRange>& ran
 TEST(FaultSource, FindsExactlyThePagesOtherThreadsTouchedAndKeepsTheData) {
   Mapping m(256);
   FaultSourceOptions o;
-  o.pages_per_range = 256;  // arm every page: then "found" must be exact
+  o.pages_per_epoch = 256;
+  o.group_pages = 1;  // arm every page: then "found" must be exact
   FaultSamplingSource src(o);
   ASSERT_TRUE(src.probe().ok()) << src.probe();
   Recorded first;
@@ -143,7 +145,8 @@ TEST(FaultSource, Samples2MiBRangesByWholeUnits) {
   for (std::size_t i = 0; i < kChunks * kUnit; i += 64) p[i] = Mapping::pattern(i);
   const auto base = reinterpret_cast<std::uintptr_t>(p);
   FaultSourceOptions o;
-  o.pages_per_range = kChunks;  // every unit
+  o.pages_per_epoch = kChunks;
+  o.group_pages = 1;  // every unit
   FaultSamplingSource src(o);
   ASSERT_TRUE(src.probe().ok());
   Recorded first;
@@ -176,7 +179,8 @@ TEST(FaultSource, Samples2MiBRangesByWholeUnits) {
 TEST(FaultSource, SamplesAFewPagesPerRangeSpreadOverIt) {
   Mapping m(1024);
   FaultSourceOptions o;
-  o.pages_per_range = 16;
+  o.pages_per_epoch = 16;
+  o.group_pages = 1;
   FaultSamplingSource src(o);
   Recorded r;
   ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -218,7 +222,8 @@ TEST(FaultSource, ApplicationHandlerStillGetsItsFaults) {
   {
     Mapping m(64);
     FaultSourceOptions o;
-    o.pages_per_range = 64;
+    o.pages_per_epoch = 64;
+    o.group_pages = 1;
     FaultSamplingSource src(o);
     Recorded r;
     ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -245,7 +250,8 @@ TEST(FaultSource, HandlerInstalledLaterIsDetectedAndEverythingDisarmed) {
   sigaction(SIGSEGV, nullptr, &before);
   Mapping m(32);
   FaultSourceOptions o;
-  o.pages_per_range = 32;
+  o.pages_per_epoch = 32;
+  o.group_pages = 1;
   FaultSamplingSource src(o);
   Recorded r;
   ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -269,7 +275,8 @@ TEST(FaultSource, HandlerInstalledLaterIsDetectedAndEverythingDisarmed) {
 TEST(FaultSource, PagesUnmappedOrReprotectedByTheApplicationAreLeftAlone) {
   Mapping m(64);
   FaultSourceOptions o;
-  o.pages_per_range = 64;
+  o.pages_per_epoch = 64;
+  o.group_pages = 1;
   FaultSamplingSource src(o);
   Recorded r;
   ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -414,24 +421,35 @@ TEST(UnavailableSources, SayWhy) {
   EXPECT_THAT(sampled->explanation, HasSubstr("perf-mem"));  // why perf was not taken
 }
 
-TEST(EngineHotnessSource, FeedsTheTrackerWithoutRecordAccess) {
-  SimulatedBackend backend({{0, 64 << 20}, {1, 1 << 30}});
+// An engine over a simulated fast node 0 and slow node 1.
+absl::StatusOr<std::unique_ptr<Engine>> two_node_engine(SimulatedBackend& backend) {
   EngineConfig cfg;
   cfg.fast_nodes = {0};
   cfg.slow_nodes = {1};
-  auto engine = Engine::create(cfg, &backend);
+  return Engine::create(cfg, &backend);
+}
+
+TEST(EngineHotnessSource, FeedsTheTrackerWithoutRecordAccess) {
+  SimulatedBackend backend({{0, 64 << 20}, {1, 1 << 30}});
+  auto engine = two_node_engine(backend);
   ASSERT_TRUE(engine.ok()) << engine.status();
   Mapping m(128);
   auto h = (*engine)->register_region(m.p, 128 * kPage, {}, /*initially_fast=*/false);
   ASSERT_TRUE(h.ok()) << h.status();
   FaultSourceOptions o;
-  o.pages_per_range = 128;
-  (*engine)->add_hotness_source(std::make_unique<FaultSamplingSource>(o), unlimited_time());
+  o.pages_per_epoch = 128;
+  o.group_pages = 1;
+  ASSERT_TRUE((*engine)
+                  ->add_hotness_source(std::make_unique<FaultSamplingSource>(o), unlimited_time())
+                  .ok());
   ASSERT_TRUE((*engine)->step().ok());  // arms
   std::thread t([&] {
     for (std::size_t i = 0; i < 32 * kPage; i += kPage) m.p[i] += 1;
   });
   t.join();
+  // Heat the application recorded on a page the source then watches idle
+  // is history: the engine's estimator takes it (SourceEstimator::kRate).
+  (*engine)->record_access(m.p + 100 * kPage, 1, 50);
   std::vector<std::uint32_t> heat;
   // The next epoch collects (before aging): touched pages have heat.
   ASSERT_TRUE((*engine)->step().ok());
@@ -452,6 +470,167 @@ TEST(EngineHotnessSource, FeedsTheTrackerWithoutRecordAccess) {
   }
   h->reset();
   engine->reset();  // disarms the source before the mapping goes
+}
+
+TEST(EngineHotnessSource, RejectsANullSourceAndABudgetOutOfRange) {
+  SimulatedBackend backend({{0, 64 << 20}, {1, 1 << 30}});
+  auto engine = two_node_engine(backend);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  absl::Status s = (*engine)->add_hotness_source(nullptr);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("null source"));
+  SourceBudget b;
+  b.cpu_fraction = 1.5;
+  s = (*engine)->add_hotness_source(std::make_unique<PerfMemSource>(), b);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cpu_fraction"));
+  b = SourceBudget{};
+  b.max_ns = -1;
+  EXPECT_FALSE((*engine)->add_hotness_source(std::make_unique<PerfMemSource>(), b).ok());
+  EXPECT_TRUE((*engine)->stats().hotness_sources.empty());
+}
+
+// The budgeted fault source (the default: FaultSourceOptions{}) arms groups
+// of pages within its CPU budget, and reports every page of each: the
+// page whose access fired the group with the time to the fault, the others
+// as watched until then; the stats say what it allowed itself.
+TEST(FaultSource, BudgetedGroupsReportTheFirstAccessedPageAndTheirLatency) {
+  Mapping m(1024);
+  FaultSamplingSource src;  // budgeted, groups
+  const std::size_t k = fault_group_pages(FaultSourceOptions{}.group_pages);
+  ASSERT_GT(k, 1u);
+  // Whole groups only (a group the range holds in part is armed as a page).
+  const std::uintptr_t gb = k * kPage;
+  const TrackedRange range{(m.page(0) + gb - 1) & ~(gb - 1), m.page(1024) & ~(gb - 1), kPage};
+  const double units = static_cast<double>((range.end - range.begin) / kPage);
+  SourceBudget b = unlimited_time();
+  b.epoch_ns = 100'000'000;  // as the engine sets it
+  struct Obs final : HotnessSink {
+    std::vector<SourceObservation> all;
+    void record(std::uintptr_t, std::uint32_t, bool) override {}
+    void observe(const SourceObservation& o) override { all.push_back(o); }
+  } obs;
+  ASSERT_TRUE(src.collect({range}, obs, b).ok());
+  EXPECT_TRUE(obs.all.empty());
+  const std::vector<std::uintptr_t> groups = src.armed_pages();
+  ASSERT_GE(groups.size(), 1u);
+  for (std::uintptr_t g : groups) EXPECT_EQ(g % (k * kPage), 0u) << "groups are aligned";
+  HotnessSourceStats st = src.stats();
+  EXPECT_EQ(st.budget_ns, 1'000'000u);  // 1% of 100 ms
+  EXPECT_GT(st.ns_per_sample, 0u);
+  EXPECT_EQ(st.last_sampled, groups.size());
+  EXPECT_GT(src.costs().fire_ns, 0);  // calibrated at install
+  // Touch the last page of every group (and nothing else).
+  for (std::uintptr_t g : groups) {
+    auto* c = reinterpret_cast<volatile unsigned char*>(g + (k - 1) * kPage);
+    *c = static_cast<unsigned char>(*c + 1);
+  }
+  ASSERT_TRUE(src.collect({range}, obs, b).ok());
+  ASSERT_EQ(obs.all.size(), k * groups.size());
+  std::size_t accessed = 0;
+  for (const SourceObservation& o : obs.all) {
+    const std::uintptr_t g = o.page & ~std::uintptr_t{k * kPage - 1};
+    ASSERT_NE(std::find(groups.begin(), groups.end(), g), groups.end());
+    EXPECT_DOUBLE_EQ(o.inclusion, std::min(1.0, static_cast<double>(k * groups.size()) / units));
+    if (o.accessed) {
+      ++accessed;
+      EXPECT_EQ(o.page, g + (k - 1) * kPage);
+      EXPECT_GE(o.latency_ns, 0);
+      EXPECT_LE(o.latency_ns, o.watched_ns);
+    } else {
+      EXPECT_TRUE(o.watch_cut);
+    }
+  }
+  EXPECT_EQ(accessed, groups.size());
+  src.disarm();
+  for (std::size_t i = 0; i < 1024 * kPage; ++i) {
+    unsigned char want = Mapping::pattern(i);
+    if (i % (k * kPage) == (k - 1) * kPage &&
+        std::find(groups.begin(), groups.end(), m.page(0) + i - (k - 1) * kPage) != groups.end())
+      want = static_cast<unsigned char>(want + 1);
+    ASSERT_EQ(m.p[i], want) << "byte " << i;
+  }
+}
+
+// A source reporting scripted observations, for the engine's estimator.
+class ScriptedSource final : public HotnessSource {
+ public:
+  std::vector<SourceObservation> next;
+  std::string_view name() const override { return "scripted"; }
+  absl::Status probe() override { return absl::OkStatus(); }
+  absl::Status collect(absl::Span<const TrackedRange>, HotnessSink& sink,
+                       const SourceBudget&) override {
+    for (const auto& o : next) sink.observe(o);
+    next.clear();
+    return absl::OkStatus();
+  }
+  HotnessSourceStats stats() const override { return {}; }
+};
+
+// Sampled evidence in the engine (SourceEstimator::kRate): a slow page that
+// faulted early in its watch is promoted in place of a fast page the source
+// saw idle; against residents nobody watched, valued at the fast tier's
+// mean sampled rate, the same newcomer needs 16 times that mean.
+TEST(EngineHotnessSource, SampledEvidencePromotesAgainstSeenColdNotAgainstTheMean) {
+  constexpr std::uintptr_t kAt = 0x200000000000;
+  constexpr std::int64_t kWatch = 100'000'000;
+  auto page = [](int i) { return kAt + static_cast<std::uintptr_t>(i) * kPage; };
+  auto fired = [&](int i, std::int64_t latency) {
+    SourceObservation o;
+    o.page = page(i);
+    o.accessed = true;
+    o.watched_ns = kWatch;
+    o.latency_ns = latency;
+    return o;
+  };
+  auto idle = [&](int i) {
+    SourceObservation o;
+    o.page = page(i);
+    o.watched_ns = kWatch;
+    return o;
+  };
+  // 16 pages, 0-3 on the fast node (the budget: 4 pages), 4-15 slow.
+  auto run = [&](const std::vector<SourceObservation>& seen, int* fast_of_8, int* fast_of_0,
+                 double* mean) {
+    SimulatedBackend backend({{0, 64 * kPage}, {1, 1 << 30}});
+    for (int i = 0; i < 16; ++i) backend.touch(page(i), i < 4 ? 0 : 1);
+    EngineConfig cfg;
+    cfg.fast_nodes = {0};
+    cfg.slow_nodes = {1};
+    cfg.fast_budget_bytes = 4 * kPage;
+    cfg.policy = "automatic";
+    auto engine = Engine::create(cfg, &backend);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    auto h = (*engine)->register_region(reinterpret_cast<void*>(kAt), 16 * kPage,
+                                        RegionOptions().with_base_pages(), false);
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto src = std::make_unique<ScriptedSource>();
+    ScriptedSource* s = src.get();
+    ASSERT_TRUE((*engine)->add_hotness_source(std::move(src)).ok());
+    ASSERT_TRUE((*engine)->step().ok());
+    s->next = seen;
+    ASSERT_TRUE((*engine)->step().ok());  // reported; no slow heat last epoch yet
+    ASSERT_TRUE((*engine)->step().ok());  // decides
+    *fast_of_8 = backend.node_of(page(8));
+    *fast_of_0 = backend.node_of(page(0));
+    *mean = (*engine)->stats().sampled_fast_rate;
+    h->reset();
+  };
+  int node8 = -1, node0 = -1;
+  double mean = 0;
+  // Page 8 faulted 1% into its watch (rate 100, capped at 64); fast pages
+  // 0 and 1 were watched idle, page 2 faulted half way (rate 2).
+  run({fired(8, kWatch / 100), idle(0), idle(1), fired(2, kWatch / 2)}, &node8, &node0, &mean);
+  EXPECT_EQ(node8, 0) << "the sampled hot page was not promoted";
+  EXPECT_EQ(node0, 1) << "the page seen idle did not give way";
+  EXPECT_NEAR(mean, 2.0 / 3, 1e-9);
+  // Fast pages 0 and 1 faulted at rate 16, 2 and 3 unwatched (valued at the
+  // mean, 16): 64 < 16 x 16, so page 8 stays where it is.
+  run({fired(8, kWatch / 100), fired(0, kWatch / 16), fired(1, kWatch / 16)}, &node8, &node0,
+      &mean);
+  EXPECT_EQ(node8, 1) << "one observation beat a resident valued at the fast tier's mean";
+  EXPECT_EQ(node0, 0);
+  EXPECT_NEAR(mean, 16, 1e-9);
 }
 
 }  // namespace

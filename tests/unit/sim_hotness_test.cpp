@@ -65,14 +65,15 @@ SimResult run_small(const char* workload, const WorkloadOptions& w, const std::s
 
 TEST(SimHotnessTest, SampledPicksWhatDebian12With612Picks) {
   // source/sampled.hpp tries perf, fault, uffd, softdirty; on Debian 12
-  // (6.12, unprivileged) perf is blocked, so the real "sampled" is fault:8.
+  // (6.12, unprivileged) perf is blocked, so the real "sampled" is the
+  // budgeted fault source.
   ASSERT_EQ(source::kSampledOrder[0], "perf");
   ASSERT_EQ(source::kSampledOrder[1], "fault");
   auto h = parse_hotness("sampled", debian12_6_12_sources());
   ASSERT_TRUE(h.ok()) << h.status();
   EXPECT_EQ(h->kind, HotnessSpec::kFault);
-  EXPECT_EQ(h->fault_pages, source::FaultSourceOptions{}.pages_per_range);
-  EXPECT_EQ(h->label(), "sampled->fault:8");
+  EXPECT_EQ(h->fault_pages, 0u);  // as many as the CPU budget allows
+  EXPECT_EQ(h->label(), "sampled->fault");
   auto h32 = parse_hotness("sampled:32", debian12_6_12_sources());
   ASSERT_TRUE(h32.ok());
   EXPECT_EQ(h32->resolved(), "fault:32");
@@ -169,11 +170,14 @@ TEST(SimHotnessTest, UffdSeesWritesNotLoadsAndReprotects) {
   EXPECT_GT(m.engine_ns(), 0);
 }
 
-TEST(SimHotnessTest, FaultSamplesAtMostNPagesPerRangePerEpochOnePerStratum) {
+// fault:N arms N samples per epoch over all ranges together, one in each of
+// N equal strata of the ranges laid end to end.
+TEST(SimHotnessTest, FaultSamplesNPerEpochOverAllRangesOnePerStratum) {
   const std::uint64_t n = 1000;
   FaultModel m(kBase, 2 * n, unit_costs(), [] {
     source::FaultSourceOptions o;
-    o.pages_per_range = 8;
+    o.pages_per_epoch = 16;
+    o.group_pages = 1;
     return o;
   }());
   Seen seen;
@@ -186,7 +190,7 @@ TEST(SimHotnessTest, FaultSamplesAtMostNPagesPerRangePerEpochOnePerStratum) {
     std::vector<int> per_range(2, 0), per_stratum(16, 0);
     for (std::uint32_t p : m.armed()) {
       per_range[p / n] += 1;
-      per_stratum[(p / n) * 8 + (p % n) * 8 / n] += 1;
+      per_stratum[p * 16 / (2 * n)] += 1;
     }
     EXPECT_EQ(per_range[0], 8);
     EXPECT_EQ(per_range[1], 8);
@@ -199,7 +203,10 @@ TEST(SimHotnessTest, FaultSamplesAtMostNPagesPerRangePerEpochOnePerStratum) {
 }
 
 TEST(SimHotnessTest, FaultSeesLoadsAndStoresAndChargesOneFaultPerArmedPage) {
-  FaultModel m(kBase, 64, unit_costs(), source::FaultSourceOptions{});
+  source::FaultSourceOptions o;
+  o.pages_per_epoch = 8;
+  o.group_pages = 1;
+  FaultModel m(kBase, 64, unit_costs(), o);
   Seen seen;
   auto sink = sink_into(seen);
   auto ranges = one_range(64);
@@ -231,7 +238,8 @@ TEST(SimHotnessTest, FaultEstimateOfTouchedPagesIsUnbiased) {
   // estimates the pages touched per epoch.
   const std::uint64_t units = 4096, k = 64;
   source::FaultSourceOptions o;
-  o.pages_per_range = k;
+  o.pages_per_epoch = k;
+  o.group_pages = 1;
   FaultModel m(kBase, units, unit_costs(), o);
   Seen seen;
   auto sink = sink_into(seen);
@@ -251,37 +259,99 @@ TEST(SimHotnessTest, FaultEstimateOfTouchedPagesIsUnbiased) {
   EXPECT_NEAR(sum / epochs, truth, 0.05 * truth);
 }
 
-// The what-if estimators (--source_estimator): "scaled" divides the weight
-// by the chance a page was inspected; "latency" multiplies a fired page's
-// weight by (time armed) / (time to its fault). The default is the real
-// sources' fixed weight.
-TEST(SimHotnessTest, EstimatorsScaleByInclusionAndLatency) {
+// A fault model of `units` pages arming `per_epoch` samples of
+// `group_pages` pages each, at unit_costs().
+FaultModel fixed_fault(std::uint64_t units, std::uint32_t per_epoch, std::uint32_t group_pages) {
+  source::FaultSourceOptions o;
+  o.pages_per_epoch = per_epoch;
+  o.group_pages = group_pages;
+  return FaultModel(kBase, units, unit_costs(), o);
+}
+
+// Collects every observation a source reports.
+struct Observations final : HotnessSink {
+  std::vector<SourceObservation> all;
+  void record(std::uintptr_t, std::uint32_t, bool) override {}
+  void observe(const SourceObservation& o) override { all.push_back(o); }
+  const SourceObservation* of(std::uint32_t page) const {
+    for (const auto& o : all)
+      if (o.page == kBase + std::uintptr_t{page} * kPageSize) return &o;
+    return nullptr;
+  }
+};
+
+// What the fault model reports for each armed page (as the real source):
+// fired or not, how long it was armed, when it fired, its inclusion
+// probability; and how the engine's estimators turn one observation into
+// heat (observation_heat).
+TEST(SimHotnessTest, FaultReportsLatencyAndEstimatorsTurnItIntoHeat) {
   const std::uint64_t units = 1024;
-  auto fire_all = [&](bool scaled, bool latency, std::int64_t early, std::int64_t late) {
-    source::FaultSourceOptions o;  // 8 per range, weight 4
-    FaultModel m(kBase, units, unit_costs(), o);
-    m.set_scaled(scaled);
-    m.set_latency(latency);
-    Seen seen;
-    auto sink = sink_into(seen);
-    auto ranges = one_range(units);
-    m.set_now(0);
-    EXPECT_TRUE(m.collect(ranges, sink, {}).ok());
-    std::vector<std::uint32_t> armed = m.armed();
-    for (std::size_t i = 0; i < armed.size(); ++i)
-      m.on_access(armed[i], false, i == 0 ? early : late);
-    m.set_now(1000000);
-    EXPECT_TRUE(m.collect(ranges, sink, {}).ok());
-    for (std::uint32_t p : armed)
-      EXPECT_NE(std::find(seen.pages.begin(), seen.pages.end(), p), seen.pages.end());
-    return seen.weight;
-  };
-  EXPECT_EQ(fire_all(false, false, 10000, 500000), 8u * 4);
-  // scaled: each of the 8 pages had a 8/1024 chance: weight 4 * 128 = 512,
-  // capped at the most heat a page can hold (PageWord::kMaxHeat, 511).
-  EXPECT_EQ(fire_all(true, false, 10000, 500000), 8u * PageWord::kMaxHeat);
-  // latency: one page faulted after 1% of the epoch (x100), seven after half (x2).
-  EXPECT_EQ(fire_all(false, true, 10000, 500000), 4u * 100 + 7u * 4 * 2);
+  FaultModel m = fixed_fault(units, 8, 1);
+  Observations obs;
+  auto ranges = one_range(units);
+  m.set_now(0);
+  ASSERT_TRUE(m.collect(ranges, obs, {}).ok());
+  const std::vector<std::uint32_t> armed = m.armed();
+  ASSERT_EQ(armed.size(), 8u);
+  m.on_access(armed[0], false, 10000);  // 1% into the watch
+  m.on_access(armed[1], true, 500000);  // half way
+  m.set_now(1000000);
+  ASSERT_TRUE(m.collect(ranges, obs, {}).ok());
+  ASSERT_EQ(obs.all.size(), 8u);
+  for (std::size_t i = 0; i < armed.size(); ++i) {
+    const SourceObservation* x = obs.of(armed[i]);
+    ASSERT_NE(x, nullptr);
+    EXPECT_EQ(x->accessed, i < 2);
+    EXPECT_EQ(x->watched_ns, 1000000);
+    EXPECT_DOUBLE_EQ(x->inclusion, 8.0 / 1024);
+    EXPECT_EQ(x->latency_ns, i == 0 ? 10000 : i == 1 ? 500000 : -1);
+  }
+  const SourceObservation& early = *obs.of(armed[0]);
+  const SourceObservation& late = *obs.of(armed[1]);
+  const SourceObservation& idle = *obs.of(armed[2]);
+  const auto max = PageWord::kMaxHeat;
+  EXPECT_EQ(observation_heat(early, SourceEstimator::kFixed, max), 4u);
+  EXPECT_EQ(observation_heat(early, SourceEstimator::kLatency, max), 400u);       // 4 x 100
+  EXPECT_EQ(observation_heat(late, SourceEstimator::kLatency, max), 8u);          // 4 x 2
+  EXPECT_EQ(observation_heat(late, SourceEstimator::kScaled, max), max);          // 4 x 128, capped
+  EXPECT_EQ(observation_heat(early, SourceEstimator::kRate, max), kMaxRateHeat);  // 100, capped
+  EXPECT_EQ(observation_heat(late, SourceEstimator::kRate, max), 2u);
+  EXPECT_EQ(observation_heat(idle, SourceEstimator::kRate, max), 0u);
+  EXPECT_EQ(parse_source_estimator("latency+scaled").value(), SourceEstimator::kLatencyScaled);
+  EXPECT_EQ(parse_source_estimator("banana").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A group of 16 pages armed as one fires on its first access and reports
+// that page: among one hot page and 15 cold ones, the hot one nearly always.
+TEST(SimHotnessTest, FaultGroupReportsItsFirstAccessedPage) {
+  const std::uint64_t units = 1024;
+  FaultModel m = fixed_fault(units, 16, 16);
+  Observations obs;
+  auto ranges = one_range(units);
+  ASSERT_TRUE(m.collect(ranges, obs, {}).ok());
+  Rng rng(7);
+  std::uint64_t hot_first = 0, fired = 0;
+  std::int64_t t = 0;
+  for (int e = 0; e < 50; ++e) {
+    // Page 16j + 5 of every group is hot (about 2 accesses per epoch); the
+    // other 15 about 0.1 between them.
+    for (int a = 0; a < 2000; ++a) {
+      const auto p = static_cast<std::uint32_t>(rng.below(units));
+      if (p % 16 == 5 || rng.below(300) == 0) m.on_access(p, false, t);
+      t += 1000;
+    }
+    m.set_now(t);
+    obs.all.clear();
+    ASSERT_TRUE(m.collect(ranges, obs, {}).ok());
+    ASSERT_EQ(obs.all.size(), 16u * 16u);  // every page of every group
+    for (const auto& x : obs.all)
+      if (x.accessed) {
+        ++fired;
+        hot_first += (x.page - kBase) / kPageSize % 16 == 5;
+      }
+  }
+  ASSERT_GT(fired, 500u);
+  EXPECT_GT(static_cast<double>(hot_first), 0.85 * static_cast<double>(fired));
 }
 
 // A small synthetic run: fault sampling under "static" (nothing migrates, so
@@ -314,24 +384,68 @@ TEST(SimHotnessTest, OverheadIsChargedWhereItIsPaid) {
   EXPECT_NEAR(static_cast<double>(charged.app_ns - app.app_ns), charged.tracking_app_ns, 1.0);
 }
 
-// fault:N samples per range: the footprint registered as 4 regions (as
-// ArenaRegions registers arenas) arms 4x the pages, and costs 4x.
-TEST(SimHotnessTest, FaultSamplesPerRegisteredRange) {
+// The budgeted fault source ("fault", what "sampled" picks) sizes its
+// sample from its costs so that everything it costs, faults on the
+// application's threads included, stays within SourceBudget::cpu_fraction
+// of the time: whatever the costs (the quiet and the loaded figures) and
+// however many ranges the footprint is registered as. fault:N arms N over
+// all ranges, not N per range.
+TEST(SimHotnessTest, FaultCostStaysWithinTheBudgetWhateverTheRanges) {
   WorkloadOptions w;
-  w.pages = 4096;
-  w.accesses = 200000;
-  auto run = [&](std::uint64_t region_pages) {
-    SimOptions r;
-    r.hotness = "fault:8";
-    r.region_pages = region_pages;
-    return run_small("uniform", w, "static", r);
+  w.pages = 16384;
+  w.accesses = 3000000;
+  auto run = [&](const std::string& hotness, std::uint64_t region_pages, HotnessCosts costs,
+                 double fraction) {
+    SimOptions o;
+    o.gap_ns = 800;
+    o.fast_pages = w.pages / 4;
+    o.hotness = hotness;
+    o.region_pages = region_pages;
+    o.hotness_costs = costs;
+    o.hotness_budget.cpu_fraction = fraction;
+    auto wl = make_workload("uniform", w);
+    EXPECT_TRUE(wl.ok()) << wl.status();
+    auto res = simulate(**wl, "static", o);
+    EXPECT_TRUE(res.ok()) << res.status();
+    return res.ok() ? *res : SimResult{};
   };
-  SimResult one = run(0), four = run(1024);
-  ASSERT_GT(one.epochs, 5u);
+  for (const HotnessCosts& costs : {HotnessCosts::measured(), HotnessCosts::loaded()})
+    for (double fraction : {0.01, 0.03}) {
+      SimResult one = run("fault", 0, costs, fraction), four = run("fault", 4096, costs, fraction);
+      ASSERT_GT(one.epochs, 20u);
+      EXPECT_GE(one.source_sampled, one.epochs) << "at least one sample per epoch";
+      for (const SimResult& r : {one, four})
+        EXPECT_LE(r.tracking_ns(), fraction * static_cast<double>(r.app_ns))
+            << "fraction " << fraction << ", " << r.source_sampled << " samples";
+      // Four ranges take the same sample as one: the budget is per epoch.
+      EXPECT_NEAR(static_cast<double>(four.source_sampled), static_cast<double>(one.source_sampled),
+                  0.05 * static_cast<double>(one.source_sampled));
+    }
+  // fault:N: N per epoch whatever the ranges.
+  SimResult one = run("fault:8", 0, HotnessCosts::measured(), 0.01),
+            four = run("fault:8", 4096, HotnessCosts::measured(), 0.01);
   EXPECT_EQ(one.source_sampled, 8 * one.epochs);
-  EXPECT_EQ(four.source_sampled, 4 * 8 * four.epochs);  // (its faults make the run longer)
-  EXPECT_GT(four.tracking_background_ns / static_cast<double>(four.epochs),
-            3 * one.tracking_background_ns / static_cast<double>(one.epochs));
+  EXPECT_EQ(four.source_sampled, 8 * four.epochs);
+}
+
+// FaultBudget: a token bucket of the allowance; an overspent epoch is paid
+// back by the next, an underspent one carries over at most one allowance.
+TEST(SimHotnessTest, FaultBudgetIsATokenBucket) {
+  source::FaultSampleCosts c{.arm_ns = 10, .disarm_ns = 10, .fire_ns = 30, .maps_ns = 100};
+  source::FaultBudget b;
+  b.p_fire = 0.5;                   // 10 + 15 + 5 = 30 ns per sample expected
+  EXPECT_EQ(b.plan(c, 1000), 30u);  // (1000 - 100) / 30
+  b.settle(30, 30, 100 + 30 * 40);  // every sample fired: 1300 spent, 300 over
+  EXPECT_DOUBLE_EQ(b.balance_ns, -300);
+  EXPECT_DOUBLE_EQ(b.p_fire, 0.625);
+  const double per = c.per_sample_ns(b.p_fire);                               // 32.5
+  EXPECT_EQ(b.plan(c, 1000), static_cast<std::uint64_t>((700 - 100) / per));  // paid back
+  b.settle(18, 0, 100 + 18 * 20);
+  EXPECT_LE(b.balance_ns, 1000);
+  b.balance_ns = 50000;  // long idle: carries one allowance at most
+  b.plan(c, 1000);
+  EXPECT_DOUBLE_EQ(b.balance_ns, 1000);
+  EXPECT_EQ(source::FaultBudget{}.plan(source::FaultSampleCosts{}, 1000), 0u);  // nothing measured
 }
 
 // Write-only sources see nothing of a workload without writes.
@@ -374,13 +488,22 @@ TEST(SimHotnessTest, TraceCarriesTheWriteBit) {
   for (std::size_t i = 0; i < want.size(); ++i) EXPECT_EQ(writes[i] != 0, want[i]) << i;
 }
 
-// The issue-14 rule on a committed real-program trace: automatic fed by
+// The issue-14 rule on the committed real-program traces: automatic fed by
 // "sampled" reaches >= 0.9x the hit ratio it reaches fed by the application,
 // at a tracking cost <= 1% of the application's time (--gap_ns=800,
-// --fast=25%, the default costs).
-TEST(SimHotnessTest, SampledHoldsTheRuleOnTheSqliteTrace) {
-  auto t =
-      read_lackey_trace(std::string(TIERKIT_FIXTURES_DIR "/../traces/sqlite3-lookups.lackey.gz"));
+// --fast=25%, the default costs). The cost part holds by construction on
+// every trace. The hit part holds on sqlite3 (one epoch: nothing to
+// promote); on mawk, where it failed before (0.874x at 1.15%), it still
+// falls short at this host's costs (0.883x, docs/performance.md: "Why
+// sampled falls short"): asserted as a floor that catches a regression,
+// 0.87x, not as the target.
+struct TraceRule {
+  const char* trace;
+  double min_ratio;
+};
+class SimHotnessTraceTest : public ::testing::TestWithParam<TraceRule> {};
+TEST_P(SimHotnessTraceTest, SampledWithinTheBudgetNearApp) {
+  auto t = read_lackey_trace(std::string(TIERKIT_FIXTURES_DIR "/../traces/") + GetParam().trace);
   ASSERT_TRUE(t.ok()) << t.status();
   auto shared = std::make_shared<const Trace>(*std::move(t));
   SimOptions o;
@@ -395,10 +518,58 @@ TEST(SimHotnessTest, SampledHoldsTheRuleOnTheSqliteTrace) {
     return *res;
   };
   SimResult app = run("app"), sampled = run("sampled");
-  EXPECT_EQ(sampled.hotness, "sampled->fault:8");
-  EXPECT_GE(sampled.hit_ratio(), 0.9 * app.hit_ratio());
+  EXPECT_EQ(sampled.hotness, "sampled->fault");
+  EXPECT_GE(sampled.hit_ratio(), GetParam().min_ratio * app.hit_ratio());
   EXPECT_GT(sampled.tracking_ns(), 0);
   EXPECT_LE(sampled.tracking_ns(), 0.01 * static_cast<double>(sampled.app_ns));
+  std::printf("%s: app %.2f%%, sampled %.2f%% (%.3fx), %llu promoted, tracking %.3f%%\n",
+              GetParam().trace, 100 * app.hit_ratio(), 100 * sampled.hit_ratio(),
+              sampled.hit_ratio() / app.hit_ratio(),
+              static_cast<unsigned long long>(sampled.promoted_pages),
+              100 * sampled.tracking_ns() / static_cast<double>(sampled.app_ns));
+}
+INSTANTIATE_TEST_SUITE_P(Traces, SimHotnessTraceTest,
+                         ::testing::Values(TraceRule{"mawk-groupby.lackey.gz", 0.87},
+                                           TraceRule{"sqlite3-lookups.lackey.gz", 0.9}));
+
+// Sampled evidence acts: on the built-in workloads (64 MiB, 10M accesses,
+// the defaults) automatic fed by "sampled" alone promotes (before issue
+// 14's rework it promoted nothing: one observation never beat the swap's
+// noise guard), ping-pongs less than 2% of what it promotes and stays
+// within the 1% budget; on a stationary skew (zipf) it beats first touch.
+// On the moving hot set (hotshift) it does not, at this host's costs: it
+// must not lose more than a point to it.
+TEST(SimHotnessTest, SampledPromotesWithoutPingPongWithinTheBudget) {
+  WorkloadOptions w;
+  w.pages = 16384;
+  w.accesses = 10000000;
+  auto run = [&](const char* workload, const std::string& policy) {
+    SimOptions o;
+    o.gap_ns = 800;
+    o.fast_pages = w.pages / 4;
+    o.hotness = "sampled";
+    auto wl = make_workload(workload, w);
+    EXPECT_TRUE(wl.ok()) << wl.status();
+    auto res = simulate(**wl, policy, o);
+    EXPECT_TRUE(res.ok()) << res.status();
+    return res.ok() ? *res : SimResult{};
+  };
+  for (const char* workload : {"hotshift", "zipf"}) {
+    SimResult first_touch = run(workload, "static"), sampled = run(workload, "automatic");
+    EXPECT_GT(sampled.promoted_pages, 30u) << workload;
+    EXPECT_LT(static_cast<double>(sampled.pingpong_pages),
+              0.02 * static_cast<double>(sampled.promoted_pages))
+        << workload;
+    EXPECT_LE(sampled.tracking_ns(), 0.01 * static_cast<double>(sampled.app_ns)) << workload;
+    if (std::string(workload) == "zipf")
+      EXPECT_GT(sampled.hit_ratio(), first_touch.hit_ratio() + 0.005);
+    else
+      EXPECT_GT(sampled.hit_ratio(), first_touch.hit_ratio() - 0.01);
+    std::printf("%s: first touch %.2f%%, sampled %.2f%%, %llu promoted, %llu ping-pong\n", workload,
+                100 * first_touch.hit_ratio(), 100 * sampled.hit_ratio(),
+                static_cast<unsigned long long>(sampled.promoted_pages),
+                static_cast<unsigned long long>(sampled.pingpong_pages));
+  }
 }
 
 }  // namespace

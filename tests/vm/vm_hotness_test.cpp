@@ -94,7 +94,8 @@ TEST(VmHotness, SoftDirtyFindsWrittenPages) {
 
 TEST(VmHotness, FaultSamplingFindsReadAndWrittenPages) {
   source::FaultSourceOptions o;
-  o.pages_per_range = 64;
+  o.pages_per_epoch = 64;
+  o.group_pages = 1;
   source::FaultSamplingSource src(o);
   ASSERT_TRUE(src.probe().ok());
   Pages m(64);
@@ -146,7 +147,7 @@ TEST(VmHotness, EngineFedBySampledSourceMovesAMovingHotSet) {
   auto picked = make_source("sampled:512");
   ASSERT_TRUE(picked.ok()) << picked.status();
   std::printf("tierkit-vm: hotness source %s\n", picked->explanation.c_str());
-  (*engine)->add_hotness_source(std::move(picked->source), no_time_limit());
+  ASSERT_TRUE((*engine)->add_hotness_source(std::move(picked->source), no_time_limit()).ok());
   {
     auto region = (*engine)->register_region(p, kBytes, RegionOptions().with_base_pages(),
                                              /*initially_fast=*/false);

@@ -7,15 +7,22 @@
 // on_access() for every access instead of Engine::record_access.
 //
 // Each model follows its real source (same defaults, same choices), only
-// the page-table state is simulated:
-//   fault:N    FaultSamplingSource: each collect() reports the armed pages
-//              that fired (weight 4, written = the first access after arming
-//              was a write), disarms the others, then arms N pages per range,
-//              one uniformly in each of N equal strata (so every page has the
-//              same chance N/units), capped by max_armed (1024), the budget's
-//              max_pages, and its max_ns checked every 64 pages. The first
-//              access, load or store, to an armed page fires it: one fault on
-//              the application's thread.
+// the page-table state is simulated. Every model reports what it inspected
+// through HotnessSink::observe(), as its real source does, and the engine
+// turns that into heat (SourceEstimator):
+//   fault[:N]  FaultSamplingSource: each collect() reports every armed page,
+//              fired or not, with how long it was armed, when it fired and
+//              its inclusion probability, then arms the next sample: N single
+//              pages per epoch over all ranges, or (plain "fault", groups of
+//              16 pages armed as one sample) as many as
+//              SourceBudget::cpu_fraction of the time pays for at these
+//              costs (source::FaultBudget, as the real source sizes it from
+//              its own timing), drawn by draw_stratified() (one
+//              uniformly in each of k equal strata of all ranges laid end to
+//              end), capped by max_armed (1024), the budget's max_pages and
+//              its max_ns checked every 64 pages. The first access, load or
+//              store, to an armed page fires it: one fault on the
+//              application's thread.
 //   softdirty  SoftDirtySource: the first collect() clears; then each reads
 //              up to max_pages pagemap entries from a cursor and reports the
 //              pages written since the last clear (weight 4), and clears again
@@ -39,7 +46,7 @@
 // "sampled" resolves like source::make_source("sampled"): the first of
 // source::kSampledOrder available on the modelled machine. Debian 12 (6.1 or
 // 6.12), unprivileged: perf is blocked by kernel.perf_event_paranoid, fault
-// works everywhere, so "sampled" is fault:8 there.
+// works everywhere, so "sampled" is the budgeted fault source there.
 #pragma once
 
 #include <algorithm>
@@ -74,6 +81,8 @@ namespace tierkit::sim {
 struct HotnessCosts {
   double record_access_ns = 0;        // app: one Engine::record_access call
   double fault_arm_ns = 0;            // engine: arm one page (mprotect PROT_NONE, table insert)
+  double fault_arm_page_ns = 0;       // engine: each further page of a group armed as one sample
+  double fault_fire_page_ns = 0;      // app: each further page of a group its fault restores
   double fault_disarm_ns = 0;         // engine: disarm one page that did not fire
   double fault_fire_ns = 0;           // app: fault + handler + mprotect back, per fired page
   double proc_maps_ns = 0;            // engine: one /proc/self/maps read (fault, per collect)
@@ -83,18 +92,43 @@ struct HotnessCosts {
   double uffd_scan_ns_per_page = 0;   // engine: PAGEMAP_SCAN + re-protect, per page
 
   // The defaults: CPU times measured by tierkit-bench on the development
-  // host (nested virtualisation, 2 shared vCPUs, load average ~5: several
-  // times a quiet machine's; docs/performance.md has the run and the
-  // quieter figures of issue 14).
+  // host, quiet (2026-12-02, nested virtualisation, 2 shared vCPUs, load
+  // average 0.4 rising to 2.1 during the run; docs/performance.md has the
+  // run, and loaded() the figures of an earlier run at load 5).
   static HotnessCosts measured() {
     HotnessCosts c;
-    c.record_access_ns = 6;        // README: record_access, ~6 ns
-    c.fault_arm_ns = 76000;        // BM_FaultArmAndTouch/64 collect 77.6 us/page - maps/64
+    c.record_access_ns = 6;  // README: record_access, ~6 ns
+    c.fault_arm_ns = 15900;  // BM_FaultArmAndTouch/64 collect 17.5 us/page - maps/64
+    // A group of 16 pages armed as one (the budgeted source's sample): arming
+    // cost 7.2x a page's (BM_FaultArmAndTouchGroup16/64 over
+    // BM_FaultArmAndTouch/64 in one run: 5.7-7.7x over three runs, as raw
+    // mprotect of 16 pages over 1: 7.3x), its fault 1.5x (touch_us_per_page,
+    // median of 1.0-3.5x): per further page, (7.2 - 1) / 15 and (1.5 - 1) / 15
+    // of the page's figure.
+    c.fault_arm_page_ns = 6600;
+    c.fault_fire_page_ns = 1100;
+    c.fault_disarm_ns = 7500;      // BM_FaultArm/64 25.0 us/page - BM_FaultArmAndTouch/64 17.5
+    c.fault_fire_ns = 32400;       // BM_FaultArmAndTouch/64 touch_us_per_page
+    c.proc_maps_ns = 104000;       // BM_ProcMapsRead, 217 mappings
+    c.pagemap_ns_per_page = 20;    // BM_PagemapRead: 5.25 ms CPU per GiB
+    c.clear_refs_ns_per_page = 1;  // BM_ClearRefs: 0.23 ms per GiB (a floor: no soft-dirty here)
+    c.wp_fault_ns = 20100;         // BM_UffdScan/64 write_us_per_page
+    c.uffd_scan_ns_per_page = 20;  // BM_UffdScan/64: 5.35 ms CPU per GiB scanned
+    return c;
+  }
+  // The same host's figures under load (load average ~5, 2026-12-02): the
+  // simulator's defaults before; a pessimistic what-if (--hotness_costs=loaded).
+  static HotnessCosts loaded() {
+    HotnessCosts c;
+    c.record_access_ns = 6;
+    c.fault_arm_ns = 76000;       // BM_FaultArmAndTouch/64 collect 77.6 us/page - maps/64
+    c.fault_arm_page_ns = 31400;  // the quiet figures' group ratios (7.2x, 1.5x), applied
+    c.fault_fire_page_ns = 2200;
     c.fault_disarm_ns = 44000;     // BM_FaultArm/64 122 us/page - BM_FaultArmAndTouch/64 77.6
     c.fault_fire_ns = 64500;       // BM_FaultArmAndTouch/64 touch_us_per_page
     c.proc_maps_ns = 103000;       // BM_ProcMapsRead, 217 mappings
     c.pagemap_ns_per_page = 40;    // BM_PagemapRead: 10.6 ms CPU per GiB
-    c.clear_refs_ns_per_page = 1;  // BM_ClearRefs: 0.26 ms per GiB (a floor: no soft-dirty here)
+    c.clear_refs_ns_per_page = 1;  // BM_ClearRefs: 0.26 ms per GiB
     c.wp_fault_ns = 50000;         // BM_UffdScan/64 write_us_per_page
     c.uffd_scan_ns_per_page = 23;  // BM_UffdScan/64: 6.0 ms CPU per GiB scanned
     return c;
@@ -107,9 +141,9 @@ struct HotnessCosts {
     return c;
   }
   absl::Status validate() const {
-    for (double v :
-         {record_access_ns, fault_arm_ns, fault_disarm_ns, fault_fire_ns, proc_maps_ns,
-          pagemap_ns_per_page, clear_refs_ns_per_page, wp_fault_ns, uffd_scan_ns_per_page})
+    for (double v : {record_access_ns, fault_arm_ns, fault_arm_page_ns, fault_fire_page_ns,
+                     fault_disarm_ns, fault_fire_ns, proc_maps_ns, pagemap_ns_per_page,
+                     clear_refs_ns_per_page, wp_fault_ns, uffd_scan_ns_per_page})
       if (!(v >= 0 && v <= 1e9))
         return absl::InvalidArgumentError(
             absl::StrCat("hotness cost ", v, " ns: every source cost must be in [0, 1e9] ns"));
@@ -120,7 +154,8 @@ struct HotnessCosts {
 // A parsed --hotness spec.
 struct HotnessSpec {
   enum Kind { kApp, kFault, kSoftDirty, kUffd } kind = kApp;
-  std::uint32_t fault_pages = source::FaultSourceOptions{}.pages_per_range;  // fault:N
+  // fault:N's N, pages per epoch over all ranges; 0 = as the CPU budget allows.
+  std::uint32_t fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
   std::string requested = "app";  // as given ("sampled", "fault:8", ...)
 
   // The source the model runs: "app", "fault:N", "softdirty" or "uffd".
@@ -129,7 +164,7 @@ struct HotnessSpec {
       case kApp:
         return "app";
       case kFault:
-        return absl::StrCat("fault:", fault_pages);
+        return fault_pages ? absl::StrCat("fault:", fault_pages) : std::string("fault");
       case kSoftDirty:
         return "softdirty";
       case kUffd:
@@ -137,7 +172,7 @@ struct HotnessSpec {
     }
     return "app";
   }
-  // "sampled -> fault:8" when the spec was resolved, else the source.
+  // "sampled->fault" when the spec was resolved, else the source.
   std::string label() const {
     std::string r = resolved();
     return requested == r ? r : absl::StrCat(requested, "->", r);
@@ -162,7 +197,7 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
     std::uint32_t v = 0;
     if (!absl::SimpleAtoi(n, &v) || v == 0 || v > 4096)
       return absl::InvalidArgumentError(absl::StrCat(
-          "--hotness='", spec, "': N must be an integer in [1, 4096] (pages per range per epoch)"));
+          "--hotness='", spec, "': N must be an integer in [1, 4096] (pages per epoch)"));
     h.fault_pages = v;
     return absl::OkStatus();
   };
@@ -187,7 +222,7 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
                        "--hotness_available='",
                        absl::StrJoin(available, ","), "'"));
     s = picked;
-    if (s != "fault") h.fault_pages = source::FaultSourceOptions{}.pages_per_range;
+    if (s != "fault") h.fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
   }
   if (s == "app") {
     h.kind = HotnessSpec::kApp;
@@ -236,16 +271,7 @@ class SourceModel : public HotnessSource {
   absl::Status probe() override { return absl::OkStatus(); }
   HotnessSourceStats stats() const override { return stats_; }
 
-  // Scaled estimator: each page found is reported with weight / p, p being
-  // the chance that the page was inspected this epoch (Horvitz-Thompson),
-  // capped at the tracker's maximum heat, instead of the real sources' fixed
-  // weight.
-  void set_scaled(bool on) { scaled_ = on; }
-  // Latency estimator (fault only): a fired page's weight is multiplied by
-  // (time armed) / (time from arming to the fault), the accesses per epoch
-  // that latency suggests, as the kernel's NUMA hint-fault latency does.
-  void set_latency(bool on) { latency_ = on; }
-  // The simulator's clock at the next collect().
+  // The simulator's clock: at each access (on_access) and at the next collect().
   void set_now(std::int64_t ns) { now_ = ns; }
 
   double app_ns() const { return app_ns_; }        // charged to the application so far
@@ -290,18 +316,25 @@ class SourceModel : public HotnessSource {
     next_ = 0;
     return true;
   }
-  // The weight of a page found by a budgeted pass: a pass inspects
-  // min(max_pages, all pages) per epoch.
-  std::uint32_t pass_weight(absl::Span<const TrackedRange> ranges, const SourceBudget& budget,
-                            std::uint32_t w) const {
+  // The inclusion probability of a page inspected by a budgeted pass: a pass
+  // inspects min(max_pages, all pages) per epoch.
+  double pass_inclusion(absl::Span<const TrackedRange> ranges, const SourceBudget& budget) const {
     double total = 0;
     for (const TrackedRange& r : ranges) {
       auto [first, end] = pages_of(r);
       total += static_cast<double>(end - first);
     }
-    const double per_epoch =
-        budget.max_pages ? std::min(total, static_cast<double>(budget.max_pages)) : total;
-    return weight(w, per_epoch, total);
+    if (total <= 0) return 1;
+    return budget.max_pages ? std::min(1.0, static_cast<double>(budget.max_pages) / total) : 1.0;
+  }
+  // Reports page `p` found written by a write-only source.
+  void report_written(HotnessSink& sink, std::uint64_t p, std::uint32_t weight, double inclusion) {
+    SourceObservation o;
+    o.page = addr(p);
+    o.accessed = o.written = true;
+    o.weight = weight;
+    o.inclusion = inclusion;
+    sink.observe(o);
   }
   void end_collect(double cost, const HotnessSourceStats::Collect& c) {
     engine_ns_ += cost;
@@ -315,123 +348,162 @@ class SourceModel : public HotnessSource {
   double app_ns_ = 0, engine_ns_ = 0;
   std::uint64_t faults_ = 0;
   std::uint64_t next_ = 0;  // budgeted_pass's cursor (a page index)
-  bool scaled_ = false, latency_ = false;
   std::int64_t now_ = 0;
-  std::uint32_t weight(std::uint32_t w, double inspected, double population) const {
-    if (!scaled_ || inspected <= 0) return w;
-    return static_cast<std::uint32_t>(std::min(
-        double{PageWord::kMaxHeat}, std::round(w * std::max(1.0, population / inspected))));
-  }
   HotnessSourceStats stats_;
 };
 
-// fault:N, as source::FaultSamplingSource.
+// fault[:N], as source::FaultSamplingSource.
 class FaultModel final : public SourceModel {
  public:
   FaultModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
              source::FaultSourceOptions o)
-      : SourceModel(base, pages, costs),
-        o_(o),
-        rng_(o.seed),
-        state_(pages, kIdle),
-        weight_of_(pages, 0),
-        fired_at_(pages, 0) {
+      : SourceModel(base, pages, costs), o_(o), rng_(o.seed), group_of_(pages, kNone) {
     o_.max_armed = std::min<std::uint32_t>(
         o_.max_armed, static_cast<std::uint32_t>(source::fault_detail::Table::kSlots / 4));
     stats_.name = "fault";
   }
   std::string_view name() const override { return "fault"; }
 
+  // The model's costs as the real source would measure them.
+  source::FaultSampleCosts sample_costs() const {
+    const double group = source::fault_group_pages(o_.group_pages) - 1.0;
+    return {c_.fault_arm_ns + group * c_.fault_arm_page_ns, c_.fault_disarm_ns,
+            c_.fault_fire_ns + group * c_.fault_fire_page_ns, c_.proc_maps_ns};
+  }
+
   absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
                        const SourceBudget& budget) override {
     HotnessSourceStats::Collect c;
     double cost = 0;
-    // Harvest: report the fired pages, disarm the rest.
-    for (std::uint32_t p : armed_) {
-      if (state_[p] == kFired || state_[p] == kFiredWritten) {
+    // Harvest: report every armed page, fired or not; disarm the rest.
+    SourceObservation o;
+    o.weight = o_.weight;
+    o.inclusion = inclusion_;
+    const std::int64_t watched = std::max<std::int64_t>(1, now_ - armed_at_);
+    for (const Group& g : groups_) {
+      const bool fired = g.fired != kNone;
+      if (fired) {
         ++c.found;
-        const bool w = state_[p] == kFiredWritten;
-        c.written += w;
-        std::uint32_t wt = weight_of_[p];
-        if (latency_) {
-          const double armed_for = static_cast<double>(std::max<std::int64_t>(1, now_ - armed_at_));
-          const double lat =
-              static_cast<double>(std::max<std::int64_t>(1, fired_at_[p] - armed_at_));
-          wt = static_cast<std::uint32_t>(
-              std::min(double{PageWord::kMaxHeat},
-                       std::round(wt * std::clamp(armed_for / lat, 1.0, 256.0))));
-        }
-        sink.record(addr(p), wt, w);
+        c.written += g.written;
       } else {
         cost += c_.fault_disarm_ns;
       }
-      state_[p] = kIdle;
+      const std::int64_t lat =
+          fired ? std::clamp<std::int64_t>(g.fired_at - armed_at_, 0, watched) : -1;
+      for (std::uint32_t p = g.first; p < g.first + g.pages; ++p) {
+        group_of_[p] = kNone;
+        o.page = addr(p);
+        o.accessed = p == g.fired;
+        o.written = o.accessed && g.written;
+        // The group's other pages were watched until it fired, not touched.
+        o.watch_cut = fired && !o.accessed;
+        o.watched_ns = o.watch_cut ? std::max<std::int64_t>(1, lat) : watched;
+        o.latency_ns = o.accessed ? lat : -1;
+        sink.observe(o);
+      }
     }
-    armed_.clear();
+    // What the harvested sample cost in all: its arming and maps read (last
+    // collect), its faults, its disarms.
+    budget_.settle(groups_.size(), c.found, last_arm_ns_ + (app_ns_ - app_seen_) + cost);
+    app_seen_ = app_ns_;
+    groups_.clear();
     armed_at_ = now_;
     cost += c_.proc_maps_ns;
-    // Arm the next sample.
-    std::uint64_t cap =
-        std::min<std::uint64_t>(o_.max_armed, budget.max_pages ? budget.max_pages : o_.max_armed);
-    const std::size_t n = ranges.size();
-    const std::size_t start = n ? cursor_++ % n : 0;
-    for (std::size_t i = 0; i < n && c.sampled < cap; ++i) {
-      const TrackedRange& r = ranges[(start + i) % n];
-      auto [first, end] = pages_of(r);
-      if (r.granularity != kPageSize || end <= first) {
+    const double maps_and_disarm = cost;
+    // Size the next sample, as the real source does.
+    std::uint64_t want = o_.max_armed;
+    double allowance = 0;
+    if (o_.pages_per_epoch > 0) {
+      want = o_.pages_per_epoch;
+    } else if (budget.cpu_fraction > 0 && budget.epoch_ns > 0) {
+      allowance = budget.cpu_fraction * static_cast<double>(budget.epoch_ns);
+      want = budget_.plan(sample_costs(), allowance);
+    }
+    const std::uint64_t cap = std::min<std::uint64_t>(
+        {want, o_.max_armed, budget.max_pages ? budget.max_pages : o_.max_armed});
+    std::vector<std::uint64_t> units(ranges.size(), 0);
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      auto [first, end] = pages_of(ranges[i]);
+      if (ranges[i].granularity != kPageSize || end <= first) {
         ++c.skipped;
         continue;
       }
-      const std::uint64_t units = end - first;
-      const std::uint64_t k = std::min<std::uint64_t>(o_.pages_per_range, units);
-      bool out_of_time = false;
-      for (std::uint64_t j = 0; j < k && c.sampled < cap; ++j) {
-        const std::uint64_t lo = j * units / k, hi = (j + 1) * units / k;
-        const auto p = static_cast<std::uint32_t>(first + lo + rng_.below(hi - lo));
-        if (state_[p] != kIdle) continue;  // drawn twice
-        state_[p] = kArmed;
-        weight_of_[p] = weight(o_.weight, static_cast<double>(k), static_cast<double>(units));
-        armed_.push_back(p);
-        cost += c_.fault_arm_ns;
-        ++c.sampled;
-        if (budget.max_ns > 0 && (c.sampled & 63) == 0 &&
-            cost > static_cast<double>(budget.max_ns)) {
-          out_of_time = true;
-          break;
-        }
-      }
-      if (out_of_time) break;
+      total += units[i] = end - first;
     }
+    const std::uint32_t k = source::fault_group_pages(o_.group_pages);
+    inclusion_ =
+        total > 0 ? std::min(1.0, static_cast<double>(cap) * k / static_cast<double>(total)) : 0.0;
+    source::draw_stratified(
+        units, cap, cursor_++, [&](std::uint64_t n) { return rng_.below(n); },
+        [&](std::size_t ri, std::uint64_t u) {
+          auto [first, end] = pages_of(ranges[ri]);
+          const auto p = static_cast<std::uint32_t>(first + u);
+          // The aligned group of k pages holding p, if the range holds it
+          // whole (the model's pages are aligned as their addresses are).
+          std::uint32_t g0 = p & ~(k - 1), len = k;
+          if (g0 < first || g0 + k > end) g0 = p, len = 1;
+          for (std::uint32_t q = g0; q < g0 + len; ++q)
+            if (group_of_[q] != kNone) return true;  // overlaps one drawn before
+          for (std::uint32_t q = g0; q < g0 + len; ++q)
+            group_of_[q] = static_cast<std::uint32_t>(groups_.size());
+          groups_.push_back({g0, len, kNone, 0, false});
+          cost += c_.fault_arm_ns + (len - 1) * c_.fault_arm_page_ns;
+          ++c.sampled;
+          return !(budget.max_ns > 0 && (c.sampled & 63) == 0 &&
+                   cost > static_cast<double>(budget.max_ns));
+        });
+    last_arm_ns_ = cost - maps_and_disarm + c_.proc_maps_ns;
     end_collect(cost, c);
+    stats_.budget_ns = static_cast<std::uint64_t>(allowance);
+    stats_.ns_per_sample = static_cast<std::uint64_t>(sample_costs().per_sample_ns(budget_.p_fire));
+    stats_.last_sampled = c.sampled;
+    stats_.app_ns = static_cast<std::uint64_t>(app_ns_);
     return absl::OkStatus();
   }
 
-  // Pages armed now (tests).
-  const std::vector<std::uint32_t>& armed() const { return armed_; }
+  // The first page of each group armed now (tests).
+  std::vector<std::uint32_t> armed() const {
+    std::vector<std::uint32_t> out;
+    for (const Group& g : groups_) out.push_back(g.first);
+    return out;
+  }
 
  private:
-  enum : std::uint8_t { kIdle, kArmed, kFired, kFiredWritten };
+  static constexpr std::uint32_t kNone = ~std::uint32_t{0};
+  struct Group {
+    std::uint32_t first, pages;
+    std::uint32_t fired;  // the page whose access fired it, or kNone
+    std::int64_t fired_at;
+    bool written;
+  };
   double first_touch(std::uint32_t page, bool write) override {
     double ns = access(page, write);  // an armed, never-touched page faults too
     app_ns_ += ns;
     return ns;
   }
   double access(std::uint32_t page, bool write) override {
-    if (state_[page] != kArmed) return 0;
-    state_[page] = write ? kFiredWritten : kFired;
-    fired_at_[page] = now_;
+    const std::uint32_t gi = group_of_[page];
+    if (gi == kNone) return 0;
+    Group& g = groups_[gi];
+    if (g.fired != kNone) return 0;  // restored when it fired
+    g.fired = page;
+    g.fired_at = now_;
+    g.written = write;
     ++faults_;
-    return c_.fault_fire_ns;
+    return c_.fault_fire_ns + (g.pages - 1) * c_.fault_fire_page_ns;
   }
 
   source::FaultSourceOptions o_;
   Rng rng_;
-  std::vector<std::uint8_t> state_;
-  std::vector<std::uint16_t> weight_of_;
-  std::vector<std::int64_t> fired_at_;
+  std::vector<std::uint32_t> group_of_;  // page -> index in groups_, or kNone
+  std::vector<Group> groups_;
   std::int64_t armed_at_ = 0;
-  std::vector<std::uint32_t> armed_;
+  double inclusion_ = 0;
   std::size_t cursor_ = 0;
+  source::FaultBudget budget_;
+  double last_arm_ns_ = 0;  // the armed sample's arming and maps read
+  double app_seen_ = 0;     // app_ns_ at the last harvest (its faults since)
 };
 
 // softdirty, as source::SoftDirtySource.
@@ -448,7 +520,7 @@ class SoftDirtyModel final : public SourceModel {
                        const SourceBudget& budget) override {
     HotnessSourceStats::Collect c;
     double cost = 0;
-    const std::uint32_t w = pass_weight(ranges, budget, o_.weight);
+    const double inclusion = pass_inclusion(ranges, budget);
     if (!started_) {
       cost += clear();
       started_ = true;
@@ -457,7 +529,7 @@ class SoftDirtyModel final : public SourceModel {
                    ++c.skipped;  // not present: not written
                  } else if (dirty_[p] != 0) {
                    ++c.found;
-                   sink.record(addr(p), w, true);
+                   report_written(sink, p, o_.weight, inclusion);
                  }
                })) {
       cost += clear();
@@ -513,7 +585,7 @@ class UffdModel final : public SourceModel {
                        const SourceBudget& budget) override {
     HotnessSourceStats::Collect c;
     double cost = 0;
-    const std::uint32_t w = pass_weight(ranges, budget, o_.weight);
+    const double inclusion = pass_inclusion(ranges, budget);
     if (!registered_) {
       // UFFDIO_REGISTER, then one scan write-protects everything (unpopulated
       // pages too: WP_UNPOPULATED).
@@ -530,7 +602,7 @@ class UffdModel final : public SourceModel {
     budgeted_pass(ranges, budget, c_.uffd_scan_ns_per_page, c, cost, [&](std::uint64_t p) {
       if (written_[p] == 0) return;
       ++c.found;
-      sink.record(addr(p), w, true);
+      report_written(sink, p, o_.weight, inclusion);
       written_[p] = 0;  // PM_SCAN_WP_MATCHING: protected again
       wp_[p] = 1;
     });
@@ -561,15 +633,16 @@ class UffdModel final : public SourceModel {
 };
 
 // The model of `spec` for pages [0, pages) at `base`; nullptr for "app".
-inline std::unique_ptr<SourceModel> make_source_model(const HotnessSpec& spec, std::uintptr_t base,
-                                                      std::uint64_t pages,
-                                                      const HotnessCosts& costs) {
+inline std::unique_ptr<SourceModel> make_source_model(
+    const HotnessSpec& spec, std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
+    std::uint32_t group_pages = source::FaultSourceOptions{}.group_pages) {
   switch (spec.kind) {
     case HotnessSpec::kApp:
       return nullptr;
     case HotnessSpec::kFault: {
       source::FaultSourceOptions o;
-      o.pages_per_range = spec.fault_pages;
+      o.pages_per_epoch = spec.fault_pages;
+      o.group_pages = spec.fault_pages > 0 ? 1 : group_pages;  // as source::make_source("fault:N")
       return std::make_unique<FaultModel>(base, pages, costs, o);
     }
     case HotnessSpec::kSoftDirty:

@@ -90,8 +90,10 @@ struct SimOptions {
   // Register the footprint as regions of this many pages (0 = one region):
   // 16384 = the 64 MiB arenas of TierMemoryResource under ArenaRegions.
   std::uint64_t region_pages = 0;
-  bool hotness_scaled = false;   // SourceModel::set_scaled: weight / inclusion probability
-  bool hotness_latency = false;  // SourceModel::set_latency: fault weight by time to fault
+  // How the engine turns the source's observations into heat.
+  SourceEstimator hotness_estimator = SourceEstimator::kRate;
+  // The budgeted fault source's pages per sample (FaultSourceOptions::group_pages).
+  std::uint32_t fault_group_pages = source::FaultSourceOptions{}.group_pages;
   // Engine settings (policy, epoch_ms, rate limit, ...). The simulator sets
   // fast_nodes, slow_nodes and fast_budget_bytes.
   EngineConfig engine;
@@ -112,6 +114,9 @@ struct SimOptions {
           "application move cost: need move_call_ns and move_page_ns in [0, 1e12]");
     if (sample_ms <= 0) return absl::InvalidArgumentError("sample interval must be > 0 ms");
     if (absl::Status s = hotness_costs.validate(); !s.ok()) return s;
+    if (absl::Status s = hotness_budget.validate(); !s.ok()) return s;
+    if (fault_group_pages < 1 || fault_group_pages > 16)
+      return absl::InvalidArgumentError("fault_group_pages: must be in [1, 16]");
     if (auto h = parse_hotness(hotness, hotness_available); !h.ok()) return h.status();
     return absl::OkStatus();
   }
@@ -440,11 +445,12 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   if (!spec.ok()) return spec.status();
   r.hotness = spec->label();
   SourceModel* source = nullptr;
-  if (auto m = make_source_model(*spec, kSimBase, n, o.hotness_costs)) {
+  if (auto m = make_source_model(*spec, kSimBase, n, o.hotness_costs, o.fault_group_pages)) {
     source = m.get();
-    source->set_scaled(o.hotness_scaled);
-    source->set_latency(o.hotness_latency);
-    engine.add_hotness_source(std::move(m), o.hotness_budget);
+    if (absl::Status st =
+            engine.add_hotness_source(std::move(m), o.hotness_budget, o.hotness_estimator);
+        !st.ok())
+      return st;
   }
   const double record_ns = source ? 0 : o.hotness_costs.record_access_ns;
   double tracking_app = 0, tracking_engine_seen = 0;

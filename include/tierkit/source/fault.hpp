@@ -11,13 +11,32 @@
 //
 // When to choose it: any kernel, no privileges, sees reads and writes. Its
 // cost lands on the application's threads (one fault per sampled page that is
-// touched, measured 7-11 us here with arming, see benchmarks/) and on the
+// touched, 32 us measured here with the handler, see benchmarks/) and on the
 // engine's thread (one mprotect per armed page, one read of /proc/self/maps
-// per epoch). Sampling is stratified and random: in every tracked range of
-// n pages, k = pages_per_range pages are drawn, one uniformly in each of k
-// equal strata, so a page's chance of being sampled is k/n whatever its
-// address, and the number of fired pages times n/k is an unbiased estimate
-// of the pages touched per epoch. A page is reported with weight `weight`.
+// per epoch).
+//
+// Budget by construction: unless pages_per_epoch fixes the sample, collect()
+// arms as many samples as SourceBudget::cpu_fraction of the time pays for,
+// all costs included (FaultBudget: a token bucket of fraction * epoch per
+// epoch; each sample's actual cost, its arming, maps read, fault or disarm,
+// is taken from it; the next sample spends what is left at the expected
+// cost per sample), with each cost this source's own measurement (arm and
+// disarm from its collect() timing, a moving average; the fault from timed
+// faults on a scratch page when the handler is installed, kept up to date by
+// the handler's own timing). So the sample shrinks on a slow machine and the
+// total stays within the fraction whatever the number of ranges.
+//
+// Sampling is stratified and random over all tracked units together: k
+// units are drawn, one uniformly in each of k equal strata of the ranges
+// laid end to end, so a unit's chance of being sampled is k / (all units)
+// whatever its range or address (each armed with its aligned group of
+// group_pages pages: see FaultSourceOptions), and the fired count times that
+// inverse is an unbiased estimate of the units touched per epoch. Every armed unit is
+// reported through HotnessSink::observe(): fired or not, how long it was
+// armed, how long after arming it fired (the NUMA hint fault's latency) and
+// its inclusion probability; the engine turns that into heat
+// (SourceEstimator). A plain HotnessSink::record() sees the fired pages with
+// weight `weight`.
 //
 // The SIGSEGV handler (installed at the first collect(), never before):
 //  - is chained: faults that are not on an armed page go to the handler that
@@ -66,6 +85,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -86,7 +106,8 @@ namespace tierkit::source {
 namespace fault_detail {
 
 // Slot word: unit address | state (bits 0-2) | saved prot (bits 3-5) |
-// written (bit 6) | 2 MiB unit (bit 7). 0 = empty.
+// written (bit 6) | 2 MiB unit (bit 7) | log2 of the pages of a group of
+// 4 KiB pages (bits 8-11). 0 = empty.
 enum : std::uintptr_t {
   kArmed = 1,
   kFiring = 2,  // a handler owns it and is restoring the protection
@@ -98,18 +119,24 @@ enum : std::uintptr_t {
   kProtMask = 7u << kProtShift,
   kWritten = 1u << 6,
   kHuge = 1u << 7,
+  kGroupShift = 8,
+  kGroupMask = 0xFu << kGroupShift,
   kPageMask = ~std::uintptr_t{4095},
   kHugeMask = ~std::uintptr_t{(2u << 20) - 1},
 };
 
 inline std::size_t unit_size(std::uintptr_t v) noexcept {
-  return (v & kHuge) != 0 ? std::size_t{2} << 20 : 4096;
+  return (v & kHuge) != 0 ? std::size_t{2} << 20
+                          : std::size_t{4096} << ((v & kGroupMask) >> kGroupShift);
 }
 
 struct Table {
   static constexpr std::size_t kSlots = std::size_t{1} << 14;  // armed pages <= kSlots / 4
   std::atomic<std::uintptr_t> slot[kSlots];
-  struct sigaction prev;  // written before our handler is installed
+  std::atomic<std::int64_t> fired_at[kSlots];      // CLOCK_MONOTONIC ns of the slot's fault
+  std::atomic<std::uintptr_t> fired_page[kSlots];  // the page whose access faulted
+  std::atomic<std::size_t> group_bytes{4096};      // bytes of a group (its alignment)
+  struct sigaction prev;                           // written before our handler is installed
   std::atomic<bool> installed{false};
   std::atomic<bool> can_check{true};  // process_vm_readv works
   std::atomic<const void*> owner{nullptr};
@@ -182,6 +209,12 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
       std::atomic<std::uintptr_t>* h = find(addr & kHugeMask);
       if (h != nullptr && (h->load(std::memory_order_acquire) & kHuge) != 0) s = h;
     }
+    if (s == nullptr) {
+      // A page of an armed group (keyed by its aligned base)?
+      const std::size_t g = g_table.group_bytes.load(std::memory_order_relaxed);
+      std::atomic<std::uintptr_t>* h = find(addr & ~std::uintptr_t{g - 1});
+      if (h != nullptr && (h->load(std::memory_order_acquire) & kGroupMask) != 0) s = h;
+    }
     if (s != nullptr) {
       std::uintptr_t v = s->load(std::memory_order_acquire);
       std::uintptr_t state = v & kStateMask;
@@ -205,6 +238,10 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
           }
           int prot = static_cast<int>((v & kProtMask) >> kProtShift);
           ::mprotect(reinterpret_cast<void*>(v & kPageMask), unit_size(v), prot);
+          g_table.fired_at[static_cast<std::size_t>(s - g_table.slot)].store(
+              t0, std::memory_order_relaxed);
+          g_table.fired_page[static_cast<std::size_t>(s - g_table.slot)].store(
+              page, std::memory_order_relaxed);
           s->store((v & ~kStateMask) | kFired | written, std::memory_order_release);
           g_table.fired.fetch_add(1, std::memory_order_relaxed);
           g_table.handler_ns.fetch_add(static_cast<std::uint64_t>(mono_ns() - t0),
@@ -236,11 +273,107 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
 
 }  // namespace fault_detail
 
+// What one fault sample costs, ns of CPU, wherever it runs.
+struct FaultSampleCosts {
+  double arm_ns = 0;     // engine's thread: mprotect(PROT_NONE) + table insert
+  double disarm_ns = 0;  // engine's thread: restore a sample that did not fire
+  double fire_ns = 0;    // application's thread: fault, signal, handler, mprotect back
+  double maps_ns = 0;    // engine's thread: one /proc/self/maps read per collect()
+  // One sample's expected cost when a fraction `p_fire` of samples fire.
+  double per_sample_ns(double p_fire = 1) const {
+    return arm_ns + p_fire * fire_ns + (1 - p_fire) * disarm_ns;
+  }
+};
+
+// FaultBudget
+//
+// Sizes each epoch's fault sample so that what the samples cost, all parts
+// included, stays within SourceBudget::cpu_fraction of the time, as a token
+// bucket does: each epoch adds fraction * epoch to a balance, each sample's
+// actual cost (its maps read, arms, faults and disarms, once it is
+// harvested) is taken from it, and the next sample spends at most what the
+// balance holds at the expected cost per sample (the fired fraction a
+// moving average of what fired). An overspent epoch is paid back by the
+// next; unspent time carries over up to one epoch's allowance. So over any
+// run, the cost is at most the allowance of its epochs plus the error of
+// the last sample's expected fired fraction. Plain data; O(1).
+struct FaultBudget {
+  double balance_ns = 0;  // allowance not yet spent (negative: overspent)
+  double p_fire = 0.5;    // fraction of samples that fire (moving average)
+  double planned_ns = 0;  // the last sample's expected cost
+
+  // The last sample, harvested: `sampled` samples of which `fired` fired,
+  // and what it cost in all (`spent_ns`).
+  void settle(std::uint64_t sampled, std::uint64_t fired, double spent_ns) {
+    balance_ns -= spent_ns;
+    if (sampled > 0)
+      p_fire += 0.25 * (static_cast<double>(fired) / static_cast<double>(sampled) - p_fire);
+  }
+  // The samples the next epoch may take, for an allowance of `allowance_ns`
+  // per epoch: the balance after adding it, less the maps read, at the
+  // expected cost per sample (0 when nothing was measured).
+  std::uint64_t plan(const FaultSampleCosts& c, double allowance_ns) {
+    balance_ns = std::min(balance_ns + allowance_ns, allowance_ns);
+    const double per = c.per_sample_ns(p_fire);
+    const double avail = balance_ns - c.maps_ns;
+    if (!(avail > 0) || !(per > 0)) return 0;
+    const auto k = static_cast<std::uint64_t>(std::floor(avail / per));
+    planned_ns = c.maps_ns + static_cast<double>(k) * per;
+    return k;
+  }
+};
+
+// draw_stratified()
+//
+// Draws k units of ranges holding units[0], units[1], ... units (laid end to
+// end): one uniformly in each of k equal strata of the total, visited from
+// stratum `first` on (wrapping), so that a cap that stops the draw early
+// does not always favour the same ranges. Calls pick(range, unit) for each
+// until it returns false. below(n) must return a uniform integer in [0, n).
+// Every unit's chance of being drawn is k / total. O(k log ranges).
+template <class Below, class Pick>
+void draw_stratified(absl::Span<const std::uint64_t> units, std::uint64_t k, std::uint64_t first,
+                     Below&& below, Pick&& pick) {
+  std::vector<std::uint64_t> end(units.size());
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < units.size(); ++i) end[i] = total += units[i];
+  k = std::min(k, total);
+  for (std::uint64_t n = 0; n < k; ++n) {
+    const std::uint64_t j = (first + n) % k;
+    const std::uint64_t lo = j * total / k, hi = (j + 1) * total / k;
+    const std::uint64_t x = lo + below(hi - lo);
+    const auto r =
+        static_cast<std::size_t>(std::upper_bound(end.begin(), end.end(), x) - end.begin());
+    if (!pick(r, x - (end[r] - units[r]))) return;
+  }
+}
+
+// The pages of one fault sample for FaultSourceOptions::group_pages: a power
+// of two in [1, 16].
+inline std::uint32_t fault_group_pages(std::uint32_t asked) {
+  std::uint32_t k = 1;
+  while (k * 2 <= std::min<std::uint32_t>(asked, 16)) k *= 2;
+  return k;
+}
+
 struct FaultSourceOptions {
-  std::uint32_t pages_per_range = 8;  // pages armed per tracked range per epoch
-  std::uint32_t max_armed = 1024;     // cap per epoch (VMA budget; <= 4096)
-  std::uint32_t weight = 4;           // heat added per fired page
-  std::uint64_t seed = 0x7157;        // page choice
+  // Pages armed per epoch over all tracked ranges together; 0 (default) = as
+  // many as SourceBudget::cpu_fraction of the epoch pays for (see above).
+  std::uint32_t pages_per_epoch = 0;
+  std::uint32_t max_armed = 1024;  // cap per epoch (VMA budget; <= 4096)
+  // Pages per sample: each draw arms the aligned group of this many pages
+  // (a power of two, at most 16) holding the page drawn, with one mprotect,
+  // when the range holds it whole (else the page alone). The group's first
+  // access fires it and is reported as the accessed page: the pages of a
+  // group are found in proportion to their access rates, so a sample covers
+  // group_pages pages. Arming costs more per page (each page's TLB entry is
+  // invalidated: on the development host 16 pages cost 7x one page, a
+  // sample about 5x a single page's) while the fault costs about the same;
+  // the budget counts it. A sequential sweep always reaches a group's first
+  // page first: it is the one reported.
+  std::uint32_t group_pages = 16;
+  std::uint32_t weight = 4;     // heat per fired page for a plain record() sink
+  std::uint64_t seed = 0x7157;  // page choice
 };
 
 class FaultSamplingSource final : public HotnessSource {
@@ -304,67 +437,117 @@ class FaultSamplingSource final : public HotnessSource {
     if (stopped_) return stopped_status_;
     if (!installed_) {
       if (absl::Status s = install(); !s.ok()) return stop(s);
+      calibrate();
+      t0 = detail::thread_cpu_ns();  // the calibration is not this epoch's sample
     } else if (!handler_is_ours()) {
       return stop(absl::FailedPreconditionError(
           "fault sampling: another SIGSEGV handler was installed after ours; faults on armed "
           "pages would reach it first, so every page was disarmed and fault sampling stopped"));
     }
-    std::uint64_t found = 0, written = 0, skipped = 0, errors = 0, sampled = 0;
+    std::uint64_t found = 0, written = 0, skipped = 0, errors = 0, sampled = 0, unfired = 0;
     std::string err;
-    harvest(&sink, found, written, skipped, errors, err);
+    const std::size_t harvested = armed_.size();
+    harvest(&sink, found, written, skipped, errors, err, &unfired);
+    const std::int64_t t_harvest = detail::thread_cpu_ns();
+    if (unfired > 0)
+      learn(costs_.disarm_ns, static_cast<double>(t_harvest - t0) / static_cast<double>(unfired));
+    learn_fire_cost();
+    // What the harvested sample cost in all: its maps read and arming (last
+    // collect), its faults (estimated), its harvest.
+    budget_.settle(harvested, found,
+                   last_arm_ns_ + static_cast<double>(found) * costs_.fire_ns +
+                       static_cast<double>(t_harvest - t0));
+
+    // Size the next sample: everything it costs within the budget's share
+    // of the time (or the fixed count asked for).
+    const std::int64_t now = fault_detail::mono_ns();
+    const double epoch_ns = budget.epoch_ns > 0    ? static_cast<double>(budget.epoch_ns)
+                            : last_collect_ns_ > 0 ? static_cast<double>(now - last_collect_ns_)
+                                                   : 0.0;
+    last_collect_ns_ = now;
+    std::uint64_t want = opt_.max_armed;
+    double allowance = 0;
+    if (opt_.pages_per_epoch > 0) {
+      want = opt_.pages_per_epoch;
+    } else if (budget.cpu_fraction > 0 && epoch_ns > 0) {
+      allowance = budget.cpu_fraction * epoch_ns;
+      // Nothing measured yet (the calibration failed): a small sample to learn from.
+      want = costs_.per_sample_ns() > 0 ? budget_.plan(costs_, allowance) : 8;
+    }
 
     // Arm the next sample.
-    if (absl::Status s = maps_.read(); !s.ok()) {
+    const std::int64_t t_maps = detail::thread_cpu_ns();
+    absl::Status maps_status = maps_.read();
+    const std::int64_t t_arm = detail::thread_cpu_ns();
+    if (maps_status.ok()) learn(costs_.maps_ns, static_cast<double>(t_arm - t_maps));
+    if (!maps_status.ok()) {
       ++errors;
-      err = std::string(s.message());
-    } else if (!ranges.empty()) {
+      err = std::string(maps_status.message());
+    } else if (!ranges.empty() && want > 0) {
       long room = (max_maps_ - static_cast<long>(maps_.size()) - 1024) / 2;
       std::uint64_t cap = std::min<std::uint64_t>(
-          opt_.max_armed, budget.max_pages ? budget.max_pages : opt_.max_armed);
+          {want, opt_.max_armed, budget.max_pages ? budget.max_pages : opt_.max_armed});
       cap = std::min<std::uint64_t>(cap, room > 0 ? static_cast<std::uint64_t>(room) : 0);
-      std::size_t n = ranges.size();
-      std::size_t start = cursor_++ % n;  // rotate which ranges go first when capped
-      for (std::size_t i = 0; i < n && sampled < cap; ++i) {
-        const TrackedRange& r = ranges[(start + i) % n];
+      std::vector<std::uint64_t> units(ranges.size(), 0);
+      std::uint64_t total = 0;
+      for (std::size_t i = 0; i < ranges.size(); ++i) {
+        const TrackedRange& r = ranges[i];
         if ((r.granularity != kPageSize && r.granularity != kHugePageSize) || r.end <= r.begin) {
           ++skipped;
           continue;
         }
-        const bool huge = r.granularity == kHugePageSize;
-        const std::size_t unit = huge ? kHugePageSize : kPageSize;
-        std::uint64_t units = (r.end - r.begin) / unit;
-        std::uint64_t k = std::min<std::uint64_t>(opt_.pages_per_range, units);
-        for (std::uint64_t j = 0; j < k && sampled < cap; ++j) {
-          std::uint64_t lo = j * units / k, hi = (j + 1) * units / k;
-          std::uint64_t pick =
-              lo + std::uniform_int_distribution<std::uint64_t>(0, hi - lo - 1)(rng_);
-          std::uintptr_t page = r.begin + pick * unit;
-          const Vma* v = maps_.find(page);
-          if (v == nullptr || v->prot == PROT_NONE || (v->prot & PROT_READ) == 0) {
-            ++skipped;  // unmapped, or already inaccessible (the application's)
-            continue;
-          }
-          if (huge && (v->begin > page || v->end < page + unit)) {
-            ++skipped;  // the unit spans mappings: not one huge page
-            continue;
-          }
-          if (fault_detail::find(page) != nullptr) continue;  // drawn twice
-          if (!insert(page, v->prot, huge)) break;
-          if (::mprotect(reinterpret_cast<void*>(page), unit, PROT_NONE) != 0) {
-            ++errors;
-            err = absl::StrCat("mprotect(PROT_NONE) of page 0x", absl::Hex(page), ": ",
-                               std::strerror(errno));
-            kill(page);
-            continue;
-          }
-          armed_.push_back(page);
-          ++sampled;
-          if (budget.max_ns > 0 && (sampled & 63) == 0 &&
-              detail::thread_cpu_ns() - t0 > budget.max_ns)
-            break;
-        }
+        total += units[i] = (r.end - r.begin) / r.granularity;
       }
+      const std::uint32_t k = fault_group_pages(opt_.group_pages);
+      const std::size_t group_bytes = std::size_t{k} * kPageSize;
+      fault_detail::g_table.group_bytes.store(group_bytes, std::memory_order_relaxed);
+      inclusion_ = total > 0
+                       ? std::min(1.0, static_cast<double>(cap) * k / static_cast<double>(total))
+                       : 0.0;
+      auto below = [this](std::uint64_t n) {
+        return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng_);
+      };
+      draw_stratified(units, cap, cursor_++, below, [&](std::size_t ri, std::uint64_t u) {
+        const TrackedRange& r = ranges[ri];
+        const bool huge = r.granularity == kHugePageSize;
+        std::size_t unit = huge ? kHugePageSize : kPageSize;
+        std::uintptr_t page = r.begin + u * unit;
+        const Vma* v = maps_.find(page);
+        if (v == nullptr || v->prot == PROT_NONE || (v->prot & PROT_READ) == 0) {
+          ++skipped;  // unmapped, or already inaccessible (the application's)
+          return true;
+        }
+        if (huge && (v->begin > page || v->end < page + unit)) {
+          ++skipped;  // the unit spans mappings: not one huge page
+          return true;
+        }
+        // The page's aligned group, if the range and one mapping hold it whole.
+        const std::uintptr_t g = page & ~std::uintptr_t{group_bytes - 1};
+        if (!huge && k > 1 && g >= r.begin && g + group_bytes <= r.end && v->begin <= g &&
+            v->end >= g + group_bytes) {
+          page = g;
+          unit = group_bytes;
+        }
+        if (fault_detail::find(page) != nullptr) return true;  // drawn twice
+        if (!insert(page, v->prot, huge, unit == group_bytes && k > 1 ? k : 1)) return false;
+        if (::mprotect(reinterpret_cast<void*>(page), unit, PROT_NONE) != 0) {
+          ++errors;
+          err = absl::StrCat("mprotect(PROT_NONE) of page 0x", absl::Hex(page), ": ",
+                             std::strerror(errno));
+          kill(page);
+          return true;
+        }
+        armed_.push_back(page);
+        ++sampled;
+        return !(budget.max_ns > 0 && (sampled & 63) == 0 &&
+                 detail::thread_cpu_ns() - t0 > budget.max_ns);
+      });
+      if (sampled > 0)
+        learn(costs_.arm_ns,
+              static_cast<double>(detail::thread_cpu_ns() - t_arm) / static_cast<double>(sampled));
     }
+    last_arm_ns_ = static_cast<double>(detail::thread_cpu_ns() - t_maps);
+    armed_at_ns_ = fault_detail::mono_ns();
     std::int64_t dt = detail::thread_cpu_ns() - t0;
     absl::MutexLock l(&mu_);
     stats_.add_collect(dt,
@@ -374,15 +557,23 @@ class FaultSamplingSource final : public HotnessSource {
                         .skipped = skipped,
                         .errors = errors},
                        err);
+    stats_.budget_ns = static_cast<std::uint64_t>(allowance);
+    stats_.ns_per_sample = static_cast<std::uint64_t>(costs_.per_sample_ns(budget_.p_fire));
+    stats_.last_sampled = sampled;
+    stats_.app_ns += static_cast<std::uint64_t>(static_cast<double>(found) * costs_.fire_ns);
     return absl::OkStatus();
   }
+
+  // What this source estimates one sample's parts cost here (its own
+  // measurements; zero until measured). Collecting thread.
+  const FaultSampleCosts& costs() const { return costs_; }
 
   // Restores every armed page that has not fired (unless the application
   // changed or unmapped it) and forgets the fired ones without reporting.
   void disarm() override {
     std::uint64_t found = 0, written = 0, skipped = 0, errors = 0;
     std::string err;
-    harvest(nullptr, found, written, skipped, errors, err);
+    harvest(nullptr, found, written, skipped, errors, err, nullptr);
     absl::MutexLock l(&mu_);
     stats_.skipped += skipped;
     stats_.errors += errors;
@@ -440,14 +631,18 @@ class FaultSamplingSource final : public HotnessSource {
     return why;
   }
 
-  bool insert(std::uintptr_t page, int prot, bool huge) {
+  // Inserts unit `page` (a page, a 2 MiB unit, or the base of a group of
+  // `pages` 4 KiB pages, a power of two <= 16) as armed.
+  bool insert(std::uintptr_t page, int prot, bool huge, std::uint32_t pages = 1) {
+    const auto log2 = static_cast<std::uintptr_t>(std::countr_zero(pages));
     for (std::size_t i = fault_detail::hash(page), n = 0; n < fault_detail::Table::kSlots;
          i = (i + 1) & (fault_detail::Table::kSlots - 1), ++n) {
       auto& s = fault_detail::g_table.slot[i];
       if (s.load(std::memory_order_relaxed) == 0) {
         s.store(page | fault_detail::kArmed |
                     (huge ? std::uintptr_t{fault_detail::kHuge} : std::uintptr_t{0}) |
-                    (static_cast<std::uintptr_t>(prot & 7) << fault_detail::kProtShift),
+                    (static_cast<std::uintptr_t>(prot & 7) << fault_detail::kProtShift) |
+                    (log2 << fault_detail::kGroupShift),
                 std::memory_order_release);
         return true;
       }
@@ -467,8 +662,14 @@ class FaultSamplingSource final : public HotnessSource {
   // table. Only the collecting thread inserts, so emptying it is safe: a
   // handler that misses a slot retries its access once.
   void harvest(HotnessSink* sink, std::uint64_t& found, std::uint64_t& written,
-               std::uint64_t& skipped, std::uint64_t& errors, std::string& err) {
+               std::uint64_t& skipped, std::uint64_t& errors, std::string& err,
+               std::uint64_t* unfired) {
     using namespace fault_detail;
+    const std::int64_t now = mono_ns();
+    SourceObservation o;
+    o.weight = opt_.weight;
+    o.inclusion = inclusion_;
+    o.watched_ns = std::max<std::int64_t>(1, now - armed_at_ns_);
     for (std::uintptr_t page : armed_) {
       std::atomic<std::uintptr_t>* s = find(page);
       if (s == nullptr) continue;
@@ -480,16 +681,45 @@ class FaultSamplingSource final : public HotnessSource {
           v = s->load(std::memory_order_acquire);
           continue;
         }
+        const std::size_t pages = (v & kHuge) != 0 ? 1 : unit_size(v) / kPageSize;
+        const std::size_t step = (v & kHuge) != 0 ? unit_size(v) : kPageSize;
         if (st == kFired) {
           ++found;
           if ((v & kWritten) != 0) ++written;
-          if (sink != nullptr) sink->record(page, opt_.weight, (v & kWritten) != 0);
+          if (sink != nullptr) {
+            const auto slot = static_cast<std::size_t>(s - g_table.slot);
+            const std::int64_t at = g_table.fired_at[slot].load(std::memory_order_relaxed);
+            const std::uintptr_t hit =
+                pages > 1 ? g_table.fired_page[slot].load(std::memory_order_relaxed) : page;
+            const std::int64_t lat = std::clamp<std::int64_t>(at - armed_at_ns_, 0, o.watched_ns);
+            SourceObservation q = o;
+            for (std::size_t i = 0; i < pages; ++i) {
+              // The page that faulted carries the group's latency; the others
+              // were watched until then, untouched.
+              q.page = page + i * step;
+              q.accessed = q.page == hit;
+              q.written = q.accessed && (v & kWritten) != 0;
+              q.latency_ns = q.accessed ? lat : -1;
+              q.watched_ns = q.accessed ? o.watched_ns : std::max<std::int64_t>(1, lat);
+              q.watch_cut = !q.accessed;
+              sink->observe(q);
+            }
+          }
           break;
         }
         if (st == kArmed) {
           if (!s->compare_exchange_weak(v, (v & ~kStateMask) | kDisarming,
                                         std::memory_order_acq_rel))
             continue;
+          if (unfired != nullptr) ++*unfired;
+          if (sink != nullptr) {
+            o.accessed = o.written = false;
+            o.latency_ns = -1;
+            for (std::size_t i = 0; i < pages; ++i) {
+              o.page = page + i * step;
+              sink->observe(o);
+            }
+          }
           if (readable(page)) {
             ++skipped;  // the application changed its protection: leave it
           } else if (::mprotect(reinterpret_cast<void*>(page), unit_size(v),
@@ -511,7 +741,73 @@ class FaultSamplingSource final : public HotnessSource {
     armed_.clear();
   }
 
+  // Moves a cost estimate a quarter of the way to a new measurement (the
+  // first one replaces it).
+  static void learn(double& estimate, double measured) {
+    estimate = estimate <= 0 ? measured : estimate + 0.25 * (measured - estimate);
+  }
+  // The fault's cost on the application's thread: the kernel's part (fault
+  // entry, signal delivery and return), measured once by calibrate(), plus
+  // the handler's own time, which the handler measures at every fault.
+  void learn_fire_cost() {
+    auto& g = fault_detail::g_table;
+    const std::uint64_t fired = g.fired.load(std::memory_order_relaxed);
+    const std::uint64_t hns = g.handler_ns.load(std::memory_order_relaxed);
+    if (fired > seen_fired_ && hns >= seen_handler_ns_)
+      learn(costs_.fire_ns, fire_kernel_ns_ + static_cast<double>(hns - seen_handler_ns_) /
+                                                  static_cast<double>(fired - seen_fired_));
+    seen_fired_ = fired;
+    seen_handler_ns_ = hns;
+  }
+  // Times a few faults on a scratch page (arm, touch, the handler restores
+  // it) on this thread: the first estimates of arming and of a fault's whole
+  // cost, before any sample was taken. Once, at install; ~0.2 ms.
+  void calibrate() {
+    auto& g = fault_detail::g_table;
+    void* p =
+        ::mmap(nullptr, kPageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    auto* byte = static_cast<volatile char*>(p);
+    *byte = 1;  // populate
+    const auto page = reinterpret_cast<std::uintptr_t>(p);
+    const std::uint64_t fired0 = g.fired.load(), handler0 = g.handler_ns.load();
+    double arm = 0, fire = 0;
+    int n = 0;
+    for (int i = 0; i < 4; ++i) {
+      if (!insert(page, PROT_READ | PROT_WRITE, false)) break;
+      const std::int64_t a0 = detail::thread_cpu_ns();
+      const bool ok = ::mprotect(p, kPageSize, PROT_NONE) == 0;
+      const std::int64_t a1 = detail::thread_cpu_ns();
+      if (ok) (void)*byte;  // faults; the handler restores the page
+      const std::int64_t a2 = detail::thread_cpu_ns();
+      if (auto* s = fault_detail::find(page)) s->store(0, std::memory_order_release);
+      if (!ok) break;
+      arm += static_cast<double>(a1 - a0);
+      fire += static_cast<double>(a2 - a1);
+      ++n;
+    }
+    ::munmap(p, kPageSize);
+    const std::uint64_t fired = g.fired.load() - fired0, handler = g.handler_ns.load() - handler0;
+    g.fired.fetch_sub(fired);  // not the application's faults
+    g.handler_ns.fetch_sub(handler);
+    seen_fired_ = g.fired.load();
+    seen_handler_ns_ = g.handler_ns.load();
+    if (n == 0) return;
+    costs_.arm_ns = costs_.disarm_ns = arm / n;
+    costs_.fire_ns = fire / n;
+    fire_kernel_ns_ = std::max(
+        0.0, costs_.fire_ns -
+                 (fired > 0 ? static_cast<double>(handler) / static_cast<double>(fired) : 0.0));
+  }
+
   FaultSourceOptions opt_;
+  FaultSampleCosts costs_;
+  double fire_kernel_ns_ = 0;
+  std::uint64_t seen_fired_ = 0, seen_handler_ns_ = 0;
+  std::int64_t last_collect_ns_ = 0, armed_at_ns_ = 0;
+  double inclusion_ = 0;
+  FaultBudget budget_;
+  double last_arm_ns_ = 0;  // CPU of the last maps read and arming
   std::mt19937_64 rng_;
   ProcMaps maps_;
   long max_maps_ = 65530;

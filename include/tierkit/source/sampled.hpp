@@ -3,13 +3,16 @@
 // why. Layer 1 (beside the backends): source/*.hpp.
 //
 // Specs:
-//   "fault" or "fault:N"   fault sampling, N pages per range per epoch (8)
+//   "fault" or "fault:N"   fault sampling: as many groups of 16 pages per
+//                          epoch as SourceBudget::cpu_fraction pays for
+//                          (fault), or N single pages per epoch over all
+//                          ranges whatever they cost (fault:N)
 //   "softdirty"            soft-dirty bits (writes only)
 //   "uffd"                 userfaultfd async write-protect + PAGEMAP_SCAN
 //                          (writes only; Linux 6.7+)
 //   "perf"                 PEBS / IBS data-address sampling (probe only today)
-//   "sampled" or "sampled:N"  the first of perf, fault (N pages per range
-//                          per epoch), uffd, softdirty whose
+//   "sampled" or "sampled:N"  the first of perf, fault (budgeted, or N
+//                          pages per epoch), uffd, softdirty whose
 //                          probe() passes. fault comes before softdirty
 //                          because it also sees reads, which is what decides
 //                          most placements; choose "softdirty" explicitly for
@@ -61,7 +64,8 @@ inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
         if (!absl::SimpleAtoi(s.substr(6), &n) || n == 0 || n > 4096)
           return absl::InvalidArgumentError(absl::StrCat(
               "hotness source '", s, "': N in fault:N must be an integer in [1, 4096]"));
-        o.pages_per_range = n;
+        o.pages_per_epoch = n;
+        o.group_pages = 1;  // N single pages: a fixed sample, no groups
       }
       return std::unique_ptr<HotnessSource>(new FaultSamplingSource(o));
     }
