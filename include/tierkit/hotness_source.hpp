@@ -199,7 +199,7 @@ FunctionSink<F> make_sink(F f) {
 //   kLatencyScaled  both.
 //   kRate           (default) the rate that latency says, as the kernel's
 //                   NUMA hint fault reads it: (time watched) / (time to the
-//                   first access) accesses per watch, in [1, kMaxRateHeat],
+//                   first access) accesses per watch, in [weight, kMaxRateHeat],
 //                   the accesses record_access would have counted for the
 //                   page in that epoch (an estimate conditional on the page
 //                   being inspected: unscaled, so one observation never
@@ -253,7 +253,14 @@ inline std::uint32_t observation_heat(const SourceObservation& o, SourceEstimato
       h *= std::clamp(per_watch, 1.0, 256.0) / std::clamp(o.inclusion, 1e-9, 1.0);
       break;
     case SourceEstimator::kRate:
-      h = timed ? std::clamp(per_watch, 1.0, static_cast<double>(kMaxRateHeat)) : o.weight;
+      // Never below the fixed weight: a late first access also waited out
+      // the earlier sampled faults on the application's threads (a
+      // millisecond each under emulation), so a rate below it is not
+      // evidence that the page is colder than "found accessed".
+      h = timed ? std::clamp(
+                      per_watch, static_cast<double>(o.weight),
+                      std::max(static_cast<double>(o.weight), static_cast<double>(kMaxRateHeat)))
+                : o.weight;
       break;
   }
   h = std::round(std::min(h, static_cast<double>(max_heat)));

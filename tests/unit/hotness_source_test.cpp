@@ -619,11 +619,12 @@ TEST(EngineHotnessSource, SampledEvidencePromotesAgainstSeenColdNotAgainstTheMea
   int node8 = -1, node0 = -1;
   double mean = 0;
   // Page 8 faulted 1% into its watch (rate 100, capped at 64); fast pages
-  // 0 and 1 were watched idle, page 2 faulted half way (rate 2).
+  // 0 and 1 were watched idle, page 2 faulted half way (rate 2, counted as
+  // the fixed weight 4: a found page never counts less).
   run({fired(8, kWatch / 100), idle(0), idle(1), fired(2, kWatch / 2)}, &node8, &node0, &mean);
   EXPECT_EQ(node8, 0) << "the sampled hot page was not promoted";
   EXPECT_EQ(node0, 1) << "the page seen idle did not give way";
-  EXPECT_NEAR(mean, 2.0 / 3, 1e-9);
+  EXPECT_NEAR(mean, 4.0 / 3, 1e-9);
   // Fast pages 0 and 1 faulted at rate 16, 2 and 3 unwatched (valued at the
   // mean, 16): 64 < 16 x 16, so page 8 stays where it is.
   run({fired(8, kWatch / 100), fired(0, kWatch / 16), fired(1, kWatch / 16)}, &node8, &node0,

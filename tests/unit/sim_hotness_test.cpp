@@ -315,7 +315,7 @@ TEST(SimHotnessTest, FaultReportsLatencyAndEstimatorsTurnItIntoHeat) {
   EXPECT_EQ(observation_heat(late, SourceEstimator::kLatency, max), 8u);          // 4 x 2
   EXPECT_EQ(observation_heat(late, SourceEstimator::kScaled, max), max);          // 4 x 128, capped
   EXPECT_EQ(observation_heat(early, SourceEstimator::kRate, max), kMaxRateHeat);  // 100, capped
-  EXPECT_EQ(observation_heat(late, SourceEstimator::kRate, max), 2u);
+  EXPECT_EQ(observation_heat(late, SourceEstimator::kRate, max), 4u);  // rate 2: the fixed weight
   EXPECT_EQ(observation_heat(idle, SourceEstimator::kRate, max), 0u);
   EXPECT_EQ(parse_source_estimator("latency+scaled").value(), SourceEstimator::kLatencyScaled);
   EXPECT_EQ(parse_source_estimator("banana").status().code(), absl::StatusCode::kInvalidArgument);

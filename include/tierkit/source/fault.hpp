@@ -501,9 +501,7 @@ class FaultSamplingSource final : public HotnessSource {
       const std::uint32_t k = fault_group_pages(opt_.group_pages);
       const std::size_t group_bytes = std::size_t{k} * kPageSize;
       fault_detail::g_table.group_bytes.store(group_bytes, std::memory_order_relaxed);
-      inclusion_ = total > 0
-                       ? std::min(1.0, static_cast<double>(cap) * k / static_cast<double>(total))
-                       : 0.0;
+      std::uint64_t armed_units = 0;  // for the inclusion probability, below
       auto below = [this](std::uint64_t n) {
         return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng_);
       };
@@ -539,9 +537,15 @@ class FaultSamplingSource final : public HotnessSource {
         }
         armed_.push_back(page);
         ++sampled;
+        armed_units += unit == group_bytes && k > 1 ? k : 1;
         return !(budget.max_ns > 0 && (sampled & 63) == 0 &&
                  detail::thread_cpu_ns() - t0 > budget.max_ns);
       });
+      // The share of the units watched: what was armed, not what was drawn
+      // (draws landing in a group already armed, or skipped, watch nothing).
+      inclusion_ =
+          total > 0 ? std::min(1.0, static_cast<double>(armed_units) / static_cast<double>(total))
+                    : 0.0;
       if (sampled > 0)
         learn(costs_.arm_ns,
               static_cast<double>(detail::thread_cpu_ns() - t_arm) / static_cast<double>(sampled));
