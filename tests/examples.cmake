@@ -101,6 +101,9 @@ tierkit_output_test(tierctl.simulate tierctl
   "\"$T\" simulate --workload zipf --policy static,automatic --footprint 8M --accesses 500k --all_slow=true --format markdown --quiet 2>&1")
 tierkit_output_test(tierctl.simulate_bad_option tierctl "unknown policy 'nonsense'.*exit=2"
   "\"$T\" simulate --policy nonsense --quiet 2>&1")
+tierkit_output_test(tierctl.simulate_bad_group tierctl
+  "--fault_group_pages: 3 is not a power of two.*exit=2"
+  "\"$T\" simulate --hotness sampled --fault_group_pages 3 --quiet 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

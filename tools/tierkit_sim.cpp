@@ -387,6 +387,9 @@ int main(int argc, char** argv) {
   cost_flag(FLAGS_fault_fire_page_ns, "fault_fire_page_ns", &o.hotness_costs.fault_fire_page_ns);
   o.fault_group_pages =
       static_cast<std::uint32_t>(flag_int(FLAGS_fault_group_pages, "fault_group_pages", 1, 16));
+  if ((o.fault_group_pages & (o.fault_group_pages - 1)) != 0)
+    usage_error(absl::StrCat("--fault_group_pages: ", o.fault_group_pages,
+                             " is not a power of two (1, 2, 4, 8 or 16: groups are aligned)"));
   cost_flag(FLAGS_fault_disarm_ns, "fault_disarm_ns", &o.hotness_costs.fault_disarm_ns);
   cost_flag(FLAGS_fault_fire_ns, "fault_fire_ns", &o.hotness_costs.fault_fire_ns);
   cost_flag(FLAGS_proc_maps_ns, "proc_maps_ns", &o.hotness_costs.proc_maps_ns);
