@@ -104,6 +104,12 @@ tierkit_output_test(tierctl.simulate_bad_option tierctl "unknown policy 'nonsens
 tierkit_output_test(tierctl.simulate_bad_group tierctl
   "--fault_group_pages: 3 is not a power of two.*exit=2"
   "\"$T\" simulate --hotness sampled --fault_group_pages 3 --quiet 2>&1")
+tierkit_output_test(tierctl.simulate_series tierctl
+  "^workload,policy,hotness,t_s,hit_ratio,migrated_bytes\nzipf,static,app,0\\.100,0\\.[0-9]+,0\n.*zipf,automatic,app,0\\.200,0\\.[0-9]+,[1-9][0-9]*\n.*exit=0"
+  "\"$T\" simulate --workload zipf --policy static,automatic --footprint 8M --accesses 500k --series \"$S/s.csv\" --sample_ms 100 --quiet >/dev/null && cat \"$S/s.csv\"")
+tierkit_output_test(tierctl.simulate_series_unwritable tierctl
+  "--series: cannot write '/nonexistent-dir/s.csv': No such file or directory\nexit=1"
+  "\"$T\" simulate --workload zipf --accesses 1k --series /nonexistent-dir/s.csv --quiet 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

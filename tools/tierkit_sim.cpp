@@ -4,9 +4,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -165,7 +168,11 @@ ABSL_FLAG(std::string, write_fraction, "0.25",
 ABSL_FLAG(std::string, format, "csv", "Output format: csv or markdown.");
 ABSL_FLAG(std::string, plot, "",
           "Write a PNG (gnuplot) of fast-tier hit ratio and migrated bytes over virtual time.");
-ABSL_FLAG(std::string, sample_ms, "1000", "Time-series interval for --plot, virtual ms.");
+ABSL_FLAG(std::string, series, "",
+          "Write every run's time series (hit ratio and migrated bytes per --sample_ms) to this "
+          "CSV file.");
+ABSL_FLAG(std::string, sample_ms, "1000",
+          "Time-series interval for --plot and --series, virtual ms.");
 ABSL_FLAG(std::string, jobs, "2", "Runs simulated in parallel (threads).");
 ABSL_FLAG(bool, quiet, false, "No progress or summary on stderr.");
 
@@ -263,6 +270,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "simulates memory tiering on virtual time.\n\n"
       "  tierkit-sim [--workload=all] [--policy=all] [--format=csv|markdown] [--plot=FILE.png]\n"
+      "              [--series=FILE.csv [--sample_ms=N]]\n"
       "  tierkit-sim --trace=FILE[.gz]|- [--policy=...]\n\n"
       "Each access goes through tierkit's Engine::record_access and epochs through\n"
       "Engine::step(); only the backend and the clock are simulated. An access costs its\n"
@@ -412,6 +420,16 @@ int main(int argc, char** argv) {
   if (format != "csv" && format != "markdown")
     usage_error(absl::StrCat("--format: '", format, "' is neither csv nor markdown"));
   const std::string plot = absl::GetFlag(FLAGS_plot);
+  // Opened before the runs, so a path that cannot be written fails at once.
+  std::ofstream series;
+  if (const std::string path = absl::GetFlag(FLAGS_series); !path.empty()) {
+    series.open(path, std::ios::trunc);
+    if (!series) {
+      std::cerr << "tierkit-sim: --series: cannot write '" << path << "': " << std::strerror(errno)
+                << "\n";
+      return 1;
+    }
+  }
 
   std::vector<std::string> policies;
   const std::string policy_list =
@@ -589,6 +607,15 @@ int main(int argc, char** argv) {
         static_cast<double>(acc) / busy / 1e6);
   }
 
+  if (series.is_open()) {
+    series << tierkit::sim::series_csv(results);
+    series.close();
+    if (!series) {
+      std::cerr << "tierkit-sim: --series: writing '" << absl::GetFlag(FLAGS_series)
+                << "' failed: " << std::strerror(errno) << "\n";
+      return 1;
+    }
+  }
   if (!plot.empty()) {
     std::string script = tierkit::sim::gnuplot_script(results, plot);
     FILE* gp = ::popen("gnuplot", "w");

@@ -370,5 +370,22 @@ TEST(Report, CsvHasEveryColumnAndOneRowPerRun) {
   EXPECT_NE(gp.find("$d1 << EOD"), std::string::npos);
 }
 
+TEST(Report, SeriesCsvHasOneRowPerIntervalOfEveryRun) {
+  WorkloadOptions w = Small(2048, 100000);
+  SimOptions o = SmallSim(512);
+  o.sample_ms = 10;
+  std::vector<SimResult> rs = {run("zipf", "automatic", w, o),
+                               run("zipf", "kernel:rate=64,target=32", w, o)};
+  ASSERT_GT(rs[0].series.size(), 1u);
+  std::vector<std::string> lines = absl::StrSplit(series_csv(rs), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1 + rs[0].series.size() + rs[1].series.size());
+  EXPECT_EQ(lines[0], "workload,policy,hotness,t_s,hit_ratio,migrated_bytes");
+  EXPECT_EQ(lines[1].rfind("zipf,automatic,app,", 0), 0u) << lines[1];
+  // The last interval of a run ends with everything it migrated.
+  const std::string& last = lines[rs[0].series.size()];
+  EXPECT_EQ(last.substr(last.rfind(',') + 1), std::to_string(rs[0].migrated_bytes)) << last;
+  EXPECT_NE(lines.back().find("\"kernel:rate=64,target=32\""), std::string::npos) << lines.back();
+}
+
 }  // namespace
 }  // namespace tierkit::sim

@@ -172,6 +172,22 @@ inline std::string to_markdown(const std::vector<SimResult>& rs) {
 // A gnuplot script drawing, per workload, the fast-tier hit ratio and the
 // cumulative migrated MiB over virtual time, one line per policy, into `png`.
 // Uses the pngcairo terminal when gnuplot has it, else png.
+// series_csv()
+//
+// Every run's time series (SimResult::series: one row per --sample_ms of
+// virtual time) as CSV: workload, policy, hotness, the interval's end (s),
+// its fast-tier hit ratio, and the bytes migrated so far. What --plot draws,
+// as numbers: where in a run one policy gains or loses against another.
+inline std::string series_csv(const std::vector<SimResult>& rs) {
+  std::string out = "workload,policy,hotness,t_s,hit_ratio,migrated_bytes\n";
+  for (const auto& r : rs)
+    for (const auto& s : r.series)
+      absl::StrAppendFormat(&out, "%s,%s,%s,%.3f,%.5f,%u\n", detail::csv_field(r.workload),
+                            detail::csv_field(r.policy), detail::csv_field(r.hotness), s.t_s,
+                            s.hit_ratio, s.migrated_bytes);
+  return out;
+}
+
 inline std::string gnuplot_script(const std::vector<SimResult>& rs, const std::string& png) {
   std::vector<std::string> workloads, policies;
   for (const auto& r : rs) {
