@@ -362,6 +362,7 @@ class HotnessTracker {
     std::uint64_t looked = 0;
     // One lap at most: the chunk the hand starts in is visited from its
     // clock to its end first, and from its start to that clock last.
+    const std::uint64_t lap = ++scan_lap_;
     const Chunk* first = nullptr;
     std::size_t first_clock = 0, chunks = fast_chunks_.size() + 1;
     while (looked < budget_units && chunks-- > 0 && !fast_chunks_.empty()) {
@@ -373,6 +374,12 @@ class HotnessTracker {
         fast_chunks_.pop_back();
         continue;
       }
+      // Moved here from the back by such a removal after this lap visited it.
+      if (c.scan_lap == lap && &c != first) {
+        ++hand_;
+        continue;
+      }
+      c.scan_lap = lap;
       const bool huge = c.huge.load(std::memory_order_relaxed);
       const std::uint32_t pages = huge ? kPagesPerChunk : 1;
       std::size_t from = c.clock, to = huge ? 1 : kPagesPerChunk;
@@ -431,6 +438,7 @@ class HotnessTracker {
     std::atomic<bool> huge{false};
     bool in_warm = false, in_fast = false;
     std::uint16_t fast_units = 0, clock = 0;
+    std::uint64_t scan_lap = 0;  // the scan_fast_cold() call that last visited it
   };
   struct Leaf {
     std::atomic<Chunk*> chunks[kChunksPerLeaf] = {};
@@ -624,6 +632,7 @@ class HotnessTracker {
   std::vector<Chunk*> warm_ ABSL_GUARDED_BY(mu_);         // chunks with warm groups
   std::vector<Chunk*> fast_chunks_ ABSL_GUARDED_BY(mu_);  // the fast clock
   std::size_t hand_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t scan_lap_ ABSL_GUARDED_BY(mu_) = 0;    // scan_fast_cold calls
   std::uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // collect_warm calls
   std::uint64_t chunk_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t tracked_pages_ ABSL_GUARDED_BY(mu_) = 0;

@@ -2,6 +2,7 @@
 // dereferences them.
 #include "tierkit/hotness.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -416,6 +417,38 @@ TEST(HotnessTracker, ScanFastColdOffersEachColdFastUnitOnceAndResumes) {
   std::size_t n = 0;
   t.scan_fast_cold(10, [&](auto, auto, auto) { return ++n, true; });
   EXPECT_LE(n, 10u);
+}
+
+// A chunk left with no fast page is dropped from the clock's list by
+// moving the list's last chunk into its place. After the hand has wrapped,
+// that last chunk was visited earlier in the same call: it must not be
+// offered again (the engine then planned a page twice in one move_pages
+// call and counted it moved twice; found by fuzz_engine_ops).
+TEST(HotnessTracker, ScanFastColdOffersNoUnitTwiceWhenAChunkEmptiesBehindTheHand) {
+  HotnessTracker t;
+  const std::uintptr_t a = kBase, b = kBase + 2 * kHugePageSize, c = kBase + 4 * kHugePageSize,
+                       d = kBase + 6 * kHugePageSize;
+  for (std::uintptr_t base : {a, b, c, d}) t.track(base, base + kHugePageSize, false, false);
+  // One fast page per chunk, past the first 16 pages; the chunks join the
+  // clock's list in this order.
+  for (std::uintptr_t base : {a, b, c, d}) t.set_fast(base + 20 * kPageSize, true);
+  // Stop 10 pages into c: the next call starts its lap there.
+  const std::uint64_t first_call = 2 * HotnessTracker::kPagesPerChunk + 10;
+  std::vector<std::uintptr_t> taken;
+  t.scan_fast_cold(first_call, [&](std::uintptr_t p, auto, auto) {
+    taken.push_back(p);
+    return true;
+  });
+  ASSERT_EQ(taken, (std::vector<std::uintptr_t>{a + 20 * kPageSize, b + 20 * kPageSize}));
+  t.set_fast(a + 20 * kPageSize, false);  // a empties, behind the hand
+  taken.clear();
+  t.scan_fast_cold(1 << 20, [&](std::uintptr_t p, auto, auto) {
+    taken.push_back(p);
+    return true;
+  });
+  std::sort(taken.begin(), taken.end());
+  EXPECT_EQ(taken, (std::vector<std::uintptr_t>{b + 20 * kPageSize, c + 20 * kPageSize,
+                                                d + 20 * kPageSize}));
 }
 
 TEST(HotnessTracker, TierPageCountsFollowTrackMovesAndUntrack) {
