@@ -197,6 +197,29 @@ void StationaryHasNoPingPong(const std::string& policy) {
 TEST(Engine, NoPingPongOnStationaryWorkloadThreshold) { StationaryHasNoPingPong("threshold:8"); }
 TEST(Engine, NoPingPongOnStationaryWorkloadAutomatic) { StationaryHasNoPingPong("automatic"); }
 
+// Uniform access has no hot set: once the fast tier is full, every swap
+// trades one noise winner for another. With 2,000 equally warm pages, the
+// 4-sigma margin per pair still lets the extremes through; the heat-spread
+// test (AutomaticOptions::spread_confidence) sees that the heats vary no
+// more than Poisson counts do and swaps nothing. Returns the swaps after
+// the fill.
+std::uint64_t SwapsOnUniform(const std::string& policy) {
+  Rig rig(500, 2000, Fast(policy));
+  std::mt19937 rng(11);
+  std::uint64_t filled = 0;
+  for (int e = 0; e < 200; ++e) {
+    for (int k = 0; k < 6000; ++k) rig.touch(rng() % 2000);
+    rig.step();
+    if (e == 4) filled = rig.engine->stats().promoted_pages;
+  }
+  EXPECT_GE(rig.fast_count(0, 2000), 450u) << policy;  // filled (less the watermark)
+  return rig.engine->stats().promoted_pages - filled;
+}
+TEST(Engine, AutomaticDoesNotSwapNoiseOnUniformAccess) {
+  EXPECT_EQ(SwapsOnUniform("automatic"), 0u);
+  EXPECT_GT(SwapsOnUniform("automatic:spread_confidence=0"), 0u);
+}
+
 // A one-epoch burst (pages written whole once, as a program initialising
 // its memory does) is not taken for hot data: with room for 50 pages,
 // automatic ends with the 50 used epoch after epoch, not with bursts that
