@@ -111,6 +111,16 @@ tierkit_output_test(tierctl.simulate_series_unwritable tierctl
   "--series: cannot write '/nonexistent-dir/s.csv': No such file or directory\nexit=1"
   "\"$T\" simulate --workload zipf --accesses 1k --series /nonexistent-dir/s.csv --quiet 2>&1")
 
+# tests/vm/trace_stream.py: the VM workload's --trace stream, replayed by tierkit-sim.
+set(_tk_trace_stream "${CMAKE_CURRENT_SOURCE_DIR}/vm/trace_stream.py")
+set(_tk_sqlite_trace "${CMAKE_CURRENT_SOURCE_DIR}/traces/sqlite3-lookups.lackey.gz")
+tierkit_output_test(sim.vm_trace_stream tierkit-sim
+  "trace:stdin,static,600000,0\\.[0-9]+,[0-9.]+,0,.*\ntrace:stdin,automatic,600000,0\\.[0-9]+,[0-9.]+,[1-9][0-9]*,.*exit=0"
+  "python3 ${_tk_trace_stream} ${_tk_sqlite_trace} 600000 | \"$T\" --trace=- --fast=41% --gap_ns=700 --policy=static,automatic --format=csv --quiet 2>&1")
+tierkit_output_test(sim.vm_trace_stream_bad_input tierkit-sim
+  "cannot read /nonexistent.*No such file.*\nexit=1"
+  "python3 ${_tk_trace_stream} /nonexistent 10 2>&1")
+
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;
 # on a two-tier machine it uses the Linux backend. Either way it exits 0.
