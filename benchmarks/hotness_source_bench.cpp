@@ -7,6 +7,8 @@
 //    reads per pass), in 32 KiB preads.
 //  - BM_UffdScan: uffd-wp collect() over 1 GiB with k pages written per
 //    epoch (PAGEMAP_SCAN + re-protect), and the writer's cost per page.
+//  - BM_UffdWriteProtect: one UFFDIO_WRITEPROTECT of a run of k written
+//    pages (what the budgeted uffd source pays per re-protected run).
 //  - BM_ClearRefs: writing 4 to /proc/self/clear_refs with 1 GiB populated
 //    (a no-op walk on kernels without soft-dirty).
 //  - BM_RawMprotectPair: the bare mprotect(PROT_NONE) + mprotect back per
@@ -16,7 +18,10 @@
 //
 //   tierkit-bench --benchmark_filter='Fault|Mprotect|Uffd|Pagemap|ClearRefs|ProcMaps'
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -173,7 +178,9 @@ BENCHMARK(BM_PagemapRead)->Unit(benchmark::kMillisecond)->UseRealTime();
 // application's time per written page.
 void BM_UffdScan(benchmark::State& state) {
   Region r;
-  tierkit::source::UffdWpSource src;
+  // Every written page protected again at each scan (not the budgeted
+  // default): the cost of watching every write.
+  tierkit::source::UffdWpSource src({.weight = 16, .reprotect = 1, .fault_ns = 0});
   if (absl::Status s = src.probe(); !r.p || !s.ok()) {
     state.SkipWithError(r.p ? std::string(s.message()).c_str() : "mmap 1 GiB failed");
     return;
@@ -206,6 +213,55 @@ void BM_UffdScan(benchmark::State& state) {
   src.disarm();
 }
 BENCHMARK(BM_UffdScan)->Arg(64)->Arg(4096)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// One UFFDIO_WRITEPROTECT of `k` consecutive written pages of a 1 GiB region
+// registered for async write-protect, at a stride (the pages are written
+// again after each round, so every ioctl protects k writable pages).
+// Reports the CPU per ioctl.
+void BM_UffdWriteProtect(benchmark::State& state) {
+  Region r;
+  tierkit::source::UffdWpSource probe;
+  if (absl::Status s = probe.probe(); !r.p || !s.ok()) {
+    state.SkipWithError(r.p ? std::string(s.message()).c_str() : "mmap 1 GiB failed");
+    return;
+  }
+  long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /*USER_MODE_ONLY*/);
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = tierkit::source::uffd_detail::kFeatureWpAsync;
+  uffdio_register reg{};
+  reg.range = {reinterpret_cast<std::uintptr_t>(r.p), kGiB};
+  reg.mode = UFFDIO_REGISTER_MODE_WP;
+  if (fd < 0 || ioctl(static_cast<int>(fd), UFFDIO_API, &api) != 0 ||
+      ioctl(static_cast<int>(fd), UFFDIO_REGISTER, &reg) != 0) {
+    state.SkipWithError("userfaultfd registration failed");
+    if (fd >= 0) close(static_cast<int>(fd));
+    return;
+  }
+  const std::size_t k = static_cast<std::size_t>(state.range(0)), stride = 64 * kPageSize;
+  std::int64_t cpu = 0;
+  std::uint64_t calls = 0;
+  std::size_t off = 0;
+  for (auto _ : state) {
+    for (std::size_t i = 0; i < k; ++i) r.p[off + i * kPageSize] = 2;  // writable again
+    const std::int64_t t0 = tierkit::detail::thread_cpu_ns();
+    uffdio_writeprotect wp{};
+    wp.range = {reinterpret_cast<std::uintptr_t>(r.p + off), k * kPageSize};
+    wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+    if (ioctl(static_cast<int>(fd), UFFDIO_WRITEPROTECT, &wp) != 0) {
+      state.SkipWithError("UFFDIO_WRITEPROTECT failed");
+      break;
+    }
+    cpu += tierkit::detail::thread_cpu_ns() - t0;
+    ++calls;
+    off = (off + stride) % (kGiB - k * kPageSize);
+  }
+  state.counters["cpu_us_per_ioctl"] =
+      calls ? static_cast<double>(cpu) / 1e3 / static_cast<double>(calls) : 0;
+  close(static_cast<int>(fd));
+}
+BENCHMARK(BM_UffdWriteProtect)->Arg(1)->Arg(4)->Arg(16)->Unit(benchmark::kMicrosecond);
 
 void BM_ClearRefs(benchmark::State& state) {
   Region r;

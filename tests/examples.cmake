@@ -177,7 +177,7 @@ tierkit_output_test(env.simulate_policy tierctl
   "env TIERKIT_POLICY=static \"$T\" simulate --workload zipf --footprint 8M --accesses 200k --format markdown 2>&1")
 # sampled_hotness: no record_access; a sampled source finds the hot set.
 tierkit_output_test(example.sampled_hotness sampled_hotness
-  "${_tk_which}.*Hotness source: [a-z:0-9-]+: .*zero record_access calls.*\nepoch  6 +hot set in fast tier +[1-9][0-9.]*%.*Tracking cost \\(source [a-z-]+\\): [0-9.]+ ms CPU.*exit=0"
+  "${_tk_which}.*Hotness source: [a-z:0-9+-]+: .*zero record_access calls.*\nepoch  6 +hot set in fast tier +[1-9][0-9.]*%.*Tracking cost \\(source [a-z+-]+\\): [0-9.]+ ms CPU.*exit=0"
   "\"$T\" --epochs 6 --mib 16 2>&1")
 tierkit_output_test(example.sampled_hotness_bad_source sampled_hotness
   "No hotness source: unknown hotness source 'bogus'.*exit=1"

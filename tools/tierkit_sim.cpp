@@ -106,7 +106,8 @@ ABSL_FLAG(std::string, hotness, "app",
           "Comma-separated hotness sources feeding the engine policies: app (every access "
           "through Engine::record_access), fault[:N] (as many pages per epoch as "
           "--source_cpu_fraction pays for, or N over all ranges), softdirty, "
-          "uffd, sampled[:N] (the first of perf, fault, uffd, softdirty in "
+          "uffd, uffd+fault[:N] (both, one budget), sampled[:N] (the first of perf, "
+          "uffd+fault, fault, uffd, softdirty in "
           "--hotness_available, as source::make_source picks). Models of include/tierkit/source/; "
           "each charges its cost (tracking_* columns).");
 ABSL_FLAG(std::string, hotness_available, "fault,uffd,softdirty",
@@ -162,7 +163,11 @@ ABSL_FLAG(std::string, wp_fault_ns, "",
           "softdirty, uffd: minor fault on the first write to a write-protected page, ns "
           "(application's thread).");
 ABSL_FLAG(std::string, uffd_scan_ns, "",
-          "uffd: PAGEMAP_SCAN and re-protect, per page scanned, ns (engine thread).");
+          "uffd: PAGEMAP_SCAN, per page scanned, ns (engine thread).");
+ABSL_FLAG(std::string, uffd_protect_ns, "",
+          "uffd: UFFDIO_WRITEPROTECT of a run's first page, ns (engine thread).");
+ABSL_FLAG(std::string, uffd_protect_page_ns, "",
+          "uffd: each further page of the same run, ns (engine thread).");
 ABSL_FLAG(std::string, write_fraction, "0.25",
           "Built-in workloads: share of accesses that are writes (traces carry their own).");
 ABSL_FLAG(std::string, format, "csv", "Output format: csv or markdown.");
@@ -405,6 +410,9 @@ int main(int argc, char** argv) {
   cost_flag(FLAGS_clear_refs_ns, "clear_refs_ns", &o.hotness_costs.clear_refs_ns_per_page);
   cost_flag(FLAGS_wp_fault_ns, "wp_fault_ns", &o.hotness_costs.wp_fault_ns);
   cost_flag(FLAGS_uffd_scan_ns, "uffd_scan_ns", &o.hotness_costs.uffd_scan_ns_per_page);
+  cost_flag(FLAGS_uffd_protect_ns, "uffd_protect_ns", &o.hotness_costs.uffd_protect_ns);
+  cost_flag(FLAGS_uffd_protect_page_ns, "uffd_protect_page_ns",
+            &o.hotness_costs.uffd_protect_page_ns);
   std::vector<std::string> hotness;
   for (absl::string_view part :
        absl::StrSplit(absl::GetFlag(FLAGS_hotness), ',', absl::SkipWhitespace())) {

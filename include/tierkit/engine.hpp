@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -106,6 +107,7 @@ class Engine {
       (void)backend_->advise_huge(reinterpret_cast<void*>(r->huge_begin),
                                   r->huge_end - r->huge_begin);
     refresh_placement(*r);
+    watch_ranges();
     return h;
   }
 
@@ -144,7 +146,9 @@ class Engine {
     if (absl::Status s = budget.validate(); !s.ok())
       return absl::InvalidArgumentError(absl::StrCat("add_hotness_source: ", s.message()));
     detail::MutexLock lock(&mu_);
+    source->watch(tracked_ranges());
     sources_.push_back({std::move(source), budget, estimator});
+    has_sources_.store(true, std::memory_order_release);
     return absl::OkStatus();
   }
 
@@ -449,6 +453,14 @@ class Engine {
   }
   void collect_source(std::size_t i, EstimatingSink* sink) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     collect_source(i, sink, tracked_ranges());
+  }
+
+  // Tells every hotness source the ranges grew (HotnessSource::watch).
+  void watch_ranges() {
+    if (!has_sources_.load(std::memory_order_acquire)) return;
+    detail::MutexLock lock(&mu_);
+    const std::vector<TrackedRange> ranges = tracked_ranges();
+    for (SourceEntry& s : sources_) s.source->watch(ranges);
   }
 
   // Lets every hotness source report what it saw since the last epoch.
@@ -1167,6 +1179,7 @@ class Engine {
     SourceEstimator estimator = SourceEstimator::kRate;
   };
   std::vector<SourceEntry> sources_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> has_sources_{false};  // sources_ is not empty
   // Sampled evidence (add_hotness_source): on once a kRate source reported
   // a timed observation; fast units seen cold and when; the fast tier's mean
   // sampled rate.

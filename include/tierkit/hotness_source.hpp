@@ -18,6 +18,8 @@
 //  - collect() is called by one thread at a time (the engine's epoch thread),
 //    with the ranges the engine tracks; it reports what it saw since the last
 //    call and prepares the next observation, staying within `budget`.
+//  - watch() is called when the tracked ranges grow, never concurrently with
+//    collect(); sources that need no early start ignore it.
 //  - stats() is cheap and callable from any thread.
 #pragma once
 
@@ -122,6 +124,10 @@ struct HotnessSourceStats {
   std::uint64_t ns_per_sample = 0;
   std::uint64_t last_sampled = 0;
   std::uint64_t app_ns = 0;
+  // What the source expects its next epoch to cost in all (its plan; 0 when
+  // it does not plan). source::CombinedSource counts it against the parts
+  // after this one.
+  std::uint64_t planned_ns = 0;
 
   // One collect()'s counts, for add_collect().
   struct Collect {
@@ -286,6 +292,12 @@ class HotnessSource {
   virtual absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
                                const SourceBudget& budget) = 0;
 
+  // The tracked ranges grew (a region was registered, or the source was
+  // just added): `ranges` are all of them. A source that can watch pages
+  // from their birth (write-protect) starts on the new ones now, so what
+  // happens before the next collect() is seen; the default does nothing.
+  // Called by one thread at a time, never concurrently with collect().
+  virtual void watch(absl::Span<const TrackedRange> ranges) { (void)ranges; }
   // Undoes everything the source changed in the address space (protections,
   // registrations). Called before the ranges go away; collect() re-arms.
   virtual void disarm() {}

@@ -3,9 +3,12 @@
 // their data, chains the application's SIGSEGV handler, survives pages the
 // application unmapped or re-protected; unavailable sources say why; the
 // engine feeds what a source reports into the tracker.
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -350,10 +353,12 @@ TEST(SoftDirtySource, BudgetSplitsAPassOverEpochs) {
   EXPECT_EQ(src.passes(), 1u);
 }
 
+// With every written page protected again at each scan (reprotect = 1):
+// exactly the pages written since the last scan.
 TEST(UffdWpSource, ProbeSaysWhyOrFindsWrittenPages) {
   UffdCapabilities c = probe_uffd();
   EXPECT_THAT(c.summary, HasSubstr("userfaultfd"));
-  UffdWpSource src;
+  UffdWpSource src(UffdWpOptions{.weight = 16, .reprotect = 1, .fault_ns = 0});
   absl::Status s = src.probe();
   if (!s.ok()) {
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
@@ -401,6 +406,138 @@ TEST(UffdWpSource, ProbeSaysWhyOrFindsWrittenPages) {
   Recorded r4;
   ASSERT_TRUE(collect_into(src, {m.range()}, r4, b).ok());
   EXPECT_EQ(r4.pages, std::set<std::uintptr_t>{m.page(10)});
+}
+
+// Whether a read fault maps the shared zero page here (PAGEMAP_SCAN says
+// PAGE_IS_PFNZERO): Debian's kernels do; some kernels allocate a page.
+bool reads_map_the_zero_page() {
+  Mapping m(1);
+  munmap(m.p, kPage);
+  m.p = static_cast<unsigned char*>(
+      mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  volatile unsigned char x = m.p[0];
+  (void)x;
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  uffd_detail::PmScanArg a{};
+  uffd_detail::PageRegion r{};
+  a.size = sizeof a;
+  a.start = m.page(0);
+  a.end = m.page(1);
+  a.vec = reinterpret_cast<std::uint64_t>(&r);
+  a.vec_len = 1;
+  a.category_mask = a.return_mask = uffd_detail::kPageIsPfnZero;
+  long n = ioctl(fd, uffd_detail::kPagemapScan, &a);
+  close(fd);
+  return n == 1;
+}
+
+// The default: pages born after watch() are reported for free (no fault
+// beyond the program's own), pages only read are not (where reads map the
+// zero page), and of the pages rewritten every epoch only a sample sized
+// to the budget is protected again: at most one epoch's allowance of
+// faults outstanding (1 ms / 20 us = 50 pages).
+TEST(UffdWpSource, ReportsBirthsAndProtectsRewritesWithinTheBudget) {
+  UffdWpSource src(UffdWpOptions{.weight = 16, .reprotect = 0, .fault_ns = 20000});
+  if (absl::Status s = src.probe(); !s.ok()) GTEST_SKIP() << "uffd-wp unavailable here: " << s;
+  constexpr std::size_t kPages = 2048;
+  Mapping m(1);
+  munmap(m.p, kPage);
+  m.pages = kPages;
+  m.p = static_cast<unsigned char*>(
+      mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(m.p, MAP_FAILED);
+  madvise(m.p, kPages * kPage, MADV_NOHUGEPAGE);
+  src.watch(std::vector<TrackedRange>{m.range()});
+  const bool zero = reads_map_the_zero_page();
+  std::thread w([&] {
+    for (std::size_t i = 0; i < 16; ++i) m.p[i * kPage] = 3;  // born by a write
+  });
+  std::thread rd([&] {
+    for (std::size_t i = 16; i < 32; ++i) EXPECT_EQ(m.p[i * kPage], 0);  // born by a read
+  });
+  w.join();
+  rd.join();
+  SourceBudget b = unlimited_time();
+  b.max_pages = 0;
+  b.cpu_fraction = 0.01;
+  b.epoch_ns = 100'000'000;
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r, b).ok()) << src.stats().last_error;
+  std::set<std::uintptr_t> born;
+  for (std::size_t i = 0; i < 16; ++i) born.insert(m.page(i));
+  if (zero) {
+    EXPECT_EQ(r.pages, born);
+  } else {
+    for (std::uintptr_t p : born) EXPECT_TRUE(r.pages.count(p)) << "a page born by a write";
+  }
+  EXPECT_EQ(r.weight, 16 * r.pages.size());
+  // Every page rewritten every epoch: what is reported is what was protected
+  // and faulted, never more than the budget's 50 pages.
+  std::uint64_t reported = 0;
+  for (int e = 0; e < 8; ++e) {
+    for (std::size_t i = 0; i < kPages; ++i) m.p[i * kPage + 1] = static_cast<unsigned char>(e);
+    Recorded re;
+    ASSERT_TRUE(collect_into(src, {m.range()}, re, b).ok()) << src.stats().last_error;
+    if (e > 0) {
+      EXPECT_LE(re.pages.size(), 50u) << "epoch " << e;
+    }
+    if (e > 1) reported += re.pages.size();
+  }
+  EXPECT_GT(reported, 0u) << "no rewrite was ever sampled";
+  EXPECT_GT(src.stats().app_ns, 0u);
+  EXPECT_EQ(src.stats().errors, 0u) << src.stats().last_error;
+  for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(m.p[i * kPage], 3);
+  EXPECT_EQ(m.p[100 * kPage + 1], 7);
+}
+
+// Runs its parts into one sink and shares the CPU budget: the first part
+// gets half, the last what is left.
+TEST(CombinedSource, RunsEveryPartAndSharesTheBudget) {
+  struct Part final : HotnessSource {
+    explicit Part(std::string n, std::uint64_t cost) : n(std::move(n)), cost(cost) {}
+    std::string_view name() const override { return n; }
+    absl::Status probe() override { return absl::OkStatus(); }
+    void watch(absl::Span<const TrackedRange> r) override { watched = r.size(); }
+    absl::Status collect(absl::Span<const TrackedRange>, HotnessSink& sink,
+                         const SourceBudget& b) override {
+      fractions.push_back(b.cpu_fraction);
+      sink.record(0x1000 * (1 + n.size()), 1, false);
+      st.cpu_ns += cost;
+      return n == "bad" ? absl::InternalError("bad part") : absl::OkStatus();
+    }
+    HotnessSourceStats stats() const override {
+      HotnessSourceStats s = st;
+      s.name = n;
+      return s;
+    }
+    std::string n;
+    std::uint64_t cost;
+    std::size_t watched = 0;
+    std::vector<double> fractions;
+    HotnessSourceStats st;
+  };
+  auto a = std::make_unique<Part>("a", 400'000), bad = std::make_unique<Part>("bad", 0);
+  Part *pa = a.get(), *pb = bad.get();
+  std::vector<std::unique_ptr<HotnessSource>> parts;
+  parts.push_back(std::move(a));
+  parts.push_back(std::move(bad));
+  CombinedSource c(std::move(parts));
+  EXPECT_EQ(c.name(), "a+bad");
+  c.watch(std::vector<TrackedRange>{{0x1000, 0x3000, kPage}});
+  EXPECT_EQ(pa->watched, 1u);
+  EXPECT_EQ(pb->watched, 1u);
+  SourceBudget b;
+  b.cpu_fraction = 0.01;
+  b.epoch_ns = 100'000'000;  // 1 ms allowance; part a spends 0.4 ms per epoch
+  Recorded r;
+  absl::Status s = collect_into(c, {}, r, b);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(r.pages.size(), 2u);  // both parts ran
+  ASSERT_EQ(pa->fractions.size(), 1u);
+  EXPECT_DOUBLE_EQ(pa->fractions[0], 0.005);
+  EXPECT_DOUBLE_EQ(pb->fractions[0], 0.006);
+  EXPECT_EQ(c.stats().cpu_ns, 400'000u);
+  EXPECT_THAT(c.stats().name, HasSubstr("+"));
 }
 
 TEST(UnavailableSources, SayWhy) {
@@ -470,6 +607,67 @@ TEST(EngineHotnessSource, FeedsTheTrackerWithoutRecordAccess) {
   }
   h->reset();
   engine->reset();  // disarms the source before the mapping goes
+}
+
+// A source added before the regions exist is told of each as it is
+// registered (HotnessSource::watch), so a write-protect source sees the
+// pages born before the first epoch ends.
+TEST(EngineHotnessSource, WatchSeesRegionsRegisteredAfterTheSource) {
+  struct Watcher final : HotnessSource {
+    std::string_view name() const override { return "watcher"; }
+    absl::Status probe() override { return absl::OkStatus(); }
+    void watch(absl::Span<const TrackedRange> r) override {
+      calls.push_back(std::vector<TrackedRange>(r.begin(), r.end()));
+    }
+    absl::Status collect(absl::Span<const TrackedRange>, HotnessSink&,
+                         const SourceBudget&) override {
+      return absl::OkStatus();
+    }
+    HotnessSourceStats stats() const override { return {}; }
+    std::vector<std::vector<TrackedRange>> calls;
+  };
+  SimulatedBackend backend({{0, 64 << 20}, {1, 1 << 30}});
+  auto engine = two_node_engine(backend);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto owned = std::make_unique<Watcher>();
+  Watcher* w = owned.get();
+  ASSERT_TRUE((*engine)->add_hotness_source(std::move(owned)).ok());
+  ASSERT_EQ(w->calls.size(), 1u);  // on add: no ranges yet
+  EXPECT_TRUE(w->calls[0].empty());
+  Mapping m(16);
+  auto h = (*engine)->register_region(m.p, 16 * kPage, RegionOptions().with_base_pages());
+  ASSERT_TRUE(h.ok()) << h.status();
+  ASSERT_EQ(w->calls.size(), 2u);
+  ASSERT_EQ(w->calls[1].size(), 1u);
+  EXPECT_EQ(w->calls[1][0].begin, m.page(0));
+  EXPECT_EQ(w->calls[1][0].end, m.page(16));
+  h->reset();
+
+  // The real uffd source: pages born before the first epoch get heat.
+  UffdWpSource probe;
+  if (!probe.probe().ok()) GTEST_SKIP() << "uffd-wp unavailable here";
+  auto engine2 = two_node_engine(backend);
+  ASSERT_TRUE(engine2.ok());
+  ASSERT_TRUE((*engine2)->add_hotness_source(std::make_unique<UffdWpSource>()).ok());
+  auto* fresh = static_cast<unsigned char*>(
+      mmap(nullptr, 64 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(fresh, MAP_FAILED);
+  madvise(fresh, 64 * kPage, MADV_NOHUGEPAGE);
+  auto h2 = (*engine2)->register_region(fresh, 64 * kPage, RegionOptions().with_base_pages());
+  ASSERT_TRUE(h2.ok()) << h2.status();
+  for (std::size_t i = 0; i < 8; ++i) fresh[i * kPage] = 1;
+  ASSERT_TRUE((*engine2)->step().ok());
+  for (std::size_t i = 0; i < 16; ++i) {
+    auto* word = (*engine2)->tracker().word(reinterpret_cast<std::uintptr_t>(fresh + i * kPage));
+    ASSERT_NE(word, nullptr);
+    if (i < 8) {
+      EXPECT_GT(PageWord::heat(word->load()), 0u) << i;
+    }
+  }
+  EXPECT_EQ((*engine2)->stats().hotness_sources.at(0).pages_found, 8u);
+  h2->reset();
+  engine2->reset();
+  munmap(fresh, 64 * kPage);
 }
 
 TEST(EngineHotnessSource, RejectsANullSourceAndABudgetOutOfRange) {

@@ -64,19 +64,22 @@ SimResult run_small(const char* workload, const WorkloadOptions& w, const std::s
 }
 
 TEST(SimHotnessTest, SampledPicksWhatDebian12With612Picks) {
-  // source/sampled.hpp tries perf, fault, uffd, softdirty; on Debian 12
-  // (6.12, unprivileged) perf is blocked, so the real "sampled" is the
-  // budgeted fault source.
+  // source/sampled.hpp tries perf, uffd+fault, fault, uffd, softdirty; on
+  // Debian 12's 6.12 (unprivileged) perf is blocked, so the real "sampled"
+  // is uffd with the budgeted fault source; on 6.1 (no async uffd) fault.
   ASSERT_EQ(source::kSampledOrder[0], "perf");
-  ASSERT_EQ(source::kSampledOrder[1], "fault");
+  ASSERT_EQ(source::kSampledOrder[1], "uffd+fault");
   auto h = parse_hotness("sampled", debian12_6_12_sources());
   ASSERT_TRUE(h.ok()) << h.status();
-  EXPECT_EQ(h->kind, HotnessSpec::kFault);
+  EXPECT_EQ(h->kind, HotnessSpec::kUffdFault);
   EXPECT_EQ(h->fault_pages, 0u);  // as many as the CPU budget allows
-  EXPECT_EQ(h->label(), "sampled->fault");
+  EXPECT_EQ(h->label(), "sampled->uffd+fault");
   auto h32 = parse_hotness("sampled:32", debian12_6_12_sources());
   ASSERT_TRUE(h32.ok());
-  EXPECT_EQ(h32->resolved(), "fault:32");
+  EXPECT_EQ(h32->resolved(), "uffd+fault:32");
+  auto on61 = parse_hotness("sampled", {"fault", "softdirty"});
+  ASSERT_TRUE(on61.ok());
+  EXPECT_EQ(on61->label(), "sampled->fault");
   // Without fault (a machine where its probe fails): uffd, then softdirty.
   auto u = parse_hotness("sampled", {"softdirty", "uffd"});
   ASSERT_TRUE(u.ok());
@@ -84,6 +87,11 @@ TEST(SimHotnessTest, SampledPicksWhatDebian12With612Picks) {
   auto s = parse_hotness("sampled", {"softdirty"});
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(s->kind, HotnessSpec::kSoftDirty);
+  // By name too.
+  auto uf = parse_hotness("uffd+fault:8", {});
+  ASSERT_TRUE(uf.ok());
+  EXPECT_EQ(uf->resolved(), "uffd+fault:8");
+  EXPECT_FALSE(parse_hotness("uffd+fault:0", {}).ok());
   // perf first where it is available: no model, said so.
   EXPECT_EQ(parse_hotness("sampled", {"perf", "fault"}).status().code(),
             absl::StatusCode::kUnimplemented);
@@ -153,21 +161,53 @@ TEST(SimHotnessTest, SoftDirtyPassSpansEpochsWithinTheBudgetAndClearsOnce) {
 }
 
 TEST(SimHotnessTest, UffdSeesWritesNotLoadsAndReprotects) {
-  UffdModel m(kBase, 32, unit_costs());
+  UffdModel m(kBase, 32, unit_costs(), {.weight = 16, .reprotect = 1, .fault_ns = 0});
   Seen seen;
   auto sink = sink_into(seen);
   auto ranges = one_range(32);
-  for (std::uint32_t p = 0; p < 32; ++p) m.on_access(p, false);
-  ASSERT_TRUE(m.collect(ranges, sink, {}).ok());  // registers: all protected
+  m.watch(ranges);
+  for (std::uint32_t p = 0; p < 32; ++p) EXPECT_EQ(m.on_access(p, false), 0);  // zero pages
+  ASSERT_TRUE(m.collect(ranges, sink, {}).ok());
   for (std::uint32_t p = 0; p < 32; ++p) EXPECT_EQ(m.on_access(p, false), 0);
   ASSERT_TRUE(m.collect(ranges, sink, {}).ok());
   EXPECT_TRUE(seen.pages.empty()) << "uffd reported a page that was only read";
-  EXPECT_EQ(m.on_access(7, true), 700);
-  EXPECT_EQ(m.on_access(7, true), 0);  // unprotected until the next scan
+  // The copy-on-write of a zero page: the program's own fault, free.
+  EXPECT_EQ(m.on_access(7, true), 0);
   ASSERT_TRUE(m.collect(ranges, sink, {}).ok());
   ASSERT_EQ(seen.pages, std::vector<std::uint32_t>{7});
-  EXPECT_EQ(m.on_access(7, true), 700);  // re-protected by the scan
+  EXPECT_EQ(m.on_access(7, true), 700);  // protected by the scan
+  EXPECT_EQ(m.on_access(7, true), 0);    // unprotected until the next scan
+  ASSERT_TRUE(m.collect(ranges, sink, {}).ok());
+  EXPECT_EQ(seen.pages, (std::vector<std::uint32_t>{7, 7}));
+  EXPECT_EQ(m.faults(), 1u);
   EXPECT_GT(m.engine_ns(), 0);
+}
+
+// The default (budgeted) model: births are free and reported once; of pages
+// rewritten every epoch only the budget's sample is protected, so the
+// faults per epoch stay within one epoch's allowance.
+TEST(SimHotnessTest, UffdProtectsRewritesWithinTheBudget) {
+  const std::uint32_t n = 4096;
+  UffdModel m(kBase, n, unit_costs());
+  Seen seen;
+  auto sink = sink_into(seen);
+  auto ranges = one_range(n);
+  SourceBudget b;
+  b.max_pages = 0;
+  b.cpu_fraction = 0.01;
+  b.epoch_ns = 10'000'000;  // 100 us allowance: at 700 ns a fault, <= 142 pages
+  m.watch(ranges);
+  for (std::uint32_t p = 0; p < n; ++p) EXPECT_EQ(m.on_access(p, true), 0);  // births
+  ASSERT_TRUE(m.collect(ranges, sink, b).ok());
+  EXPECT_EQ(seen.pages.size(), n);
+  for (int e = 0; e < 10; ++e) {
+    const std::uint64_t before = m.faults();
+    for (std::uint32_t p = 0; p < n; ++p) m.on_access(p, true);
+    EXPECT_LE(m.faults() - before, 142u) << "epoch " << e;
+    ASSERT_TRUE(m.collect(ranges, sink, b).ok());
+  }
+  EXPECT_GT(m.faults(), 0u) << "no rewrite was ever sampled";
+  EXPECT_LE(m.reprotect_fraction(), 1.0);
 }
 
 // fault:N arms N samples per epoch over all ranges together, one in each of
@@ -489,16 +529,12 @@ TEST(SimHotnessTest, TraceCarriesTheWriteBit) {
 }
 
 // The issue-14 rule on the committed real-program traces: automatic fed by
-// "sampled" reaches >= 0.9x the hit ratio it reaches fed by the application,
-// at a tracking cost <= 1% of the application's time (--gap_ns=800,
-// --fast=25%, the default costs). The cost part holds by construction on
-// every trace. The hit part holds on sqlite3 (one epoch: nothing to
-// promote); on mawk, where it failed before (0.874x at 1.15%), it still
-// falls short at this host's costs (docs/performance.md: "Why sampled
-// falls short"): 0.878x against session 4's policy, 0.867x since the first
-// epoch's swaps raised `app` from 34.7% to 35.1% (sampled 30.4% either
-// way). Asserted as a floor that catches a regression, 0.86x, not as the
-// target.
+// "sampled" (on Debian 12's 6.12: uffd+fault) reaches >= 0.9x the hit ratio
+// it reaches fed by the application, at a tracking cost <= 1% of the
+// application's time (--gap_ns=800, --fast=25%, the default costs). gcc and
+// xz end within their first epoch (no source runs: both 1.000x), so they are
+// not here. Measured: mawk 0.975x (0.85%), python3 1.213x (0.74%), sqlite3
+// 1.004x (0.99%); the fault source alone gave mawk 0.867x.
 struct TraceRule {
   const char* trace;
   double min_ratio;
@@ -520,7 +556,7 @@ TEST_P(SimHotnessTraceTest, SampledWithinTheBudgetNearApp) {
     return *res;
   };
   SimResult app = run("app"), sampled = run("sampled");
-  EXPECT_EQ(sampled.hotness, "sampled->fault");
+  EXPECT_EQ(sampled.hotness, "sampled->uffd+fault");
   EXPECT_GE(sampled.hit_ratio(), GetParam().min_ratio * app.hit_ratio());
   EXPECT_GT(sampled.tracking_ns(), 0);
   EXPECT_LE(sampled.tracking_ns(), 0.01 * static_cast<double>(sampled.app_ns));
@@ -531,7 +567,8 @@ TEST_P(SimHotnessTraceTest, SampledWithinTheBudgetNearApp) {
               100 * sampled.tracking_ns() / static_cast<double>(sampled.app_ns));
 }
 INSTANTIATE_TEST_SUITE_P(Traces, SimHotnessTraceTest,
-                         ::testing::Values(TraceRule{"mawk-groupby.lackey.gz", 0.86},
+                         ::testing::Values(TraceRule{"mawk-groupby.lackey.gz", 0.9},
+                                           TraceRule{"python3-dict.lackey.gz", 0.9},
                                            TraceRule{"sqlite3-lookups.lackey.gz", 0.9}));
 
 // Sampled evidence acts: on the built-in workloads (64 MiB, 10M accesses,

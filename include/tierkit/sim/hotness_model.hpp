@@ -29,11 +29,18 @@
 //              when a pass is complete. After a clear the first write to each
 //              present page takes a minor fault on the application's thread.
 //              Loads are not seen.
-//   uffd       UffdWpSource: registration write-protects every page; each
-//              collect() scans up to max_pages pages from a cursor, reports the
-//              written ones (weight 4) and write-protects them again. A write
-//              to a protected page is a minor fault on the application's
-//              thread. Loads are not seen.
+//   uffd       UffdWpSource: registered when the engine learns of the ranges
+//              (HotnessSource::watch), without WP_UNPOPULATED: a page born by a
+//              write, or the copy-on-write of a zero page a read mapped, is
+//              reported at the next scan for free; a write to a page the
+//              source protected is a minor fault on the application's
+//              thread. Each collect() scans up to max_pages pages from a
+//              cursor, reports the pages unprotected since its last look
+//              (weight 16), and protects a budgeted sample of the written
+//              pages again (source::UffdReprotect), one ioctl per run.
+//              Loads are not seen.
+//   uffd+fault CombinedSource of the two: uffd may spend half the budget,
+//              fault what uffd left.
 // The first access to a page is its allocation fault, which the program
 // takes with or without a source: the models charge nothing for it.
 //
@@ -44,9 +51,10 @@
 // docs/performance.md, "Hotness sources in the simulator".
 //
 // "sampled" resolves like source::make_source("sampled"): the first of
-// source::kSampledOrder available on the modelled machine. Debian 12 (6.1 or
-// 6.12), unprivileged: perf is blocked by kernel.perf_event_paranoid, fault
-// works everywhere, so "sampled" is the budgeted fault source there.
+// source::kSampledOrder available on the modelled machine. Debian 12,
+// unprivileged: perf is blocked by kernel.perf_event_paranoid, so "sampled"
+// is uffd+fault on 6.12 (the default --hotness_available) and the budgeted
+// fault source on 6.1 (no async uffd).
 #pragma once
 
 #include <algorithm>
@@ -63,12 +71,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "tierkit/common.hpp"
 #include "tierkit/hotness.hpp"
 #include "tierkit/hotness_source.hpp"
 #include "tierkit/sim/workload.hpp"
+#include "tierkit/source/combined.hpp"
 #include "tierkit/source/fault.hpp"
 #include "tierkit/source/sampled.hpp"
 #include "tierkit/source/softdirty.hpp"
@@ -89,7 +99,9 @@ struct HotnessCosts {
   double pagemap_ns_per_page = 0;     // engine: softdirty's pagemap read, per page
   double clear_refs_ns_per_page = 0;  // engine: clear_refs = 4, per present page
   double wp_fault_ns = 0;             // app: minor fault on a write-protected page
-  double uffd_scan_ns_per_page = 0;   // engine: PAGEMAP_SCAN + re-protect, per page
+  double uffd_scan_ns_per_page = 0;   // engine: PAGEMAP_SCAN, per page
+  double uffd_protect_ns = 0;         // engine: UFFDIO_WRITEPROTECT of one page (one run)
+  double uffd_protect_page_ns = 0;    // engine: each further page of the same run
 
   // The defaults: CPU times measured by tierkit-bench on the development
   // host, quiet (2026-12-02, nested virtualisation, 2 shared vCPUs, load
@@ -114,6 +126,10 @@ struct HotnessCosts {
     c.clear_refs_ns_per_page = 1;  // BM_ClearRefs: 0.23 ms per GiB (a floor: no soft-dirty here)
     c.wp_fault_ns = 20100;         // BM_UffdScan/64 write_us_per_page
     c.uffd_scan_ns_per_page = 20;  // BM_UffdScan/64: 5.35 ms CPU per GiB scanned
+    // BM_UffdWriteProtect/1, /4, /16: 7.5 / 17.8 / 59.3 us CPU per ioctl
+    // (2026-12-02, load 1.3-1.9): per further page (59.3 - 7.5) / 15.
+    c.uffd_protect_ns = 7500;
+    c.uffd_protect_page_ns = 3450;
     return c;
   }
   // The same host's figures under load (load average ~5, 2026-12-02): the
@@ -131,6 +147,8 @@ struct HotnessCosts {
     c.clear_refs_ns_per_page = 1;  // BM_ClearRefs: 0.26 ms per GiB
     c.wp_fault_ns = 50000;         // BM_UffdScan/64 write_us_per_page
     c.uffd_scan_ns_per_page = 23;  // BM_UffdScan/64: 6.0 ms CPU per GiB scanned
+    c.uffd_protect_ns = 18750;     // the quiet figures times wp_fault's ratio (2.5x)
+    c.uffd_protect_page_ns = 8600;
     return c;
   }
   // The same with record_access free: the simulator's default, so "app" runs
@@ -141,9 +159,10 @@ struct HotnessCosts {
     return c;
   }
   absl::Status validate() const {
-    for (double v : {record_access_ns, fault_arm_ns, fault_arm_page_ns, fault_fire_page_ns,
-                     fault_disarm_ns, fault_fire_ns, proc_maps_ns, pagemap_ns_per_page,
-                     clear_refs_ns_per_page, wp_fault_ns, uffd_scan_ns_per_page})
+    for (double v :
+         {record_access_ns, fault_arm_ns, fault_arm_page_ns, fault_fire_page_ns, fault_disarm_ns,
+          fault_fire_ns, proc_maps_ns, pagemap_ns_per_page, clear_refs_ns_per_page, wp_fault_ns,
+          uffd_scan_ns_per_page, uffd_protect_ns, uffd_protect_page_ns})
       if (!(v >= 0 && v <= 1e9))
         return absl::InvalidArgumentError(
             absl::StrCat("hotness cost ", v, " ns: every source cost must be in [0, 1e9] ns"));
@@ -153,18 +172,21 @@ struct HotnessCosts {
 
 // A parsed --hotness spec.
 struct HotnessSpec {
-  enum Kind { kApp, kFault, kSoftDirty, kUffd } kind = kApp;
+  enum Kind { kApp, kFault, kSoftDirty, kUffd, kUffdFault } kind = kApp;
   // fault:N's N, pages per epoch over all ranges; 0 = as the CPU budget allows.
   std::uint32_t fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
   std::string requested = "app";  // as given ("sampled", "fault:8", ...)
 
-  // The source the model runs: "app", "fault:N", "softdirty" or "uffd".
+  // The source the model runs: "app", "fault[:N]", "softdirty", "uffd" or
+  // "uffd+fault[:N]".
   std::string resolved() const {
     switch (kind) {
       case kApp:
         return "app";
       case kFault:
         return fault_pages ? absl::StrCat("fault:", fault_pages) : std::string("fault");
+      case kUffdFault:
+        return fault_pages ? absl::StrCat("uffd+fault:", fault_pages) : std::string("uffd+fault");
       case kSoftDirty:
         return "softdirty";
       case kUffd:
@@ -186,7 +208,7 @@ struct HotnessSpec {
 // kernel.perf_event_paranoid blocks unprivileged sampling.
 inline std::vector<std::string> debian12_6_12_sources() { return {"fault", "uffd", "softdirty"}; }
 
-// Parses app, fault, fault:N, softdirty, uffd, sampled, sampled:N; "sampled"
+// Parses app, fault[:N], softdirty, uffd, uffd+fault[:N], sampled[:N]; "sampled"
 // picks the first of source::kSampledOrder in `available`. Errors name the
 // spec and why.
 inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
@@ -207,8 +229,13 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
     if (s.size() > 7) {
       if (absl::Status st = pages(s.substr(8)); !st.ok()) return st;
     }
+    auto offered = [&](std::string_view c) {
+      for (absl::string_view part : absl::StrSplit(absl::string_view(c.data(), c.size()), '+'))
+        if (std::find(available.begin(), available.end(), part) == available.end()) return false;
+      return true;
+    };
     for (std::string_view c : source::kSampledOrder) {
-      if (std::find(available.begin(), available.end(), c) == available.end()) continue;
+      if (!offered(c)) continue;
       if (c == "perf")
         return absl::UnimplementedError(
             "--hotness=sampled: perf is available on the modelled machine, but the perf source "
@@ -218,11 +245,12 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
     }
     if (picked.empty())
       return absl::InvalidArgumentError(
-          absl::StrCat("--hotness=sampled: none of perf, fault, uffd, softdirty is in "
+          absl::StrCat("--hotness=sampled: none of perf, uffd+fault, fault, uffd, softdirty is in "
                        "--hotness_available='",
                        absl::StrJoin(available, ","), "'"));
     s = picked;
-    if (s != "fault") h.fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
+    if (s != "fault" && s != "uffd+fault")
+      h.fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
   }
   if (s == "app") {
     h.kind = HotnessSpec::kApp;
@@ -231,6 +259,11 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
   } else if (absl::StartsWith(s, "fault:")) {
     if (absl::Status st = pages(s.substr(6)); !st.ok()) return st;
     h.kind = HotnessSpec::kFault;
+  } else if (s == "uffd+fault") {
+    h.kind = HotnessSpec::kUffdFault;
+  } else if (absl::StartsWith(s, "uffd+fault:")) {
+    if (absl::Status st = pages(s.substr(11)); !st.ok()) return st;
+    h.kind = HotnessSpec::kUffdFault;
   } else if (s == "softdirty") {
     h.kind = HotnessSpec::kSoftDirty;
   } else if (s == "uffd") {
@@ -241,8 +274,8 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--hotness='", spec,
-                     "': unknown source (known: app, fault, fault:N, softdirty, uffd, sampled, "
-                     "sampled:N)"));
+                     "': unknown source (known: app, fault, fault:N, softdirty, uffd, "
+                     "uffd+fault, uffd+fault:N, sampled, sampled:N)"));
   }
   return h;
 }
@@ -257,7 +290,7 @@ class SourceModel : public HotnessSource {
 
   // One access by the application: returns the ns it costs the
   // application's thread (a fault), 0 mostly.
-  double on_access(std::uint32_t page, bool write, std::int64_t now_ns = 0) {
+  virtual double on_access(std::uint32_t page, bool write, std::int64_t now_ns = 0) {
     now_ = now_ns;
     if (present_[page] == 0) {
       present_[page] = 1;  // the allocation fault: taken with or without a source
@@ -272,11 +305,11 @@ class SourceModel : public HotnessSource {
   HotnessSourceStats stats() const override { return stats_; }
 
   // The simulator's clock: at each access (on_access) and at the next collect().
-  void set_now(std::int64_t ns) { now_ = ns; }
+  virtual void set_now(std::int64_t ns) { now_ = ns; }
 
-  double app_ns() const { return app_ns_; }        // charged to the application so far
-  double engine_ns() const { return engine_ns_; }  // in collect() so far (background)
-  std::uint64_t faults() const { return faults_; }
+  virtual double app_ns() const { return app_ns_; }        // charged to the application so far
+  virtual double engine_ns() const { return engine_ns_; }  // in collect() so far (background)
+  virtual std::uint64_t faults() const { return faults_; }
 
  protected:
   virtual double first_touch(std::uint32_t page, bool write) = 0;
@@ -571,65 +604,155 @@ class SoftDirtyModel final : public SourceModel {
   std::uint64_t passes_ = 0;
 };
 
-// uffd, as source::UffdWpSource (async write-protect + PAGEMAP_SCAN).
+// uffd, as source::UffdWpSource: registered when the engine learns of the
+// ranges (watch()), without WP_UNPOPULATED, so a page's birth costs nothing
+// extra; a read maps the shared zero page (Debian's kernels), whose later
+// copy-on-write costs nothing extra either. A write to a page the source
+// protected is one minor fault. Each scan reports the pages unprotected now
+// and not at the last scan, then protects a sample of the written units again
+// (source::uffd_detail::chosen, fraction source::UffdReprotect), one ioctl
+// per run.
 class UffdModel final : public SourceModel {
  public:
   UffdModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
             source::UffdWpOptions o = {})
-      : SourceModel(base, pages, costs), o_(o), written_(pages, 0), wp_(pages, 0) {
+      : SourceModel(base, pages, costs), o_(o), wp_(pages, 0), seen_(pages, 0), zero_(pages, 0) {
     stats_.name = "uffd-wp";
+    if (o_.reprotect > 0) control_.f = std::min(1.0, o_.reprotect);
   }
   std::string_view name() const override { return "uffd-wp"; }
 
+  void watch(absl::Span<const TrackedRange> ranges) override {
+    if (watched_) return;  // the model's ranges are fixed once known
+    watched_ = true;
+    for (const TrackedRange& r : ranges) {
+      auto [first, end] = pages_of(r);
+      for (std::uint64_t p = first; p < end; ++p) seen_[p] = written(p);
+    }
+  }
+
   absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
                        const SourceBudget& budget) override {
+    watch(ranges);
+    const double allowance =
+        budget.cpu_fraction * static_cast<double>(std::max<std::int64_t>(0, budget.epoch_ns));
+    if (o_.reprotect <= 0) control_.start(c_.wp_fault_ns, allowance);
     HotnessSourceStats::Collect c;
     double cost = 0;
+    std::uint64_t faulted = 0, at_risk = 0, written_now = 0, added = 0;
+    std::uint64_t run_end = ~std::uint64_t{0};
+    double added_ns = 0;
     const double inclusion = pass_inclusion(ranges, budget);
-    if (!registered_) {
-      // UFFDIO_REGISTER, then one scan write-protects everything (unpopulated
-      // pages too: WP_UNPOPULATED).
-      for (const TrackedRange& r : ranges) {
-        auto [first, end] = pages_of(r);
-        for (std::uint64_t p = first; p < end; ++p) {
-          wp_[p] = 1;
-          written_[p] = 0;
-        }
-        cost += static_cast<double>(end - first) * c_.uffd_scan_ns_per_page;
-      }
-      registered_ = true;
-    }
     budgeted_pass(ranges, budget, c_.uffd_scan_ns_per_page, c, cost, [&](std::uint64_t p) {
-      if (written_[p] == 0) return;
-      ++c.found;
-      report_written(sink, p, o_.weight, inclusion);
-      written_[p] = 0;  // PM_SCAN_WP_MATCHING: protected again
+      at_risk += prot_[p];
+      if (!written(p)) {
+        seen_[p] = 0;
+        return;
+      }
+      ++written_now;
+      if (seen_[p] == 0) {
+        faulted += prot_[p];
+        ++c.found;
+        report_written(sink, p, o_.weight, inclusion);
+      }
+      const bool again =
+          source::uffd_detail::chosen(addr(p), round_, control_.f) && added < control_.quota;
+      seen_[p] = !again;
+      prot_[p] = again;
+      if (!again) return;
+      ++added;
       wp_[p] = 1;
+      const double ns = run_end == p ? c_.uffd_protect_page_ns : c_.uffd_protect_ns;
+      cost += ns;
+      added_ns += ns;
+      run_end = p + 1;
     });
+    ++round_;
+    const double f = control_.f;
+    control_.settle(faulted, at_risk, written_now, added, added_ns, cost, c_.wp_fault_ns,
+                    allowance);
+    if (o_.reprotect > 0) control_.f = f, control_.quota = ~std::uint64_t{0};  // fixed
     c.written = c.found;
     end_collect(cost, c);
+    stats_.app_ns = static_cast<std::uint64_t>(app_ns_);
+    stats_.planned_ns = static_cast<std::uint64_t>(std::max(0.0, control_.planned_ns));
     return absl::OkStatus();
   }
 
+  double reprotect_fraction() const { return control_.f; }
+
  private:
+  bool written(std::uint64_t p) const { return present_[p] && !zero_[p] && !wp_[p]; }
   double first_touch(std::uint32_t page, bool write) override {
-    if (write && wp_[page] != 0) {  // WP_UNPOPULATED: marked written, no extra fault
-      wp_[page] = 0;
-      written_[page] = 1;
-    }
+    zero_[page] = !write;  // a read maps the zero page; a write, a new page
     return 0;
   }
   double access(std::uint32_t page, bool write) override {
-    if (!write || wp_[page] == 0) return 0;
+    if (!write) return 0;
+    if (zero_[page] != 0) {  // copy-on-write of the zero page: taken anyway
+      zero_[page] = 0;
+      return 0;
+    }
+    if (wp_[page] == 0) return 0;
     wp_[page] = 0;
-    written_[page] = 1;
     ++faults_;
     return c_.wp_fault_ns;
   }
 
   source::UffdWpOptions o_;
-  std::vector<std::uint8_t> written_, wp_;
-  bool registered_ = false;
+  std::vector<std::uint8_t> wp_, seen_, zero_, prot_ = std::vector<std::uint8_t>(pages_, 0);
+  bool watched_ = false;
+  std::uint64_t round_ = 0;
+  source::UffdReprotect control_;
+};
+
+// uffd+fault[:N], as source::make_source builds it: a source::CombinedSource
+// over the two models, each access shown to both.
+class CombinedModel final : public SourceModel {
+ public:
+  CombinedModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
+                std::vector<std::unique_ptr<SourceModel>> parts)
+      : SourceModel(base, pages, costs), combined_([&] {
+          std::vector<std::unique_ptr<HotnessSource>> own;
+          for (auto& p : parts) {
+            parts_.push_back(p.get());
+            own.push_back(std::move(p));
+          }
+          return own;
+        }()) {}
+  std::string_view name() const override { return combined_.name(); }
+  void watch(absl::Span<const TrackedRange> ranges) override { combined_.watch(ranges); }
+  absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
+                       const SourceBudget& budget) override {
+    return combined_.collect(ranges, sink, budget);
+  }
+  HotnessSourceStats stats() const override { return combined_.stats(); }
+  double on_access(std::uint32_t page, bool write, std::int64_t now_ns = 0) override {
+    double ns = 0;
+    for (SourceModel* p : parts_) ns += p->on_access(page, write, now_ns);
+    return ns;
+  }
+  void set_now(std::int64_t ns) override {
+    for (SourceModel* p : parts_) p->set_now(ns);
+  }
+  double app_ns() const override { return sum(&SourceModel::app_ns); }
+  double engine_ns() const override { return sum(&SourceModel::engine_ns); }
+  std::uint64_t faults() const override {
+    std::uint64_t n = 0;
+    for (const SourceModel* p : parts_) n += p->faults();
+    return n;
+  }
+
+ private:
+  double first_touch(std::uint32_t, bool) override { return 0; }  // on_access forwards
+  double access(std::uint32_t, bool) override { return 0; }
+  double sum(double (SourceModel::*f)() const) const {
+    double t = 0;
+    for (const SourceModel* p : parts_) t += (p->*f)();
+    return t;
+  }
+  std::vector<SourceModel*> parts_;  // owned by combined_
+  source::CombinedSource combined_;
 };
 
 // The model of `spec` for pages [0, pages) at `base`; nullptr for "app".
@@ -649,6 +772,14 @@ inline std::unique_ptr<SourceModel> make_source_model(
       return std::make_unique<SoftDirtyModel>(base, pages, costs);
     case HotnessSpec::kUffd:
       return std::make_unique<UffdModel>(base, pages, costs);
+    case HotnessSpec::kUffdFault: {
+      HotnessSpec fault = spec;
+      fault.kind = HotnessSpec::kFault;
+      std::vector<std::unique_ptr<SourceModel>> parts;
+      parts.push_back(std::make_unique<UffdModel>(base, pages, costs));
+      parts.push_back(make_source_model(fault, base, pages, costs, group_pages));
+      return std::make_unique<CombinedModel>(base, pages, costs, std::move(parts));
+    }
   }
   return nullptr;
 }

@@ -1,6 +1,6 @@
 // tierkit/source/sampled.hpp: builds a hotness source from a spec string and
 // picks the best one the running kernel offers ("sampled"), saying which and
-// why. Layer 1 (beside the backends): source/*.hpp.
+// why. Layer 3 (above the sources): source/*.hpp.
 //
 // Specs:
 //   "fault" or "fault:N"   fault sampling: as many groups of 16 pages per
@@ -10,14 +10,21 @@
 //   "softdirty"            soft-dirty bits (writes only)
 //   "uffd"                 userfaultfd async write-protect + PAGEMAP_SCAN
 //                          (writes only; Linux 6.7+)
+//   "uffd+fault[:N]"       both, sharing one budget (source/combined.hpp):
+//                          uffd sees every page born and a budgeted sample
+//                          of rewrites, fault sees reads
 //   "perf"                 PEBS / IBS data-address sampling (probe only today)
-//   "sampled" or "sampled:N"  the first of perf, fault (budgeted, or N
-//                          pages per epoch), uffd, softdirty whose
-//                          probe() passes. fault comes before softdirty
-//                          because it also sees reads, which is what decides
-//                          most placements; choose "softdirty" explicitly for
-//                          programs that pass tracked memory to system calls
-//                          (see the NOTE in source/fault.hpp).
+//   "sampled" or "sampled:N"  the first of perf, uffd+fault, fault, uffd,
+//                          softdirty whose probe() passes (N: fault:N in
+//                          place of the budgeted fault). uffd+fault comes
+//                          first where the kernel has it (6.7+): on the
+//                          real-program traces uffd's births and rewrites
+//                          find what fault's few pages per epoch miss
+//                          (docs/performance.md). fault comes before
+//                          softdirty because it also sees reads, which is
+//                          what decides most placements; choose "softdirty"
+//                          explicitly for programs that pass tracked memory
+//                          to system calls (see the NOTE in source/fault.hpp).
 #pragma once
 
 #include <array>
@@ -25,12 +32,14 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "tierkit/hotness_source.hpp"
+#include "tierkit/source/combined.hpp"
 #include "tierkit/source/fault.hpp"
 #include "tierkit/source/perf_mem.hpp"
 #include "tierkit/source/softdirty.hpp"
@@ -39,10 +48,10 @@
 namespace tierkit::source {
 
 // The order "sampled" tries the sources in; the first whose probe() passes
-// is taken. tierkit-sim's model of "sampled" (sim/hotness_model.hpp) walks
-// the same list.
-inline constexpr std::array<std::string_view, 4> kSampledOrder = {"perf", "fault", "uffd",
-                                                                  "softdirty"};
+// is taken ("a+b" passes when both do). tierkit-sim's model of "sampled"
+// (sim/hotness_model.hpp) walks the same list.
+inline constexpr std::array<std::string_view, 5> kSampledOrder = {"perf", "uffd+fault", "fault",
+                                                                  "uffd", "softdirty"};
 
 struct PickedSource {
   std::unique_ptr<HotnessSource> source;
@@ -50,32 +59,47 @@ struct PickedSource {
   std::string explanation;
 };
 
+namespace sampled_detail {
+// One source by name, not probed: fault[:N], softdirty, uffd, perf, or
+// uffd+fault[:N].
+inline absl::StatusOr<std::unique_ptr<HotnessSource>> make_one(absl::string_view s) {
+  if (s == "fault" || absl::StartsWith(s, "fault:")) {
+    FaultSourceOptions o;
+    if (s.size() > 5) {
+      std::uint32_t n = 0;
+      if (!absl::SimpleAtoi(s.substr(6), &n) || n == 0 || n > 4096)
+        return absl::InvalidArgumentError(
+            absl::StrCat("hotness source '", s, "': N in fault:N must be an integer in [1, 4096]"));
+      o.pages_per_epoch = n;
+      o.group_pages = 1;  // N single pages: a fixed sample, no groups
+    }
+    return std::unique_ptr<HotnessSource>(new FaultSamplingSource(o));
+  }
+  if (absl::StartsWith(s, "uffd+fault")) {
+    auto f = make_one(s.substr(5));
+    if (!f.ok()) return f.status();
+    std::vector<std::unique_ptr<HotnessSource>> parts;
+    parts.push_back(std::make_unique<UffdWpSource>());
+    parts.push_back(*std::move(f));
+    return std::unique_ptr<HotnessSource>(new CombinedSource(std::move(parts)));
+  }
+  if (s == "softdirty") return std::unique_ptr<HotnessSource>(new SoftDirtySource());
+  if (s == "uffd") return std::unique_ptr<HotnessSource>(new UffdWpSource());
+  if (s == "perf") return std::unique_ptr<HotnessSource>(new PerfMemSource());
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown hotness source '", s,
+                   "' (known: sampled, sampled:N, fault, fault:N, softdirty, uffd, "
+                   "uffd+fault, uffd+fault:N, perf)"));
+}
+}  // namespace sampled_detail
+
 // Builds the source `spec` names (see the banner), probed. Errors:
 // InvalidArgument for an unknown spec; the probe's error when the named
 // source (or, for "sampled", every source) is unavailable, with every
 // reason. Cost: the probes (well under a millisecond; softdirty's clears the
 // process's soft-dirty bits).
 inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
-  auto make_one = [](absl::string_view s) -> absl::StatusOr<std::unique_ptr<HotnessSource>> {
-    if (s == "fault" || absl::StartsWith(s, "fault:")) {
-      FaultSourceOptions o;
-      if (s.size() > 5) {
-        std::uint32_t n = 0;
-        if (!absl::SimpleAtoi(s.substr(6), &n) || n == 0 || n > 4096)
-          return absl::InvalidArgumentError(absl::StrCat(
-              "hotness source '", s, "': N in fault:N must be an integer in [1, 4096]"));
-        o.pages_per_epoch = n;
-        o.group_pages = 1;  // N single pages: a fixed sample, no groups
-      }
-      return std::unique_ptr<HotnessSource>(new FaultSamplingSource(o));
-    }
-    if (s == "softdirty") return std::unique_ptr<HotnessSource>(new SoftDirtySource());
-    if (s == "uffd") return std::unique_ptr<HotnessSource>(new UffdWpSource());
-    if (s == "perf") return std::unique_ptr<HotnessSource>(new PerfMemSource());
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown hotness source '", s,
-                     "' (known: sampled, fault, fault:N, softdirty, uffd, perf)"));
-  };
+  using sampled_detail::make_one;
   std::string fault_spec = "fault";
   if (absl::StartsWith(spec, "sampled:")) {
     fault_spec = absl::StrCat("fault:", spec.substr(8));
@@ -89,7 +113,9 @@ inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
   }
   std::string why;
   for (std::string_view candidate : kSampledOrder) {
-    std::string name = candidate == "fault" ? fault_spec : std::string(candidate);
+    std::string name(candidate);
+    if (candidate == "fault" || candidate == "uffd+fault")
+      name = absl::StrCat(std::string(candidate.substr(0, candidate.size() - 5)), fault_spec);
     auto src = make_one(name);
     absl::Status s = (*src)->probe();
     if (s.ok()) {
@@ -98,7 +124,7 @@ inline absl::StatusOr<PickedSource> make_source(absl::string_view spec) {
                        why.empty() ? "" : ")");
       return PickedSource{std::move(*src), std::move(expl)};
     }
-    absl::StrAppend(&why, why.empty() ? "" : "; ", s.message());
+    absl::StrAppend(&why, why.empty() ? "" : "; ", name, ": ", s.message());
   }
   return absl::UnavailableError(absl::StrCat("no sampled hotness source works here: ", why));
 }
