@@ -353,6 +353,19 @@ TEST(SoftDirtySource, BudgetSplitsAPassOverEpochs) {
   EXPECT_EQ(src.passes(), 1u);
 }
 
+TEST(UffdWpSource, BadOptionsAreAnError) {
+  for (UffdWpOptions o : {UffdWpOptions{.weight = 16, .reprotect = 1.5, .fault_ns = 0},
+                          UffdWpOptions{.weight = 16, .reprotect = -0.1, .fault_ns = 0},
+                          UffdWpOptions{.weight = 0, .reprotect = 0, .fault_ns = 0},
+                          UffdWpOptions{.weight = 16, .reprotect = 0, .fault_ns = -1}}) {
+    UffdWpSource src(o);
+    Recorded r;
+    absl::Status s = collect_into(src, {}, r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("UffdWpOptions"));
+  }
+}
+
 // With every written page protected again at each scan (reprotect = 1):
 // exactly the pages written since the last scan.
 TEST(UffdWpSource, ProbeSaysWhyOrFindsWrittenPages) {
@@ -485,6 +498,7 @@ TEST(UffdWpSource, ReportsBirthsAndProtectsRewritesWithinTheBudget) {
   }
   EXPECT_GT(reported, 0u) << "no rewrite was ever sampled";
   EXPECT_GT(src.stats().app_ns, 0u);
+  EXPECT_GT(src.stats().planned_ns, 0u);
   EXPECT_EQ(src.stats().errors, 0u) << src.stats().last_error;
   for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(m.p[i * kPage], 3);
   EXPECT_EQ(m.p[100 * kPage + 1], 7);
