@@ -353,6 +353,29 @@ TEST(SoftDirtySource, BudgetSplitsAPassOverEpochs) {
   EXPECT_EQ(src.passes(), 1u);
 }
 
+// A system call that writes into a protected page (read(2) from a pipe)
+// succeeds: async write-protect is resolved in the kernel's own fault path,
+// also for faults taken in kernel mode (unlike the fault source's EFAULT),
+// and the page is reported written.
+TEST(UffdWpSource, SystemCallsWriteIntoProtectedPages) {
+  UffdWpSource src(UffdWpOptions{.weight = 16, .reprotect = 1, .fault_ns = 0});
+  if (absl::Status s = src.probe(); !s.ok()) GTEST_SKIP() << "uffd-wp unavailable here: " << s;
+  Mapping m(8);
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok()) << src.stats().last_error;  // protects
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const char msg[] = "written by the kernel";
+  ASSERT_EQ(write(fds[1], msg, sizeof msg), static_cast<ssize_t>(sizeof msg));
+  ASSERT_EQ(read(fds[0], m.p + 3 * kPage + 5, sizeof msg), static_cast<ssize_t>(sizeof msg));
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_EQ(std::memcmp(m.p + 3 * kPage + 5, msg, sizeof msg), 0);
+  Recorded r2;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r2).ok());
+  EXPECT_EQ(r2.pages, std::set<std::uintptr_t>{m.page(3)});
+}
+
 TEST(UffdWpSource, BadOptionsAreAnError) {
   for (UffdWpOptions o : {UffdWpOptions{.weight = 16, .reprotect = 1.5, .fault_ns = 0},
                           UffdWpOptions{.weight = 16, .reprotect = -0.1, .fault_ns = 0},

@@ -8,8 +8,10 @@
 // node (checked with move_pages queries).
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <thread>
 #include <vector>
@@ -123,6 +125,24 @@ TEST(VmHotness, UffdWpWhereTheKernelHasIt) {
   }
   Pages m(64);
   EXPECT_EQ(run_round(src, m), pages_in(m, 0, 16));
+  // A system call writing into a protected page succeeds (async
+  // write-protect is resolved in the kernel's fault path, kernel mode too).
+  std::vector<TrackedRange> ranges{{m.page(0), m.page(m.n), kPageSize}};
+  auto none = make_sink([](std::uintptr_t, std::uint32_t, bool) {});
+  ASSERT_TRUE(src.collect(ranges, none, no_time_limit()).ok());
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const char msg[] = "written by the kernel";
+  ASSERT_EQ(write(fds[1], msg, sizeof msg), static_cast<ssize_t>(sizeof msg));
+  EXPECT_EQ(read(fds[0], m.p + 40 * kPageSize + 9, sizeof msg), static_cast<ssize_t>(sizeof msg));
+  close(fds[0]);
+  close(fds[1]);
+  EXPECT_EQ(std::memcmp(m.p + 40 * kPageSize + 9, msg, sizeof msg), 0);
+  std::set<std::uintptr_t> found;
+  auto sink = make_sink([&](std::uintptr_t q, std::uint32_t, bool) { found.insert(q); });
+  ASSERT_TRUE(src.collect(ranges, sink, no_time_limit()).ok());
+  EXPECT_EQ(found, std::set<std::uintptr_t>{m.page(40)});
+  src.disarm();
 }
 
 // The default uffd source watches a range before its pages exist: a page
