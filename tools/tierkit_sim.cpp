@@ -106,13 +106,14 @@ ABSL_FLAG(std::string, hotness, "app",
           "Comma-separated hotness sources feeding the engine policies: app (every access "
           "through Engine::record_access), fault[:N] (as many pages per epoch as "
           "--source_cpu_fraction pays for, or N over all ranges), softdirty, "
-          "uffd, uffd+fault[:N] (both, one budget), sampled[:N] (the first of perf, "
-          "uffd+fault, fault, uffd, softdirty in "
+          "uffd, births, uffd+fault[:N], births+fault[:N] (both, one budget), sampled[:N] "
+          "(the first of perf, fault, uffd, softdirty in "
           "--hotness_available, as source::make_source picks). Models of include/tierkit/source/; "
           "each charges its cost (tracking_* columns).");
-ABSL_FLAG(std::string, hotness_available, "fault,uffd,softdirty",
+ABSL_FLAG(std::string, hotness_available, "fault,uffd,births,softdirty",
           "Sources --hotness=sampled may pick: what the modelled machine offers. Default: Debian "
-          "12's 6.12 kernel, unprivileged (perf is blocked by perf_event_paranoid).");
+          "12's 6.12 kernel, unprivileged (perf is blocked by perf_event_paranoid); its 6.1: "
+          "fault,births,softdirty.");
 ABSL_FLAG(std::string, region_bytes, "0",
           "Register the footprint with the engine as regions of this size (64M = the arenas of "
           "TierMemoryResource under ArenaRegions); 0 = one region. Sources sample per range.");
@@ -366,10 +367,11 @@ int main(int argc, char** argv) {
   for (absl::string_view a :
        absl::StrSplit(absl::GetFlag(FLAGS_hotness_available), ',', absl::SkipWhitespace())) {
     std::string name(absl::StripAsciiWhitespace(a));
-    if (std::find(tierkit::source::kSampledOrder.begin(), tierkit::source::kSampledOrder.end(),
-                  name) == tierkit::source::kSampledOrder.end())
+    constexpr std::array<std::string_view, 5> kKnown = {"perf", "fault", "uffd", "births",
+                                                        "softdirty"};
+    if (std::find(kKnown.begin(), kKnown.end(), name) == kKnown.end())
       usage_error(absl::StrCat("--hotness_available: unknown source '", name,
-                               "' (known: perf, fault, uffd, softdirty)"));
+                               "' (known: perf, fault, uffd, births, softdirty)"));
     o.hotness_available.push_back(name);
   }
   if (const std::string rb = absl::GetFlag(FLAGS_region_bytes); rb != "0") {

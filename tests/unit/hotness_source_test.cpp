@@ -24,6 +24,7 @@
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
 #include "tierkit/hotness_source.hpp"
+#include "tierkit/source/births.hpp"
 #include "tierkit/source/fault.hpp"
 #include "tierkit/source/perf_mem.hpp"
 #include "tierkit/source/sampled.hpp"
@@ -525,6 +526,51 @@ TEST(UffdWpSource, ReportsBirthsAndProtectsRewritesWithinTheBudget) {
   EXPECT_EQ(src.stats().errors, 0u) << src.stats().last_error;
   for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(m.p[i * kPage], 3);
   EXPECT_EQ(m.p[100 * kPage + 1], 7);
+}
+
+// births: pages present before watch() are not reported; pages born after
+// are, once; pages only read are not (where reads map the zero page); a
+// rewrite is not a birth. The data is untouched.
+TEST(BirthSource, ReportsPagesBornOnce) {
+  BirthSource src;
+  ASSERT_TRUE(src.probe().ok()) << src.probe();
+  constexpr std::size_t kPages = 64;
+  Mapping m(1);
+  munmap(m.p, kPage);
+  m.pages = kPages;
+  m.p = static_cast<unsigned char*>(
+      mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(m.p, MAP_FAILED);
+  madvise(m.p, kPages * kPage, MADV_NOHUGEPAGE);
+  for (std::size_t i = 0; i < 4; ++i) m.p[i * kPage] = 9;  // before: not births
+  src.watch(std::vector<TrackedRange>{m.range()});
+  const bool zero = reads_map_the_zero_page();
+  std::thread w([&] {
+    for (std::size_t i = 8; i < 24; ++i) m.p[i * kPage] = static_cast<unsigned char>(i);
+  });
+  std::thread rd([&] {
+    for (std::size_t i = 32; i < 40; ++i) EXPECT_EQ(m.p[i * kPage], 0);
+  });
+  w.join();
+  rd.join();
+  Recorded r;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r).ok()) << src.stats().last_error;
+  std::set<std::uintptr_t> born;
+  for (std::size_t i = 8; i < 24; ++i) born.insert(m.page(i));
+  if (zero) {
+    EXPECT_EQ(r.pages, born);
+  } else {
+    for (std::uintptr_t p : born) EXPECT_TRUE(r.pages.count(p));
+    for (std::size_t i = 0; i < 4; ++i) EXPECT_FALSE(r.pages.count(m.page(i)));
+  }
+  EXPECT_EQ(r.weight, 16 * r.pages.size());
+  for (std::size_t i = 8; i < 24; ++i) m.p[i * kPage] += 1;  // rewrites
+  Recorded r2;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r2).ok());
+  EXPECT_TRUE(r2.pages.empty());
+  for (std::size_t i = 8; i < 24; ++i) EXPECT_EQ(m.p[i * kPage], i + 1);
+  EXPECT_EQ(src.stats().errors, 0u) << src.stats().last_error;
+  EXPECT_GT(src.stats().pages_sampled, 0u);
 }
 
 // Runs its parts into one sink and shares the CPU budget: the first part

@@ -2,8 +2,8 @@
 // Soft-dirty must be available there (CONFIG_MEM_SOFT_DIRTY, unlike the
 // development host); each available source finds the pages other threads
 // wrote (and, for fault sampling, read) and not the ones left alone, with the
-// data intact; uffd sees pages born after it watches, at no extra fault; and
-// the engine, fed by the "sampled" source alone, moves a
+// data intact; uffd and births see pages born after they watch, at no
+// extra fault; and the engine, fed by the "sampled" source alone, moves a
 // moving hot set of a program that never calls record_access into the fast
 // node (checked with move_pages queries).
 #include <sys/mman.h>
@@ -185,6 +185,44 @@ TEST(VmHotness, UffdSeesBirthsForFree) {
   src.disarm();
   for (std::size_t i = 0; i < 128; ++i)
     ASSERT_EQ(p[i * kPageSize], static_cast<unsigned char>(i + 1));
+  munmap(p, kPages * kPageSize);
+}
+
+// births, on both kernels: a page born by a write is reported, a page only
+// read (the zero page: never "exclusively mapped") is not, nor one that
+// existed before watch(), nor a rewrite.
+TEST(VmHotness, BirthsFromPagemap) {
+  source::BirthSource src;
+  ASSERT_TRUE(src.probe().ok()) << src.probe();
+  constexpr std::size_t kPages = 256;
+  auto* p = static_cast<unsigned char*>(mmap(nullptr, kPages * kPageSize, PROT_READ | PROT_WRITE,
+                                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  madvise(p, kPages * kPageSize, MADV_NOHUGEPAGE);
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  for (std::size_t i = 200; i < 210; ++i) p[i * kPageSize] = 1;  // before watch()
+  std::vector<TrackedRange> ranges{{a, a + kPages * kPageSize, kPageSize}};
+  src.watch(ranges);
+  std::thread writer([&] {
+    for (std::size_t i = 0; i < 128; ++i) p[i * kPageSize] = static_cast<unsigned char>(i + 1);
+  });
+  std::thread reader([&] {
+    for (std::size_t i = 128; i < 192; ++i) EXPECT_EQ(p[i * kPageSize], 0);
+  });
+  writer.join();
+  reader.join();
+  std::set<std::uintptr_t> found;
+  auto sink = make_sink([&](std::uintptr_t q, std::uint32_t, bool) { found.insert(q); });
+  ASSERT_TRUE(src.collect(ranges, sink, no_time_limit()).ok()) << src.stats().last_error;
+  std::set<std::uintptr_t> want;
+  for (std::size_t i = 0; i < 128; ++i) want.insert(a + i * kPageSize);
+  EXPECT_EQ(found, want);
+  found.clear();
+  for (std::size_t i = 0; i < 128; ++i) p[i * kPageSize] += 1;
+  ASSERT_TRUE(src.collect(ranges, sink, no_time_limit()).ok());
+  EXPECT_TRUE(found.empty()) << found.size() << " rewrites reported as births";
+  for (std::size_t i = 0; i < 128; ++i)
+    ASSERT_EQ(p[i * kPageSize], static_cast<unsigned char>(i + 2));
   munmap(p, kPages * kPageSize);
 }
 

@@ -41,6 +41,9 @@
 //              Loads are not seen.
 //   uffd+fault CombinedSource of the two: uffd may spend half the budget,
 //              fault what uffd left.
+//   births     BirthSource: uffd's reports of pages born, read from pagemap,
+//              no protection, no fault.
+//   births+fault  as uffd+fault.
 // The first access to a page is its allocation fault, which the program
 // takes with or without a source: the models charge nothing for it.
 //
@@ -51,10 +54,9 @@
 // docs/performance.md, "Hotness sources in the simulator".
 //
 // "sampled" resolves like source::make_source("sampled"): the first of
-// source::kSampledOrder available on the modelled machine. Debian 12,
-// unprivileged: perf is blocked by kernel.perf_event_paranoid, so "sampled"
-// is uffd+fault on 6.12 (the default --hotness_available) and the budgeted
-// fault source on 6.1 (no async uffd).
+// source::kSampledOrder available on the modelled machine. Debian 12 (6.1 or
+// 6.12), unprivileged: perf is blocked by kernel.perf_event_paranoid, fault
+// works everywhere, so "sampled" is the budgeted fault source there.
 #pragma once
 
 #include <algorithm>
@@ -78,6 +80,7 @@
 #include "tierkit/hotness.hpp"
 #include "tierkit/hotness_source.hpp"
 #include "tierkit/sim/workload.hpp"
+#include "tierkit/source/births.hpp"
 #include "tierkit/source/combined.hpp"
 #include "tierkit/source/fault.hpp"
 #include "tierkit/source/sampled.hpp"
@@ -172,13 +175,13 @@ struct HotnessCosts {
 
 // A parsed --hotness spec.
 struct HotnessSpec {
-  enum Kind { kApp, kFault, kSoftDirty, kUffd, kUffdFault } kind = kApp;
+  enum Kind { kApp, kFault, kSoftDirty, kUffd, kUffdFault, kBirths, kBirthsFault } kind = kApp;
   // fault:N's N, pages per epoch over all ranges; 0 = as the CPU budget allows.
   std::uint32_t fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
   std::string requested = "app";  // as given ("sampled", "fault:8", ...)
 
-  // The source the model runs: "app", "fault[:N]", "softdirty", "uffd" or
-  // "uffd+fault[:N]".
+  // The source the model runs: "app", "fault[:N]", "softdirty", "uffd",
+  // "uffd+fault[:N]", "births" or "births+fault[:N]".
   std::string resolved() const {
     switch (kind) {
       case kApp:
@@ -187,6 +190,11 @@ struct HotnessSpec {
         return fault_pages ? absl::StrCat("fault:", fault_pages) : std::string("fault");
       case kUffdFault:
         return fault_pages ? absl::StrCat("uffd+fault:", fault_pages) : std::string("uffd+fault");
+      case kBirths:
+        return "births";
+      case kBirthsFault:
+        return fault_pages ? absl::StrCat("births+fault:", fault_pages)
+                           : std::string("births+fault");
       case kSoftDirty:
         return "softdirty";
       case kUffd:
@@ -202,13 +210,18 @@ struct HotnessSpec {
 };
 
 // The sources available to an unprivileged process on Debian 12's 6.12
-// kernel, in no particular order: fault (any kernel), uffd (6.7+: WP_ASYNC
-// and PAGEMAP_SCAN; UFFD_USER_MODE_ONLY as vm.unprivileged_userfaultfd = 0),
-// softdirty (CONFIG_MEM_SOFT_DIRTY). Not perf: Debian's
-// kernel.perf_event_paranoid blocks unprivileged sampling.
-inline std::vector<std::string> debian12_6_12_sources() { return {"fault", "uffd", "softdirty"}; }
+// kernel, in no particular order: fault and births (any kernel), uffd
+// (6.7+: WP_ASYNC and PAGEMAP_SCAN; UFFD_USER_MODE_ONLY as
+// vm.unprivileged_userfaultfd = 0), softdirty (CONFIG_MEM_SOFT_DIRTY). Not
+// perf: Debian's kernel.perf_event_paranoid blocks unprivileged sampling.
+inline std::vector<std::string> debian12_6_12_sources() {
+  return {"fault", "uffd", "births", "softdirty"};
+}
+// The same on Debian 12's stock 6.1: no uffd.
+inline std::vector<std::string> debian12_6_1_sources() { return {"fault", "births", "softdirty"}; }
 
-// Parses app, fault[:N], softdirty, uffd, uffd+fault[:N], sampled[:N]; "sampled"
+// Parses app, fault[:N], softdirty, uffd, uffd+fault[:N], births,
+// births+fault[:N], sampled[:N]; "sampled"
 // picks the first of source::kSampledOrder in `available`. Errors name the
 // spec and why.
 inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
@@ -245,12 +258,11 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
     }
     if (picked.empty())
       return absl::InvalidArgumentError(
-          absl::StrCat("--hotness=sampled: none of perf, uffd+fault, fault, uffd, softdirty is in "
+          absl::StrCat("--hotness=sampled: none of perf, fault, uffd, softdirty is in "
                        "--hotness_available='",
                        absl::StrJoin(available, ","), "'"));
     s = picked;
-    if (s != "fault" && s != "uffd+fault")
-      h.fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
+    if (!absl::EndsWith(s, "fault")) h.fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
   }
   if (s == "app") {
     h.kind = HotnessSpec::kApp;
@@ -264,6 +276,13 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
   } else if (absl::StartsWith(s, "uffd+fault:")) {
     if (absl::Status st = pages(s.substr(11)); !st.ok()) return st;
     h.kind = HotnessSpec::kUffdFault;
+  } else if (s == "births") {
+    h.kind = HotnessSpec::kBirths;
+  } else if (s == "births+fault") {
+    h.kind = HotnessSpec::kBirthsFault;
+  } else if (absl::StartsWith(s, "births+fault:")) {
+    if (absl::Status st = pages(s.substr(13)); !st.ok()) return st;
+    h.kind = HotnessSpec::kBirthsFault;
   } else if (s == "softdirty") {
     h.kind = HotnessSpec::kSoftDirty;
   } else if (s == "uffd") {
@@ -275,7 +294,8 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
     return absl::InvalidArgumentError(
         absl::StrCat("--hotness='", spec,
                      "': unknown source (known: app, fault, fault:N, softdirty, uffd, "
-                     "uffd+fault, uffd+fault:N, sampled, sampled:N)"));
+                     "uffd+fault, uffd+fault:N, births, births+fault, births+fault:N, sampled, "
+                     "sampled:N)"));
   }
   return h;
 }
@@ -612,15 +632,24 @@ class SoftDirtyModel final : public SourceModel {
 // and not at the last scan, then protects a sample of the written units again
 // (source::uffd_detail::chosen, fraction source::UffdReprotect), one ioctl
 // per run.
+//
+// With `births_only` it is source::BirthSource instead: the same reports of
+// pages born, read from pagemap (pagemap_ns_per_page each), never protecting.
 class UffdModel final : public SourceModel {
  public:
   UffdModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
-            source::UffdWpOptions o = {})
-      : SourceModel(base, pages, costs), o_(o), wp_(pages, 0), seen_(pages, 0), zero_(pages, 0) {
-    stats_.name = "uffd-wp";
+            source::UffdWpOptions o = {}, bool births_only = false)
+      : SourceModel(base, pages, costs),
+        o_(o),
+        births_only_(births_only),
+        wp_(pages, 0),
+        seen_(pages, 0),
+        zero_(pages, 0) {
+    stats_.name = births_only ? "births" : "uffd-wp";
     if (o_.reprotect > 0) control_.f = std::min(1.0, o_.reprotect);
+    if (births_only) o_.weight = source::BirthSourceOptions{}.weight;
   }
-  std::string_view name() const override { return "uffd-wp"; }
+  std::string_view name() const override { return births_only_ ? "births" : "uffd-wp"; }
 
   void watch(absl::Span<const TrackedRange> ranges) override {
     if (watched_) return;  // the model's ranges are fixed once known
@@ -643,7 +672,8 @@ class UffdModel final : public SourceModel {
     std::uint64_t run_end = ~std::uint64_t{0};
     double added_ns = 0;
     const double inclusion = pass_inclusion(ranges, budget);
-    budgeted_pass(ranges, budget, c_.uffd_scan_ns_per_page, c, cost, [&](std::uint64_t p) {
+    const double per_page = births_only_ ? c_.pagemap_ns_per_page : c_.uffd_scan_ns_per_page;
+    budgeted_pass(ranges, budget, per_page, c, cost, [&](std::uint64_t p) {
       at_risk += prot_[p];
       if (!written(p)) {
         seen_[p] = 0;
@@ -655,8 +685,9 @@ class UffdModel final : public SourceModel {
         ++c.found;
         report_written(sink, p, o_.weight, inclusion);
       }
-      const bool again =
-          source::uffd_detail::chosen(addr(p), round_, control_.f) && added < control_.quota;
+      const bool again = !births_only_ &&
+                         source::uffd_detail::chosen(addr(p), round_, control_.f) &&
+                         added < control_.quota;
       seen_[p] = !again;
       prot_[p] = again;
       if (!again) return;
@@ -700,14 +731,15 @@ class UffdModel final : public SourceModel {
   }
 
   source::UffdWpOptions o_;
+  bool births_only_;
   std::vector<std::uint8_t> wp_, seen_, zero_, prot_ = std::vector<std::uint8_t>(pages_, 0);
   bool watched_ = false;
   std::uint64_t round_ = 0;
   source::UffdReprotect control_;
 };
 
-// uffd+fault[:N], as source::make_source builds it: a source::CombinedSource
-// over the two models, each access shown to both.
+// uffd+fault[:N] and births+fault[:N], as source::make_source builds them: a
+// source::CombinedSource over the two models, each access shown to both.
 class CombinedModel final : public SourceModel {
  public:
   CombinedModel(std::uintptr_t base, std::uint64_t pages, const HotnessCosts& costs,
@@ -772,11 +804,18 @@ inline std::unique_ptr<SourceModel> make_source_model(
       return std::make_unique<SoftDirtyModel>(base, pages, costs);
     case HotnessSpec::kUffd:
       return std::make_unique<UffdModel>(base, pages, costs);
-    case HotnessSpec::kUffdFault: {
+    case HotnessSpec::kBirths:
+      return std::make_unique<UffdModel>(base, pages, costs, source::UffdWpOptions{}, true);
+    case HotnessSpec::kUffdFault:
+    case HotnessSpec::kBirthsFault: {
       HotnessSpec fault = spec;
       fault.kind = HotnessSpec::kFault;
       std::vector<std::unique_ptr<SourceModel>> parts;
-      parts.push_back(std::make_unique<UffdModel>(base, pages, costs));
+      if (spec.kind == HotnessSpec::kUffdFault)
+        parts.push_back(std::make_unique<UffdModel>(base, pages, costs));
+      else
+        parts.push_back(
+            std::make_unique<UffdModel>(base, pages, costs, source::UffdWpOptions{}, true));
       parts.push_back(make_source_model(fault, base, pages, costs, group_pages));
       return std::make_unique<CombinedModel>(base, pages, costs, std::move(parts));
     }

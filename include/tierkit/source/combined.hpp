@@ -2,8 +2,9 @@
 // one budget. Layer 2 (beside the sources): hotness_source.hpp, std, Abseil.
 //
 // When to choose it: when no single source sees enough. source/sampled.hpp
-// combines userfaultfd write-protect (every write, cheap, writes only) with
-// fault sampling (reads too, a few pages per epoch): "uffd+fault".
+// builds "births+fault" and "uffd+fault": pages born (or, for uffd, also a
+// budgeted sample of rewrites), cheap, with fault sampling (reads too, a few
+// pages per epoch).
 #pragma once
 
 #include <algorithm>

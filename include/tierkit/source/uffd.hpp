@@ -2,8 +2,8 @@
 // write-protect and the PAGEMAP_SCAN ioctl (Linux 6.7+), and probe_uffd(),
 // which reports what the running kernel offers (userfaultfd at all,
 // UFFD_USER_MODE_ONLY when vm.unprivileged_userfaultfd is 0, write-protect,
-// async write-protect, PAGEMAP_SCAN). Layer 1 (syscalls): hotness_source.hpp,
-// std, Abseil, POSIX.
+// async write-protect, PAGEMAP_SCAN). Layer 2 (syscalls): hotness_source.hpp,
+// source/watched.hpp, std, Abseil, POSIX.
 //
 // When to choose it: on 6.7+ kernels, over soft-dirty: write-protection is
 // per registered range (not process-wide), pages born after registration
@@ -35,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "tierkit/hotness_source.hpp"
+#include "tierkit/source/watched.hpp"
 
 namespace tierkit::source {
 
@@ -308,7 +309,7 @@ class UffdWpSource final : public HotnessSource {
   // Unregisters every range (writes are no longer tracked until watch() or
   // collect()); what it knew of them is dropped.
   void disarm() override {
-    for (const Watched& w : watched_) {
+    for (const WatchedRange& w : watched_) {
       uffdio_range ur{w.begin, w.end - w.begin};
       (void)::ioctl(uffd_, UFFDIO_UNREGISTER, &ur);
     }
@@ -327,29 +328,6 @@ class UffdWpSource final : public HotnessSource {
   double fault_ns() const { return fault_ns_; }
 
  private:
-  // A registered range and, per page, whether it was unprotected at the last
-  // scan ("seen": not reported again) and whether this source protected it.
-  struct Watched {
-    std::uintptr_t begin, end;
-    std::size_t unit;
-    std::vector<std::uint64_t> seen, prot;
-    bool test(const std::vector<std::uint64_t>& v, std::uint64_t i) const {
-      return (v[i / 64] >> (i % 64)) & 1;
-    }
-    // Set bits of v in [i, j).
-    static std::uint64_t count(const std::vector<std::uint64_t>& v, std::uint64_t i,
-                               std::uint64_t j) {
-      std::uint64_t n = 0;
-      for (; i < j && i % 64 != 0; ++i) n += (v[i / 64] >> (i % 64)) & 1;
-      for (; i + 64 <= j; i += 64) n += static_cast<std::uint64_t>(__builtin_popcountll(v[i / 64]));
-      for (; i < j; ++i) n += (v[i / 64] >> (i % 64)) & 1;
-      return n;
-    }
-    static void put(std::vector<std::uint64_t>& v, std::uint64_t i, bool b) {
-      const std::uint64_t m = std::uint64_t{1} << (i % 64);
-      v[i / 64] = b ? v[i / 64] | m : v[i / 64] & ~m;
-    }
-  };
   struct Tally {
     std::uint64_t sampled = 0, found = 0, faulted = 0, at_risk = 0, written = 0, added = 0,
                   errors = 0;
@@ -423,73 +401,49 @@ class UffdWpSource final : public HotnessSource {
   }
 
   // Registrations follow `ranges`: gone ones are unregistered, new ones
-  // registered and their present pages taken in (a pass that reports nothing).
+  // registered and their present pages taken in (a scan that reports
+  // nothing). Bits: 0 = seen unprotected at the last scan, 1 = protected by
+  // this source.
   void sync(absl::Span<const TrackedRange> ranges, Tally& t) {
-    std::vector<Watched> now;
-    for (const TrackedRange& r : ranges) {
-      if (r.end <= r.begin) continue;
-      auto it = std::find_if(watched_.begin(), watched_.end(), [&](const Watched& w) {
-        return w.begin == r.begin && w.end == r.end;
-      });
-      if (it != watched_.end()) {
-        now.push_back(std::move(*it));
-        watched_.erase(it);
-        continue;
-      }
-      uffdio_register reg{};
-      reg.range = {r.begin, r.end - r.begin};
-      reg.mode = UFFDIO_REGISTER_MODE_WP;
-      if (::ioctl(uffd_, UFFDIO_REGISTER, &reg) != 0) {
-        ++t.errors;
-        t.err = absl::StrCat("UFFDIO_REGISTER of [0x", absl::Hex(r.begin), ", 0x", absl::Hex(r.end),
-                             "): ", std::strerror(errno));
-        continue;
-      }
-      const std::uint64_t words = ((r.end - r.begin) / kPageSize + 63) / 64;
-      Watched w{r.begin, r.end, std::max<std::size_t>(r.granularity, kPageSize),
-                std::vector<std::uint64_t>(words, 0), std::vector<std::uint64_t>(words, 0)};
-      Tally quiet;
-      for (std::uintptr_t a = w.begin; a < w.end;) a = scan_window(w, a, w.end, nullptr, quiet);
-      t.added += quiet.added;
-      t.errors += quiet.errors;
-      if (!quiet.err.empty()) t.err = quiet.err;
-      now.push_back(std::move(w));
-    }
-    for (const Watched& w : watched_) {  // no longer tracked
-      uffdio_range ur{w.begin, w.end - w.begin};
-      (void)::ioctl(uffd_, UFFDIO_UNREGISTER, &ur);  // may be unmapped already
-    }
-    watched_ = std::move(now);
+    sync_watched(
+        watched_, ranges, 2,
+        [&](WatchedRange& w) {
+          uffdio_register reg{};
+          reg.range = {w.begin, w.end - w.begin};
+          reg.mode = UFFDIO_REGISTER_MODE_WP;
+          if (::ioctl(uffd_, UFFDIO_REGISTER, &reg) != 0) {
+            ++t.errors;
+            t.err = absl::StrCat("UFFDIO_REGISTER of [0x", absl::Hex(w.begin), ", 0x",
+                                 absl::Hex(w.end), "): ", std::strerror(errno));
+            return false;
+          }
+          Tally quiet;
+          for (std::uintptr_t a = w.begin; a < w.end;) a = scan_window(w, a, w.end, nullptr, quiet);
+          t.added += quiet.added;
+          t.errors += quiet.errors;
+          if (!quiet.err.empty()) t.err = quiet.err;
+          return true;
+        },
+        [&](WatchedRange& w) {  // no longer tracked
+          uffdio_range ur{w.begin, w.end - w.begin};
+          (void)::ioctl(uffd_, UFFDIO_UNREGISTER, &ur);  // may be unmapped already
+        });
   }
 
   // Scans from the cursor within the budget.
   void pass(HotnessSink& sink, const SourceBudget& budget, std::int64_t t0, Tally& t) {
-    const std::uint64_t cap = budget.max_pages ? budget.max_pages : ~std::uint64_t{0};
-    for (Watched& w : watched_) {
-      if (w.end <= next_) continue;
-      std::uintptr_t a = std::max<std::uintptr_t>(w.begin, next_);
-      while (a < w.end) {
-        if (t.sampled >= cap ||
-            (budget.max_ns > 0 && detail::thread_cpu_ns() - t0 > budget.max_ns)) {
-          next_ = a;
-          return;
-        }
-        const std::uint64_t left = cap - t.sampled;
-        std::uintptr_t stop = left >= (w.end - a) / kPageSize ? w.end : a + left * kPageSize;
-        stop = scan_window(w, a, stop, &sink, t);
-        t.sampled += (stop - a) / kPageSize;
-        a = stop;
-      }
-      next_ = w.end;
-    }
-    next_ = 0;
+    budgeted_watched_pass(watched_, next_, budget, t0, t.sampled, ~std::uint64_t{0},
+                          [&](WatchedRange& w, std::uintptr_t a, std::uintptr_t stop) {
+                            return scan_window(w, a, stop, &sink, t);
+                          });
   }
 
   // One PAGEMAP_SCAN of [a, stop) in `w`: the written runs, then each
   // page's state updated (and reported through `sink` when not null).
   // Returns where the scan stopped (stop, or earlier when vec_ filled up).
-  std::uintptr_t scan_window(Watched& w, std::uintptr_t a, std::uintptr_t stop, HotnessSink* sink,
-                             Tally& t) {
+  std::uintptr_t scan_window(WatchedRange& w, std::uintptr_t a, std::uintptr_t stop,
+                             HotnessSink* sink, Tally& t) {
+    PageBits &seen = w.bits[0], &prot = w.bits[1];
     vec_.resize(512);
     uffd_detail::PmScanArg arg{};
     arg.size = sizeof arg;
@@ -522,19 +476,19 @@ class UffdWpSource final : public HotnessSource {
       t.added_ns += static_cast<double>(detail::thread_cpu_ns() - t0);
       run = run_end = 0;
     };
-    t.at_risk += w.count(w.prot, (a - w.begin) / kPageSize, (end - w.begin) / kPageSize);
+    t.at_risk += prot.count(w.page(a), w.page(end));
     auto clear_to = [&](std::uintptr_t q) {  // not written: neither seen nor ours-and-written
-      for (; p < q; p += kPageSize) Watched::put(w.seen, (p - w.begin) / kPageSize, false);
+      for (; p < q; p += kPageSize) seen.put(w.page(p), false);
     };
     for (long i = 0; i < n; ++i) {
       const auto& r = vec_[static_cast<std::size_t>(i)];
       clear_to(std::max<std::uintptr_t>(p, r.start));
       for (p = std::max<std::uintptr_t>(p, r.start); p < r.end && p < end; p += kPageSize) {
-        const std::uint64_t i_page = (p - w.begin) / kPageSize;
+        const std::uint64_t i_page = w.page(p);
         const std::uintptr_t unit = p & ~(w.unit - 1);
         ++t.written;
-        if (!w.test(w.seen, i_page)) {
-          if (w.test(w.prot, i_page)) ++t.faulted;
+        if (!seen.test(i_page)) {
+          if (prot.test(i_page)) ++t.faulted;
           if (sink != nullptr && unit != last_unit) {
             ++t.found;
             SourceObservation o;
@@ -548,8 +502,8 @@ class UffdWpSource final : public HotnessSource {
         const bool again = uffd_detail::chosen(unit, round_, control_.f) &&
                            (t.added < control_.quota || unit == last_added_unit);
         if (again) last_added_unit = unit;
-        Watched::put(w.seen, i_page, !again);
-        Watched::put(w.prot, i_page, again);
+        seen.put(i_page, !again);
+        prot.put(i_page, again);
         if (!again) continue;
         ++t.added;
         if (run_end != p) flush(), run = p;
@@ -573,7 +527,7 @@ class UffdWpSource final : public HotnessSource {
   int uffd_ = -1, pagemap_ = -1;
   absl::Status open_error_;
   double fault_ns_ = 0;
-  std::vector<Watched> watched_;
+  std::vector<WatchedRange> watched_;
   std::vector<uffd_detail::PageRegion> vec_;
   std::uintptr_t next_ = 0;
   std::uint64_t round_ = 0;
