@@ -147,6 +147,15 @@ struct HotnessSourceStats {
     errors += c.errors;
     if (!err.empty()) last_error = err;
   }
+  // add_watch()
+  //
+  // Adds one watch() call: its CPU time, and its failed syscalls (`err`
+  // the last one's message, empty when none).
+  void add_watch(std::int64_t cpu_ns_spent, std::uint64_t failed, const std::string& err) {
+    cpu_ns += static_cast<std::uint64_t>(cpu_ns_spent);
+    errors += failed;
+    if (!err.empty()) last_error = err;
+  }
   // The same for a collect() that ends with `status`: a non-OK one counts
   // as one more error and becomes the last error.
   void add_collect(std::int64_t cpu_ns_spent, Collect c, std::string err,

@@ -40,10 +40,16 @@ constexpr std::size_t kPage = 4096;
 
 // An anonymous mapping filled with a known pattern.
 struct Mapping {
-  explicit Mapping(std::size_t pages) : pages(pages) {
+  // Filled with pattern() (every page present), or left unpopulated (base
+  // pages only, so each page is born on its own).
+  explicit Mapping(std::size_t pages, bool filled = true) : pages(pages) {
     p = static_cast<unsigned char*>(
         mmap(nullptr, pages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     EXPECT_NE(p, MAP_FAILED);
+    if (!filled) {
+      madvise(p, pages * kPage, MADV_NOHUGEPAGE);
+      return;
+    }
     for (std::size_t i = 0; i < pages * kPage; ++i) p[i] = pattern(i);
   }
   ~Mapping() { munmap(p, pages * kPage); }
@@ -448,10 +454,7 @@ TEST(UffdWpSource, ProbeSaysWhyOrFindsWrittenPages) {
 // Whether a read fault maps the shared zero page here (PAGEMAP_SCAN says
 // PAGE_IS_PFNZERO): Debian's kernels do; some kernels allocate a page.
 bool reads_map_the_zero_page() {
-  Mapping m(1);
-  munmap(m.p, kPage);
-  m.p = static_cast<unsigned char*>(
-      mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  Mapping m(1, /*filled=*/false);
   volatile unsigned char x = m.p[0];
   (void)x;
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -477,13 +480,7 @@ TEST(UffdWpSource, ReportsBirthsAndProtectsRewritesWithinTheBudget) {
   UffdWpSource src(UffdWpOptions{.weight = 16, .reprotect = 0, .fault_ns = 20000});
   if (absl::Status s = src.probe(); !s.ok()) GTEST_SKIP() << "uffd-wp unavailable here: " << s;
   constexpr std::size_t kPages = 2048;
-  Mapping m(1);
-  munmap(m.p, kPage);
-  m.pages = kPages;
-  m.p = static_cast<unsigned char*>(
-      mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  ASSERT_NE(m.p, MAP_FAILED);
-  madvise(m.p, kPages * kPage, MADV_NOHUGEPAGE);
+  Mapping m(kPages, /*filled=*/false);
   src.watch(std::vector<TrackedRange>{m.range()});
   const bool zero = reads_map_the_zero_page();
   std::thread w([&] {
@@ -535,13 +532,7 @@ TEST(BirthSource, ReportsPagesBornOnce) {
   BirthSource src;
   ASSERT_TRUE(src.probe().ok()) << src.probe();
   constexpr std::size_t kPages = 64;
-  Mapping m(1);
-  munmap(m.p, kPage);
-  m.pages = kPages;
-  m.p = static_cast<unsigned char*>(
-      mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  ASSERT_NE(m.p, MAP_FAILED);
-  madvise(m.p, kPages * kPage, MADV_NOHUGEPAGE);
+  Mapping m(kPages, /*filled=*/false);
   for (std::size_t i = 0; i < 4; ++i) m.p[i * kPage] = 9;  // before: not births
   src.watch(std::vector<TrackedRange>{m.range()});
   const bool zero = reads_map_the_zero_page();

@@ -79,6 +79,21 @@ std::set<std::uintptr_t> run_round(HotnessSource& src, Pages& m) {
   return found;
 }
 
+// One collect() with no time limit: the pages the source reported.
+std::set<std::uintptr_t> collect_found(HotnessSource& src, const std::vector<TrackedRange>& r) {
+  std::set<std::uintptr_t> found;
+  auto sink = make_sink([&](std::uintptr_t q, std::uint32_t, bool) { found.insert(q); });
+  EXPECT_TRUE(src.collect(r, sink, no_time_limit()).ok()) << src.stats().last_error;
+  return found;
+}
+
+// Pages [i, j) of the mapping at `base`.
+std::set<std::uintptr_t> pages_from(std::uintptr_t base, std::size_t i, std::size_t j) {
+  std::set<std::uintptr_t> s;
+  for (; i < j; ++i) s.insert(base + i * kPageSize);
+  return s;
+}
+
 std::set<std::uintptr_t> pages_in(const Pages& m, std::size_t a, std::size_t b) {
   std::set<std::uintptr_t> s;
   for (std::size_t i = a; i < b; ++i) s.insert(m.page(i));
@@ -176,12 +191,7 @@ TEST(VmHotness, UffdSeesBirthsForFree) {
     for (std::size_t i = 128; i < 192; ++i) EXPECT_EQ(p[i * kPageSize], 0);
   });
   reader.join();
-  std::set<std::uintptr_t> found;
-  auto sink = make_sink([&](std::uintptr_t q, std::uint32_t, bool) { found.insert(q); });
-  ASSERT_TRUE(src.collect(ranges, sink, no_time_limit()).ok()) << src.stats().last_error;
-  std::set<std::uintptr_t> want;
-  for (std::size_t i = 0; i < 128; ++i) want.insert(a + i * kPageSize);
-  EXPECT_EQ(found, want);
+  EXPECT_EQ(collect_found(src, ranges), pages_from(a, 0, 128));
   src.disarm();
   for (std::size_t i = 0; i < 128; ++i)
     ASSERT_EQ(p[i * kPageSize], static_cast<unsigned char>(i + 1));
@@ -211,16 +221,10 @@ TEST(VmHotness, BirthsFromPagemap) {
   });
   writer.join();
   reader.join();
-  std::set<std::uintptr_t> found;
-  auto sink = make_sink([&](std::uintptr_t q, std::uint32_t, bool) { found.insert(q); });
-  ASSERT_TRUE(src.collect(ranges, sink, no_time_limit()).ok()) << src.stats().last_error;
-  std::set<std::uintptr_t> want;
-  for (std::size_t i = 0; i < 128; ++i) want.insert(a + i * kPageSize);
-  EXPECT_EQ(found, want);
-  found.clear();
+  EXPECT_EQ(collect_found(src, ranges), pages_from(a, 0, 128));
   for (std::size_t i = 0; i < 128; ++i) p[i * kPageSize] += 1;
-  ASSERT_TRUE(src.collect(ranges, sink, no_time_limit()).ok());
-  EXPECT_TRUE(found.empty()) << found.size() << " rewrites reported as births";
+  std::set<std::uintptr_t> again = collect_found(src, ranges);
+  EXPECT_TRUE(again.empty()) << again.size() << " rewrites reported as births";
   for (std::size_t i = 0; i < 128; ++i)
     ASSERT_EQ(p[i * kPageSize], static_cast<unsigned char>(i + 2));
   munmap(p, kPages * kPageSize);

@@ -97,9 +97,7 @@ class BirthSource final : public HotnessSource {
     Tally t;
     if (open().ok()) sync(ranges, t);
     absl::MutexLock l(&mu_);
-    stats_.cpu_ns += static_cast<std::uint64_t>(detail::thread_cpu_ns() - t0);
-    stats_.errors += t.errors;
-    if (!t.err.empty()) stats_.last_error = t.err;
+    stats_.add_watch(detail::thread_cpu_ns() - t0, t.errors, t.err);
   }
 
   absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,

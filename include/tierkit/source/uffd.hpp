@@ -266,9 +266,7 @@ class UffdWpSource final : public HotnessSource {
     if (open().ok()) sync(ranges, t);
     control_.protected_pages += t.added;
     absl::MutexLock l(&mu_);
-    stats_.cpu_ns += static_cast<std::uint64_t>(detail::thread_cpu_ns() - t0);
-    stats_.errors += t.errors;
-    if (!t.err.empty()) stats_.last_error = t.err;
+    stats_.add_watch(detail::thread_cpu_ns() - t0, t.errors, t.err);
   }
 
   absl::Status collect(absl::Span<const TrackedRange> ranges, HotnessSink& sink,
