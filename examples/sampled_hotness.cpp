@@ -8,8 +8,8 @@
 // cost (CPU time on the engine's thread and in fault handlers, against the
 // program's own time).
 //
-//   sampled_hotness [--source sampled|sampled:N|fault:N|softdirty] [--epochs 24]
-//                   [--mib 32] [--simulate]
+//   sampled_hotness [--source sampled|sampled:N|fault:N|softdirty|births+fault|...]
+//                   [--epochs 24] [--mib 32] [--hot_start 0] [--simulate]
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, source, "sampled:512",
 ABSL_FLAG(int, epochs, 24, "epochs to run");
 ABSL_FLAG(int, mib, 32, "size of the data in MiB (the fast-tier budget is a quarter of it)");
 ABSL_FLAG(bool, simulate, false, "use a simulated two-tier machine even on a real one");
+ABSL_FLAG(double, hot_start, 0,
+          "where the hot set starts, as a fraction of the data in [0, 1) (0.5: the middle, "
+          "away from where placement by address begins)");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -34,6 +37,8 @@ int main(int argc, char** argv) {
   const int mib = absl::GetFlag(FLAGS_mib);
   examples::require(epochs >= 1 && epochs <= 10000, "--epochs must be in [1, 10000]");
   examples::require(mib >= 4 && mib <= 4096, "--mib must be in [4, 4096]");
+  const double hot_start = absl::GetFlag(FLAGS_hot_start);
+  examples::require(hot_start >= 0 && hot_start < 1, "--hot_start must be in [0, 1)");
   const std::size_t bytes = static_cast<std::size_t>(mib) << 20;
   auto machine = examples::Machine::pick(bytes / 4, absl::GetFlag(FLAGS_simulate));
   if (machine->simulated())
@@ -72,13 +77,13 @@ int main(int argc, char** argv) {
 
     const std::size_t per_page = tierkit::kPageSize / sizeof(std::uint64_t);
     const std::size_t pages = n / per_page, hot_pages = pages / 8;
+    const auto start = static_cast<std::size_t>(hot_start * static_cast<double>(pages));
     std::uint64_t sum = 0;
     double app_s = 0;
     for (int e = 0; e < epochs; ++e) {
-      // The hot set: an eighth of the pages, from the middle of the data (not
-      // where placement by address would start), moving by a sixteenth every
-      // 8 epochs.
-      std::size_t first = (pages / 2 + static_cast<std::size_t>(e / 8) * pages / 16) % pages;
+      // The hot set: an eighth of the pages, from --hot_start, moving by a
+      // sixteenth every 8 epochs.
+      std::size_t first = (start + static_cast<std::size_t>(e / 8) * pages / 16) % pages;
       auto t0 = std::chrono::steady_clock::now();
       for (int rep = 0; rep < 64; ++rep)
         for (std::size_t p = 0; p < hot_pages; ++p) {
