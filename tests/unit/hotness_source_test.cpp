@@ -85,11 +85,30 @@ absl::Status collect_into(HotnessSource& s, const std::vector<TrackedRange>& ran
   return s.collect(ranges, sink, budget);
 }
 
+// A draw cut short every epoch (the max_ns cap) still takes turns over the
+// whole population: the next draw starts after the strata visited.
+TEST(DrawStratified, DrawsCutShortTakeTurnsOverThePopulation) {
+  const std::vector<std::uint64_t> units = {1000, 3000};  // two ranges, 4000 units
+  std::vector<int> hits(8, 0);                            // per eighth of the units
+  double start = 0;
+  std::uint64_t state = 1;
+  auto below = [&](std::uint64_t n) { return (state = state * 6364136223846793005ULL + 1) % n; };
+  for (int epoch = 0; epoch < 40; ++epoch) {
+    int drawn = 0;
+    start = source::draw_stratified(units, 64, start, below, [&](std::size_t r, std::uint64_t u) {
+      ++hits[(r == 0 ? u : 1000 + u) / 500];
+      return ++drawn < 16;  // a quarter of the strata, then the cap
+    });
+    EXPECT_GE(start, 0.0);
+    EXPECT_LT(start, 1.0);
+  }
+  // 40 epochs x 16 draws = 640, 80 per eighth when the turns are fair.
+  for (int h : hits) EXPECT_EQ(h, 80);
+}
+
 TEST(FaultSource, FindsExactlyThePagesOtherThreadsTouchedAndKeepsTheData) {
   Mapping m(256);
-  FaultSourceOptions o;
-  o.pages_per_epoch = 256;
-  o.group_pages = 1;  // arm every page: then "found" must be exact
+  auto o = FaultSourceOptions::fixed(256);  // arm every page: then "found" must be exact
   FaultSamplingSource src(o);
   ASSERT_TRUE(src.probe().ok()) << src.probe();
   Recorded first;
@@ -154,9 +173,7 @@ TEST(FaultSource, Samples2MiBRangesByWholeUnits) {
   (void)be.advise_huge(p, kChunks * kUnit);
   for (std::size_t i = 0; i < kChunks * kUnit; i += 64) p[i] = Mapping::pattern(i);
   const auto base = reinterpret_cast<std::uintptr_t>(p);
-  FaultSourceOptions o;
-  o.pages_per_epoch = kChunks;
-  o.group_pages = 1;  // every unit
+  auto o = FaultSourceOptions::fixed(kChunks);  // every unit
   FaultSamplingSource src(o);
   ASSERT_TRUE(src.probe().ok());
   Recorded first;
@@ -188,9 +205,7 @@ TEST(FaultSource, Samples2MiBRangesByWholeUnits) {
 
 TEST(FaultSource, SamplesAFewPagesPerRangeSpreadOverIt) {
   Mapping m(1024);
-  FaultSourceOptions o;
-  o.pages_per_epoch = 16;
-  o.group_pages = 1;
+  auto o = FaultSourceOptions::fixed(16);
   FaultSamplingSource src(o);
   Recorded r;
   ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -231,9 +246,7 @@ TEST(FaultSource, ApplicationHandlerStillGetsItsFaults) {
   g_app_guard = guard.p;
   {
     Mapping m(64);
-    FaultSourceOptions o;
-    o.pages_per_epoch = 64;
-    o.group_pages = 1;
+    auto o = FaultSourceOptions::fixed(64);
     FaultSamplingSource src(o);
     Recorded r;
     ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -259,9 +272,7 @@ TEST(FaultSource, HandlerInstalledLaterIsDetectedAndEverythingDisarmed) {
   struct sigaction before {};
   sigaction(SIGSEGV, nullptr, &before);
   Mapping m(32);
-  FaultSourceOptions o;
-  o.pages_per_epoch = 32;
-  o.group_pages = 1;
+  auto o = FaultSourceOptions::fixed(32);
   FaultSamplingSource src(o);
   Recorded r;
   ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -284,9 +295,7 @@ TEST(FaultSource, HandlerInstalledLaterIsDetectedAndEverythingDisarmed) {
 
 TEST(FaultSource, PagesUnmappedOrReprotectedByTheApplicationAreLeftAlone) {
   Mapping m(64);
-  FaultSourceOptions o;
-  o.pages_per_epoch = 64;
-  o.group_pages = 1;
+  auto o = FaultSourceOptions::fixed(64);
   FaultSamplingSource src(o);
   Recorded r;
   ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
@@ -647,9 +656,7 @@ TEST(EngineHotnessSource, FeedsTheTrackerWithoutRecordAccess) {
   Mapping m(128);
   auto h = (*engine)->register_region(m.p, 128 * kPage, {}, /*initially_fast=*/false);
   ASSERT_TRUE(h.ok()) << h.status();
-  FaultSourceOptions o;
-  o.pages_per_epoch = 128;
-  o.group_pages = 1;
+  auto o = FaultSourceOptions::fixed(128);
   ASSERT_TRUE((*engine)
                   ->add_hotness_source(std::make_unique<FaultSamplingSource>(o), unlimited_time())
                   .ok());

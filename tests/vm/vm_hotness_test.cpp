@@ -112,9 +112,7 @@ TEST(VmHotness, SoftDirtyFindsWrittenPages) {
 }
 
 TEST(VmHotness, FaultSamplingFindsReadAndWrittenPages) {
-  source::FaultSourceOptions o;
-  o.pages_per_epoch = 64;
-  o.group_pages = 1;
+  auto o = source::FaultSourceOptions::fixed(64);
   source::FaultSamplingSource src(o);
   ASSERT_TRUE(src.probe().ok());
   Pages m(64);

@@ -487,8 +487,8 @@ class FaultModel final : public SourceModel {
     const std::uint32_t k = source::fault_group_pages(o_.group_pages);
     inclusion_ =
         total > 0 ? std::min(1.0, static_cast<double>(cap) * k / static_cast<double>(total)) : 0.0;
-    source::draw_stratified(
-        units, cap, cursor_++, [&](std::uint64_t n) { return rng_.below(n); },
+    start_ = source::draw_stratified(
+        units, cap, start_, [&](std::uint64_t n) { return rng_.below(n); },
         [&](std::size_t ri, std::uint64_t u) {
           auto [first, end] = pages_of(ranges[ri]);
           const auto p = static_cast<std::uint32_t>(first + u);
@@ -553,7 +553,7 @@ class FaultModel final : public SourceModel {
   std::vector<Group> groups_;
   std::int64_t armed_at_ = 0;
   double inclusion_ = 0;
-  std::size_t cursor_ = 0;
+  double start_ = 0;  // draw_stratified()'s next start
   source::FaultBudget budget_;
   double last_arm_ns_ = 0;  // the armed sample's arming and maps read
   double app_seen_ = 0;     // app_ns_ at the last harvest (its faults since)
@@ -795,9 +795,11 @@ inline std::unique_ptr<SourceModel> make_source_model(
     case HotnessSpec::kApp:
       return nullptr;
     case HotnessSpec::kFault: {
-      source::FaultSourceOptions o;
-      o.pages_per_epoch = spec.fault_pages;
-      o.group_pages = spec.fault_pages > 0 ? 1 : group_pages;  // as source::make_source("fault:N")
+      source::FaultSourceOptions o;  // as source::make_source("fault[:N]")
+      if (spec.fault_pages > 0)
+        o = source::FaultSourceOptions::fixed(spec.fault_pages);
+      else
+        o.group_pages = group_pages;
       return std::make_unique<FaultModel>(base, pages, costs, o);
     }
     case HotnessSpec::kSoftDirty:

@@ -87,6 +87,7 @@
 #include <atomic>
 #include <bit>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
@@ -327,25 +328,36 @@ struct FaultBudget {
 //
 // Draws k units of ranges holding units[0], units[1], ... units (laid end to
 // end): one uniformly in each of k equal strata of the total, visited from
-// stratum `first` on (wrapping), so that a cap that stops the draw early
-// does not always favour the same ranges. Calls pick(range, unit) for each
-// until it returns false. below(n) must return a uniform integer in [0, n).
-// Every unit's chance of being drawn is k / total. O(k log ranges).
+// the stratum at `start` (a fraction of the total, in [0, 1)) on, wrapping.
+// Calls pick(range, unit) for each until it returns false. Returns where the
+// next draw should start: `start` moved past the strata visited, so draws
+// that a cap stops early take turns over the whole population instead of
+// favouring the same ranges. below(n) must return a uniform integer in
+// [0, n). Every unit's chance of being drawn is k / total. O(k log ranges).
 template <class Below, class Pick>
-void draw_stratified(absl::Span<const std::uint64_t> units, std::uint64_t k, std::uint64_t first,
-                     Below&& below, Pick&& pick) {
+double draw_stratified(absl::Span<const std::uint64_t> units, std::uint64_t k, double start,
+                       Below&& below, Pick&& pick) {
   std::vector<std::uint64_t> end(units.size());
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < units.size(); ++i) end[i] = total += units[i];
   k = std::min(k, total);
+  if (k == 0) return start;
+  const auto first = std::min(static_cast<std::uint64_t>(start * static_cast<double>(k)), k - 1);
+  std::uint64_t visited = k;
   for (std::uint64_t n = 0; n < k; ++n) {
     const std::uint64_t j = (first + n) % k;
     const std::uint64_t lo = j * total / k, hi = (j + 1) * total / k;
     const std::uint64_t x = lo + below(hi - lo);
     const auto r =
         static_cast<std::size_t>(std::upper_bound(end.begin(), end.end(), x) - end.begin());
-    if (!pick(r, x - (end[r] - units[r]))) return;
+    if (!pick(r, x - (end[r] - units[r]))) {
+      visited = n + 1;
+      break;
+    }
   }
+  if (visited == k) return start;
+  const double next = start + static_cast<double>(visited) / static_cast<double>(k);
+  return next - std::floor(next);
 }
 
 // The pages of one fault sample for FaultSourceOptions::group_pages: a power
@@ -374,6 +386,17 @@ struct FaultSourceOptions {
   std::uint32_t group_pages = 16;
   std::uint32_t weight = 4;     // heat per fired page for a plain record() sink
   std::uint64_t seed = 0x7157;  // page choice
+
+  // fixed()
+  //
+  // A fixed sample of `pages` single pages per epoch, whatever it costs
+  // (make_source("fault:N"); tests that must know which pages are armed).
+  static FaultSourceOptions fixed(std::uint32_t pages) {
+    FaultSourceOptions o;
+    o.pages_per_epoch = pages;
+    o.group_pages = 1;
+    return o;
+  }
 };
 
 class FaultSamplingSource final : public HotnessSource {
@@ -505,7 +528,7 @@ class FaultSamplingSource final : public HotnessSource {
       auto below = [this](std::uint64_t n) {
         return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng_);
       };
-      draw_stratified(units, cap, cursor_++, below, [&](std::size_t ri, std::uint64_t u) {
+      start_ = draw_stratified(units, cap, start_, below, [&](std::size_t ri, std::uint64_t u) {
         const TrackedRange& r = ranges[ri];
         const bool huge = r.granularity == kHugePageSize;
         std::size_t unit = huge ? kHugePageSize : kPageSize;
@@ -815,7 +838,7 @@ class FaultSamplingSource final : public HotnessSource {
   std::mt19937_64 rng_;
   ProcMaps maps_;
   long max_maps_ = 65530;
-  std::size_t cursor_ = 0;
+  double start_ = 0;  // draw_stratified()'s next start
   std::vector<std::uintptr_t> armed_;
   bool installed_ = false;  // our handler was installed by this source
   bool stopped_ = false;

@@ -78,8 +78,7 @@ inline absl::StatusOr<std::unique_ptr<HotnessSource>> make_one(absl::string_view
       if (!absl::SimpleAtoi(s.substr(6), &n) || n == 0 || n > 4096)
         return absl::InvalidArgumentError(
             absl::StrCat("hotness source '", s, "': N in fault:N must be an integer in [1, 4096]"));
-      o.pages_per_epoch = n;
-      o.group_pages = 1;  // N single pages: a fixed sample, no groups
+      o = FaultSourceOptions::fixed(n);
     }
     return std::unique_ptr<HotnessSource>(new FaultSamplingSource(o));
   }
