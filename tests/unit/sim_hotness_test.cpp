@@ -562,7 +562,7 @@ TEST(SimHotnessTest, TraceCarriesTheWriteBit) {
 // (--gap_ns=800, --fast=25%, the default costs). gcc and xz end within
 // their first epoch (no source runs: both 1.000x), so they are not here.
 //  - "sampled" (on Debian 12: the budgeted fault source): the rule's 0.9x
-//    on python3 and sqlite3; on mawk it falls short (0.867x, docs/
+//    on python3 and sqlite3; on mawk it falls short (0.869x, docs/
 //    performance.md: "Why sampled falls short"), asserted as a floor
 //    against regression, 0.86x.
 //  - "births+fault", by name: 0.9x on all three (measured 0.975x / 1.214x /
