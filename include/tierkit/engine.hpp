@@ -137,9 +137,18 @@ class Engine {
   // And since one observation's rate is a single draw of a heavy-tailed
   // estimate (the first access of a page of rate r comes within 1 / n of the
   // watch, so that it shows rate n or more, with probability about r / n),
-  // the newcomer must reach kEvidenceFactor (16) times the resident's value,
-  // on top of the policy's should_swap(): a newcomer no hotter than the
-  // resident then passes with probability about 1 / 16.
+  // the newcomer must reach kEvidenceFactor (16) times the resident's value:
+  // a newcomer no hotter than the resident then passes with probability
+  // about 1 / 16. That rule replaces the policy's should_swap(), whose
+  // margins model heat as Poisson counts (variance = mean), which sampled
+  // heat is not: with both, a full fast tier never took what a source found
+  // (docs/performance.md, session 9).
+  //
+  // Births (SourceObservation::birth): a page promoted on a birth alone is
+  // not held by the residency rule (EngineConfig / the policy's
+  // min_residency_epochs) until a source sees it accessed again: one write
+  // is not evidence of reuse, and pages born together (a bulk fill) must be
+  // able to give way to what the sources find next.
   absl::Status add_hotness_source(std::unique_ptr<HotnessSource> source, SourceBudget budget = {},
                                   SourceEstimator estimator = SourceEstimator::kRate) {
     if (source == nullptr) return absl::InvalidArgumentError("add_hotness_source: null source");
@@ -297,6 +306,7 @@ class Engine {
   struct MoveRecord {
     std::uint64_t epoch;
     bool to_fast;
+    bool on_birth = false;  // promoted on a birth alone (recently_moved)
   };
   struct Candidate {
     std::uint32_t priority;
@@ -400,8 +410,10 @@ class Engine {
       }
       const std::uint32_t h = observation_heat(o, est_, PageWord::kMaxHeat);
       e_.tracker_.record_access(reinterpret_cast<const void*>(o.page), 1, h);
+      if (o.birth) e_.born_[o.page] = e_.epoch_;
       if (!timed || o.latency_ns < 0) return;
       e_.evidence_ = true;
+      e_.born_.erase(o.page);
       e_.seen_cold_.erase(o.page);
       e_.seen_hot_[o.page] = e_.epoch_;
       // A rate, not a burst: the burst rule must not discount it.
@@ -488,6 +500,7 @@ class Engine {
       auto old = [&](const auto& kv) { return epoch_ - kv.second > kColdEvidenceEpochs; };
       absl::erase_if(seen_cold_, old);
       absl::erase_if(seen_hot_, old);
+      absl::erase_if(born_, old);
     }
   }
 
@@ -748,7 +761,14 @@ class Engine {
   bool recently_moved(const Epoch& e, std::uintptr_t a) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (e.residency == 0) return false;
     auto it = history_.find(a);
-    return it != history_.end() && e.number - it->second.epoch < e.residency;
+    if (it == history_.end() || e.number - it->second.epoch >= e.residency) return false;
+    return !it->second.on_birth || seen_hot_since(a, it->second.epoch);
+  }
+  // Whether a source saw `a` accessed (a timed observation) after `epoch`.
+  bool seen_hot_since(std::uintptr_t a, std::uint64_t epoch) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = seen_hot_.find(a);
+    return it != seen_hot_.end() && it->second > epoch;
   }
   static bool tagged(const Candidate& c) { return c.priority > PageWord::kMaxHeat; }
 
@@ -868,8 +888,7 @@ class Engine {
                  ((tagged(demote[di]) && !e.visits) || recently_moved(e, demote[di].addr)))
             ++di;
           if (di >= demote.size() ||
-              (swap && (!policy_->should_swap(c.heat, demote[di].heat, demote[di].idle) ||
-                        !evidence_allows(c.heat, demote[di].heat))))
+              (swap && !swap_allowed(c.heat, demote[di].heat, demote[di].idle)))
             break;
           victim = &demote[di];
           room += demote[di++].pages;
@@ -922,12 +941,13 @@ class Engine {
     }
   }
 
-  // With sampled evidence, a newcomer must reach kEvidenceFactor times the
-  // resident's value (see add_hotness_source). Always true without it.
-  bool evidence_allows(std::uint32_t newcomer, std::uint32_t resident) const
+  // Whether a newcomer may take a resident's place: with sampled evidence,
+  // when it reaches kEvidenceFactor times the resident's value; without,
+  // when the policy's should_swap() says so (see add_hotness_source).
+  bool swap_allowed(std::uint32_t newcomer, std::uint32_t resident, std::uint32_t idle) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !evidence_ ||
-           static_cast<double>(newcomer) >= kEvidenceFactor * static_cast<double>(resident);
+    if (!evidence_) return policy_->should_swap(newcomer, resident, idle);
+    return static_cast<double>(newcomer) >= kEvidenceFactor * static_cast<double>(resident);
   }
 
   // Rate limit: the plan's steps in order, each whole or not at all.
@@ -1123,7 +1143,7 @@ class Engine {
       if (it != history_.end() && it->second.to_fast != to_fast &&
           epoch - it->second.epoch <= config_.pingpong_window_epochs)
         stats_.pingpong_pages += pages;
-      history_[a] = {epoch, to_fast};
+      history_[a] = {epoch, to_fast, to_fast && born_.erase(a) > 0};
       policy_->on_moved(a);
       return 0;
     }
@@ -1186,6 +1206,9 @@ class Engine {
   bool evidence_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::uintptr_t, std::uint64_t> seen_cold_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::uintptr_t, std::uint64_t> seen_hot_ ABSL_GUARDED_BY(mu_);
+  // Units a source saw born (SourceObservation::birth) and not accessed
+  // since, by epoch: promoted, they are not held by residency.
+  absl::flat_hash_map<std::uintptr_t, std::uint64_t> born_ ABSL_GUARDED_BY(mu_);
   double fast_rate_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_rate_seen_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -99,6 +99,11 @@ struct SourceObservation {
   // same sample (a group of pages armed as one) was accessed first:
   // watched_ns is that time. It was not the first, which says little alone.
   bool watch_cut = false;
+  // The page was born (first written) since the source's last look, and
+  // that is all the source knows: one access, not evidence of reuse (the
+  // engine does not hold a page promoted on it alone in the fast tier; see
+  // Engine::add_hotness_source).
+  bool birth = false;
 };
 
 // Counters of one source since it was created. Plain data.

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <thread>
 #include <vector>
@@ -850,71 +851,132 @@ class ScriptedSource final : public HotnessSource {
   HotnessSourceStats stats() const override { return {}; }
 };
 
-// Sampled evidence in the engine (SourceEstimator::kRate): a slow page that
-// faulted early in its watch is promoted in place of a fast page the source
-// saw idle; against residents nobody watched, valued at the fast tier's
-// mean sampled rate, the same newcomer needs 16 times that mean.
-TEST(EngineHotnessSource, SampledEvidencePromotesAgainstSeenColdNotAgainstTheMean) {
-  constexpr std::uintptr_t kAt = 0x200000000000;
-  constexpr std::int64_t kWatch = 100'000'000;
-  auto page = [](int i) { return kAt + static_cast<std::uintptr_t>(i) * kPage; };
-  auto fired = [&](int i, std::int64_t latency) {
-    SourceObservation o;
-    o.page = page(i);
+// 16 pages, 0-3 on the fast node (the budget: 4 pages), 4-15 slow, under
+// automatic, fed only by a ScriptedSource: each step() reports `script`.
+struct ScriptedEngine {
+  static constexpr std::uintptr_t kAt = 0x200000000000;
+  static constexpr std::int64_t kWatch = 100'000'000;
+  static std::uintptr_t page(int i) { return kAt + static_cast<std::uintptr_t>(i) * kPage; }
+  // Page i watched for an epoch, first accessed `latency` ns in (its rate:
+  // kWatch / latency accesses per watch).
+  static SourceObservation fired(int i, std::int64_t latency) {
+    SourceObservation o = idle(i);
     o.accessed = true;
-    o.watched_ns = kWatch;
     o.latency_ns = latency;
     return o;
-  };
-  auto idle = [&](int i) {
+  }
+  // Page i watched for an epoch and not accessed.
+  static SourceObservation idle(int i) {
     SourceObservation o;
     o.page = page(i);
     o.watched_ns = kWatch;
     return o;
-  };
-  // 16 pages, 0-3 on the fast node (the budget: 4 pages), 4-15 slow.
-  auto run = [&](const std::vector<SourceObservation>& seen, int* fast_of_8, int* fast_of_0,
-                 double* mean) {
-    SimulatedBackend backend({{0, 64 * kPage}, {1, 1 << 30}});
+  }
+  // Page i born since the source's last look (source/births.hpp).
+  static SourceObservation born(int i) {
+    SourceObservation o;
+    o.page = page(i);
+    o.accessed = o.written = o.birth = true;
+    o.weight = BirthSourceOptions{}.weight;
+    return o;
+  }
+
+  ScriptedEngine() : backend({{0, 64 * kPage}, {1, 1 << 30}}) {
     for (int i = 0; i < 16; ++i) backend.touch(page(i), i < 4 ? 0 : 1);
     EngineConfig cfg;
     cfg.fast_nodes = {0};
     cfg.slow_nodes = {1};
     cfg.fast_budget_bytes = 4 * kPage;
     cfg.policy = "automatic";
-    auto engine = Engine::create(cfg, &backend);
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    auto h = (*engine)->register_region(reinterpret_cast<void*>(kAt), 16 * kPage,
-                                        RegionOptions().with_base_pages(), false);
-    ASSERT_TRUE(h.ok()) << h.status();
+    auto e = Engine::create(cfg, &backend);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine = *std::move(e);
+    auto h = engine->register_region(reinterpret_cast<void*>(kAt), 16 * kPage,
+                                     RegionOptions().with_base_pages(), false);
+    EXPECT_TRUE(h.ok()) << h.status();
+    region = *std::move(h);
     auto src = std::make_unique<ScriptedSource>();
-    ScriptedSource* s = src.get();
-    ASSERT_TRUE((*engine)->add_hotness_source(std::move(src)).ok());
-    ASSERT_TRUE((*engine)->step().ok());
-    s->next = seen;
-    ASSERT_TRUE((*engine)->step().ok());  // reported; no slow heat last epoch yet
-    ASSERT_TRUE((*engine)->step().ok());  // decides
-    *fast_of_8 = backend.node_of(page(8));
-    *fast_of_0 = backend.node_of(page(0));
-    *mean = (*engine)->stats().sampled_fast_rate;
-    h->reset();
-  };
-  int node8 = -1, node0 = -1;
-  double mean = 0;
-  // Page 8 faulted 1% into its watch (rate 100, capped at 64); fast pages
-  // 0 and 1 were watched idle, page 2 faulted half way (rate 2, counted as
-  // the fixed weight 4: a found page never counts less).
-  run({fired(8, kWatch / 100), idle(0), idle(1), fired(2, kWatch / 2)}, &node8, &node0, &mean);
-  EXPECT_EQ(node8, 0) << "the sampled hot page was not promoted";
-  EXPECT_EQ(node0, 1) << "the page seen idle did not give way";
-  EXPECT_NEAR(mean, 4.0 / 3, 1e-9);
-  // Fast pages 0 and 1 faulted at rate 16, 2 and 3 unwatched (valued at the
-  // mean, 16): 64 < 16 x 16, so page 8 stays where it is.
-  run({fired(8, kWatch / 100), fired(0, kWatch / 16), fired(1, kWatch / 16)}, &node8, &node0,
-      &mean);
-  EXPECT_EQ(node8, 1) << "one observation beat a resident valued at the fast tier's mean";
-  EXPECT_EQ(node0, 0);
-  EXPECT_NEAR(mean, 16, 1e-9);
+    source = src.get();
+    EXPECT_TRUE(engine->add_hotness_source(std::move(src)).ok());
+    EXPECT_TRUE(engine->step().ok());
+  }
+  // One epoch in which the source reports `script`.
+  void step(std::vector<SourceObservation> script) {
+    source->next = std::move(script);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  bool fast(int i) { return backend.node_of(page(i)) == 0; }
+
+  SimulatedBackend backend;
+  std::unique_ptr<Engine> engine;
+  std::optional<RegionHandle> region;  // released before the engine
+  ScriptedSource* source = nullptr;
+};
+
+// Sampled evidence in the engine (SourceEstimator::kRate): a slow page that
+// faulted early in its watch is promoted in place of a fast page the source
+// saw idle; against residents nobody watched, valued at the fast tier's
+// mean sampled rate, the same newcomer needs 16 times that mean.
+TEST(EngineHotnessSource, SampledEvidencePromotesAgainstSeenColdNotAgainstTheMean) {
+  using E = ScriptedEngine;
+  {
+    // Page 8 faulted 1% into its watch (rate 100, capped at 64); fast pages
+    // 0 and 1 were watched idle, page 2 faulted half way (rate 2, counted as
+    // the fixed weight 4: a found page never counts less).
+    E e;
+    e.step({E::fired(8, E::kWatch / 100), E::idle(0), E::idle(1), E::fired(2, E::kWatch / 2)});
+    e.step({});  // decides: no slow heat was known the epoch before
+    EXPECT_TRUE(e.fast(8)) << "the sampled hot page was not promoted";
+    EXPECT_FALSE(e.fast(0)) << "the page seen idle did not give way";
+    EXPECT_NEAR(e.engine->stats().sampled_fast_rate, 4.0 / 3, 1e-9);
+  }
+  {
+    // Fast pages 0 and 1 faulted at rate 16, 2 and 3 unwatched (valued at
+    // the mean, 16): 64 < 16 x 16, so page 8 stays where it is.
+    E e;
+    e.step(
+        {E::fired(8, E::kWatch / 100), E::fired(0, E::kWatch / 16), E::fired(1, E::kWatch / 16)});
+    e.step({});
+    EXPECT_FALSE(e.fast(8)) << "one observation beat a resident valued at the fast tier's mean";
+    EXPECT_TRUE(e.fast(0));
+    EXPECT_NEAR(e.engine->stats().sampled_fast_rate, 16, 1e-9);
+  }
+}
+
+// With sampled evidence, the evidence rule alone judges a swap: a newcomer
+// found at rate 8 takes the place of a resident seen idle, although the
+// policy's count-based margin (8 against 0 is under 3 sigma) would refuse
+// it.
+TEST(EngineHotnessSource, SampledSwapIsJudgedByTheEvidenceRuleAlone) {
+  using E = ScriptedEngine;
+  E e;
+  e.step({E::fired(8, E::kWatch / 8), E::idle(0), E::fired(1, E::kWatch / 64),
+          E::fired(2, E::kWatch / 64), E::fired(3, E::kWatch / 64)});
+  e.step({});
+  EXPECT_TRUE(e.fast(8));
+  EXPECT_FALSE(e.fast(0));
+}
+
+// A page promoted on its birth alone is not held by residency: seen idle
+// the next epoch, it gives way to a page found hot. Promoted on a fault
+// (evidence of use), the same page stays for min_residency_epochs.
+TEST(EngineHotnessSource, PagePromotedOnItsBirthAloneIsNotHeldByResidency) {
+  using E = ScriptedEngine;
+  for (bool birth : {true, false}) {
+    SCOPED_TRACE(birth ? "promoted on a birth" : "promoted on a fault");
+    E e;
+    // Residents 1-3 in use, 0 idle: page 8 takes page 0's place.
+    e.step({birth ? E::born(8) : E::fired(8, E::kWatch / 64), E::idle(0),
+            E::fired(1, E::kWatch / 64), E::fired(2, E::kWatch / 64), E::fired(3, E::kWatch / 64)});
+    e.step({});
+    ASSERT_TRUE(e.fast(8));
+    // Page 8 idle now, page 9 hot.
+    e.step({E::idle(8), E::fired(9, E::kWatch / 64), E::fired(1, E::kWatch / 64),
+            E::fired(2, E::kWatch / 64), E::fired(3, E::kWatch / 64)});
+    e.step({});
+    EXPECT_EQ(e.fast(9), birth);
+    EXPECT_EQ(e.fast(8), !birth);
+  }
 }
 
 }  // namespace

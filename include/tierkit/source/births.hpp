@@ -34,8 +34,10 @@
 namespace tierkit::source {
 
 struct BirthSourceOptions {
-  // Heat added per page born: 16, as UffdWpOptions::weight (one write seen
-  // may displace a resident seen idle).
+  // Heat added per page born: 16, as UffdWpOptions::weight: the engine's
+  // evidence factor (Engine::kEvidenceFactor) times one access, so a birth
+  // may displace a resident whose sampled value is at most one access per
+  // epoch and nothing busier.
   std::uint32_t weight = 16;
 };
 
@@ -197,6 +199,7 @@ class BirthSource final : public HotnessSource {
         o.page = unit;
         o.accessed = o.written = true;
         o.weight = opt_.weight;
+        o.birth = true;
         sink->observe(o);
         last_unit = unit;
       }

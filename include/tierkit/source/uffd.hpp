@@ -493,6 +493,7 @@ class UffdWpSource final : public HotnessSource {
             o.page = unit;
             o.accessed = o.written = true;
             o.weight = opt_.weight;
+            o.birth = !prot.test(i_page);  // not a rewrite of a page we protected
             sink->observe(o);
             last_unit = unit;
           }
