@@ -55,8 +55,8 @@
 //
 // "sampled" resolves like source::make_source("sampled"): the first of
 // source::kSampledOrder available on the modelled machine. Debian 12 (6.1 or
-// 6.12), unprivileged: perf is blocked by kernel.perf_event_paranoid, fault
-// works everywhere, so "sampled" is the budgeted fault source there.
+// 6.12), unprivileged: perf is blocked by kernel.perf_event_paranoid, births
+// and fault work everywhere, so "sampled" is births+fault there.
 #pragma once
 
 #include <algorithm>
@@ -257,10 +257,12 @@ inline absl::StatusOr<HotnessSpec> parse_hotness(absl::string_view spec,
       break;
     }
     if (picked.empty())
-      return absl::InvalidArgumentError(
-          absl::StrCat("--hotness=sampled: none of perf, fault, uffd, softdirty is in "
-                       "--hotness_available='",
-                       absl::StrJoin(available, ","), "'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--hotness=sampled: none of ",
+          absl::StrJoin(
+              source::kSampledOrder, ", ",
+              [](std::string* out, std::string_view v) { out->append(v.data(), v.size()); }),
+          " is in --hotness_available='", absl::StrJoin(available, ","), "'"));
     s = picked;
     if (!absl::EndsWith(s, "fault")) h.fault_pages = source::FaultSourceOptions{}.pages_per_epoch;
   }
@@ -380,11 +382,14 @@ class SourceModel : public HotnessSource {
     if (total <= 0) return 1;
     return budget.max_pages ? std::min(1.0, static_cast<double>(budget.max_pages) / total) : 1.0;
   }
-  // Reports page `p` found written by a write-only source.
-  void report_written(HotnessSink& sink, std::uint64_t p, std::uint32_t weight, double inclusion) {
+  // Reports page `p` found written by a write-only source (`birth`: born,
+  // and that is all it knows; SourceObservation::birth).
+  void report_written(HotnessSink& sink, std::uint64_t p, std::uint32_t weight, double inclusion,
+                      bool birth = false) {
     SourceObservation o;
     o.page = addr(p);
     o.accessed = o.written = true;
+    o.birth = birth;
     o.weight = weight;
     o.inclusion = inclusion;
     sink.observe(o);
@@ -683,7 +688,7 @@ class UffdModel final : public SourceModel {
       if (seen_[p] == 0) {
         faulted += prot_[p];
         ++c.found;
-        report_written(sink, p, o_.weight, inclusion);
+        report_written(sink, p, o_.weight, inclusion, prot_[p] == 0);
       }
       const bool again = !births_only_ &&
                          source::uffd_detail::chosen(addr(p), round_, control_.f) &&

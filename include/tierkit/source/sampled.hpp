@@ -16,21 +16,19 @@
 //   "births"               pages born since the last look (pagemap; any kernel)
 //   "births+fault[:N]"     both, sharing one budget
 //   "perf"                 PEBS / IBS data-address sampling (probe only today)
-//   "sampled" or "sampled:N"  the first of perf, fault, uffd, softdirty whose
-//                          probe() passes (N: fault:N in place of the
-//                          budgeted fault). fault comes before the write
-//                          sources because it also sees reads, which decide
-//                          most placements; choose "softdirty" explicitly
-//                          for programs that pass tracked memory to system
-//                          calls (see the NOTE in source/fault.hpp).
-//                          births+fault is not in the list although it
-//                          meets issue 14's target on every committed trace
-//                          (a page born is taken as hot): on data filled in
-//                          bulk and used later it fills the fast tier with
-//                          pages in address order and holds out what fault
-//                          finds (docs/performance.md, session 8). Choose it
-//                          by name for programs that build their hot data
-//                          as they run.
+//   "sampled" or "sampled:N"  the first of perf, births+fault, fault, uffd,
+//                          softdirty whose probe() passes (N: fault:N in
+//                          place of the budgeted fault). births+fault first:
+//                          pages born are the hot data of programs that
+//                          build it as they run, at almost no cost, and the
+//                          engine lets a page promoted on its birth alone
+//                          give way to what fault finds (docs/
+//                          performance.md, session 9). fault comes before
+//                          the write-only sources because it also sees
+//                          reads, which decide most placements; choose
+//                          "softdirty" explicitly for programs that pass
+//                          tracked memory to system calls (see the NOTE in
+//                          source/fault.hpp).
 #pragma once
 
 #include <array>
@@ -58,8 +56,8 @@ namespace tierkit::source {
 // The order "sampled" tries the sources in; the first whose probe() passes
 // is taken ("a+b" passes when both do). tierkit-sim's model of "sampled"
 // (sim/hotness_model.hpp) walks the same list.
-inline constexpr std::array<std::string_view, 4> kSampledOrder = {"perf", "fault", "uffd",
-                                                                  "softdirty"};
+inline constexpr std::array<std::string_view, 5> kSampledOrder = {"perf", "births+fault", "fault",
+                                                                  "uffd", "softdirty"};
 
 struct PickedSource {
   std::unique_ptr<HotnessSource> source;
