@@ -164,6 +164,10 @@ class Engine {
   // Sampled evidence: how many epochs a page seen cold stays known cold, and
   // the factor a newcomer's heat must reach over a resident's value.
   static constexpr std::uint64_t kColdEvidenceEpochs = 16;
+  // Epochs after a move in which its use is reported to the policy
+  // (observe_moves): half of min_residency_epochs' default, so a verdict
+  // comes while the page still cannot move back.
+  static constexpr std::uint64_t kPayoffEpochs = 4;
   static constexpr double kEvidenceFactor = 16;
 
   // Runs one epoch now, on the calling thread. Serialised with the
@@ -582,6 +586,7 @@ class Engine {
                  ctx.fast_budget_pages - std::min(ctx.fast_budget_pages, ctx.fast_used_pages));
     ctx.decay = e.decay;
     ctx.last = epoch_ > 0 ? last_hist_.get() : nullptr;
+    observe_moves(e);
     e.th = policy_->begin_epoch(ctx);
     // The policy may age by something other than time (automatic cools by
     // access volume); the histogram and thresholds stay in heat units.
@@ -665,6 +670,23 @@ class Engine {
       }
     }
     hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
+  }
+
+  // Tells the policy what the moves of the last kPayoffEpochs epochs won
+  // and lost in the epoch just ended (Policy::observe_moves). Costs
+  // O(moves in the ping-pong window), the size of history_.
+  void observe_moves(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::uint64_t up = 0, up_used = 0, down = 0, down_used = 0;
+    for (const auto& [a, m] : history_) {
+      if (e.number <= m.epoch || e.number - m.epoch > kPayoffEpochs) continue;
+      const std::atomic<std::uint16_t>* w = tracker_.word(a);
+      const std::uint16_t v = w != nullptr ? w->load(std::memory_order_relaxed) : 0;
+      if (!PageWord::tracked(v) || PageWord::fast(v) != m.to_fast) continue;  // moved again
+      const bool used = PageWord::epoch(v) == e.number % PageWord::kEpochModulo;
+      (m.to_fast ? up : down) += 1;
+      (m.to_fast ? up_used : down_used) += used ? 1 : 0;
+    }
+    policy_->observe_moves(up, up_used, down, down_used);
   }
 
   // Reservoir-samples units whose heat is all from this epoch (bursts);

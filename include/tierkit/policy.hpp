@@ -192,6 +192,16 @@ class Policy {
   // a sample of at most 256. Lets a policy learn how much a burst (an
   // initialising write, a scan, young data) predicts further use.
   virtual void observe_bursts(std::uint32_t /*sampled*/, std::uint32_t /*touched_again*/) {}
+  // observe_moves()
+  //
+  // What the moves of the last few epochs won and lost: of the `promoted`
+  // units the engine moved up (and that are still fast), `promoted_used`
+  // were accessed in the epoch just ended, hits the moves won; of the
+  // `demoted` units (still slow), `demoted_used` were, hits they lost.
+  // The engine calls it once per epoch, before begin_epoch(). Lets a policy
+  // check that its moves pay.
+  virtual void observe_moves(std::uint64_t /*promoted*/, std::uint64_t /*promoted_used*/,
+                             std::uint64_t /*demoted*/, std::uint64_t /*demoted_used*/) {}
   // Epochs a page must stay after a move before it may move back.
   virtual std::uint32_t min_residency_epochs() const { return 0; }
   // A resident page gives way to a newcomer only if the newcomer's heat is at
