@@ -52,6 +52,19 @@ sort_lines() {
   LC_ALL=C record sort-lines /usr/bin/sort -S 64M --parallel=1 sort_input.txt > /dev/null
 }
 
+# redis-server (a key-value server) under redis_load.py's load, sent by
+# redis-cli --pipe: 60,000 SETs, then two phases of Zipf-popular GET/SET
+# whose popular keys change between them. No persistence.
+redis_kv() {
+  python3 "$HERE/redis_load.py" > redis_load.resp
+  record redis-kv /usr/bin/redis-server --port 6399 --save "" --appendonly no &
+  local rec=$!
+  until redis-cli -p 6399 ping > /dev/null 2>&1; do sleep 1; done
+  redis-cli -p 6399 --pipe --pipe-timeout 0 < redis_load.resp > /dev/null
+  redis-cli -p 6399 shutdown nosave > /dev/null 2>&1 || true
+  wait "$rec"
+}
+
 # zstd on a pipe does not know the input size, so it allocates (and zeroes)
 # its full preset-19 tables, about 80 MB.
 zstd_19() {
@@ -59,6 +72,6 @@ zstd_19() {
   record zstd-19 /usr/bin/zstd -q -19 -c < zstd_input > /dev/null
 }
 
-for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines zstd_19}"; do
+for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines redis_kv zstd_19}"; do
   for one in $t; do "$one"; done
 done
