@@ -301,20 +301,35 @@ TEST(RealTrace, ReferencePoliciesAreSane) {
 // least the best of lfu, reactive and the kernel model less half a point, no more promotions than
 // lfu, ping-pong at most 5% of its moves (docs/performance.md has every trace and gap, the failing
 // ones too).
-void ExpectNotDominated(const std::string& path, std::int64_t gap_ns = 5000) {
-  auto t = read_lackey_trace(path);
-  ASSERT_TRUE(t.ok()) << t.status();
-  auto trace = std::make_shared<const Trace>(*std::move(t));
-  SimOptions o;
-  o.fast_pages = trace->pages / 4;
-  o.gap_ns = gap_ns;
-  o.engine.environment = EngineConfig::Environment::kIgnore;
-  auto run = [&](const char* p) {
-    TraceWorkload wl(trace);
-    auto r = simulate(wl, p, o);
-    EXPECT_TRUE(r.ok()) << p << ": " << r.status();
+// Replays a committed trace with a 25% fast tier at `gap_ns`, one policy
+// per call (failures reported, an empty result returned).
+class TraceReplay {
+ public:
+  TraceReplay(const std::string& path, std::int64_t gap_ns) {
+    auto t = read_lackey_trace(path);
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (!t.ok()) return;
+    trace_ = std::make_shared<const Trace>(*std::move(t));
+    o_.fast_pages = trace_->pages / 4;
+    o_.gap_ns = gap_ns;
+    o_.engine.environment = EngineConfig::Environment::kIgnore;
+  }
+  bool ok() const { return trace_ != nullptr; }
+  SimResult operator()(const char* policy) const {
+    TraceWorkload wl(trace_);
+    auto r = simulate(wl, policy, o_);
+    EXPECT_TRUE(r.ok()) << policy << ": " << r.status();
     return r.ok() ? *r : SimResult();
-  };
+  }
+
+ private:
+  std::shared_ptr<const Trace> trace_;
+  SimOptions o_;
+};
+
+void ExpectNotDominated(const std::string& path, std::int64_t gap_ns = 5000) {
+  TraceReplay run(path, gap_ns);
+  ASSERT_TRUE(run.ok());
   SimResult a = run("automatic"), lfu = run("lfu"), reactive = run("reactive"),
             kernel = run("kernel");
   const double best = std::max({lfu.hit_ratio(), reactive.hit_ratio(), kernel.hit_ratio()});
@@ -340,19 +355,8 @@ TEST(RealTrace, AutomaticIsNotDominatedOnXz) {
 // within 1.5 points of first touch and moves less; without it, it fell ten
 // points below (docs/performance.md, "moves that must pay").
 TEST(RealTrace, AutomaticStopsSwapsThatLoseHitsOnSort) {
-  auto t = read_lackey_trace(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sort-lines.lackey.gz");
-  ASSERT_TRUE(t.ok()) << t.status();
-  auto trace = std::make_shared<const Trace>(*std::move(t));
-  SimOptions o;
-  o.fast_pages = trace->pages / 4;
-  o.gap_ns = 800;
-  o.engine.environment = EngineConfig::Environment::kIgnore;
-  auto run = [&](const char* p) {
-    TraceWorkload wl(trace);
-    auto r = simulate(wl, p, o);
-    EXPECT_TRUE(r.ok()) << p << ": " << r.status();
-    return r.ok() ? *r : SimResult();
-  };
+  TraceReplay run(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sort-lines.lackey.gz", 800);
+  ASSERT_TRUE(run.ok());
   SimResult first_touch = run("static"), paying = run("automatic"),
             blind = run("automatic:payoff=0");
   EXPECT_GE(paying.hit_ratio(), first_touch.hit_ratio() - 0.015);
