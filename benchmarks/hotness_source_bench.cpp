@@ -12,13 +12,15 @@
 //  - BM_ClearRefs: writing 4 to /proc/self/clear_refs with 1 GiB populated
 //    (a no-op walk on kernels without soft-dirty).
 //  - BM_RawMprotectPair: the bare mprotect(PROT_NONE) + mprotect back per
-//    page, the floor under BM_FaultArm.
+//    page, the floor under BM_FaultArm; BM_RawFaultTouch: a bare handler's
+//    fault + mprotect back per page, the floor under touch_us_per_page.
 //  - BM_ProcMapsRead: one /proc/self/maps snapshot (done once per epoch by
 //    the fault source).
 //
 //   tierkit-bench --benchmark_filter='Fault|Mprotect|Uffd|Pagemap|ClearRefs|ProcMaps'
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -147,6 +149,45 @@ void BM_RawMprotectPair(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0));
 }
 BENCHMARK(BM_RawMprotectPair)->Arg(64)->Arg(512)->Unit(benchmark::kMicrosecond);
+
+// The floor under BM_FaultArmAndTouch's touch_us_per_page: a bare SIGSEGV
+// handler that only mprotects the faulting page back (no table, no
+// accounting, no chaining). What any fault-paid read observation costs on
+// this machine, whoever implements it (docs/performance.md, "Session 11").
+void raw_fault_handler(int, siginfo_t* si, void*) {
+  auto page = reinterpret_cast<std::uintptr_t>(si->si_addr) & ~(std::uintptr_t{kPageSize} - 1);
+  mprotect(reinterpret_cast<void*>(page), kPageSize, PROT_READ | PROT_WRITE);
+}
+void BM_RawFaultTouch(benchmark::State& state) {
+  Region r;
+  if (!r.p) {
+    state.SkipWithError("mmap 1 GiB failed");
+    return;
+  }
+  struct sigaction sa = {}, old = {};
+  sa.sa_sigaction = raw_fault_handler;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &old);
+  const std::size_t stride = kGiB / static_cast<std::size_t>(state.range(0));
+  std::int64_t touch_ns = 0;
+  for (auto _ : state) {
+    for (std::size_t off = 0; off < kGiB; off += stride) mprotect(r.p + off, kPageSize, PROT_NONE);
+    auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t off = 0; off < kGiB; off += stride) {
+      auto* c = reinterpret_cast<volatile char*>(r.p + off);
+      *c = static_cast<char>(*c + 1);
+    }
+    touch_ns +=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+  }
+  sigaction(SIGSEGV, &old, nullptr);
+  const double touched =
+      static_cast<double>(state.iterations()) * static_cast<double>(state.range(0));
+  state.counters["touch_us_per_page"] = touched ? static_cast<double>(touch_ns) / 1e3 / touched : 0;
+}
+BENCHMARK(BM_RawFaultTouch)->Arg(64)->Arg(512)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_PagemapRead(benchmark::State& state) {
   Region r;

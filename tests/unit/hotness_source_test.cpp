@@ -234,15 +234,28 @@ void app_handler(int, siginfo_t* info, void*) {
   if (info->si_addr >= g_app_guard && info->si_addr < static_cast<char*>(g_app_guard) + kPage)
     mprotect(g_app_guard, kPage, PROT_READ | PROT_WRITE);
 }
+// Installs app_handler (counting from 0) for a test's scope, then restores
+// what was there.
+struct AppHandler {
+  AppHandler() {
+    struct sigaction app {};
+    app.sa_sigaction = app_handler;
+    app.sa_flags = SA_SIGINFO;
+    sigemptyset(&app.sa_mask);
+    installed = sigaction(SIGSEGV, &app, &old) == 0;
+    g_app_faults = 0;
+  }
+  ~AppHandler() {
+    g_app_guard = nullptr;
+    sigaction(SIGSEGV, &old, nullptr);
+  }
+  struct sigaction old {};
+  bool installed = false;
+};
 
 TEST(FaultSource, ApplicationHandlerStillGetsItsFaults) {
-  struct sigaction app {
-  }, old{};
-  app.sa_sigaction = app_handler;
-  app.sa_flags = SA_SIGINFO;
-  sigemptyset(&app.sa_mask);
-  ASSERT_EQ(sigaction(SIGSEGV, &app, &old), 0);
-  g_app_faults = 0;
+  AppHandler app;
+  ASSERT_TRUE(app.installed);
   Mapping guard(1);
   g_app_guard = guard.p;
   {
@@ -266,7 +279,33 @@ TEST(FaultSource, ApplicationHandlerStillGetsItsFaults) {
   struct sigaction now {};
   sigaction(SIGSEGV, nullptr, &now);
   EXPECT_EQ(now.sa_sigaction, &app_handler);
-  sigaction(SIGSEGV, &old, nullptr);
+}
+
+// The handler skips its readability check for plain reads (a read that
+// faulted proves the page unreadable), not for writes: a write to an armed
+// page the application made read-only is the application's fault.
+TEST(FaultSource, WriteToAnArmedPageTheApplicationMadeReadOnlyIsTheApplications) {
+  AppHandler app;
+  ASSERT_TRUE(app.installed);
+  {
+    Mapping m(64);
+    FaultSamplingSource src(FaultSourceOptions::fixed(64));
+    Recorded r;
+    ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+    ASSERT_EQ(src.armed(), 64u);
+    g_app_guard = m.p + 7 * kPage;
+    ASSERT_EQ(mprotect(g_app_guard, kPage, PROT_READ), 0);
+    EXPECT_EQ(m.p[7 * kPage + 1], Mapping::pattern(7 * kPage + 1));  // readable: no fault
+    m.p[7 * kPage + 1] = 42;                                         // the application's fault
+    EXPECT_EQ(g_app_faults.load(), 1);
+    EXPECT_EQ(m.p[8 * kPage + 1], Mapping::pattern(8 * kPage + 1));  // a plain read: ours
+    EXPECT_EQ(g_app_faults.load(), 1);
+    ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
+    EXPECT_EQ(r.pages, (std::set<std::uintptr_t>{m.page(8)}));
+    src.disarm();
+    for (std::size_t i = 0; i < 64 * kPage; i += 512)
+      ASSERT_EQ(m.p[i + 1], i == 7 * kPage ? 42 : Mapping::pattern(i + 1)) << "byte " << i + 1;
+  }
 }
 
 TEST(FaultSource, HandlerInstalledLaterIsDetectedAndEverythingDisarmed) {
