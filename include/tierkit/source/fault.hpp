@@ -233,7 +233,7 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
         if (s->compare_exchange_strong(v, (v & ~kStateMask) | kFiring | written,
                                        std::memory_order_acq_rel)) {
           // A read that faulted proves the page unreadable, so the readable()
-          // syscall (a third of the handler's time here) is needed only for
+          // syscall (about half the handler's time here) is needed only for
           // writes and fetches, which a PROT_READ the app set also fails.
           if (!plain_read && readable(page)) {
             // The application changed the protection: not ours to restore.
