@@ -149,8 +149,9 @@ struct EngineConfig {
   // kernel:rate=MBps / kernel:target=MBps / kernel:hot=ms set the kernel
   // model's knobs and automatic:hysteresis=V / swap_confidence=V / cool=V /
   // headroom=V / min_heat=N / max_cool_epochs=N / residency=N / burst=N /
-  // idle=V / idle_swap_confidence=V / spread_confidence=V / payoff=N the automatic
-  // policy's (AutomaticOptions). Several knobs are separated by ',' or '/'
+  // idle=V / idle_swap_confidence=V / spread_confidence=V / payoff=N /
+  // first_swap=V the automatic policy's (AutomaticOptions). Several knobs are separated by ',' or
+  // '/'
   // ('/' inside tierkit-sim's comma-separated --policy list).
   static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c);
 };
@@ -335,6 +336,7 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
         {"idle", &AutomaticOptions::idle_evidence, nullptr, 0, 1e3},
         {"spread_confidence", &AutomaticOptions::spread_confidence, nullptr, 0, 100},
         {"payoff", nullptr, &AutomaticOptions::payoff_backoff_epochs, 0, 1e6},
+        {"first_swap", &AutomaticOptions::first_swap_ratio, nullptr, 0, 1e3},
     };
     for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
       std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
@@ -345,7 +347,8 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
         return absl::InvalidArgumentError(absl::StrCat(
             "policy '", c.policy, "': unknown automatic knob '", kv2.first,
             "' (known: hysteresis, swap_confidence, cool, headroom, min_heat, max_cool_epochs, "
-            "residency, burst, idle, idle_swap_confidence, spread_confidence, payoff)"));
+            "residency, burst, idle, idle_swap_confidence, spread_confidence, payoff, "
+            "first_swap)"));
       auto v =
           detail::parse_double(kv2.second, absl::StrCat("automatic:", kv2.first), f->lo, f->hi);
       if (!v.ok()) return v.status();

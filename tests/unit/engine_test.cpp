@@ -247,40 +247,69 @@ TEST(Engine, AutomaticPromotesSustainedUseNotOneEpochBursts) {
 
 // In the first epoch (no histogram, every page's heat a burst of unmeasured
 // reuse) a newcomer may take the place of a clearly colder resident whose
-// heat is all credible (at most burst_heat), not of a hotter one.
-TEST(Engine, AutomaticFirstEpochSwapsOnlyResidentsOfCredibleHeat) {
-  SimulatedBackend be({{0, 100 * kPageSize}, {1, 1ull << 40}});
-  ManualClock clock{1};
-  EngineConfig c = Fast("automatic");
-  c.fast_budget_bytes = 10 * kPageSize;  // full: each newcomer needs a swap
-  c.fast_nodes = {0};
-  c.slow_nodes = {1};
-  auto e = Engine::create(c, &be, &clock);
-  ASSERT_TRUE(e.ok()) << e.status();
-  Engine& engine = **e;
-  auto page = [](std::size_t i) { return Rig::page(i); };
-  for (std::size_t i = 0; i < 30; ++i) be.touch(page(i), i < 10 ? 0 : 1);
-  auto fast = engine.register_region(reinterpret_cast<void*>(page(0)), 10 * kPageSize,
-                                     RegionOptions(), true);
-  auto slow = engine.register_region(reinterpret_cast<void*>(page(10)), 20 * kPageSize,
-                                     RegionOptions(), false);
-  ASSERT_TRUE(fast.ok() && slow.ok());
-  auto touch = [&](std::size_t i, int n) {
-    for (int k = 0; k < n; ++k) engine.record_access(reinterpret_cast<void*>(page(i)));
+// heat is all credible (at most burst_heat); a resident whose burst is above
+// it gives way only to a newcomer first_swap_ratio (4) times hotter, and
+// never with first_swap=0.
+TEST(Engine, AutomaticFirstEpochSwapsBurstResidentsOnlyForAFarHotterNewcomer) {
+  struct Fast3 {
+    std::size_t cold, warm, newcomers;
+    bool operator==(const Fast3& o) const {
+      return cold == o.cold && warm == o.warm && newcomers == o.newcomers;
+    }
   };
-  for (std::size_t i = 0; i < 5; ++i) touch(i, 1);      // residents, credible and cold
-  for (std::size_t i = 5; i < 10; ++i) touch(i, 40);    // residents, a burst above burst_heat
-  for (std::size_t i = 10; i < 20; ++i) touch(i, 200);  // newcomers, far hotter than both
-  clock.advance_ns(c.epoch_ms * kNsPerMs);
-  ASSERT_TRUE(engine.step().ok());
-  std::size_t cold_fast = 0, warm_fast = 0, new_fast = 0;
-  for (std::size_t i = 0; i < 20; ++i) {
-    const bool f = be.node_of(page(i)) == 0;
-    (i < 5 ? cold_fast : i < 10 ? warm_fast : new_fast) += f;
-  }
-  EXPECT_EQ(cold_fast, 0u);  // gave way
-  EXPECT_EQ(warm_fast, 5u);  // kept: its burst is not judged yet
-  EXPECT_EQ(new_fast, 5u);
+  auto run = [](const std::string& policy, int newcomer_accesses) {
+    SimulatedBackend be({{0, 100 * kPageSize}, {1, 1ull << 40}});
+    ManualClock clock{1};
+    EngineConfig c = Fast(policy);
+    c.fast_budget_bytes = 10 * kPageSize;  // full: each newcomer needs a swap
+    c.fast_nodes = {0};
+    c.slow_nodes = {1};
+    auto e = Engine::create(c, &be, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    if (!e.ok()) return Fast3{};
+    Engine& engine = **e;
+    auto page = [](std::size_t i) { return Rig::page(i); };
+    for (std::size_t i = 0; i < 30; ++i) be.touch(page(i), i < 10 ? 0 : 1);
+    auto fast = engine.register_region(reinterpret_cast<void*>(page(0)), 10 * kPageSize,
+                                       RegionOptions(), true);
+    auto slow = engine.register_region(reinterpret_cast<void*>(page(10)), 20 * kPageSize,
+                                       RegionOptions(), false);
+    EXPECT_TRUE(fast.ok() && slow.ok());  // the handles keep both registered
+    auto touch = [&](std::size_t i, int n) {
+      for (int k = 0; k < n; ++k) engine.record_access(reinterpret_cast<void*>(page(i)));
+    };
+    for (std::size_t i = 0; i < 5; ++i) touch(i, 1);    // residents, credible and cold
+    for (std::size_t i = 5; i < 10; ++i) touch(i, 40);  // residents, a burst above burst_heat
+    for (std::size_t i = 10; i < 20; ++i) touch(i, newcomer_accesses);
+    clock.advance_ns(c.epoch_ms * kNsPerMs);
+    EXPECT_TRUE(engine.step().ok());
+    Fast3 f{0, 0, 0};
+    for (std::size_t i = 0; i < 20; ++i) {
+      const bool fast = be.node_of(page(i)) == 0;
+      (i < 5 ? f.cold : i < 10 ? f.warm : f.newcomers) += fast;
+    }
+    std::printf("DBG %s %d: %zu %zu %zu\n", policy.c_str(), newcomer_accesses, f.cold, f.warm,
+                f.newcomers);
+    return f;
+  };
+  EXPECT_TRUE((run("automatic", 200) == Fast3{0, 0, 10}));  // 5x the burst: both give way
+  EXPECT_TRUE((run("automatic", 120) == Fast3{0, 5, 5}));   // 3x: the burst is kept
+  EXPECT_TRUE((run("automatic:first_swap=0", 200) == Fast3{0, 5, 5}));
+}
+
+// first_swap_ratio applies to heat that counts accesses only: with a
+// hotness source attached (EpochContext::heat_is_counts false) the first
+// boundary offers only residents of credible heat, as before.
+TEST(AutomaticPolicy, FirstBoundaryOffersBurstResidentsOnlyWhenHeatCounts) {
+  auto demote_heat = [](bool counts) {
+    AutomaticPolicy p;
+    EpochContext ctx;
+    ctx.fast_budget_pages = ctx.fast_used_pages = 10;
+    ctx.heat_is_counts = counts;
+    return p.begin_epoch(ctx).demote_heat;
+  };
+  EXPECT_EQ(demote_heat(true), PageWord::kMaxHeat);
+  EXPECT_EQ(demote_heat(false), AutomaticOptions{}.burst_heat);
 }
 
 // The engine tells the policy what became of last epoch's bursts: a sample

@@ -91,6 +91,17 @@ struct AutomaticOptions {
   // 15.5% without it (24.6% with it). Moves into free room are not
   // affected, nor sampled evidence's swaps (Engine::swap_allowed). 0 = off.
   std::uint32_t payoff_backoff_epochs = 32;
+  // At the first epoch boundary (no histogram yet) a resident whose heat is
+  // above burst_heat gives way only to a newcomer this many times hotter:
+  // both heats are bursts whose reuse nobody has measured, so twice the
+  // default hysteresis. Without it such residents held their place whatever
+  // came, and a structure that grows (reallocated late, so born slow, then
+  // read on every request: redis's dict at --gap_ns=0) stayed slow; with it,
+  // rule.py's shortfall falls from 21.61 to 16.55 points at 100 ms epochs
+  // and falls at 20, 50 and 200 ms too, ping-pong unchanged. Heat counts
+  // only (EpochContext::heat_is_counts): a source's heat is not a count,
+  // and sampled runs keep the old rule. 0 = off (such residents stay).
+  double first_swap_ratio = 4.0;
 };
 
 // Capacity-aware: each epoch it picks the lowest heat h such that the slow
@@ -123,10 +134,15 @@ class AutomaticPolicy final : public Policy {
     // the part of a burst that counts in full. Above it, every page's heat
     // is a burst whose reuse nobody has measured yet. (No resident at all,
     // as before, left a run with one epoch boundary as first touch filled
-    // it; any resident, tried, gained on mawk-groupby and lost on
-    // python3-dict, gcc-O2 and xz-3 with shorter epochs: docs/performance.md.)
+    // it; any resident at the usual margins, tried, gained on mawk-groupby
+    // and lost on python3-dict, gcc-O2 and xz-3 with shorter epochs:
+    // docs/performance.md.) Residents above burst_heat are offered too where
+    // heat counts accesses, and give way only to a newcomer first_swap_ratio
+    // times hotter (should_swap).
     if (ctx.last == nullptr) {
-      const std::uint32_t credible = o_.burst_heat > 0 ? o_.burst_heat : PageWord::kMaxHeat;
+      const std::uint32_t credible =
+          o_.burst_heat > 0 && !first_swaps(ctx) ? o_.burst_heat : PageWord::kMaxHeat;
+      first_ratio_ = first_swaps(ctx) ? o_.first_swap_ratio : 0;
       return by_volume ? Thresholds{floor_heat, credible} : Thresholds{};
     }
     const HeatHistogram& h = *ctx.last;
@@ -225,6 +241,9 @@ class AutomaticPolicy final : public Policy {
   bool should_swap(std::uint32_t newcomer, std::uint32_t resident,
                    std::uint32_t resident_idle) const override {
     if (!spread_ || !paying_ || !Policy::should_swap(newcomer, resident)) return false;
+    if (epochs_ <= 1 && first_ratio_ > 0 && resident > o_.burst_heat &&
+        static_cast<double>(newcomer) < first_ratio_ * static_cast<double>(resident))
+      return false;
     const double z = resident_idle > 0 ? o_.idle_swap_confidence : o_.swap_confidence;
     double diff = static_cast<double>(newcomer) - static_cast<double>(resident);
     return diff * diff >= z * z * (static_cast<double>(newcomer) + static_cast<double>(resident));
@@ -236,6 +255,12 @@ class AutomaticPolicy final : public Policy {
   const char* threshold_unit() const override { return "heat"; }
 
  private:
+  // Whether the first boundary may swap residents above burst_heat
+  // (AutomaticOptions::first_swap_ratio).
+  bool first_swaps(const EpochContext& ctx) const {
+    return o_.first_swap_ratio > 0 && o_.burst_heat > 0 && ctx.heat_is_counts;
+  }
+
   // Whether the heat seen so far is enough history: its total reached the
   // volume budget, or too many pages crowd the top half of the heat range
   // (they could no longer be told apart).
@@ -274,7 +299,8 @@ class AutomaticPolicy final : public Policy {
   std::uint64_t coolings_ = 0, epochs_ = 1;
   double decay_ = 0.5;
   double burst_credit_ = 0;
-  double payoff_ = 0;  // hits won minus lost by recent moves, halved each epoch
+  double first_ratio_ = 0;  // first_swap_ratio while it applies (first_swaps)
+  double payoff_ = 0;       // hits won minus lost by recent moves, halved each epoch
   bool paying_ = true;
   std::uint32_t blocked_epochs_ = 0, backoff_ = 2;
 };
