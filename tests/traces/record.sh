@@ -65,6 +65,13 @@ redis_kv() {
   wait "$rec"
 }
 
+# graphviz's sfdp (multilevel force-directed layout with a Barnes-Hut
+# quadtree) on graph_input.py's 1,000-node preferential-attachment graph.
+sfdp_graph() {
+  python3 "$HERE/graph_input.py" > graph.gv
+  record sfdp-graph /usr/bin/sfdp -Tplain graph.gv > /dev/null
+}
+
 # zstd on a pipe does not know the input size, so it allocates (and zeroes)
 # its full preset-19 tables, about 80 MB.
 zstd_19() {
@@ -72,6 +79,6 @@ zstd_19() {
   record zstd-19 /usr/bin/zstd -q -19 -c < zstd_input > /dev/null
 }
 
-for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines redis_kv zstd_19}"; do
+for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines redis_kv sfdp_graph zstd_19}"; do
   for one in $t; do "$one"; done
 done

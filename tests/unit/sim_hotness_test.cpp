@@ -611,6 +611,8 @@ INSTANTIATE_TEST_SUITE_P(
                                 0.9},
                       // Recorded after the sources were tuned (session 10): held out.
                       TraceRule{"sort-lines.lackey.gz", "sampled", "sampled->births+fault", 0.9},
+                      // Recorded in session 12, after both: held out.
+                      TraceRule{"sfdp-graph.lackey.gz", "sampled", "sampled->births+fault", 0.9},
                       TraceRule{"mawk-groupby.lackey.gz", "fault", "fault", 0.86},
                       TraceRule{"python3-dict.lackey.gz", "fault", "fault", 0.9},
                       TraceRule{"sqlite3-lookups.lackey.gz", "fault", "fault", 0.9}));

@@ -348,6 +348,11 @@ TEST(RealTrace, AutomaticIsNotDominatedOnSqliteAtOneEpochBoundary) {
 TEST(RealTrace, AutomaticIsNotDominatedOnXz) {
   ExpectNotDominated(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/xz-3.lackey.gz");
 }
+// graphviz sfdp, recorded in session 12 after the policy work (held out):
+// little to gain over first touch, and moving must not lose it.
+TEST(RealTrace, AutomaticIsNotDominatedOnSfdp) {
+  ExpectNotDominated(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sfdp-graph.lackey.gz");
+}
 
 // GNU sort (recorded after the policy work, not tuned on) at --gap_ns=800:
 // swaps made on one epoch's heat demote what sort's next pass needs. With
