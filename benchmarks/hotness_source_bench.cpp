@@ -332,10 +332,11 @@ BENCHMARK(BM_ProcMapsRead)->Unit(benchmark::kMicrosecond);
 
 // Accessed bits read back through /proc/self/smaps, one cycle per
 // iteration: clear_refs = 1 (every accessed bit of the process cleared), a
-// touch of every 64th page (the same pages each cycle, or with fresh = 1 the
-// next ones, whose translations are not cached), one full read of smaps. The region
-// is split into k mappings by MADV_DONTDUMP on every other chunk (anonymous
-// VMAs with different flags never merge), so "Referenced:" comes per chunk.
+// touch of every 64th page (the same pages each cycle, or with fresh = 1
+// the next ones, whose translations are not cached), one full read of
+// smaps. The region is split into k mappings by MADV_DONTDUMP on every
+// other chunk (anonymous VMAs with different flags never merge), so
+// "Referenced:" comes per chunk.
 // Counters: the cycle's two parts in us, and referenced_share, the share of
 // the touched pages that smaps reports referenced. Two things keep it
 // below 1:
