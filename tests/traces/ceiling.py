@@ -16,7 +16,9 @@ ceiling; a ceiling under the target means no fault-paying source can meet
 it at that budget. It ignores births (free, but they carry the order pages
 were born in, not how hot they will be) and write sources (they too pay a
 fault per page found)."""
-import collections, csv, glob, gzip, io, os, subprocess, sys
+import collections, csv, glob, io, os, subprocess, sys
+
+import lackey_pages
 
 opts = dict(a[2:].split("=", 1) for a in sys.argv[2:] if a.startswith("--") and "=" in a)
 if len(sys.argv) < 2 or sys.argv[1].startswith("--"):
@@ -35,15 +37,8 @@ def run(trace, hotness):
 
 
 def ceiling(trace, k):
-    counts, order = collections.Counter(), {}
-    with gzip.open(trace, "rt") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 2 or parts[0] not in ("L", "S", "M"):
-                continue
-            page = int(parts[1].split(",")[0], 16) >> 12
-            counts[page] += 1
-            order.setdefault(page, len(order))
+    stream = lackey_pages.pages(trace)
+    counts, order = collections.Counter(stream), lackey_pages.first_touch(stream)
     fast_cap = len(order) // 4
     first_touch = sum(c for p, c in counts.items() if order[p] < fast_cap)
     slow = sorted((c for p, c in counts.items() if order[p] >= fast_cap), reverse=True)

@@ -14,7 +14,9 @@ accesses the newcomers and the residents get in the rest of the run: a
 swap pays where the newcomers' future beats the residents'. Then, for a
 rule that swaps only pairs at least r times apart, the net as points of the
 run's hit ratio against making no swap."""
-import collections, gzip, os, sys
+import collections, os, sys
+
+import lackey_pages
 
 opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -22,15 +24,8 @@ if not args:
     sys.exit(__doc__)
 gap, epoch_ns = int(opts.get("gap_ns", 0)), 1e6 * float(opts.get("epoch_ms", 100))
 
-pages = []
-with gzip.open(args[0], "rt") as f:
-    for line in f:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] in ("L", "S", "M"):
-            pages.append(int(parts[1].split(",")[0], 16) >> 12)
-order = {}
-for p in pages:
-    order.setdefault(p, len(order))
+pages = lackey_pages.pages(args[0])
+order = lackey_pages.first_touch(pages)
 cap = len(order) // 4
 
 fast, t, end = set(), 0.0, len(pages)

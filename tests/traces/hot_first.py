@@ -10,7 +10,9 @@ touched (r = 2, 4) and compare their hotness (accesses in the rest of the
 run) with all armed pages'. A source that disarms the rest pays more per
 page kept than a uniform draw (docs/performance.md, session 13), so it
 gains only where this ratio beats that cost ratio."""
-import collections, gzip, os, random, sys
+import collections, os, random, sys
+
+import lackey_pages
 
 opts = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
@@ -18,15 +20,8 @@ here = os.path.dirname(os.path.abspath(__file__))
 trace = args[0] if args else os.path.join(here, "redis-kv.lackey.gz")
 armed_n, draws = int(opts.get("armed", 400)), int(opts.get("draws", 20))
 
-pages = []
-with gzip.open(trace, "rt") as f:
-    for line in f:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] in ("L", "S", "M"):
-            pages.append(int(parts[1].split(",")[0], 16) >> 12)
-order = {}
-for p in pages:
-    order.setdefault(p, len(order))
+pages = lackey_pages.pages(trace)
+order = lackey_pages.first_touch(pages)
 slow = [p for p in order if order[p] >= len(order) // 4]
 rng = random.Random(1)
 print("trace %s: %d accesses, %d pages, %d slow" % (os.path.basename(trace), len(pages),
