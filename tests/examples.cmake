@@ -121,6 +121,13 @@ tierkit_output_test(sim.vm_trace_stream_bad_input tierkit-sim
   "cannot read /nonexistent.*No such file.*\nexit=1"
   "python3 ${_tk_trace_stream} /nonexistent 10 2>&1")
 
+# tests/traces/rule.py: the issue-12 rule over every committed trace and gap
+# (24 cells). automatic must pass at least as many cells as lfu, reactive
+# and the kernel model pass together, each judged by the same rule.
+tierkit_output_test(sim.rule_vs_references tierkit-sim
+  "references: [0-9]+ of 24 cells.*\nautomatic: [0-9]+ of 24 cells pass.*check: every policy passes at least as many cells as the references together\nexit=0"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --check 2>&1")
+
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;
 # on a two-tier machine it uses the Linux backend. Either way it exits 0.

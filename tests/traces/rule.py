@@ -4,20 +4,24 @@ its fast-tier hit ratio is at least the best of lfu, reactive and kernel less
 half a point, it promotes no more pages than lfu, and its ping-pong pages are
 at most 5% of its moves (promoted + demoted).
 
-  tests/traces/rule.py SIM [POLICY ...] [-- extra tierkit-sim flags]
+  tests/traces/rule.py SIM [POLICY ...] [--check] [-- extra tierkit-sim flags]
 
 POLICY defaults to automatic; give several (e.g. automatic:burst=0) to
 compare. One line per (trace, gap), ending with the references that pass the
 rule themselves ("refs:"; a reference sets the bar, but may break the
 promotion or ping-pong bound to reach it). Then per policy: cells passed, the
 summed hit-ratio shortfall in points, promotions above lfu's, ping-pong pages,
-and the cells it fails that some reference passes."""
+and the cells it fails that some reference passes. With --check, exits 1
+when a POLICY passes fewer cells than the references pass together (the
+ctest sim.rule_vs_references)."""
 import concurrent.futures as cf
 import csv, glob, io, os, subprocess, sys
 
 args = sys.argv[1:]
 extra = args[args.index("--") + 1:] if "--" in args else []
 args = args[:args.index("--")] if "--" in args else args
+check = "--check" in args
+args = [a for a in args if a != "--check"]
 if not args:
     sys.exit(__doc__)
 sim, policies = args[0], args[1:] or ["automatic"]
@@ -71,3 +75,9 @@ for p, (ok, short, over, pp) in tally.items():
     print("%s: %d of %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
           "ping-pong %d; fails where a reference passes: %s" %
           (p, ok, len(cells), short, over, pp, " ".join(feasible_fails[p]) or "none"))
+behind = [p for p, t in tally.items() if t[0] < refs_passed]
+if check:
+    print("check: " + ("; ".join("%s passes fewer cells than the references together" % p
+                                 for p in behind) or "every policy passes at least as many cells "
+                       "as the references together"))
+    sys.exit(1 if behind else 0)
