@@ -36,6 +36,9 @@ for i, p in enumerate(pages):
     if t >= epoch_ns:
         end = i + 1
         break
+if t < epoch_ns:
+    sys.exit("%s: the run ends at %.1f ms, before the first epoch boundary" %
+             (os.path.basename(args[0]), t / 1e6))
 count, future = collections.Counter(pages[:end]), collections.Counter(pages[end:])
 top = set(sorted(count, key=lambda p: (-count[p], order[p]))[:cap])
 newcomers = sorted((p for p in top if p not in fast), key=lambda p: -count[p])
