@@ -22,6 +22,14 @@ def run(sim, trace, gap, policies, extra):
     return {r["policy"]: r for r in csv.DictReader(io.StringIO(out))}
 
 
+def dominates(other, x):
+    """sim::dominates: at least x's hit ratio with no more promotions, and
+    better in one of the two (a tie is not dominance)."""
+    hit, xhit = float(other["fast_hit_ratio"]), float(x["fast_hit_ratio"])
+    promoted, xpromoted = int(other["promoted_pages"]), int(x["promoted_pages"])
+    return hit >= xhit and promoted <= xpromoted and (hit > xhit or promoted < xpromoted)
+
+
 def total_ms(r):
     if "total_cpu_s" in r:
         return float(r["total_cpu_s"]) * 1000
@@ -56,8 +64,7 @@ def main():
         verdicts = []
         for g in GAPS:
             a = res[g]["automatic"]
-            by = [p for p in ONLINE if float(res[g][p]["fast_hit_ratio"]) >= float(a["fast_hit_ratio"])
-                  and int(res[g][p]["promoted_pages"]) <= int(a["promoted_pages"])]
+            by = [p for p in ONLINE if dominates(res[g][p], a)]
             verdicts.append("gap %d: %s" % (g, "dominated by " + ", ".join(by) if by else "not dominated"))
         print("\n`automatic`: " + "; ".join(verdicts) + "\n")
 

@@ -244,8 +244,8 @@ SimResult result(const std::string& policy, std::uint64_t hits, std::uint64_t pr
   return r;
 }
 
-TEST(Dominance, NeedsAsManyHitsAndNoMorePromotions) {
-  std::vector<SimResult> rs = {result("automatic", 30, 100), result("lfu", 30, 100),
+TEST(Dominance, NeedsAsManyHitsAndNoMorePromotionsAndBetterInOne) {
+  std::vector<SimResult> rs = {result("automatic", 30, 100), result("lfu", 30, 90),
                                result("reactive", 40, 500),  result("static", 20, 0),
                                result("oracle", 90, 0),      result("best-static", 50, 0)};
   EXPECT_EQ(dominators(rs, "w", "automatic"), std::vector<std::string>{"lfu"});
@@ -258,6 +258,11 @@ TEST(Dominance, NeedsAsManyHitsAndNoMorePromotions) {
   EXPECT_NE(to_markdown(rs).find("w: `automatic` is not dominated"), std::string::npos);
   rs[3].fast_hits = 30;  // first touch matches it without moving: dominated
   EXPECT_NE(to_markdown(rs).find("w: `automatic` is **dominated** by static"), std::string::npos);
+  rs[0].promoted_pages = 0;  // automatic moved nothing either: a tie, not dominated
+  EXPECT_FALSE(is_dominated(rs, "w", "automatic"));
+  EXPECT_NE(to_markdown(rs).find("w: `automatic` is not dominated"), std::string::npos);
+  rs[3].fast_hits = 31;  // first touch is better at the same cost
+  EXPECT_EQ(dominators(rs, "w", "automatic"), std::vector<std::string>{"static"});
 }
 
 // The committed small real trace, through every reference policy.

@@ -603,14 +603,17 @@ inline absl::StatusOr<SimResult> simulate(Workload& wl, const std::string& polic
 namespace tierkit::sim {
 
 // Dominance: `other` dominates `x` when it reaches a fast-tier hit ratio at
-// least x's + hit_margin with no more promotions. Hindsight bounds (oracle,
-// best-static) are not online policies and never count.
+// least x's + hit_margin with no more promotions, and is better in one of
+// the two (Pareto: a policy that did exactly what x did, such as first
+// touch where x moved nothing, is a tie, not a better choice). Hindsight
+// bounds (oracle, best-static) are not online policies and never count.
 inline bool dominates(const SimResult& other, const SimResult& x, double hit_margin = 0) {
   if (is_oracle(other.policy) || other.policy == "best-static" || other.policy == x.policy ||
       other.workload != x.workload)
     return false;
+  const bool better = other.hit_ratio() > x.hit_ratio() || other.promoted_pages < x.promoted_pages;
   return other.hit_ratio() >= x.hit_ratio() + hit_margin &&
-         other.promoted_pages <= x.promoted_pages;
+         other.promoted_pages <= x.promoted_pages && better;
 }
 
 // The policies among `rs` that dominate policy `x` on `workload` (empty
