@@ -32,7 +32,11 @@ refs = ["lfu", "reactive", "kernel"]
 def run(trace, gap):
     cmd = ["nice", sim, "--trace=" + trace, "--fast=25%", "--gap_ns=%d" % gap, "--jobs=1",
            "--policy=" + ",".join(refs + policies), "--format=csv", "--quiet"] + extra
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit("rule.py: %s failed on %s: %s" % (sim, os.path.basename(trace),
+                                                   getattr(e, "stderr", None) or e))
     return trace, gap, {r["policy"]: r for r in csv.DictReader(io.StringIO(out))}
 
 
