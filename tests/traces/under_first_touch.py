@@ -51,7 +51,8 @@ for p in policies:
                 moves += int(r["promoted_pages"]) + int(r["demoted_pages"])
                 d = 100 * (float(r["fast_hit_ratio"]) - float(by["static"]["fast_hit_ratio"]))
                 if d < -0.05:
-                    name = os.path.basename(t)[:-len(".lackey.gz")].split("-")[0]
+                    full = os.path.basename(t)[:-len(".lackey.gz")]
+                    name = full.split("-")[0] + ("-long" if full.endswith("-long") else "")
                     under.append("%s@%d %.1f" % (name, g, d))
                     total += d
         print("%s %4d ms: %d cells under first touch, sum %.1f points | ping-pong %d of %d moves | %s"
