@@ -534,6 +534,8 @@ class Engine {
     std::vector<NodeId> nodes;
     std::vector<int> status, tail_before, tail_status;
     std::vector<Candidate> rest;  // pages of 2 MiB units that fell back
+    // Units held until Policy::refine_thresholds() sets the thresholds.
+    std::vector<Candidate> held_promote, held_demote;
   };
   struct Epoch {
     std::int64_t t0 = 0;
@@ -544,6 +546,7 @@ class Engine {
     Thresholds th;
     std::uint64_t budget = 0, node_total = 0, node_free = 0;
     bool visits = false, moves = true;
+    bool refine = false;  // thresholds set after collect() (Policy::refines_thresholds)
     std::uint32_t residency = 0;
     double want_demote = 0, room = 0;
     std::uint64_t deferred = 0;
@@ -555,6 +558,7 @@ class Engine {
     Epoch e = begin_epoch();
     collect(e);
     policy_->end_epoch(e.ctx, *hist_);
+    if (e.refine) refine(e);
     plan(e);
     limit(e);
     apply(e);
@@ -595,7 +599,19 @@ class Engine {
     e.visits = policy_->visits_pages();
     e.moves = policy_->moves_untagged_pages() && !config_.slow_nodes.empty();
     e.residency = policy_->min_residency_epochs();
+    e.refine = !e.visits && policy_->refines_thresholds();
     return e;
+  }
+
+  // Policy::refine_thresholds: the epoch's thresholds from the histogram
+  // collect() just built; the held units they pass become candidates.
+  void refine(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    e.th = policy_->refine_thresholds(e.ctx, *hist_, e.th);
+    for (const auto& c : s.held_promote)
+      if (c.heat >= e.th.promote_heat) s.promote.push_back(c);
+    for (const auto& c : s.held_demote)
+      if (c.heat <= e.th.demote_heat) s.demote.push_back(c);
   }
 
   // Finds the region of an address in the epoch's snapshot: the last one
@@ -626,6 +642,8 @@ class Engine {
     EpochScratch& s = scratch_;
     s.promote.clear();
     s.demote.clear();
+    s.held_promote.clear();
+    s.held_demote.clear();
     *hist_ = HeatHistogram();
     registry_.snapshot(s.regions);
     RegionCursor regions(s.regions);
@@ -738,6 +756,13 @@ class Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const bool fast = PageWord::fast(w);
     double ovr = r.threshold_override.load(std::memory_order_relaxed);
+    if (e.refine && ovr < 0) {  // judged by refine() once the thresholds are set
+      if (!fast && h > 0)
+        scratch_.held_promote.push_back({h, h, a, pages});
+      else if (fast && !(h == 0 && seen_cold(e, a)))
+        scratch_.held_demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, a, w)});
+      return;
+    }
     std::uint32_t promote_heat = ovr >= 0 ? heat_for_rate(ovr, e.decay) : e.th.promote_heat;
     if (!fast && h >= promote_heat && h > 0)
       scratch_.promote.push_back({h, h, a, pages});

@@ -139,7 +139,8 @@ struct PolicyTraits {
 //
 // Turns page heat into promotion and demotion decisions, once per epoch, on
 // the engine's epoch thread: begin_epoch() (thresholds from the last
-// histogram), visit() per unit for visiting policies, end_epoch(). No
+// histogram), visit() per unit for visiting policies, end_epoch(), then
+// refine_thresholds() where the policy refines_thresholds(). No
 // syscalls, so every policy runs the same on the Linux backend, the
 // simulated backend and in tierkit-sim. Cost: begin_epoch O(heat buckets);
 // visit O(1). Thread safety: the engine serialises every call except the
@@ -168,6 +169,18 @@ class Policy {
   }
   // Called after the sweep with this epoch's histogram.
   virtual void end_epoch(const EpochContext& /*ctx*/, const HeatHistogram& /*hist*/) {}
+  // Whether refine_thresholds() sets this epoch's thresholds after the sweep.
+  // The engine then gathers every untagged unit with heat as a candidate,
+  // and keeps those the refined thresholds pass. Costs O(units touched).
+  virtual bool refines_thresholds() const { return false; }
+  // The thresholds this epoch's moves use, from the histogram just built
+  // (`hist`) rather than ctx.last, a whole epoch old: at a phase change the
+  // old one still shows the previous hot set and holds the new one back.
+  // `begun` is what begin_epoch() returned.
+  virtual Thresholds refine_thresholds(const EpochContext& /*ctx*/, const HeatHistogram& /*hist*/,
+                                       Thresholds begun) {
+    return begun;
+  }
   // The factor heat is multiplied by at the end of this epoch (after
   // begin_epoch); default: ctx.decay, from the half-life in epochs.
   virtual double aging(const EpochContext& ctx) const { return ctx.decay; }

@@ -4,6 +4,7 @@
 #include <array>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/simulated.hpp"
 
@@ -243,6 +244,62 @@ void SustainedBeatsBursts(const std::string& policy, bool expect_sustained) {
 TEST(Engine, AutomaticPromotesSustainedUseNotOneEpochBursts) {
   SustainedBeatsBursts("automatic", true);
   SustainedBeatsBursts("automatic:burst=0", false);
+}
+
+// Policy::refine_thresholds: thresholds set after the sweep decide the
+// epoch's moves, in place of begin_epoch's; a policy that does not refine
+// keeps begin_epoch's.
+class NeverThenAll final : public Policy {
+ public:
+  explicit NeverThenAll(bool refine) : refine_(refine) {}
+  std::string name() const override { return "never-then-all"; }
+  Thresholds begin_epoch(const EpochContext&) override { return {}; }  // promote nothing
+  bool refines_thresholds() const override { return refine_; }
+  Thresholds refine_thresholds(const EpochContext&, const HeatHistogram& hist,
+                               Thresholds) override {
+    seen_slow_ = hist.slow_pages;
+    return {1, 0};
+  }
+  double current_threshold() const override { return 1; }
+  std::uint64_t seen_slow_ = 0;
+
+ private:
+  bool refine_;
+};
+
+TEST(Engine, RefinedThresholdsDecideTheEpochsMoves) {
+  for (bool refine : {false, true}) {
+    Rig rig(100, 200, Fast("static"));
+    auto policy = std::make_unique<NeverThenAll>(refine);
+    NeverThenAll* p = policy.get();
+    ASSERT_TRUE(rig.engine->set_policy(std::move(policy)).ok());
+    for (std::size_t i = 0; i < 10; ++i) rig.touch(i, 3);
+    rig.step();
+    EXPECT_EQ(rig.fast_count(0, 10), refine ? 10u : 0u) << "refine " << refine;
+    EXPECT_EQ(rig.fast_count(10, 200), 0u);
+    EXPECT_EQ(p->seen_slow_, refine ? 200u : 0u);  // refine saw this epoch's histogram
+  }
+}
+
+// At a phase change `automatic` promotes the new hot set at the first
+// boundary after it (current_histogram=1); with the last epoch's histogram
+// (current_histogram=0) its threshold still reflects the old hot set and
+// that boundary promotes nothing.
+TEST(Engine, AutomaticFollowsAPhaseChangeAtTheNextBoundary) {
+  for (int current : {0, 1}) {
+    Rig rig(100, 1000, Fast(absl::StrCat("automatic:current_histogram=", current)));
+    for (int e = 0; e < 12; ++e) {
+      for (std::size_t i = 0; i < 80; ++i) rig.touch(i, 40);
+      rig.step();
+    }
+    ASSERT_EQ(rig.fast_count(0, 80), 80u);
+    for (std::size_t i = 500; i < 580; ++i) rig.touch(i, 40);
+    rig.step();
+    if (current)
+      EXPECT_GT(rig.fast_count(500, 580), 0u);
+    else
+      EXPECT_EQ(rig.fast_count(500, 580), 0u);
+  }
 }
 
 // In the first epoch (no histogram, every page's heat a burst of unmeasured

@@ -102,6 +102,17 @@ struct AutomaticOptions {
   // only (EpochContext::heat_is_counts): a source's heat is not a count,
   // and sampled runs keep the old rule. 0 = off (such residents stay).
   double first_swap_ratio = 4.0;
+  // 1: the threshold comes from this epoch's histogram
+  // (Policy::refine_thresholds), not the last one's. With the last one,
+  // each phase change costs an epoch: on sqlite3-lookups-long at gap 800
+  // the boundary after the hot set moved had 2,289 slow pages at heat 8 or
+  // more, but a threshold of 115 from the epoch before, and promoted 5
+  // pages (38.7% overall; 41.6% with 1). 0 (the default) = the last
+  // epoch's: over the real traces 1 passes one more cell of the issue-12
+  // rule at 20 and 100 ms epochs but one fewer at 50 ms (GNU sort at gap
+  // 800 loses 3.6 points), so it is not yet the default
+  // (docs/performance.md, "Session 16").
+  std::uint32_t current_histogram = 0;
 };
 
 // Capacity-aware: each epoch it picks the lowest heat h such that the slow
@@ -160,39 +171,14 @@ class AutomaticPolicy final : public Policy {
         since_cooling_ = 0;
       }
     }
-    double cap = static_cast<double>(ctx.fast_budget_pages) * (1.0 - o_.headroom);
-    double room = std::max(0.0, cap - static_cast<double>(ctx.fast_used_pages));
-    // Suffix sums of slow pages (hot enough to promote) and prefix sums of
-    // fast pages (cold enough to give way), walked from the top heat down.
-    std::array<std::uint64_t, HeatHistogram::kBuckets + 1> fast_below{};
-    for (std::size_t i = 0; i < HeatHistogram::kBuckets; ++i)
-      fast_below[i + 1] = fast_below[i] + h.fast[i];
-    std::uint64_t slow_at_least = 0;
-    std::uint32_t chosen = PageWord::kMaxHeat + 1;
-    for (std::int64_t t = PageWord::kMaxHeat; t >= static_cast<std::int64_t>(floor_heat); --t) {
-      slow_at_least += h.slow[static_cast<std::size_t>(t)];
-      auto give_way = static_cast<std::size_t>(std::floor(static_cast<double>(t) / o_.hysteresis));
-      // fast pages with heat < t / hysteresis (strictly colder) may give way
-      double swappable =
-          static_cast<double>(fast_below[std::min(give_way, HeatHistogram::kBuckets)]);
-      if (slow_at_least == 0) continue;  // no page this hot: nothing to decide
-      if (static_cast<double>(slow_at_least) <= room + swappable) {
-        chosen = static_cast<std::uint32_t>(t);
-      } else {
-        // The hottest slow pages alone overflow the room: still promote them
-        // if any room or colder resident exists (the engine moves the
-        // hottest first and never past the room it has), rather than
-        // leaving a hot set that is larger than the fast tier all slow.
-        if (chosen > PageWord::kMaxHeat && room + swappable >= 1)
-          chosen = static_cast<std::uint32_t>(t);
-        break;
-      }
-    }
-    promote_heat_.store(chosen);
-    std::uint32_t demote = chosen > PageWord::kMaxHeat
-                               ? 0
-                               : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
-    return {chosen, std::min(demote, chosen)};
+    floor_heat_ = floor_heat;
+    return choose(h, ctx.fast_budget_pages, ctx.fast_used_pages);
+  }
+  bool refines_thresholds() const override { return o_.current_histogram != 0; }
+  Thresholds refine_thresholds(const EpochContext& ctx, const HeatHistogram& hist,
+                               Thresholds begun) override {
+    if (ctx.last == nullptr) return begun;  // the first epoch has its own rule
+    return choose(hist, ctx.fast_budget_pages, hist.fast_pages);
   }
   PolicyTraits traits() const override {
     PolicyTraits t;
@@ -255,6 +241,46 @@ class AutomaticPolicy final : public Policy {
   const char* threshold_unit() const override { return "heat"; }
 
  private:
+  // The promotion threshold: the lowest heat h such that the slow pages at
+  // least that hot fit in the room plus the fast pages colder than
+  // h / hysteresis (see the class comment); demotion at h / hysteresis.
+  Thresholds choose(const HeatHistogram& h, std::uint64_t budget_pages, std::uint64_t used_pages) {
+    const std::uint32_t floor_heat = floor_heat_;
+    double cap = static_cast<double>(budget_pages) * (1.0 - o_.headroom);
+    double room = std::max(0.0, cap - static_cast<double>(used_pages));
+    // Suffix sums of slow pages (hot enough to promote) and prefix sums of
+    // fast pages (cold enough to give way), walked from the top heat down.
+    std::array<std::uint64_t, HeatHistogram::kBuckets + 1> fast_below{};
+    for (std::size_t i = 0; i < HeatHistogram::kBuckets; ++i)
+      fast_below[i + 1] = fast_below[i] + h.fast[i];
+    std::uint64_t slow_at_least = 0;
+    std::uint32_t chosen = PageWord::kMaxHeat + 1;
+    for (std::int64_t t = PageWord::kMaxHeat; t >= static_cast<std::int64_t>(floor_heat); --t) {
+      slow_at_least += h.slow[static_cast<std::size_t>(t)];
+      auto give_way = static_cast<std::size_t>(std::floor(static_cast<double>(t) / o_.hysteresis));
+      // fast pages with heat < t / hysteresis (strictly colder) may give way
+      double swappable =
+          static_cast<double>(fast_below[std::min(give_way, HeatHistogram::kBuckets)]);
+      if (slow_at_least == 0) continue;  // no page this hot: nothing to decide
+      if (static_cast<double>(slow_at_least) <= room + swappable) {
+        chosen = static_cast<std::uint32_t>(t);
+      } else {
+        // The hottest slow pages alone overflow the room: still promote them
+        // if any room or colder resident exists (the engine moves the
+        // hottest first and never past the room it has), rather than
+        // leaving a hot set that is larger than the fast tier all slow.
+        if (chosen > PageWord::kMaxHeat && room + swappable >= 1)
+          chosen = static_cast<std::uint32_t>(t);
+        break;
+      }
+    }
+    std::uint32_t demote = chosen > PageWord::kMaxHeat
+                               ? 0
+                               : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
+    promote_heat_.store(chosen);
+    return {chosen, std::min(demote, chosen)};
+  }
+
   // Whether the first boundary may swap residents above burst_heat
   // (AutomaticOptions::first_swap_ratio).
   bool first_swaps(const EpochContext& ctx) const {
@@ -298,6 +324,7 @@ class AutomaticPolicy final : public Policy {
   double cool_interval_ = 1;  // epochs between coolings (moving average)
   std::uint64_t coolings_ = 0, epochs_ = 1;
   double decay_ = 0.5;
+  std::uint32_t floor_heat_ = 1;  // the lowest threshold, from begin_epoch
   double burst_credit_ = 0;
   double first_ratio_ = 0;  // first_swap_ratio while it applies (first_swaps)
   double payoff_ = 0;       // hits won minus lost by recent moves, halved each epoch
