@@ -4,7 +4,7 @@ its fast-tier hit ratio is at least the best of lfu, reactive and kernel less
 half a point, it promotes no more pages than lfu, and its ping-pong pages are
 at most 5% of its moves (promoted + demoted).
 
-  tests/traces/rule.py SIM [POLICY ...] [--check] [-- extra tierkit-sim flags]
+  tests/traces/rule.py SIM [POLICY ...] [--check] [--epochs=MS,...] [-- extra tierkit-sim flags]
 
 POLICY defaults to automatic; give several (e.g. automatic:burst=0) to
 compare. One line per (trace, gap), ending with the references that pass the
@@ -21,7 +21,12 @@ args = sys.argv[1:]
 extra = args[args.index("--") + 1:] if "--" in args else []
 args = args[:args.index("--")] if "--" in args else args
 check = "--check" in args
-args = [a for a in args if a != "--check"]
+epochs = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--epochs=")), None)
+args = [a for a in args if a != "--check" and not a.startswith("--epochs=")]
+if epochs is not None and (not all(e.replace(".", "", 1).isdigit() for e in epochs)
+                           or any(float(e) <= 0 for e in epochs)):
+    sys.exit("rule.py: --epochs wants positive epoch lengths in ms, comma-separated, e.g. "
+             "--epochs=20,50,100,200; got %r" % ",".join(epochs))
 if not args:
     sys.exit(__doc__)
 sim, policies = args[0], args[1:] or ["automatic"]
@@ -29,9 +34,9 @@ traces = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)
 refs = ["lfu", "reactive", "kernel"]
 
 
-def run(trace, gap):
+def run(trace, gap, flags):
     cmd = ["nice", sim, "--trace=" + trace, "--fast=25%", "--gap_ns=%d" % gap, "--jobs=1",
-           "--policy=" + ",".join(refs + policies), "--format=csv", "--quiet"] + extra
+           "--policy=" + ",".join(refs + policies), "--format=csv", "--quiet"] + flags
     try:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
@@ -47,41 +52,74 @@ def passes(r, best, lfu_promoted):
 
 
 cells = [(t, g) for t in traces for g in (0, 800, 5000)]
-tally = {p: [0, 0.0, 0, 0] for p in policies}  # passed, shortfall, promotions over, ping-pong
-feasible_fails = {p: [] for p in policies}  # failed cells that a reference passes
-refs_passed = 0
-with cf.ThreadPoolExecutor(2) as pool:
-    for trace, gap, by in pool.map(lambda c: run(*c), cells):
-        best = max(float(by[r]["fast_hit_ratio"]) for r in refs)
-        lfu_promoted = int(by["lfu"]["promoted_pages"])
-        name = os.path.basename(trace)[:-len(".lackey.gz")]
-        line = "%-16s gap %-5d best %5.1f%% lfu promoted %6d |" % (name, gap, 100 * best,
-                                                                  lfu_promoted)
-        ref_ok = [r for r in refs if passes(by[r], best, lfu_promoted)]
-        refs_passed += bool(ref_ok)
-        for p in policies:
-            r = by[p]
-            hit, promoted = float(r["fast_hit_ratio"]), int(r["promoted_pages"])
-            pingpong = int(r["pingpong_pages"])
-            ok = passes(r, best, lfu_promoted)
-            if not ok and ref_ok:
-                feasible_fails[p].append("%s@%d" % (name, gap))
-            t = tally[p]
-            t[0] += ok
-            t[1] += max(0.0, 100 * (best - 0.005 - hit))
-            t[2] += max(0, promoted - lfu_promoted)
-            t[3] += pingpong
-            line += " %s %5.1f%% %6d pp %5d |" % ("ok" if ok else "--", 100 * hit, promoted, pingpong)
-        print(line + " refs: " + (",".join(ref_ok) or "none"), flush=True)
-print("references: %d of %d cells are passed by at least one of %s" %
-      (refs_passed, len(cells), ", ".join(refs)))
-for p, (ok, short, over, pp) in tally.items():
-    print("%s: %d of %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
-          "ping-pong %d; fails where a reference passes: %s" %
-          (p, ok, len(cells), short, over, pp, " ".join(feasible_fails[p]) or "none"))
-behind = [p for p, t in tally.items() if t[0] < refs_passed]
+
+
+def evaluate(flags, verbose):
+    """The rule over every cell with tierkit-sim `flags`: (cells the references
+    pass together, per policy [passed, shortfall, promotions over, ping-pong],
+    per policy the cells it fails that a reference passes)."""
+    tally = {p: [0, 0.0, 0, 0] for p in policies}
+    feasible_fails = {p: [] for p in policies}
+    refs_passed = 0
+    with cf.ThreadPoolExecutor(2) as pool:
+        for trace, gap, by in pool.map(lambda c: run(*c, flags), cells):
+            best = max(float(by[r]["fast_hit_ratio"]) for r in refs)
+            lfu_promoted = int(by["lfu"]["promoted_pages"])
+            name = os.path.basename(trace)[:-len(".lackey.gz")]
+            line = "%-16s gap %-5d best %5.1f%% lfu promoted %6d |" % (name, gap, 100 * best,
+                                                                      lfu_promoted)
+            ref_ok = [r for r in refs if passes(by[r], best, lfu_promoted)]
+            refs_passed += bool(ref_ok)
+            for p in policies:
+                r = by[p]
+                hit, promoted = float(r["fast_hit_ratio"]), int(r["promoted_pages"])
+                pingpong = int(r["pingpong_pages"])
+                ok = passes(r, best, lfu_promoted)
+                if not ok and ref_ok:
+                    feasible_fails[p].append("%s@%d" % (name, gap))
+                t = tally[p]
+                t[0] += ok
+                t[1] += max(0.0, 100 * (best - 0.005 - hit))
+                t[2] += max(0, promoted - lfu_promoted)
+                t[3] += pingpong
+                line += " %s %5.1f%% %6d pp %5d |" % ("ok" if ok else "--", 100 * hit, promoted,
+                                                      pingpong)
+            if verbose:
+                print(line + " refs: " + (",".join(ref_ok) or "none"), flush=True)
+    return refs_passed, tally, feasible_fails
+
+
+def summary(refs_passed, tally, feasible_fails):
+    print("references: %d of %d cells are passed by at least one of %s" %
+          (refs_passed, len(cells), ", ".join(refs)))
+    for p, (ok, short, over, pp) in tally.items():
+        print("%s: %d of %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
+              "ping-pong %d; fails where a reference passes: %s" %
+              (p, ok, len(cells), short, over, pp, " ".join(feasible_fails[p]) or "none"),
+              flush=True)
+    return [p for p, t in tally.items() if t[0] < refs_passed]
+
+
+behind = set()
+if epochs is None:
+    behind.update(summary(*evaluate(extra, True)))
+else:
+    total = {p: [0, 0.0, 0, 0] for p in policies}
+    refs_total = 0
+    for ep in epochs:
+        print("== --epoch_ms=%s" % ep)
+        refs_passed, tally, fails = evaluate(extra + ["--epoch_ms=" + ep], False)
+        behind.update(summary(refs_passed, tally, fails))
+        refs_total += refs_passed
+        for p, t in tally.items():
+            total[p] = [a + b for a, b in zip(total[p], t)]
+    print("== total over --epoch_ms=%s (%d cells)" % (",".join(epochs), len(cells) * len(epochs)))
+    print("references: %d" % refs_total)
+    for p, (ok, short, over, pp) in total.items():
+        print("%s: %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
+              "ping-pong %d" % (p, ok, short, over, pp))
 if check:
     print("check: " + ("; ".join("%s passes fewer cells than the references together" % p
-                                 for p in behind) or "every policy passes at least as many cells "
-                       "as the references together"))
+                                 for p in sorted(behind)) or "every policy passes at least as "
+                       "many cells as the references together"))
     sys.exit(1 if behind else 0)
