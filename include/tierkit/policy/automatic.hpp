@@ -133,9 +133,7 @@ class AutomaticPolicy final : public Policy {
 
   Thresholds begin_epoch(const EpochContext& ctx) override {
     const bool by_volume = o_.cool_heat_per_page > 0;
-    std::uint32_t floor_heat =
-        by_volume ? std::max<std::uint32_t>(1, o_.min_heat)
-                  : std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
+    const std::uint32_t floor_heat = lowest_threshold(ctx);
     cool_ = false;
     decay_ = ctx.decay;
     epochs_ = ctx.epoch + 1;
@@ -171,14 +169,13 @@ class AutomaticPolicy final : public Policy {
         since_cooling_ = 0;
       }
     }
-    floor_heat_ = floor_heat;
-    return choose(h, ctx.fast_budget_pages, ctx.fast_used_pages);
+    return choose(h, ctx.fast_budget_pages, ctx.fast_used_pages, floor_heat);
   }
   bool refines_thresholds() const override { return o_.current_histogram != 0; }
   Thresholds refine_thresholds(const EpochContext& ctx, const HeatHistogram& hist,
                                Thresholds begun) override {
     if (ctx.last == nullptr) return begun;  // the first epoch has its own rule
-    return choose(hist, ctx.fast_budget_pages, hist.fast_pages);
+    return choose(hist, ctx.fast_budget_pages, hist.fast_pages, lowest_threshold(ctx));
   }
   PolicyTraits traits() const override {
     PolicyTraits t;
@@ -244,8 +241,8 @@ class AutomaticPolicy final : public Policy {
   // The promotion threshold: the lowest heat h such that the slow pages at
   // least that hot fit in the room plus the fast pages colder than
   // h / hysteresis (see the class comment); demotion at h / hysteresis.
-  Thresholds choose(const HeatHistogram& h, std::uint64_t budget_pages, std::uint64_t used_pages) {
-    const std::uint32_t floor_heat = floor_heat_;
+  Thresholds choose(const HeatHistogram& h, std::uint64_t budget_pages, std::uint64_t used_pages,
+                    std::uint32_t floor_heat) {
     double cap = static_cast<double>(budget_pages) * (1.0 - o_.headroom);
     double room = std::max(0.0, cap - static_cast<double>(used_pages));
     // Suffix sums of slow pages (hot enough to promote) and prefix sums of
@@ -279,6 +276,14 @@ class AutomaticPolicy final : public Policy {
                                : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
     promote_heat_.store(chosen);
     return {chosen, std::min(demote, chosen)};
+  }
+
+  // The lowest promotion threshold: min_heat under volume cooling, else the
+  // heat of a page accessed min_rate times per epoch.
+  std::uint32_t lowest_threshold(const EpochContext& ctx) const {
+    return o_.cool_heat_per_page > 0
+               ? std::max<std::uint32_t>(1, o_.min_heat)
+               : std::max<std::uint32_t>(1, heat_for_rate(o_.min_rate, ctx.decay));
   }
 
   // Whether the first boundary may swap residents above burst_heat
@@ -324,7 +329,6 @@ class AutomaticPolicy final : public Policy {
   double cool_interval_ = 1;  // epochs between coolings (moving average)
   std::uint64_t coolings_ = 0, epochs_ = 1;
   double decay_ = 0.5;
-  std::uint32_t floor_heat_ = 1;  // the lowest threshold, from begin_epoch
   double burst_credit_ = 0;
   double first_ratio_ = 0;  // first_swap_ratio while it applies (first_swaps)
   double payoff_ = 0;       // hits won minus lost by recent moves, halved each epoch
