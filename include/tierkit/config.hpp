@@ -344,12 +344,14 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
       const Field* f = nullptr;
       for (const Field& k : kFields)
         if (kv2.first == k.key) f = &k;
-      if (f == nullptr)
-        return absl::InvalidArgumentError(absl::StrCat(
-            "policy '", c.policy, "': unknown automatic knob '", kv2.first,
-            "' (known: hysteresis, swap_confidence, cool, headroom, min_heat, max_cool_epochs, "
-            "residency, burst, idle, idle_swap_confidence, spread_confidence, payoff, "
-            "first_swap)"));
+      if (f == nullptr) {
+        // Listed from kFields, so a new knob cannot be left out.
+        std::string known;
+        for (const Field& k : kFields) absl::StrAppend(&known, known.empty() ? "" : ", ", k.key);
+        return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
+                                                       "': unknown automatic knob '", kv2.first,
+                                                       "' (known: ", known, ")"));
+      }
       auto v =
           detail::parse_double(kv2.second, absl::StrCat("automatic:", kv2.first), f->lo, f->hi);
       if (!v.ok()) return v.status();

@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scoped_env.hpp"
@@ -18,6 +20,7 @@ namespace tierkit {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using tierkit_test::ScopedEnv;
 
@@ -148,6 +151,21 @@ TEST_F(ConfigTest, AutomaticKnobsParseAndBadOnesAreNamed) {
               HasSubstr("unknown automatic knob 'bogus'"));
   EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
               HasSubstr("burst, idle"));
+  // Every knob the message lists is one the parser knows (the list once
+  // missed current_histogram).
+  const std::string msg(EngineConfig::make_policy(c).status().message());
+  const std::size_t at = msg.find("(known: ");
+  ASSERT_NE(at, std::string::npos) << msg;
+  const std::size_t from = at + 8;
+  const std::vector<std::string> known =
+      absl::StrSplit(msg.substr(from, msg.rfind(')') - from), ", ");
+  EXPECT_THAT(known, ::testing::Contains("current_histogram"));
+  for (const std::string& k : known) {
+    c.policy = "automatic:" + k + "=1";
+    EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+                Not(HasSubstr("unknown automatic knob")))
+        << k;
+  }
   c.policy = "automatic:idle=-1";
   EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
               HasSubstr("automatic:idle"));
