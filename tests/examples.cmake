@@ -127,6 +127,14 @@ tierkit_output_test(sim.vm_trace_stream_bad_input tierkit-sim
 tierkit_output_test(sim.rule_vs_references tierkit-sim
   "references: [0-9]+ of 30 cells.*\nautomatic: [0-9]+ of 30 cells pass.*check: every policy passes at least as many cells as the references together\nexit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --check 2>&1")
+# tests/traces/knob_search.py: a variant judged apart on the traces the policy
+# was tuned on and on the held-out rest, against the default (+0 against itself).
+tierkit_output_test(sim.knob_search tierkit-sim
+  "automatic +\\| tuned-on cells +[0-9]+ \\(\\+0\\) shortfall +[0-9.]+ \\(\\+0\\.00\\) ping-pong +[0-9]+ \\(\\+0\\) \\| held-out cells +[0-9]+ \\(\\+0\\).*\nautomatic:payoff=8 +\\| tuned-on cells.*== ranked over 30 cells \\(10 traces x 3 gaps x epochs 100\\).*exit=0"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/knob_search.py \"$T\" --epochs=100 automatic:payoff=8 2>&1")
+tierkit_output_test(sim.knob_search_bad_input tierkit-sim
+  "knob_search.py: --epochs, --random and --seed want integers.*\nexit=1"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/knob_search.py \"$T\" --epochs=ten 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

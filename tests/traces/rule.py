@@ -13,36 +13,43 @@ promotion or ping-pong bound to reach it). Then per policy: cells passed, the
 summed hit-ratio shortfall in points, promotions above lfu's, ping-pong pages,
 and the cells it fails that some reference passes. With --check, exits 1
 when a POLICY passes fewer cells than the references pass together (the
-ctest sim.rule_vs_references)."""
+ctest sim.rule_vs_references).
+
+With --epochs=10,20,50,100,200, the rule runs once per epoch length
+(tierkit-sim --epoch_ms), prints each one's summary and then every policy's
+totals over all of them: one epoch length decides few boundaries per cell,
+so a change that wins there by timing alone shows up as noise across them.
+--check then fails if a POLICY is behind the references at any of them.
+
+knob_search.py imports this file for its cells, runs and verdicts."""
 import concurrent.futures as cf
 import csv, glob, io, os, subprocess, sys
 
-args = sys.argv[1:]
-extra = args[args.index("--") + 1:] if "--" in args else []
-args = args[:args.index("--")] if "--" in args else args
-check = "--check" in args
-epochs = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--epochs=")), None)
-args = [a for a in args if a != "--check" and not a.startswith("--epochs=")]
-if epochs is not None and (not all(e.replace(".", "", 1).isdigit() for e in epochs)
-                           or any(float(e) <= 0 for e in epochs)):
-    sys.exit("rule.py: --epochs wants positive epoch lengths in ms, comma-separated, e.g. "
-             "--epochs=20,50,100,200; got %r" % ",".join(epochs))
-if not args:
-    sys.exit(__doc__)
-sim, policies = args[0], args[1:] or ["automatic"]
-traces = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "*.lackey.gz")))
-refs = ["lfu", "reactive", "kernel"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRACES = sorted(glob.glob(os.path.join(HERE, "*.lackey.gz")))
+GAPS = (0, 800, 5000)
+REFS = ["lfu", "reactive", "kernel"]
 
 
-def run(trace, gap, flags):
+def trace_name(trace):
+    return os.path.basename(trace)[:-len(".lackey.gz")]
+
+
+def run(sim, trace, gap, policies, flags):
+    """One tierkit-sim run of `policies` on a trace: {policy: csv row}."""
     cmd = ["nice", sim, "--trace=" + trace, "--fast=25%", "--gap_ns=%d" % gap, "--jobs=1",
-           "--policy=" + ",".join(refs + policies), "--format=csv", "--quiet"] + flags
+           "--policy=" + ",".join(policies), "--format=csv", "--quiet"] + flags
     try:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         sys.exit("rule.py: %s failed on %s: %s" % (sim, os.path.basename(trace),
                                                    getattr(e, "stderr", None) or e))
-    return trace, gap, {r["policy"]: r for r in csv.DictReader(io.StringIO(out))}
+    return {r["policy"]: r for r in csv.DictReader(io.StringIO(out))}
+
+
+def bar(by):
+    """The cell's bar from the references' rows: (best hit ratio, lfu's promotions)."""
+    return max(float(by[r]["fast_hit_ratio"]) for r in REFS), int(by["lfu"]["promoted_pages"])
 
 
 def passes(r, best, lfu_promoted):
@@ -51,75 +58,93 @@ def passes(r, best, lfu_promoted):
     return hit >= best - 0.005 and promoted <= lfu_promoted and pingpong <= 0.05 * moves
 
 
-cells = [(t, g) for t in traces for g in (0, 800, 5000)]
+def judge(r, best, lfu_promoted):
+    """(passes, shortfall in points, promotions above lfu, ping-pong pages)."""
+    hit, promoted = float(r["fast_hit_ratio"]), int(r["promoted_pages"])
+    return (passes(r, best, lfu_promoted), max(0.0, 100 * (best - 0.005 - hit)),
+            max(0, promoted - lfu_promoted), int(r["pingpong_pages"]))
 
 
-def evaluate(flags, verbose):
+def evaluate(sim, policies, flags, verbose):
     """The rule over every cell with tierkit-sim `flags`: (cells the references
     pass together, per policy [passed, shortfall, promotions over, ping-pong],
     per policy the cells it fails that a reference passes)."""
+    cells = [(t, g) for t in TRACES for g in GAPS]
     tally = {p: [0, 0.0, 0, 0] for p in policies}
     feasible_fails = {p: [] for p in policies}
     refs_passed = 0
     with cf.ThreadPoolExecutor(2) as pool:
-        for trace, gap, by in pool.map(lambda c: run(*c, flags), cells):
-            best = max(float(by[r]["fast_hit_ratio"]) for r in refs)
-            lfu_promoted = int(by["lfu"]["promoted_pages"])
-            name = os.path.basename(trace)[:-len(".lackey.gz")]
+        runs = pool.map(lambda c: run(sim, c[0], c[1], REFS + policies, flags), cells)
+        for (trace, gap), by in zip(cells, runs):
+            best, lfu_promoted = bar(by)
+            name = trace_name(trace)
             line = "%-16s gap %-5d best %5.1f%% lfu promoted %6d |" % (name, gap, 100 * best,
                                                                       lfu_promoted)
-            ref_ok = [r for r in refs if passes(by[r], best, lfu_promoted)]
+            ref_ok = [r for r in REFS if passes(by[r], best, lfu_promoted)]
             refs_passed += bool(ref_ok)
             for p in policies:
-                r = by[p]
-                hit, promoted = float(r["fast_hit_ratio"]), int(r["promoted_pages"])
-                pingpong = int(r["pingpong_pages"])
-                ok = passes(r, best, lfu_promoted)
-                if not ok and ref_ok:
+                verdict = judge(by[p], best, lfu_promoted)
+                if not verdict[0] and ref_ok:
                     feasible_fails[p].append("%s@%d" % (name, gap))
-                t = tally[p]
-                t[0] += ok
-                t[1] += max(0.0, 100 * (best - 0.005 - hit))
-                t[2] += max(0, promoted - lfu_promoted)
-                t[3] += pingpong
-                line += " %s %5.1f%% %6d pp %5d |" % ("ok" if ok else "--", 100 * hit, promoted,
-                                                      pingpong)
+                tally[p] = [a + b for a, b in zip(tally[p], verdict)]
+                line += " %s %5.1f%% %6d pp %5d |" % ("ok" if verdict[0] else "--",
+                                                      100 * float(by[p]["fast_hit_ratio"]),
+                                                      int(by[p]["promoted_pages"]), verdict[3])
             if verbose:
                 print(line + " refs: " + (",".join(ref_ok) or "none"), flush=True)
     return refs_passed, tally, feasible_fails
 
 
 def summary(refs_passed, tally, feasible_fails):
+    n = len(TRACES) * len(GAPS)
     print("references: %d of %d cells are passed by at least one of %s" %
-          (refs_passed, len(cells), ", ".join(refs)))
+          (refs_passed, n, ", ".join(REFS)))
     for p, (ok, short, over, pp) in tally.items():
         print("%s: %d of %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
               "ping-pong %d; fails where a reference passes: %s" %
-              (p, ok, len(cells), short, over, pp, " ".join(feasible_fails[p]) or "none"),
-              flush=True)
+              (p, ok, n, short, over, pp, " ".join(feasible_fails[p]) or "none"), flush=True)
     return [p for p, t in tally.items() if t[0] < refs_passed]
 
 
-behind = set()
-if epochs is None:
-    behind.update(summary(*evaluate(extra, True)))
-else:
-    total = {p: [0, 0.0, 0, 0] for p in policies}
-    refs_total = 0
-    for ep in epochs:
-        print("== --epoch_ms=%s" % ep)
-        refs_passed, tally, fails = evaluate(extra + ["--epoch_ms=" + ep], False)
-        behind.update(summary(refs_passed, tally, fails))
-        refs_total += refs_passed
-        for p, t in tally.items():
-            total[p] = [a + b for a, b in zip(total[p], t)]
-    print("== total over --epoch_ms=%s (%d cells)" % (",".join(epochs), len(cells) * len(epochs)))
-    print("references: %d" % refs_total)
-    for p, (ok, short, over, pp) in total.items():
-        print("%s: %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
-              "ping-pong %d" % (p, ok, short, over, pp))
-if check:
-    print("check: " + ("; ".join("%s passes fewer cells than the references together" % p
-                                 for p in sorted(behind)) or "every policy passes at least as "
-                       "many cells as the references together"))
-    sys.exit(1 if behind else 0)
+def main(argv):
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    check = "--check" in args
+    epochs = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--epochs=")),
+                  None)
+    args = [a for a in args if a != "--check" and not a.startswith("--epochs=")]
+    if epochs is not None and (not all(e.replace(".", "", 1).isdigit() for e in epochs)
+                               or any(float(e) <= 0 for e in epochs)):
+        sys.exit("rule.py: --epochs wants positive epoch lengths in ms, comma-separated, e.g. "
+                 "--epochs=20,50,100,200; got %r" % ",".join(epochs))
+    if not args:
+        sys.exit(__doc__)
+    sim, policies = args[0], args[1:] or ["automatic"]
+    behind = set()
+    if epochs is None:
+        behind.update(summary(*evaluate(sim, policies, extra, True)))
+    else:
+        total = {p: [0, 0.0, 0, 0] for p in policies}
+        refs_total = 0
+        for ep in epochs:
+            print("== --epoch_ms=%s" % ep)
+            refs_passed, tally, fails = evaluate(sim, policies, extra + ["--epoch_ms=" + ep], False)
+            behind.update(summary(refs_passed, tally, fails))
+            refs_total += refs_passed
+            for p, t in tally.items():
+                total[p] = [a + b for a, b in zip(total[p], t)]
+        print("== total over --epoch_ms=%s (%d cells)" %
+              (",".join(epochs), len(TRACES) * len(GAPS) * len(epochs)))
+        print("references: %d" % refs_total)
+        for p, (ok, short, over, pp) in total.items():
+            print("%s: %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
+                  "ping-pong %d" % (p, ok, short, over, pp))
+    if check:
+        print("check: " + ("; ".join("%s passes fewer cells than the references together" % p
+                                     for p in sorted(behind)) or "every policy passes at least "
+                           "as many cells as the references together"))
+        sys.exit(1 if behind else 0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
