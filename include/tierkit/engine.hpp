@@ -851,6 +851,10 @@ class Engine {
 
   // Adds cold fast units (heat 0, untagged, not seen by collect) from the
   // tracker's fast-tier clock until the list holds `need` untagged ones.
+  // NOTE: warm candidates count toward `need`, so while collect() found
+  // enough of them the clock does not run, and a warm resident may give way
+  // while a heat-0 one goes unseen. Counting only heat-0 candidates was
+  // measured as a trade, not a gain (docs/performance.md, "Session 17").
   void add_cold_fast(const Epoch& e, std::size_t need) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<Candidate>& demote = scratch_.demote;
     std::size_t have = 0;
