@@ -56,13 +56,13 @@ mawk_groupby() {
   record mawk-groupby /usr/bin/mawk -f "$HERE/groupby.awk" groupby.txt > /dev/null
 }
 
-# GNU sort, one in-memory pass (a 64 MiB buffer holds the 6.3 MB input and
-# its line table): read, sort by the whole line, write.
 # The same dictionary with 10x the lookups (40,000 per phase).
 python3_dict_long() {
   record python3-dict-long /usr/bin/python3 -S "$HERE/dict_workload.py" 40000 > /dev/null
 }
 
+# GNU sort, one in-memory pass (a 64 MiB buffer holds the 6.3 MB input and
+# its line table): read, sort by the whole line, write.
 sort_lines() {
   python3 "$HERE/sort_input.py" > sort_input.txt
   LC_ALL=C record sort-lines /usr/bin/sort -S 64M --parallel=1 sort_input.txt > /dev/null
