@@ -67,7 +67,7 @@ def main(argv):
 
     bars = {c: rule.bar(by) for c, by in runs(rule.REFS).items()}
     # per variant, per half: [passed, shortfall, promotions over, ping-pong]
-    score = {}
+    score, width = {}, max(60, max(map(len, variants)))
     for i in range(0, len(variants), 6):  # six variants per tierkit-sim run
         batch = variants[i:i + 6]
         results = runs(batch)
@@ -79,8 +79,8 @@ def main(argv):
                                                                                   *bars[c]))]
             score[p] = halves
             base = score["automatic"]
-            print("%-60s | tuned-on %s | held-out %s" % (p, diff(halves[True], base[True]),
-                                                          diff(halves[False], base[False])),
+            print("%-*s | tuned-on %s | held-out %s" % (width, p, diff(halves[True], base[True]),
+                                                              diff(halves[False], base[False])),
                   flush=True)
     base = score["automatic"]
     both = lambda s: [a + b for a, b in zip(s[True], s[False])]
@@ -91,7 +91,7 @@ def main(argv):
           "the default's" % (len(cells), len(rule.TRACES), len(rule.GAPS),
                              ",".join(map(str, epochs))))
     for p in ranked[:15]:
-        print("%-60s | %s" % (p, diff(both(score[p]), both(base))))
+        print("%-*s | %s" % (width, p, diff(both(score[p]), both(base))))
 
 
 def diff(s, base):
