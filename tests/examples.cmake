@@ -135,6 +135,14 @@ tierkit_output_test(sim.knob_search tierkit-sim
 tierkit_output_test(sim.knob_search_bad_input tierkit-sim
   "knob_search.py: --epochs, --random and --seed want integers.*\nexit=1"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/knob_search.py \"$T\" --epochs=ten 2>&1")
+# tests/traces/recency.py: its free-move model must be tierkit-sim's lfu and
+# reactive (within a point) for its recency figures to mean anything.
+tierkit_output_test(sim.recency_model tierkit-sim
+  "\\| cont:1 \\| [0-9.]+% \\|.*model check: step:inf .*: ok\nmodel check: step:1 .*: ok\nexit=0"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/recency.py replay ${_tk_sqlite_trace} --gap_ns=5000 --sim=\"$T\" 2>&1")
+tierkit_output_test(sim.recency_bad_input tierkit-sim
+  "recency.py: --gap_ns wants an integer and --epoch_ms a number\nexit=1"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/recency.py first ${_tk_sqlite_trace} --gap_ns=soon 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;
