@@ -130,7 +130,7 @@ tierkit_output_test(sim.rule_vs_references tierkit-sim
 # tests/traces/knob_search.py: a variant judged apart on the traces the policy
 # was tuned on and on the held-out rest, against the default (+0 against itself).
 tierkit_output_test(sim.knob_search tierkit-sim
-  "automatic +\\| tuned-on cells +[0-9]+ \\(\\+0\\) shortfall +[0-9.]+ \\(\\+0\\.00\\) ping-pong +[0-9]+ \\(\\+0\\) \\| held-out cells +[0-9]+ \\(\\+0\\).*\nautomatic:payoff=8 +\\| tuned-on cells.*== ranked over 30 cells \\(10 traces x 3 gaps x epochs 100\\).*exit=0"
+  "automatic +\\| tuned-on cells +[0-9]+ \\(\\+0\\) shortfall +[0-9.]+ \\(\\+0\\.00\\) ping-pong +[0-9]+ \\(\\+0\\) \\| held-out cells +[0-9]+ \\(\\+0\\).*\nautomatic:payoff=8 +\\| tuned-on cells.*== ranked over 30 cells \\(10 traces x 3 gaps x epochs 100, fast 25%\\).*exit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/knob_search.py \"$T\" --epochs=100 automatic:payoff=8 2>&1")
 tierkit_output_test(sim.knob_search_bad_input tierkit-sim
   "knob_search.py: --epochs, --random and --seed want integers.*\nexit=1"

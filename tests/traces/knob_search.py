@@ -7,14 +7,17 @@ sqlite3-lookups, gcc-O2, xz-3, mawk-groupby) and the held-out rest. A
 change worth making gains on both halves; one that gains only on the first
 is fitted to it.
 
-  tests/traces/knob_search.py SIM [--epochs=20,50,100,200] [--random=N [--seed=S]] [VARIANT ...]
+  tests/traces/knob_search.py SIM [--epochs=20,50,100,200] [--fast=25%] [--random=N [--seed=S]]
+                              [VARIANT ...]
 
 VARIANTs are automatic specs (automatic:cool=16/payoff=8); --random=N adds N
 random variants, each setting 1-5 knobs to values from a grid around the
 defaults (AutomaticOptions). Per variant and half it prints cells passed,
 summed shortfall and ping-pong as differences from the default, then the
 variants ranked by cells and shortfall over both halves among those whose
-ping-pong is within 5% of the default's. The references run once per cell."""
+ping-pong is within 5% of the default's. The references run once per cell.
+--fast=10%,25%,50% judges at several fast-tier sizes too (tierkit-sim's
+--fast), each size its own cells."""
 import concurrent.futures as cf
 import random, sys
 
@@ -51,6 +54,7 @@ def main(argv):
     try:
         epochs = [int(e) for e in opts.get("epochs", "20,50,100,200").split(",")]
         n_random, seed = int(opts.get("random", 0)), int(opts.get("seed", 1))
+        fasts = opts.get("fast", "25%").split(",")
     except ValueError as e:
         sys.exit("knob_search.py: --epochs, --random and --seed want integers: %s" % e)
     if any(e <= 0 for e in epochs) or n_random < 0:
@@ -58,12 +62,13 @@ def main(argv):
     sim, rng = args[0], random.Random(seed)
     variants = ["automatic"] + args[1:] + [random_variant(rng) for _ in range(n_random)]
     variants = list(dict.fromkeys(variants))  # once each, in order
-    cells = [(t, g, e) for t in rule.TRACES for g in rule.GAPS for e in epochs]
+    cells = [(t, g, e, f) for t in rule.TRACES for g in rule.GAPS for e in epochs for f in fasts]
     pool = cf.ThreadPoolExecutor(2)
 
     def runs(policies):
         return dict(zip(cells, pool.map(
-            lambda c: rule.run(sim, c[0], c[1], policies, ["--epoch_ms=%d" % c[2]]), cells)))
+            lambda c: rule.run(sim, c[0], c[1], policies, ["--epoch_ms=%d" % c[2], "--fast=" + c[3]]),
+            cells)))
 
     bars = {c: rule.bar(by) for c, by in runs(rule.REFS).items()}
     # per variant, per half: [passed, shortfall, promotions over, ping-pong]
@@ -87,9 +92,9 @@ def main(argv):
     limit = 1.05 * both(base)[3]
     ranked = sorted((p for p in score if both(score[p])[3] <= limit),
                     key=lambda p: (-both(score[p])[0], both(score[p])[1]))
-    print("== ranked over %d cells (%d traces x %d gaps x epochs %s), ping-pong within 5%% of "
-          "the default's" % (len(cells), len(rule.TRACES), len(rule.GAPS),
-                             ",".join(map(str, epochs))))
+    print("== ranked over %d cells (%d traces x %d gaps x epochs %s, fast %s), ping-pong within "
+          "5%% of the default's" % (len(cells), len(rule.TRACES), len(rule.GAPS),
+                                    ",".join(map(str, epochs)), ",".join(fasts)))
     for p in ranked[:15]:
         print("%-*s | %s" % (width, p, diff(both(score[p]), both(base))))
 
