@@ -45,6 +45,11 @@ struct AutomaticOptions {
   // history follows real programs' phases (sqlite3 at --gap_ns=5000:
   // 37.9% vs 32.7%) and still holds stationary ones (zipf 81.4% vs 78.8%).
   // 0 = age by half_life_epochs instead.
+  // NOTE: per page of the fast budget, so a smaller fast tier keeps less
+  // history. With a tier of 10% of the footprint and 50 ms epochs, redis
+  // at --gap_ns=5000 cooled in most epochs and lfu dominated (20.9% against
+  // 15.7%); 20 there, the 25% window in absolute terms, gave 20.3%
+  // (docs/performance.md, "Session 18: other fast-tier sizes").
   double cool_heat_per_page = 8;
   // Never promote a page seen fewer than this many times since the last
   // cooling (TPP: promote only pages seen hot twice). Volume cooling only.
