@@ -369,6 +369,33 @@ TEST(AutomaticPolicy, FirstBoundaryOffersBurstResidentsOnlyWhenHeatCounts) {
   EXPECT_EQ(demote_heat(false), AutomaticOptions{}.burst_heat);
 }
 
+// Volume cooling waits for cool_heat_per_page units per budget page and
+// at least min_heat per tracked page: with a fast tier of a tenth of what
+// is tracked, the budget's window alone would halve heat before the
+// average page could be seen twice.
+TEST(AutomaticPolicy, VolumeCoolingWaitsForMinHeatPerTrackedPage) {
+  auto cools = [](AutomaticOptions o, std::uint32_t heat) {
+    HeatHistogram h;
+    h.slow[heat] = 300;
+    h.finalize(100, 900);  // 1,000 tracked pages, 100 of them fast
+    EpochContext ctx;
+    ctx.epoch = 1;
+    ctx.fast_budget_pages = ctx.fast_used_pages = 100;
+    ctx.last = &h;
+    AutomaticPolicy p(o);
+    p.begin_epoch(ctx);
+    return p.aging(ctx) < 1.0;
+  };
+  AutomaticOptions o;         // window max(8 x 100, 2 x 1,000) = 2,000 units
+  EXPECT_FALSE(cools(o, 4));  // 1,200 units: past the budget's window only
+  EXPECT_TRUE(cools(o, 7));   // 2,100 units
+  o.min_heat = 1;             // window max(800, 1,000)
+  EXPECT_TRUE(cools(o, 4));
+  o.min_heat = 2;
+  o.cool_heat_per_page = 24;  // window max(2,400, 2,000)
+  EXPECT_FALSE(cools(o, 7));
+}
+
 // The engine tells the policy what became of last epoch's bursts: a sample
 // of the units whose heat was all new, and how many were touched again.
 TEST(Engine, ObserveBurstsCountsTheBurstsTouchedAgain) {
