@@ -28,17 +28,10 @@ pages = lackey_pages.pages(args[0])
 order = lackey_pages.first_touch(pages)
 cap = len(order) // 4
 
-fast, t, end = set(), 0.0, len(pages)
-for i, p in enumerate(pages):
-    if p not in fast and len(fast) < cap and order[p] == len(fast):
-        fast.add(p)  # first touch while room is left
-    t += (80 if p in fast else 250) + gap
-    if t >= epoch_ns:
-        end = i + 1
-        break
-if t < epoch_ns:
+end, times, fast = lackey_pages.first_epoch(pages, order, cap, gap, epoch_ns)
+if end is None:
     sys.exit("%s: the run ends at %.1f ms, before the first epoch boundary" %
-             (os.path.basename(args[0]), t / 1e6))
+             (os.path.basename(args[0]), times[-1] / 1e6))
 count, future = collections.Counter(pages[:end]), collections.Counter(pages[end:])
 top = set(sorted(count, key=lambda p: (-count[p], order[p]))[:cap])
 newcomers = sorted((p for p in top if p not in fast), key=lambda p: -count[p])

@@ -37,19 +37,6 @@ import lackey_pages
 USAGE = __doc__.split("\n\n")[1]
 
 
-def first_epoch(pages, order, cap, gap, epoch_ns):
-    """Replays the first epoch: (end index, per-access times, the fast set)."""
-    fast, t, times = set(), 0.0, []
-    for i, p in enumerate(pages):
-        if p not in fast and len(fast) < cap and order[p] == len(fast):
-            fast.add(p)
-        t += (80 if p in fast else 250) + gap
-        times.append(t)
-        if t >= epoch_ns:
-            return i + 1, times, fast
-    return None, times, fast
-
-
 def score(kind, pages, times, end, epoch_ns):
     s = collections.defaultdict(float)
     if kind == "recent-first":
@@ -70,7 +57,7 @@ def score(kind, pages, times, end, epoch_ns):
 
 
 def first(pages, order, cap, gap, epoch_ns, name):
-    end, times, fast = first_epoch(pages, order, cap, gap, epoch_ns)
+    end, times, fast = lackey_pages.first_epoch(pages, order, cap, gap, epoch_ns)
     if end is None:
         sys.exit("%s: the run ends at %.1f ms, before the first epoch boundary" %
                  (name, times[-1] / 1e6))
