@@ -150,6 +150,10 @@ tierkit_output_test(sim.recency_bad_input tierkit-sim
   "recency.py: --gap_ns wants an integer and --epoch_ms a number\nexit=1"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/recency.py first ${_tk_sqlite_trace} --gap_ns=soon 2>&1")
 
+tierkit_output_test(sim.idle_bad_input tierkit-sim
+  "--idle: 'lots' is not a byte size.*\nexit=2"
+  "\"$T\" --workload=zipf --accesses=1k --idle=lots 2>&1")
+
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;
 # on a two-tier machine it uses the Linux backend. Either way it exits 0.

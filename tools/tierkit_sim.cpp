@@ -91,6 +91,10 @@ ABSL_FLAG(std::string, burst, "auto",
           "tierkit's rate-limiter burst, bytes; auto = one epoch's worth at the rate limit (at "
           "least the engine's 16 MiB default), since the engine draws once per epoch.");
 ABSL_FLAG(std::string, half_life_epochs, "4", "Engine heat half-life, epochs.");
+ABSL_FLAG(std::string, idle, "0",
+          "Memory the engine tracks but the workload never touches (a cold table: slow tier, "
+          "registered after the footprint): bytes (1G) or a percentage of the footprint (400%). "
+          "Engine policies only.");
 ABSL_FLAG(std::string, all_slow, "false",
           "Initial placement: every page on the slow tier (default: first touch fills the fast "
           "tier in first-touch order).");
@@ -233,6 +237,15 @@ std::uint64_t fast_pages(const std::string& spec, std::uint64_t pages) {
   }
   if (fp == 0) usage_error(absl::StrCat("--fast=", spec, ": the fast tier holds no page"));
   return fp;
+}
+
+// Idle tracked pages from "400%" or a byte size, for a footprint of `pages`.
+std::uint64_t idle_pages(const std::string& spec, std::uint64_t pages) {
+  absl::string_view s = absl::StripAsciiWhitespace(spec);
+  if (!absl::ConsumeSuffix(&s, "%"))
+    return check(tierkit::detail::parse_bytes(s, "--idle")) / tierkit::kPageSize;
+  double pct = check(tierkit::detail::parse_double(s, "--idle (percent)", 0, 1e6));
+  return static_cast<std::uint64_t>(pct / 100 * static_cast<double>(pages) + 0.5);
 }
 
 // Splits a policy list on commas, keeping "kernel:rate=1,target=2" whole.
@@ -516,6 +529,7 @@ int main(int argc, char** argv) {
     if (absl::Status s = w.validate(); !s.ok()) usage_error(std::string(s.message()));
   }
   o.fast_pages = fast_pages(absl::GetFlag(FLAGS_fast), w.pages);
+  o.idle_pages = idle_pages(absl::GetFlag(FLAGS_idle), w.pages);
   if (absl::Status s = o.validate(); !s.ok()) usage_error(std::string(s.message()));
 
   // Runs, `jobs` at a time; results keep table order.

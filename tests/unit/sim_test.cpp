@@ -339,6 +339,29 @@ TEST(Simulator, AutomaticMigratesLittleOnUniform) {
   EXPECT_GT(k.promoted_pages + k.demoted_pages, 4 * (a.promoted_pages + a.demoted_pages));
 }
 
+// Idle pages are registered with the engine, on the slow tier, and never
+// accessed: a policy that judges accesses alone is unmoved by them, while
+// the kernel model's scanner, which walks the address space as
+// task_numa_work() does, takes longer to come round to the hot pages.
+TEST(Simulator, IdlePagesAreTrackedButNeverTouched) {
+  WorkloadOptions w = Small(4096, 1000000);
+  SimOptions o = SmallSim(1024);
+  SimOptions idle = o;
+  idle.idle_pages = 8 * 4096;
+  for (const char* p : {"static", "threshold:4"}) {
+    SimResult a = run("zipf", p, w, o), b = run("zipf", p, w, idle);
+    EXPECT_EQ(a.fast_hits, b.fast_hits) << p;
+    EXPECT_EQ(a.promoted_pages, b.promoted_pages) << p;
+    EXPECT_EQ(b.pages, 4096u) << p;  // the footprint, not what is tracked
+  }
+  SimResult k = run("zipf", "kernel", w, o), ki = run("zipf", "kernel", w, idle);
+  EXPECT_EQ(ki.accesses, k.accesses);
+  EXPECT_LT(ki.promoted_pages, k.promoted_pages);
+  idle.idle_pages = (std::uint64_t{1} << 28) + 1;
+  UniformWorkload u(Small());
+  EXPECT_FALSE(simulate(u, "automatic", idle).ok());
+}
+
 TEST(Simulator, RejectsBadPolicyAndOptions) {
   UniformWorkload w(Small());
   EXPECT_FALSE(simulate(w, "bogus", SmallSim(10)).ok());

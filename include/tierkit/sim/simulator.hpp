@@ -75,6 +75,12 @@ struct SimOptions {
   double move_call_ns = 5000;        // application stall per migration call
   double move_page_ns = 1000;        // application stall per page moved by others
   std::int64_t sample_ms = 1000;     // time-series interval (virtual)
+  // Pages the engine tracks that the workload never touches (a cold table
+  // loaded once): on the slow tier, registered after the footprint as one
+  // region. A policy that judges accesses alone is unmoved by them;
+  // `automatic`'s cooling floor is not (docs/performance.md, "Session 19").
+  // Engine policies only: the references and the oracle see accesses.
+  std::uint64_t idle_pages = 0;
   // Who feeds the engine's page words (sim/hotness_model.hpp): "app" (every
   // access goes through Engine::record_access), "fault:N", "softdirty",
   // "uffd", or "sampled[:N]" (the first of source::kSampledOrder in
@@ -105,6 +111,9 @@ struct SimOptions {
   }
   absl::Status validate() const {
     if (fast_pages == 0) return absl::InvalidArgumentError("fast tier: must hold at least 1 page");
+    if (idle_pages > (std::uint64_t{1} << 28))  // ~53 bytes each here: 1 TiB takes ~14 GB
+      return absl::InvalidArgumentError(
+          "idle pages: at most 2^28 (1 TiB); the simulator keeps ~53 bytes per page");
     if (fast_ns <= 0 || slow_ns <= 0 || gap_ns < 0)
       return absl::InvalidArgumentError("latencies must be > 0 ns and the gap >= 0 ns");
     if (!(migrate_page_ns >= 0) || !(copy_gbps > 0))
@@ -401,14 +410,15 @@ inline absl::Status run_reference(Workload& wl, const std::string& policy, const
 }
 
 inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) {
-  const std::uint64_t n = wl.pages(), cap = o.fast_pages;
+  const std::uint64_t n = wl.pages(), cap = o.fast_pages, tracked = n + o.idle_pages;
   // The fast tier is the engine's budget (`cap` pages, what every policy
   // gets); the node holds the engine's node reserve (1 - high watermark) on
   // top, as a real DRAM node holds more than the budget given to tiering.
   const auto node_pages = static_cast<std::uint64_t>(
       std::ceil(static_cast<double>(cap) / std::max(0.5, o.engine.high_watermark)));
-  SimulatedBackend sim({{kFastNode, node_pages * kPageSize}, {kSlowNode, (n + 1) * kPageSize}});
-  std::vector<std::uint8_t> node(n, kSlowNode);
+  SimulatedBackend sim(
+      {{kFastNode, node_pages * kPageSize}, {kSlowNode, (tracked + 1) * kPageSize}});
+  std::vector<std::uint8_t> node(tracked, kSlowNode);
   MirrorBackend be(&sim, &node, kSimBase);
   ManualClock clock(0);
 
@@ -427,6 +437,8 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
                       : kSlowNode;
     node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, want));
   }
+  for (std::uint64_t p = n; p < tracked; ++p)
+    node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, kSlowNode));
   // One region over the footprint, or one per region_pages (as ArenaRegions
   // registers each arena of a TierMemoryResource): a source samples per range.
   std::vector<RegionHandle> handles;
@@ -438,6 +450,13 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
     if (!handle.ok()) return handle.status();
     handles.push_back(*std::move(handle));
   }
+  if (o.idle_pages > 0) {
+    auto handle =
+        engine.register_region(reinterpret_cast<void*>(kSimBase + n * kPageSize),
+                               o.idle_pages * kPageSize, RegionOptions().with_name("idle"));
+    if (!handle.ok()) return handle.status();
+    handles.push_back(*std::move(handle));
+  }
 
   // The hotness source: the application itself (record_access), or a model
   // of a real source that the engine collects from at every epoch.
@@ -445,7 +464,7 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   if (!spec.ok()) return spec.status();
   r.hotness = spec->label();
   SourceModel* source = nullptr;
-  if (auto m = make_source_model(*spec, kSimBase, n, o.hotness_costs, o.fault_group_pages)) {
+  if (auto m = make_source_model(*spec, kSimBase, tracked, o.hotness_costs, o.fault_group_pages)) {
     source = m.get();
     if (absl::Status st =
             engine.add_hotness_source(std::move(m), o.hotness_budget, o.hotness_estimator);
