@@ -5,7 +5,7 @@
 //
 // Layout: an address-indexed two-level table (1 GiB directory slots, then
 // 2 MiB chunks of 512 page words). Each tracked 4 KiB page costs one 16-bit
-// word, and each 2 MiB chunk a 56-byte header: 2.11 bytes per tracked page
+// word, and each 2 MiB chunk a 64-byte header: 2.13 bytes per tracked page
 // (metadata_bytes()). Chunk blocks are created when a range is first tracked
 // and reused after it is untracked, so metadata is bounded by the peak tracked
 // address span, and a reader racing with untrack() never touches freed
@@ -88,8 +88,8 @@ struct PageWord {
 //
 // Cost: record_access O(1), no lock, no allocation; collect_warm()
 // O(leaves + touched chunks + pages in warm groups); scan_fast_cold() at most
-// its budget; track()/untrack() O(pages). Metadata: 2.08 bytes per tracked
-// 4 KiB page (2.11 with its chunk header).
+// its budget; track()/untrack() O(pages). Metadata: 2 bytes per tracked
+// 4 KiB page (2.13 with its chunk header).
 //
 // Thread safety: record_access(), word(), set_sampling() from any thread.
 // track(), untrack(), set_fast(), collect_warm(), scan_fast_cold() and
@@ -200,6 +200,19 @@ class HotnessTracker {
     return tracked_pages_ - fast_pages_;
   }
 
+  // seen_pages()
+  //
+  // Tracked pages in groups (8 pages, or a 2 MiB unit) accessed at least
+  // once since they were tracked: the memory the application has shown it
+  // uses, however much more it registered. Counted when collect_warm()
+  // first finds a group marked, so a group touched since the last collect
+  // is not in it yet. O(1).
+  // NOTE: a group counts every tracked page it holds, touched or not.
+  std::uint64_t seen_pages() const {
+    detail::MutexLock l(&mu_);
+    return seen_pages_;
+  }
+
   // --- Writer side: called by the region registry and the engine, which
   // serialise calls on overlapping ranges. Readers may run concurrently.
 
@@ -220,6 +233,7 @@ class HotnessTracker {
       for (std::size_t i = lo; i < hi; ++i) {
         c.page[i].store(w, std::memory_order_release);
         count_unit(c, fast, +1);
+        count_seen(c, i, +1);
       }
     });
   }
@@ -269,10 +283,13 @@ class HotnessTracker {
     const std::uint16_t w = c->page[0].load(std::memory_order_acquire);
     if (!PageWord::tracked(w)) return false;
     count_unit(*c, PageWord::fast(w), -1);
+    count_seen(*c, 0, -1);
+    c->seen = (c->seen & 1) != 0 ? ~std::uint64_t{0} : 0;  // the unit's 512 pages, 64 groups
     c->huge.store(false, std::memory_order_release);
     for (std::size_t i = 0; i < kPagesPerChunk; ++i) {
       if (i > 0) c->page[i].store(w, std::memory_order_release);
       count_unit(*c, PageWord::fast(w), +1);
+      count_seen(*c, i, +1);
     }
     if (PageWord::heat(w) != 0) {  // every group now holds the unit's heat
       c->warm = ~std::uint64_t{0};
@@ -335,6 +352,7 @@ class HotnessTracker {
     for (std::size_t k = 0; k < warm_.size();) {
       Chunk& c = *warm_[k];
       std::uint64_t groups = c.warm | c.touched.exchange(0, std::memory_order_acq_rel);
+      see_groups(c, groups);
       c.visited = groups;
       c.visited_generation = generation_;
       c.warm = age_groups(c, groups, visit, decay);
@@ -433,6 +451,7 @@ class HotnessTracker {
     std::atomic<std::uint64_t> touched{0};  // groups accessed since collect_warm took them
     std::uintptr_t base = 0;
     std::uint64_t warm = 0;                // groups that hold heat (writer side)
+    std::uint64_t seen = 0;                // groups accessed since tracked (seen_pages)
     std::uint64_t visited = 0;             // groups the last collect_warm visited
     std::uint64_t visited_generation = 0;  // ... in this generation
     std::atomic<bool> huge{false};
@@ -508,10 +527,45 @@ class HotnessTracker {
   // Clears the words of pages [lo, hi) of `c` (and of its one unit if it is
   // huge), uncounting the tracked ones. Under mu_.
   void forget_units(Chunk& c, std::size_t lo, std::size_t hi) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (c.huge.load(std::memory_order_relaxed)) lo = 0;
+    const bool huge = c.huge.load(std::memory_order_relaxed);
+    if (huge) lo = 0;
     for (std::size_t i = lo; i < hi; ++i) {
       std::uint16_t old = c.page[i].exchange(0, std::memory_order_acq_rel);
-      if (PageWord::tracked(old)) count_unit(c, PageWord::fast(old), -1);
+      if (!PageWord::tracked(old)) continue;
+      count_unit(c, PageWord::fast(old), -1);
+      count_seen(c, i, -1);
+    }
+    // A group with no tracked unit left is unseen: what is tracked there
+    // next has to be accessed again to count.
+    for (std::size_t g = lo / kGroupPages; g * kGroupPages < hi; ++g) {
+      const std::size_t first = g * kGroupPages, last = huge ? 1 : first + kGroupPages;
+      bool any = false;
+      for (std::size_t i = first; i < last && !any; ++i)
+        any = PageWord::tracked(c.page[i].load(std::memory_order_relaxed));
+      if (!any) c.seen &= ~(std::uint64_t{1} << g);
+    }
+  }
+
+  // seen_pages_ for one unit of `c` (index i) entering (+1) or leaving (-1)
+  // tracking, if its group was seen. Under mu_.
+  void count_seen(const Chunk& c, std::size_t i, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (((c.seen >> (i / kGroupPages)) & 1) == 0) return;
+    std::uint64_t pages = c.huge.load(std::memory_order_relaxed) ? kPagesPerChunk : 1;
+    seen_pages_ += delta > 0 ? pages : -pages;
+  }
+
+  // Marks `groups` of `c` seen, counting the tracked units of those that
+  // were not. Under mu_.
+  void see_groups(Chunk& c, std::uint64_t groups) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (c.huge.load(std::memory_order_relaxed)) groups &= 1;
+    groups &= ~c.seen;
+    c.seen |= groups;
+    for (; groups; groups &= groups - 1) {
+      const auto g = static_cast<std::size_t>(std::countr_zero(groups));
+      const std::size_t first = g * kGroupPages,
+                        last = c.huge.load(std::memory_order_relaxed) ? 1 : first + kGroupPages;
+      for (std::size_t i = first; i < last; ++i)
+        if (PageWord::tracked(c.page[i].load(std::memory_order_relaxed))) count_seen(c, i, +1);
     }
   }
 
@@ -637,6 +691,7 @@ class HotnessTracker {
   std::uint64_t chunk_count_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t tracked_pages_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t fast_pages_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t seen_pages_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tierkit

@@ -469,6 +469,36 @@ TEST(HotnessTracker, TierPageCountsFollowTrackMovesAndUntrack) {
   EXPECT_EQ(t.slow_pages(), 512u);
 }
 
+// seen_pages(): tracked pages in the groups (8 pages, or a 2 MiB unit)
+// accessed since they were tracked, counted at collect_warm().
+TEST(HotnessTracker, SeenPagesCountGroupsAccessedSinceTracked) {
+  HotnessTracker t;
+  auto collect = [&] { t.collect_warm([](auto, auto, auto) {}, Aged); };
+  t.track(kBase, kBase + 64 * kPageSize, false, false);
+  t.track(kBase + kHugePageSize, kBase + 2 * kHugePageSize, true, false);
+  EXPECT_EQ(t.seen_pages(), 0u);
+  t.record_access(P(kBase + 9 * kPageSize));  // group 1: pages 8-15
+  EXPECT_EQ(t.seen_pages(), 0u);              // counted at the collect
+  collect();
+  EXPECT_EQ(t.seen_pages(), 8u);
+  for (int i = 0; i < 40; ++i) collect();  // cooled to nothing: still seen
+  EXPECT_EQ(t.seen_pages(), 8u);
+  t.record_access(P(kBase + kHugePageSize + 7 * kPageSize));  // the huge unit
+  collect();
+  EXPECT_EQ(t.seen_pages(), 8u + 512u);
+  ASSERT_TRUE(t.split(kBase + kHugePageSize));  // 512 pages, 64 seen groups
+  EXPECT_EQ(t.seen_pages(), 8u + 512u);
+  t.untrack(kBase + kHugePageSize, kBase + kHugePageSize + 12 * kPageSize);
+  EXPECT_EQ(t.seen_pages(), 8u + 500u);  // group 1 keeps its 4 tracked pages
+  t.track(kBase + kHugePageSize, kBase + kHugePageSize + 8 * kPageSize, false, false);
+  EXPECT_EQ(t.seen_pages(), 8u + 500u);  // group 0 emptied: unseen until accessed
+  t.track(kBase + kHugePageSize + 8 * kPageSize, kBase + kHugePageSize + 12 * kPageSize, false,
+          false);
+  EXPECT_EQ(t.seen_pages(), 8u + 504u);  // back into seen group 1
+  t.untrack(kBase, kBase + 64 * kPageSize);
+  EXPECT_EQ(t.seen_pages(), 504u);
+}
+
 TEST(HotnessTracker, MetadataStaysUnderTwoAndAQuarterBytesPerPage) {
   HotnessTracker t;
   const std::uint64_t pages = std::uint64_t{1} << 18;  // 1 GiB
