@@ -590,6 +590,7 @@ class Engine {
                  ctx.fast_budget_pages - std::min(ctx.fast_budget_pages, ctx.fast_used_pages));
     ctx.decay = e.decay;
     ctx.last = epoch_ > 0 ? last_hist_.get() : nullptr;
+    ctx.seen_pages = tracker_.seen_pages();
     ctx.heat_is_counts = !has_sources_.load(std::memory_order_relaxed);
     observe_moves(e);
     e.th = policy_->begin_epoch(ctx);

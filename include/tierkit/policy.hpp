@@ -79,6 +79,9 @@ struct EpochContext {
   std::uint64_t fast_free_pages = 0;    // free memory of the fast node(s)
   double decay = 0.5;                   // heat multiplier per epoch
   const HeatHistogram* last = nullptr;  // previous epoch's histogram
+  // Tracked pages accessed since they were tracked, in 8-page groups
+  // (HotnessTracker::seen_pages): what is in use, not all that is registered.
+  std::uint64_t seen_pages = 0;
   // Heat counts accesses (record_access alone). False once a hotness source
   // is attached: its heat is a weight or an estimated rate, not a count.
   bool heat_is_counts = true;

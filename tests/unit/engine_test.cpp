@@ -370,30 +370,33 @@ TEST(AutomaticPolicy, FirstBoundaryOffersBurstResidentsOnlyWhenHeatCounts) {
 }
 
 // Volume cooling waits for cool_heat_per_page units per budget page and
-// at least min_heat per tracked page: with a fast tier of a tenth of what
-// is tracked, the budget's window alone would halve heat before the
-// average page could be seen twice.
-TEST(AutomaticPolicy, VolumeCoolingWaitsForMinHeatPerTrackedPage) {
-  auto cools = [](AutomaticOptions o, std::uint32_t heat) {
+// at least min_heat per seen page (tracked and accessed): with a fast tier
+// of a tenth of what is in use, the budget's window alone would halve heat
+// before the average page could be seen twice. Tracked pages never accessed
+// do not lengthen it.
+TEST(AutomaticPolicy, VolumeCoolingWaitsForMinHeatPerSeenPage) {
+  auto cools = [](AutomaticOptions o, std::uint32_t heat, std::uint64_t seen) {
     HeatHistogram h;
     h.slow[heat] = 300;
-    h.finalize(100, 900);  // 1,000 tracked pages, 100 of them fast
+    h.finalize(100, 9900);  // 10,000 tracked pages, 100 of them fast
     EpochContext ctx;
     ctx.epoch = 1;
     ctx.fast_budget_pages = ctx.fast_used_pages = 100;
+    ctx.seen_pages = seen;
     ctx.last = &h;
     AutomaticPolicy p(o);
     p.begin_epoch(ctx);
     return p.aging(ctx) < 1.0;
   };
-  AutomaticOptions o;         // window max(8 x 100, 2 x 1,000) = 2,000 units
-  EXPECT_FALSE(cools(o, 4));  // 1,200 units: past the budget's window only
-  EXPECT_TRUE(cools(o, 7));   // 2,100 units
-  o.min_heat = 1;             // window max(800, 1,000)
-  EXPECT_TRUE(cools(o, 4));
+  AutomaticOptions o;               // window max(8 x 100, 2 x 1,000) = 2,000 units
+  EXPECT_FALSE(cools(o, 4, 1000));  // 1,200 units: past the budget's window only
+  EXPECT_TRUE(cools(o, 7, 1000));   // 2,100 units
+  EXPECT_TRUE(cools(o, 4, 300));    // window max(800, 600): the rest is idle
+  o.min_heat = 1;                   // window max(800, 1,000)
+  EXPECT_TRUE(cools(o, 4, 1000));
   o.min_heat = 2;
   o.cool_heat_per_page = 24;  // window max(2,400, 2,000)
-  EXPECT_FALSE(cools(o, 7));
+  EXPECT_FALSE(cools(o, 7, 1000));
 }
 
 // The engine tells the policy what became of last epoch's bursts: a sample

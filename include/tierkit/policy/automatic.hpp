@@ -45,18 +45,20 @@ struct AutomaticOptions {
   // history follows real programs' phases (sqlite3 at --gap_ns=5000:
   // 37.9% vs 32.7%) and still holds stationary ones (zipf 81.4% vs 78.8%).
   // 0 = age by half_life_epochs instead.
-  // NOTE: the window is never less than min_heat units per tracked page. A
-  // window per budget page alone shrinks with the fast tier: at 10% of the
-  // footprint, redis at --gap_ns=5000 and 50 ms epochs cooled at nearly
-  // every boundary, as reactive's counts do, and lfu dominated (20.9%
-  // against 15.7%, with half the promotions). With the floor, 20.3%. At a
-  // fast tier of 25% or more of what is tracked the floor changes nothing;
-  // below, it lowered the issue-12 shortfall at 5%, 10% and 15%
-  // (docs/performance.md, "Session 18: other fast-tier sizes").
+  // NOTE: the window is never less than min_heat units per seen page
+  // (EpochContext::seen_pages: tracked and accessed since). A window per
+  // budget page alone shrinks with the fast tier: at 10% of the footprint,
+  // redis at --gap_ns=5000 and 50 ms epochs cooled at nearly every
+  // boundary, as reactive's counts do (15.7% against lfu's 20.9%; 19.5%
+  // with the floor). At a fast tier of 25% or more of what is in use the
+  // floor changes nothing; below, it lowers the issue-12 shortfall. Seen,
+  // not tracked: memory registered but never accessed (a cold table, an
+  // arena's slack) must not lengthen the window, and with tracked pages it
+  // did, up to 46% more ping-pong (docs/performance.md, "Session 19").
   double cool_heat_per_page = 8;
   // Never promote a page seen fewer than this many times since the last
   // cooling (TPP: promote only pages seen hot twice). Volume cooling only,
-  // which also waits for this many units of heat per tracked page.
+  // which also waits for this many units of heat per seen page.
   std::uint32_t min_heat = 2;
   // ... and at least every this many epochs, so heat nobody refreshes does
   // not hold its place forever (young data going cold). 0 = never.
@@ -303,13 +305,13 @@ class AutomaticPolicy final : public Policy {
 
   // Whether the heat seen so far is enough history: its total reached the
   // volume window (cool_heat_per_page per budget page, at least min_heat
-  // per tracked page), or too many pages crowd the top half of the heat
+  // per seen page), or too many pages crowd the top half of the heat
   // range (they could no longer be told apart).
   bool volume_says_cool(const EpochContext& ctx, const HeatHistogram& h) const {
     const double budget = static_cast<double>(std::max<std::uint64_t>(ctx.fast_budget_pages, 1));
-    const double tracked = static_cast<double>(h.fast_pages + h.slow_pages);
+    const double seen = static_cast<double>(ctx.seen_pages);
     const double window =
-        std::max(o_.cool_heat_per_page * budget, static_cast<double>(o_.min_heat) * tracked);
+        std::max(o_.cool_heat_per_page * budget, static_cast<double>(o_.min_heat) * seen);
     if (h.fast_heat + h.slow_heat >= window) return true;
     std::uint64_t high = 0;
     for (std::size_t i = HeatHistogram::kBuckets / 2; i < HeatHistogram::kBuckets; ++i)

@@ -410,7 +410,11 @@ inline absl::Status run_reference(Workload& wl, const std::string& policy, const
 }
 
 inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) {
-  const std::uint64_t n = wl.pages(), cap = o.fast_pages, tracked = n + o.idle_pages;
+  const std::uint64_t n = wl.pages(), cap = o.fast_pages;
+  // Idle pages are a mapping of their own, from the next 2 MiB boundary on:
+  // they share no chunk (nor 8-page group) with the footprint.
+  const std::uint64_t idle_first = o.idle_pages ? align_up(n, kHugePageSize / kPageSize) : n;
+  const std::uint64_t tracked = idle_first + o.idle_pages;
   // The fast tier is the engine's budget (`cap` pages, what every policy
   // gets); the node holds the engine's node reserve (1 - high watermark) on
   // top, as a real DRAM node holds more than the budget given to tiering.
@@ -437,7 +441,7 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
                       : kSlowNode;
     node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, want));
   }
-  for (std::uint64_t p = n; p < tracked; ++p)
+  for (std::uint64_t p = idle_first; p < tracked; ++p)
     node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, kSlowNode));
   // One region over the footprint, or one per region_pages (as ArenaRegions
   // registers each arena of a TierMemoryResource): a source samples per range.
@@ -452,7 +456,7 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   }
   if (o.idle_pages > 0) {
     auto handle =
-        engine.register_region(reinterpret_cast<void*>(kSimBase + n * kPageSize),
+        engine.register_region(reinterpret_cast<void*>(kSimBase + idle_first * kPageSize),
                                o.idle_pages * kPageSize, RegionOptions().with_name("idle"));
     if (!handle.ok()) return handle.status();
     handles.push_back(*std::move(handle));
