@@ -555,17 +555,18 @@ class HotnessTracker {
   }
 
   // Marks `groups` of `c` seen, counting the tracked units of those that
-  // were not. Under mu_.
+  // were not. A group with no tracked unit (untracked after its access
+  // was marked) stays unseen. Under mu_.
   void see_groups(Chunk& c, std::uint64_t groups) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (c.huge.load(std::memory_order_relaxed)) groups &= 1;
-    groups &= ~c.seen;
-    c.seen |= groups;
-    for (; groups; groups &= groups - 1) {
+    const bool huge = c.huge.load(std::memory_order_relaxed);
+    for (groups &= (huge ? 1 : ~std::uint64_t{0}) & ~c.seen; groups; groups &= groups - 1) {
       const auto g = static_cast<std::size_t>(std::countr_zero(groups));
-      const std::size_t first = g * kGroupPages,
-                        last = c.huge.load(std::memory_order_relaxed) ? 1 : first + kGroupPages;
-      for (std::size_t i = first; i < last; ++i)
-        if (PageWord::tracked(c.page[i].load(std::memory_order_relaxed))) count_seen(c, i, +1);
+      const std::size_t first = g * kGroupPages, last = huge ? 1 : first + kGroupPages;
+      for (std::size_t i = first; i < last; ++i) {
+        if (!PageWord::tracked(c.page[i].load(std::memory_order_relaxed))) continue;
+        c.seen |= std::uint64_t{1} << g;
+        count_seen(c, i, +1);
+      }
     }
   }
 

@@ -497,6 +497,14 @@ TEST(HotnessTracker, SeenPagesCountGroupsAccessedSinceTracked) {
   EXPECT_EQ(t.seen_pages(), 8u + 504u);  // back into seen group 1
   t.untrack(kBase, kBase + 64 * kPageSize);
   EXPECT_EQ(t.seen_pages(), 504u);
+  // An access marked, then its group untracked before the collect: the
+  // group stays unseen, and what is tracked there next is not counted.
+  t.track(kBase, kBase + 8 * kPageSize, false, false);
+  t.record_access(P(kBase));
+  t.untrack(kBase, kBase + 8 * kPageSize);
+  collect();
+  t.track(kBase, kBase + 8 * kPageSize, false, false);
+  EXPECT_EQ(t.seen_pages(), 504u);
 }
 
 TEST(HotnessTracker, MetadataStaysUnderTwoAndAQuarterBytesPerPage) {
