@@ -1045,6 +1045,7 @@ class Engine {
     stats_.policy = policy_->name();
     stats_.epochs = e.number + 1;
     stats_.tracked_pages = hist_->fast_pages + hist_->slow_pages;
+    stats_.seen_pages = tracker_.seen_pages();
     stats_.fast_pages = hist_->fast_pages + stats_.epoch_promoted - stats_.epoch_demoted;
     stats_.slow_pages = stats_.tracked_pages - std::min(stats_.tracked_pages, stats_.fast_pages);
     stats_.promotion_candidates += scratch_.promote.size();

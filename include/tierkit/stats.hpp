@@ -45,6 +45,10 @@ struct EngineStats {
   std::uint64_t epochs = 0;
   std::uint64_t regions = 0;
   std::uint64_t tracked_pages = 0, fast_pages = 0, slow_pages = 0;
+  // Tracked pages accessed since they were tracked, in 8-page groups
+  // (HotnessTracker::seen_pages): far below tracked_pages means most of
+  // what is registered is idle.
+  std::uint64_t seen_pages = 0;
   std::uint64_t promoted_pages = 0, demoted_pages = 0;
   std::uint64_t promoted_bytes = 0, demoted_bytes = 0;
   std::uint64_t promotion_candidates = 0, demotion_candidates = 0;
@@ -84,7 +88,7 @@ struct EngineStats {
                         "\":", failures_by_errno.count[static_cast<std::size_t>(e)]);
     return absl::StrFormat(
         "{\"policy\":\"%s\",\"backend\":\"%s\",\"epochs\":%u,\"regions\":%u,"
-        "\"tracked_pages\":%u,\"fast_pages\":%u,\"slow_pages\":%u,"
+        "\"tracked_pages\":%u,\"fast_pages\":%u,\"slow_pages\":%u,\"seen_pages\":%u,"
         "\"promoted_pages\":%u,\"demoted_pages\":%u,\"promoted_bytes\":%u,\"demoted_bytes\":%u,"
         "\"promotion_candidates\":%u,\"demotion_candidates\":%u,\"deferred_pages\":%u,"
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"pingpong_pages\":%u,"
@@ -93,10 +97,10 @@ struct EngineStats {
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
         "ns\":%d,"
         "\"total_epoch_ns\":%d}",
-        policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, promoted_pages,
-        demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates, demotion_candidates,
-        deferred_pages, busy_retries, failed_pages, dropped_pages, pingpong_pages, huge_units_moved,
-        huge_units_split, errnos, outside_accesses,
+        policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, seen_pages,
+        promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
+        demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
+        pingpong_pages, huge_units_moved, huge_units_split, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -129,6 +133,7 @@ struct EngineStats {
     row("regions", absl::StrCat(regions));
     row("tracked pages",
         absl::StrFormat("%u (fast %u, slow %u)", tracked_pages, fast_pages, slow_pages));
+    row("seen pages", absl::StrFormat("%u (accessed since tracked)", seen_pages));
     row("promoted",
         absl::StrFormat("%u pages (%.1f MiB)", promoted_pages, promoted_bytes / 1048576.0));
     row("demoted",

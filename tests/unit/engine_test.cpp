@@ -528,6 +528,10 @@ TEST(Engine, StatsRenderAsJsonTableAndLine) {
   EXPECT_NE(s.to_table().find("promoted"), std::string::npos);
   EXPECT_NE(s.to_line().find("epoch"), std::string::npos);
   EXPECT_EQ(s.tracked_pages, 20u);
+  EXPECT_EQ(s.seen_pages, 8u);  // pages 0-4 touched: their 8-page group
+  EXPECT_NE(s.to_json().find("\"seen_pages\":8,"), std::string::npos);
+  EXPECT_NE(s.to_table().find("seen pages             8 (accessed since tracked)"),
+            std::string::npos);
 }
 
 TEST(Engine, BackgroundThreadStartsAndStops) {
