@@ -77,9 +77,9 @@ struct SimOptions {
   std::int64_t sample_ms = 1000;     // time-series interval (virtual)
   // Pages the engine tracks that the workload never touches (a cold table
   // loaded once): on the slow tier, registered after the footprint as one
-  // region. A policy that judges accesses alone is unmoved by them;
-  // `automatic`'s cooling floor is not (docs/performance.md, "Session 19").
-  // Engine policies only: the references and the oracle see accesses.
+  // region. tierkit's policies judge accesses and are unmoved by them
+  // (docs/performance.md, "Session 19"); the kernel model's scanner walks
+  // them. Engine policies only: the references and the oracle see accesses.
   std::uint64_t idle_pages = 0;
   // Who feeds the engine's page words (sim/hotness_model.hpp): "app" (every
   // access goes through Engine::record_access), "fault:N", "softdirty",
