@@ -50,7 +50,10 @@ ABSL_FLAG(std::string, policy, "all",
           "Comma-separated policies: static, kernel, kernel:rate=MBps, kernel:target=MBps, "
           "threshold:RATE, automatic, the references lfu, reactive, best-static, oracle, or all "
           "(= static, kernel, kernel:rate=16, kernel:target=16, threshold:4, automatic, lfu, "
-          "reactive, best-static, oracle).");
+          "reactive, best-static, oracle). Not in all: the issue-12 rule's bounds in hindsight "
+          "on lfu's epochs (no more promotions than lfu, ping-pong at most 5% of moves, only "
+          "pages already accessed move): rule-hindsight (a schedule within them, found "
+          "greedily) and rule-bound (no schedule within them has more hits; seconds).");
 ABSL_FLAG(std::string, trace, "",
           "Replay a valgrind lackey trace (valgrind --tool=lackey --trace-mem=yes), plain or "
           "gzip; '-' reads stdin. Replaces --workload.");

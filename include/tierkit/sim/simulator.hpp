@@ -53,6 +53,7 @@
 #include "absl/types/span.h"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
+#include "tierkit/sim/bound.hpp"
 #include "tierkit/sim/hotness_model.hpp"
 #include "tierkit/sim/reference.hpp"
 #include "tierkit/sim/workload.hpp"
@@ -238,17 +239,22 @@ class MirrorBackend final : public Backend {
 };
 
 inline bool is_oracle(absl::string_view policy) { return policy == "oracle"; }
+// The issue-12 rule's bounds in hindsight (detail::run_rule_bound).
+inline bool is_rule_bound(absl::string_view policy) {
+  return policy == "rule-bound" || policy == "rule-hindsight";
+}
 
 // Checks a policy spec ("oracle", a reference policy or any
 // EngineConfig::policy spec).
 inline absl::Status validate_policy(const std::string& spec, EngineConfig base = {}) {
-  if (is_oracle(spec) || is_reference_policy(spec)) return absl::OkStatus();
+  if (is_oracle(spec) || is_reference_policy(spec) || is_rule_bound(spec)) return absl::OkStatus();
   base.policy = spec;
   auto p = EngineConfig::make_policy(base);
   if (!p.ok())
     return absl::Status(
         p.status().code(),
-        absl::StrCat(p.status().message(), " (or: oracle, lfu, reactive, best-static)"));
+        absl::StrCat(p.status().message(),
+                     " (or: oracle, lfu, reactive, best-static, rule-bound, rule-hindsight)"));
   return absl::OkStatus();
 }
 
@@ -354,10 +360,12 @@ inline std::vector<std::uint32_t> drain(Workload& wl) {
 // lfu, reactive, best-static (sim/reference.hpp) on the simulator's clock:
 // epochs every epoch_ms of virtual time, moves charged like the engine's
 // background moves (one call per direction per epoch).
-inline absl::Status run_reference(Workload& wl, const std::string& policy, const SimOptions& o,
-                                  SimResult& r) {
+// `ends`, when given, receives the index of the first access after each
+// epoch boundary.
+inline absl::Status run_reference(Workload& wl, const std::vector<std::uint32_t>& all,
+                                  const std::string& policy, const SimOptions& o, SimResult& r,
+                                  std::vector<std::uint64_t>* ends = nullptr) {
   const std::uint64_t n = wl.pages(), cap = std::min(o.fast_pages, n);
-  const std::vector<std::uint32_t> all = drain(wl);
   const bool fixed = policy == "best-static";
   TopKPlacement sel(n, fixed ? 0 : cap, policy == "reactive");
   if (fixed) {
@@ -393,6 +401,7 @@ inline absl::Status run_reference(Workload& wl, const std::string& policy, const
       t += whole;
       carry -= static_cast<double>(whole);
       ++r.epochs;
+      if (ends != nullptr) ends->push_back(acc);
       tl.at(next_epoch, acc, hits, moved * kPageSize);
       next_epoch += epoch_ns;
     }
@@ -405,6 +414,55 @@ inline absl::Status run_reference(Workload& wl, const std::string& policy, const
   r.demoted_pages = sel.demoted();
   r.migrated_bytes = moved * kPageSize;
   r.pingpong_pages = sel.pingpong();
+  r.threshold_unit.assign(1, '-');
+  return absl::OkStatus();
+}
+
+// rule-bound and rule-hindsight (sim/bound.hpp) on lfu's epochs: the most
+// hits any schedule of moves at those boundaries can reach with no more
+// promotions than lfu made and ping-pong at most 5% of its moves (the
+// issue-12 rule's limits), and one such schedule found in hindsight. The
+// rows carry those hits; rule-bound's promotions are lfu's (the budget),
+// rule-hindsight's moves its schedule's. Neither is a run: no time, no
+// cost columns. rule-bound: O(400 * pages * epochs); rule-hindsight:
+// O(42 * epochs * pages * log pages).
+inline absl::Status run_rule_bound(Workload& wl, const std::string& policy, const SimOptions& o,
+                                   SimResult& r) {
+  const std::vector<std::uint32_t> all = drain(wl);
+  SimResult lfu;
+  std::vector<std::uint64_t> ends;
+  if (absl::Status s = run_reference(wl, all, "lfu", o, lfu, &ends); !s.ok()) return s;
+  constexpr std::uint64_t kMaxPageEpochs = std::uint64_t{1} << 25;  // 128 MiB of counts
+  if (wl.pages() * (ends.size() + 1) > kMaxPageEpochs)
+    return absl::InvalidArgumentError(absl::StrCat(
+        wl.pages(), " pages x ", ends.size() + 1,
+        " epochs is more than 2^25 page-epochs (it keeps a count per page and epoch, and "
+        "its time grows with them); use a shorter run, a smaller footprint or a longer "
+        "--epoch_ms"));
+  RuleBoundProblem pb;
+  pb.pages = static_cast<std::uint32_t>(wl.pages());
+  pb.cap = std::min(o.fast_pages, wl.pages());
+  pb.epochs = static_cast<std::uint32_t>(ends.size() + 1);
+  pb.counts.assign(std::uint64_t{pb.epochs} * pb.pages, 0);
+  std::uint64_t t = 0;
+  for (std::uint64_t i = 0; i < all.size(); ++i) {
+    while (t < ends.size() && i >= ends[t]) ++t;
+    ++pb.counts[t * pb.pages + all[i]];
+  }
+  pb.initial.resize(pb.pages);
+  for (std::uint32_t p = 0; p < pb.pages; ++p)
+    pb.initial[p] = !o.all_slow && wl.first_touch_rank(p) < pb.cap;
+  pb.promotion_budget = lfu.promoted_pages;
+  pb.window = o.engine.pingpong_window_epochs;
+  pb.upper = policy == "rule-bound";
+  const RuleBound b = rule_bound(pb);
+  r.accesses = all.size();
+  r.fast_hits = pb.upper ? static_cast<std::uint64_t>(std::floor(b.upper)) : b.lower;
+  r.promoted_pages = pb.upper ? lfu.promoted_pages : b.found.promotions;
+  r.demoted_pages = pb.upper ? 0 : b.found.demotions;
+  r.pingpong_pages = pb.upper ? 0 : b.found.pingpong;
+  r.migrated_bytes = (r.demoted_pages + (pb.upper ? 0 : r.promoted_pages)) * kPageSize;
+  r.epochs = ends.size();
   r.threshold_unit.assign(1, '-');
   return absl::OkStatus();
 }
@@ -606,11 +664,14 @@ inline absl::StatusOr<SimResult> simulate(Workload& wl, const std::string& polic
   r.policy = policy;
   r.pages = wl.pages();
   r.fast_pages = std::min(o.fast_pages, wl.pages());
-  if (is_oracle(policy) || is_reference_policy(policy)) r.hotness.assign(1, '-');  // see all
+  if (is_oracle(policy) || is_reference_policy(policy) || is_rule_bound(policy))
+    r.hotness.assign(1, '-');  // see all
   auto start = std::chrono::steady_clock::now();
-  absl::Status s = is_oracle(policy)             ? detail::run_oracle(wl, o, r)
-                   : is_reference_policy(policy) ? detail::run_reference(wl, policy, o, r)
-                                                 : detail::run_engine(wl, o, r);
+  absl::Status s = is_oracle(policy)       ? detail::run_oracle(wl, o, r)
+                   : is_rule_bound(policy) ? detail::run_rule_bound(wl, policy, o, r)
+                   : is_reference_policy(policy)
+                       ? detail::run_reference(wl, detail::drain(wl), policy, o, r)
+                       : detail::run_engine(wl, o, r);
   if (!s.ok()) return s;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (r.accesses)
@@ -631,8 +692,8 @@ namespace tierkit::sim {
 // touch where x moved nothing, is a tie, not a better choice). Hindsight
 // bounds (oracle, best-static) are not online policies and never count.
 inline bool dominates(const SimResult& other, const SimResult& x, double hit_margin = 0) {
-  if (is_oracle(other.policy) || other.policy == "best-static" || other.policy == x.policy ||
-      other.workload != x.workload)
+  if (is_oracle(other.policy) || other.policy == "best-static" || is_rule_bound(other.policy) ||
+      other.policy == x.policy || other.workload != x.workload)
     return false;
   const bool better = other.hit_ratio() > x.hit_ratio() || other.promoted_pages < x.promoted_pages;
   return other.hit_ratio() >= x.hit_ratio() + hit_margin &&
