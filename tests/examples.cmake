@@ -127,6 +127,18 @@ tierkit_output_test(sim.vm_trace_stream_bad_input tierkit-sim
 tierkit_output_test(sim.rule_vs_references tierkit-sim
   "references: [0-9]+ of 30 cells.*\nautomatic: [0-9]+ of 30 cells pass.*check: every policy passes at least as many cells as the references together\nexit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --check 2>&1")
+# --bound: what foresight could do within the rule's limits (sim/bound.hpp).
+# No row that keeps within the limits may beat rule-bound: the bound holds for
+# every schedule, so one that does would be a bug in it.
+tierkit_output_test(sim.rule_bound tierkit-sim
+  "gcc-O2 +gap 5000 .*hindsight +[0-9.]+% bound +[0-9.]+% \\|.*foresight: a schedule within the limits passes [0-9]+ of 30 cells; no schedule can pass [0-9]+; rows within the limits above the bound: none\n.*exit=0"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --bound --check 2>&1")
+tierkit_output_test(sim.rule_bound_bad_input tierkit-sim
+  "rule.py: --bound computes the bounds for the rule's 5% ping-pong bound only; drop --pingpong\nexit=1"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" --bound --pingpong=0.25 2>&1")
+tierkit_output_test(sim.rule_bound_too_large tierkit-sim
+  "zipf/rule-bound: 65536 pages x [0-9]+ epochs is more than 2\\^25 page-epochs.*\nexit=1"
+  "\"$T\" --workload=zipf --policy=rule-bound --quiet 2>&1")
 # A fast tier of 10%, where automatic's cooling window is set by the pages in
 # use, not the budget: memory tracked but never accessed (--idle) must not
 # change a single figure (docs/performance.md, "Session 19"); counting

@@ -26,6 +26,14 @@ so a change that wins there by timing alone shows up as noise across them.
 for everyone judged, references included; none drops it. It asks what the
 bound decides; the issue's rule is 0.05.
 
+--bound adds, per cell, what foresight could do within the rule's limits
+(tierkit-sim's rule-hindsight and rule-bound, on lfu's epochs): the hit
+ratio of a schedule found in hindsight and the most any schedule can reach,
+moving only pages already accessed. The summary counts the cells that some
+schedule passes and those that none can. With --check it also fails when a
+row within the limits beats the bound by more than half a point (the bound
+would be wrong). Only with the 5% ping-pong bound.
+
 knob_search.py imports this file for its cells, runs and verdicts."""
 import concurrent.futures as cf
 import csv, glob, io, os, subprocess, sys
@@ -35,6 +43,7 @@ TRACES = sorted(glob.glob(os.path.join(HERE, "*.lackey.gz")))
 GAPS = (0, 800, 5000)
 REFS = ["lfu", "reactive", "kernel"]
 PINGPONG = 0.05  # the bound on ping-pong pages per move; None = no bound (--pingpong=none)
+BOUNDS = ["rule-hindsight", "rule-bound"]  # --bound: foresight within the limits
 
 
 def trace_name(trace):
@@ -72,7 +81,23 @@ def judge(r, best, lfu_promoted):
             max(0, promoted - lfu_promoted), int(r["pingpong_pages"]))
 
 
-def evaluate(sim, policies, flags, verbose):
+BOUND_TALLY = {"passable": 0, "impossible": 0, "cells": 0, "broken": []}
+
+
+def judge_bounds(by, best, lfu_promoted, policies, tally, name, gap):
+    """--bound's part of a cell's line; counts into `tally`."""
+    hindsight = float(by["rule-hindsight"]["fast_hit_ratio"])
+    upper = float(by["rule-bound"]["fast_hit_ratio"])
+    tally["cells"] += 1
+    tally["passable"] += hindsight >= best - 0.005
+    tally["impossible"] += upper < best - 0.005
+    for p in REFS + policies:  # a row within the limits over the bound: the bound is wrong
+        if passes(by[p], 0, lfu_promoted) and float(by[p]["fast_hit_ratio"]) > upper + 0.005:
+            tally["broken"].append("%s@%d %s" % (name, gap, p))
+    return " hindsight %5.1f%% bound %5.1f%% |" % (100 * hindsight, 100 * upper)
+
+
+def evaluate(sim, policies, flags, verbose, bound=False):
     """The rule over every cell with tierkit-sim `flags`: (cells the references
     pass together, per policy [passed, shortfall, promotions over, ping-pong],
     per policy the cells it fails that a reference passes)."""
@@ -80,13 +105,17 @@ def evaluate(sim, policies, flags, verbose):
     tally = {p: [0, 0.0, 0, 0] for p in policies}
     feasible_fails = {p: [] for p in policies}
     refs_passed = 0
+    bounds = BOUND_TALLY if bound else None
     with cf.ThreadPoolExecutor(2) as pool:
-        runs = pool.map(lambda c: run(sim, c[0], c[1], REFS + policies, flags), cells)
+        extra = BOUNDS if bound else []
+        runs = pool.map(lambda c: run(sim, c[0], c[1], REFS + policies + extra, flags), cells)
         for (trace, gap), by in zip(cells, runs):
             best, lfu_promoted = bar(by)
             name = trace_name(trace)
             line = "%-16s gap %-5d best %5.1f%% lfu promoted %6d |" % (name, gap, 100 * best,
                                                                       lfu_promoted)
+            if bound:
+                line += judge_bounds(by, best, lfu_promoted, policies, bounds, name, gap)
             ref_ok = [r for r in REFS if passes(by[r], best, lfu_promoted)]
             refs_passed += bool(ref_ok)
             for p in policies:
@@ -106,6 +135,11 @@ def summary(refs_passed, tally, feasible_fails):
     n = len(TRACES) * len(GAPS)
     print("references: %d of %d cells are passed by at least one of %s" %
           (refs_passed, n, ", ".join(REFS)))
+    if BOUND_TALLY["cells"]:
+        b = BOUND_TALLY
+        print("foresight: a schedule within the limits passes %d of %d cells; no schedule can pass "
+              "%d; rows within the limits above the bound: %s" %
+              (b["passable"], b["cells"], b["impossible"], " ".join(b["broken"]) or "none"))
     for p, (ok, short, over, pp) in tally.items():
         print("%s: %d of %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
               "ping-pong %d; fails where a reference passes: %s" %
@@ -117,11 +151,13 @@ def main(argv):
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = argv[:argv.index("--")] if "--" in argv else argv
     check = "--check" in args
+    bound = "--bound" in args
     epochs = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--epochs=")),
                   None)
     pp = next((a.split("=", 1)[1] for a in args if a.startswith("--pingpong=")), None)
     args = [a for a in args
-            if a != "--check" and not a.startswith("--epochs=") and not a.startswith("--pingpong=")]
+            if a not in ("--check", "--bound") and not a.startswith("--epochs=")
+            and not a.startswith("--pingpong=")]
     global PINGPONG
     if pp is not None:
         try:
@@ -136,16 +172,21 @@ def main(argv):
                  "--epochs=20,50,100,200; got %r" % ",".join(epochs))
     if not args:
         sys.exit(__doc__)
+    if bound and PINGPONG != 0.05:
+        sys.exit("rule.py: --bound computes the bounds for the rule's 5% ping-pong bound only; "
+                 "drop --pingpong")
     sim, policies = args[0], args[1:] or ["automatic"]
     behind = set()
     if epochs is None:
-        behind.update(summary(*evaluate(sim, policies, extra, True)))
+        behind.update(summary(*evaluate(sim, policies, extra, True, bound)))
     else:
         total = {p: [0, 0.0, 0, 0] for p in policies}
         refs_total = 0
         for ep in epochs:
             print("== --epoch_ms=%s" % ep)
-            refs_passed, tally, fails = evaluate(sim, policies, extra + ["--epoch_ms=" + ep], False)
+            BOUND_TALLY.update(passable=0, impossible=0, cells=0, broken=[])
+            refs_passed, tally, fails = evaluate(sim, policies, extra + ["--epoch_ms=" + ep], False,
+                                                 bound)
             behind.update(summary(refs_passed, tally, fails))
             refs_total += refs_passed
             for p, t in tally.items():
@@ -160,7 +201,10 @@ def main(argv):
         print("check: " + ("; ".join("%s passes fewer cells than the references together" % p
                                      for p in sorted(behind)) or "every policy passes at least "
                            "as many cells as the references together"))
-        sys.exit(1 if behind else 0)
+        if BOUND_TALLY["broken"]:
+            print("check: rows within the rule's limits beat rule-bound: " +
+                  " ".join(BOUND_TALLY["broken"]))
+        sys.exit(1 if behind or BOUND_TALLY["broken"] else 0)
 
 
 if __name__ == "__main__":
