@@ -2,6 +2,7 @@
 
 pages(path) -> the 4 KiB page of every access (L, S and M lines, in order);
 exits with a message naming the file when it cannot be read as gzip text.
+records(path) -> (pages(path), each access's kind: "L", "S" or "M").
 first_touch(pages) -> {page: its rank in first-touch order}; with a fast tier
 of len(order) // 4 pages, first touch makes a page fast when its rank is below
 that (tierkit-sim's default initial placement).
@@ -14,18 +15,23 @@ import gzip, sys
 
 
 def pages(path):
-    out = []
+    return records(path)[0]
+
+
+def records(path):
+    out, kinds = [], []
     try:
         with gzip.open(path, "rt") as f:
             for n, line in enumerate(f, 1):
                 parts = line.split()
                 if len(parts) >= 2 and parts[0] in ("L", "S", "M"):
                     out.append(int(parts[1].split(",")[0], 16) >> 12)
+                    kinds.append(parts[0])
     except (OSError, EOFError, UnicodeDecodeError) as e:
         sys.exit("cannot read %s as a gzipped lackey trace: %s" % (path, e))
     except ValueError:
         sys.exit("%s line %d: not a lackey access record (L/S/M ADDR,SIZE)" % (path, n))
-    return out
+    return out, kinds
 
 
 def first_touch(stream):
