@@ -771,9 +771,10 @@ class Engine {
       scratch_.demote.push_back({PageWord::kMaxHeat - h, h, a, pages, idle_epochs(e, a, w)});
   }
 
-  // Whole epochs since the unit's last access (its word's stamp, modulo 16).
+  // Whole epochs since the unit's last access, from its word's stamp: 14 or
+  // 15 means at least 14 (PageWord::held_idle).
   static std::uint32_t idle_epochs(const Epoch& e, std::uint16_t w) {
-    return (static_cast<std::uint32_t>(e.number) - PageWord::epoch(w)) % PageWord::kEpochModulo;
+    return PageWord::idle(w, static_cast<std::uint32_t>(e.number));
   }
   // The same for unit `a`, except that a unit whose heat is sampled evidence
   // (seen hot within kColdEvidenceEpochs, not seen cold since) is not idle:

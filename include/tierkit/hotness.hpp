@@ -49,7 +49,9 @@ namespace tierkit {
 // The 16-bit word kept per tracked page.
 //   bit 0      tracked (0 = not tracked: the whole word is 0)
 //   bit 1      fast: the engine believes the page is in the fast tier
-//   bits 2-5   epoch of the last recorded access, modulo 16
+//   bits 2-5   epoch of the last recorded access, modulo 16; while the page
+//              holds heat, the epoch's visit holds an older stamp at
+//              kIdleCap epochs back, so idle() saturates (see held_idle)
 //   bit 6      seasoned: the page still held heat after the last aging, so
 //              heat gained since is not all from one epoch (a burst: an
 //              initialising write, a scan); see Policy::judged_heat
@@ -78,6 +80,23 @@ struct PageWord {
   }
   static constexpr std::uint16_t with_fast(std::uint16_t w, bool f) {
     return static_cast<std::uint16_t>(f ? (w | kFast) : (w & ~kFast));
+  }
+
+  // Whole epochs from the stamp to epoch `now`, modulo 16.
+  static constexpr std::uint32_t idle(std::uint16_t w, std::uint32_t now) {
+    return (now - epoch(w)) % kEpochModulo;
+  }
+  // The idle count the stamp is held at. 14, not 15: a stamp held at now - 15
+  // would read 0 (just accessed) one epoch later, before the next visit.
+  static constexpr std::uint32_t kIdleCap = kEpochModulo - 2;
+  // `w` with a stamp idle for kIdleCap or more epochs moved up to kIdleCap
+  // epochs before `now`. The tracker applies it each epoch to every unit
+  // that holds heat (HotnessTracker::collect_warm, sweep), so idle() reads
+  // 14 or 15 for any idleness from 14 on, where the bare modulo read a unit
+  // idle 17 epochs as idle 1, and one idle 16 as touched now.
+  // NOTE: a unit without heat is not visited, and its count still wraps.
+  static constexpr std::uint16_t held_idle(std::uint16_t w, std::uint32_t now) {
+    return idle(w, now) >= kIdleCap ? with_epoch(w, now - kIdleCap) : w;
   }
 };
 
@@ -355,7 +374,7 @@ class HotnessTracker {
       see_groups(c, groups);
       c.visited = groups;
       c.visited_generation = generation_;
-      c.warm = age_groups(c, groups, visit, decay);
+      c.warm = age_groups(c, groups, visit, decay, epoch());
       if (c.warm != 0) {
         ++k;
         continue;
@@ -441,7 +460,7 @@ class HotnessTracker {
       const bool huge = c.huge.load(std::memory_order_relaxed);
       if (huge) lo = 0, hi = 1;  // one unit per chunk
       const std::uint32_t pages = huge ? kPagesPerChunk : 1;
-      for (std::size_t i = lo; i < hi; ++i) (void)visit_and_age(c, i, pages, visit, decay);
+      for (std::size_t i = lo; i < hi; ++i) (void)visit_and_age(c, i, pages, visit, decay, epoch());
     });
   }
 
@@ -591,33 +610,37 @@ class HotnessTracker {
   // still hold heat.
   // Calls visit(addr, word, pages) for tracked unit `i` of `c` with the word
   // as read, then stores decay(heat) (a compare-exchange: a racing access is
-  // kept or lost, never corrupted). Returns whether heat is left.
+  // kept or lost, never corrupted); a unit with heat also has an old stamp
+  // held at PageWord::kIdleCap epochs before `now` (PageWord::held_idle).
+  // Only units with heat: they are the ones both collect_warm() and sweep()
+  // visit, so both store the same words. Returns whether heat is left.
   template <class Visit, class Decay>
   static bool visit_and_age(Chunk& c, std::size_t i, std::uint32_t pages, Visit& visit,
-                            Decay& decay) {
+                            Decay& decay, std::uint32_t now) {
     auto& w = c.page[i];
     std::uint16_t old = w.load(std::memory_order_relaxed);
     if (!PageWord::tracked(old)) return false;
     visit(c.base + i * kPageSize, old, pages);
     std::uint32_t h = PageWord::heat(old);
     if (h == 0) return false;
-    std::uint16_t aged;
+    std::uint16_t aged = PageWord::held_idle(old, now);
     if constexpr (std::is_invocable_v<Decay&, std::uint32_t, bool>) {
       // The word-aware form: it sees whether the heat is all from this
       // epoch, and the word remembers whether heat is left.
       const std::uint32_t left = decay(h, PageWord::seasoned(old));
-      aged = PageWord::with_heat(old, left);
+      aged = PageWord::with_heat(aged, left);
       aged = static_cast<std::uint16_t>(left > 0 ? aged | PageWord::kSeasoned
                                                  : aged & ~PageWord::kSeasoned);
     } else {
-      aged = PageWord::with_heat(old, decay(h));
+      aged = PageWord::with_heat(aged, decay(h));
     }
     if (aged != old) w.compare_exchange_strong(old, aged, std::memory_order_relaxed);
     return PageWord::heat(aged) != 0;
   }
 
   template <class Visit, class Decay>
-  std::uint64_t age_groups(Chunk& c, std::uint64_t groups, Visit& visit, Decay& decay) {
+  std::uint64_t age_groups(Chunk& c, std::uint64_t groups, Visit& visit, Decay& decay,
+                           std::uint32_t now) {
     const bool huge = c.huge.load(std::memory_order_relaxed);
     if (huge) groups &= 1;
     const std::uint32_t pages = huge ? kPagesPerChunk : 1;
@@ -627,7 +650,7 @@ class HotnessTracker {
       const std::size_t first = g * kGroupPages, last = huge ? 1 : first + kGroupPages;
       bool warm = false;
       for (std::size_t i = first; i < last; ++i)
-        warm = visit_and_age(c, i, pages, visit, decay) || warm;
+        warm = visit_and_age(c, i, pages, visit, decay, now) || warm;
       if (warm) still |= std::uint64_t{1} << g;
     }
     return still;

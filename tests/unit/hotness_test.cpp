@@ -136,6 +136,36 @@ TEST(HotnessTracker, AccessesAreStampedWithTheEpochModulo16) {
   EXPECT_EQ(t.epoch(), 25u);
 }
 
+// A visited unit's idle count saturates at 14-15 instead of wrapping: with
+// the bare modulo a page idle 16 epochs read as touched, 17 as idle 1.
+// Both visiting paths hold the stamp; an access starts the count again.
+TEST(HotnessTracker, IdleSaturatesForVisitedUnitsInsteadOfWrapping) {
+  for (const bool by_sweep : {false, true}) {
+    HotnessTracker t;
+    t.track(kBase, kBase + 2 * kPageSize, false, false);
+    t.record_access(P(kBase), kPageSize, 40);      // heat kept: its group stays warm
+    t.record_access(P(kBase + kPageSize), 1, 40);  // read once more at epoch 30
+    const auto keep = [](std::uint32_t h) { return h; };
+    for (std::uint32_t e = 1; e <= 40; ++e) {
+      t.set_epoch(e);
+      if (e == 30) t.record_access(P(kBase + kPageSize));
+      std::uint32_t idle_seen = 99;
+      const auto visit = [&](std::uintptr_t a, std::uint16_t w, std::uint32_t) {
+        if (a == kBase) idle_seen = PageWord::idle(w, e);
+      };
+      if (by_sweep)
+        t.sweep(kBase, kBase + 2 * kPageSize, visit, keep);
+      else
+        t.collect_warm(visit, keep);
+      EXPECT_EQ(idle_seen, std::min(e, 15u)) << "epoch " << e << (by_sweep ? " sweep" : "");
+      const std::uint32_t after = PageWord::idle(W(t, kBase), e);
+      EXPECT_EQ(after, std::min(e, PageWord::kIdleCap)) << "epoch " << e;
+      const std::uint32_t other = PageWord::idle(W(t, kBase + kPageSize), e);
+      EXPECT_EQ(other, e < 30 ? std::min(e, PageWord::kIdleCap) : e - 30) << "epoch " << e;
+    }
+  }
+}
+
 TEST(HotnessTracker, SweepVisitsTrackedUnitsAndAgesWithTheDecay) {
   HotnessTracker t;
   t.track(kBase, kBase + 4 * kPageSize, false, false);
