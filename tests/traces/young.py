@@ -17,7 +17,11 @@ chance, below 0.5 = the signal points the wrong way):
   count      its accesses in its first epoch (what heat sees)
   rate       that count per remaining fraction of the epoch after its birth
   late       how late in the epoch it was born
-  store      its first access was a store (S or M: a write-only source sees it)"""
+  store      its first access was a store (S or M: a write-only source sees it)
+  block      accesses in its first epoch to the other pages of its 2 MiB
+             chunk (what a huge-page-grained tracker sees of its neighbours)
+  old        accesses before its first epoch to its 2 MiB chunk (does it
+             extend memory already in use, or open a new one)"""
 import bisect, collections, sys
 
 import lackey_pages
@@ -34,23 +38,30 @@ def auc(scores, labels):
     return won / (len(pos) * len(neg))
 
 
+CHUNK_SHIFT = 9  # 512 pages of 4 KiB: a 2 MiB chunk
+
+
 def young_pages(pages, kinds, per_epoch, horizon):
-    """(count, rate, late, store, future accesses) per young page and boundary."""
+    """(count, rate, late, store, block, old, future accesses) per young page
+    and boundary."""
     epochs = int(len(pages) // per_epoch) + 1
     counts = [collections.Counter() for _ in range(epochs)]
+    chunks = [collections.Counter() for _ in range(epochs)]
     born = {}  # page -> (epoch, position in it, first access kind)
     for i, p in enumerate(pages):
         e = int(i // per_epoch)
         counts[e][p] += 1
+        chunks[e][p >> CHUNK_SHIFT] += 1
         if p not in born:
             born[p] = (e, i / per_epoch - e, kinds[i])
     rows = []
     for p, (e, pos, kind) in born.items():
         if e + 1 >= epochs:
             continue  # born in the last epoch: no boundary after it
-        c = counts[e][p]
+        c, k = counts[e][p], p >> CHUNK_SHIFT
         future = sum(counts[u][p] for u in range(e + 1, min(epochs, e + 1 + horizon)))
-        rows.append((c, c / max(1e-3, 1 - pos), pos, kind != "L", future))
+        rows.append((c, c / max(1e-3, 1 - pos), pos, kind != "L", chunks[e][k] - c,
+                     sum(chunks[u][k] for u in range(e)), future))
     return rows
 
 
@@ -68,11 +79,11 @@ def main(argv):
         sys.exit("young.py: --gap_ns >= 0, --epoch_ms > 0, --horizon >= 1 and --reuse >= 1")
     pages, kinds = lackey_pages.records(args[0])
     rows = young_pages(pages, kinds, epoch_ms * 1e6 / (gap + 207.5), horizon)
-    labels = [r[4] >= reuse for r in rows]
+    labels = [r[-1] >= reuse for r in rows]
     print("%s gap %d: %d young pages, %d reused (>= %d accesses in the next %d epochs)" %
           (args[0].split("/")[-1], gap, len(rows), sum(labels), reuse, horizon))
-    print("AUC  count %.3f  rate %.3f  late %.3f  store %.3f" %
-          tuple(auc([r[k] for r in rows], labels) for k in range(4)))
+    print("AUC  count %.3f  rate %.3f  late %.3f  store %.3f  block %.3f  old %.3f" %
+          tuple(auc([r[k] for r in rows], labels) for k in range(6)))
 
 
 if __name__ == "__main__":
