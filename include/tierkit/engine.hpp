@@ -702,7 +702,7 @@ class Engine {
       const std::atomic<std::uint16_t>* w = tracker_.word(a);
       const std::uint16_t v = w != nullptr ? w->load(std::memory_order_relaxed) : 0;
       if (!PageWord::tracked(v) || PageWord::fast(v) != m.to_fast) continue;  // moved again
-      const bool used = PageWord::epoch(v) == e.number % PageWord::kEpochModulo;
+      const bool used = PageWord::touched(v, static_cast<std::uint32_t>(e.number));
       (m.to_fast ? up : down) += 1;
       (m.to_fast ? up_used : down_used) += used ? 1 : 0;
     }
@@ -727,7 +727,7 @@ class Engine {
     for (std::uintptr_t a : bursts_) {
       const std::atomic<std::uint16_t>* w = tracker_.word(a);
       const std::uint16_t v = w != nullptr ? w->load(std::memory_order_relaxed) : 0;
-      again += PageWord::tracked(v) && PageWord::epoch(v) == e.number % PageWord::kEpochModulo;
+      again += PageWord::tracked(v) && PageWord::touched(v, static_cast<std::uint32_t>(e.number));
     }
     policy_->observe_bursts(static_cast<std::uint32_t>(bursts_.size()), again);
     bursts_.clear();

@@ -94,9 +94,16 @@ struct PageWord {
   // that holds heat (HotnessTracker::collect_warm, sweep), so idle() reads
   // 14 or 15 for any idleness from 14 on, where the bare modulo read a unit
   // idle 17 epochs as idle 1, and one idle 16 as touched now.
-  // NOTE: a unit without heat is not visited, and its count still wraps.
+  // NOTE: a unit without heat is not visited, and its count still wraps (a
+  // held stamp 2 epochs after the heat is gone): ask touched(), not idle(),
+  // whether a unit was accessed.
   static constexpr std::uint16_t held_idle(std::uint16_t w, std::uint32_t now) {
     return idle(w, now) >= kIdleCap ? with_epoch(w, now - kIdleCap) : w;
+  }
+  // Whether the unit was accessed in epoch `now`. Exact until that epoch's
+  // aging: an access adds heat, and a unit with heat has a held stamp.
+  static constexpr bool touched(std::uint16_t w, std::uint32_t now) {
+    return heat(w) > 0 && idle(w, now) == 0;
   }
 };
 

@@ -166,6 +166,27 @@ TEST(HotnessTracker, IdleSaturatesForVisitedUnitsInsteadOfWrapping) {
   }
 }
 
+// Once its heat is gone a unit is no longer visited, and its held stamp
+// wraps to "idle 0" two epochs later; touched() is not fooled by it.
+TEST(HotnessTracker, TouchedIgnoresTheWrapOfAUnitWithoutHeat) {
+  HotnessTracker t;
+  t.track(kBase, kBase + kPageSize, false, false);
+  t.record_access(P(kBase), kPageSize, 40);
+  std::uint32_t e = 0;
+  const auto cool_at_20 = [&](std::uint32_t h) { return e < 20 ? h : 0; };
+  bool wrapped = false;
+  for (e = 1; e <= 40; ++e) {
+    t.set_epoch(e);
+    t.collect_warm([](auto, auto, auto) {}, cool_at_20);
+    EXPECT_FALSE(PageWord::touched(W(t, kBase), e)) << "epoch " << e;
+    wrapped = wrapped || PageWord::idle(W(t, kBase), e) == 0;
+  }
+  EXPECT_TRUE(wrapped);  // what touched() guards against
+  t.set_epoch(41);
+  t.record_access(P(kBase));
+  EXPECT_TRUE(PageWord::touched(W(t, kBase), 41));
+}
+
 TEST(HotnessTracker, SweepVisitsTrackedUnitsAndAgesWithTheDecay) {
   HotnessTracker t;
   t.track(kBase, kBase + 4 * kPageSize, false, false);

@@ -121,7 +121,7 @@ class KernelModelPolicy final : public Policy {
 
   PageVerdict visit(std::uintptr_t addr, std::uint16_t word, const EpochContext& ctx) override {
     std::uint32_t age = PageWord::idle(word, static_cast<std::uint32_t>(ctx.epoch));
-    bool accessed_now = PageWord::heat(word) > 0 && age == 0;
+    bool accessed_now = PageWord::touched(word, static_cast<std::uint32_t>(ctx.epoch));
     // task_numa_work: the scan walks the address space in order, round
     // robin, scan_size_mb per scan period. Every page it passes counts, fast
     // ones and already-stamped ones too: change_prot_numa() skips their PTEs
