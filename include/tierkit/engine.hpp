@@ -693,8 +693,9 @@ class Engine {
   }
 
   // Tells the policy what the moves of the last kPayoffEpochs epochs won
-  // and lost in the epoch just ended (Policy::observe_moves). Costs
-  // O(moves in the ping-pong window), the size of history_.
+  // and lost in the epoch just ended, and how many of that epoch's moves
+  // undid an earlier one (Policy::observe_moves). Costs O(moves in the
+  // ping-pong window), the size of history_.
   void observe_moves(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::uint64_t up = 0, up_used = 0, down = 0, down_used = 0;
     for (const auto& [a, m] : history_) {
@@ -706,7 +707,8 @@ class Engine {
       (m.to_fast ? up : down) += 1;
       (m.to_fast ? up_used : down_used) += used ? 1 : 0;
     }
-    policy_->observe_moves(up, up_used, down, down_used);
+    policy_->observe_moves(up, up_used, down, down_used, reversed_);
+    reversed_ = 0;
   }
 
   // Reservoir-samples units whose heat is all from this epoch (bursts);
@@ -1196,8 +1198,10 @@ class Engine {
       (to_fast ? stats_.epoch_promoted : stats_.epoch_demoted) += pages;
       auto it = history_.find(a);
       if (it != history_.end() && it->second.to_fast != to_fast &&
-          epoch - it->second.epoch <= config_.pingpong_window_epochs)
+          epoch - it->second.epoch <= config_.pingpong_window_epochs) {
         stats_.pingpong_pages += pages;
+        reversed_ += pages;
+      }
       history_[a] = {epoch, to_fast, to_fast && born_.erase(a) > 0};
       policy_->on_moved(a);
       return 0;
@@ -1243,6 +1247,8 @@ class Engine {
   static constexpr std::size_t kBurstSample = 256;
   std::vector<std::uintptr_t> bursts_ ABSL_GUARDED_BY(mu_);  // last epoch's, sampled
   std::uint64_t bursts_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  // Pages whose move since the last observe_moves() undid an earlier one.
+  std::uint64_t reversed_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t burst_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ULL;
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;

@@ -217,10 +217,13 @@ class Policy {
   // units the engine moved up (and that are still fast), `promoted_used`
   // were accessed in the epoch just ended, hits the moves won; of the
   // `demoted` units (still slow), `demoted_used` were, hits they lost.
-  // The engine calls it once per epoch, before begin_epoch(). Lets a policy
-  // check that its moves pay.
+  // `reversed` units moved in the epoch just ended undid a move made within
+  // the ping-pong window (EngineConfig::pingpong_window_epochs): the
+  // earlier move did not pay. The engine calls it once per epoch, before
+  // begin_epoch(). Lets a policy check that its moves pay.
   virtual void observe_moves(std::uint64_t /*promoted*/, std::uint64_t /*promoted_used*/,
-                             std::uint64_t /*demoted*/, std::uint64_t /*demoted_used*/) {}
+                             std::uint64_t /*demoted*/, std::uint64_t /*demoted_used*/,
+                             std::uint64_t /*reversed*/) {}
   // Epochs a page must stay after a move before it may move back.
   virtual std::uint32_t min_residency_epochs() const { return 0; }
   // A resident page gives way to a newcomer only if the newcomer's heat is at

@@ -444,39 +444,40 @@ TEST(Engine, ObserveMovesCountsHitsWonAndLost) {
     Thresholds begin_epoch(const EpochContext&) override { return next; }
     double current_threshold() const override { return 0; }
     void observe_moves(std::uint64_t up, std::uint64_t up_used, std::uint64_t down,
-                       std::uint64_t down_used) override {
-      calls.push_back({up, up_used, down, down_used});
+                       std::uint64_t down_used, std::uint64_t reversed) override {
+      calls.push_back({up, up_used, down, down_used, reversed});
     }
     Thresholds next;
-    std::vector<std::array<std::uint64_t, 4>> calls;
+    std::vector<std::array<std::uint64_t, 5>> calls;
   };
   Rig rig(20, 100, Fast("static"));
   auto owned = std::make_unique<Mover>();
   Mover& m = *owned;
   ASSERT_TRUE(rig.engine->set_policy(std::move(owned)).ok());
-  using Calls = std::array<std::uint64_t, 4>;
+  using Calls = std::array<std::uint64_t, 5>;
   m.next = {1, 0};  // promote what was touched
   for (std::size_t i = 0; i < 10; ++i) rig.touch(i, 4);
   rig.step();
   ASSERT_EQ(rig.fast_count(0, 10), 10u);
   ASSERT_EQ(m.calls.size(), 1u);  // once per epoch, before the policy's
-  EXPECT_EQ(m.calls.back(), (Calls{0, 0, 0, 0}));
+  EXPECT_EQ(m.calls.back(), (Calls{0, 0, 0, 0, 0}));
   m.next = {};
   ASSERT_TRUE(rig.engine->regions().set_tag(rig.handle.id(), RegionTag::cold).ok());
   for (std::size_t i = 0; i < 4; ++i) rig.touch(i);  // 4 promoted units used
   rig.step();                                        // and all 10 demoted
-  EXPECT_EQ(m.calls.back(), (Calls{10, 4, 0, 0}));
+  EXPECT_EQ(m.calls.back(), (Calls{10, 4, 0, 0, 0}));
   const std::size_t demoted = 10 - rig.fast_count(0, 10);
   ASSERT_EQ(demoted, 10u);
   ASSERT_TRUE(rig.engine->regions().set_tag(rig.handle.id(), RegionTag::pinned).ok());
   for (std::size_t i = 0; i < 10; ++i)
     if (rig.be.node_of(Rig::page(i)) != 0) rig.touch(i);  // every demoted unit used
   rig.step();
-  EXPECT_EQ(m.calls.back(), (Calls{0, 0, 10, 10}));
+  // The demotions undid last epoch's promotions: reported once, the epoch after.
+  EXPECT_EQ(m.calls.back(), (Calls{0, 0, 10, 10, 10}));
   for (int k = 0; k < 4; ++k) rig.step();
   ASSERT_EQ(m.calls.size(), 7u);
-  EXPECT_EQ(m.calls[4], (Calls{0, 0, 10, 0}));     // the demotions, 3 epochs on
-  EXPECT_EQ(m.calls.back(), (Calls{0, 0, 0, 0}));  // older than kPayoffEpochs
+  EXPECT_EQ(m.calls[4], (Calls{0, 0, 10, 0, 0}));     // the demotions, 3 epochs on
+  EXPECT_EQ(m.calls.back(), (Calls{0, 0, 0, 0, 0}));  // older than kPayoffEpochs
 }
 
 // Moves must pay (AutomaticOptions::payoff_backoff_epochs): after moves
@@ -497,25 +498,29 @@ TEST(AutomaticPolicy, StopsSwappingWhileItsMovesLoseHits) {
   };
   AutomaticPolicy p;
   EXPECT_TRUE(swaps_at(p, 1));
-  p.observe_moves(10, 2, 10, 5);  // won 2 hits, lost 5
+  p.observe_moves(10, 2, 10, 5, 0);  // won 2 hits, lost 5
   EXPECT_FALSE(swaps_at(p, 2));
   EXPECT_FALSE(p.moves_paying());
   EXPECT_FALSE(swaps_at(p, 3));
   EXPECT_TRUE(swaps_at(p, 4));
-  p.observe_moves(10, 0, 10, 3);  // lost again: twice the wait
+  p.observe_moves(10, 0, 10, 3, 0);  // lost again: twice the wait
   for (std::uint64_t e = 5; e < 9; ++e) EXPECT_FALSE(swaps_at(p, e)) << e;
   EXPECT_TRUE(swaps_at(p, 9));
-  p.observe_moves(10, 9, 10, 0);  // a win: the wait starts over at 2
+  p.observe_moves(10, 9, 10, 0, 0);  // a win: the wait starts over at 2
   EXPECT_TRUE(swaps_at(p, 10));
-  p.observe_moves(10, 0, 10, 20);
+  p.observe_moves(10, 0, 10, 20, 0);
   EXPECT_FALSE(swaps_at(p, 11));
   EXPECT_FALSE(swaps_at(p, 12));
   EXPECT_TRUE(swaps_at(p, 13));
+  // Moves that undo earlier ones are losses too: 20 hits won would pay,
+  // but not with 30 reversals.
+  p.observe_moves(10, 20, 10, 0, 30);
+  EXPECT_FALSE(swaps_at(p, 14));
 
   AutomaticOptions off;
   off.payoff_backoff_epochs = 0;
   AutomaticPolicy q(off);
-  q.observe_moves(10, 0, 10, 10);
+  q.observe_moves(10, 0, 10, 10, 10);
   EXPECT_TRUE(swaps_at(q, 1));
 }
 

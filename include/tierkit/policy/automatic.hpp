@@ -92,15 +92,23 @@ struct AutomaticOptions {
   double spread_confidence = 4.0;
   // Moves must pay (ARMS's point: a move is worth it only if the page's
   // use in its new tier repays it). Each epoch the engine reports the hits
-  // that the last few epochs' promotions won and their demotions lost
-  // (Policy::observe_moves); when their net, halved every epoch, falls
+  // that the last few epochs' promotions won and their demotions lost, and
+  // the moves that undid one made within the ping-pong window, each a loss
+  // of one (Policy::observe_moves: the earlier move did not pay, and its
+  // reversal costs a second copy). When the net, halved every epoch, falls
   // below 0 (the moves lost more hits than they won), swaps stop for 2
   // epochs, after the next loss 4, then 8, ... up to this many, each retry
   // measured again (exponential backoff); a win resets the wait. A real
   // program whose hot data moves faster than heat follows (GNU sort's
   // passes over its buffer, --gap_ns=800) fell from first touch's 25.4% to
   // 15.5% without it (24.6% with it). Moves into free room are not
-  // affected, nor sampled evidence's swaps (Engine::swap_allowed). 0 = off.
+  // affected, nor sampled evidence's swaps (Engine::swap_allowed).
+  // Reversals count since session 21: once the engine reported only the
+  // epochs a moved page was really accessed in (PageWord::touched; before,
+  // a page idle a multiple of 16 epochs read as accessed, so demoted idle
+  // pages often counted as losses), the rule let through 45% more
+  // ping-pong over ten epoch lengths; counting reversals takes it to 23%
+  // below the old level (docs/performance.md, "Session 21"). 0 = off.
   std::uint32_t payoff_backoff_epochs = 32;
   // At the first epoch boundary (no histogram yet) a resident whose heat is
   // above burst_heat gives way only to a newcomer this many times hotter:
@@ -214,10 +222,10 @@ class AutomaticPolicy final : public Policy {
     burst_credit_ += 0.25 * (static_cast<double>(again) / sampled - burst_credit_);
   }
   void observe_moves(std::uint64_t promoted, std::uint64_t promoted_used, std::uint64_t demoted,
-                     std::uint64_t demoted_used) override {
-    if (o_.payoff_backoff_epochs == 0 || promoted + demoted == 0) return;
-    payoff_ =
-        0.5 * payoff_ + static_cast<double>(promoted_used) - static_cast<double>(demoted_used);
+                     std::uint64_t demoted_used, std::uint64_t reversed) override {
+    if (o_.payoff_backoff_epochs == 0 || promoted + demoted + reversed == 0) return;
+    payoff_ = 0.5 * payoff_ + static_cast<double>(promoted_used) -
+              static_cast<double>(demoted_used) - static_cast<double>(reversed);
     if (payoff_ > 0) {
       backoff_ = 2;
     } else if (payoff_ < 0 && blocked_epochs_ == 0) {
