@@ -82,9 +82,12 @@ struct PageWord {
     return static_cast<std::uint16_t>(f ? (w | kFast) : (w & ~kFast));
   }
 
-  // Whole epochs from the stamp to epoch `now`, modulo 16.
+  // Whole epochs from the stamp to epoch `now`, modulo 16; at least 1 for a
+  // unit without heat, which was not accessed this epoch (an access adds
+  // heat) but whose stamp nobody holds (see held_idle).
   static constexpr std::uint32_t idle(std::uint16_t w, std::uint32_t now) {
-    return (now - epoch(w)) % kEpochModulo;
+    const std::uint32_t d = (now - epoch(w)) % kEpochModulo;
+    return d == 0 && heat(w) == 0 ? 1 : d;
   }
   // The idle count the stamp is held at. 14, not 15: a stamp held at now - 15
   // would read 0 (just accessed) one epoch later, before the next visit.
@@ -95,8 +98,8 @@ struct PageWord {
   // 14 or 15 for any idleness from 14 on, where the bare modulo read a unit
   // idle 17 epochs as idle 1, and one idle 16 as touched now.
   // NOTE: a unit without heat is not visited, and its count still wraps (a
-  // held stamp 2 epochs after the heat is gone): ask touched(), not idle(),
-  // whether a unit was accessed.
+  // held stamp 2 epochs after the heat is gone), though never to 0: it is
+  // at least 1 epoch idle, the rest of the count is not known.
   static constexpr std::uint16_t held_idle(std::uint16_t w, std::uint32_t now) {
     return idle(w, now) >= kIdleCap ? with_epoch(w, now - kIdleCap) : w;
   }
