@@ -312,6 +312,13 @@ class Engine {
     bool to_fast;
     bool on_birth = false;  // promoted on a birth alone (recently_moved)
   };
+  // A unit whose placement is asked (learn_placement), as the visit saw it.
+  struct Unplaced {
+    std::uintptr_t addr;
+    std::uint32_t heat;  // as the histogram counted it
+    std::uint32_t pages;
+    bool fast;  // the belief
+  };
   struct Candidate {
     std::uint32_t priority;
     std::uint32_t heat;
@@ -659,6 +666,7 @@ class Engine {
         tracker_.sweep(
             r->begin, r->end,
             [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
+              note_unplaced(w, a, PageWord::heat(w), pages);
               if (PageWord::heat(w) > 0) hist_->add(PageWord::heat(w), PageWord::fast(w), pages);
               if (!tagged_candidate(*r, a, w, pages) && e.moves &&
                   r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
@@ -672,6 +680,7 @@ class Engine {
             const std::uint32_t h = judged_heat(e, a, w);
             if (h > 0) hist_->add(h, PageWord::fast(w), pages);
             if (!PageWord::seasoned(w) && PageWord::heat(w) > 0) sample_burst(a);
+            note_unplaced(w, a, h, pages);
             const Region* r = regions.find(a);
             if (r != nullptr && e.moves &&
                 r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
@@ -689,6 +698,7 @@ class Engine {
             HotnessTracker::kNoAging);
       }
     }
+    learn_placement(e);
     hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
   }
 
@@ -709,6 +719,77 @@ class Engine {
     }
     policy_->observe_moves(up, up_used, down, down_used, reversed_);
     reversed_ = 0;
+  }
+
+  // Units whose heat is all from this epoch: touched for the first time,
+  // or again after going cold. The kernel placed them at that touch (in a
+  // full fast node a newborn lands slow; a region's untouched pages are
+  // only assumed where register_region says) or may have moved them since
+  // (its own demotion), so the belief may be wrong. learn_placement() asks
+  // where they are, at most kPlacementBatch units an epoch.
+  void note_unplaced(std::uint16_t w, std::uintptr_t a, std::uint32_t h, std::uint32_t pages)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (PageWord::seasoned(w) || PageWord::heat(w) == 0 || config_.slow_nodes.empty()) return;
+    if (unplaced_.size() >= kPlacementBatch) return;
+    unplaced_.push_back(reinterpret_cast<void*>(a));
+    unplaced_info_.push_back({a, h, pages, PageWord::fast(w)});
+  }
+  // One placement query (as refresh_placement) for the units
+  // note_unplaced() kept, after the epoch's visit. Each belief found wrong
+  // is corrected in the tracker and the histogram, and the unit's candidacy
+  // is judged again where it is (a newborn believed fast that landed slow
+  // may be promoted, one believed slow that landed fast may give way), so a
+  // newborn counts where it is from its first epoch. O(units kept), plus
+  // O(candidates) when a belief was wrong. A failed query changes nothing.
+  // NOTE: policies that visit every unit (the kernel model) see a corrected
+  // unit as a candidate from the next epoch: their visit is not repeated.
+  void learn_placement(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (unplaced_.empty()) return;
+    placed_.assign(unplaced_.size(), -1);
+    std::vector<Unplaced>& wrong = unplaced_info_;  // reused for the corrected ones
+    std::size_t corrected = 0;
+    if (backend_->query(unplaced_, absl::MakeSpan(placed_)).ok()) {
+      for (std::size_t i = 0; i < unplaced_.size(); ++i) {
+        const Unplaced u = wrong[i];
+        const bool fast = placed_[i] >= 0 && config_.fast_nodes.contains(placed_[i]);
+        if (placed_[i] < 0 || fast == u.fast || !tracker_.set_fast(u.addr, fast)) continue;
+        wrong[corrected++] = u;
+        if (u.heat == 0) continue;  // not in the histogram's buckets
+        (fast ? hist_->slow : hist_->fast)[u.heat] -= u.pages;
+        (fast ? hist_->fast : hist_->slow)[u.heat] += u.pages;
+      }
+    }
+    wrong.resize(corrected);
+    unplaced_.clear();
+    if (corrected > 0) recandidate(e, wrong);
+    wrong.clear();
+  }
+  // learn_placement()'s second half: drops the moves planned on wrong
+  // beliefs (a promotion of a fast unit, a demotion of a slow one), then
+  // judges the corrected units again.
+  void recandidate(const Epoch& e, const std::vector<Unplaced>& corrected)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stats_.placement_corrected += corrected.size();
+    EpochScratch& s = scratch_;
+    auto word = [&](std::uintptr_t a) {
+      const std::atomic<std::uint16_t>* w = tracker_.word(a);
+      return w != nullptr ? w->load(std::memory_order_relaxed) : std::uint16_t{0};
+    };
+    auto slow = [&](const Candidate& c) { return !PageWord::fast(word(c.addr)); };
+    auto fast = [&](const Candidate& c) { return PageWord::fast(word(c.addr)); };
+    std::erase_if(s.promote, fast);
+    std::erase_if(s.held_promote, fast);
+    std::erase_if(s.demote, slow);
+    std::erase_if(s.held_demote, slow);
+    if (e.visits) return;
+    RegionCursor regions(s.regions);
+    for (const Unplaced& c : corrected) {
+      const Region* r = regions.find(c.addr);
+      if (r == nullptr) continue;
+      const std::uint16_t w = word(c.addr);
+      if (tagged_candidate(*r, c.addr, w, c.pages) || !e.moves) continue;
+      threshold_candidate(e, *r, c.addr, w, c.heat, c.pages);
+    }
   }
 
   // Reservoir-samples units whose heat is all from this epoch (bursts);
@@ -1247,6 +1328,11 @@ class Engine {
   static constexpr std::size_t kBurstSample = 256;
   std::vector<std::uintptr_t> bursts_ ABSL_GUARDED_BY(mu_);  // last epoch's, sampled
   std::uint64_t bursts_seen_ ABSL_GUARDED_BY(mu_) = 0;
+  // Units whose placement learn_placement() asks after the epoch's visit.
+  static constexpr std::size_t kPlacementBatch = std::size_t{1} << 16;
+  std::vector<void*> unplaced_ ABSL_GUARDED_BY(mu_);
+  std::vector<Unplaced> unplaced_info_ ABSL_GUARDED_BY(mu_);  // the same units
+  std::vector<int> placed_ ABSL_GUARDED_BY(mu_);              // the query's answers
   // Pages whose move since the last observe_moves() undid an earlier one.
   std::uint64_t reversed_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t burst_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ULL;

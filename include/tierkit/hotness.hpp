@@ -332,12 +332,12 @@ class HotnessTracker {
 
   // set_fast()
   //
-  // Sets the believed placement of the unit holding `addr`. Takes the
-  // writer mutex (uncontended: tens of ns).
-  void set_fast(std::uintptr_t addr, bool fast) {
+  // Sets the believed placement of the unit holding `addr`; returns whether
+  // the belief changed. Takes the writer mutex (uncontended: tens of ns).
+  bool set_fast(std::uintptr_t addr, bool fast) {
     detail::MutexLock l(&mu_);
     Chunk* chunk = chunk_for(addr);
-    if (chunk == nullptr) return;
+    if (chunk == nullptr) return false;
     std::size_t i = unit_index(*chunk, addr);
     auto& w = chunk->page[i];
     std::uint16_t old = w.load(std::memory_order_relaxed);
@@ -345,10 +345,10 @@ class HotnessTracker {
         PageWord::tracked(old) && PageWord::fast(old) != fast &&
         !w.compare_exchange_weak(old, PageWord::with_fast(old, fast), std::memory_order_relaxed)) {
     }
-    if (PageWord::tracked(old) && PageWord::fast(old) != fast) {
-      count_unit(*chunk, PageWord::fast(old), -1);
-      count_unit(*chunk, fast, +1);
-    }
+    if (!PageWord::tracked(old) || PageWord::fast(old) == fast) return false;
+    count_unit(*chunk, PageWord::fast(old), -1);
+    count_unit(*chunk, fast, +1);
+    return true;
   }
 
   // epoch(), set_epoch()

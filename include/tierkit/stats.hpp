@@ -60,6 +60,9 @@ struct EngineStats {
   // 2 MiB units moved whole (one huge page each), and those that turned out
   // not to be one huge page and fell back to 4 KiB units.
   std::uint64_t huge_units_moved = 0, huge_units_split = 0;
+  // Units believed fast that a placement query found elsewhere when they
+  // became active (first touch in a full fast node, or the kernel moved them).
+  std::uint64_t placement_corrected = 0;
   ErrnoCounts failures_by_errno;       // per-page failures by errno
   std::uint64_t outside_accesses = 0;  // record_access outside every region
   // The promotion threshold in force, in the policy's own unit (heat for
@@ -92,7 +95,7 @@ struct EngineStats {
         "\"promoted_pages\":%u,\"demoted_pages\":%u,\"promoted_bytes\":%u,\"demoted_bytes\":%u,"
         "\"promotion_candidates\":%u,\"demotion_candidates\":%u,\"deferred_pages\":%u,"
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"pingpong_pages\":%u,"
-        "\"huge_units_moved\":%u,\"huge_units_split\":%u,"
+        "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
         "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_threshold\":%s,"
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
         "ns\":%d,"
@@ -100,7 +103,8 @@ struct EngineStats {
         policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, seen_pages,
         promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
         demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
-        pingpong_pages, huge_units_moved, huge_units_split, errnos, outside_accesses,
+        pingpong_pages, huge_units_moved, huge_units_split, placement_corrected, errnos,
+        outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -146,6 +150,7 @@ struct EngineStats {
     row("ping-pong pages", absl::StrCat(pingpong_pages));
     row("2 MiB units moved",
         absl::StrFormat("%u (%u fell back to 4 KiB)", huge_units_moved, huge_units_split));
+    row("placement corrected", absl::StrCat(placement_corrected));
     row("outside accesses", absl::StrCat(outside_accesses));
     row("threshold", threshold_text());
     row("environment", environment);

@@ -73,6 +73,39 @@ TEST(Engine, SkewedAccessFillsFastTierWithHotPagesUpToBudget) {
   EXPECT_LE(rig.be.used_bytes(0), 100 * kPageSize);
 }
 
+// A region registered before its pages are touched is believed fast (first
+// touch on a CPU node). In a full fast node the later pages land slow: the
+// engine must learn that when they become active, or it never promotes them.
+TEST(Engine, LearnsWhereNewbornPagesLandedInAFullFastNode) {
+  constexpr std::size_t kFast = 8, kPages = 32;
+  SimulatedBackend be({{0, kFast * kPageSize}, {1, 1ull << 40}});
+  ManualClock clock{1};
+  EngineConfig cfg = Fast("automatic");
+  cfg.fast_nodes = {0};
+  cfg.slow_nodes = {1};
+  auto engine = Engine::create(cfg, &be, &clock);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto h = (*engine)->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto page = [](std::size_t i) { return kBase + i * kPageSize; };
+  for (std::size_t i = 0; i < kPages; ++i) be.touch(page(i), 0);  // first touch, in order
+  ASSERT_EQ(be.node_of(page(kPages - 1)), 1);
+  std::size_t hot_fast = 0;
+  for (int e = 0; e < 12; ++e) {
+    for (std::size_t i = 0; i < kPages; ++i)
+      for (int k = 0; k < (i >= kPages - kFast ? 50 : e == 0 ? 1 : 0); ++k)
+        (*engine)->record_access(reinterpret_cast<void*>(page(i)));
+    clock.advance_ns(cfg.epoch_ms * kNsPerMs);
+    ASSERT_TRUE((*engine)->step().ok());
+  }
+  for (std::size_t i = kPages - kFast; i < kPages; ++i) hot_fast += be.node_of(page(i)) == 0;
+  // Learnt in the epoch they were first touched, before any move was
+  // planned: no demotion of a page that was already slow.
+  EXPECT_EQ((*engine)->stats().placement_corrected, kPages - kFast);
+  EXPECT_LE((*engine)->stats().demoted_pages, kFast);
+  EXPECT_GE(hot_fast, kFast / 2);  // believed fast, they would never be promoted
+}
+
 TEST(Engine, ColdPagesAreDemotedAtTheHighWatermark) {
   EngineConfig c = Fast("threshold:2");
   Rig rig(100, 300, c);
