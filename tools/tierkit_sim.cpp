@@ -101,6 +101,11 @@ ABSL_FLAG(std::string, idle, "0",
 ABSL_FLAG(std::string, all_slow, "false",
           "Initial placement: every page on the slow tier (default: first touch fills the fast "
           "tier in first-touch order).");
+ABSL_FLAG(std::string, place_at_access, "false",
+          "Engine policies: place each page at its first access, on the fast tier while it holds "
+          "fewer pages than --fast (so room that demotions freed takes newborns, as first touch "
+          "in a kernel does), not all before the run; the engine learns where newborns landed. "
+          "The references keep the placement before the run.");
 ABSL_FLAG(std::string, zipf_s, "1.0", "zipf: skew s (popularity ~ 1/rank^s).");
 ABSL_FLAG(std::string, hot_fraction, "0.1", "hotshift, scan: hot set size / footprint.");
 ABSL_FLAG(std::string, hot_share, "0.9",
@@ -367,6 +372,8 @@ int main(int argc, char** argv) {
   }
   o.sample_ms = flag_int(FLAGS_sample_ms, "sample_ms", 1, 1000000000);
   o.all_slow = check(tierkit::detail::parse_bool(absl::GetFlag(FLAGS_all_slow), "--all_slow"));
+  o.place_at_access =
+      check(tierkit::detail::parse_bool(absl::GetFlag(FLAGS_place_at_access), "--place_at_access"));
   w.accesses = flag_count(FLAGS_accesses, "accesses");
   if (w.accesses == 0) usage_error("--accesses must be > 0");
   w.seed = static_cast<std::uint64_t>(flag_int(FLAGS_seed, "seed", 0, INT64_MAX));

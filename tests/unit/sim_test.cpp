@@ -306,6 +306,16 @@ TEST(Simulator, StaticMigratesNothingAndKeepsFirstTouch) {
   EXPECT_EQ(run("zipf", "static", w, o).fast_hits, 0u);
 }
 
+TEST(Simulator, PlacingAtAccessIsForTracesOnly) {
+  SimOptions o = SmallSim(1024);
+  o.place_at_access = true;
+  auto wl = make_workload("zipf", Small(4096, 10000));
+  ASSERT_TRUE(wl.ok());
+  auto r = simulate(**wl, "automatic", o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--place_at_access"), std::string::npos) << r.status();
+}
+
 TEST(Simulator, ChargesSyncPromotionsToTheAppAndTheRestToTheBackground) {
   WorkloadOptions w = Small(4096, 1000000);
   SimOptions o = SmallSim(1024);

@@ -76,6 +76,12 @@ struct SimOptions {
   double move_call_ns = 5000;        // application stall per migration call
   double move_page_ns = 1000;        // application stall per page moved by others
   std::int64_t sample_ms = 1000;     // time-series interval (virtual)
+  // Engine policies: each page is placed at its first access, fast while the
+  // fast tier holds fewer than fast_pages (first touch in a kernel: room
+  // that demotions freed takes newborns), not all before the run in
+  // first-touch order. The engine learns where a newborn landed
+  // (Engine::learn_placement). References keep the placement before the run.
+  bool place_at_access = false;
   // Pages the engine tracks that the workload never touches (a cold table
   // loaded once): on the slow tier, registered after the footprint as one
   // region. tierkit's policies judge accesses and are unmoved by them
@@ -199,6 +205,11 @@ class MirrorBackend final : public Backend {
   }
   absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
                     absl::Span<int> status) override {
+    // The engine moves only pages it saw accessed (the kernel would answer
+    // -ENOENT for one never touched): a move of another is a bug here.
+    for (std::size_t i = 0; i < pages.size(); ++i)
+      if (unplaced(reinterpret_cast<std::uintptr_t>(pages[i])))
+        return absl::FailedPreconditionError("sim: a move of a page never touched");
     absl::Status s = inner_->move(pages, nodes, status);
     if (!s.ok()) return s;
     const std::uint64_t up = to_fast_, down = to_slow_;
@@ -221,6 +232,10 @@ class MirrorBackend final : public Backend {
   }
 
  private:
+  bool unplaced(std::uintptr_t a) const {
+    const std::uint64_t i = (a - base_) / kPageSize;
+    return a >= base_ && i < node_->size() && (*node_)[i] > 1;
+  }
   void set(std::uintptr_t a, NodeId n) {
     if (a < base_) return;
     std::uint64_t i = (a - base_) / kPageSize;
@@ -469,6 +484,10 @@ inline absl::Status run_rule_bound(Workload& wl, const std::string& policy, cons
 
 inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) {
   const std::uint64_t n = wl.pages(), cap = o.fast_pages;
+  if (o.place_at_access && !wl.touches_at_first_access())
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--place_at_access: ", wl.name(),
+        " initialises its footprint before the run; only a --trace holds first touches"));
   // Idle pages are a mapping of their own, from the next 2 MiB boundary on:
   // they share no chunk (nor 8-page group) with the footprint.
   const std::uint64_t idle_first = o.idle_pages ? align_up(n, kHugePageSize / kPageSize) : n;
@@ -493,7 +512,9 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   Engine& engine = **created;
 
   // First touch, in the workload's first-touch order: fast until full.
-  for (std::uint64_t p = 0; p < n; ++p) {
+  constexpr std::uint8_t kUnplaced = 2;  // place_at_access: not touched yet
+  for (std::uint64_t p = 0; p < n && o.place_at_access; ++p) node[p] = kUnplaced;
+  for (std::uint64_t p = 0; p < n && !o.place_at_access; ++p) {
     NodeId want = !o.all_slow && wl.first_touch_rank(static_cast<std::uint32_t>(p)) < cap
                       ? kFastNode
                       : kSlowNode;
@@ -507,8 +528,11 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
   const std::uint64_t per_region = o.region_pages ? o.region_pages : n;
   for (std::uint64_t first = 0; first < n; first += per_region) {
     const std::uint64_t len = std::min(per_region, n - first);
+    // Placed at access: untouched pages are believed slow, so the engine
+    // counts only what it learnt is fast against its budget.
     auto handle = engine.register_region(reinterpret_cast<void*>(kSimBase + first * kPageSize),
-                                         len * kPageSize, RegionOptions().with_name(wl.name()));
+                                         len * kPageSize, RegionOptions().with_name(wl.name()),
+                                         /*initially_fast=*/!o.place_at_access);
     if (!handle.ok()) return handle.status();
     handles.push_back(*std::move(handle));
   }
@@ -605,6 +629,11 @@ inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) 
         auto whole = static_cast<std::int64_t>(track_carry);
         t += whole;
         track_carry -= static_cast<double>(whole);
+      }
+      if (where[p] == kUnplaced) {
+        const bool room = sim.used_bytes(kFastNode) < cap * kPageSize;
+        node[p] = static_cast<std::uint8_t>(
+            sim.touch(kSimBase + (std::uintptr_t{p} << 12), room ? kFastNode : kSlowNode));
       }
       const std::uint8_t nd = where[p];
       hits += nd == kFastNode;

@@ -148,6 +148,10 @@ class Workload {
   // The page's rank in first-touch order: initial placement puts pages in the
   // fast tier while rank < fast pages. Generators touch pages in address order.
   virtual std::uint64_t first_touch_rank(std::uint32_t page) const { return page; }
+  // Whether the stream holds each page's first touch (a recorded program),
+  // so a page can be placed when it is first accessed. Generators model a
+  // footprint initialised before the run, in first-touch order.
+  virtual bool touches_at_first_access() const { return false; }
 
  protected:
   // Writes accesses done() .. done() + n - 1.
@@ -379,6 +383,7 @@ class TraceWorkload final : public Workload {
   std::uint64_t first_touch_rank(std::uint32_t page) const override {
     return trace_->first_touch[page];
   }
+  bool touches_at_first_access() const override { return true; }
 
  protected:
   void generate(std::uint32_t* out, std::size_t n) override {
