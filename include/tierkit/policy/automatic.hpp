@@ -140,7 +140,7 @@ struct AutomaticOptions {
   // tierkit-sim with --place_at_access, over the real traces at 100 ms
   // epochs, 1 gains up to 19 points where new data is hot (redis at
   // --gap_ns=5000: 53.2% against 34.6%) and loses 15 on sqlite3, with
-  // twice the ping-pong; with every page placed before the run (the
+  // 2.3x the ping-pong; with every page placed before the run (the
   // simulator's default) the room stays empty and 1 only loses
   // (docs/performance.md, "Session 22").
   std::uint32_t keep_room = 0;
