@@ -83,9 +83,10 @@ class Backend {
   virtual absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) = 0;
 
   // Moves pages[i] to nodes[i]; writes the node each page ended on, or -errno:
-  // -EBUSY (retry later), -ENOMEM (target full), -EFAULT/-ENOENT (not mapped or
-  // present; Linux 6.1 says -EFAULT for never-touched anonymous pages too),
-  // -EACCES (shared with another process). A non-OK Status means the whole
+  // -EBUSY (retry later), -ENOMEM (target full), -EFAULT (not mapped),
+  // -ENOENT (not present: never touched, or freed; LinuxBackend reports it so
+  // on every kernel, though 6.1's move_pages says -EFAULT for it), -EACCES
+  // (shared with another process). A non-OK Status means the whole
   // call failed (bad node, no permission): `status` is undefined and some
   // pages may have moved, so callers re-query placement.
   // NOTE: a page inside a transparent huge page moves the whole huge page

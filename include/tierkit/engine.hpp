@@ -1297,6 +1297,10 @@ class Engine {
         stats_.failed_pages += pages;
         if (to_fast) fast_full_ = true;  // demote first next epoch
         break;
+      case ENOENT:  // not present (never touched, or freed): holds no fast memory
+        stats_.absent_pages += pages;
+        tracker_.set_fast(a, false);
+        return bytes;
       case EFAULT:
         stats_.dropped_pages += pages;
         tracker_.untrack(a, a + bytes);

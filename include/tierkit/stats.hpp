@@ -56,6 +56,9 @@ struct EngineStats {
   std::uint64_t busy_retries = 0;    // -EBUSY: left for a later epoch
   std::uint64_t failed_pages = 0;    // any other per-page failure
   std::uint64_t dropped_pages = 0;   // unmapped (-EFAULT): no longer tracked
+  // Not present (-ENOENT: never touched, or freed): they hold no memory, so
+  // from then on they are believed slow and left out of the fast budget.
+  std::uint64_t absent_pages = 0;
   std::uint64_t pingpong_pages = 0;  // moved back within the ping-pong window
   // 2 MiB units moved whole (one huge page each), and those that turned out
   // not to be one huge page and fell back to 4 KiB units.
@@ -94,7 +97,8 @@ struct EngineStats {
         "\"tracked_pages\":%u,\"fast_pages\":%u,\"slow_pages\":%u,\"seen_pages\":%u,"
         "\"promoted_pages\":%u,\"demoted_pages\":%u,\"promoted_bytes\":%u,\"demoted_bytes\":%u,"
         "\"promotion_candidates\":%u,\"demotion_candidates\":%u,\"deferred_pages\":%u,"
-        "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"pingpong_pages\":%u,"
+        "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"absent_pages\":%u,"
+        "\"pingpong_pages\":%u,"
         "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
         "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_threshold\":%s,"
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
@@ -103,8 +107,8 @@ struct EngineStats {
         policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, seen_pages,
         promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
         demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
-        pingpong_pages, huge_units_moved, huge_units_split, placement_corrected, errnos,
-        outside_accesses,
+        absent_pages, pingpong_pages, huge_units_moved, huge_units_split, placement_corrected,
+        errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -146,7 +150,8 @@ struct EngineStats {
         absl::StrFormat("promote %u, demote %u", promotion_candidates, demotion_candidates));
     row("deferred (rate limit)", absl::StrCat(deferred_pages));
     row("busy retries", absl::StrCat(busy_retries));
-    row("failed / dropped", absl::StrFormat("%u / %u", failed_pages, dropped_pages));
+    row("failed/dropped/absent",
+        absl::StrFormat("%u / %u / %u", failed_pages, dropped_pages, absent_pages));
     row("ping-pong pages", absl::StrCat(pingpong_pages));
     row("2 MiB units moved",
         absl::StrFormat("%u (%u fell back to 4 KiB)", huge_units_moved, huge_units_split));

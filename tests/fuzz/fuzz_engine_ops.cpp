@@ -213,8 +213,8 @@ class Harness {
     // Accounting (see fault_injection_test.cpp).
     EngineStats s = engine_->stats();
     FaultCounts f = fi_.counts();
-    std::uint64_t accounted =
-        s.promoted_pages + s.demoted_pages + s.busy_retries + s.failed_pages + s.dropped_pages;
+    std::uint64_t accounted = s.promoted_pages + s.demoted_pages + s.busy_retries + s.failed_pages +
+                              s.dropped_pages + s.absent_pages;
     // The backend counts move_pages entries and the engine pages: equal
     // only while every unit is 4 KiB (a 2 MiB unit is one entry, 512 pages).
     if (!had_huge_) {

@@ -248,8 +248,8 @@ TEST(BadInput, ForeignAndUnknownIdsAreNotFoundOrNoOps) {
 
 TEST(BadInput, RegionOnPagesTheBackendDoesNotKnowIsHarmless) {
   // Pages never touched (simulated) or never mapped (Linux): the placement
-  // query reports -ENOENT/-EFAULT, the engine keeps its default belief, and a
-  // migration attempt fails per page and is counted.
+  // query reports -ENOENT, the engine keeps its default belief, and a
+  // migration attempt fails per page and is counted as absent.
   SimEngine rig(EngineConfig{});
   ASSERT_TRUE(rig.engine->set_policy("threshold:1").ok());
   auto h = rig.engine->register_region(P(kBase), 8 * kPageSize, RegionOptions(), false);
@@ -259,7 +259,8 @@ TEST(BadInput, RegionOnPagesTheBackendDoesNotKnowIsHarmless) {
   ASSERT_TRUE(rig.engine->step().ok());
   EngineStats s = rig.engine->stats();
   EXPECT_EQ(s.promoted_pages, 0u);
-  EXPECT_EQ(s.failed_pages, 8u);
+  EXPECT_EQ(s.absent_pages, 8u);
+  EXPECT_EQ(s.failed_pages, 0u);
   EXPECT_EQ(s.failures_by_errno.count[ENOENT], 8u);
 }
 

@@ -73,37 +73,87 @@ TEST(Engine, SkewedAccessFillsFastTierWithHotPagesUpToBudget) {
   EXPECT_LE(rig.be.used_bytes(0), 100 * kPageSize);
 }
 
+// An engine over a simulated fast node of `fast_pages` (node 0) and an
+// unbounded slow node (1), with no region registered.
+struct TwoNodes {
+  explicit TwoNodes(std::size_t fast_pages, EngineConfig c = Fast("automatic"))
+      : be({{0, fast_pages * kPageSize}, {1, 1ull << 40}}), cfg(std::move(c)) {
+    cfg.fast_nodes = {0};
+    cfg.slow_nodes = {1};
+    auto e = Engine::create(cfg, &be, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    if (e.ok()) engine = std::move(*e);
+  }
+  void step() {
+    clock.advance_ns(cfg.epoch_ms * kNsPerMs);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  SimulatedBackend be;
+  ManualClock clock{1};
+  EngineConfig cfg;
+  std::unique_ptr<Engine> engine;
+};
+
 // A region registered before its pages are touched is believed fast (first
 // touch on a CPU node). In a full fast node the later pages land slow: the
 // engine must learn that when they become active, or it never promotes them.
 TEST(Engine, LearnsWhereNewbornPagesLandedInAFullFastNode) {
   constexpr std::size_t kFast = 8, kPages = 32;
-  SimulatedBackend be({{0, kFast * kPageSize}, {1, 1ull << 40}});
-  ManualClock clock{1};
-  EngineConfig cfg = Fast("automatic");
-  cfg.fast_nodes = {0};
-  cfg.slow_nodes = {1};
-  auto engine = Engine::create(cfg, &be, &clock);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  auto h = (*engine)->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
+  TwoNodes n(kFast);
+  ASSERT_NE(n.engine, nullptr);
+  auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
   ASSERT_TRUE(h.ok()) << h.status();
   auto page = [](std::size_t i) { return kBase + i * kPageSize; };
-  for (std::size_t i = 0; i < kPages; ++i) be.touch(page(i), 0);  // first touch, in order
-  ASSERT_EQ(be.node_of(page(kPages - 1)), 1);
+  for (std::size_t i = 0; i < kPages; ++i) n.be.touch(page(i), 0);  // first touch, in order
+  ASSERT_EQ(n.be.node_of(page(kPages - 1)), 1);
   std::size_t hot_fast = 0;
   for (int e = 0; e < 12; ++e) {
     for (std::size_t i = 0; i < kPages; ++i)
       for (int k = 0; k < (i >= kPages - kFast ? 50 : e == 0 ? 1 : 0); ++k)
-        (*engine)->record_access(reinterpret_cast<void*>(page(i)));
-    clock.advance_ns(cfg.epoch_ms * kNsPerMs);
-    ASSERT_TRUE((*engine)->step().ok());
+        n.engine->record_access(reinterpret_cast<void*>(page(i)));
+    n.step();
   }
-  for (std::size_t i = kPages - kFast; i < kPages; ++i) hot_fast += be.node_of(page(i)) == 0;
+  for (std::size_t i = kPages - kFast; i < kPages; ++i) hot_fast += n.be.node_of(page(i)) == 0;
   // Learnt in the epoch they were first touched, before any move was
   // planned: no demotion of a page that was already slow.
-  EXPECT_EQ((*engine)->stats().placement_corrected, kPages - kFast);
-  EXPECT_LE((*engine)->stats().demoted_pages, kFast);
+  EXPECT_EQ(n.engine->stats().placement_corrected, kPages - kFast);
+  EXPECT_LE(n.engine->stats().demoted_pages, kFast);
   EXPECT_GE(hot_fast, kFast / 2);  // believed fast, they would never be promoted
+}
+
+// An arena registered before use is believed fast, but its pages not touched
+// yet hold no memory anywhere. Chosen for demotion (heat 0, so first), each
+// fails with -ENOENT: the engine must then believe it slow and keep it
+// tracked, or it tries the same pages again every epoch.
+TEST(Engine, PagesNeverTouchedAreTriedOnceAndKept) {
+  constexpr std::size_t kFast = 64, kArena = 64, kHot = 48;
+  TwoNodes n(kFast);
+  ASSERT_NE(n.engine, nullptr);
+  auto page = [](std::size_t i) { return kBase + i * kPageSize; };
+  auto arena = n.engine->register_region(reinterpret_cast<void*>(page(0)), kArena * kPageSize);
+  ASSERT_TRUE(arena.ok()) << arena.status();  // never touched: believed fast
+  for (std::size_t i = kArena; i < kArena + kHot; ++i) n.be.touch(page(i), 1);
+  auto data = n.engine->register_region(reinterpret_cast<void*>(page(kArena)), kHot * kPageSize);
+  ASSERT_TRUE(data.ok()) << data.status();  // queried: slow
+  for (int e = 0; e < 12; ++e) {
+    for (std::size_t i = kArena; i < kArena + kHot; ++i)
+      for (int k = 0; k < 50; ++k) n.engine->record_access(reinterpret_cast<void*>(page(i)));
+    n.step();
+  }
+  std::size_t hot_fast = 0;
+  for (std::size_t i = kArena; i < kArena + kHot; ++i) hot_fast += n.be.node_of(page(i)) == 0;
+  EXPECT_EQ(hot_fast, kHot);  // node 0 is empty: nothing real stands in their way
+  // One demotion attempt per page at most: then the engine knows it is absent
+  // (each used to be tried again every epoch, 620 attempts in 12 epochs).
+  const EngineStats s = n.engine->stats();
+  EXPECT_GT(s.absent_pages, 0u);
+  EXPECT_LE(s.absent_pages, kArena);
+  EXPECT_EQ(s.failures_by_errno.count[ENOENT], s.absent_pages);
+  EXPECT_EQ(s.failed_pages + s.dropped_pages, 0u);
+  EXPECT_LE(s.fast_pages, kFast);  // believed: the hot pages and arena pages not tried yet
+  EXPECT_EQ(n.be.used_bytes(0), kHot * kPageSize);
+  // Still tracked: touched later, they are judged as any page.
+  EXPECT_EQ(s.tracked_pages, kArena + kHot);
 }
 
 TEST(Engine, ColdPagesAreDemotedAtTheHighWatermark) {

@@ -173,12 +173,12 @@ struct FaultyRig {
     EngineStats s = engine->stats();
     FaultCounts f = fi.counts();
     // migrate(): a page ends as moved (promoted/demoted), -EBUSY (busy_retries),
-    // -EFAULT (dropped), any other error or a failed call (failed), or
-    // ">= 0 but not the target" (left in place: only the injected partials,
-    // since the engine never asks to move a page to where it believes it is
-    // and its belief is right).
+    // -EFAULT (dropped), -ENOENT (absent), any other error or a failed call
+    // (failed), or ">= 0 but not the target" (left in place: only the
+    // injected partials, since the engine never asks to move a page to where
+    // it believes it is and its belief is right).
     EXPECT_EQ(s.promoted_pages + s.demoted_pages + s.busy_retries + s.failed_pages +
-                  s.dropped_pages + f.partial,
+                  s.dropped_pages + s.absent_pages + f.partial,
               f.pages)
         << s.to_table();
     EXPECT_EQ(s.busy_retries, f.ebusy);
@@ -190,8 +190,9 @@ struct FaultyRig {
     EXPECT_EQ(s.promoted_bytes, s.promoted_pages * kPageSize);
     // failures_by_errno counts pages, except that a failed call counts once
     // (as EINVAL) however many pages it carried.
-    EXPECT_EQ(s.failures_by_errno.total(), s.busy_retries + s.failed_pages + s.dropped_pages -
-                                               f.failed_call_pages + f.failed_calls);
+    EXPECT_EQ(s.failures_by_errno.total(), s.busy_retries + s.failed_pages + s.dropped_pages +
+                                               s.absent_pages - f.failed_call_pages +
+                                               f.failed_calls);
   }
 
   ManualClock clock{1};

@@ -142,6 +142,59 @@ TEST_P(PromoteDemote, HotPagesPromotedColdPagesDemotedWithinBudget) {
 INSTANTIATE_TEST_SUITE_P(Policies, PromoteDemote, ::testing::Values("automatic", "threshold"),
                          [](const auto& info) { return std::string(info.param); });
 
+// An arena registered before use is believed fast (first touch), but its
+// pages hold no memory until touched. Over the budget, the engine tries to
+// demote them (heat 0: first in line): the kernel says not present (6.1's
+// move_pages says -EFAULT, as for an unmapped page, and LinuxBackend tells
+// them apart), and the engine must keep them tracked, believe them slow and
+// not try again, while the hot pages are promoted.
+TEST(EngineArena, PagesNotTouchedYetAreAbsentNotDropped) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  constexpr std::size_t kArena = 32 * kMiB, kHot = 8 * kMiB, kBudget = 16 * kMiB;
+  LinuxBackend be;
+  auto arena = be.map(kArena);
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  char* a = static_cast<char*>(*arena);
+  ::madvise(a, kArena, MADV_NOHUGEPAGE);
+  Mapping hot(be, kHot, kSlowNode);
+  ASSERT_NE(hot.p, nullptr);
+  EngineConfig c = two_tier_config("automatic");
+  c.fast_budget_bytes = kBudget;
+  auto engine = make_engine(c, be);
+  ASSERT_NE(engine, nullptr);
+  auto ha =
+      engine->register_region(a, kArena, RegionOptions().with_name("arena").with_base_pages());
+  auto hh =
+      engine->register_region(hot.p, kHot, RegionOptions().with_name("hot").with_base_pages());
+  ASSERT_TRUE(ha.ok() && hh.ok());
+  for (int epoch = 0; epoch < 40; ++epoch) {
+    for (int k = 0; k < 10; ++k)
+      for (std::size_t i = 0; i < hot.pages(); ++i)
+        engine->record_access(hot.page(i) + 64 * static_cast<std::size_t>(k));
+    std::this_thread::sleep_for(std::chrono::milliseconds(c.epoch_ms));
+    ASSERT_TRUE(engine->step().ok());
+    if (hot.on(kFastNode) == hot.pages() && epoch >= 10) break;
+  }
+  EngineStats st = engine->stats();
+  std::printf("hot pages on node 0: %zu of %zu\n%s", hot.on(kFastNode), hot.pages(),
+              st.to_table().c_str());
+  EXPECT_EQ(hot.on(kFastNode), hot.pages());
+  EXPECT_EQ(st.dropped_pages, 0u) << "pages never touched were taken for unmapped";
+  EXPECT_GT(st.absent_pages, 0u);
+  EXPECT_LE(st.absent_pages, kArena / kPageSize) << "an absent page was tried again";
+  EXPECT_EQ(st.tracked_pages, (kArena + kHot) / kPageSize);
+  // Touched now (first touch: node 0, where the CPU is), the arena's pages
+  // are still tracked: their accesses count.
+  std::memset(a, 1, kMiB);
+  for (std::size_t off = 0; off < kMiB; off += kPageSize) engine->record_access(a + off);
+  ASSERT_TRUE(engine->step().ok());
+  EXPECT_EQ(engine->stats().outside_accesses, 0u);
+  EXPECT_EQ(engine->stats().tracked_pages, (kArena + kHot) / kPageSize);
+  EXPECT_EQ(hot.intact(), hot.pages());
+  ha->reset();
+  EXPECT_TRUE(be.unmap(a, kArena).ok());
+}
+
 // hot: promoted without any access; cold: demoted however hot; pinned: stays
 // where it is on either node however hot or cold.
 TEST(EngineTags, TagsOverrideHeat) {
