@@ -1232,9 +1232,10 @@ class Engine {
 
   // After the move: a 2 MiB unit moved whole (one huge page) when its first
   // page reached `target` and its last page, elsewhere before the move, is
-  // there now (one query for all). Otherwise it was not one huge page (THP
+  // there now (one query for all). Otherwise, or when its first page was
+  // absent and its last one present, it was not one huge page (THP
   // never formed there, or the kernel split it): it becomes 4 KiB units
-  // (HotnessTracker::split), its first page counts as one page moved, and
+  // (HotnessTracker::split), its first page is accounted as one page (moved or absent), and
   // its other pages go to scratch_.rest. When a query fails nothing is
   // known: the unit stays 2 MiB but its other pages go to scratch_.rest too,
   // so the whole range ends on `target` either way.
@@ -1245,9 +1246,13 @@ class Engine {
     const bool known = backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok();
     for (std::size_t k = 0; k < s.tails.size(); ++k) {
       const std::size_t i = s.tail_of[k];
-      if (s.status[i] != target) continue;  // the unit did not move: nothing to check
       const bool before = s.tail_before[k] >= 0;
-      if (known && before && s.tail_before[k] != target && s.tail_status[k] == target) {
+      // First page absent: absent as a whole if the last page is too, else
+      // not one huge page (its present pages go as 4 KiB units).
+      const bool head_absent = s.status[i] == -ENOENT && before;
+      if (s.status[i] != target && !head_absent) continue;  // did not move: nothing to check
+      if (!head_absent && known && before && s.tail_before[k] != target &&
+          s.tail_status[k] == target) {
         ++stats_.huge_units_moved;
         continue;
       }

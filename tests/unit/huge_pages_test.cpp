@@ -160,6 +160,41 @@ TEST(HugePages, AUnitThatIsNotOneHugePageFallsBackTo4KiBAndMovesWhole) {
   EXPECT_EQ(rig.engine->tracker().fast_pages() + rig.engine->tracker().slow_pages(), rig.n);
 }
 
+// A 2 MiB unit whose first page was never touched (-ENOENT) but whose last
+// page is present is not one huge page: it falls back to 4 KiB units and
+// its present pages move, the absent one is believed slow. Not the whole
+// unit taken for absent, which would leave its pages in the fast tier
+// believed slow.
+TEST(HugePages, AUnitWithItsFirstPageAbsentFallsBackTo4KiB) {
+  SimulatedBackend be({{0, 4 * kHugePageSize}, {1, 1ull << 40}});
+  be.set_thp_mode(ThpMode::kMadvise);
+  ManualClock clock{1};
+  EngineConfig cfg;
+  cfg.policy = "threshold:2";
+  cfg.fast_nodes = {0};
+  cfg.slow_nodes = {1};
+  cfg.environment = EngineConfig::Environment::kIgnore;
+  cfg.huge_min_budget_bytes = 0;
+  auto e = Engine::create(cfg, &be, &clock);
+  ASSERT_TRUE(e.ok()) << e.status();
+  for (std::size_t i = 1; i < kChunkPages; ++i) be.touch(Rig::page(i), 0);
+  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), kHugePageSize,
+                                 RegionOptions().with_tag(RegionTag::cold));
+  ASSERT_TRUE(h.ok()) << h.status();
+  be.split_huge(kBase);  // its pages were touched before the advice: no huge page
+  ASSERT_EQ((*e)->tracker().unit_bytes(kBase), kHugePageSize);
+  for (int k = 0; k < 3; ++k) {
+    clock.advance_ns(cfg.epoch_ms * kNsPerMs);
+    ASSERT_TRUE((*e)->step().ok());
+  }
+  EXPECT_EQ(be.used_bytes(0), 0u);  // every present page left the fast tier
+  EngineStats s = (*e)->stats();
+  EXPECT_EQ(s.huge_units_split, 1u);
+  EXPECT_EQ(s.absent_pages, 1u);
+  EXPECT_EQ(s.demoted_pages, kChunkPages - 1);
+  EXPECT_EQ((*e)->tracker().fast_pages(), 0u);
+}
+
 TEST(HugePages, SplitChunksAreJudgedPerPageAfterwards) {
   Rig rig(2, 4, ThpMode::kMadvise);
   rig.be.split_huge(Rig::chunk(1));
