@@ -297,7 +297,8 @@ TEST(Simulator, StaticMigratesNothingAndKeepsFirstTouch) {
   SimResult r = run("zipf", "static", w, o);
   EXPECT_EQ(r.promoted_pages + r.demoted_pages, 0u);
   EXPECT_EQ(r.migrated_bytes, 0u);
-  EXPECT_EQ(r.background_ns, 0);
+  EXPECT_EQ(r.background_ns, r.query_ns);  // only the placement queries
+  EXPECT_GE(r.query_pages, 4096u);         // registration asks about every page
   EXPECT_GE(r.epochs, 5u);
   // Zipf ranks are scattered: first touch of pages 0..1023 hits about 1/4.
   EXPECT_GT(r.hit_ratio(), 0.1);
@@ -316,6 +317,27 @@ TEST(Simulator, PlacingAtAccessIsForTracesOnly) {
   EXPECT_NE(r.status().message().find("--place_at_access"), std::string::npos) << r.status();
 }
 
+// The engine's placement queries are background work at query_call_ns a
+// call plus query_page_ns a page, and change nothing else.
+TEST(Simulator, ChargesTheEnginesPlacementQueriesToTheBackground) {
+  WorkloadOptions w = Small(4096, 1000000);
+  SimOptions o = SmallSim(1024);
+  o.query_call_ns = 0;
+  o.query_page_ns = 1;
+  SimResult a = run("hotshift", "automatic", w, o);
+  EXPECT_EQ(a.query_ns, static_cast<double>(a.query_pages));
+  EXPECT_GE(a.query_pages, 4096u);  // registration asks about every page
+  o.query_page_ns = 0;
+  SimResult free = run("hotshift", "automatic", w, o);
+  EXPECT_EQ(free.query_ns, 0);
+  EXPECT_EQ(free.query_pages, a.query_pages);
+  EXPECT_EQ(free.fast_hits, a.fast_hits);
+  EXPECT_EQ(free.app_ns, a.app_ns);  // on the engine's thread, not the application's
+  EXPECT_DOUBLE_EQ(a.background_ns - free.background_ns, a.query_ns);
+  o.query_page_ns = -1;
+  EXPECT_FALSE(o.validate().ok());
+}
+
 TEST(Simulator, ChargesSyncPromotionsToTheAppAndTheRestToTheBackground) {
   WorkloadOptions w = Small(4096, 1000000);
   SimOptions o = SmallSim(1024);
@@ -326,9 +348,11 @@ TEST(Simulator, ChargesSyncPromotionsToTheAppAndTheRestToTheBackground) {
   const double page = o.page_cost_ns();
   EXPECT_NEAR(k.sync_migration_ns, static_cast<double>(k.promoted_pages) * page, page);
   EXPECT_NEAR(k.background_ns, static_cast<double>(k.demoted_pages) * page, page);
+  EXPECT_EQ(k.query_ns, 0);  // the kernel knows where its pages are
   EXPECT_EQ(a.sync_migration_ns, 0);
-  EXPECT_NEAR(a.background_ns, static_cast<double>(a.promoted_pages + a.demoted_pages) * page,
-              page);
+  EXPECT_GT(a.query_ns, 0);
+  EXPECT_NEAR(a.background_ns - a.query_ns,
+              static_cast<double>(a.promoted_pages + a.demoted_pages) * page, page);
   EXPECT_EQ(k.migrated_bytes, (k.promoted_pages + k.demoted_pages) * kPageSize);
   // App time = accesses' latencies and gaps + sync stalls.
   const double mem =
