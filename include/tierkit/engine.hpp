@@ -1233,12 +1233,12 @@ class Engine {
   // After the move: a 2 MiB unit moved whole (one huge page) when its first
   // page reached `target` and its last page, elsewhere before the move, is
   // there now (one query for all). Otherwise, or when its first page was
-  // absent and its last one present, it was not one huge page (THP
-  // never formed there, or the kernel split it): it becomes 4 KiB units
-  // (HotnessTracker::split), its first page is accounted as one page (moved or absent), and
-  // its other pages go to scratch_.rest. When a query fails nothing is
-  // known: the unit stays 2 MiB but its other pages go to scratch_.rest too,
-  // so the whole range ends on `target` either way.
+  // absent and its last one present, it was not one huge page (THP never
+  // formed there, or the kernel split it): it becomes 4 KiB units
+  // (HotnessTracker::split), its first page is accounted as one page (moved
+  // or absent), and its other pages go to scratch_.rest. When a query fails
+  // nothing is known: the unit stays 2 MiB but its other pages go to
+  // scratch_.rest too, so the whole range ends on `target` either way.
   void check_huge_units(NodeId target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EpochScratch& s = scratch_;
     if (s.tails.empty()) return;
