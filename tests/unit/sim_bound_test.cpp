@@ -14,6 +14,7 @@
 #include "tierkit/sim/simulator.hpp"
 #include "tierkit/sim/trace_file.hpp"
 #include "tierkit/sim/workload.hpp"
+#include "trace_replay.hpp"
 
 namespace tierkit::sim {
 namespace {
@@ -174,20 +175,11 @@ TEST(RuleBound, AnUnaccessedPageCannotBeMoved) {
 // every policy row that keeps within the rule's limits is too (the bound
 // holds for all of them).
 TEST(RuleBound, HoldsForThePoliciesWithinTheLimitsOnARealTrace) {
-  auto t =
-      read_lackey_trace(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sqlite3-lookups.lackey.gz");
-  ASSERT_TRUE(t.ok()) << t.status();
-  auto trace = std::make_shared<const Trace>(*std::move(t));
-  SimOptions o;
-  o.fast_pages = trace->pages / 4;
-  o.gap_ns = 5000;
+  TraceReplay run(committed_trace("sqlite3-lookups"), 5000);
+  ASSERT_TRUE(run.ok());
   std::vector<SimResult> rows;
-  for (const char* p : {"lfu", "automatic", "threshold:4", "rule-bound", "rule-hindsight"}) {
-    TraceWorkload wl(trace);
-    auto r = simulate(wl, p, o);
-    ASSERT_TRUE(r.ok()) << p << ": " << r.status();
-    rows.push_back(*r);
-  }
+  for (const char* p : {"lfu", "automatic", "threshold:4", "rule-bound", "rule-hindsight"})
+    rows.push_back(run(p));
   const SimResult &lfu = rows[0], &bound = rows[3], &hindsight = rows[4];
   EXPECT_EQ(bound.promoted_pages, lfu.promoted_pages);
   EXPECT_LE(hindsight.fast_hits, bound.fast_hits);

@@ -20,13 +20,13 @@
 #include "tierkit/sim/simulator.hpp"
 #include "tierkit/sim/trace_file.hpp"
 #include "tierkit/sim/workload.hpp"
+#include "trace_replay.hpp"
 
 namespace tierkit::sim {
 namespace {
 
 // A small committed real trace (tests/traces/README.md: how it was recorded).
-const std::string kSmallTrace =
-    std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sqlite3-lookups.lackey.gz";
+const std::string kSmallTrace = committed_trace("sqlite3-lookups");
 
 std::string temp_path(const char* suffix) {
   char tmpl[] = "/tmp/tierkit_sim_ref_test_XXXXXX";
@@ -271,21 +271,11 @@ TEST(Dominance, NeedsAsManyHitsAndNoMorePromotionsAndBetterInOne) {
 // runs (nearly) as with every page placed before the run; the kernel model
 // keeps free room (its watermark), and newborns take it.
 TEST(RealTrace, PlacingAtAccessLeavesAFullFastTierAsItWasAndFillsFreeRoom) {
-  auto t =
-      read_lackey_trace(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/python3-dict.lackey.gz");
-  ASSERT_TRUE(t.ok()) << t.status();
-  auto trace = std::make_shared<const Trace>(*std::move(t));
-  SimOptions o;
-  o.fast_pages = trace->pages / 4;
-  o.gap_ns = 5000;
+  TraceReplay run(committed_trace("python3-dict"), 5000);
+  ASSERT_TRUE(run.ok());
+  const SimOptions& o = run.options();
   SimOptions at_access = o;
   at_access.place_at_access = true;
-  auto run = [&](const char* p, const SimOptions& opts) {
-    TraceWorkload wl(trace);
-    auto r = simulate(wl, p, opts);
-    EXPECT_TRUE(r.ok()) << p << ": " << r.status();
-    return r.ok() ? *r : SimResult{};
-  };
   // Nearly: an epoch's newborns count where they are only after its visit,
   // so the room a policy sees at the epoch's start may differ a little.
   for (const char* p : {"static", "automatic"}) {
@@ -341,30 +331,6 @@ TEST(RealTrace, ReferencePoliciesAreSane) {
 // ones too).
 // Replays a committed trace with a 25% fast tier at `gap_ns`, one policy
 // per call (failures reported, an empty result returned).
-class TraceReplay {
- public:
-  TraceReplay(const std::string& path, std::int64_t gap_ns) {
-    auto t = read_lackey_trace(path);
-    EXPECT_TRUE(t.ok()) << t.status();
-    if (!t.ok()) return;
-    trace_ = std::make_shared<const Trace>(*std::move(t));
-    o_.fast_pages = trace_->pages / 4;
-    o_.gap_ns = gap_ns;
-    o_.engine.environment = EngineConfig::Environment::kIgnore;
-  }
-  bool ok() const { return trace_ != nullptr; }
-  SimResult operator()(const char* policy) const {
-    TraceWorkload wl(trace_);
-    auto r = simulate(wl, policy, o_);
-    EXPECT_TRUE(r.ok()) << policy << ": " << r.status();
-    return r.ok() ? *r : SimResult();
-  }
-
- private:
-  std::shared_ptr<const Trace> trace_;
-  SimOptions o_;
-};
-
 void ExpectNotDominated(const std::string& path, std::int64_t gap_ns = 5000) {
   TraceReplay run(path, gap_ns);
   ASSERT_TRUE(run.ok());
@@ -383,13 +349,11 @@ TEST(RealTrace, AutomaticIsNotDominatedOnSqlite) { ExpectNotDominated(kSmallTrac
 TEST(RealTrace, AutomaticIsNotDominatedOnSqliteAtOneEpochBoundary) {
   ExpectNotDominated(kSmallTrace, 800);
 }
-TEST(RealTrace, AutomaticIsNotDominatedOnXz) {
-  ExpectNotDominated(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/xz-3.lackey.gz");
-}
+TEST(RealTrace, AutomaticIsNotDominatedOnXz) { ExpectNotDominated(committed_trace("xz-3")); }
 // graphviz sfdp, recorded in session 12 after the policy work (held out):
 // little to gain over first touch, and moving must not lose it.
 TEST(RealTrace, AutomaticIsNotDominatedOnSfdp) {
-  ExpectNotDominated(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sfdp-graph.lackey.gz");
+  ExpectNotDominated(committed_trace("sfdp-graph"));
 }
 
 // GNU sort (recorded after the policy work, not tuned on) at --gap_ns=800:
@@ -398,7 +362,7 @@ TEST(RealTrace, AutomaticIsNotDominatedOnSfdp) {
 // within 1.5 points of first touch and moves less; without it, it fell ten
 // points below (docs/performance.md, "moves that must pay").
 TEST(RealTrace, AutomaticStopsSwapsThatLoseHitsOnSort) {
-  TraceReplay run(std::string(TIERKIT_FIXTURES_DIR) + "/../traces/sort-lines.lackey.gz", 800);
+  TraceReplay run(committed_trace("sort-lines"), 800);
   ASSERT_TRUE(run.ok());
   SimResult first_touch = run("static"), paying = run("automatic"),
             blind = run("automatic:payoff=0");
