@@ -150,9 +150,9 @@ struct EngineConfig {
   // model's knobs and automatic:hysteresis=V / swap_confidence=V / cool=V /
   // headroom=V / min_heat=N / max_cool_epochs=N / residency=N / burst=N /
   // idle=V / idle_swap_confidence=V / spread_confidence=V / payoff=N /
-  // first_swap=V the automatic policy's (AutomaticOptions). Several knobs are separated by ',' or
-  // '/'
-  // ('/' inside tierkit-sim's comma-separated --policy list).
+  // first_swap=V / current_histogram=N / keep_room=N / reversals=V the
+  // automatic policy's (AutomaticOptions). Several knobs are separated by
+  // ',' or '/' ('/' inside tierkit-sim's comma-separated --policy list).
   static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c);
 };
 
@@ -339,6 +339,7 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
         {"first_swap", &AutomaticOptions::first_swap_ratio, nullptr, 0, 1e3},
         {"current_histogram", nullptr, &AutomaticOptions::current_histogram, 0, 1},
         {"keep_room", nullptr, &AutomaticOptions::keep_room, 0, 1},
+        {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},
     };
     for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
       std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));

@@ -555,6 +555,7 @@ class Engine {
     bool visits = false, moves = true;
     bool refine = false;  // thresholds set after collect() (Policy::refines_thresholds)
     std::uint32_t residency = 0;
+    double reversals_left = INFINITY;  // pages (Policy::max_reversal_share)
     double want_demote = 0, room = 0;
     std::uint64_t deferred = 0;
     std::uint32_t aged(std::uint32_t h) const { return (h * decay_num) >> 8; }
@@ -607,6 +608,11 @@ class Engine {
     e.visits = policy_->visits_pages();
     e.moves = policy_->moves_untagged_pages() && !config_.slow_nodes.empty();
     e.residency = policy_->min_residency_epochs();
+    // Policy::max_reversal_share: the pages that may still undo a recent
+    // move, from every move so far (those planned now are not counted yet).
+    if (const double share = policy_->max_reversal_share(); share < 1)
+      e.reversals_left = share * static_cast<double>(stats_.promoted_pages + stats_.demoted_pages) -
+                         static_cast<double>(stats_.pingpong_pages);
     e.refine = !e.visits && policy_->refines_thresholds();
     return e;
   }
@@ -891,6 +897,26 @@ class Engine {
       scratch_.demote.push_back({v.priority, h, a, pages});
   }
 
+  // Whether moving `a` towards `to_fast` would undo its last move within the
+  // ping-pong window.
+  bool reverses(const Epoch& e, std::uintptr_t a, bool to_fast) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = history_.find(a);
+    return it != history_.end() && it->second.to_fast != to_fast &&
+           e.number - it->second.epoch <= config_.pingpong_window_epochs;
+  }
+  // Whether untagged `c` stays where it is this epoch: held by residency, or
+  // moving it would undo a recent move and the reversal budget has no room.
+  bool held(const Epoch& e, const Candidate& c, bool to_fast) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return recently_moved(e, c.addr) ||
+           (e.reversals_left < c.pages && reverses(e, c.addr, to_fast));
+  }
+  // Charges a planned move of untagged `c` to the reversal budget.
+  void spend_reversal(Epoch& e, const Candidate& c, bool to_fast) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (e.reversals_left < INFINITY && reverses(e, c.addr, to_fast)) e.reversals_left -= c.pages;
+  }
   bool recently_moved(const Epoch& e, std::uintptr_t a) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (e.residency == 0) return false;
     auto it = history_.find(a);
@@ -995,7 +1021,8 @@ class Engine {
     for (; di < demote.size(); ++di) {
       bool tag = tagged(demote[di]) && !e.visits;
       if (!tag && d_pages >= e.want_demote) break;
-      if (!tag && recently_moved(e, demote[di].addr)) continue;
+      if (!tag && held(e, demote[di], false)) continue;
+      if (!tag) spend_reversal(e, demote[di], false);
       s.plan.push_back({&demote[di], nullptr});
       d_pages += demote[di].pages;
     }
@@ -1011,7 +1038,7 @@ class Engine {
     const bool reclaim = policy_->reclaims_for_promotions();
     double p_pages = 0;
     for (const auto& c : promote) {
-      if (!tagged(c) && recently_moved(e, c.addr)) continue;
+      if (!tagged(c) && held(e, c, true)) continue;
       const Candidate* victim = nullptr;
       if (p_pages + c.pages > room) {
         if (tagged(c)) continue;  // tagged hot: wait for room
@@ -1022,12 +1049,13 @@ class Engine {
         // does not fit stay planned: they make room for the next epoch.
         for (;;) {
           while (di < demote.size() &&
-                 ((tagged(demote[di]) && !e.visits) || recently_moved(e, demote[di].addr)))
+                 ((tagged(demote[di]) && !e.visits) || held(e, demote[di], false)))
             ++di;
           if (di >= demote.size() ||
               (swap && !swap_allowed(c.heat, demote[di].heat, demote[di].idle)))
             break;
           victim = &demote[di];
+          spend_reversal(e, *victim, false);
           room += demote[di++].pages;
           if (p_pages + c.pages <= room) break;
           s.plan.push_back({victim, nullptr});
@@ -1035,6 +1063,7 @@ class Engine {
         }
         if (p_pages + c.pages > room) break;
       }
+      if (!tagged(c)) spend_reversal(e, c, true);
       s.plan.push_back({victim, &c});
       p_pages += c.pages;
     }

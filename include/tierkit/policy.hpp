@@ -226,6 +226,11 @@ class Policy {
                              std::uint64_t /*reversed*/) {}
   // Epochs a page must stay after a move before it may move back.
   virtual std::uint32_t min_residency_epochs() const { return 0; }
+  // At most this share of the pages the engine has moved may move back
+  // within the ping-pong window (EngineConfig::pingpong_window_epochs); the
+  // engine keeps other untagged pages where they are once the share is used.
+  // 1 = no bound.
+  virtual double max_reversal_share() const { return 1; }
   // A resident page gives way to a newcomer only if the newcomer's heat is at
   // least this many times the resident's (hysteresis on swaps).
   virtual double swap_ratio() const { return 1.0; }

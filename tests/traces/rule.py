@@ -12,9 +12,10 @@ compare. One line per (trace, gap), ending with the references that pass the
 rule themselves ("refs:"; a reference sets the bar, but may break the
 promotion or ping-pong bound to reach it). Then per policy: cells passed, the
 summed hit-ratio shortfall in points, promotions above lfu's, ping-pong pages,
-and the cells it fails that some reference passes. With --check, exits 1
-when a POLICY passes fewer cells than the references pass together (the
-ctest sim.rule_vs_references).
+the cells it fails that some reference passes, and its simulated application
+time (migration charges included) over static's, averaged over the cells.
+With --check, exits 1 when a POLICY passes fewer cells than the references
+pass together (the ctest sim.rule_vs_references).
 
 With --epochs=10,20,50,100,200, the rule runs once per epoch length
 (tierkit-sim --epoch_ms), prints each one's summary and then every policy's
@@ -81,6 +82,11 @@ def judge(r, best, lfu_promoted):
             max(0, promoted - lfu_promoted), int(r["pingpong_pages"]))
 
 
+def app_time(by, p):
+    """`p`'s simulated application time (migration charges included) over static's."""
+    return float(by[p]["app_time_s"]) / float(by["static"]["app_time_s"])
+
+
 BOUND_TALLY = {"passable": 0, "impossible": 0, "cells": 0, "broken": []}
 
 
@@ -102,13 +108,14 @@ def evaluate(sim, policies, flags, verbose, bound=False):
     pass together, per policy [passed, shortfall, promotions over, ping-pong],
     per policy the cells it fails that a reference passes)."""
     cells = [(t, g) for t in TRACES for g in GAPS]
-    tally = {p: [0, 0.0, 0, 0] for p in policies}
+    tally = {p: [0, 0.0, 0, 0, 0.0] for p in policies}
     feasible_fails = {p: [] for p in policies}
     refs_passed = 0
     bounds = BOUND_TALLY if bound else None
     with cf.ThreadPoolExecutor(2) as pool:
         extra = BOUNDS if bound else []
-        runs = pool.map(lambda c: run(sim, c[0], c[1], REFS + policies + extra, flags), cells)
+        runs = pool.map(lambda c: run(sim, c[0], c[1], REFS + policies + ["static"] + extra, flags),
+                        cells)
         for (trace, gap), by in zip(cells, runs):
             best, lfu_promoted = bar(by)
             name = trace_name(trace)
@@ -122,7 +129,7 @@ def evaluate(sim, policies, flags, verbose, bound=False):
                 verdict = judge(by[p], best, lfu_promoted)
                 if not verdict[0] and ref_ok:
                     feasible_fails[p].append("%s@%d" % (name, gap))
-                tally[p] = [a + b for a, b in zip(tally[p], verdict)]
+                tally[p] = [a + b for a, b in zip(tally[p], verdict + (app_time(by, p),))]
                 line += " %s %5.1f%% %6d pp %5d |" % ("ok" if verdict[0] else "--",
                                                       100 * float(by[p]["fast_hit_ratio"]),
                                                       int(by[p]["promoted_pages"]), verdict[3])
@@ -140,10 +147,11 @@ def summary(refs_passed, tally, feasible_fails):
         print("foresight: a schedule within the limits passes %d of %d cells; no schedule can pass "
               "%d; rows within the limits above the bound: %s" %
               (b["passable"], b["cells"], b["impossible"], " ".join(b["broken"]) or "none"))
-    for p, (ok, short, over, pp) in tally.items():
+    for p, (ok, short, over, pp, time) in tally.items():
         print("%s: %d of %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
-              "ping-pong %d; fails where a reference passes: %s" %
-              (p, ok, n, short, over, pp, " ".join(feasible_fails[p]) or "none"), flush=True)
+              "ping-pong %d; fails where a reference passes: %s; app time %.4f of static's" %
+              (p, ok, n, short, over, pp, " ".join(feasible_fails[p]) or "none", time / n),
+              flush=True)
     return [p for p, t in tally.items() if t[0] < refs_passed]
 
 
@@ -180,7 +188,7 @@ def main(argv):
     if epochs is None:
         behind.update(summary(*evaluate(sim, policies, extra, True, bound)))
     else:
-        total = {p: [0, 0.0, 0, 0] for p in policies}
+        total = {p: [0, 0.0, 0, 0, 0.0] for p in policies}
         refs_total = 0
         for ep in epochs:
             print("== --epoch_ms=%s" % ep)
@@ -194,9 +202,11 @@ def main(argv):
         print("== total over --epoch_ms=%s (%d cells)" %
               (",".join(epochs), len(TRACES) * len(GAPS) * len(epochs)))
         print("references: %d" % refs_total)
-        for p, (ok, short, over, pp) in total.items():
+        cells = len(TRACES) * len(GAPS) * len(epochs)
+        for p, (ok, short, over, pp, time) in total.items():
             print("%s: %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
-                  "ping-pong %d" % (p, ok, short, over, pp))
+                  "ping-pong %d; app time %.4f of static's" % (p, ok, short, over, pp,
+                                                               time / cells))
     if check:
         print("check: " + ("; ".join("%s passes fewer cells than the references together" % p
                                      for p in sorted(behind)) or "every policy passes at least "

@@ -172,6 +172,9 @@ TEST_F(ConfigTest, AutomaticKnobsParseAndBadOnesAreNamed) {
   c.policy = "automatic:hysteresis=0.5";  // below its range
   EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
               HasSubstr("automatic:hysteresis"));
+  c.policy = "automatic:reversals=1.5";  // a share of moves: above its range
+  EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+              HasSubstr("automatic:reversals"));
 }
 
 }  // namespace

@@ -305,6 +305,35 @@ TEST(Engine, AutomaticDoesNotSwapNoiseOnUniformAccess) {
   EXPECT_GT(SwapsOnUniform("automatic:spread_confidence=0"), 0u);
 }
 
+// Two hot sets take turns every 10 epochs, so each return of the first one
+// promotes pages demoted within the ping-pong window. With a reversal bound
+// (automatic:reversals=F), at most F of the pages moved undo a recent move;
+// without it, most moves do. Returns the engine's stats.
+EngineStats Alternating(const std::string& policy) {
+  Rig rig(50, 400, Fast(policy));
+  for (int e = 0; e < 80; ++e) {
+    const std::size_t hot = (e / 10) % 2 == 0 ? 0 : 200;
+    for (std::size_t i = hot; i < hot + 50; ++i) rig.touch(i, 16);
+    for (std::size_t i = 100; i < 150; ++i) rig.touch(i, 1);  // warm, never worth a move
+    rig.step();
+  }
+  return rig.engine->stats();
+}
+TEST(Engine, ReversalBoundKeepsUndoneMovesUnderItsShare) {
+  const EngineStats free = Alternating("automatic");
+  const std::uint64_t free_moves = free.promoted_pages + free.demoted_pages;
+  EXPECT_GT(free.pingpong_pages, free_moves / 4) << free.to_table();
+  for (double share : {0.0, 0.04, 0.25}) {
+    const EngineStats s = Alternating(absl::StrCat("automatic:reversals=", share));
+    const std::uint64_t moves = s.promoted_pages + s.demoted_pages;
+    EXPECT_LE(static_cast<double>(s.pingpong_pages), share * static_cast<double>(moves))
+        << share << "\n"
+        << s.to_table();
+    EXPECT_GE(s.promoted_pages, 50u) << share;  // the first hot set still moves up
+    EXPECT_LT(s.pingpong_pages, free.pingpong_pages) << share;
+  }
+}
+
 // A one-epoch burst (pages written whole once, as a program initialising
 // its memory does) is not taken for hot data: with room for 50 pages,
 // automatic ends with the 50 used epoch after epoch, not with bursts that
