@@ -249,11 +249,12 @@ class Harness {
   }
 
   void op_set_policy() {
-    static const char* const kSpecs[] = {"threshold:1", "threshold:0.25", "automatic",    "kernel",
-                                         "static",      "kernel:rate=1",  "threshold:-1", "nope"};
+    static const char* const kSpecs[] = {
+        "threshold:1",   "threshold:0.25",           "automatic",    "kernel", "static",
+        "kernel:rate=1", "automatic:reversals=0.04", "threshold:-1", "nope"};
     std::size_t i = in_.u8() % std::size(kSpecs);
     absl::Status s = engine_->set_policy(kSpecs[i]);
-    FUZZ_CHECK(s.ok() == (i < 6), "set_policy(%s): %s", kSpecs[i], s.ToString().c_str());
+    FUZZ_CHECK(s.ok() == (i < 7), "set_policy(%s): %s", kSpecs[i], s.ToString().c_str());
   }
 
   void op_faults() {
