@@ -334,6 +334,31 @@ TEST(Engine, ReversalBoundKeepsUndoneMovesUnderItsShare) {
   }
 }
 
+// The watermark's demotions are charged too: memory outside tierkit fills
+// the fast node after a hot set has cooled, and the node's reserve asks for
+// the coldest fast pages, all of them promoted within the window.
+TEST(Engine, ReversalBoundCoversDemotionsForTheNodesReserve) {
+  for (double share : {0.04, 1.0}) {
+    Rig rig(100, 400,
+            Fast(absl::StrCat("automatic:residency=0/max_cool_epochs=2/reversals=", share)));
+    for (int e = 0; e < 3; ++e) {
+      for (std::size_t i = 0; i < 50; ++i) rig.touch(i, 4);
+      rig.step();
+    }
+    ASSERT_EQ(rig.fast_count(0, 50), 50u) << share;
+    for (int e = 0; e < 10; ++e) rig.step();  // the hot set cools to heat 0
+    for (std::size_t i = 0; i < 50; ++i) rig.be.touch(Rig::page(1000 + i), 0);  // not ours
+    for (int e = 0; e < 4; ++e) rig.step();
+    const EngineStats s = rig.engine->stats();
+    const double moves = static_cast<double>(s.promoted_pages + s.demoted_pages);
+    if (share < 1) {
+      EXPECT_LE(static_cast<double>(s.pingpong_pages), share * moves) << s.to_table();
+    } else {  // without a bound the reserve takes them back
+      EXPECT_GT(static_cast<double>(s.pingpong_pages), 0.04 * moves) << s.to_table();
+    }
+  }
+}
+
 // A one-epoch burst (pages written whole once, as a program initialising
 // its memory does) is not taken for hot data: with room for 50 pages,
 // automatic ends with the 50 used epoch after epoch, not with bursts that
