@@ -555,6 +555,7 @@ class Engine {
     bool visits = false, moves = true;
     bool refine = false;  // thresholds set after collect() (Policy::refines_thresholds)
     std::uint32_t residency = 0;
+    std::uint32_t burst_heat = 0;      // bursts sampled above it (PolicyTraits::burst_heat)
     double reversals_left = INFINITY;  // pages (Policy::max_reversal_share)
     double want_demote = 0, room = 0;
     std::uint64_t deferred = 0;
@@ -608,6 +609,7 @@ class Engine {
     e.visits = policy_->visits_pages();
     e.moves = policy_->moves_untagged_pages() && !config_.slow_nodes.empty();
     e.residency = policy_->min_residency_epochs();
+    e.burst_heat = policy_->traits().burst_heat;
     // Policy::max_reversal_share: the pages that may still undo a recent
     // move, from every move so far (those planned now are not counted yet).
     if (const double share = policy_->max_reversal_share(); share < 1)
@@ -685,7 +687,7 @@ class Engine {
           [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
             const std::uint32_t h = judged_heat(e, a, w);
             if (h > 0) hist_->add(h, PageWord::fast(w), pages);
-            if (!PageWord::seasoned(w) && PageWord::heat(w) > 0) sample_burst(a);
+            if (!PageWord::seasoned(w) && PageWord::heat(w) > e.burst_heat) sample_burst(a);
             note_unplaced(w, a, h, pages);
             const Region* r = regions.find(a);
             if (r != nullptr && e.moves &&

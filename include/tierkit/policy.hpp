@@ -136,6 +136,11 @@ struct PolicyTraits {
   // resident out for each newcomer) instead of keeping it below the high
   // watermark. The node-level reserve applies either way.
   bool fills_budget = false;
+  // The bursts whose reuse observe_bursts() reports: units whose heat, all
+  // from one epoch, is above this. A policy that discounts only the part of
+  // a burst above some heat learns its credit from bursts that large; the
+  // many small first touches of a real program are reused at another rate.
+  std::uint32_t burst_heat = 0;
 };
 
 // Policy
@@ -206,10 +211,11 @@ class Policy {
   // observe_bursts()
   //
   // What became of last epoch's bursts: of `sampled` units whose heat was
-  // all from that epoch (not seasoned), `touched_again` were accessed again
-  // this epoch. The engine calls it once per epoch, before collecting, with
-  // a sample of at most 256. Lets a policy learn how much a burst (an
-  // initialising write, a scan, young data) predicts further use.
+  // all from that epoch (not seasoned) and above traits().burst_heat,
+  // `touched_again` were accessed again this epoch. The engine calls it
+  // once per epoch, before collecting, with a sample of at most 256. Lets
+  // a policy learn how much a burst (an initialising write, a scan, young
+  // data) predicts further use.
   virtual void observe_bursts(std::uint32_t /*sampled*/, std::uint32_t /*touched_again*/) {}
   // observe_moves()
   //

@@ -572,6 +572,39 @@ TEST(Engine, ObserveBurstsCountsTheBurstsTouchedAgain) {
   EXPECT_EQ(calls[2], std::make_pair(256u, 0u));  // a sample of the 900
 }
 
+// Only bursts above the policy's PolicyTraits::burst_heat are sampled: a
+// policy that discounts heat above it learns the credit from bursts that
+// large, not from the many small first touches around them.
+TEST(Engine, ObserveBurstsSamplesOnlyBurstsAboveThePolicysHeat) {
+  struct Observer final : Policy {
+    std::string name() const override { return "observer"; }
+    Thresholds begin_epoch(const EpochContext&) override { return {}; }
+    double current_threshold() const override { return 0; }
+    PolicyTraits traits() const override {
+      PolicyTraits t;
+      t.burst_heat = 2;
+      return t;
+    }
+    void observe_bursts(std::uint32_t sampled, std::uint32_t again) override {
+      calls.emplace_back(sampled, again);
+    }
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> calls;
+  };
+  Rig rig(100, 1000, Fast("static"));
+  auto owned = std::make_unique<Observer>();
+  Observer& o = *owned;
+  ASSERT_TRUE(rig.engine->set_policy(std::move(owned)).ok());
+  for (std::size_t i = 0; i < 60; ++i) rig.touch(i, 1);    // small bursts
+  for (std::size_t i = 60; i < 90; ++i) rig.touch(i, 4);   // large ones
+  for (std::size_t i = 90; i < 100; ++i) rig.touch(i, 2);  // at the line: small
+  rig.step();
+  for (std::size_t i = 0; i < 40; ++i) rig.touch(i);   // most small ones again
+  for (std::size_t i = 60; i < 70; ++i) rig.touch(i);  // a third of the large
+  rig.step();
+  ASSERT_EQ(o.calls.size(), 1u);
+  EXPECT_EQ(o.calls[0], std::make_pair(30u, 10u));  // all units: (100, 50)
+}
+
 // The engine tells the policy, for kPayoffEpochs epochs after each move,
 // whether the moved units were used in the tier they went to: hits the
 // promotions won, hits the demotions lost.

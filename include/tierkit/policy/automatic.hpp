@@ -66,13 +66,18 @@ struct AutomaticOptions {
   // Bursts (2Q's and TPP's point: one epoch is not evidence of reuse). A
   // page's heat from its first epoch of activity (not seasoned: it held no
   // heat before) counts in full up to this, and above it only in the share
-  // that the engine measures bursts to be touched again the next epoch
-  // (Policy::observe_bursts, learned as it runs, starting from 0). Real
+  // that the engine measures bursts above burst_heat to be touched again
+  // the next epoch (Policy::observe_bursts, learned as it runs, starting
+  // from 0; PolicyTraits::burst_heat picks the bursts measured: with all
+  // of them, the small first touches around a scan set the credit of the
+  // large ones, and over the real traces at ten epoch lengths the rule's
+  // shortfall was 3.4% higher, docs/performance.md, "Session 25"). Real
   // programs write and scan whole pages once (an interpreter building its
   // objects, a database warming its cache, a compressor zeroing its
   // tables): 32-64 line misses in one epoch and never again, which heat
   // took for the hottest pages there are. Young data that stays hot (the
-  // churn workload) measures ~0.4 and keeps most of its heat. 0 = off.
+  // churn workload) measures ~1 and keeps its heat (~0.4 when every burst
+  // was sampled). 0 = off.
   std::uint32_t burst_heat = 8;
   // Idle residents (lazy cooling, as HeMem's): a page idle for k epochs is
   // judged at most idle_evidence * span / k, the highest rate (times the
@@ -221,6 +226,7 @@ class AutomaticPolicy final : public Policy {
   PolicyTraits traits() const override {
     PolicyTraits t;
     t.fills_budget = o_.keep_room == 0;
+    t.burst_heat = o_.burst_heat;  // the credit applies above it
     return t;
   }
   double aging(const EpochContext& ctx) const override {
