@@ -687,7 +687,8 @@ class Engine {
           [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
             const std::uint32_t h = judged_heat(e, a, w);
             if (h > 0) hist_->add(h, PageWord::fast(w), pages);
-            if (!PageWord::seasoned(w) && PageWord::heat(w) > e.burst_heat) sample_burst(a);
+            if (!PageWord::seasoned(w) && PageWord::heat(w) > e.burst_heat)
+              sample_burst(a, PageWord::heat(w));
             note_unplaced(w, a, h, pages);
             const Region* r = regions.find(a);
             if (r != nullptr && e.moves &&
@@ -802,25 +803,26 @@ class Engine {
 
   // Reservoir-samples units whose heat is all from this epoch (bursts);
   // check_bursts() asks next epoch which were touched again.
-  void sample_burst(std::uintptr_t a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void sample_burst(std::uintptr_t a, std::uint32_t heat) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++bursts_seen_;
     if (bursts_.size() < kBurstSample) {
-      bursts_.push_back(a);
+      bursts_.push_back({a, heat});
       return;
     }
     burst_rng_ = burst_rng_ * 6364136223846793005ULL + 1442695040888963407ULL;
     const std::uint64_t k = (burst_rng_ >> 33) % bursts_seen_;
-    if (k < kBurstSample) bursts_[k] = a;
+    if (k < kBurstSample) bursts_[k] = {a, heat};
   }
   void check_bursts(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (bursts_.empty()) return;
-    std::uint32_t again = 0;
-    for (std::uintptr_t a : bursts_) {
+    outcomes_.clear();
+    for (const auto& [a, heat] : bursts_) {
       const std::atomic<std::uint16_t>* w = tracker_.word(a);
       const std::uint16_t v = w != nullptr ? w->load(std::memory_order_relaxed) : 0;
-      again += PageWord::tracked(v) && PageWord::touched(v, static_cast<std::uint32_t>(e.number));
+      outcomes_.push_back({heat, PageWord::tracked(v) &&
+                                     PageWord::touched(v, static_cast<std::uint32_t>(e.number))});
     }
-    policy_->observe_bursts(static_cast<std::uint32_t>(bursts_.size()), again);
+    policy_->observe_bursts(outcomes_);
     bursts_.clear();
     bursts_seen_ = 0;
   }
@@ -1366,7 +1368,9 @@ class Engine {
   EpochScratch scratch_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::uintptr_t, MoveRecord> history_ ABSL_GUARDED_BY(mu_);
   static constexpr std::size_t kBurstSample = 256;
-  std::vector<std::uintptr_t> bursts_ ABSL_GUARDED_BY(mu_);  // last epoch's, sampled
+  // Last epoch's bursts, sampled: (address, heat).
+  std::vector<std::pair<std::uintptr_t, std::uint32_t>> bursts_ ABSL_GUARDED_BY(mu_);
+  std::vector<Policy::BurstOutcome> outcomes_ ABSL_GUARDED_BY(mu_);  // what check_bursts() found
   std::uint64_t bursts_seen_ ABSL_GUARDED_BY(mu_) = 0;
   // Units whose placement learn_placement() asks after the epoch's visit.
   static constexpr std::size_t kPlacementBatch = std::size_t{1} << 16;

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "absl/status/status.h"
@@ -210,13 +211,18 @@ class Policy {
   }
   // observe_bursts()
   //
-  // What became of last epoch's bursts: of `sampled` units whose heat was
-  // all from that epoch (not seasoned) and above traits().burst_heat,
-  // `touched_again` were accessed again this epoch. The engine calls it
-  // once per epoch, before collecting, with a sample of at most 256. Lets
-  // a policy learn how much a burst (an initialising write, a scan, young
-  // data) predicts further use.
-  virtual void observe_bursts(std::uint32_t /*sampled*/, std::uint32_t /*touched_again*/) {}
+  // What became of last epoch's bursts: a sample (at most 256) of the units
+  // whose heat was all from that epoch (not seasoned) and above
+  // traits().burst_heat, each with that heat and whether it was accessed
+  // again this epoch. The engine calls it once per epoch, before
+  // collecting, when it sampled any. Lets a policy learn how much a burst
+  // (an initialising write, a scan, young data) predicts further use, and
+  // how that depends on the burst's size.
+  struct BurstOutcome {
+    std::uint32_t heat = 0;      // the unit's heat at the end of its burst epoch
+    bool touched_again = false;  // accessed in the epoch after it
+  };
+  virtual void observe_bursts(std::span<const BurstOutcome> /*bursts*/) {}
   // observe_moves()
   //
   // What the moves of the last few epochs won and lost: of the `promoted`

@@ -506,6 +506,36 @@ TEST(AutomaticPolicy, FirstBoundaryOffersBurstResidentsOnlyWhenHeatCounts) {
   EXPECT_EQ(demote_heat(false), AutomaticOptions{}.burst_heat);
 }
 
+// Bursts are credited per size (octave of heat): where pages swept whole
+// (64 misses) are never touched again and partly written ones (16-31)
+// always are, as on gcc-O2, the partial ones judge hotter. One credit for
+// both (0.5) judged the sweep 35 and the partial page 13.
+TEST(AutomaticPolicy, CreditsEachBurstSizeByItsOwnReuse) {
+  AutomaticPolicy p;
+  EpochContext ctx;
+  ctx.fast_budget_pages = ctx.fast_used_pages = 10;
+  p.begin_epoch(ctx);
+  HeatHistogram h;
+  h.finalize(10, 100);
+  ctx.last = &h;
+  std::vector<Policy::BurstOutcome> seen;
+  for (int i = 0; i < 100; ++i) seen.push_back({20, true});
+  for (int i = 0; i < 100; ++i) seen.push_back({64, false});
+  for (std::uint64_t e = 1; e <= 12; ++e) {
+    ctx.epoch = e;
+    p.begin_epoch(ctx);
+    p.observe_bursts(seen);
+  }
+  EXPECT_NEAR(p.burst_credit(), 0.5, 0.05);
+  EXPECT_GT(p.burst_credit(20), 0.9);
+  EXPECT_GT(p.burst_credit(31), 0.9);  // the same octave
+  EXPECT_LT(p.burst_credit(64), 0.1);
+  EXPECT_GT(p.judged_heat(20, false, 0), p.judged_heat(64, false, 0));
+  EXPECT_EQ(p.judged_heat(64, true, 0), 64u);  // seasoned heat is not a burst
+  // A size not seen keeps the overall share.
+  EXPECT_NEAR(p.burst_credit(200), p.burst_credit(), 1e-9);
+}
+
 // Volume cooling waits for cool_heat_per_page units per budget page and
 // at least min_heat per seen page (tracked and accessed): with a fast tier
 // of a tenth of what is in use, the budget's window alone would halve heat
@@ -537,14 +567,17 @@ TEST(AutomaticPolicy, VolumeCoolingWaitsForMinHeatPerSeenPage) {
 }
 
 // The engine tells the policy what became of last epoch's bursts: a sample
-// of the units whose heat was all new, and how many were touched again.
+// of the units whose heat was all new, each with whether it was touched
+// again.
 TEST(Engine, ObserveBurstsCountsTheBurstsTouchedAgain) {
   struct Observer final : Policy {
     std::string name() const override { return "observer"; }
     Thresholds begin_epoch(const EpochContext&) override { return {}; }
     double current_threshold() const override { return 0; }
-    void observe_bursts(std::uint32_t sampled, std::uint32_t again) override {
-      calls.emplace_back(sampled, again);
+    void observe_bursts(std::span<const BurstOutcome> bursts) override {
+      std::uint32_t again = 0;
+      for (const BurstOutcome& b : bursts) again += b.touched_again;
+      calls.emplace_back(static_cast<std::uint32_t>(bursts.size()), again);
     }
     std::vector<std::pair<std::uint32_t, std::uint32_t>>& calls;
     explicit Observer(std::vector<std::pair<std::uint32_t, std::uint32_t>>& c) : calls(c) {}
@@ -585,10 +618,16 @@ TEST(Engine, ObserveBurstsSamplesOnlyBurstsAboveThePolicysHeat) {
       t.burst_heat = 2;
       return t;
     }
-    void observe_bursts(std::uint32_t sampled, std::uint32_t again) override {
-      calls.emplace_back(sampled, again);
+    void observe_bursts(std::span<const BurstOutcome> bursts) override {
+      std::uint32_t again = 0;
+      for (const BurstOutcome& b : bursts) {
+        again += b.touched_again;
+        heats.push_back(b.heat);
+      }
+      calls.emplace_back(static_cast<std::uint32_t>(bursts.size()), again);
     }
     std::vector<std::pair<std::uint32_t, std::uint32_t>> calls;
+    std::vector<std::uint32_t> heats;
   };
   Rig rig(100, 1000, Fast("static"));
   auto owned = std::make_unique<Observer>();
@@ -602,7 +641,8 @@ TEST(Engine, ObserveBurstsSamplesOnlyBurstsAboveThePolicysHeat) {
   for (std::size_t i = 60; i < 70; ++i) rig.touch(i);  // a third of the large
   rig.step();
   ASSERT_EQ(o.calls.size(), 1u);
-  EXPECT_EQ(o.calls[0], std::make_pair(30u, 10u));  // all units: (100, 50)
+  EXPECT_EQ(o.calls[0], std::make_pair(30u, 10u));        // all units: (100, 50)
+  EXPECT_EQ(o.heats, std::vector<std::uint32_t>(30, 4));  // each burst's own heat
 }
 
 // The engine tells the policy, for kPayoffEpochs epochs after each move,
