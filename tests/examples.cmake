@@ -165,9 +165,10 @@ tierkit_output_test(sim.recency_bad_input tierkit-sim
   "recency.py: --gap_ns wants an integer and --epoch_ms a number\nexit=1"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/recency.py first ${_tk_sqlite_trace} --gap_ns=soon 2>&1")
 
-# tests/traces/young.py: what is known of a young page when it is born.
+# tests/traces/young.py: what is known of a young page when it is born, and
+# the reuse of young pages per octave of first-epoch count.
 tierkit_output_test(sim.young_pages tierkit-sim
-  "sqlite3-lookups\\.lackey\\.gz gap 5000: [1-9][0-9]* young pages, [1-9][0-9]* reused.*\nAUC  count 0\\.[0-9]+  rate 0\\.[0-9]+  late 0\\.[0-9]+  store 0\\.[0-9]+  block 0\\.[0-9]+  old 0\\.[0-9]+\nexit=0"
+  "sqlite3-lookups\\.lackey\\.gz gap 5000: [1-9][0-9]* young pages, [1-9][0-9]* reused.*\nAUC  count 0\\.[0-9]+  rate 0\\.[0-9]+  late 0\\.[0-9]+  store 0\\.[0-9]+  block 0\\.[0-9]+  old 0\\.[0-9]+\ncount +pages +next epoch +accesses in 4\n([0-9+-]+ +[1-9][0-9]* +[01]\\.[0-9][0-9] +[0-9]+\\.[0-9]\n)+exit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/young.py ${_tk_sqlite_trace} 2>&1")
 tierkit_output_test(sim.young_pages_bad_input tierkit-sim
   "young.py: --gap_ns, --horizon and --reuse want integers and --epoch_ms a number\nexit=1"

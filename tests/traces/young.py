@@ -21,7 +21,12 @@ chance, below 0.5 = the signal points the wrong way):
   block      accesses in its first epoch to the other pages of its 2 MiB
              chunk (what a huge-page-grained tracker sees of its neighbours)
   old        accesses before its first epoch to its 2 MiB chunk (does it
-             extend memory already in use, or open a new one)"""
+             extend memory already in use, or open a new one)
+Then, per octave of count (1, 2-3, 4-7, ..., 64-127, 128+): the young
+pages, the share touched in the next epoch (what the engine measures a
+burst's reuse by, Policy::observe_bursts) and their mean accesses in the
+next --horizon epochs. With line misses as accesses, 64 is a page swept
+whole once (docs/performance.md, "Session 26")."""
 import bisect, collections, sys
 
 import lackey_pages
@@ -42,8 +47,8 @@ CHUNK_SHIFT = 9  # 512 pages of 4 KiB: a 2 MiB chunk
 
 
 def young_pages(pages, kinds, per_epoch, horizon):
-    """(count, rate, late, store, block, old, future accesses) per young page
-    and boundary."""
+    """(count, rate, late, store, block, old, accesses next epoch, future
+    accesses) per young page and boundary."""
     epochs = int(len(pages) // per_epoch) + 1
     counts = [collections.Counter() for _ in range(epochs)]
     chunks = [collections.Counter() for _ in range(epochs)]
@@ -61,7 +66,7 @@ def young_pages(pages, kinds, per_epoch, horizon):
         c, k = counts[e][p], p >> CHUNK_SHIFT
         future = sum(counts[u][p] for u in range(e + 1, min(epochs, e + 1 + horizon)))
         rows.append((c, c / max(1e-3, 1 - pos), pos, kind != "L", chunks[e][k] - c,
-                     sum(chunks[u][k] for u in range(e)), future))
+                     sum(chunks[u][k] for u in range(e)), counts[e + 1][p], future))
     return rows
 
 
@@ -84,6 +89,20 @@ def main(argv):
           (args[0].split("/")[-1], gap, len(rows), sum(labels), reuse, horizon))
     print("AUC  count %.3f  rate %.3f  late %.3f  store %.3f  block %.3f  old %.3f" %
           tuple(auc([r[k] for r in rows], labels) for k in range(6)))
+    print_octaves(rows, horizon)
+
+
+def print_octaves(rows, horizon):
+    """The per-octave table of young pages (see the module's doc)."""
+    octaves = collections.defaultdict(list)
+    for r in rows:
+        octaves[min(r[0].bit_length() - 1, 7)].append(r)
+    print("count     pages  next epoch  accesses in %d" % horizon)
+    for o in sorted(octaves):
+        rs, lo = octaves[o], 1 << o
+        label = "%d+" % lo if o == 7 else "%d" % lo if lo == 1 else "%d-%d" % (lo, 2 * lo - 1)
+        print("%-8s %6d  %9.2f  %14.1f" % (label, len(rs), sum(r[6] > 0 for r in rs) / len(rs),
+                                           sum(r[7] for r in rs) / len(rs)))
 
 
 if __name__ == "__main__":
