@@ -502,216 +502,292 @@ inline absl::Status run_rule_bound(Workload& wl, const std::string& policy, cons
   return absl::OkStatus();
 }
 
-inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) {
-  const std::uint64_t n = wl.pages(), cap = o.fast_pages;
-  if (o.place_at_access && !wl.touches_at_first_access())
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--place_at_access: ", wl.name(),
-        " initialises its footprint before the run; only a --trace holds first touches"));
-  // Idle pages are a mapping of their own, from the next 2 MiB boundary on:
-  // they share no chunk (nor 8-page group) with the footprint.
-  const std::uint64_t idle_first = o.idle_pages ? align_up(n, kHugePageSize / kPageSize) : n;
-  const std::uint64_t tracked = idle_first + o.idle_pages;
-  // The fast tier is the engine's budget (`cap` pages, what every policy
+// One run of the engine on simulated time: the machine (a simulated backend
+// mirrored into a page -> node map, a manual clock), the engine with its
+// regions and hotness source, and the accounts that become the SimResult.
+// Only the backend and the clock are simulated: each access goes through
+// Engine::record_access (or the source) and each epoch through Engine::step.
+class EngineRun {
+ public:
+  EngineRun(Workload& wl, const SimOptions& o, SimResult& r)
+      : wl_(wl),
+        o_(o),
+        r_(r),
+        n_(wl.pages()),
+        cap_(o.fast_pages),
+        // Idle pages are a mapping of their own, from the next 2 MiB boundary
+        // on: they share no chunk (nor 8-page group) with the footprint.
+        idle_first_(o.idle_pages ? align_up(n_, kHugePageSize / kPageSize) : n_),
+        tracked_(idle_first_ + o.idle_pages),
+        sim_({{kFastNode, node_pages() * kPageSize}, {kSlowNode, (tracked_ + 1) * kPageSize}}),
+        node_(tracked_, kSlowNode),
+        be_(&sim_, &node_, kSimBase),
+        tl_(&r, o.sample_ms * kNsPerMs) {}
+
+  // The engine, the first-touch placement, the regions and the source.
+  absl::Status set_up() {
+    if (o_.place_at_access && !wl_.touches_at_first_access())
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--place_at_access: ", wl_.name(),
+          " initialises its footprint before the run; only a --trace holds first touches"));
+    if (absl::Status s = create_engine(); !s.ok()) return s;
+    place();
+    if (absl::Status s = register_regions(); !s.ok()) return s;
+    return add_source();
+  }
+
+  // Every access of the workload, with the epochs that fall due between them.
+  absl::Status replay() {
+    std::vector<std::uint32_t> buf(4096);
+    std::vector<std::uint8_t> writes(buf.size());
+    for (;;) {
+      std::size_t got =
+          source_ ? wl_.next(absl::MakeSpan(buf), writes.data()) : wl_.next(absl::MakeSpan(buf));
+      if (got == 0) break;
+      for (std::size_t i = 0; i < got; ++i) {
+        access(buf[i], writes[i] != 0);
+        if (t_ >= next_epoch_) {
+          acc_ += i + 1;
+          absl::Status s = run_epochs();
+          acc_ -= i + 1;
+          if (!s.ok()) return s;
+        }
+      }
+      acc_ += got;
+      if (acc_ >= next_progress_) {
+        report_progress(o_, wl_, t_);
+        next_progress_ += 1u << 22;
+      }
+    }
+    tl_.at(t_, acc_, hits_, moved_pages_ * kPageSize, /*final=*/true);
+    charge_queries();
+    return absl::OkStatus();
+  }
+
+  // The result: the run's accounts and the engine's stats.
+  void finish() {
+    EngineStats s = engine_->stats();
+    r_.accesses = acc_;
+    r_.fast_hits = hits_;
+    r_.app_ns = t_;
+    r_.sync_migration_ns = sync_ns_;
+    r_.app_move_ns = move_ns_;
+    r_.move_calls = calls_;
+    r_.background_ns = bg_ns_;
+    r_.query_ns = query_ns_;
+    r_.query_pages = query_pages_;
+    r_.tracking_app_ns = tracking_app_;
+    if (source_) {
+      r_.tracking_background_ns = tracking_engine_seen_;
+      r_.source_faults = source_->faults();
+      HotnessSourceStats hs = source_->stats();
+      r_.source_sampled = hs.pages_sampled;
+      r_.source_found = hs.pages_found;
+    }
+    r_.promoted_pages = s.promoted_pages;
+    r_.demoted_pages = s.demoted_pages;
+    r_.migrated_bytes = s.promoted_bytes + s.demoted_bytes;
+    r_.pingpong_pages = s.pingpong_pages;
+    r_.final_threshold = s.promotion_threshold;
+    r_.threshold_unit = s.threshold_unit;
+    r_.epochs = s.epochs;
+  }
+
+ private:
+  static constexpr std::uint8_t kUnplaced = 2;  // place_at_access: not touched yet
+
+  // The fast tier is the engine's budget (`cap_` pages, what every policy
   // gets); the node holds the engine's node reserve (1 - high watermark) on
   // top, as a real DRAM node holds more than the budget given to tiering.
-  const auto node_pages = static_cast<std::uint64_t>(
-      std::ceil(static_cast<double>(cap) / std::max(0.5, o.engine.high_watermark)));
-  SimulatedBackend sim(
-      {{kFastNode, node_pages * kPageSize}, {kSlowNode, (tracked + 1) * kPageSize}});
-  std::vector<std::uint8_t> node(tracked, kSlowNode);
-  MirrorBackend be(&sim, &node, kSimBase);
-  ManualClock clock(0);
-
-  EngineConfig cfg = o.engine;
-  cfg.fast_nodes = {kFastNode};
-  cfg.slow_nodes = {kSlowNode};
-  cfg.fast_budget_bytes = cap * kPageSize;
-  auto created = Engine::create(cfg, &be, &clock);
-  if (!created.ok()) return created.status();
-  Engine& engine = **created;
-
-  // First touch, in the workload's first-touch order: fast until full.
-  constexpr std::uint8_t kUnplaced = 2;  // place_at_access: not touched yet
-  for (std::uint64_t p = 0; p < n && o.place_at_access; ++p) node[p] = kUnplaced;
-  for (std::uint64_t p = 0; p < n && !o.place_at_access; ++p) {
-    NodeId want = !o.all_slow && wl.first_touch_rank(static_cast<std::uint32_t>(p)) < cap
-                      ? kFastNode
-                      : kSlowNode;
-    node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, want));
+  std::uint64_t node_pages() const {
+    return static_cast<std::uint64_t>(
+        std::ceil(static_cast<double>(cap_) / std::max(0.5, o_.engine.high_watermark)));
   }
-  for (std::uint64_t p = idle_first; p < tracked; ++p)
-    node[p] = static_cast<std::uint8_t>(sim.touch(kSimBase + p * kPageSize, kSlowNode));
+
+  absl::Status create_engine() {
+    EngineConfig cfg = o_.engine;
+    cfg.fast_nodes = {kFastNode};
+    cfg.slow_nodes = {kSlowNode};
+    cfg.fast_budget_bytes = cap_ * kPageSize;
+    auto created = Engine::create(cfg, &be_, &clock_);
+    if (!created.ok()) return created.status();
+    engine_ = *std::move(created);
+    sync_ = engine_->policy_unsafe().synchronous_promotion();
+    page_cost_ = o_.page_cost_ns();
+    epoch_ns_ = cfg.epoch_ms * kNsPerMs;
+    next_epoch_ = epoch_ns_;
+    cost_[0] = o_.fast_ns + o_.gap_ns;
+    cost_[1] = o_.slow_ns + o_.gap_ns;
+    return absl::OkStatus();
+  }
+
+  // First touch, in the workload's first-touch order: fast until full (or
+  // each page at its first access, with place_at_access). Idle pages: slow.
+  void place() {
+    for (std::uint64_t p = 0; p < n_ && o_.place_at_access; ++p) node_[p] = kUnplaced;
+    for (std::uint64_t p = 0; p < n_ && !o_.place_at_access; ++p) {
+      NodeId want = !o_.all_slow && wl_.first_touch_rank(static_cast<std::uint32_t>(p)) < cap_
+                        ? kFastNode
+                        : kSlowNode;
+      node_[p] = static_cast<std::uint8_t>(sim_.touch(kSimBase + p * kPageSize, want));
+    }
+    for (std::uint64_t p = idle_first_; p < tracked_; ++p)
+      node_[p] = static_cast<std::uint8_t>(sim_.touch(kSimBase + p * kPageSize, kSlowNode));
+  }
+
   // One region over the footprint, or one per region_pages (as ArenaRegions
   // registers each arena of a TierMemoryResource): a source samples per range.
-  std::vector<RegionHandle> handles;
-  const std::uint64_t per_region = o.region_pages ? o.region_pages : n;
-  for (std::uint64_t first = 0; first < n; first += per_region) {
-    const std::uint64_t len = std::min(per_region, n - first);
-    // Placed at access: untouched pages are believed slow, so the engine
-    // counts only what it learnt is fast against its budget.
-    auto handle = engine.register_region(reinterpret_cast<void*>(kSimBase + first * kPageSize),
-                                         len * kPageSize, RegionOptions().with_name(wl.name()),
-                                         /*initially_fast=*/!o.place_at_access);
-    if (!handle.ok()) return handle.status();
-    handles.push_back(*std::move(handle));
-  }
-  if (o.idle_pages > 0) {
+  absl::Status register_regions() {
+    const std::uint64_t per_region = o_.region_pages ? o_.region_pages : n_;
+    for (std::uint64_t first = 0; first < n_; first += per_region) {
+      const std::uint64_t len = std::min(per_region, n_ - first);
+      // Placed at access: untouched pages are believed slow, so the engine
+      // counts only what it learnt is fast against its budget.
+      auto handle = engine_->register_region(reinterpret_cast<void*>(kSimBase + first * kPageSize),
+                                             len * kPageSize, RegionOptions().with_name(wl_.name()),
+                                             /*initially_fast=*/!o_.place_at_access);
+      if (!handle.ok()) return handle.status();
+      handles_.push_back(*std::move(handle));
+    }
+    if (o_.idle_pages == 0) return absl::OkStatus();
     auto handle =
-        engine.register_region(reinterpret_cast<void*>(kSimBase + idle_first * kPageSize),
-                               o.idle_pages * kPageSize, RegionOptions().with_name("idle"));
+        engine_->register_region(reinterpret_cast<void*>(kSimBase + idle_first_ * kPageSize),
+                                 o_.idle_pages * kPageSize, RegionOptions().with_name("idle"));
     if (!handle.ok()) return handle.status();
-    handles.push_back(*std::move(handle));
+    handles_.push_back(*std::move(handle));
+    return absl::OkStatus();
   }
 
   // The hotness source: the application itself (record_access), or a model
   // of a real source that the engine collects from at every epoch.
-  auto spec = parse_hotness(o.hotness, o.hotness_available);
-  if (!spec.ok()) return spec.status();
-  r.hotness = spec->label();
-  SourceModel* source = nullptr;
-  if (auto m = make_source_model(*spec, kSimBase, tracked, o.hotness_costs, o.fault_group_pages)) {
-    source = m.get();
-    if (absl::Status st =
-            engine.add_hotness_source(std::move(m), o.hotness_budget, o.hotness_estimator);
-        !st.ok())
-      return st;
+  absl::Status add_source() {
+    auto spec = parse_hotness(o_.hotness, o_.hotness_available);
+    if (!spec.ok()) return spec.status();
+    r_.hotness = spec->label();
+    if (auto m =
+            make_source_model(*spec, kSimBase, tracked_, o_.hotness_costs, o_.fault_group_pages)) {
+      source_ = m.get();
+      if (absl::Status st =
+              engine_->add_hotness_source(std::move(m), o_.hotness_budget, o_.hotness_estimator);
+          !st.ok())
+        return st;
+    }
+    record_ns_ = source_ ? 0 : o_.hotness_costs.record_access_ns;
+    return absl::OkStatus();
   }
-  const double record_ns = source ? 0 : o.hotness_costs.record_access_ns;
-  double tracking_app = 0, tracking_engine_seen = 0;
 
-  const bool sync = engine.policy_unsafe().synchronous_promotion();
-  const double page_cost = o.page_cost_ns();
-  const std::int64_t epoch_ns = cfg.epoch_ms * kNsPerMs;
-  const std::int64_t cost[2] = {o.fast_ns + o.gap_ns, o.slow_ns + o.gap_ns};
-  const std::uint8_t* where = node.data();
-  Timeline tl(&r, o.sample_ms * kNsPerMs);
-  std::int64_t t = 0, next_epoch = epoch_ns;
-  std::uint64_t acc = 0, hits = 0, moved_pages = 0, next_progress = 1u << 22;
-  double sync_ns = 0, bg_ns = 0, stall_carry = 0, move_ns = 0;
-  std::uint64_t calls = 0;
+  // One access to page `p`: what tracking it costs the application's thread
+  // (the record_access call, or the fault the source's protection causes),
+  // its placement if it is the page's first, and its tier's latency.
+  void access(std::uint32_t p, bool write) {
+    double track;
+    if (source_ == nullptr) {
+      engine_->record_access(reinterpret_cast<const void*>(kSimBase + (std::uintptr_t{p} << 12)));
+      track = record_ns_;
+    } else {
+      track = source_->on_access(p, write, t_);
+    }
+    if (track > 0) {
+      tracking_app_ += track;
+      track_carry_ += track;
+      auto whole = static_cast<std::int64_t>(track_carry_);
+      t_ += whole;
+      track_carry_ -= static_cast<double>(whole);
+    }
+    if (node_[p] == kUnplaced) {
+      const bool room = sim_.used_bytes(kFastNode) < cap_ * kPageSize;
+      node_[p] = static_cast<std::uint8_t>(
+          sim_.touch(kSimBase + (std::uintptr_t{p} << 12), room ? kFastNode : kSlowNode));
+    }
+    const std::uint8_t nd = node_[p];
+    hits_ += nd == kFastNode;
+    t_ += cost_[nd];
+  }
 
-  double query_ns = 0;
-  std::uint64_t query_pages = 0;
-  auto charge_queries = [&] {
-    auto [q_calls, q_pages] = be.take_queries();
-    if (sync) return;  // the kernel model: the kernel knows where its pages are
-    const double q = static_cast<double>(q_calls) * o.query_call_ns +
-                     static_cast<double>(q_pages) * o.query_page_ns;
-    bg_ns += q;
-    query_ns += q;
-    query_pages += q_pages;
-  };
-  auto run_epochs = [&]() -> absl::Status {
-    while (t >= next_epoch) {
-      clock.set_ns(next_epoch);
-      if (source) source->set_now(next_epoch);
-      if (absl::Status s = engine.step(); !s.ok()) return s;
-      if (source) {  // collect() ran on the engine's thread: background
-        bg_ns += source->engine_ns() - tracking_engine_seen;
-        tracking_engine_seen = source->engine_ns();
+  // Every epoch due by now, each followed by what its moves cost.
+  absl::Status run_epochs() {
+    while (t_ >= next_epoch_) {
+      clock_.set_ns(next_epoch_);
+      if (source_) source_->set_now(next_epoch_);
+      if (absl::Status s = engine_->step(); !s.ok()) return s;
+      if (source_) {  // collect() ran on the engine's thread: background
+        bg_ns_ += source_->engine_ns() - tracking_engine_seen_;
+        tracking_engine_seen_ = source_->engine_ns();
       }
       charge_queries();
-      auto [up, down] = be.take_moves();
-      auto [calls_up, calls_down] = be.take_calls();
-      moved_pages += up + down;
-      double stall = 0;
-      if (sync) {
-        stall = static_cast<double>(up) * page_cost;
-        sync_ns += stall;
-        bg_ns += static_cast<double>(down) * page_cost;
-        calls_up = up;  // one hint fault, one migration, one flush per page
-      } else {
-        bg_ns += static_cast<double>(up + down) * page_cost;
-      }
-      const double interrupt = move_interrupt_ns(o, calls_up + calls_down, sync ? down : up + down);
-      calls += calls_up + calls_down;
-      move_ns += interrupt;
-      stall_carry += stall + interrupt;
-      auto whole = static_cast<std::int64_t>(stall_carry);
-      t += whole;
-      stall_carry -= static_cast<double>(whole);
-      tl.at(next_epoch, acc, hits, moved_pages * kPageSize);
-      next_epoch += epoch_ns;
+      charge_moves();
+      tl_.at(next_epoch_, acc_, hits_, moved_pages_ * kPageSize);
+      next_epoch_ += epoch_ns_;
     }
     return absl::OkStatus();
-  };
-
-  std::vector<std::uint32_t> buf(4096);
-  std::vector<std::uint8_t> writes(buf.size());
-  double track_carry = 0;
-  for (;;) {
-    std::size_t got =
-        source ? wl.next(absl::MakeSpan(buf), writes.data()) : wl.next(absl::MakeSpan(buf));
-    if (got == 0) break;
-    for (std::size_t i = 0; i < got; ++i) {
-      const std::uint32_t p = buf[i];
-      // What tracking costs the application's thread for this access: the
-      // record_access call, or the fault the source's protection causes.
-      double track;
-      if (source == nullptr) {
-        engine.record_access(reinterpret_cast<const void*>(kSimBase + (std::uintptr_t{p} << 12)));
-        track = record_ns;
-      } else {
-        track = source->on_access(p, writes[i] != 0, t);
-      }
-      if (track > 0) {
-        tracking_app += track;
-        track_carry += track;
-        auto whole = static_cast<std::int64_t>(track_carry);
-        t += whole;
-        track_carry -= static_cast<double>(whole);
-      }
-      if (where[p] == kUnplaced) {
-        const bool room = sim.used_bytes(kFastNode) < cap * kPageSize;
-        node[p] = static_cast<std::uint8_t>(
-            sim.touch(kSimBase + (std::uintptr_t{p} << 12), room ? kFastNode : kSlowNode));
-      }
-      const std::uint8_t nd = where[p];
-      hits += nd == kFastNode;
-      t += cost[nd];
-      if (t >= next_epoch) {
-        acc += i + 1;
-        absl::Status s = run_epochs();
-        acc -= i + 1;
-        if (!s.ok()) return s;
-      }
-    }
-    acc += got;
-    if (acc >= next_progress) {
-      report_progress(o, wl, t);
-      next_progress += 1u << 22;
-    }
   }
-  tl.at(t, acc, hits, moved_pages * kPageSize, /*final=*/true);
-  charge_queries();
 
-  EngineStats s = engine.stats();
-  r.accesses = acc;
-  r.fast_hits = hits;
-  r.app_ns = t;
-  r.sync_migration_ns = sync_ns;
-  r.app_move_ns = move_ns;
-  r.move_calls = calls;
-  r.background_ns = bg_ns;
-  r.query_ns = query_ns;
-  r.query_pages = query_pages;
-  r.tracking_app_ns = tracking_app;
-  if (source) {
-    r.tracking_background_ns = tracking_engine_seen;
-    r.source_faults = source->faults();
-    HotnessSourceStats hs = source->stats();
-    r.source_sampled = hs.pages_sampled;
-    r.source_found = hs.pages_found;
+  // The engine's placement queries, to the background (the kernel model
+  // pays none: the kernel knows where its pages are).
+  void charge_queries() {
+    auto [q_calls, q_pages] = be_.take_queries();
+    if (sync_) return;
+    const double q = static_cast<double>(q_calls) * o_.query_call_ns +
+                     static_cast<double>(q_pages) * o_.query_page_ns;
+    bg_ns_ += q;
+    query_ns_ += q;
+    query_pages_ += q_pages;
   }
-  r.promoted_pages = s.promoted_pages;
-  r.demoted_pages = s.demoted_pages;
-  r.migrated_bytes = s.promoted_bytes + s.demoted_bytes;
-  r.pingpong_pages = s.pingpong_pages;
-  r.final_threshold = s.promotion_threshold;
-  r.threshold_unit = s.threshold_unit;
-  r.epochs = s.epochs;
-  for (auto& h : handles) h.reset();
+
+  // The epoch's moves: copies to the background, or to the application for
+  // the kernel model's synchronous promotions; every move call also stalls
+  // the application (move_interrupt_ns).
+  void charge_moves() {
+    auto [up, down] = be_.take_moves();
+    auto [calls_up, calls_down] = be_.take_calls();
+    moved_pages_ += up + down;
+    double stall = 0;
+    if (sync_) {
+      stall = static_cast<double>(up) * page_cost_;
+      sync_ns_ += stall;
+      bg_ns_ += static_cast<double>(down) * page_cost_;
+      calls_up = up;  // one hint fault, one migration, one flush per page
+    } else {
+      bg_ns_ += static_cast<double>(up + down) * page_cost_;
+    }
+    const double interrupt = move_interrupt_ns(o_, calls_up + calls_down, sync_ ? down : up + down);
+    calls_ += calls_up + calls_down;
+    move_ns_ += interrupt;
+    stall_carry_ += stall + interrupt;
+    auto whole = static_cast<std::int64_t>(stall_carry_);
+    t_ += whole;
+    stall_carry_ -= static_cast<double>(whole);
+  }
+
+  Workload& wl_;
+  const SimOptions& o_;
+  SimResult& r_;
+  const std::uint64_t n_, cap_, idle_first_, tracked_;
+  SimulatedBackend sim_;
+  std::vector<std::uint8_t> node_;  // each page's node, mirrored from sim_
+  MirrorBackend be_;
+  ManualClock clock_{0};
+  std::unique_ptr<Engine> engine_;
+  std::vector<RegionHandle> handles_;  // destroyed before the engine
+  SourceModel* source_ = nullptr;      // owned by the engine
+  Timeline tl_;
+
+  bool sync_ = false;  // the kernel model: promotions stall the application
+  double page_cost_ = 0, record_ns_ = 0;
+  std::int64_t epoch_ns_ = 0, cost_[2] = {0, 0};
+  // Virtual time and the accounts.
+  std::int64_t t_ = 0, next_epoch_ = 0;
+  std::uint64_t acc_ = 0, hits_ = 0, moved_pages_ = 0, next_progress_ = 1u << 22, calls_ = 0;
+  std::uint64_t query_pages_ = 0;
+  double sync_ns_ = 0, bg_ns_ = 0, stall_carry_ = 0, move_ns_ = 0, query_ns_ = 0;
+  double tracking_app_ = 0, tracking_engine_seen_ = 0, track_carry_ = 0;
+};
+
+inline absl::Status run_engine(Workload& wl, const SimOptions& o, SimResult& r) {
+  EngineRun run(wl, o, r);
+  if (absl::Status s = run.set_up(); !s.ok()) return s;
+  if (absl::Status s = run.replay(); !s.ok()) return s;
+  run.finish();
   return absl::OkStatus();
 }
 
