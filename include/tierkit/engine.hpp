@@ -992,18 +992,26 @@ class Engine {
   // one, or both (a swap), so the rate limiter keeps or defers a swap whole
   // instead of demoting a page for a newcomer it then holds back.
   void plan(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    EpochScratch& s = scratch_;
-    std::vector<Candidate>& promote = s.promote;
-    std::vector<Candidate>& demote = s.demote;
+    order_candidates(e);
+    scratch_.plan.clear();
+    std::size_t di = 0;  // the next demotion candidate not yet looked at
+    const double d_pages = plan_demotions(e, di);
+    plan_promotions(e, di, e.room + d_pages);
+  }
+
+  // Promotion candidates by priority, then the demotion candidates found and
+  // the head of their list ordered: only that head is used, the tagged ones,
+  // the watermark's share and at most one victim per promoted page (a 2 MiB
+  // newcomer may need 512 victims of 4 KiB). That head is ordered as a full
+  // sort would order it.
+  void order_candidates(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Candidate>& promote = scratch_.promote;
+    std::vector<Candidate>& demote = scratch_.demote;
     auto by_priority = [](const Candidate& a, const Candidate& b) {
       return a.priority != b.priority ? a.priority > b.priority : a.addr < b.addr;
     };
     std::sort(promote.begin(), promote.end(), by_priority);
     size_demotion(e);
-    // Only the head of the demotion list is used: the tagged ones, the
-    // watermark's share and at most one victim per promoted page (a 2 MiB
-    // newcomer may need 512 victims of 4 KiB). Order just that head (the
-    // same order a full sort gives it).
     std::size_t need = static_cast<std::size_t>(std::max(0.0, std::ceil(e.want_demote))) + 1;
     for (const auto& c : promote) need += c.pages;
     add_cold_fast(e, need);
@@ -1017,31 +1025,39 @@ class Engine {
     } else {
       std::sort(demote.begin(), demote.end(), by_priority);
     }
-    s.plan.clear();
+  }
+
+  // Watermark demotions (and every tagged one) first, coldest first; `di`
+  // ends at the first candidate left for swaps. Minimum residency is checked
+  // here, on the few pages chosen. Returns the pages planned to go (tagged
+  // ones further down the list not counted).
+  double plan_demotions(Epoch& e, std::size_t& di) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Candidate>& demote = scratch_.demote;
     double d_pages = 0;
-    std::size_t di = 0;
-    // Watermark demotions (and every tagged one) first, coldest first.
-    // Minimum residency is checked here, on the few pages chosen.
     for (; di < demote.size(); ++di) {
       bool tag = tagged(demote[di]) && !e.visits;
       if (!tag && d_pages >= e.want_demote) break;
       if (!tag && held(e, demote[di], false)) continue;
       if (!tag) spend_reversal(e, demote[di], false);
-      s.plan.push_back({&demote[di], nullptr});
+      scratch_.plan.push_back({&demote[di], nullptr});
       d_pages += demote[di].pages;
     }
     for (std::size_t k = di; k < demote.size(); ++k)  // tagged ones further down the list
-      if (tagged(demote[k]) && !e.visits) s.plan.push_back({&demote[k], nullptr});
-    double room = e.room + d_pages;
-    // Promotions, hottest first, into the room; with swapping, a colder
-    // resident gives way to each newcomer the policy finds worth it
-    // (should_swap). A policy that reclaims for promotions (the kernel model:
-    // a promotion refused at the watermark wakes kswapd, which demotes in LRU
-    // order) gives up the next demotion candidate for each newcomer.
+      if (tagged(demote[k]) && !e.visits) scratch_.plan.push_back({&demote[k], nullptr});
+    return d_pages;
+  }
+
+  // Promotions, hottest first, into `room` pages; with swapping, a colder
+  // resident gives way to each newcomer the policy finds worth it
+  // (should_swap). A policy that reclaims for promotions (the kernel model:
+  // a promotion refused at the watermark wakes kswapd, which demotes in LRU
+  // order) gives up the next demotion candidate for each newcomer.
+  void plan_promotions(Epoch& e, std::size_t di, double room) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::vector<Candidate>& demote = scratch_.demote;
     const bool swap = policy_->swap_for_promotions();
     const bool reclaim = policy_->reclaims_for_promotions();
     double p_pages = 0;
-    for (const auto& c : promote) {
+    for (const auto& c : scratch_.promote) {
       if (!tagged(c) && held(e, c, true)) continue;
       const Candidate* victim = nullptr;
       if (p_pages + c.pages > room) {
@@ -1062,13 +1078,13 @@ class Engine {
           spend_reversal(e, *victim, false);
           room += demote[di++].pages;
           if (p_pages + c.pages <= room) break;
-          s.plan.push_back({victim, nullptr});
+          scratch_.plan.push_back({victim, nullptr});
           victim = nullptr;
         }
         if (p_pages + c.pages > room) break;
       }
       if (!tagged(c)) spend_reversal(e, c, true);
-      s.plan.push_back({victim, &c});
+      scratch_.plan.push_back({victim, &c});
       p_pages += c.pages;
     }
   }
