@@ -311,93 +311,108 @@ inline std::string EngineConfig::describe() const {
   return out;
 }
 
+namespace detail {
+
+// "automatic[:knob=V,...]": `arg` is what follows the colon.
+inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig& c,
+                                                              const std::string& arg) {
+  AutomaticOptions o = c.automatic;
+  struct Field {
+    const char* key;
+    double AutomaticOptions::*d;
+    std::uint32_t AutomaticOptions::*u;
+    double lo, hi;
+  };
+  static constexpr Field kFields[] = {
+      {"hysteresis", &AutomaticOptions::hysteresis, nullptr, 1, 1e3},
+      {"swap_confidence", &AutomaticOptions::swap_confidence, nullptr, 0, 100},
+      {"idle_swap_confidence", &AutomaticOptions::idle_swap_confidence, nullptr, 0, 100},
+      {"cool", &AutomaticOptions::cool_heat_per_page, nullptr, 0, 1e6},
+      {"headroom", &AutomaticOptions::headroom, nullptr, 0, 0.9},
+      {"min_heat", nullptr, &AutomaticOptions::min_heat, 0, 1e4},
+      {"max_cool_epochs", nullptr, &AutomaticOptions::max_epochs_between_coolings, 0, 1e6},
+      {"residency", nullptr, &AutomaticOptions::min_residency_epochs, 0, 1e6},
+      {"burst", nullptr, &AutomaticOptions::burst_heat, 0, 1e4},
+      {"idle", &AutomaticOptions::idle_evidence, nullptr, 0, 1e3},
+      {"spread_confidence", &AutomaticOptions::spread_confidence, nullptr, 0, 100},
+      {"payoff", nullptr, &AutomaticOptions::payoff_backoff_epochs, 0, 1e6},
+      {"first_swap", &AutomaticOptions::first_swap_ratio, nullptr, 0, 1e3},
+      {"current_histogram", nullptr, &AutomaticOptions::current_histogram, 0, 1},
+      {"keep_room", nullptr, &AutomaticOptions::keep_room, 0, 1},
+      {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},
+  };
+  for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    const Field* f = nullptr;
+    for (const Field& k : kFields)
+      if (kv2.first == k.key) f = &k;
+    if (f == nullptr) {
+      // Listed from kFields, so a new knob cannot be left out.
+      std::string known;
+      for (const Field& k : kFields) absl::StrAppend(&known, known.empty() ? "" : ", ", k.key);
+      return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
+                                                     "': unknown automatic knob '", kv2.first,
+                                                     "' (known: ", known, ")"));
+    }
+    auto v = detail::parse_double(kv2.second, absl::StrCat("automatic:", kv2.first), f->lo, f->hi);
+    if (!v.ok()) return v.status();
+    if (f->d != nullptr)
+      o.*(f->d) = *v;
+    else
+      o.*(f->u) = static_cast<std::uint32_t>(*v);
+  }
+  return std::unique_ptr<Policy>(new AutomaticPolicy(o));
+}
+
+// "threshold[:RATE]": a promotion rate; the demotion rate stays below it.
+inline absl::StatusOr<std::unique_ptr<Policy>> make_threshold(const EngineConfig& c,
+                                                              const std::string& arg) {
+  ThresholdOptions o = c.threshold;
+  if (!arg.empty()) {
+    auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
+    if (!r.ok()) return r.status();
+    o.promotion_threshold = *r;
+    if (o.demotion_threshold >= *r) o.demotion_threshold = *r / 2;
+  }
+  if (absl::Status s = ThresholdPolicy::validate(o.promotion_threshold, o.demotion_threshold);
+      !s.ok())
+    return s;
+  return std::unique_ptr<Policy>(new ThresholdPolicy(o));
+}
+
+// "kernel[:rate=MBps|target=MBps|hot=ms]".
+inline absl::StatusOr<std::unique_ptr<Policy>> make_kernel(const EngineConfig& c,
+                                                           const std::string& arg) {
+  KernelModelOptions o = c.kernel;
+  for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first), 0, 1e9);
+    if (!v.ok()) return v.status();
+    if (kv2.first == "rate")
+      o.promote_rate_limit_mbps = *v;
+    else if (kv2.first == "target")
+      o.promote_throughput_mbps = *v;
+    else if (kv2.first == "hot")
+      o.hot_threshold_ms = *v;
+    else
+      return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
+                                                     "': unknown kernel knob '", kv2.first,
+                                                     "' (known: rate=MBps, target=MBps, hot=ms)"));
+  }
+  if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
+  return std::unique_ptr<Policy>(new KernelModelPolicy(o));
+}
+
+}  // namespace detail
+
 inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const EngineConfig& c) {
   std::pair<std::string, std::string> kv = absl::StrSplit(c.policy, absl::MaxSplits(':', 1));
   const std::string& name = kv.first;
   const std::string& arg = kv.second;
-  if (name == "automatic") {
-    AutomaticOptions o = c.automatic;
-    struct Field {
-      const char* key;
-      double AutomaticOptions::*d;
-      std::uint32_t AutomaticOptions::*u;
-      double lo, hi;
-    };
-    static constexpr Field kFields[] = {
-        {"hysteresis", &AutomaticOptions::hysteresis, nullptr, 1, 1e3},
-        {"swap_confidence", &AutomaticOptions::swap_confidence, nullptr, 0, 100},
-        {"idle_swap_confidence", &AutomaticOptions::idle_swap_confidence, nullptr, 0, 100},
-        {"cool", &AutomaticOptions::cool_heat_per_page, nullptr, 0, 1e6},
-        {"headroom", &AutomaticOptions::headroom, nullptr, 0, 0.9},
-        {"min_heat", nullptr, &AutomaticOptions::min_heat, 0, 1e4},
-        {"max_cool_epochs", nullptr, &AutomaticOptions::max_epochs_between_coolings, 0, 1e6},
-        {"residency", nullptr, &AutomaticOptions::min_residency_epochs, 0, 1e6},
-        {"burst", nullptr, &AutomaticOptions::burst_heat, 0, 1e4},
-        {"idle", &AutomaticOptions::idle_evidence, nullptr, 0, 1e3},
-        {"spread_confidence", &AutomaticOptions::spread_confidence, nullptr, 0, 100},
-        {"payoff", nullptr, &AutomaticOptions::payoff_backoff_epochs, 0, 1e6},
-        {"first_swap", &AutomaticOptions::first_swap_ratio, nullptr, 0, 1e3},
-        {"current_histogram", nullptr, &AutomaticOptions::current_histogram, 0, 1},
-        {"keep_room", nullptr, &AutomaticOptions::keep_room, 0, 1},
-        {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},
-    };
-    for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
-      std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
-      const Field* f = nullptr;
-      for (const Field& k : kFields)
-        if (kv2.first == k.key) f = &k;
-      if (f == nullptr) {
-        // Listed from kFields, so a new knob cannot be left out.
-        std::string known;
-        for (const Field& k : kFields) absl::StrAppend(&known, known.empty() ? "" : ", ", k.key);
-        return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
-                                                       "': unknown automatic knob '", kv2.first,
-                                                       "' (known: ", known, ")"));
-      }
-      auto v =
-          detail::parse_double(kv2.second, absl::StrCat("automatic:", kv2.first), f->lo, f->hi);
-      if (!v.ok()) return v.status();
-      if (f->d != nullptr)
-        o.*(f->d) = *v;
-      else
-        o.*(f->u) = static_cast<std::uint32_t>(*v);
-    }
-    return std::unique_ptr<Policy>(new AutomaticPolicy(o));
-  }
+  if (name == "automatic") return detail::make_automatic(c, arg);
   if (name == "static" && arg.empty()) return std::unique_ptr<Policy>(new StaticPolicy());
-  if (name == "threshold") {
-    ThresholdOptions o = c.threshold;
-    if (!arg.empty()) {
-      auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
-      if (!r.ok()) return r.status();
-      o.promotion_threshold = *r;
-      if (o.demotion_threshold >= *r) o.demotion_threshold = *r / 2;
-    }
-    if (absl::Status s = ThresholdPolicy::validate(o.promotion_threshold, o.demotion_threshold);
-        !s.ok())
-      return s;
-    return std::unique_ptr<Policy>(new ThresholdPolicy(o));
-  }
-  if (name == "kernel") {
-    KernelModelOptions o = c.kernel;
-    for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
-      std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
-      auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first), 0, 1e9);
-      if (!v.ok()) return v.status();
-      if (kv2.first == "rate")
-        o.promote_rate_limit_mbps = *v;
-      else if (kv2.first == "target")
-        o.promote_throughput_mbps = *v;
-      else if (kv2.first == "hot")
-        o.hot_threshold_ms = *v;
-      else
-        return absl::InvalidArgumentError(
-            absl::StrCat("policy '", c.policy, "': unknown kernel knob '", kv2.first,
-                         "' (known: rate=MBps, target=MBps, hot=ms)"));
-    }
-    if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
-    return std::unique_ptr<Policy>(new KernelModelPolicy(o));
-  }
+  if (name == "threshold") return detail::make_threshold(c, arg);
+  if (name == "kernel") return detail::make_kernel(c, arg);
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown policy '", c.policy,
       "' (known: automatic[:knob=V,...], threshold[:RATE], kernel[:rate=MBps|target=MBps|hot=ms], "
