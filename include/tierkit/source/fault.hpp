@@ -198,38 +198,49 @@ inline void forward(int sig, siginfo_t* info, void* uctx) noexcept {
   p.sa_handler(sig);
 }
 
+// The slot armed for a fault at `addr`: its page's, or that of the armed
+// 2 MiB unit it is in (keyed by its base), or of its armed group (keyed by
+// the group's aligned base). nullptr if none.
+inline std::atomic<std::uintptr_t>* slot_for(std::uintptr_t addr) noexcept {
+  std::atomic<std::uintptr_t>* s = find(addr & kPageMask);
+  if (s == nullptr || (s->load(std::memory_order_acquire) & kHuge) != 0) {
+    std::atomic<std::uintptr_t>* h = find(addr & kHugeMask);
+    if (h != nullptr && (h->load(std::memory_order_acquire) & kHuge) != 0) s = h;
+  }
+  if (s == nullptr) {
+    const std::size_t g = g_table.group_bytes.load(std::memory_order_relaxed);
+    std::atomic<std::uintptr_t>* h = find(addr & ~std::uintptr_t{g - 1});
+    if (h != nullptr && (h->load(std::memory_order_acquire) & kGroupMask) != 0) s = h;
+  }
+  return s;
+}
+
+// The page-fault error code of the faulting access (x86-64: bit 1 = write
+// access, bit 4 = instruction fetch), or -1 where it is not known.
+inline std::int64_t fault_error_code(void* uctx) noexcept {
+#if defined(__x86_64__)
+  if (uctx != nullptr)
+    return static_cast<std::int64_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_ERR]);
+#endif
+  (void)uctx;
+  return -1;
+}
+
 inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
   int saved_errno = errno;
   if (info != nullptr && info->si_code == SEGV_ACCERR) {
     std::int64_t t0 = mono_ns();
     auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
     std::uintptr_t page = addr & kPageMask;
-    std::atomic<std::uintptr_t>* s = find(page);
-    if (s == nullptr || (s->load(std::memory_order_acquire) & kHuge) != 0) {
-      // A page of an armed 2 MiB unit (keyed by its base)?
-      std::atomic<std::uintptr_t>* h = find(addr & kHugeMask);
-      if (h != nullptr && (h->load(std::memory_order_acquire) & kHuge) != 0) s = h;
-    }
-    if (s == nullptr) {
-      // A page of an armed group (keyed by its aligned base)?
-      const std::size_t g = g_table.group_bytes.load(std::memory_order_relaxed);
-      std::atomic<std::uintptr_t>* h = find(addr & ~std::uintptr_t{g - 1});
-      if (h != nullptr && (h->load(std::memory_order_acquire) & kGroupMask) != 0) s = h;
-    }
+    std::atomic<std::uintptr_t>* s = slot_for(addr);
     if (s != nullptr) {
       std::uintptr_t v = s->load(std::memory_order_acquire);
       std::uintptr_t state = v & kStateMask;
       if (state == kArmed) {
-        std::uintptr_t written = 0;
-        bool plain_read = false;  // the access cannot have been allowed by the app's prot
-#if defined(__x86_64__)
-        // Page-fault error code: bit 1 = write access, bit 4 = instruction fetch.
-        if (uctx != nullptr) {
-          const auto err = static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_ERR];
-          if ((err & 2) != 0) written = kWritten;
-          plain_read = (err & (2 | 16)) == 0;
-        }
-#endif
+        const std::int64_t err = fault_error_code(uctx);
+        const std::uintptr_t written = err >= 0 && (err & 2) != 0 ? std::uintptr_t{kWritten} : 0;
+        // A plain read: the access cannot have been allowed by the app's prot.
+        const bool plain_read = err >= 0 && (err & (2 | 16)) == 0;
         if (s->compare_exchange_strong(v, (v & ~kStateMask) | kFiring | written,
                                        std::memory_order_acq_rel)) {
           // A read that faulted proves the page unreadable, so the readable()
