@@ -604,6 +604,231 @@ inline std::uint64_t read_free_bytes(const std::string& sysfs_root, int node) {
   return 0;
 }
 
+// Loads hwloc from the live machine, opts.xml_path or else opts.xml_buffer.
+// Sets *source to how messages name what was loaded.
+inline absl::StatusOr<TopologyPtr> load_hwloc(const TopologyOptions& opts, std::string* source) {
+  hwloc_topology_t raw = nullptr;
+  if (hwloc_topology_init(&raw) != 0)
+    return absl::InternalError(absl::StrCat("hwloc_topology_init failed: ", std::strerror(errno)));
+  TopologyPtr topo(raw);
+  *source = "the live machine";
+  if (opts.xml_path) {
+    *source = absl::StrCat("hwloc XML file '", *opts.xml_path, "'");
+    if (hwloc_topology_set_xml(raw, opts.xml_path->c_str()) != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot use ", *source, ": ", std::strerror(errno)));
+  } else if (opts.xml_buffer) {
+    *source = "the hwloc XML buffer";
+    if (opts.xml_buffer->empty() || opts.xml_buffer->size() >= 0x7fffffffu)
+      return absl::InvalidArgumentError(
+          "cannot use the hwloc XML buffer: it is empty or larger than 2 GiB");
+    // hwloc wants the length including the terminating NUL.
+    if (hwloc_topology_set_xmlbuffer(raw, opts.xml_buffer->c_str(),
+                                     static_cast<int>(opts.xml_buffer->size() + 1)) != 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot use ", *source, ": ", std::strerror(errno)));
+  }
+  if (hwloc_topology_load(raw) != 0)
+    return absl::InvalidArgumentError(absl::StrCat("hwloc could not load ", *source, ": ",
+                                                   std::strerror(errno),
+                                                   " (malformed or unreadable topology?)"));
+  return topo;
+}
+
+// Every NUMA node, CPU-less ones included, sorted by OS index.
+inline absl::StatusOr<std::vector<hwloc_obj_t>> numa_node_objs(hwloc_topology_t topo,
+                                                               const std::string& source) {
+  unsigned nr =
+      static_cast<unsigned>(std::max(0, hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE)));
+  std::vector<hwloc_obj_t> objs(std::max(1u, nr));
+  hwloc_location any{};
+  any.type = HWLOC_LOCATION_TYPE_OBJECT;  // Ignored with FLAG_ALL, but must be valid.
+  any.location.object = hwloc_get_root_obj(topo);
+  if (hwloc_get_local_numanode_objs(topo, &any, &nr, objs.data(), HWLOC_LOCAL_NUMANODE_FLAG_ALL) !=
+      0)
+    return absl::InternalError("hwloc_get_local_numanode_objs failed");
+  objs.resize(std::min<std::size_t>(nr, objs.size()));
+  std::sort(objs.begin(), objs.end(),
+            [](hwloc_obj_t a, hwloc_obj_t b) { return a->os_index < b->os_index; });
+  if (objs.empty()) return absl::NotFoundError(absl::StrCat("no NUMA nodes in ", source));
+  return objs;
+}
+
+// Each node's attributes from hwloc (and, live, its free memory from sysfs);
+// hwloc's MemoryTier infos go to ev->hwloc_memory_tier. CPUs come later.
+inline std::vector<NodeInfo> read_nodes(hwloc_topology_t topo, const std::vector<hwloc_obj_t>& objs,
+                                        bool live, const std::string& sysfs_root, Evidence* ev) {
+  std::vector<NodeInfo> nodes(objs.size());
+  ev->hwloc_memory_tier.resize(objs.size());
+  for (std::size_t i = 0; i < objs.size(); ++i) {
+    hwloc_obj_t o = objs[i];
+    NodeInfo& n = nodes[i];
+    n.os_index = static_cast<NodeId>(o->os_index);
+    n.capacity_bytes = o->attr != nullptr ? o->attr->numanode.local_memory : 0;
+    n.subtype = o->subtype != nullptr ? o->subtype : "";
+    n.dax_type = info_or_empty(o, "DAXType");
+    n.dax_parent = info_or_empty(o, "DAXParent");
+    n.dax_device = info_or_empty(o, "DAXDevice");
+    int mt = 0;
+    if (absl::SimpleAtoi(info_or_empty(o, "MemoryTier"), &mt) && mt >= 0)
+      ev->hwloc_memory_tier[i] = mt;
+    n.latency_ns = memattr(topo, HWLOC_MEMATTR_ID_LATENCY, o);
+    n.read_latency_ns = memattr(topo, HWLOC_MEMATTR_ID_READ_LATENCY, o);
+    n.write_latency_ns = memattr(topo, HWLOC_MEMATTR_ID_WRITE_LATENCY, o);
+    n.bandwidth_mibs = memattr(topo, HWLOC_MEMATTR_ID_BANDWIDTH, o);
+    n.read_bandwidth_mibs = memattr(topo, HWLOC_MEMATTR_ID_READ_BANDWIDTH, o);
+    n.write_bandwidth_mibs = memattr(topo, HWLOC_MEMATTR_ID_WRITE_BANDWIDTH, o);
+    if (live) n.free_bytes = read_free_bytes(sysfs_root, n.os_index);
+  }
+  return nodes;
+}
+
+// Sets each node's CPUs from its sysfs nodeN/cpulist. Returns which nodes had
+// a readable one.
+inline std::vector<bool> read_cpulists(const std::string& sysfs_root,
+                                       std::vector<NodeInfo>& nodes) {
+  std::vector<bool> have_cpulist(nodes.size(), false);
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    auto text = read_small_file(
+        absl::StrCat(sysfs_root, "/devices/system/node/node", nodes[i].os_index, "/cpulist"));
+    if (!text) continue;
+    auto list = parse_kernel_list(*text);
+    if (!list.ok()) continue;
+    nodes[i].cpus = *list;
+    have_cpulist[i] = true;
+  }
+  return have_cpulist;
+}
+
+// True if node a should own a PU that nodes a and b both contain: the smaller
+// cpuset, then the lower HMAT latency, then a node without a slow-memory
+// subtype or DAX info, then the lower index.
+inline bool better_pu_owner(const std::vector<hwloc_obj_t>& objs,
+                            const std::vector<NodeInfo>& nodes, std::size_t a, std::size_t b) {
+  const int wa = hwloc_bitmap_weight(objs[a]->cpuset), wb = hwloc_bitmap_weight(objs[b]->cpuset);
+  if (wa != wb) return wa < wb;
+  const auto& la = nodes[a].latency_ns;
+  const auto& lb = nodes[b].latency_ns;
+  if (la && lb && *la != *lb) return *la < *lb;
+  const bool sa = is_slow_subtype(nodes[a].subtype) || !nodes[a].dax_device.empty();
+  const bool sb = is_slow_subtype(nodes[b].subtype) || !nodes[b].dax_device.empty();
+  if (sa != sb) return !sa;
+  return nodes[a].os_index < nodes[b].os_index;
+}
+
+// Gives each PU to its better_pu_owner among the nodes whose cpuset contains
+// it, unless that node's CPUs came from its cpulist. Sorts every node's CPUs.
+inline void assign_pus_by_cpuset(hwloc_topology_t topo, const std::vector<hwloc_obj_t>& objs,
+                                 const std::vector<bool>& have_cpulist,
+                                 std::vector<NodeInfo>& nodes) {
+  for (hwloc_obj_t pu = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_PU, nullptr); pu != nullptr;
+       pu = hwloc_get_next_obj_by_type(topo, HWLOC_OBJ_PU, pu)) {
+    std::optional<std::size_t> owner;
+    for (std::size_t i = 0; i < objs.size(); ++i) {
+      if (objs[i]->cpuset == nullptr || !hwloc_bitmap_isset(objs[i]->cpuset, pu->os_index))
+        continue;
+      if (!owner || better_pu_owner(objs, nodes, i, *owner)) owner = i;
+    }
+    if (owner && !have_cpulist[*owner])
+      nodes[*owner].cpus.push_back(static_cast<int>(pu->os_index));
+  }
+  for (auto& n : nodes) std::sort(n.cpus.begin(), n.cpus.end());
+}
+
+// CPUs of each node. Live: the kernel's cpulist. Otherwise (XML), hwloc gives
+// a CPU-less node its initiator's cpuset, so each PU goes to its
+// better_pu_owner (the smallest cpuset containing it, then tie-breaks).
+inline void assign_cpus(hwloc_topology_t topo, const std::vector<hwloc_obj_t>& objs, bool live,
+                        const std::string& sysfs_root, std::vector<NodeInfo>& nodes) {
+  std::vector<bool> have_cpulist(objs.size(), false);
+  if (live) have_cpulist = read_cpulists(sysfs_root, nodes);
+  if (std::find(have_cpulist.begin(), have_cpulist.end(), false) != have_cpulist.end())
+    assign_pus_by_cpuset(topo, objs, have_cpulist, nodes);
+}
+
+// Sets kernel_memory_tier of the nodes listed in sysfs_root's memory_tiering.
+inline void set_kernel_tiers(const std::string& sysfs_root, std::vector<NodeInfo>& nodes) {
+  const std::map<int, int> kt = read_kernel_tiers(sysfs_root);
+  for (auto& n : nodes) {
+    auto it = kt.find(n.os_index);
+    if (it != kt.end()) n.kernel_memory_tier = it->second;
+  }
+}
+
+// NUMA node distances, (from, to) os index -> value: hwloc's "NUMALatency"
+// matrix, else any NUMA node matrix; empty if hwloc has none.
+inline std::map<std::pair<int, int>, std::uint64_t> read_distances(hwloc_topology_t topo) {
+  std::map<std::pair<int, int>, std::uint64_t> out;
+  unsigned dnr = 1;
+  hwloc_distances_s* dist = nullptr;
+  if (hwloc_distances_get_by_name(topo, "NUMALatency", &dnr, &dist, 0) != 0 || dnr == 0) {
+    dnr = 1;
+    dist = nullptr;
+    if (hwloc_distances_get_by_type(topo, HWLOC_OBJ_NUMANODE, &dnr, &dist, 0, 0) != 0) dnr = 0;
+  }
+  if (dnr >= 1 && dist != nullptr) {
+    for (unsigned a = 0; a < dist->nbobjs; ++a)
+      for (unsigned b = 0; b < dist->nbobjs; ++b)
+        if (dist->objs[a] != nullptr && dist->objs[b] != nullptr &&
+            dist->objs[a]->type == HWLOC_OBJ_NUMANODE && dist->objs[b]->type == HWLOC_OBJ_NUMANODE)
+          out[{static_cast<int>(dist->objs[a]->os_index),
+               static_cast<int>(dist->objs[b]->os_index)}] = dist->values[a * dist->nbobjs + b];
+    hwloc_distances_release(topo, dist);
+  }
+  return out;
+}
+
+// Rule 1's spec: TopologyOptions::override_spec, else TIERKIT_TIERS when
+// use_env. Sets *origin to how messages name it.
+inline std::optional<std::string> chosen_override(const TopologyOptions& opts,
+                                                  std::string* origin) {
+  *origin = "tier override";
+  if (opts.override_spec || !opts.use_env) return opts.override_spec;
+  *origin = "TIERKIT_TIERS";
+  return getenv_string("TIERKIT_TIERS");
+}
+
+// One node number of a tier override entry: digits only, below
+// NodeSet::kMaxNodes. `prefix` starts every message.
+inline absl::StatusOr<int> parse_override_node(absl::string_view num, absl::string_view item,
+                                               int tier, const std::string& prefix) {
+  const bool digits = !num.empty() && std::all_of(num.begin(), num.end(), [](char c) {
+    return absl::ascii_isdigit(static_cast<unsigned char>(c));
+  });
+  if (!digits)
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "'", item, "' in tier ", tier, " is not a node number"));
+  std::int64_t v = 0;
+  if (!absl::SimpleAtoi(num, &v) || v >= NodeSet::kMaxNodes)
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "node ", num, " in tier ", tier,
+                                                   " is out of range (nodes are 0..",
+                                                   NodeSet::kMaxNodes - 1, ")"));
+  return static_cast<int>(v);
+}
+
+// One non-empty entry of a tier override, "n" or "a-b", as {first, last}.
+inline absl::StatusOr<std::pair<int, int>> parse_override_entry(absl::string_view item, int tier,
+                                                                const std::string& prefix) {
+  if (item[0] == '-')
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "node '", item, "' in tier ", tier, " is negative"));
+  std::vector<absl::string_view> ends = absl::StrSplit(item, absl::MaxSplits('-', 1));
+  absl::StatusOr<int> lo =
+      parse_override_node(absl::StripAsciiWhitespace(ends[0]), item, tier, prefix);
+  if (!lo.ok()) return lo.status();
+  int hi = *lo;
+  if (ends.size() == 2) {
+    absl::StatusOr<int> h =
+        parse_override_node(absl::StripAsciiWhitespace(ends[1]), item, tier, prefix);
+    if (!h.ok()) return h.status();
+    if (*h < *lo)
+      return absl::InvalidArgumentError(
+          absl::StrCat(prefix, "range '", item, "' in tier ", tier, " is reversed"));
+    hi = *h;
+  }
+  return std::make_pair(*lo, hi);
+}
+
 }  // namespace detail::topo
 
 // The machine's memory nodes grouped into tiers. Immutable after construction;
@@ -695,6 +920,12 @@ class Topology {
     tier_count_ = detail::topo::compact_tiers(nodes_);
   }
 
+  // Rule 1: puts each node in its tier from `spec`, which came from
+  // `spec_origin` ("tier override" or "TIERKIT_TIERS"). Errors name a bad spec,
+  // a node `source` does not have, or a node left out of every tier.
+  static absl::Status apply_override(const std::string& spec, const std::string& spec_origin,
+                                     const std::string& source, std::vector<NodeInfo>& nodes);
+
   std::vector<NodeInfo> nodes_;
   int tier_count_ = 0;
   std::string decided_by_;
@@ -722,36 +953,10 @@ inline absl::StatusOr<std::vector<NodeSet>> Topology::parse_override(absl::strin
       if (item.empty())
         return absl::InvalidArgumentError(
             absl::StrCat(prefix, "tier ", t, " has an empty node entry (two ',' in a row?)"));
-      if (item[0] == '-')
-        return absl::InvalidArgumentError(
-            absl::StrCat(prefix, "node '", item, "' in tier ", t, " is negative"));
-      auto parse_one = [&](absl::string_view num) -> absl::StatusOr<int> {
-        const bool digits = !num.empty() && std::all_of(num.begin(), num.end(), [](char c) {
-          return absl::ascii_isdigit(static_cast<unsigned char>(c));
-        });
-        if (!digits)
-          return absl::InvalidArgumentError(
-              absl::StrCat(prefix, "'", item, "' in tier ", t, " is not a node number"));
-        std::int64_t v = 0;
-        if (!absl::SimpleAtoi(num, &v) || v >= NodeSet::kMaxNodes)
-          return absl::InvalidArgumentError(absl::StrCat(prefix, "node ", num, " in tier ", t,
-                                                         " is out of range (nodes are 0..",
-                                                         NodeSet::kMaxNodes - 1, ")"));
-        return static_cast<int>(v);
-      };
-      std::vector<absl::string_view> ends = absl::StrSplit(item, absl::MaxSplits('-', 1));
-      absl::StatusOr<int> lo = parse_one(absl::StripAsciiWhitespace(ends[0]));
-      if (!lo.ok()) return lo.status();
-      int hi = *lo;
-      if (ends.size() == 2) {
-        absl::StatusOr<int> h = parse_one(absl::StripAsciiWhitespace(ends[1]));
-        if (!h.ok()) return h.status();
-        if (*h < *lo)
-          return absl::InvalidArgumentError(
-              absl::StrCat(prefix, "range '", item, "' in tier ", t, " is reversed"));
-        hi = *h;
-      }
-      for (int n = *lo; n <= hi; ++n) {
+      absl::StatusOr<std::pair<int, int>> range =
+          detail::topo::parse_override_entry(item, t, prefix);
+      if (!range.ok()) return range.status();
+      for (int n = range->first; n <= range->second; ++n) {
         auto [it, fresh] = seen.emplace(n, t);
         if (!fresh)
           return absl::InvalidArgumentError(absl::StrCat(
@@ -797,193 +1002,29 @@ inline Topology Topology::simulated(std::uint64_t fast_bytes, std::uint64_t slow
 
 inline absl::StatusOr<Topology> Topology::discover(const TopologyOptions& opts) {
   namespace dt = detail::topo;
-  // Load hwloc.
-  hwloc_topology_t raw = nullptr;
-  if (hwloc_topology_init(&raw) != 0)
-    return absl::InternalError(absl::StrCat("hwloc_topology_init failed: ", std::strerror(errno)));
-  dt::TopologyPtr topo(raw);
-  std::string source = "the live machine";
-  if (opts.xml_path) {
-    source = absl::StrCat("hwloc XML file '", *opts.xml_path, "'");
-    if (hwloc_topology_set_xml(raw, opts.xml_path->c_str()) != 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot use ", source, ": ", std::strerror(errno)));
-  } else if (opts.xml_buffer) {
-    source = "the hwloc XML buffer";
-    if (opts.xml_buffer->empty() || opts.xml_buffer->size() >= 0x7fffffffu)
-      return absl::InvalidArgumentError(
-          "cannot use the hwloc XML buffer: it is empty or larger than 2 GiB");
-    // hwloc wants the length including the terminating NUL.
-    if (hwloc_topology_set_xmlbuffer(raw, opts.xml_buffer->c_str(),
-                                     static_cast<int>(opts.xml_buffer->size() + 1)) != 0)
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot use ", source, ": ", std::strerror(errno)));
-  }
-  if (hwloc_topology_load(raw) != 0)
-    return absl::InvalidArgumentError(absl::StrCat("hwloc could not load ", source, ": ",
-                                                   std::strerror(errno),
-                                                   " (malformed or unreadable topology?)"));
+  std::string source;
+  absl::StatusOr<dt::TopologyPtr> topo = dt::load_hwloc(opts, &source);
+  if (!topo.ok()) return topo.status();
+  hwloc_topology_t raw = topo->get();
   const bool live = hwloc_topology_is_thissystem(raw) != 0;
+  absl::StatusOr<std::vector<hwloc_obj_t>> objs = dt::numa_node_objs(raw, source);
+  if (!objs.ok()) return objs.status();
 
-  // Every NUMA node, CPU-less ones included.
-  unsigned nr =
-      static_cast<unsigned>(std::max(0, hwloc_get_nbobjs_by_type(raw, HWLOC_OBJ_NUMANODE)));
-  std::vector<hwloc_obj_t> objs(std::max(1u, nr));
-  hwloc_location any{};
-  any.type = HWLOC_LOCATION_TYPE_OBJECT;  // Ignored with FLAG_ALL, but must be valid.
-  any.location.object = hwloc_get_root_obj(raw);
-  if (hwloc_get_local_numanode_objs(raw, &any, &nr, objs.data(), HWLOC_LOCAL_NUMANODE_FLAG_ALL) !=
-      0)
-    return absl::InternalError("hwloc_get_local_numanode_objs failed");
-  objs.resize(std::min<std::size_t>(nr, objs.size()));
-  std::sort(objs.begin(), objs.end(),
-            [](hwloc_obj_t a, hwloc_obj_t b) { return a->os_index < b->os_index; });
-  if (objs.empty()) return absl::NotFoundError(absl::StrCat("no NUMA nodes in ", source));
-
-  std::vector<NodeInfo> nodes(objs.size());
   dt::Evidence ev;
-  ev.hwloc_memory_tier.resize(objs.size());
-  for (std::size_t i = 0; i < objs.size(); ++i) {
-    hwloc_obj_t o = objs[i];
-    NodeInfo& n = nodes[i];
-    n.os_index = static_cast<NodeId>(o->os_index);
-    n.capacity_bytes = o->attr != nullptr ? o->attr->numanode.local_memory : 0;
-    n.subtype = o->subtype != nullptr ? o->subtype : "";
-    n.dax_type = dt::info_or_empty(o, "DAXType");
-    n.dax_parent = dt::info_or_empty(o, "DAXParent");
-    n.dax_device = dt::info_or_empty(o, "DAXDevice");
-    int mt = 0;
-    if (absl::SimpleAtoi(dt::info_or_empty(o, "MemoryTier"), &mt) && mt >= 0)
-      ev.hwloc_memory_tier[i] = mt;
-    n.latency_ns = dt::memattr(raw, HWLOC_MEMATTR_ID_LATENCY, o);
-    n.read_latency_ns = dt::memattr(raw, HWLOC_MEMATTR_ID_READ_LATENCY, o);
-    n.write_latency_ns = dt::memattr(raw, HWLOC_MEMATTR_ID_WRITE_LATENCY, o);
-    n.bandwidth_mibs = dt::memattr(raw, HWLOC_MEMATTR_ID_BANDWIDTH, o);
-    n.read_bandwidth_mibs = dt::memattr(raw, HWLOC_MEMATTR_ID_READ_BANDWIDTH, o);
-    n.write_bandwidth_mibs = dt::memattr(raw, HWLOC_MEMATTR_ID_WRITE_BANDWIDTH, o);
-    if (live) n.free_bytes = dt::read_free_bytes(opts.sysfs_root, n.os_index);
-  }
-
-  // CPUs of each node. Live: the kernel's cpulist. Otherwise (XML), hwloc gives
-  // a CPU-less node its initiator's cpuset, so each PU is given to the node with
-  // the smallest cpuset containing it; ties go to the lower HMAT latency, then
-  // to a node without a slow-memory subtype or DAX info, then the lower index.
-  std::vector<bool> have_cpulist(objs.size(), false);
-  if (live) {
-    for (std::size_t i = 0; i < objs.size(); ++i) {
-      auto text = dt::read_small_file(absl::StrCat(opts.sysfs_root, "/devices/system/node/node",
-                                                   nodes[i].os_index, "/cpulist"));
-      if (!text) continue;
-      auto list = dt::parse_kernel_list(*text);
-      if (!list.ok()) continue;
-      nodes[i].cpus = *list;
-      have_cpulist[i] = true;
-    }
-  }
-  if (std::find(have_cpulist.begin(), have_cpulist.end(), false) != have_cpulist.end()) {
-    for (hwloc_obj_t pu = hwloc_get_next_obj_by_type(raw, HWLOC_OBJ_PU, nullptr); pu != nullptr;
-         pu = hwloc_get_next_obj_by_type(raw, HWLOC_OBJ_PU, pu)) {
-      std::optional<std::size_t> owner;
-      auto better = [&](std::size_t a, std::size_t b) {  // is a a better owner than b?
-        const int wa = hwloc_bitmap_weight(objs[a]->cpuset),
-                  wb = hwloc_bitmap_weight(objs[b]->cpuset);
-        if (wa != wb) return wa < wb;
-        const auto& la = nodes[a].latency_ns;
-        const auto& lb = nodes[b].latency_ns;
-        if (la && lb && *la != *lb) return *la < *lb;
-        const bool sa = dt::is_slow_subtype(nodes[a].subtype) || !nodes[a].dax_device.empty();
-        const bool sb = dt::is_slow_subtype(nodes[b].subtype) || !nodes[b].dax_device.empty();
-        if (sa != sb) return !sa;
-        return nodes[a].os_index < nodes[b].os_index;
-      };
-      for (std::size_t i = 0; i < objs.size(); ++i) {
-        if (objs[i]->cpuset == nullptr || !hwloc_bitmap_isset(objs[i]->cpuset, pu->os_index))
-          continue;
-        if (!owner || better(i, *owner)) owner = i;
-      }
-      if (owner && !have_cpulist[*owner])
-        nodes[*owner].cpus.push_back(static_cast<int>(pu->os_index));
-    }
-    for (auto& n : nodes) std::sort(n.cpus.begin(), n.cpus.end());
-  }
-
-  // Kernel memory tiers.
-  if (live || opts.sysfs_root != "/sys") {
-    const std::map<int, int> kt = dt::read_kernel_tiers(opts.sysfs_root);
-    for (auto& n : nodes) {
-      auto it = kt.find(n.os_index);
-      if (it != kt.end()) n.kernel_memory_tier = it->second;
-    }
-  }
-
-  // Distances.
-  {
-    unsigned dnr = 1;
-    hwloc_distances_s* dist = nullptr;
-    if (hwloc_distances_get_by_name(raw, "NUMALatency", &dnr, &dist, 0) != 0 || dnr == 0) {
-      dnr = 1;
-      dist = nullptr;
-      if (hwloc_distances_get_by_type(raw, HWLOC_OBJ_NUMANODE, &dnr, &dist, 0, 0) != 0) dnr = 0;
-    }
-    if (dnr >= 1 && dist != nullptr) {
-      for (unsigned a = 0; a < dist->nbobjs; ++a)
-        for (unsigned b = 0; b < dist->nbobjs; ++b)
-          if (dist->objs[a] != nullptr && dist->objs[b] != nullptr &&
-              dist->objs[a]->type == HWLOC_OBJ_NUMANODE &&
-              dist->objs[b]->type == HWLOC_OBJ_NUMANODE)
-            ev.distance[{static_cast<int>(dist->objs[a]->os_index),
-                         static_cast<int>(dist->objs[b]->os_index)}] =
-                dist->values[a * dist->nbobjs + b];
-      hwloc_distances_release(raw, dist);
-    }
-  }
-
+  std::vector<NodeInfo> nodes = dt::read_nodes(raw, *objs, live, opts.sysfs_root, &ev);
+  dt::assign_cpus(raw, *objs, live, opts.sysfs_root, nodes);
+  // The live /sys describes this machine, not an XML's.
+  if (live || opts.sysfs_root != "/sys") dt::set_kernel_tiers(opts.sysfs_root, nodes);
+  ev.distance = dt::read_distances(raw);
   ev.kind_reason.resize(nodes.size());
   for (std::size_t i = 0; i < nodes.size(); ++i) ev.kind_reason[i] = dt::classify_kind(nodes[i]);
 
   Topology out;
-  // Rule 1: override.
-  std::optional<std::string> spec = opts.override_spec;
-  std::string spec_origin = "tier override";
-  if (!spec && opts.use_env) {
-    spec = detail::getenv_string("TIERKIT_TIERS");
-    spec_origin = "TIERKIT_TIERS";
-  }
-  if (spec) {
-    auto tiers = parse_override(*spec);
-    if (!tiers.ok()) {
-      if (spec_origin == "TIERKIT_TIERS")
-        return absl::InvalidArgumentError(
-            absl::StrCat("TIERKIT_TIERS: ", tiers.status().message()));
-      return tiers.status();
-    }
-    const std::string prefix = absl::StrCat(spec_origin == "TIERKIT_TIERS" ? "TIERKIT_TIERS " : "",
-                                            "tier override \"", *spec, "\": ");
-    std::vector<int> all_ids;
-    for (const auto& n : nodes) all_ids.push_back(n.os_index);
-    for (std::size_t t = 0; t < tiers->size(); ++t)
-      for (int id : (*tiers)[t].to_vector())
-        if (std::find(all_ids.begin(), all_ids.end(), id) == all_ids.end())
-          return absl::InvalidArgumentError(
-              absl::StrCat(prefix, "node ", id, " (tier ", t, ") is not a memory node of ", source,
-                           " (it has ", dt::nodes_phrase(all_ids), ")"));
-    std::vector<int> missing;
-    for (auto& n : nodes) {
-      bool found = false;
-      for (std::size_t t = 0; t < tiers->size() && !found; ++t) {
-        if ((*tiers)[t].contains(n.os_index)) {
-          n.tier = static_cast<int>(t);
-          n.reason =
-              absl::StrCat("tier ", t, " from the ", spec_origin, " override \"", *spec, "\"");
-          found = true;
-        }
-      }
-      if (!found) missing.push_back(n.os_index);
-    }
-    if (!missing.empty())
-      return absl::InvalidArgumentError(absl::StrCat(prefix, "leaves out ",
-                                                     dt::nodes_phrase(missing),
-                                                     "; every memory node must be in a tier"));
+  std::string spec_origin;
+  const std::optional<std::string> spec = dt::chosen_override(opts, &spec_origin);
+  if (spec) {  // Rule 1: override.
+    absl::Status st = apply_override(*spec, spec_origin, source, nodes);
+    if (!st.ok()) return st;
     out.decided_by_ = absl::StrCat("override (", spec_origin, ")");
     out.from_override_ = true;
   } else {
@@ -992,6 +1033,45 @@ inline absl::StatusOr<Topology> Topology::discover(const TopologyOptions& opts) 
   out.nodes_ = std::move(nodes);
   out.finish();
   return out;
+}
+
+inline absl::Status Topology::apply_override(const std::string& spec,
+                                             const std::string& spec_origin,
+                                             const std::string& source,
+                                             std::vector<NodeInfo>& nodes) {
+  namespace dt = detail::topo;
+  auto tiers = parse_override(spec);
+  if (!tiers.ok()) {
+    if (spec_origin == "TIERKIT_TIERS")
+      return absl::InvalidArgumentError(absl::StrCat("TIERKIT_TIERS: ", tiers.status().message()));
+    return tiers.status();
+  }
+  const std::string prefix = absl::StrCat(spec_origin == "TIERKIT_TIERS" ? "TIERKIT_TIERS " : "",
+                                          "tier override \"", spec, "\": ");
+  std::vector<int> all_ids;
+  for (const auto& n : nodes) all_ids.push_back(n.os_index);
+  for (std::size_t t = 0; t < tiers->size(); ++t)
+    for (int id : (*tiers)[t].to_vector())
+      if (std::find(all_ids.begin(), all_ids.end(), id) == all_ids.end())
+        return absl::InvalidArgumentError(
+            absl::StrCat(prefix, "node ", id, " (tier ", t, ") is not a memory node of ", source,
+                         " (it has ", dt::nodes_phrase(all_ids), ")"));
+  std::vector<int> missing;
+  for (auto& n : nodes) {
+    bool found = false;
+    for (std::size_t t = 0; t < tiers->size() && !found; ++t) {
+      if ((*tiers)[t].contains(n.os_index)) {
+        n.tier = static_cast<int>(t);
+        n.reason = absl::StrCat("tier ", t, " from the ", spec_origin, " override \"", spec, "\"");
+        found = true;
+      }
+    }
+    if (!found) missing.push_back(n.os_index);
+  }
+  if (!missing.empty())
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "leaves out ", dt::nodes_phrase(missing),
+                                                   "; every memory node must be in a tier"));
+  return absl::OkStatus();
 }
 
 inline std::string Topology::summary() const {
