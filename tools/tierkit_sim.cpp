@@ -291,9 +291,7 @@ bool is_help_request(int argc, char** argv) {
   return false;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+void set_usage() {
   absl::SetProgramUsageMessage(
       "simulates memory tiering on virtual time.\n\n"
       "  tierkit-sim [--workload=all] [--policy=all] [--format=csv|markdown] [--plot=FILE.png]\n"
@@ -321,11 +319,15 @@ int main(int argc, char** argv) {
     return std::string(slash == absl::string_view::npos ? f : f.substr(slash + 1));
   };
   absl::SetFlagsUsageConfig(cfg);
+}
+
+// Parses the flags; returns the names given on the command line (they win
+// over the environment).
+absl::flat_hash_set<std::string> parse_command_line(int argc, char** argv) {
   if (!is_help_request(argc, argv)) {
     std::atexit(exit_2_on_parse_error);
     g_parsing = true;
   }
-  // Flags named on the command line (they win over the environment).
   absl::flat_hash_set<std::string> given_flags;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
@@ -335,20 +337,36 @@ int main(int argc, char** argv) {
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   g_parsing = false;
   if (rest.size() > 1) usage_error(absl::StrCat("unexpected argument '", rest[1], "'"));
+  return given_flags;
+}
 
-  // Options.
+// What the command line asks for, parsed.
+struct Settings {
+  absl::flat_hash_set<std::string> given_flags;
   SimOptions o;
   tierkit::sim::WorkloadOptions w;
+  std::vector<std::string> hotness, policies, workloads;
+  std::shared_ptr<const tierkit::sim::Trace> trace;  // with --trace
+  int jobs = 1;
+  bool quiet = false;
+  std::string format, plot;
+  std::ofstream series;
+};
+
+bool flag_wins(const Settings& s, const char* flag, const char* var) {
+  return s.given_flags.contains(flag) || !tierkit::detail::getenv_string(var).has_value();
+}
+
+// The engine and cost model options.
+void sim_options(Settings& s) {
+  SimOptions& o = s.o;
   // The TIERKIT_* environment is the base (the same contract as
   // Engine::create); a flag given on the command line wins over it.
   auto env = tierkit::EngineConfig::from_env();
   if (!env.ok()) usage_error(std::string(env.status().message()));
   o.engine = *std::move(env);
   o.engine.environment = tierkit::EngineConfig::Environment::kIgnore;  // applied once, here
-  auto flag_wins = [&](const char* flag, const char* var) {
-    return given_flags.contains(flag) || !tierkit::detail::getenv_string(var).has_value();
-  };
-  if (flag_wins("epoch_ms", "TIERKIT_EPOCH_MS"))
+  if (flag_wins(s, "epoch_ms", "TIERKIT_EPOCH_MS"))
     o.engine.epoch_ms = flag_int(FLAGS_epoch_ms, "epoch_ms", 1, 3600000);
   o.fast_ns = flag_int(FLAGS_fast_ns, "fast_ns", 1, 1000000);
   o.slow_ns = flag_int(FLAGS_slow_ns, "slow_ns", 1, 1000000);
@@ -357,11 +375,11 @@ int main(int argc, char** argv) {
   o.copy_gbps = flag_double(FLAGS_copy_gbps, "copy_gbps", 1e-3, 1e6);
   o.move_call_ns = flag_double(FLAGS_move_call_ns, "move_call_ns", 0, 1e9);
   o.move_page_ns = flag_double(FLAGS_move_page_ns, "move_page_ns", 0, 1e9);
-  if (flag_wins("rate_limit_mbps", "TIERKIT_RATE_LIMIT_MBPS"))
+  if (flag_wins(s, "rate_limit_mbps", "TIERKIT_RATE_LIMIT_MBPS"))
     o.engine.rate_limit_mbps = flag_double(FLAGS_rate_limit_mbps, "rate_limit_mbps", 0, 1e9);
-  if (flag_wins("half_life_epochs", "TIERKIT_HALF_LIFE_EPOCHS"))
+  if (flag_wins(s, "half_life_epochs", "TIERKIT_HALF_LIFE_EPOCHS"))
     o.engine.half_life_epochs = flag_double(FLAGS_half_life_epochs, "half_life_epochs", 0.1, 1000);
-  if (!flag_wins("burst", "TIERKIT_BURST_BYTES")) {
+  if (!flag_wins(s, "burst", "TIERKIT_BURST_BYTES")) {
     // TIERKIT_BURST_BYTES stands.
   } else if (absl::GetFlag(FLAGS_burst) == "auto") {
     double per_epoch = o.engine.rate_limit_mbps * tierkit::RateLimiter::kBytesPerMB *
@@ -376,6 +394,10 @@ int main(int argc, char** argv) {
   o.all_slow = check(tierkit::detail::parse_bool(absl::GetFlag(FLAGS_all_slow), "--all_slow"));
   o.place_at_access =
       check(tierkit::detail::parse_bool(absl::GetFlag(FLAGS_place_at_access), "--place_at_access"));
+}
+
+// The built-in workloads' options (the footprint comes with the workloads).
+void workload_options(tierkit::sim::WorkloadOptions& w) {
   w.accesses = flag_count(FLAGS_accesses, "accesses");
   if (w.accesses == 0) usage_error("--accesses must be > 0");
   w.seed = static_cast<std::uint64_t>(flag_int(FLAGS_seed, "seed", 0, INT64_MAX));
@@ -387,7 +409,10 @@ int main(int argc, char** argv) {
   w.young_fraction = flag_double(FLAGS_young_fraction, "young_fraction", 1e-9, 1);
   w.churn_laps = flag_double(FLAGS_churn_laps, "churn_laps", 1e-9, 1e6);
   w.write_fraction = flag_double(FLAGS_write_fraction, "write_fraction", 0, 1);
-  // Hotness sources and their costs (defaults: measured, docs/performance.md).
+}
+
+// Hotness sources: what the machine offers, regions, budget and estimator.
+void source_options(SimOptions& o) {
   o.hotness_available.clear();
   for (absl::string_view a :
        absl::StrSplit(absl::GetFlag(FLAGS_hotness_available), ',', absl::SkipWhitespace())) {
@@ -413,6 +438,10 @@ int main(int argc, char** argv) {
     o.hotness_estimator = *est;
   else
     usage_error(absl::StrCat("--source_estimator: ", est.status().message()));
+}
+
+// The sources' costs (defaults: measured, docs/performance.md).
+void source_costs(SimOptions& o) {
   if (const std::string c = absl::GetFlag(FLAGS_hotness_costs); c == "loaded")
     o.hotness_costs = tierkit::sim::HotnessCosts::loaded();
   else if (c != "measured")
@@ -440,6 +469,9 @@ int main(int argc, char** argv) {
   cost_flag(FLAGS_uffd_protect_ns, "uffd_protect_ns", &o.hotness_costs.uffd_protect_ns);
   cost_flag(FLAGS_uffd_protect_page_ns, "uffd_protect_page_ns",
             &o.hotness_costs.uffd_protect_page_ns);
+}
+
+std::vector<std::string> hotness_list(const SimOptions& o) {
   std::vector<std::string> hotness;
   for (absl::string_view part :
        absl::StrSplit(absl::GetFlag(FLAGS_hotness), ',', absl::SkipWhitespace())) {
@@ -449,187 +481,250 @@ int main(int argc, char** argv) {
     hotness.push_back(h);
   }
   if (hotness.empty()) usage_error("--hotness: no source given");
-  const int jobs = static_cast<int>(flag_int(FLAGS_jobs, "jobs", 1, 256));
-  const bool quiet = absl::GetFlag(FLAGS_quiet);
-  const std::string format = absl::GetFlag(FLAGS_format);
-  if (format != "csv" && format != "markdown")
-    usage_error(absl::StrCat("--format: '", format, "' is neither csv nor markdown"));
-  const std::string plot = absl::GetFlag(FLAGS_plot);
+  return hotness;
+}
+
+// --jobs, --quiet, --format, --plot and --series; false if --series cannot be
+// written.
+bool output_options(Settings& s) {
+  s.jobs = static_cast<int>(flag_int(FLAGS_jobs, "jobs", 1, 256));
+  s.quiet = absl::GetFlag(FLAGS_quiet);
+  s.format = absl::GetFlag(FLAGS_format);
+  if (s.format != "csv" && s.format != "markdown")
+    usage_error(absl::StrCat("--format: '", s.format, "' is neither csv nor markdown"));
+  s.plot = absl::GetFlag(FLAGS_plot);
   // Opened before the runs, so a path that cannot be written fails at once.
-  std::ofstream series;
   if (const std::string path = absl::GetFlag(FLAGS_series); !path.empty()) {
-    series.open(path, std::ios::trunc);
-    if (!series) {
+    s.series.open(path, std::ios::trunc);
+    if (!s.series) {
       std::cerr << "tierkit-sim: --series: cannot write '" << path << "': " << std::strerror(errno)
                 << "\n";
-      return 1;
+      return false;
     }
   }
+  return true;
+}
 
+std::vector<std::string> policy_list(const Settings& s) {
   std::vector<std::string> policies;
   const std::string policy_list =
-      flag_wins("policy", "TIERKIT_POLICY") ? absl::GetFlag(FLAGS_policy) : o.engine.policy;
-  if (!quiet && !o.engine.from_environment.empty())
-    std::cerr << "tierkit-sim: from the environment: " << o.engine.environment_summary()
+      flag_wins(s, "policy", "TIERKIT_POLICY") ? absl::GetFlag(FLAGS_policy) : s.o.engine.policy;
+  if (!s.quiet && !s.o.engine.from_environment.empty())
+    std::cerr << "tierkit-sim: from the environment: " << s.o.engine.environment_summary()
               << " (flags given on the command line win)\n";
   for (const auto& p : split_policies(policy_list)) {
     if (p == "all") {
       policies.insert(policies.end(), std::begin(kAllPolicies), std::end(kAllPolicies));
       continue;
     }
-    if (absl::Status s = tierkit::sim::validate_policy(p, o.engine); !s.ok())
-      usage_error(absl::StrCat("--policy: ", s.message()));
+    if (absl::Status st = tierkit::sim::validate_policy(p, s.o.engine); !st.ok())
+      usage_error(absl::StrCat("--policy: ", st.message()));
     policies.push_back(p);
   }
   if (policies.empty()) usage_error("--policy: no policy given");
+  return policies;
+}
 
-  // Workloads.
-  std::shared_ptr<const tierkit::sim::Trace> trace;
-  std::vector<std::string> workloads;
+// Reports a failed trace read or write; returns main's exit status.
+int trace_error(const absl::Status& status) {
+  std::cerr << "tierkit-sim: " << status.message() << "\n";
+  return status.code() == absl::StatusCode::kNotFound ? 2 : 1;
+}
+
+// Reads --trace, or with --write_trace filters it to a file; returns main's
+// exit status when it ends here.
+std::optional<int> read_trace(Settings& s, const std::string& trace_path) {
+  auto start = std::chrono::steady_clock::now();
+  auto progress = [&](std::uint64_t lines) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!s.quiet && secs > 3 && (lines & ((1u << 24) - 1)) == 0)
+      std::cerr << absl::StrFormat("tierkit-sim: reading trace: %.0fM lines, %.0f s\n",
+                                   static_cast<double>(lines) / 1e6, secs);
+  };
+  std::optional<tierkit::sim::LlcConfig> llc;
+  if (!absl::GetFlag(FLAGS_llc).empty())
+    llc = check(tierkit::sim::parse_llc_spec(absl::GetFlag(FLAGS_llc)));
+  if (const std::string out = absl::GetFlag(FLAGS_write_trace); !out.empty()) {
+    if (!llc) usage_error("--write_trace needs --llc");
+    auto f = tierkit::sim::filter_lackey_trace(trace_path, out, *llc, progress);
+    if (!f.ok()) return trace_error(f.status());
+    if (!s.quiet) std::cerr << "tierkit-sim: " << f->summary() << "\n";
+    return 0;
+  }
+  auto t = tierkit::sim::read_lackey_trace(
+      trace_path, flag_count(FLAGS_max_trace_accesses, "max_trace_accesses"), progress, llc);
+  if (!t.ok()) return trace_error(t.status());
+  if (!s.quiet) std::cerr << "tierkit-sim: " << t->summary() << "\n";
+  s.trace = std::make_shared<const tierkit::sim::Trace>(*std::move(t));
+  s.w.pages = s.trace->pages;
+  s.workloads.push_back("trace");
+  return std::nullopt;
+}
+
+void builtin_workloads(Settings& s) {
+  std::uint64_t bytes =
+      check(tierkit::detail::parse_bytes(absl::GetFlag(FLAGS_footprint), "--footprint"));
+  s.w.pages = bytes / tierkit::kPageSize;
+  for (absl::string_view part :
+       absl::StrSplit(absl::GetFlag(FLAGS_workload), ',', absl::SkipWhitespace())) {
+    std::string name(absl::StripAsciiWhitespace(part));
+    if (name == "all") {
+      for (const auto& b : tierkit::sim::builtin_workloads()) s.workloads.push_back(b);
+      continue;
+    }
+    const auto& known = tierkit::sim::builtin_workloads();
+    if (std::find(known.begin(), known.end(), name) == known.end())
+      usage_error(absl::StrCat("--workload: unknown workload '", name,
+                               "' (known: ", absl::StrJoin(known, ", "), ", all)"));
+    s.workloads.push_back(name);
+  }
+  if (s.workloads.empty()) usage_error("--workload: no workload given");
+  if (absl::Status st = s.w.validate(); !st.ok()) usage_error(std::string(st.message()));
+}
+
+// The trace or the built-in workloads, and the tiers sized for their
+// footprint; returns main's exit status when it ends here.
+std::optional<int> load_workloads(Settings& s) {
   const std::string trace_path = absl::GetFlag(FLAGS_trace);
   if (trace_path.empty() && !absl::GetFlag(FLAGS_write_trace).empty())
     usage_error("--write_trace needs --trace (and --llc)");
   if (!trace_path.empty()) {
-    auto start = std::chrono::steady_clock::now();
-    auto progress = [&](std::uint64_t lines) {
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (!quiet && s > 3 && (lines & ((1u << 24) - 1)) == 0)
-        std::cerr << absl::StrFormat("tierkit-sim: reading trace: %.0fM lines, %.0f s\n",
-                                     static_cast<double>(lines) / 1e6, s);
-    };
-    std::optional<tierkit::sim::LlcConfig> llc;
-    if (!absl::GetFlag(FLAGS_llc).empty())
-      llc = check(tierkit::sim::parse_llc_spec(absl::GetFlag(FLAGS_llc)));
-    if (const std::string out = absl::GetFlag(FLAGS_write_trace); !out.empty()) {
-      if (!llc) usage_error("--write_trace needs --llc");
-      auto f = tierkit::sim::filter_lackey_trace(trace_path, out, *llc, progress);
-      if (!f.ok()) {
-        std::cerr << "tierkit-sim: " << f.status().message() << "\n";
-        return f.status().code() == absl::StatusCode::kNotFound ? 2 : 1;
-      }
-      if (!quiet) std::cerr << "tierkit-sim: " << f->summary() << "\n";
-      return 0;
-    }
-    auto t = tierkit::sim::read_lackey_trace(
-        trace_path, flag_count(FLAGS_max_trace_accesses, "max_trace_accesses"), progress, llc);
-    if (!t.ok()) {
-      std::cerr << "tierkit-sim: " << t.status().message() << "\n";
-      return t.status().code() == absl::StatusCode::kNotFound ? 2 : 1;
-    }
-    if (!quiet) std::cerr << "tierkit-sim: " << t->summary() << "\n";
-    trace = std::make_shared<const tierkit::sim::Trace>(*std::move(t));
-    w.pages = trace->pages;
-    workloads.push_back("trace");
+    if (std::optional<int> rc = read_trace(s, trace_path)) return rc;
   } else {
-    std::uint64_t bytes =
-        check(tierkit::detail::parse_bytes(absl::GetFlag(FLAGS_footprint), "--footprint"));
-    w.pages = bytes / tierkit::kPageSize;
-    for (absl::string_view part :
-         absl::StrSplit(absl::GetFlag(FLAGS_workload), ',', absl::SkipWhitespace())) {
-      std::string name(absl::StripAsciiWhitespace(part));
-      if (name == "all") {
-        for (const auto& b : tierkit::sim::builtin_workloads()) workloads.push_back(b);
-        continue;
-      }
-      const auto& known = tierkit::sim::builtin_workloads();
-      if (std::find(known.begin(), known.end(), name) == known.end())
-        usage_error(absl::StrCat("--workload: unknown workload '", name,
-                                 "' (known: ", absl::StrJoin(known, ", "), ", all)"));
-      workloads.push_back(name);
-    }
-    if (workloads.empty()) usage_error("--workload: no workload given");
-    if (absl::Status s = w.validate(); !s.ok()) usage_error(std::string(s.message()));
+    builtin_workloads(s);
   }
-  o.fast_pages = fast_pages(absl::GetFlag(FLAGS_fast), w.pages);
-  o.idle_pages = idle_pages(absl::GetFlag(FLAGS_idle), w.pages);
-  if (absl::Status s = o.validate(); !s.ok()) usage_error(std::string(s.message()));
+  s.o.fast_pages = fast_pages(absl::GetFlag(FLAGS_fast), s.w.pages);
+  s.o.idle_pages = idle_pages(absl::GetFlag(FLAGS_idle), s.w.pages);
+  if (absl::Status st = s.o.validate(); !st.ok()) usage_error(std::string(st.message()));
+  return std::nullopt;
+}
 
-  // Runs, `jobs` at a time; results keep table order.
-  struct Task {
-    std::string workload, policy, hotness;
-  };
+struct Task {
+  std::string workload, policy, hotness;
+};
+
+// One task per (workload, policy, hotness), in table order.
+std::vector<Task> make_tasks(const Settings& s) {
   std::vector<Task> tasks;
-  for (const auto& wl : workloads)
-    for (const auto& p : policies) {
+  for (const auto& wl : s.workloads)
+    for (const auto& p : s.policies) {
       // The references and the oracle see every access: one run each.
       if (tierkit::sim::is_oracle(p) || tierkit::sim::is_reference_policy(p)) {
         tasks.push_back({wl, p, "app"});
         continue;
       }
-      for (const auto& h : hotness) tasks.push_back({wl, p, h});
+      for (const auto& h : s.hotness) tasks.push_back({wl, p, h});
     }
-  std::vector<SimResult> results(tasks.size());
-  std::vector<std::string> errors(tasks.size());
+  return tasks;
+}
+
+// Simulates one task into `result`; returns an error message, empty if none.
+// `err_mu` serializes the progress lines of parallel runs.
+std::string run_task(const Settings& s, const Task& task, std::mutex& err_mu, SimResult& result) {
+  std::unique_ptr<tierkit::sim::Workload> wl;
+  if (s.trace) {
+    wl = std::make_unique<tierkit::sim::TraceWorkload>(s.trace);
+  } else {
+    auto m = tierkit::sim::make_workload(task.workload, s.w);
+    if (!m.ok()) return std::string(m.status().message());
+    wl = *std::move(m);
+  }
+  SimOptions run = s.o;
+  run.hotness = task.hotness;
+  auto run_start = std::chrono::steady_clock::now();
+  auto last = run_start;
+  const std::string label =
+      absl::StrCat(wl->name(), "/", task.policy,
+                   s.hotness.size() > 1 || s.hotness[0] != "app" ? "/" + task.hotness : "");
+  run.progress = [&](std::uint64_t done, std::uint64_t total, std::int64_t vt) {
+    auto now = std::chrono::steady_clock::now();
+    if (s.quiet || now - run_start < std::chrono::seconds(3) ||
+        now - last < std::chrono::seconds(2))
+      return;
+    last = now;
+    std::lock_guard<std::mutex> lock(err_mu);
+    std::cerr << absl::StrFormat(
+        "tierkit-sim: %-28s %3.0f%%  %.1fM of %.1fM accesses, %.1f s virtual\n", label,
+        100.0 * static_cast<double>(done) / static_cast<double>(total),
+        static_cast<double>(done) / 1e6, static_cast<double>(total) / 1e6,
+        static_cast<double>(vt) / 1e9);
+  };
+  auto r = tierkit::sim::simulate(*wl, task.policy, run);
+  if (!r.ok()) return absl::StrCat(label, ": ", r.status().message());
+  result = *std::move(r);
+  if (!s.quiet) {
+    std::lock_guard<std::mutex> lock(err_mu);
+    std::cerr << absl::StrFormat("tierkit-sim: %-28s done in %.1f s (%.1fM accesses/s)\n", label,
+                                 result.wall_s,
+                                 static_cast<double>(result.accesses) / result.wall_s / 1e6);
+  }
+  return "";
+}
+
+struct Runs {
+  std::vector<SimResult> results;
+  std::vector<std::string> errors;  // per task, empty if none
+  double wall_s = 0;
+};
+
+// Runs the tasks, `s.jobs` at a time; results keep table order.
+Runs run_tasks(const Settings& s, const std::vector<Task>& tasks) {
+  Runs runs;
+  runs.results.resize(tasks.size());
+  runs.errors.resize(tasks.size());
   std::atomic<std::size_t> next{0};
   std::mutex err_mu;
   auto t0 = std::chrono::steady_clock::now();
   auto worker = [&]() {
-    for (std::size_t i; (i = next.fetch_add(1)) < tasks.size();) {
-      std::unique_ptr<tierkit::sim::Workload> wl;
-      if (trace) {
-        wl = std::make_unique<tierkit::sim::TraceWorkload>(trace);
-      } else {
-        auto m = tierkit::sim::make_workload(tasks[i].workload, w);
-        if (!m.ok()) {
-          errors[i] = std::string(m.status().message());
-          continue;
-        }
-        wl = *std::move(m);
-      }
-      SimOptions run = o;
-      run.hotness = tasks[i].hotness;
-      auto run_start = std::chrono::steady_clock::now();
-      auto last = run_start;
-      const std::string label =
-          absl::StrCat(wl->name(), "/", tasks[i].policy,
-                       hotness.size() > 1 || hotness[0] != "app" ? "/" + tasks[i].hotness : "");
-      run.progress = [&](std::uint64_t done, std::uint64_t total, std::int64_t vt) {
-        auto now = std::chrono::steady_clock::now();
-        if (quiet || now - run_start < std::chrono::seconds(3) ||
-            now - last < std::chrono::seconds(2))
-          return;
-        last = now;
-        std::lock_guard<std::mutex> lock(err_mu);
-        std::cerr << absl::StrFormat(
-            "tierkit-sim: %-28s %3.0f%%  %.1fM of %.1fM accesses, %.1f s virtual\n", label,
-            100.0 * static_cast<double>(done) / static_cast<double>(total),
-            static_cast<double>(done) / 1e6, static_cast<double>(total) / 1e6,
-            static_cast<double>(vt) / 1e9);
-      };
-      auto r = tierkit::sim::simulate(*wl, tasks[i].policy, run);
-      if (!r.ok()) {
-        errors[i] = absl::StrCat(label, ": ", r.status().message());
-        continue;
-      }
-      results[i] = *std::move(r);
-      if (!quiet) {
-        std::lock_guard<std::mutex> lock(err_mu);
-        std::cerr << absl::StrFormat(
-            "tierkit-sim: %-28s done in %.1f s (%.1fM accesses/s)\n", label, results[i].wall_s,
-            static_cast<double>(results[i].accesses) / results[i].wall_s / 1e6);
-      }
-    }
+    for (std::size_t i; (i = next.fetch_add(1)) < tasks.size();)
+      runs.errors[i] = run_task(s, tasks[i], err_mu, runs.results[i]);
   };
   std::vector<std::thread> pool;
-  for (int j = 1; j < std::min<int>(jobs, static_cast<int>(tasks.size())); ++j)
+  for (int j = 1; j < std::min<int>(s.jobs, static_cast<int>(tasks.size())); ++j)
     pool.emplace_back(worker);
   worker();
   for (auto& th : pool) th.join();
-  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  runs.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return runs;
+}
 
+int report_errors(const std::vector<std::string>& errors) {
   int rc = 0;
   for (const auto& e : errors)
     if (!e.empty()) {
       std::cerr << "tierkit-sim: " << e << "\n";
       rc = 1;
     }
-  if (rc) return rc;
+  return rc;
+}
 
-  std::cout << (format == "csv" ? tierkit::sim::to_csv(results)
-                                : tierkit::sim::to_markdown(results));
+int write_plot(const std::vector<SimResult>& results, const std::string& plot, bool quiet) {
+  std::string script = tierkit::sim::gnuplot_script(results, plot);
+  FILE* gp = ::popen("gnuplot", "w");
+  if (gp == nullptr) {
+    std::cerr << "tierkit-sim: --plot: cannot run gnuplot\n";
+    return 1;
+  }
+  std::fwrite(script.data(), 1, script.size(), gp);
+  int st = ::pclose(gp);
+  if (st != 0) {
+    std::cerr << "tierkit-sim: --plot: gnuplot failed (status " << st
+              << "); is gnuplot installed?\n";
+    return 1;
+  }
+  if (!quiet) std::cerr << "tierkit-sim: wrote " << plot << "\n";
+  return 0;
+}
+
+// The table on stdout, the summary on stderr, then --series and --plot;
+// returns main's exit status.
+int write_outputs(Settings& s, const Runs& runs) {
+  const std::vector<SimResult>& results = runs.results;
+  std::cout << (s.format == "csv" ? tierkit::sim::to_csv(results)
+                                  : tierkit::sim::to_markdown(results));
   std::cout.flush();
 
-  if (!quiet) {
+  if (!s.quiet) {
     std::uint64_t acc = 0;
     double busy = 0;
     for (const auto& r : results) {
@@ -639,34 +734,39 @@ int main(int argc, char** argv) {
     std::cerr << absl::StrFormat(
         "tierkit-sim: %d runs, %.0fM simulated accesses in %.1f s wall (%d jobs); %.1fM "
         "accesses/s per core\n",
-        static_cast<int>(results.size()), static_cast<double>(acc) / 1e6, wall, jobs,
+        static_cast<int>(results.size()), static_cast<double>(acc) / 1e6, runs.wall_s, s.jobs,
         static_cast<double>(acc) / busy / 1e6);
   }
 
-  if (series.is_open()) {
-    series << tierkit::sim::series_csv(results);
-    series.close();
-    if (!series) {
+  if (s.series.is_open()) {
+    s.series << tierkit::sim::series_csv(results);
+    s.series.close();
+    if (!s.series) {
       std::cerr << "tierkit-sim: --series: writing '" << absl::GetFlag(FLAGS_series)
                 << "' failed: " << std::strerror(errno) << "\n";
       return 1;
     }
   }
-  if (!plot.empty()) {
-    std::string script = tierkit::sim::gnuplot_script(results, plot);
-    FILE* gp = ::popen("gnuplot", "w");
-    if (gp == nullptr) {
-      std::cerr << "tierkit-sim: --plot: cannot run gnuplot\n";
-      return 1;
-    }
-    std::fwrite(script.data(), 1, script.size(), gp);
-    int st = ::pclose(gp);
-    if (st != 0) {
-      std::cerr << "tierkit-sim: --plot: gnuplot failed (status " << st
-                << "); is gnuplot installed?\n";
-      return 1;
-    }
-    if (!quiet) std::cerr << "tierkit-sim: wrote " << plot << "\n";
-  }
+  if (!s.plot.empty()) return write_plot(results, s.plot, s.quiet);
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  set_usage();
+  Settings s;
+  s.given_flags = parse_command_line(argc, argv);
+  sim_options(s);
+  workload_options(s.w);
+  source_options(s.o);
+  source_costs(s.o);
+  s.hotness = hotness_list(s.o);
+  if (!output_options(s)) return 1;
+  s.policies = policy_list(s);
+  if (std::optional<int> rc = load_workloads(s)) return *rc;
+
+  const Runs runs = run_tasks(s, make_tasks(s));
+  if (int rc = report_errors(runs.errors)) return rc;
+  return write_outputs(s, runs);
 }
