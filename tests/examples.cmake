@@ -133,6 +133,13 @@ tierkit_output_test(sim.rule_vs_references tierkit-sim
 tierkit_output_test(sim.rule_bound tierkit-sim
   "gcc-O2 +gap 5000 .*hindsight +[0-9.]+% bound +[0-9.]+% \\|.*foresight: a schedule within the limits passes [0-9]+ of 30 cells; no schedule can pass [0-9]+; rows within the limits above the bound: none\n.*exit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --bound --check 2>&1")
+# --per-trace: each trace and gap's sums over the epoch lengths (one length here).
+tierkit_output_test(sim.rule_per_trace tierkit-sim
+  "== per trace and gap, summed over the epoch lengths: cells passed / shortfall / ping-pong\ntrace +gap +automatic *\ngcc-O2 +0 +[01] +[0-9]+\\.[0-9][0-9] +[0-9]+ *\n.*xz-3 +5000 +[01] +[0-9.]+ +[0-9]+ *\nexit=0"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --epochs=300 --per-trace 2>&1")
+tierkit_output_test(sim.rule_per_trace_bad_input tierkit-sim
+  "rule.py: --per-trace sums over epoch lengths; give --epochs=MS,...\nexit=1"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" --per-trace 2>&1")
 tierkit_output_test(sim.rule_bound_bad_input tierkit-sim
   "rule.py: --bound computes the bounds for the rule's 5% ping-pong bound only; drop --pingpong\nexit=1"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" --bound --pingpong=0.25 2>&1")

@@ -4,7 +4,7 @@ its fast-tier hit ratio is at least the best of lfu, reactive and kernel less
 half a point, it promotes no more pages than lfu, and its ping-pong pages are
 at most 5% of its moves (promoted + demoted).
 
-  tests/traces/rule.py SIM [POLICY ...] [--check] [--epochs=MS,...] [--pingpong=F|none]
+  tests/traces/rule.py SIM [POLICY ...] [--check] [--epochs=MS,... [--per-trace]] [--pingpong=F|none]
                        [-- extra tierkit-sim flags]
 
 POLICY defaults to automatic; give several (e.g. automatic:burst=0) to
@@ -26,6 +26,10 @@ so a change that wins there by timing alone shows up as noise across them.
 --pingpong=F replaces the 5% ping-pong bound with F (a fraction of moves),
 for everyone judged, references included; none drops it. It asks what the
 bound decides; the issue's rule is 0.05.
+
+--per-trace (with --epochs) ends with one line per trace and gap: per
+policy, the cells passed, shortfall and ping-pong summed over the epoch
+lengths, to see where a change wins and loses.
 
 --bound adds, per cell, what foresight could do within the rule's limits
 (tierkit-sim's rule-hindsight and rule-bound, on lfu's epochs): the hit
@@ -88,6 +92,7 @@ def app_time(by, p):
 
 
 BOUND_TALLY = {"passable": 0, "impossible": 0, "cells": 0, "broken": []}
+PER_TRACE = {}  # (trace, gap) -> policy -> [passed, shortfall, ping-pong], over epoch lengths
 
 
 def judge_bounds(by, best, lfu_promoted, policies, tally, name, gap):
@@ -130,6 +135,9 @@ def evaluate(sim, policies, flags, verbose, bound=False):
                 if not verdict[0] and ref_ok:
                     feasible_fails[p].append("%s@%d" % (name, gap))
                 tally[p] = [a + b for a, b in zip(tally[p], verdict + (app_time(by, p),))]
+                sums = PER_TRACE.setdefault((name, gap), {}).setdefault(p, [0, 0.0, 0])
+                sums[0], sums[1], sums[2] = (sums[0] + verdict[0], sums[1] + verdict[1],
+                                             sums[2] + verdict[3])
                 line += " %s %5.1f%% %6d pp %5d |" % ("ok" if verdict[0] else "--",
                                                       100 * float(by[p]["fast_hit_ratio"]),
                                                       int(by[p]["promoted_pages"]), verdict[3])
@@ -155,16 +163,27 @@ def summary(refs_passed, tally, feasible_fails):
     return [p for p, t in tally.items() if t[0] < refs_passed]
 
 
+def per_trace(policies):
+    """--per-trace: each (trace, gap)'s sums over the epoch lengths, per policy."""
+    print("== per trace and gap, summed over the epoch lengths: cells passed / shortfall / "
+          "ping-pong")
+    print("%-22s %5s  %s" % ("trace", "gap", " | ".join("%-24s" % p[:24] for p in policies)))
+    for (name, gap), by in sorted(PER_TRACE.items()):
+        print("%-22s %5d  %s" % (name, gap, " | ".join("%3d %8.2f %8d    " % tuple(by[p])
+                                                         for p in policies)))
+
+
 def main(argv):
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = argv[:argv.index("--")] if "--" in argv else argv
     check = "--check" in args
     bound = "--bound" in args
+    by_trace = "--per-trace" in args
     epochs = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--epochs=")),
                   None)
     pp = next((a.split("=", 1)[1] for a in args if a.startswith("--pingpong=")), None)
     args = [a for a in args
-            if a not in ("--check", "--bound") and not a.startswith("--epochs=")
+            if a not in ("--check", "--bound", "--per-trace") and not a.startswith("--epochs=")
             and not a.startswith("--pingpong=")]
     global PINGPONG
     if pp is not None:
@@ -183,6 +202,8 @@ def main(argv):
     if bound and PINGPONG != 0.05:
         sys.exit("rule.py: --bound computes the bounds for the rule's 5% ping-pong bound only; "
                  "drop --pingpong")
+    if by_trace and epochs is None:
+        sys.exit("rule.py: --per-trace sums over epoch lengths; give --epochs=MS,...")
     sim, policies = args[0], args[1:] or ["automatic"]
     behind = set()
     if epochs is None:
@@ -207,6 +228,8 @@ def main(argv):
             print("%s: %d cells pass; hit shortfall %.2f points, promotions above lfu %d, "
                   "ping-pong %d; app time %.4f of static's" % (p, ok, short, over, pp,
                                                                time / cells))
+        if by_trace:
+            per_trace(policies)
     if check:
         print("check: " + ("; ".join("%s passes fewer cells than the references together" % p
                                      for p in sorted(behind)) or "every policy passes at least "
