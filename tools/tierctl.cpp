@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -211,6 +212,47 @@ std::string flag_name(absl::string_view arg) {
   return std::string(arg.substr(0, arg.find('=')));
 }
 
+// The arguments after subcommand `cmd`: --set values (repeatable; absl flags
+// would keep only the last) into *sets, the rest into *rest, each flag
+// checked against the subcommand's. Returns main's exit status when it ends
+// here: --help, or a usage error.
+std::optional<int> split_arguments(const Subcommand& sub, const std::string& cmd, int argc,
+                                   char** argv, std::vector<std::string>* sets,
+                                   std::vector<char*>* rest) {
+  for (int i = 2; i < argc; ++i) {
+    absl::string_view a = argv[i];
+    std::string name = flag_name(a);
+    if (name == "help" || name == "h" || name == "helpfull") {
+      std::printf("%s", help_text(&sub).c_str());
+      return 0;
+    }
+    if (name == "set" && cmd == "kernel") {
+      std::string v = a.find('=') != absl::string_view::npos
+                          ? std::string(a.substr(a.find('=') + 1))
+                      : i + 1 < argc ? argv[++i]
+                                     : "";
+      if (v.empty()) return usage_error("kernel: --set needs KEY=VALUE");
+      for (absl::string_view part : absl::StrSplit(v, ',', absl::SkipEmpty()))
+        sets->emplace_back(part);
+      continue;
+    }
+    if (!name.empty() && name != "-") {
+      bool ok = false;
+      for (const auto& f : sub.flags)
+        ok = ok || name == f || (absl::StartsWith(name, "no") && name.substr(2) == f);
+      if (!ok) {
+        std::string known;
+        for (const auto& f : sub.flags) absl::StrAppend(&known, known.empty() ? "" : ", ", "--", f);
+        if (cmd == "kernel") absl::StrAppend(&known, ", --set");
+        return usage_error(absl::StrCat(cmd, ": unknown option '", a, "' (", cmd, " takes ",
+                                        known.empty() ? "no options" : known, ")"));
+      }
+    }
+    rest->push_back(argv[i]);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 // tierctl config: EngineConfig::from_env() over the defaults, knob by knob.
@@ -246,42 +288,11 @@ int main(int argc, char** argv) {
   }
   if (cmd == "simulate") return tierctl::run_simulate(argc - 2, argv + 2);
 
-  // Collect --set (repeatable; absl flags would keep only the last), check
-  // that every other flag belongs to this subcommand, then parse with absl.
+  // Collect --set, check that every other flag belongs to this subcommand,
+  // then parse with absl.
   std::vector<std::string> sets;
   std::vector<char*> rest = {argv[0]};
-  for (int i = 2; i < argc; ++i) {
-    absl::string_view a = argv[i];
-    std::string name = flag_name(a);
-    if (name == "help" || name == "h" || name == "helpfull") {
-      std::printf("%s", help_text(sub).c_str());
-      return 0;
-    }
-    if (name == "set" && cmd == "kernel") {
-      std::string v = a.find('=') != absl::string_view::npos
-                          ? std::string(a.substr(a.find('=') + 1))
-                      : i + 1 < argc ? argv[++i]
-                                     : "";
-      if (v.empty()) return usage_error("kernel: --set needs KEY=VALUE");
-      for (absl::string_view part : absl::StrSplit(v, ',', absl::SkipEmpty()))
-        sets.emplace_back(part);
-      continue;
-    }
-    if (!name.empty() && name != "-") {
-      bool ok = false;
-      for (const auto& f : sub->flags)
-        ok = ok || name == f || (absl::StartsWith(name, "no") && name.substr(2) == f);
-      if (!ok) {
-        std::string known;
-        for (const auto& f : sub->flags)
-          absl::StrAppend(&known, known.empty() ? "" : ", ", "--", f);
-        if (cmd == "kernel") absl::StrAppend(&known, ", --set");
-        return usage_error(absl::StrCat(cmd, ": unknown option '", a, "' (", cmd, " takes ",
-                                        known.empty() ? "no options" : known, ")"));
-      }
-    }
-    rest.push_back(argv[i]);
-  }
+  if (std::optional<int> rc = split_arguments(*sub, cmd, argc, argv, &sets, &rest)) return *rc;
   int n = static_cast<int>(rest.size());
   std::vector<char*> positional = absl::ParseCommandLine(n, rest.data());
   positional.erase(positional.begin());  // program name
