@@ -122,16 +122,16 @@ tierkit_output_test(sim.vm_trace_stream_bad_input tierkit-sim
   "python3 ${_tk_trace_stream} /nonexistent 10 2>&1")
 
 # tests/traces/rule.py: the issue-12 rule over every committed trace and gap
-# (10 traces x 3 gaps = 30 cells). automatic must pass at least as many cells as lfu, reactive
+# (11 traces x 3 gaps = 33 cells). automatic must pass at least as many cells as lfu, reactive
 # and the kernel model pass together, each judged by the same rule.
 tierkit_output_test(sim.rule_vs_references tierkit-sim
-  "references: [0-9]+ of 30 cells.*\nautomatic: [0-9]+ of 30 cells pass.*check: every policy passes at least as many cells as the references together\nexit=0"
+  "references: [0-9]+ of 33 cells.*\nautomatic: [0-9]+ of 33 cells pass.*check: every policy passes at least as many cells as the references together\nexit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --check 2>&1")
 # --bound: what foresight could do within the rule's limits (sim/bound.hpp).
 # No row that keeps within the limits may beat rule-bound: the bound holds for
 # every schedule, so one that does would be a bug in it.
 tierkit_output_test(sim.rule_bound tierkit-sim
-  "gcc-O2 +gap 5000 .*hindsight +[0-9.]+% bound +[0-9.]+% \\|.*foresight: a schedule within the limits passes [0-9]+ of 30 cells; no schedule can pass [0-9]+; rows within the limits above the bound: none\n.*exit=0"
+  "gcc-O2 +gap 5000 .*hindsight +[0-9.]+% bound +[0-9.]+% \\|.*foresight: a schedule within the limits passes [0-9]+ of 33 cells; no schedule can pass [0-9]+; rows within the limits above the bound: none\n.*exit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --bound --check 2>&1")
 # --per-trace: each trace and gap's sums over the epoch lengths (one length here).
 tierkit_output_test(sim.rule_per_trace tierkit-sim
@@ -158,7 +158,7 @@ tierkit_output_test(sim.small_tier_idle_invariant tierkit-sim
 # tests/traces/knob_search.py: a variant judged apart on the traces the policy
 # was tuned on and on the held-out rest, against the default (+0 against itself).
 tierkit_output_test(sim.knob_search tierkit-sim
-  "automatic +\\| tuned-on cells +[0-9]+ \\(\\+0\\) shortfall +[0-9.]+ \\(\\+0\\.00\\) ping-pong +[0-9]+ \\(\\+0\\) \\| held-out cells +[0-9]+ \\(\\+0\\).*\nautomatic:payoff=8 +\\| tuned-on cells.*== ranked over 30 cells \\(10 traces x 3 gaps x epochs 100, fast 25%\\).*exit=0"
+  "automatic +\\| tuned-on cells +[0-9]+ \\(\\+0\\) shortfall +[0-9.]+ \\(\\+0\\.00\\) ping-pong +[0-9]+ \\(\\+0\\) \\| held-out cells +[0-9]+ \\(\\+0\\).*\nautomatic:payoff=8 +\\| tuned-on cells.*== ranked over 33 cells \\(11 traces x 3 gaps x epochs 100, fast 25%\\).*exit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/knob_search.py \"$T\" --epochs=100 automatic:payoff=8 2>&1")
 tierkit_output_test(sim.knob_search_bad_input tierkit-sim
   "knob_search.py: --epochs, --random and --seed want integers.*\nexit=1"

@@ -88,6 +88,13 @@ sfdp_graph() {
   record sfdp-graph /usr/bin/sfdp -Tplain graph.gv > /dev/null
 }
 
+# lua5.4 serving a cache of 20,000 records from a string-keyed table whose
+# hot window moves each phase; a quarter of requests replace their record, so
+# Lua's incremental garbage collector traverses and sweeps the heap as it runs.
+lua_cache() {
+  record lua-cache /usr/bin/lua5.4 "$HERE/cache_workload.lua" > /dev/null
+}
+
 # zstd on a pipe does not know the input size, so it allocates (and zeroes)
 # its full preset-19 tables, about 80 MB.
 zstd_19() {
@@ -95,6 +102,6 @@ zstd_19() {
   record zstd-19 /usr/bin/zstd -q -19 -c < zstd_input > /dev/null
 }
 
-for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines redis_kv sfdp_graph sqlite3_lookups_long python3_dict_long zstd_19}"; do
+for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines redis_kv sfdp_graph sqlite3_lookups_long python3_dict_long lua_cache zstd_19}"; do
   for one in $t; do "$one"; done
 done
