@@ -163,6 +163,14 @@ tierkit_output_test(sim.knob_search tierkit-sim
 tierkit_output_test(sim.knob_search_bad_input tierkit-sim
   "knob_search.py: --epochs, --random and --seed want integers.*\nexit=1"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/knob_search.py \"$T\" --epochs=ten 2>&1")
+# tests/traces/sampled_vs_app.py: issue 14's simulator target (a sampled
+# source's hit ratio over record_access's) on every committed trace.
+tierkit_output_test(sim.sampled_vs_app tierkit-sim
+  "\\| gcc-O2 \\| 800 \\| [0-9.]+% \\| [0-9.]+x \\([0-9.]+%\\) \\| [0-9.]+x \\([0-9.]+%\\) \\| [0-9.]+x \\([0-9.]+%\\) \\|\n.*\\| xz-3 \\| 5000 \\|.*automatic fed by sampled: [0-9]+ of 22 rows meet 0\\.9x at <= 1%.*\nexit=0"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/sampled_vs_app.py \"$T\" 2>&1")
+tierkit_output_test(sim.sampled_vs_app_bad_input tierkit-sim
+  "sampled_vs_app.py: --gaps wants integers, comma-separated \\(ns\\), e.g. --gaps=800,5000\nexit=1"
+  "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/sampled_vs_app.py \"$T\" --gaps=soon 2>&1")
 # tests/traces/recency.py: its free-move model must be tierkit-sim's lfu and
 # reactive (within a point) for its recency figures to mean anything.
 tierkit_output_test(sim.recency_model tierkit-sim
