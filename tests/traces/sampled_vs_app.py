@@ -34,7 +34,11 @@ def run(cell):
     trace, gap = cell
     cmd = [sim, "--trace=" + trace, "--fast=25%", "--gap_ns=%d" % gap, "--jobs=1", "--quiet",
            "--policy=" + policy, "--hotness=" + ",".join(("app",) + sources)] + extra
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit("sampled_vs_app.py: %s failed on %s: %s" % (sim, os.path.basename(trace),
+                 (getattr(e, "stderr", None) or str(e)).strip()))
     return {r["hotness"].split("->")[0]: r for r in csv.DictReader(io.StringIO(out))}
 
 
