@@ -95,6 +95,13 @@ lua_cache() {
   record lua-cache /usr/bin/lua5.4 "$HERE/cache_workload.lua" > /dev/null
 }
 
+# python3-numpy serving an embedding table (64 MiB, 262,144 rows of 64 floats)
+# in batches of 512 Zipf-distributed lookups, pooled and sometimes updated;
+# each phase moves a third of the popularity ranks. Needs python3-numpy.
+embedding_numpy() {
+  record embedding-numpy /usr/bin/python3 "$HERE/embedding_workload.py" > /dev/null
+}
+
 # zstd on a pipe does not know the input size, so it allocates (and zeroes)
 # its full preset-19 tables, about 80 MB.
 zstd_19() {
@@ -102,6 +109,6 @@ zstd_19() {
   record zstd-19 /usr/bin/zstd -q -19 -c < zstd_input > /dev/null
 }
 
-for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines redis_kv sfdp_graph sqlite3_lookups_long python3_dict_long lua_cache zstd_19}"; do
+for t in "${@:-python3_dict sqlite3_lookups gcc_o2 xz_3 mawk_groupby sort_lines redis_kv sfdp_graph sqlite3_lookups_long python3_dict_long lua_cache embedding_numpy zstd_19}"; do
   for one in $t; do "$one"; done
 done
