@@ -938,7 +938,11 @@ class Engine {
   // How much to demote (watermarks, the fast nodes' real free memory) and
   // the room left for promotions, in pages.
   void size_demotion(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const double used = static_cast<double>(hist_->fast_pages);
+    // Believed fast, but at most what the fast node(s) really hold: pages
+    // registered and not yet touched are believed fast and hold nothing, and
+    // demoting for them took hot pages once the absent ones ran out.
+    const double used = std::min(static_cast<double>(hist_->fast_pages),
+                                 static_cast<double>((e.node_total - e.node_free) / kPageSize));
     const double bpages = static_cast<double>(e.budget / kPageSize);
     // A policy that swaps for every promotion needs no free headroom in its
     // budget: it fills it (the watermarks then only guard the node below).
@@ -1164,8 +1168,23 @@ class Engine {
     fast_full_ = false;
     if (config_.slow_nodes.empty()) return;
     detail::ReaderMutexLock move_lock(&registry_.move_mutex());
+    const std::uint64_t absent = stats_.absent_pages;
     migrate(scratch_.demote_now, config_.slow_nodes.first(), false, e.number);
+    drop_promotions(stats_.absent_pages - absent);
     migrate(scratch_.promote_now, config_.fast_nodes.first(), true, e.number);
+  }
+  // A victim found absent (registered, never touched: believed fast, held
+  // nothing) made no room: the last promotions, `pages` of them, wait for
+  // the next epoch (their rate-limit tokens refunded), or each such swap
+  // would grow the fast tier past its budget.
+  void drop_promotions(std::uint64_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<Candidate>& in = scratch_.promote_now;
+    std::uint64_t dropped = 0;
+    while (dropped < pages && !in.empty()) {
+      dropped += in.back().pages;
+      in.pop_back();
+    }
+    if (dropped > 0 && policy_->uses_rate_limiter()) limiter_.refund(dropped * kPageSize);
   }
 
   void account(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

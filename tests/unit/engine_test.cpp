@@ -122,12 +122,14 @@ TEST(Engine, LearnsWhereNewbornPagesLandedInAFullFastNode) {
 }
 
 // An arena registered before use is believed fast, but its pages not touched
-// yet hold no memory anywhere. Chosen for demotion (heat 0, so first), each
-// fails with -ENOENT: the engine must then believe it slow and keep it
+// yet hold no memory anywhere. Chosen as swap victims (heat 0, so first),
+// each fails with -ENOENT: the engine must then believe it slow and keep it
 // tracked, or it tries the same pages again every epoch.
 TEST(Engine, PagesNeverTouchedAreTriedOnceAndKept) {
-  constexpr std::size_t kFast = 64, kArena = 64, kHot = 48;
-  TwoNodes n(kFast);
+  constexpr std::size_t kFast = 64, kBudget = 32, kArena = 64, kHot = 48;
+  EngineConfig c = Fast("automatic");
+  c.fast_budget_bytes = kBudget * kPageSize;  // less than the hot set: swaps
+  TwoNodes n(kFast, c);
   ASSERT_NE(n.engine, nullptr);
   auto page = [](std::size_t i) { return kBase + i * kPageSize; };
   auto arena = n.engine->register_region(reinterpret_cast<void*>(page(0)), kArena * kPageSize);
@@ -137,23 +139,47 @@ TEST(Engine, PagesNeverTouchedAreTriedOnceAndKept) {
   ASSERT_TRUE(data.ok()) << data.status();  // queried: slow
   for (int e = 0; e < 12; ++e) {
     for (std::size_t i = kArena; i < kArena + kHot; ++i)
-      for (int k = 0; k < 50; ++k) n.engine->record_access(reinterpret_cast<void*>(page(i)));
+      for (int k = 0; k < 50 + static_cast<int>(i); ++k)  // a gradient: swaps pay
+        n.engine->record_access(reinterpret_cast<void*>(page(i)));
     n.step();
   }
-  std::size_t hot_fast = 0;
-  for (std::size_t i = kArena; i < kArena + kHot; ++i) hot_fast += n.be.node_of(page(i)) == 0;
-  EXPECT_EQ(hot_fast, kHot);  // node 0 is empty: nothing real stands in their way
+  const EngineStats s = n.engine->stats();
   // One demotion attempt per page at most: then the engine knows it is absent
   // (each used to be tried again every epoch, 620 attempts in 12 epochs).
-  const EngineStats s = n.engine->stats();
   EXPECT_GT(s.absent_pages, 0u);
   EXPECT_LE(s.absent_pages, kArena);
   EXPECT_EQ(s.failures_by_errno.count[ENOENT], s.absent_pages);
   EXPECT_EQ(s.failed_pages + s.dropped_pages, 0u);
-  EXPECT_LE(s.fast_pages, kFast);  // believed: the hot pages and arena pages not tried yet
-  EXPECT_EQ(n.be.used_bytes(0), kHot * kPageSize);
+  // A swap whose victim was absent made no room: its promotion waits.
+  EXPECT_LE(n.be.used_bytes(0), kBudget * kPageSize);
   // Still tracked: touched later, they are judged as any page.
   EXPECT_EQ(s.tracked_pages, kArena + kHot);
+}
+
+// A region registered before use is believed fast (first touch on a CPU
+// node), so a large one looks like far more than the budget. Demotions are
+// sized by what the fast node really holds: before, the engine demoted for
+// pages that held nothing and, the absent ones tried, took the hot pages.
+TEST(Engine, UntouchedPagesBelievedFastDoNotPushHotPagesOut) {
+  constexpr std::size_t kNode = 1000, kHot = 300, kRegion = 3000;
+  for (const char* policy : {"automatic", "automatic:keep_room=0", "threshold:2"}) {
+    TwoNodes n(kNode, Fast(policy));
+    ASSERT_NE(n.engine, nullptr);
+    auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), kRegion * kPageSize);
+    ASSERT_TRUE(h.ok()) << h.status();
+    auto page = [](std::size_t i) { return kBase + i * kPageSize; };
+    for (std::size_t i = 0; i < kHot; ++i) n.be.touch(page(i), 0);
+    for (int e = 0; e < 20; ++e) {
+      for (std::size_t i = 0; i < kHot; ++i)
+        for (int k = 0; k < 20; ++k) n.engine->record_access(reinterpret_cast<void*>(page(i)));
+      n.step();
+    }
+    std::size_t hot_fast = 0;
+    for (std::size_t i = 0; i < kHot; ++i) hot_fast += n.be.node_of(page(i)) == 0;
+    EXPECT_EQ(hot_fast, kHot) << policy;
+    EXPECT_EQ(n.engine->stats().demoted_pages, 0u) << policy << "\n"
+                                                   << n.engine->stats().to_table();
+  }
 }
 
 TEST(Engine, ColdPagesAreDemotedAtTheHighWatermark) {
