@@ -338,7 +338,7 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
       {"payoff", nullptr, &AutomaticOptions::payoff_backoff_epochs, 0, 1e6},
       {"first_swap", &AutomaticOptions::first_swap_ratio, nullptr, 0, 1e3},
       {"current_histogram", nullptr, &AutomaticOptions::current_histogram, 0, 1},
-      {"keep_room", nullptr, &AutomaticOptions::keep_room, 0, 1},
+      {"keep_room", nullptr, &AutomaticOptions::keep_room, 0, 2},
       {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},
   };
   for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {

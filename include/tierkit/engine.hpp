@@ -108,6 +108,7 @@ class Engine {
                                   r->huge_end - r->huge_begin);
     refresh_placement(*r);
     watch_ranges();
+    note_room_baseline();
     return h;
   }
 
@@ -558,6 +559,7 @@ class Engine {
     std::uint32_t burst_heat = 0;      // bursts sampled above it (PolicyTraits::burst_heat)
     double reversals_left = INFINITY;  // pages (Policy::max_reversal_share)
     double want_demote = 0, room = 0;
+    bool idle_room = false;  // the demotions make a policy's room: idle units only
     std::uint64_t deferred = 0;
     std::uint32_t aged(std::uint32_t h) const { return (h * decay_num) >> 8; }
   };
@@ -581,13 +583,7 @@ class Engine {
     e.number = epoch_;
     e.decay = config_.decay();
     e.decay_num = static_cast<std::uint32_t>(std::lround(e.decay * 256));
-    for (NodeId n : config_.fast_nodes.to_vector()) {
-      if (auto m = backend_->node_memory(n); m.ok()) {
-        e.node_total += m->total_bytes;
-        e.node_free += m->free_bytes;
-      }
-    }
-    e.budget = config_.fast_budget_bytes ? config_.fast_budget_bytes : e.node_total;
+    fast_memory(e);
     EpochContext& ctx = e.ctx;
     ctx.epoch = e.number;
     ctx.now_ns = e.t0;
@@ -601,6 +597,10 @@ class Engine {
     ctx.last = epoch_ > 0 ? last_hist_.get() : nullptr;
     ctx.seen_pages = tracker_.seen_pages();
     ctx.heat_is_counts = !has_sources_.load(std::memory_order_relaxed);
+    const double free_now = static_cast<double>(e.node_free / kPageSize);
+    if (free_after_ > free_now)
+      ctx.taken_fast_pages = static_cast<std::uint64_t>(free_after_ - free_now);
+    ctx.offered_room_pages = offered_room_;
     observe_moves(e);
     e.th = policy_->begin_epoch(ctx);
     // The policy may age by something other than time (automatic cools by
@@ -709,6 +709,9 @@ class Engine {
     }
     learn_placement(e);
     hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
+    const std::uint64_t seen = tracker_.seen_pages();
+    e.ctx.born_pages = seen > seen_last_ ? seen - seen_last_ : 0;
+    seen_last_ = seen;
   }
 
   // Tells the policy what the moves of the last kPayoffEpochs epochs won
@@ -945,10 +948,14 @@ class Engine {
                                  static_cast<double>((e.node_total - e.node_free) / kPageSize));
     const double bpages = static_cast<double>(e.budget / kPageSize);
     // A policy that swaps for every promotion needs no free headroom in its
-    // budget: it fills it (the watermarks then only guard the node below).
-    const double top = policy_->traits().fills_budget ? 1.0 : config_.high_watermark;
+    // budget: it fills it (the watermarks then only guard the node below),
+    // or keeps the room it asks for (Policy::kept_room).
+    const double band_share = config_.high_watermark - config_.low_watermark;
+    const std::optional<double> share = policy_->kept_room();
+    const double top =
+        share ? 1 - std::clamp(*share, 0.0, 1 - config_.low_watermark) : config_.high_watermark;
     const double high = bpages * top,
-                 low = bpages * (top - (config_.high_watermark - config_.low_watermark));
+                 low = bpages * (top - (share ? std::min(1 - top, band_share) : band_share));
     // The fast nodes' free memory: promotions keep it above the reserve (the
     // node's 1 - high watermark). Other memory use on the node (and the lag
     // of the kernel's free count behind our own moves) makes it wobble, so
@@ -961,11 +968,14 @@ class Engine {
     const double band = bpages * (config_.high_watermark - config_.low_watermark);
     const double node_room = static_cast<double>(e.node_free / kPageSize) - node_reserve;
     e.want_demote = 0;
+    e.idle_room = share && *share > 0 && !fast_full_;
     if (used > high || fast_full_) e.want_demote = std::max(used - low, -node_room + band);
     if (node_room < -band) e.want_demote = std::max(e.want_demote, -node_room);
     // Within the band below the reserve: no room, but no debt either (swaps
     // stay one for one).
     e.room = std::min(high - used, node_room < -band ? node_room : std::max(0.0, node_room));
+    stats_.epoch_room_pages = static_cast<std::uint64_t>(bpages - high);
+    stats_.room_epochs += stats_.epoch_room_pages > 0;
   }
 
   // Adds cold fast units (heat 0, untagged, not seen by collect) from the
@@ -1041,6 +1051,7 @@ class Engine {
     for (; di < demote.size(); ++di) {
       bool tag = tagged(demote[di]) && !e.visits;
       if (!tag && d_pages >= e.want_demote) break;
+      if (!tag && e.idle_room && demote[di].heat > 0) break;  // Policy::kept_room
       if (!tag && held(e, demote[di], false)) continue;
       if (!tag) spend_reversal(e, demote[di], false);
       scratch_.plan.push_back({&demote[di], nullptr});
@@ -1200,6 +1211,7 @@ class Engine {
     stats_.seen_pages = tracker_.seen_pages();
     stats_.fast_pages = hist_->fast_pages + stats_.epoch_promoted - stats_.epoch_demoted;
     stats_.slow_pages = stats_.tracked_pages - std::min(stats_.tracked_pages, stats_.fast_pages);
+    note_room(e);
     stats_.promotion_candidates += scratch_.promote.size();
     stats_.demotion_candidates += scratch_.demote_now.size();
     stats_.deferred_pages += e.deferred;
@@ -1213,6 +1225,41 @@ class Engine {
     epoch_ = e.number + 1;
     tracker_.set_epoch(static_cast<std::uint32_t>(epoch_));
     if (callback_) callback_(stats_);
+  }
+
+  // The fast node(s)' total and free memory, and the budget, into `e`.
+  void fast_memory(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (NodeId n : config_.fast_nodes.to_vector()) {
+      if (auto m = backend_->node_memory(n); m.ok()) {
+        e.node_total += m->total_bytes;
+        e.node_free += m->free_bytes;
+      }
+    }
+    e.budget = config_.fast_budget_bytes ? config_.fast_budget_bytes : e.node_total;
+  }
+  // Before the first epoch: the fast node(s)' free memory when the first
+  // region is registered, so the first epoch sees what births took of it.
+  void note_room_baseline() {
+    detail::MutexLock l(&mu_);
+    if (free_after_ >= 0 || epoch_ > 0) return;
+    Epoch e;
+    fast_memory(e);
+    stats_.epoch_promoted = stats_.epoch_demoted = 0;
+    note_room(e);
+  }
+  // What the fast node(s) had free after this epoch's moves, and how much
+  // of it births could take before the reserve (EpochContext::
+  // taken_fast_pages, offered_room_pages): estimated from the free memory at
+  // the epoch's start and the pages moved, with no second query. The node's
+  // memory, not the budget's belief: pages registered but not yet touched
+  // are believed fast, and births take free memory whatever the budget.
+  void note_room(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    free_after_ = static_cast<double>(e.node_free / kPageSize) +
+                  static_cast<double>(stats_.epoch_demoted) -
+                  static_cast<double>(stats_.epoch_promoted);
+    const double reserve =
+        static_cast<double>(e.node_total / kPageSize) * (1 - config_.high_watermark);
+    offered_room_ = static_cast<std::uint64_t>(std::max(0.0, free_after_ - reserve));
   }
 
   // Moves `list` to `target` and accounts for every page. A 2 MiB unit
@@ -1417,6 +1464,11 @@ class Engine {
   std::uint64_t burst_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ULL;
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;
+  // note_room(): free fast pages after the last moves (-1: none yet), the
+  // budget's room then, and seen_pages at the last sweep.
+  double free_after_ ABSL_GUARDED_BY(mu_) = -1;
+  std::uint64_t offered_room_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t seen_last_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t base_page_advice_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);
   struct SourceEntry {

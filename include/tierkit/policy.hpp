@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -86,6 +87,14 @@ struct EpochContext {
   // Heat counts accesses (record_access alone). False once a hotness source
   // is attached: its heat is a weight or an estimated rate, not a count.
   bool heat_is_counts = true;
+  // Set after the sweep, for end_epoch(), all over the last epoch: pages
+  // seen for the first time (seen_pages' growth: births), the fast node(s)'
+  // memory taken between the engine's moves (by pages the kernel placed
+  // there at their first touch, or by others), and the room the engine had
+  // left free after its moves. 0 in the first epoch.
+  std::uint64_t born_pages = 0;
+  std::uint64_t taken_fast_pages = 0;
+  std::uint64_t offered_room_pages = 0;
 };
 
 // A policy's per-page verdict (policies that visit pages).
@@ -178,6 +187,17 @@ class Policy {
   }
   // Called after the sweep with this epoch's histogram.
   virtual void end_epoch(const EpochContext& /*ctx*/, const HeatHistogram& /*hist*/) {}
+  // kept_room()
+  //
+  // The free room this epoch's plan keeps in the fast-tier budget for pages
+  // first touched later, asked after end_epoch(): nullopt, the engine's
+  // watermarks (demote above the high one down to the low one, as kswapd
+  // does); 0, none (the budget is filled); else that share of the budget
+  // (demote above 1 - share down to 1 - 2 x share, at most the watermarks'
+  // band). Default: PolicyTraits::fills_budget, fixed.
+  virtual std::optional<double> kept_room() const {
+    return traits().fills_budget ? std::optional<double>(0.0) : std::nullopt;
+  }
   // Whether refine_thresholds() sets this epoch's thresholds after the sweep.
   // The engine then gathers every untagged unit with heat as a candidate,
   // and keeps those the refined thresholds pass. Costs O(units touched).

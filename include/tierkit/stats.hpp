@@ -66,6 +66,9 @@ struct EngineStats {
   // Units believed fast that a placement query found elsewhere when they
   // became active (first touch in a full fast node, or the kernel moved them).
   std::uint64_t placement_corrected = 0;
+  // Epochs whose plan kept free room in the fast budget (Policy::kept_room:
+  // the watermarks, or room for births), and the room the last one kept.
+  std::uint64_t room_epochs = 0, epoch_room_pages = 0;
   ErrnoCounts failures_by_errno;       // per-page failures by errno
   std::uint64_t outside_accesses = 0;  // record_access outside every region
   // The promotion threshold in force, in the policy's own unit (heat for
@@ -100,7 +103,8 @@ struct EngineStats {
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"absent_pages\":%u,"
         "\"pingpong_pages\":%u,"
         "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
-        "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_threshold\":%s,"
+        "\"room_epochs\":%u,\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_"
+        "threshold\":%s,"
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
         "ns\":%d,"
         "\"total_epoch_ns\":%d}",
@@ -108,7 +112,7 @@ struct EngineStats {
         promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
         demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
         absent_pages, pingpong_pages, huge_units_moved, huge_units_split, placement_corrected,
-        errnos, outside_accesses,
+        room_epochs, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -156,6 +160,7 @@ struct EngineStats {
     row("2 MiB units moved",
         absl::StrFormat("%u (%u fell back to 4 KiB)", huge_units_moved, huge_units_split));
     row("placement corrected", absl::StrCat(placement_corrected));
+    row("room kept", absl::StrFormat("%u epochs (last: %u pages)", room_epochs, epoch_room_pages));
     row("outside accesses", absl::StrCat(outside_accesses));
     row("threshold", threshold_text());
     row("environment", environment);

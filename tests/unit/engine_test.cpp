@@ -182,6 +182,52 @@ TEST(Engine, UntouchedPagesBelievedFastDoNotPushHotPagesOut) {
   }
 }
 
+// Pages first touched while the program runs land where the kernel puts
+// them: on the fast node while it has free memory. automatic (keep_room=2,
+// the default) sees births take free memory and keeps room for them, made
+// of idle residents only: the hot pages stay. With keep_room=0 the budget
+// is filled and, once the node is full, every birth lands slow.
+TEST(Engine, AutomaticKeepsRoomForBirthsMadeOfIdlePagesOnly) {
+  constexpr std::size_t kNode = 1000, kHot = 300, kBirths = 50, kEpochs = 40;
+  auto page = [](std::size_t i) { return kBase + i * kPageSize; };
+  struct Outcome {
+    std::size_t late_born_fast = 0, hot_fast = 0, room_epochs = 0;
+  };
+  auto run = [&](const char* policy) {
+    EngineConfig c = Fast(policy);
+    c.high_watermark = 1;  // no node reserve: a full node makes no room by itself
+    TwoNodes n(kNode, c);
+    Outcome o;
+    if (n.engine == nullptr) return o;
+    auto h = n.engine->register_region(reinterpret_cast<void*>(kBase),
+                                       (kHot + kBirths * kEpochs) * kPageSize);
+    EXPECT_TRUE(h.ok()) << h.status();
+    for (std::size_t i = 0; i < kHot; ++i) n.be.touch(page(i), 0);
+    for (std::size_t e = 0; e < kEpochs; ++e) {
+      for (std::size_t i = 0; i < kHot; ++i)
+        for (int k = 0; k < 20; ++k) n.engine->record_access(reinterpret_cast<void*>(page(i)));
+      for (std::size_t b = 0; b < kBirths; ++b) {  // born, used a little, never again
+        const std::size_t i = kHot + e * kBirths + b;
+        const bool fast = n.be.touch(page(i), 0) == 0;
+        if (e >= kEpochs / 2) o.late_born_fast += fast;
+        for (int k = 0; k < 3; ++k) n.engine->record_access(reinterpret_cast<void*>(page(i)));
+      }
+      n.step();
+    }
+    for (std::size_t i = 0; i < kHot; ++i) o.hot_fast += n.be.node_of(page(i)) == 0;
+    o.room_epochs = n.engine->stats().room_epochs;
+    return o;
+  };
+  const Outcome room = run("automatic"), filled = run("automatic:keep_room=0");
+  // The node fills after 14 epochs: later births land fast only with room.
+  EXPECT_GE(room.late_born_fast, kBirths * kEpochs / 2 * 9 / 10);
+  EXPECT_EQ(filled.late_born_fast, 0u);
+  EXPECT_EQ(room.hot_fast, kHot);
+  EXPECT_EQ(filled.hot_fast, kHot);
+  EXPECT_GE(room.room_epochs, kEpochs / 2);
+  EXPECT_EQ(filled.room_epochs, 0u);
+}
+
 TEST(Engine, ColdPagesAreDemotedAtTheHighWatermark) {
   EngineConfig c = Fast("threshold:2");
   Rig rig(100, 300, c);

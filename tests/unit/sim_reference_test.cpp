@@ -269,7 +269,10 @@ TEST(Dominance, NeedsAsManyHitsAndNoMorePromotionsAndBetterInOne) {
 // pages slow and learns where each newborn landed (Engine::learn_placement).
 // A policy that keeps the fast tier full leaves no room for newborns, so it
 // runs (nearly) as with every page placed before the run; the kernel model
-// keeps free room (its watermark), and newborns take it.
+// keeps free room (its watermark), and newborns take it. So does automatic
+// (AutomaticOptions::keep_room=2), having seen births take free memory at
+// the start; with every page placed before the run it never sees that, and
+// runs exactly as with keep_room=0.
 TEST(RealTrace, PlacingAtAccessLeavesAFullFastTierAsItWasAndFillsFreeRoom) {
   TraceReplay run(committed_trace("python3-dict"), 5000);
   ASSERT_TRUE(run.ok());
@@ -278,7 +281,7 @@ TEST(RealTrace, PlacingAtAccessLeavesAFullFastTierAsItWasAndFillsFreeRoom) {
   at_access.place_at_access = true;
   // Nearly: an epoch's newborns count where they are only after its visit,
   // so the room a policy sees at the epoch's start may differ a little.
-  for (const char* p : {"static", "automatic"}) {
+  for (const char* p : {"static", "automatic:keep_room=0"}) {
     SimResult before = run(p, o), at = run(p, at_access);
     EXPECT_NEAR(at.hit_ratio(), before.hit_ratio(), 0.005) << p;
     EXPECT_NEAR(static_cast<double>(at.promoted_pages), static_cast<double>(before.promoted_pages),
@@ -286,6 +289,13 @@ TEST(RealTrace, PlacingAtAccessLeavesAFullFastTierAsItWasAndFillsFreeRoom) {
         << p;
   }
   EXPECT_GT(run("kernel", at_access).hit_ratio(), run("kernel", o).hit_ratio() + 0.05);
+  const SimResult filled = run("automatic:keep_room=0", o), placed = run("automatic", o);
+  EXPECT_EQ(placed.fast_hits, filled.fast_hits);
+  EXPECT_EQ(placed.promoted_pages, filled.promoted_pages);
+  EXPECT_EQ(placed.demoted_pages, filled.demoted_pages);
+  const SimResult born = run("automatic", at_access);
+  EXPECT_GT(born.hit_ratio(), run("automatic:keep_room=0", at_access).hit_ratio() + 0.05);
+  EXPECT_LE(born.pingpong_pages, filled.pingpong_pages + born.promoted_pages / 2);
 }
 
 // The committed small real trace, through every reference policy.

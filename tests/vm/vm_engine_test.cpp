@@ -4,8 +4,8 @@
 // over measured time stays within rate * time + burst; regions unregistered
 // and unmapped while the background thread runs are handled; and
 // TierMemoryResource / tiered_allocator put every page of >= 64 MiB on the
-// requested node. Placement is always checked with a move_pages query, never
-// taken from the engine's own counters alone.
+// requested node; automatic keeps room for births only where they land fast. Placement is always
+// checked with a move_pages query, never taken from the engine's own counters alone.
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -193,6 +193,55 @@ TEST(EngineArena, PagesNotTouchedYetAreAbsentNotDropped) {
   EXPECT_EQ(hot.intact(), hot.pages());
   ha->reset();
   EXPECT_TRUE(be.unmap(a, kArena).ok());
+}
+
+// Births (pages first touched while the program runs) land where the
+// kernel puts them. Touched here (node 0's CPUs) while node 0 has free
+// memory, they take it, and automatic keeps room in its budget for the next
+// ones (AutomaticOptions::keep_room=2); bound to node 1 they take none of
+// node 0's, and no room is made. Births are seen by the engine's own
+// counters, what they took by the kernel's free-memory count.
+TEST(EngineRoom, RoomForBirthsOnlyWhereTheKernelPlacesThemFast) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  constexpr std::size_t kRegion = 64 * kMiB, kBirth = 2 * kMiB, kBudget = 32 * kMiB;
+  for (bool bound_slow : {false, true}) {
+    LinuxBackend be;
+    auto m = be.map(kRegion);
+    ASSERT_TRUE(m.ok()) << m.status();
+    char* p = static_cast<char*>(*m);
+    ::madvise(p, kRegion, MADV_NOHUGEPAGE);
+    if (bound_slow) {
+      ASSERT_TRUE(be.bind(p, kRegion, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
+    }
+    EngineConfig c = two_tier_config("automatic");
+    c.fast_budget_bytes = kBudget;
+    auto engine = make_engine(c, be);
+    ASSERT_NE(engine, nullptr);
+    auto h =
+        engine->register_region(p, kRegion, RegionOptions().with_name("births").with_base_pages(),
+                                /*initially_fast=*/!bound_slow);
+    ASSERT_TRUE(h.ok()) << h.status();
+    for (std::size_t off = 0; off + kBirth <= kRegion; off += kBirth) {
+      std::memset(p + off, 7, kBirth);  // born: first touch
+      for (std::size_t b = 0; b < kBirth; b += kPageSize) engine->record_access(p + off + b);
+      ASSERT_TRUE(engine->step().ok());
+    }
+    const EngineStats st = engine->stats();
+    std::printf("births %s: room kept in %llu of %llu epochs\n%s",
+                bound_slow ? "bound to node 1" : "on node 0",
+                static_cast<unsigned long long>(st.room_epochs),
+                static_cast<unsigned long long>(st.epochs), st.to_table().c_str());
+    if (bound_slow) {
+      EXPECT_EQ(st.room_epochs, 0u) << "room made for births that never land fast";
+    } else {
+      EXPECT_GE(st.room_epochs, st.epochs / 2) << "births took free memory, but no room was kept";
+    }
+    std::size_t intact = 0;
+    for (std::size_t off = 0; off < kRegion; off += kPageSize) intact += p[off] == 7;
+    EXPECT_EQ(intact, kRegion / kPageSize);
+    h->reset();
+    EXPECT_TRUE(be.unmap(p, kRegion).ok());
+  }
 }
 
 // hot: promoted without any access; cold: demoted however hot; pinned: stays
