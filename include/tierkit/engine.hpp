@@ -600,7 +600,8 @@ class Engine {
     const double free_now = static_cast<double>(e.node_free / kPageSize);
     if (free_after_ > free_now)
       ctx.taken_fast_pages = static_cast<std::uint64_t>(free_after_ - free_now);
-    ctx.offered_room_pages = offered_room_;
+    if (free_after_ > reserve_pages(e))
+      ctx.offered_room_pages = static_cast<std::uint64_t>(free_after_ - reserve_pages(e));
     observe_moves(e);
     e.th = policy_->begin_epoch(ctx);
     // The policy may age by something other than time (automatic cools by
@@ -963,10 +964,8 @@ class Engine {
     // it, and the room they make is not refilled in the same epoch: it was
     // made for someone else. (Demoting a band at the reserve and refilling it
     // at once churned a band's worth of pages every epoch.)
-    const double node_reserve =
-        static_cast<double>(e.node_total / kPageSize) * (1 - config_.high_watermark);
     const double band = bpages * (config_.high_watermark - config_.low_watermark);
-    const double node_room = static_cast<double>(e.node_free / kPageSize) - node_reserve;
+    const double node_room = static_cast<double>(e.node_free / kPageSize) - reserve_pages(e);
     e.want_demote = 0;
     e.idle_room = share && *share > 0 && !fast_full_;
     if (used > high || fast_full_) e.want_demote = std::max(used - low, -node_room + band);
@@ -1247,19 +1246,22 @@ class Engine {
     stats_.epoch_promoted = stats_.epoch_demoted = 0;
     note_room(e);
   }
-  // What the fast node(s) had free after this epoch's moves, and how much
-  // of it births could take before the reserve (EpochContext::
-  // taken_fast_pages, offered_room_pages): estimated from the free memory at
-  // the epoch's start and the pages moved, with no second query. The node's
-  // memory, not the budget's belief: pages registered but not yet touched
-  // are believed fast, and births take free memory whatever the budget.
+  // What the fast node(s) had free after this epoch's moves, for the next
+  // epoch to see what births took of it and had on offer above the reserve
+  // (EpochContext::taken_fast_pages, offered_room_pages): estimated from the
+  // free memory at the epoch's start and the pages moved, with no second
+  // query. The node's memory, not the budget's belief: pages registered but
+  // not yet touched are believed fast, and births take free memory whatever
+  // the budget.
   void note_room(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     free_after_ = static_cast<double>(e.node_free / kPageSize) +
                   static_cast<double>(stats_.epoch_demoted) -
                   static_cast<double>(stats_.epoch_promoted);
-    const double reserve =
-        static_cast<double>(e.node_total / kPageSize) * (1 - config_.high_watermark);
-    offered_room_ = static_cast<std::uint64_t>(std::max(0.0, free_after_ - reserve));
+  }
+  // The fast node(s)' reserve in pages, kept free by promotions: 1 - the
+  // high watermark of their memory.
+  double reserve_pages(const Epoch& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return static_cast<double>(e.node_total / kPageSize) * (1 - config_.high_watermark);
   }
 
   // Moves `list` to `target` and accounts for every page. A 2 MiB unit
@@ -1464,10 +1466,9 @@ class Engine {
   std::uint64_t burst_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ULL;
   std::uint64_t epoch_ ABSL_GUARDED_BY(mu_) = 0;
   bool fast_full_ ABSL_GUARDED_BY(mu_) = false;
-  // note_room(): free fast pages after the last moves (-1: none yet), the
-  // budget's room then, and seen_pages at the last sweep.
+  // note_room(): free fast pages after the last moves (-1: none yet); and
+  // seen_pages at the last sweep.
   double free_after_ ABSL_GUARDED_BY(mu_) = -1;
-  std::uint64_t offered_room_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t seen_last_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t base_page_advice_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);
