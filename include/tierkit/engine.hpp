@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -91,7 +92,8 @@ class Engine {
   // Registers a region and learns where its pages are (one placement query
   // of all its pages: O(pages) in the kernel). Pages not present yet are
   // assumed where `initially_fast` says (default: the fast tier, where first
-  // touch on a CPU node puts them). See RegionRegistry::add for errors.
+  // touch on a CPU node puts them, as many as the fast node(s) have free; the
+  // rest the slow tier). See RegionRegistry::add for errors.
   // With 2 MiB units (the default where THP is enabled, see
   // RegionOptions::granularity) it advises those chunks MADV_HUGEPAGE: one
   // madvise, best effort.
@@ -106,7 +108,7 @@ class Engine {
     if (r->huge_end > r->huge_begin)
       (void)backend_->advise_huge(reinterpret_cast<void*>(r->huge_begin),
                                   r->huge_end - r->huge_begin);
-    refresh_placement(*r);
+    refresh_placement(*r, initially_fast);
     watch_ranges();
     note_room_baseline();
     return h;
@@ -358,10 +360,21 @@ class Engine {
 
   // Asks the backend where the region's pages are and updates the page words
   // (one query per unit: a 2 MiB unit by its first page). In batches of
-  // 64 Ki units, so a terabyte region needs no gigabyte of scratch.
-  void refresh_placement(const Region& r) {
+  // 64 Ki units, so a terabyte region needs no gigabyte of scratch. Units not
+  // present yet keep the belief the registry gave them (`initially_fast`),
+  // except that no more of them are believed fast than the fast node(s) have
+  // free, in address order: first touch cannot put more there. A region
+  // larger than the fast tier registered before use (a buffer pool, an
+  // embedding table) otherwise read as all fast, in stats().fast_pages and in
+  // the policy's budget, and its untouched pages were tried as demotion
+  // victims one by one (each an -ENOENT).
+  // NOTE: the free memory is read per registration, so several regions
+  // registered before any is touched may together be believed more than the
+  // node; demotions are sized by what the node holds (size_demotion).
+  void refresh_placement(const Region& r, bool initially_fast) {
     constexpr std::size_t kBatch = std::size_t{1} << 16;
     const NodeSet fast = fast_nodes();
+    std::uint64_t room = initially_fast ? free_fast_pages() : 0;
     std::vector<void*> pages;
     std::vector<int> status;
     for (std::uintptr_t next = r.begin; next < r.end;) {
@@ -370,15 +383,37 @@ class Engine {
         pages.push_back(reinterpret_cast<void*>(next));
       status.assign(pages.size(), 0);
       if (!backend_->query(pages, absl::MakeSpan(status)).ok()) return;
-      for (std::size_t i = 0; i < pages.size(); ++i)
-        if (status[i] >= 0)
-          tracker_.set_fast(reinterpret_cast<std::uintptr_t>(pages[i]), fast.contains(status[i]));
+      for (std::size_t i = 0; i < pages.size(); ++i) {
+        const auto a = reinterpret_cast<std::uintptr_t>(pages[i]);
+        if (status[i] >= 0) {
+          tracker_.set_fast(a, fast.contains(status[i]));
+        } else if (initially_fast) {
+          const std::uint64_t n = tracker_.unit_bytes(a) / kPageSize;
+          if (room >= n)
+            room -= n;
+          else
+            tracker_.set_fast(a, false);
+        }
+      }
     }
   }
 
   NodeSet fast_nodes() {
     detail::MutexLock lock(&mu_);
     return config_.fast_nodes;
+  }
+  // The fast node(s)' free memory in pages; unbounded if none reports it.
+  std::uint64_t free_fast_pages() {
+    detail::MutexLock lock(&mu_);
+    std::uint64_t free = 0;
+    bool known = false;
+    for (NodeId n : config_.fast_nodes.to_vector()) {
+      if (auto m = backend_->node_memory(n); m.ok()) {
+        free += m->free_bytes / kPageSize;
+        known = true;
+      }
+    }
+    return known ? free : std::numeric_limits<std::uint64_t>::max();
   }
 
   // The engine's sink: turns one source's observations into heat

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <random>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -95,8 +96,11 @@ struct TwoNodes {
 };
 
 // A region registered before its pages are touched is believed fast (first
-// touch on a CPU node). In a full fast node the later pages land slow: the
-// engine must learn that when they become active, or it never promotes them.
+// touch on a CPU node) as far as the fast node has room, slow beyond. Where
+// first touch then puts them is not known until they are touched: here in
+// reverse order, so the last pages land fast and the first, believed fast,
+// land slow. The engine must learn both when they become active, or it never
+// promotes the first (hot here) and keeps the last out of its count.
 TEST(Engine, LearnsWhereNewbornPagesLandedInAFullFastNode) {
   constexpr std::size_t kFast = 8, kPages = 32;
   TwoNodes n(kFast);
@@ -104,21 +108,44 @@ TEST(Engine, LearnsWhereNewbornPagesLandedInAFullFastNode) {
   auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
   ASSERT_TRUE(h.ok()) << h.status();
   auto page = [](std::size_t i) { return kBase + i * kPageSize; };
-  for (std::size_t i = 0; i < kPages; ++i) n.be.touch(page(i), 0);  // first touch, in order
-  ASSERT_EQ(n.be.node_of(page(kPages - 1)), 1);
+  for (std::size_t i = kPages; i-- > 0;) n.be.touch(page(i), 0);  // first touch, last first
+  ASSERT_EQ(n.be.node_of(page(0)), 1);
+  ASSERT_EQ(n.be.node_of(page(kPages - 1)), 0);
   std::size_t hot_fast = 0;
   for (int e = 0; e < 12; ++e) {
     for (std::size_t i = 0; i < kPages; ++i)
-      for (int k = 0; k < (i >= kPages - kFast ? 50 : e == 0 ? 1 : 0); ++k)
+      for (int k = 0; k < (i < kFast ? 50 : e == 0 ? 1 : 0); ++k)
         n.engine->record_access(reinterpret_cast<void*>(page(i)));
     n.step();
   }
-  for (std::size_t i = kPages - kFast; i < kPages; ++i) hot_fast += n.be.node_of(page(i)) == 0;
+  for (std::size_t i = 0; i < kFast; ++i) hot_fast += n.be.node_of(page(i)) == 0;
   // Learnt in the epoch they were first touched, before any move was
   // planned: no demotion of a page that was already slow.
-  EXPECT_EQ(n.engine->stats().placement_corrected, kPages - kFast);
+  EXPECT_EQ(n.engine->stats().placement_corrected, 2 * kFast);
   EXPECT_LE(n.engine->stats().demoted_pages, kFast);
   EXPECT_GE(hot_fast, kFast / 2);  // believed fast, they would never be promoted
+}
+
+// A region larger than the fast node, registered before use (a buffer pool,
+// an embedding table), is believed fast only as far as the node has free
+// memory: first touch cannot put more there. Believed all fast, it counted
+// four times the node in stats().fast_pages and in the policy's budget.
+TEST(Engine, UntouchedPagesAreBelievedFastOnlyAsFarAsTheFastNodeHasRoom) {
+  constexpr std::size_t kFast = 8, kUsed = 2, kPages = 32;
+  TwoNodes n(kFast);
+  ASSERT_NE(n.engine, nullptr);
+  auto page = [](std::size_t i) { return kBase + i * kPageSize; };
+  for (std::size_t i = 0; i < kUsed; ++i) n.be.touch(page(100 + i), 0);  // other memory there
+  auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
+  ASSERT_TRUE(h.ok()) << h.status();
+  n.step();
+  const EngineStats s = n.engine->stats();
+  EXPECT_EQ(s.tracked_pages, kPages);
+  EXPECT_EQ(s.fast_pages, kFast - kUsed);
+  EXPECT_EQ(s.slow_pages, kPages - (kFast - kUsed));
+  // The belief is in address order: the first pages.
+  EXPECT_TRUE(PageWord::fast(n.engine->tracker().word(page(0))->load()));
+  EXPECT_FALSE(PageWord::fast(n.engine->tracker().word(page(kFast - kUsed))->load()));
 }
 
 // An arena registered before use is believed fast, but its pages not touched
@@ -157,16 +184,24 @@ TEST(Engine, PagesNeverTouchedAreTriedOnceAndKept) {
 }
 
 // A region registered before use is believed fast (first touch on a CPU
-// node), so a large one looks like far more than the budget. Demotions are
-// sized by what the fast node really holds: before, the engine demoted for
-// pages that held nothing and, the absent ones tried, took the hot pages.
+// node) as far as the fast node has free memory, and each of two such
+// regions registered before either is touched sees the whole node free, so
+// together they look like twice the node. Demotions are sized by what the
+// fast node really holds: before, the engine demoted for pages that held
+// nothing and, the absent ones tried, took the hot pages.
 TEST(Engine, UntouchedPagesBelievedFastDoNotPushHotPagesOut) {
-  constexpr std::size_t kNode = 1000, kHot = 300, kRegion = 3000;
+  constexpr std::size_t kNode = 1000, kHot = 300, kRegion = 1500;
   for (const char* policy : {"automatic", "automatic:keep_room=0", "threshold:2"}) {
     TwoNodes n(kNode, Fast(policy));
     ASSERT_NE(n.engine, nullptr);
-    auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), kRegion * kPageSize);
-    ASSERT_TRUE(h.ok()) << h.status();
+    std::vector<RegionHandle> regions;
+    for (std::size_t r = 0; r < 2; ++r) {
+      auto h = n.engine->register_region(reinterpret_cast<void*>(kBase + r * kRegion * kPageSize),
+                                         kRegion * kPageSize);
+      ASSERT_TRUE(h.ok()) << h.status();
+      regions.push_back(std::move(*h));
+    }
+    ASSERT_EQ(n.engine->tracker().fast_pages(), 2 * kNode);
     auto page = [](std::size_t i) { return kBase + i * kPageSize; };
     for (std::size_t i = 0; i < kHot; ++i) n.be.touch(page(i), 0);
     for (int e = 0; e < 20; ++e) {
