@@ -4,7 +4,8 @@
 // over measured time stays within rate * time + burst; regions unregistered
 // and unmapped while the background thread runs are handled; and
 // TierMemoryResource / tiered_allocator put every page of >= 64 MiB on the
-// requested node; automatic keeps room for births only where they land fast. Placement is always
+// requested node; automatic keeps room for births only where they land fast; a
+// region larger than the fast node is not believed all fast. Placement is always
 // checked with a move_pages query, never taken from the engine's own counters alone.
 #include <sys/mman.h>
 
@@ -193,6 +194,38 @@ TEST(EngineArena, PagesNotTouchedYetAreAbsentNotDropped) {
   EXPECT_EQ(hot.intact(), hot.pages());
   ha->reset();
   EXPECT_TRUE(be.unmap(a, kArena).ok());
+}
+
+// A region larger than the fast node, registered before use (a buffer pool,
+// a table bigger than DRAM), holds no memory yet. The engine believes at
+// most node 0's free memory of it fast (first touch can put no more there)
+// and the rest slow; before, all of it read as fast in stats().fast_pages
+// and in the policy's budget.
+TEST(EngineArena, ARegionLargerThanTheFastNodeIsNotBelievedAllFast) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  LinuxBackend be;
+  auto node = be.node_memory(kFastNode);
+  ASSERT_TRUE(node.ok()) << node.status();
+  const std::size_t region = align_up(node->total_bytes + 256 * kMiB, kHugePageSize);
+  auto m = be.map(region);  // reserved, never touched
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto engine = make_engine(two_tier_config("automatic"), be);
+  ASSERT_NE(engine, nullptr);
+  const std::uint64_t free_pages = be.node_memory(kFastNode)->free_bytes / kPageSize;
+  auto h = engine->register_region(*m, region, RegionOptions().with_name("pool"));
+  ASSERT_TRUE(h.ok()) << h.status();
+  ASSERT_TRUE(engine->step().ok());
+  const EngineStats st = engine->stats();
+  std::printf("node 0: %llu pages free at registration; region %zu pages\n%s",
+              static_cast<unsigned long long>(free_pages), region / kPageSize,
+              st.to_table().c_str());
+  EXPECT_EQ(st.tracked_pages, region / kPageSize);
+  EXPECT_GT(st.fast_pages, 0u) << "node 0 had free memory: first touch would use it";
+  EXPECT_LE(st.fast_pages, free_pages) << "believed fast beyond what node 0 can hold";
+  EXPECT_GE(st.slow_pages, region / kPageSize - free_pages);
+  EXPECT_EQ(st.promoted_pages + st.demoted_pages, 0u);
+  h->reset();
+  EXPECT_TRUE(be.unmap(*m, region).ok());
 }
 
 // Births (pages first touched while the program runs) land where the
