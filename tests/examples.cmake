@@ -192,6 +192,13 @@ tierkit_output_test(sim.young_pages_bad_input tierkit-sim
 tierkit_output_test(sim.idle_bad_input tierkit-sim
   "--idle: 'lots' is not a byte size.*\nexit=2"
   "\"$T\" --workload=zipf --accesses=1k --idle=lots 2>&1")
+# A flag for the other kind of workload would change nothing: refused.
+tierkit_output_test(sim.trace_flag_without_trace tierkit-sim
+  "--llc applies only with --trace: here it would change nothing.*\nexit=2"
+  "\"$T\" --workload=zipf --accesses=1k --llc=4M 2>&1")
+tierkit_output_test(sim.builtin_flag_with_trace tierkit-sim
+  "--zipf_s applies only to the built-in workloads, not with --trace.*\nexit=2"
+  "\"$T\" --trace=${_tk_sqlite_trace} --zipf_s=2 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

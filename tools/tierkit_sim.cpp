@@ -44,7 +44,7 @@ static const char* const kAllPolicies[] = {
     "automatic", "lfu",    "reactive",       "best-static",      "oracle"};
 
 ABSL_FLAG(std::string, workload, "all",
-          "Comma-separated workloads: zipf, hotshift, scan, uniform, churn, or all. Ignored with "
+          "Comma-separated workloads: zipf, hotshift, scan, uniform, churn, or all. Not with "
           "--trace.");
 ABSL_FLAG(std::string, policy, "all",
           "Comma-separated policies: static, kernel, kernel:rate=MBps, kernel:target=MBps, "
@@ -582,12 +582,34 @@ void builtin_workloads(Settings& s) {
   if (absl::Status st = s.w.validate(); !st.ok()) usage_error(std::string(st.message()));
 }
 
+// Flags that shape one kind of workload only. Given with the other kind they
+// would change nothing, so a run the user believes filtered (--llc on a
+// built-in workload) or skewed (--zipf_s on a trace) is refused instead.
+constexpr absl::string_view kTraceOnlyFlags[] = {"llc", "max_trace_accesses"};
+constexpr absl::string_view kBuiltinOnlyFlags[] = {
+    "workload", "footprint", "accesses",       "seed",       "write_fraction", "zipf_s",
+    "phases",   "scans",     "young_fraction", "churn_laps", "hot_fraction",   "hot_share"};
+void reject_inapplicable_flags(const Settings& s, bool trace) {
+  auto refuse = [&](absl::string_view flag, absl::string_view only) {
+    if (s.given_flags.contains(flag))
+      usage_error(
+          absl::StrCat("--", flag, " applies only ", only, ": here it would change nothing"));
+  };
+  if (trace) {
+    for (absl::string_view f : kBuiltinOnlyFlags)
+      refuse(f, "to the built-in workloads, not with --trace");
+  } else {
+    for (absl::string_view f : kTraceOnlyFlags) refuse(f, "with --trace");
+  }
+}
+
 // The trace or the built-in workloads, and the tiers sized for their
 // footprint; returns main's exit status when it ends here.
 std::optional<int> load_workloads(Settings& s) {
   const std::string trace_path = absl::GetFlag(FLAGS_trace);
   if (trace_path.empty() && !absl::GetFlag(FLAGS_write_trace).empty())
     usage_error("--write_trace needs --trace (and --llc)");
+  reject_inapplicable_flags(s, !trace_path.empty());
   if (!trace_path.empty()) {
     if (std::optional<int> rc = read_trace(s, trace_path)) return rc;
   } else {
