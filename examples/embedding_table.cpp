@@ -27,7 +27,9 @@ ABSL_FLAG(int, epochs, 40, "engine epochs to run");
 ABSL_FLAG(double, skew, 1.05, "power-law (Zipf) exponent of row popularity");
 ABSL_FLAG(double, fast_fraction, 0.2, "fast-tier budget as a fraction of the table");
 ABSL_FLAG(std::string, policy, "automatic", "automatic | threshold[:RATE] | kernel | static");
-ABSL_FLAG(double, half_life_epochs, 8, "heat half-life in epochs (longer = steadier)");
+ABSL_FLAG(double, half_life_epochs, 8,
+          "heat half-life in epochs (longer = steadier); threshold, kernel, static and "
+          "automatic:cool=0 (automatic cools by access volume instead)");
 ABSL_FLAG(bool, simulate, false, "use the simulated machine even on a two-tier machine");
 
 int main(int argc, char** argv) {
@@ -55,6 +57,13 @@ int main(int argc, char** argv) {
   tierkit::ManualClock clock(1);
   auto engine = machine->make_engine(config, &clock);
   if (engine == nullptr) return 2;
+  // The policy in force (TIERKIT_POLICY may have replaced --policy) must read
+  // a half-life the user chose, or the flag would change nothing.
+  auto policy = tierkit::EngineConfig::make_policy(engine->config());
+  examples::require(absl::GetFlag(FLAGS_half_life_epochs) == 8 ||
+                        (policy.ok() && (*policy)->traits().reads_half_life),
+                    "--half_life_epochs: the policy in force ages heat by access volume, not by "
+                    "a half-life (use --policy=threshold or automatic:cool=0)");
   auto heap = examples::SlowHeap::create(*machine, *engine, "embeddings");
   if (heap == nullptr) return 1;
   {

@@ -221,6 +221,14 @@ tierkit_output_test(example.kv_cache_bad_policy kv_cache "unknown policy 'bogus'
 tierkit_output_test(example.embedding_table embedding_table
   "${_tk_which}.*20000 rows x 64 floats.*\nepoch +1 +fast-tier hits.*\nepoch +20 .*fast-tier hit ratio: [0-9.]+% in epoch 1, then [1-9][0-9]\\.[0-9]% \\.\\. [0-9.]+% over the last 10 epochs\nping-pong pages: [0-9]?[0-9] of [0-9]+ moved.*exit=0"
   "\"$T\" --epochs 20 --rows 20000 2>&1")
+# A half-life the policy in force does not read would change nothing: refused
+# under automatic (volume cooling), used under threshold.
+tierkit_output_test(example.embedding_table_unread_half_life embedding_table
+  "--half_life_epochs: the policy in force ages heat by access volume.*exit=2"
+  "\"$T\" --epochs 2 --rows 2000 --half_life_epochs 16 2>&1")
+tierkit_output_test(example.embedding_table_half_life_threshold embedding_table
+  "fast-tier hit ratio.*exit=0"
+  "\"$T\" --epochs 2 --rows 2000 --half_life_epochs 16 --policy threshold 2>&1")
 
 # --- the environment contract (config.hpp) ------------------------------------
 # Every shipped program honours the TIERKIT_* knobs: a malformed value stops it

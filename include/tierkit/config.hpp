@@ -66,6 +66,8 @@ struct EngineConfig {
   std::int64_t epoch_ms = 100;  // TIERKIT_EPOCH_MS, 1..3600000
   // Heat halves every this many epochs. Longer = steadier heat (less noise,
   // fewer needless swaps), slower to follow a shift. TIERKIT_HALF_LIFE_EPOCHS
+  // NOTE: automatic cools by access volume instead (unless automatic:cool=0)
+  // and reads it only to turn a region's own promotion threshold into heat.
   double half_life_epochs = 4.0;
   double rate_limit_mbps = 256;          // migration cap, MiB/s. TIERKIT_RATE_LIMIT_MBPS
   std::uint64_t burst_bytes = 16 << 20;  // token bucket size. TIERKIT_BURST_BYTES
@@ -126,7 +128,9 @@ struct EngineConfig {
   // describe()
   //
   // One line per knob: field, value, unit and where the value came from
-  // ("environment TIERKIT_X", "program", "default").
+  // ("environment TIERKIT_X", "program", "default"), and where the
+  // configured policy ignores the knob, why (a threshold.* knob under
+  // automatic: "not read by automatic").
   std::string describe() const;
 
   // environment_summary()
@@ -298,14 +302,38 @@ inline absl::StatusOr<EngineConfig> EngineConfig::from_env(EngineConfig c) {
   return c;
 }
 
+namespace detail {
+// Why `policy` does not read knob `k`, or "" if it does: the threshold.* and
+// kernel.* knobs belong to their policy, the rate limit to the policies the
+// engine's token bucket limits, and the half-life, beyond converting a
+// region's own promotion threshold (a rate) to heat, to the policies that
+// age heat by it.
+inline std::string knob_unread(const Knob& k, const Policy& policy) {
+  const std::string field = k.field, name = policy.name();
+  const std::string kind = name.substr(0, name.find(':'));
+  const PolicyTraits t = policy.traits();
+  const bool read = field.rfind("threshold.", 0) == 0                      ? kind == "threshold"
+                    : field.rfind("kernel.", 0) == 0                       ? kind == "kernel"
+                    : field == "rate_limit_mbps" || field == "burst_bytes" ? t.uses_rate_limiter
+                                                                           : true;
+  if (!read) return absl::StrCat("not read by ", name);
+  if (field == "half_life_epochs" && !t.reads_half_life)
+    return absl::StrCat(name, " ages heat by access volume: read only for regions' own thresholds");
+  return "";
+}
+}  // namespace detail
+
 inline std::string EngineConfig::describe() const {
   const EngineConfig defaults;
+  auto policy = make_policy(*this);
   std::string out;
   for (const Knob& k : kKnobs) {
     std::string value = detail::knob_value(k, *this), source = "default";
     for (const auto& kv : from_environment)
       if (kv.first == k.env) source = absl::StrCat("environment ", k.env);
     if (source == "default" && value != detail::knob_value(k, defaults)) source = "program";
+    if (std::string why = policy.ok() ? detail::knob_unread(k, **policy) : ""; !why.empty())
+      absl::StrAppend(&source, "; ", why);
     absl::StrAppendFormat(&out, "%-32s %-14s %-28s %s\n", k.field, value, k.unit, source);
   }
   return out;

@@ -151,6 +151,11 @@ struct PolicyTraits {
   // a burst above some heat learns its credit from bursts that large; the
   // many small first touches of a real program are reused at another rate.
   std::uint32_t burst_heat = 0;
+  // Whether heat ages by EngineConfig::half_life_epochs (aging() returns
+  // ctx.decay). False for automatic, which cools by access volume: the knob
+  // then only converts a region's own promotion threshold (a rate) to heat,
+  // and EngineConfig::describe() says so.
+  bool reads_half_life = true;
 };
 
 // Policy

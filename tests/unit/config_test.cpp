@@ -60,6 +60,33 @@ TEST_F(ConfigTest, EnvironmentBeatsProgramBeatsDefault) {
   EXPECT_THAT(d, ::testing::ContainsRegex("half_life_epochs +4 .*default"));
 }
 
+// A knob the configured policy does not read is shown as such, so a user who
+// sets TIERKIT_HALF_LIFE_EPOCHS under automatic (volume cooling) or a
+// threshold.* knob under the kernel model learns it changed nothing.
+TEST_F(ConfigTest, DescribeSaysWhichKnobsThePolicyDoesNotRead) {
+  EngineConfig automatic;  // the default policy
+  std::string d = automatic.describe();
+  EXPECT_THAT(d, ::testing::ContainsRegex(
+                     "half_life_epochs +4 .*default; automatic ages heat by access volume"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("threshold.promotion_threshold .*not read by automatic"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("kernel.hot_threshold_ms .*not read by automatic"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("rate_limit_mbps +256 .*default\n"));
+  EngineConfig volume_off;
+  volume_off.policy = "automatic:cool=0";  // ages by the half-life instead
+  EXPECT_THAT(volume_off.describe(), ::testing::ContainsRegex("half_life_epochs +4 .*default\n"));
+  EngineConfig threshold;
+  threshold.policy = "threshold:8";
+  d = threshold.describe();
+  EXPECT_THAT(d, ::testing::ContainsRegex("half_life_epochs +4 .*default\n"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("threshold.promotion_threshold .*default\n"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("kernel.hot_threshold_ms .*not read by threshold"));
+  EngineConfig kernel;
+  kernel.policy = "kernel";
+  d = kernel.describe();
+  EXPECT_THAT(d, ::testing::ContainsRegex("rate_limit_mbps +256 .*not read by kernel"));
+  EXPECT_THAT(d, ::testing::ContainsRegex("kernel.hot_threshold_ms .*default\n"));
+}
+
 TEST_F(ConfigTest, OptOutIgnoresTheEnvironmentEvenWhenMalformed) {
   EngineConfig program;
   program.environment = EngineConfig::Environment::kIgnore;

@@ -251,6 +251,7 @@ class AutomaticPolicy final : public Policy {
     PolicyTraits t;
     t.fills_budget = o_.keep_room != 1;
     t.burst_heat = o_.burst_heat;  // the credit applies above it
+    t.reads_half_life = o_.cool_heat_per_page <= 0;
     return t;
   }
   double aging(const EpochContext& ctx) const override {
