@@ -19,7 +19,8 @@
 
 ABSL_FLAG(std::string, policy, "automatic", "automatic | threshold[:RATE] | kernel | static");
 ABSL_FLAG(double, threshold, 0,
-          "if > 0: use the threshold policy with this promotion threshold (accesses/epoch)");
+          "if > 0: use the threshold policy with this promotion threshold (accesses/epoch); "
+          "the same as --policy=threshold:N, so not with another --policy");
 ABSL_FLAG(double, rate_limit_mbps, 256, "migration rate limit, MiB/s");
 ABSL_FLAG(int, keys, 100000, "number of keys (256-byte values)");
 ABSL_FLAG(double, skew, 0.99, "Zipf exponent of key popularity");
@@ -46,6 +47,11 @@ int main(int argc, char** argv) {
   examples::require(
       absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
       "--fast_fraction must be in (0, 1]");
+  // --threshold N is --policy=threshold:N: with another --policy one of the
+  // two would be dropped without a word.
+  examples::require(
+      absl::GetFlag(FLAGS_threshold) <= 0 || absl::GetFlag(FLAGS_policy) == "automatic",
+      "--threshold N is --policy=threshold:N; give one of them, not both");
   const auto keys = static_cast<std::size_t>(absl::GetFlag(FLAGS_keys));
   // flat_hash_map keeps its load at most 7/8 with a power-of-two capacity.
   std::size_t capacity = 1;

@@ -218,6 +218,9 @@ tierkit_output_test(example.kv_cache_threshold kv_cache
   "\"$T\" --seconds 1 --keys 20000 --threshold 3 --rate_limit_mbps 64 2>&1")
 tierkit_output_test(example.kv_cache_bad_policy kv_cache "unknown policy 'bogus'.*exit=2"
   "\"$T\" --seconds 1 --keys 1000 --policy bogus 2>&1")
+tierkit_output_test(example.kv_cache_threshold_and_policy kv_cache
+  "--threshold N is --policy=threshold:N; give one of them, not both\nexit=2"
+  "\"$T\" --seconds 1 --keys 1000 --policy kernel --threshold 3 2>&1")
 tierkit_output_test(example.embedding_table embedding_table
   "${_tk_which}.*20000 rows x 64 floats.*\nepoch +1 +fast-tier hits.*\nepoch +20 .*fast-tier hit ratio: [0-9.]+% in epoch 1, then [1-9][0-9]\\.[0-9]% \\.\\. [0-9.]+% over the last 10 epochs\nping-pong pages: [0-9]?[0-9] of [0-9]+ moved.*exit=0"
   "\"$T\" --epochs 20 --rows 20000 2>&1")
