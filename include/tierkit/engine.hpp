@@ -405,15 +405,9 @@ class Engine {
   // The fast node(s)' free memory in pages; unbounded if none reports it.
   std::uint64_t free_fast_pages() {
     detail::MutexLock lock(&mu_);
-    std::uint64_t free = 0;
-    bool known = false;
-    for (NodeId n : config_.fast_nodes.to_vector()) {
-      if (auto m = backend_->node_memory(n); m.ok()) {
-        free += m->free_bytes / kPageSize;
-        known = true;
-      }
-    }
-    return known ? free : std::numeric_limits<std::uint64_t>::max();
+    Epoch e;
+    fast_memory(e);
+    return e.node_total > 0 ? e.node_free / kPageSize : std::numeric_limits<std::uint64_t>::max();
   }
 
   // The engine's sink: turns one source's observations into heat
