@@ -154,7 +154,8 @@ struct EngineConfig {
   // model's knobs and automatic:hysteresis=V / swap_confidence=V / cool=V /
   // headroom=V / min_heat=N / max_cool_epochs=N / residency=N / burst=N /
   // idle=V / idle_swap_confidence=V / spread_confidence=V / payoff=N /
-  // first_swap=V / current_histogram=N / keep_room=N / reversals=V the
+  // first_swap=V / current_histogram=N / keep_room=N / reversals=V /
+  // reversal_margin=V the
   // automatic policy's (AutomaticOptions). Several knobs are separated by
   // ',' or '/' ('/' inside tierkit-sim's comma-separated --policy list).
   static absl::StatusOr<std::unique_ptr<Policy>> make_policy(const EngineConfig& c);
@@ -368,6 +369,7 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
       {"current_histogram", nullptr, &AutomaticOptions::current_histogram, 0, 1},
       {"keep_room", nullptr, &AutomaticOptions::keep_room, 0, 2},
       {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},
+      {"reversal_margin", &AutomaticOptions::reversal_margin, nullptr, 1, 1e3},
   };
   for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
     std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));

@@ -587,6 +587,7 @@ class Engine {
     std::uint32_t residency = 0;
     std::uint32_t burst_heat = 0;      // bursts sampled above it (PolicyTraits::burst_heat)
     double reversals_left = INFINITY;  // pages (Policy::max_reversal_share)
+    double reversal_margin = 1;        // Policy::reversal_margin
     double want_demote = 0, room = 0;
     bool idle_room = false;  // the demotions make a policy's room: idle units only
     std::uint64_t deferred = 0;
@@ -645,6 +646,7 @@ class Engine {
     if (const double share = policy_->max_reversal_share(); share < 1)
       e.reversals_left = share * static_cast<double>(stats_.promoted_pages + stats_.demoted_pages) -
                          static_cast<double>(stats_.pingpong_pages);
+    e.reversal_margin = policy_->reversal_margin();
     e.refine = !e.visits && policy_->refines_thresholds();
     return e;
   }
@@ -949,6 +951,14 @@ class Engine {
     return recently_moved(e, c.addr) ||
            (e.reversals_left < c.pages && reverses(e, c.addr, to_fast));
   }
+  // The newcomer's heat as its swap for `victim` is judged: divided by
+  // Policy::reversal_margin when demoting the victim would undo its
+  // promotion within the ping-pong window.
+  std::uint32_t swap_heat(const Epoch& e, const Candidate& newcomer, const Candidate& victim) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (e.reversal_margin <= 1 || !reverses(e, victim.addr, false)) return newcomer.heat;
+    return static_cast<std::uint32_t>(newcomer.heat / e.reversal_margin);
+  }
   // Charges a planned move of untagged `c` to the reversal budget.
   void spend_reversal(Epoch& e, const Candidate& c, bool to_fast) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1114,8 +1124,8 @@ class Engine {
           while (di < demote.size() &&
                  ((tagged(demote[di]) && !e.visits) || held(e, demote[di], false)))
             ++di;
-          if (di >= demote.size() ||
-              (swap && !swap_allowed(c.heat, demote[di].heat, demote[di].idle)))
+          if (di >= demote.size() || (swap && !swap_allowed(swap_heat(e, c, demote[di]),
+                                                            demote[di].heat, demote[di].idle)))
             break;
           victim = &demote[di];
           spend_reversal(e, *victim, false);

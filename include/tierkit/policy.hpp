@@ -268,6 +268,14 @@ class Policy {
   // engine keeps other untagged pages where they are once the share is used.
   // 1 = no bound.
   virtual double max_reversal_share() const { return 1; }
+  // reversal_margin()
+  //
+  // How many times as convincing a swap must be when its resident was
+  // promoted within the ping-pong window: demoting it undoes that move,
+  // whose copy is then wasted, and pays a second one. The engine judges such
+  // a swap (should_swap) with the newcomer's heat divided by this.
+  // 1 = judged as any other swap.
+  virtual double reversal_margin() const { return 1; }
   // A resident page gives way to a newcomer only if the newcomer's heat is at
   // least this many times the resident's (hysteresis on swaps).
   virtual double swap_ratio() const { return 1.0; }

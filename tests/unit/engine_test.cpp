@@ -441,6 +441,56 @@ TEST(Engine, ReversalBoundKeepsUndoneMovesUnderItsShare) {
   }
 }
 
+// Policy::reversal_margin: a swap whose resident was promoted within the
+// ping-pong window is judged with the newcomer's heat divided by the
+// margin. The policy promotes any page with heat, swaps at twice the heat,
+// and forgets heat every epoch.
+class SwapsAtTwice final : public Policy {
+ public:
+  explicit SwapsAtTwice(double margin) : margin_(margin) {}
+  std::string name() const override { return "swaps-at-twice"; }
+  PolicyTraits traits() const override {
+    PolicyTraits t;
+    t.fills_budget = true;
+    return t;
+  }
+  Thresholds begin_epoch(const EpochContext&) override { return {1, PageWord::kMaxHeat}; }
+  double aging(const EpochContext&) const override { return 0; }
+  double swap_ratio() const override { return 2; }
+  double reversal_margin() const override { return margin_; }
+  double current_threshold() const override { return 1; }
+
+ private:
+  double margin_;
+};
+
+// Pages 0-9 are promoted into an empty budget of 10, then pages 10-19 are
+// 2.5 times as hot: enough for the policy's ratio, not with a margin of 2
+// while 0-9's promotions are within the window (4 epochs here). Returns how
+// many of 10-19 are fast after `epochs` epochs of that.
+std::size_t NewcomersSwappedIn(double margin, int epochs) {
+  EngineConfig c = Fast("static");
+  c.fast_budget_bytes = 10 * kPageSize;
+  c.pingpong_window_epochs = 4;
+  Rig rig(100, 40, c);
+  EXPECT_TRUE(rig.engine->set_policy(std::make_unique<SwapsAtTwice>(margin)).ok());
+  for (std::size_t i = 0; i < 10; ++i) rig.touch(i, 4);
+  rig.step();
+  EXPECT_EQ(rig.fast_count(0, 10), 10u);
+  for (int e = 0; e < epochs; ++e) {
+    for (std::size_t i = 0; i < 10; ++i) rig.touch(i, 4);
+    for (std::size_t i = 10; i < 20; ++i) rig.touch(i, 10);
+    rig.step();
+  }
+  return rig.fast_count(10, 20);
+}
+TEST(Engine, ASwapThatUndoesARecentPromotionNeedsTheReversalMargin) {
+  EXPECT_EQ(NewcomersSwappedIn(1, 1), 10u);  // 10 >= 2 x 4
+  EXPECT_EQ(NewcomersSwappedIn(2, 1), 0u);   // 10 / 2 < 2 x 4
+  EXPECT_EQ(NewcomersSwappedIn(2, 3), 0u);
+  EXPECT_EQ(NewcomersSwappedIn(2, 5), 10u);  // the promotions left the window
+}
+
 // The watermark's demotions are charged too: memory outside tierkit fills
 // the fast node after a hot set has cooled, and the node's reserve asks for
 // the coldest fast pages, all of them promoted within the window.
