@@ -202,6 +202,9 @@ TEST_F(ConfigTest, AutomaticKnobsParseAndBadOnesAreNamed) {
   c.policy = "automatic:reversals=1.5";  // a share of moves: above its range
   EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
               HasSubstr("automatic:reversals"));
+  c.policy = "automatic:reversal_margin=0.5";  // would make reversals easier
+  EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+              HasSubstr("automatic:reversal_margin"));
 }
 
 }  // namespace
