@@ -109,13 +109,16 @@ struct AutomaticOptions {
   // that the last few epochs' promotions won and their demotions lost, and
   // the moves that undid one made within the ping-pong window, each a loss
   // of one (Policy::observe_moves: the earlier move did not pay, and its
-  // reversal costs a second copy). When the net, halved every epoch, falls
-  // below 0 (the moves lost more hits than they won), swaps stop for 2
-  // epochs, after the next loss 4, then 8, ... up to this many, each retry
-  // measured again (exponential backoff); a win resets the wait. A real
-  // program whose hot data moves faster than heat follows (GNU sort's
-  // passes over its buffer, --gap_ns=800) fell from first touch's 25.4% to
-  // 15.5% without it (24.6% with it). Moves into free room are not
+  // reversal costs a second copy). When the net falls below 0 (the moves
+  // lost more hits than they won), swaps stop for 2 epochs, after the next
+  // loss 4, then 8, ... up to this many, each retry measured again
+  // (exponential backoff); a win resets the wait. The net is halved each
+  // epoch that has recent moves to report and holds while none are, so a
+  // retry starts from the losses that stopped the swaps (halving it every
+  // epoch changed nothing measurable: docs/performance.md, "Session 34").
+  // A real program whose hot data moves faster than heat follows (GNU
+  // sort's passes over its buffer, --gap_ns=800) fell from first touch's
+  // 25.4% to 15.5% without it (24.6% with it). Moves into free room are not
   // affected, nor sampled evidence's swaps (Engine::swap_allowed).
   // Reversals count since session 21: once the engine reported only the
   // epochs a moved page was really accessed in (PageWord::touched; before,
@@ -481,7 +484,7 @@ class AutomaticPolicy final : public Policy {
   std::array<double, kBurstClasses> class_credit_{};  // per size (burst_class)
   std::array<double, kBurstClasses> class_seen_{};    // its bursts seen, 0.75 per epoch
   double first_ratio_ = 0;  // first_swap_ratio while it applies (first_swaps)
-  double payoff_ = 0;       // hits won minus lost by recent moves, halved each epoch
+  double payoff_ = 0;       // hits won minus lost by recent moves (observe_moves)
   bool paying_ = true;
   std::uint32_t blocked_epochs_ = 0, backoff_ = 2;
 };
