@@ -42,6 +42,18 @@ for ns in 160 400; do
 done
 run "Limits: the rate limit, a sixteenth of the default" \
   python3 "$HERE/rule.py" "$SIM" automatic $E --per-trace -- --rate_limit_mbps=16
+binding_limit() {  # the rule at each epoch length with a one-epoch bucket, summed
+  local r=$1 ep
+  for ep in 10 20 30 40 50 70 100 150 200 300; do
+    python3 "$HERE/rule.py" "$SIM" automatic -- --epoch_ms=$ep --rate_limit_mbps=$r \
+      --burst=$((r * 1048576 * ep / 1000)) | grep '^automatic:'
+  done | awk -v r="$r" '{ c += $2; s += $9; p += $16; a += $(NF-2) }
+    END { printf "rate %s MiB/s, bucket one epoch: %d cells, shortfall %.2f, ping-pong %d, app time %.4f\n", r, c, s, p, a / NR }'
+}
+for r in 32 64; do
+  run "Limits: the rate limit binding (bucket one epoch's worth), $r MiB/s, ten epoch lengths" \
+    binding_limit $r
+done
 run "Built-in workloads" "$SIM" --workload=all --policy=all --format=markdown --quiet
 run "Built-in workloads: dense zipf against the oracle" \
   "$SIM" --workload=zipf --gap_ns=0 --accesses=100M --policy=automatic,oracle --format=markdown --quiet
