@@ -1218,9 +1218,9 @@ class Engine {
     if (config_.slow_nodes.empty()) return;
     detail::ReaderMutexLock move_lock(&registry_.move_mutex());
     const std::uint64_t absent = stats_.absent_pages;
-    migrate(scratch_.demote_now, config_.slow_nodes.first(), false, e.number);
+    migrate(scratch_.demote_now, config_.slow_nodes, config_.fast_nodes, false, e.number);
     drop_promotions(stats_.absent_pages - absent);
-    migrate(scratch_.promote_now, config_.fast_nodes.first(), true, e.number);
+    migrate(scratch_.promote_now, config_.fast_nodes, config_.slow_nodes, true, e.number);
   }
   // A victim found absent (registered, never touched: believed fast, held
   // nothing) made no room: the last promotions, `pages` of them, wait for
@@ -1303,15 +1303,16 @@ class Engine {
     return static_cast<double>(e.node_total / kPageSize) * (1 - config_.high_watermark);
   }
 
-  // Moves `list` to `target` and accounts for every page. A 2 MiB unit
+  // Moves `list` from the tier `from` to the tier `to` (each unit to a node
+  // choose_targets() picks) and accounts for every page. A 2 MiB unit
   // moves by its first page, which carries the whole transparent huge page;
   // its last page, queried after the move, says whether the rest came
   // along. If not (THP never formed there, or the kernel split it: under
   // memory pressure, a partial mprotect or munmap), the chunk falls back to
   // 4 KiB units (HotnessTracker::split) and its other 511 pages move now,
   // one by one; the rate limiter has already charged them.
-  void migrate(const std::vector<Candidate>& list, NodeId target, bool to_fast, std::uint64_t epoch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void migrate(const std::vector<Candidate>& list, const NodeSet& to, const NodeSet& from,
+               bool to_fast, std::uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (list.empty()) return;
     EpochScratch& s = scratch_;
     s.pages.clear();
@@ -1325,7 +1326,7 @@ class Engine {
     }
     if (s.pages.empty()) return;
     query_huge_tails();  // where each 2 MiB unit's last page is before the move
-    s.nodes.assign(s.pages.size(), target);
+    choose_targets(to, from, to_fast);
     s.status.assign(s.pages.size(), 0);
     if (absl::Status st = backend_->move(s.pages, s.nodes, absl::MakeSpan(s.status)); !st.ok()) {
       std::uint64_t pages = 0;
@@ -1335,27 +1336,74 @@ class Engine {
       if (policy_->uses_rate_limiter()) limiter_.refund(pages * kPageSize);
       return;
     }
-    check_huge_units(target);
+    check_huge_units();
     std::uint64_t failed_bytes = 0;
     for (std::size_t i = 0; i < s.pages.size(); ++i)
       failed_bytes += account_move(reinterpret_cast<std::uintptr_t>(s.pages[i]), s.unit_pages[i],
-                                   s.status[i], target, to_fast, epoch);
-    failed_bytes += keep_rest_to_move(target);
+                                   s.status[i], s.nodes[i], to_fast, epoch);
+    failed_bytes += keep_rest_to_move(to);
     if (policy_->uses_rate_limiter() && failed_bytes) limiter_.refund(failed_bytes);
     if (s.rest.empty()) return;
     // The pages of units that fell back: 4 KiB units now, so this second
     // pass finds no 2 MiB unit and does not recurse again.
     std::vector<Candidate> rest;
     rest.swap(s.rest);
-    migrate(rest, target, to_fast, epoch);
+    migrate(rest, to, from, to_fast, epoch);
     rest.clear();
     s.rest.swap(rest);  // keep the capacity
   }
 
+  // Which node of the tier `to` each unit of scratch_.pages moves to, into
+  // scratch_.nodes: the nearest (Backend::distance) to the node it is on,
+  // among those with room for it, ties to the one with more room. As the
+  // kernel: it demotes to the nearest lower-tier node
+  // (establish_demotion_targets, mm/memory-tiers.c) and promotes only into a
+  // node with free pages above its high watermark (migrate_balanced_pgdat,
+  // mm/migrate.c); a fast node's room is its free memory above its reserve,
+  // 1 - high_watermark of it. Where no node has room, the one with the most
+  // (the move may then fail: ENOMEM). One node: no choice, no cost; the
+  // units' nodes are asked (one query) only when `from` has several.
+  void choose_targets(const NodeSet& to, const NodeSet& from, bool to_fast)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    s.nodes.assign(s.pages.size(), to.first());
+    if (to.size() < 2) return;
+    const std::vector<NodeId> dst = to.to_vector();
+    std::vector<std::int64_t> room(dst.size(), 0);
+    for (std::size_t d = 0; d < dst.size(); ++d)
+      if (auto m = backend_->node_memory(dst[d]); m.ok()) {
+        const double reserve = to_fast ? (1 - config_.high_watermark) * m->total_bytes : 0;
+        room[d] = static_cast<std::int64_t>(m->free_bytes / kPageSize) -
+                  static_cast<std::int64_t>(reserve / kPageSize);
+      }
+    s.status.assign(s.pages.size(), from.size() == 1 ? from.first() : -1);
+    if (from.size() > 1 && !backend_->query(s.pages, absl::MakeSpan(s.status)).ok())
+      s.status.assign(s.pages.size(), -1);
+    absl::flat_hash_map<int, std::vector<int>> near;  // source node -> distance to each of dst
+    for (std::size_t i = 0; i < s.pages.size(); ++i) {
+      auto [it, fresh] = near.try_emplace(s.status[i], dst.size(), 0);
+      if (fresh && s.status[i] >= 0)
+        for (std::size_t d = 0; d < dst.size(); ++d)
+          it->second[d] = backend_->distance(s.status[i], dst[d]);
+      const std::vector<int>& dist = it->second;
+      std::size_t best = dst.size(), most = 0;
+      for (std::size_t d = 0; d < dst.size(); ++d) {
+        if (room[d] > room[most]) most = d;
+        if (room[d] < static_cast<std::int64_t>(s.unit_pages[i])) continue;
+        if (best == dst.size() || dist[d] < dist[best] ||
+            (dist[d] == dist[best] && room[d] > room[best]))
+          best = d;
+      }
+      if (best == dst.size()) best = most;
+      s.nodes[i] = dst[best];
+      room[best] -= s.unit_pages[i];
+    }
+  }
+
   // Drops from scratch_.rest the pages that are absent (never touched) or
-  // already on `target` (one query); returns their bytes, charged to the
-  // rate limiter but not to be moved. If the query fails, all stay.
-  std::uint64_t keep_rest_to_move(NodeId target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // already in the tier `to` (one query); returns their bytes, charged to
+  // the rate limiter but not to be moved. If the query fails, all stay.
+  std::uint64_t keep_rest_to_move(const NodeSet& to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EpochScratch& s = scratch_;
     if (s.rest.empty()) return 0;
     s.tails.clear();
@@ -1364,7 +1412,7 @@ class Engine {
     if (!backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok()) return 0;
     std::size_t kept = 0;
     for (std::size_t k = 0; k < s.rest.size(); ++k)
-      if (s.tail_status[k] >= 0 && s.tail_status[k] != target) s.rest[kept++] = s.rest[k];
+      if (s.tail_status[k] >= 0 && !to.contains(s.tail_status[k])) s.rest[kept++] = s.rest[k];
     const std::uint64_t dropped = s.rest.size() - kept;
     s.rest.resize(kept);
     return dropped * kPageSize;
@@ -1387,21 +1435,22 @@ class Engine {
   }
 
   // After the move: a 2 MiB unit moved whole (one huge page) when its first
-  // page reached `target` and its last page, elsewhere before the move, is
+  // page reached its target and its last page, elsewhere before the move, is
   // there now (one query for all). Otherwise, or when its first page was
   // absent and its last one present, it was not one huge page (THP never
   // formed there, or the kernel split it): it becomes 4 KiB units
   // (HotnessTracker::split), its first page is accounted as one page (moved
   // or absent), and its other pages go to scratch_.rest. When a query fails
   // nothing is known: the unit stays 2 MiB but its other pages go to
-  // scratch_.rest too, so the whole range ends on `target` either way.
-  void check_huge_units(NodeId target) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // scratch_.rest too, so the whole range ends in the tier either way.
+  void check_huge_units() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EpochScratch& s = scratch_;
     if (s.tails.empty()) return;
     s.tail_status.assign(s.tails.size(), -1);
     const bool known = backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok();
     for (std::size_t k = 0; k < s.tails.size(); ++k) {
       const std::size_t i = s.tail_of[k];
+      const NodeId target = s.nodes[i];
       const bool before = s.tail_before[k] >= 0;
       // First page absent: absent as a whole if the last page is too, else
       // not one huge page (its present pages go as 4 KiB units).

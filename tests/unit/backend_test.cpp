@@ -53,6 +53,24 @@ TEST(LinuxBackend, NodeMemoryOfNodeZeroAndMissingNode) {
   EXPECT_FALSE(be.node_memory(999).ok());
 }
 
+// The kernel's SLIT distance: 10 to itself. A node the kernel does not
+// know has no table entry (numa_distance says 0): the Backend default.
+TEST(LinuxBackend, DistanceIsLocalToItselfAndDefaultForUnknownNodes) {
+  LinuxBackend be;
+  EXPECT_EQ(be.distance(0, 0), 10);
+  EXPECT_EQ(be.distance(0, 999), 20);
+  EXPECT_EQ(be.distance(999, 0), 20);
+}
+
+TEST(SimulatedBackend, DistancesAreSetBothWaysAndDefaultOtherwise) {
+  SimulatedBackend be({{0, kPageSize}, {1, kPageSize}, {2, kPageSize}});
+  be.set_distance(0, 2, 24);
+  EXPECT_EQ(be.distance(0, 2), 24);
+  EXPECT_EQ(be.distance(2, 0), 24);
+  EXPECT_EQ(be.distance(0, 1), 20);
+  EXPECT_EQ(be.distance(1, 1), 10);
+}
+
 TEST(SimulatedBackend, MovesRespectCapacity) {
   SimulatedBackend be({{0, 2 * kPageSize}, {1, 8 * kPageSize}});
   std::vector<void*> pages;

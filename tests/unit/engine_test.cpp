@@ -367,6 +367,124 @@ TEST(Engine, TagsAndPinsOverrideThePolicy) {
   EXPECT_EQ(be.node_of(kBase), 1);
 }
 
+// A two-socket machine: DRAM nodes 0 and 1 (`fast_pages` each), CPU-less
+// slow nodes 2 (near socket 0) and 3 (near socket 1), with the distances of
+// tests/fixtures/qemu-two-socket-two-cxl-hmat.xml.
+struct TwoSockets {
+  explicit TwoSockets(std::size_t fast_pages, EngineConfig c)
+      : be({{0, fast_pages * kPageSize},
+            {1, fast_pages * kPageSize},
+            {2, 1ull << 40},
+            {3, 1ull << 40}}) {
+    be.set_distance(0, 1, 21);
+    be.set_distance(0, 2, 24);
+    be.set_distance(0, 3, 34);
+    be.set_distance(1, 2, 34);
+    be.set_distance(1, 3, 24);
+    be.set_distance(2, 3, 44);
+    c.fast_nodes = {0, 1};
+    c.slow_nodes = {2, 3};
+    auto e = Engine::create(c, &be, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    if (e.ok()) engine = std::move(*e);
+  }
+  // `n` pages at `base`, first touched on `node`, registered with `tag`.
+  RegionHandle region(std::uintptr_t base, std::size_t n, NodeId node, RegionTag tag) {
+    for (std::size_t i = 0; i < n; ++i) be.touch(base + i * kPageSize, node);
+    auto h = engine->register_region(reinterpret_cast<void*>(base), n * kPageSize,
+                                     RegionOptions().with_tag(tag));
+    EXPECT_TRUE(h.ok()) << h.status();
+    return std::move(*h);
+  }
+  std::size_t on(std::uintptr_t base, std::size_t n, NodeId node) const {
+    std::size_t c = 0;
+    for (std::size_t i = 0; i < n; ++i) c += be.node_of(base + i * kPageSize) == node;
+    return c;
+  }
+  void step() {
+    clock.advance_ns(engine->config().epoch_ms * kNsPerMs);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  SimulatedBackend be;
+  ManualClock clock{1};
+  std::unique_ptr<Engine> engine;
+};
+
+// Each page moves to the nearest node of its new tier, as the kernel demotes
+// to the nearest lower-tier node: a page on the CXL node near socket 1 is
+// promoted into socket 1's DRAM, and back. Every move used to go to the
+// tier's first node (0 or 2), across the sockets for half the pages.
+TEST(Engine, PagesMoveToTheNearestNodeOfTheirNewTier) {
+  constexpr std::size_t kPages = 20;
+  const std::uintptr_t near0 = kBase, near1 = kBase + (1 << 20);
+  TwoSockets m(1000, Fast("threshold:1000"));
+  ASSERT_NE(m.engine, nullptr);
+  auto a = m.region(near0, kPages, 2, RegionTag::hot);
+  auto b = m.region(near1, kPages, 3, RegionTag::hot);
+  m.step();
+  EXPECT_EQ(m.on(near0, kPages, 0), kPages);
+  EXPECT_EQ(m.on(near1, kPages, 1), kPages);
+  ASSERT_TRUE(m.engine->regions().set_tag(a.id(), RegionTag::cold).ok());
+  ASSERT_TRUE(m.engine->regions().set_tag(b.id(), RegionTag::cold).ok());
+  m.step();
+  EXPECT_EQ(m.on(near0, kPages, 2), kPages);
+  EXPECT_EQ(m.on(near1, kPages, 3), kPages);
+}
+
+// A fast node without room above its reserve is passed over for the next
+// nearest, as the kernel promotes only into a node above its high watermark
+// (migrate_balanced_pgdat). Before, every promotion went to node 0 and
+// failed there with ENOMEM while node 1 stood empty.
+TEST(Engine, AFullFastNodeSpillsToTheNextNearest) {
+  constexpr std::size_t kNode = 100, kFiller = 95, kHot = 40;
+  TwoSockets m(kNode, Fast("threshold:1000"));
+  ASSERT_NE(m.engine, nullptr);
+  for (std::size_t i = 0; i < kFiller; ++i) m.be.touch(kBase + (8 << 20) + i * kPageSize, 0);
+  auto h = m.region(kBase, kHot, 2, RegionTag::hot);
+  m.step();
+  EXPECT_EQ(m.on(kBase, kHot, 1), kHot);
+  const EngineStats s = m.engine->stats();
+  EXPECT_EQ(s.promoted_pages, kHot);
+  EXPECT_EQ(s.failed_pages, 0u);
+  EXPECT_EQ(s.failures_by_errno.count[ENOMEM], 0u);
+}
+
+// With no node nearer than another (one slow node, no distances known) the
+// promotions are spread by room, so both sockets' DRAM is used; and a hot
+// set larger than one fast node but within both ends all fast under
+// `automatic`, which fills the budget of both nodes.
+TEST(Engine, PromotionsFillEveryFastNode) {
+  constexpr std::size_t kNode = 100, kPages = 400, kHot = 150;
+  SimulatedBackend be({{0, kNode * kPageSize}, {1, kNode * kPageSize}, {2, 1ull << 40}});
+  ManualClock clock(1);
+  EngineConfig c = Fast("automatic");
+  c.fast_nodes = {0, 1};
+  c.slow_nodes = {2};
+  auto e = Engine::create(c, &be, &clock);
+  ASSERT_TRUE(e.ok()) << e.status();
+  for (std::size_t i = 0; i < kPages; ++i) be.touch(kBase + i * kPageSize, 2);
+  auto h = (*e)->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
+  ASSERT_TRUE(h.ok()) << h.status();
+  for (int epoch = 0; epoch < 20; ++epoch) {
+    for (std::size_t i = 0; i < kHot; ++i)
+      for (int k = 0; k < 20; ++k)
+        (*e)->record_access(reinterpret_cast<void*>(kBase + i * kPageSize));
+    clock.advance_ns(c.epoch_ms * kNsPerMs);
+    ASSERT_TRUE((*e)->step().ok());
+  }
+  std::size_t hot_fast = 0, on0 = 0, on1 = 0;
+  for (std::size_t i = 0; i < kPages; ++i) {
+    const NodeId n = be.node_of(kBase + i * kPageSize);
+    hot_fast += i < kHot && n != 2;
+    on0 += n == 0;
+    on1 += n == 1;
+  }
+  EXPECT_EQ(hot_fast, kHot);
+  EXPECT_GE(on0, kHot / 3);
+  EXPECT_GE(on1, kHot / 3);
+  EXPECT_EQ((*e)->stats().failures_by_errno.count[ENOMEM], 0u);
+}
+
 void StationaryHasNoPingPong(const std::string& policy) {
   Rig rig(200, 2000, Fast(policy));
   std::mt19937 rng(7);

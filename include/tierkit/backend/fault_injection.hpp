@@ -143,6 +143,7 @@ class FaultInjectionBackend final : public Backend {
     return inner_.query(pages, status);
   }
   absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_.node_memory(node); }
+  int distance(NodeId from, NodeId to) const override { return inner_.distance(from, to); }
   // The wrapped backend's tally (pages it really saw); injected outcomes are
   // in counts().
   ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }

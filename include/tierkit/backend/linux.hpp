@@ -229,6 +229,16 @@ class LinuxBackend final : public Backend {
     return NodeMemory{static_cast<std::uint64_t>(total), static_cast<std::uint64_t>(free_bytes)};
   }
 
+  // numa_distance(3), under the lock: libnuma reads its table from sysfs
+  // on the first call, unsynchronised. 0 there (no table, no such node)
+  // falls back to the Backend default.
+  int distance(NodeId from, NodeId to) const override {
+    if (numa_available() < 0) return Backend::distance(from, to);
+    detail::MutexLock lock(&mu_);
+    const int d = numa_distance(from, to);
+    return d > 0 ? d : Backend::distance(from, to);
+  }
+
   ErrnoCounts errno_counts() const override {
     detail::MutexLock lock(&mu_);
     return counts_;

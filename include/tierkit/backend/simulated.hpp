@@ -152,7 +152,22 @@ class SimulatedBackend final : public Backend {
     return counts_;
   }
 
+  // As set_distance() set it; otherwise the Backend default.
+  int distance(NodeId from, NodeId to) const override {
+    detail::MutexLock lock(&mu_);
+    auto it = distance_.find({from, to});
+    return it != distance_.end() ? it->second : Backend::distance(from, to);
+  }
+
   // Simulation helpers (not part of Backend).
+
+  // Sets the distance between two nodes, both ways (a two-socket machine:
+  // each CXL node near one socket's DRAM).
+  void set_distance(NodeId a, NodeId b, int d) {
+    detail::MutexLock lock(&mu_);
+    distance_[{a, b}] = d;
+    distance_[{b, a}] = d;
+  }
 
   // Enables the huge page model (kNever, the default, disables it).
   void set_thp_mode(ThpMode mode) {
@@ -258,6 +273,7 @@ class SimulatedBackend final : public Backend {
   std::uint64_t moves_ ABSL_GUARDED_BY(mu_) = 0;
   ThpMode thp_mode_ ABSL_GUARDED_BY(mu_) = ThpMode::kNever;
   absl::flat_hash_set<std::uintptr_t> huge_ ABSL_GUARDED_BY(mu_);  // huge chunk bases
+  absl::flat_hash_map<std::pair<NodeId, NodeId>, int> distance_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tierkit

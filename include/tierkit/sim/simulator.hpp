@@ -235,6 +235,7 @@ class MirrorBackend final : public Backend {
     return s;
   }
   absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_->node_memory(node); }
+  int distance(NodeId from, NodeId to) const override { return inner_->distance(from, to); }
   ErrnoCounts errno_counts() const override { return inner_->errno_counts(); }
 
   // Pages moved to the fast / slow node since the last call.
