@@ -1,10 +1,11 @@
 // tests/vm/vm_support.hpp: helpers shared by the in-VM tests (vm_*_test.cpp).
 //
 // These tests make real mbind/move_pages calls and need a machine with a DRAM
-// node 0 (with the CPUs) and a CPU-less slow node 1: the QEMU machines that
-// tests/vm/run boots. tests/vm/run sets TIERKIT_VM=<topology> in the guest;
-// there a missing node is a failure. Anywhere else (a one-node host) the tests
-// GTEST_SKIP.
+// node 0 (with the CPUs) and a CPU-less slow node 1 (TIERKIT_VM_REQUIRE_TWO_NODES)
+// or tests/vm/run's two-socket machine (TIERKIT_VM_REQUIRE_MACHINE): the QEMU
+// machines that tests/vm/run boots. tests/vm/run sets TIERKIT_VM=<topology> in
+// the guest; there a missing node is a failure. Anywhere else (a one-node
+// host) the tests GTEST_SKIP.
 #pragma once
 
 #include <numa.h>
@@ -29,7 +30,8 @@ inline constexpr NodeId kFastNode = 0;
 inline constexpr NodeId kSlowNode = 1;
 inline constexpr std::size_t kMiB = std::size_t{1} << 20;
 
-// The topology tests/vm/run booted ("hmat", "kernel-tier"), or "" outside it.
+// The topology tests/vm/run booted ("hmat", "kernel-tier", "two-socket"), or
+// "" outside it.
 inline std::string vm_topology() {
   const char* t = std::getenv("TIERKIT_VM");
   return t ? std::string(t) : std::string();
@@ -48,13 +50,41 @@ inline std::optional<std::string> missing_two_nodes() {
   return std::nullopt;
 }
 
-// Skips the test on a machine without the two nodes; fails it inside the VM.
-#define TIERKIT_VM_REQUIRE_TWO_NODES()                                  \
-  do {                                                                  \
-    if (auto why_ = ::tierkit::vm::missing_two_nodes()) {               \
-      if (::tierkit::vm::in_vm()) FAIL() << "inside the VM: " << *why_; \
-      GTEST_SKIP() << *why_;                                            \
-    }                                                                   \
+// The start of the skip message of a test written for another of
+// tests/vm/run's machines: there it counts as neither passed nor failed
+// (any other skip inside the VM is a failure).
+inline constexpr const char* kNotForThisMachine = "not for this machine: ";
+
+// Why the VM's machine is not one these two-node tests are written for
+// (DRAM node 0, slow node 1), or nullopt. On the two-socket machine node 1
+// is the second socket's DRAM: "slow" there would be a lie.
+inline std::optional<std::string> not_a_two_node_vm() {
+  if (!in_vm() || numa_available() < 0 || numa_max_node() <= kSlowNode) return std::nullopt;
+  return absl::StrCat(kNotForThisMachine,
+                      "written for a DRAM node 0 and a slow node 1; TIERKIT_VM=", vm_topology(),
+                      " has ", numa_max_node() + 1, " nodes");
+}
+
+// Skips the test on a machine without the two nodes; fails it inside the VM,
+// except on a VM machine of more nodes, which it is not written for.
+#define TIERKIT_VM_REQUIRE_TWO_NODES()                                       \
+  do {                                                                       \
+    if (auto na_ = ::tierkit::vm::not_a_two_node_vm()) GTEST_SKIP() << *na_; \
+    if (auto why_ = ::tierkit::vm::missing_two_nodes()) {                    \
+      if (::tierkit::vm::in_vm()) FAIL() << "inside the VM: " << *why_;      \
+      GTEST_SKIP() << *why_;                                                 \
+    }                                                                        \
+  } while (0)
+
+// Runs the test only on tests/vm/run's `machine` (TIERKIT_VM=machine); on
+// the other machines it skips as not for them, outside the VM it skips.
+#define TIERKIT_VM_REQUIRE_MACHINE(machine)                                                       \
+  do {                                                                                            \
+    if (!::tierkit::vm::in_vm())                                                                  \
+      GTEST_SKIP() << "runs inside tests/vm/run's " << (machine) << " machine";                   \
+    if (::tierkit::vm::vm_topology() != (machine))                                                \
+      GTEST_SKIP() << ::tierkit::vm::kNotForThisMachine << "written for TIERKIT_VM=" << (machine) \
+                   << ", this is " << ::tierkit::vm::vm_topology();                               \
   } while (0)
 
 // Prints a "tierkit-vm: key=value" line that tests/vm/run collects from the
