@@ -78,12 +78,6 @@ EngineConfig two_tier_config(const std::string& policy) {
   return c;
 }
 
-std::unique_ptr<Engine> make_engine(const EngineConfig& c, Backend& be) {
-  auto e = Engine::create(c, &be);
-  EXPECT_TRUE(e.ok()) << e.status();
-  return e.ok() ? std::move(*e) : nullptr;
-}
-
 // Budget 16 MiB. 16 MiB of cold pages fill it on node 0; 8 MiB of the 32 MiB
 // on node 1 are hot. After the epochs every hot page is on node 0 and the
 // region's fast pages stay within the budget: cold pages made room.

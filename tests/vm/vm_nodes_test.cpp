@@ -107,12 +107,6 @@ EngineConfig two_socket_config() {
   return c;
 }
 
-std::unique_ptr<Engine> make_engine(const EngineConfig& c, Backend& be) {
-  auto e = Engine::create(c, &be);
-  EXPECT_TRUE(e.ok()) << e.status();
-  return e.ok() ? std::move(*e) : nullptr;
-}
-
 // Epochs (at most 20) with every page of `m` accessed 10 times in each,
 // until `done`.
 template <typename Done>

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,12 +24,21 @@
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
+#include "tierkit/engine.hpp"
 
 namespace tierkit::vm {
 
 inline constexpr NodeId kFastNode = 0;
 inline constexpr NodeId kSlowNode = 1;
 inline constexpr std::size_t kMiB = std::size_t{1} << 20;
+
+// An engine over `be` (the Linux backend in the VM), or nullptr with the
+// test failed.
+inline std::unique_ptr<Engine> make_engine(const EngineConfig& c, Backend& be) {
+  auto e = Engine::create(c, &be);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? std::move(*e) : nullptr;
+}
 
 // The topology tests/vm/run booted ("hmat", "kernel-tier", "two-socket"), or
 // "" outside it.
