@@ -49,11 +49,8 @@ TEST(Machine, NodeOneIsCpuLessAndSlowerBySysfs) {
 
 TEST(Discovery, FindsTwoTiersWithNodeOneSlow) {
   TIERKIT_VM_REQUIRE_TWO_NODES();
-  TopologyOptions opts;
-  opts.use_env = false;
-  auto topo = Topology::discover(opts);
+  auto topo = discover_and_print();
   ASSERT_TRUE(topo.ok()) << topo.status();
-  std::printf("%s\n%s\n", topo->summary().c_str(), topo->to_table().c_str());
   EXPECT_EQ(topo->tier_count(), 2);
   EXPECT_EQ(topo->fast_nodes(), NodeSet{kFastNode}) << topo->fast_nodes().to_string();
   EXPECT_EQ(topo->slow_nodes(), NodeSet{kSlowNode}) << topo->slow_nodes().to_string();

@@ -97,6 +97,31 @@ struct Pages {
   }
 };
 
+// The first half of `m` bound to `first`, the second to `second`, filled
+// with the pattern; fails the test unless every page is where it was bound.
+void split_across(Pages& m, NodeId first, NodeId second) {
+  m.bind(0, kHalf, first);
+  m.bind(kHalf, kHalf, second);
+  m.fill();
+  ASSERT_EQ(m.on(first, 0, kHalf), kHalf) << m.where(0, kHalf);
+  ASSERT_EQ(m.on(second, kHalf, kHalf), kHalf) << m.where(kHalf, kHalf);
+}
+
+// After split_across(m, from0, from1): each half is now on to0 / to1, no
+// move failed and every byte is intact. Prints where the pages are.
+void expect_halves_moved(const Pages& m, const EngineStats& st, NodeId from0, NodeId to0,
+                         NodeId from1, NodeId to1) {
+  std::printf("from node %d: %s\nfrom node %d: %s\n%s", from0, m.where(0, kHalf).c_str(), from1,
+              m.where(kHalf, kHalf).c_str(), st.to_table().c_str());
+  EXPECT_EQ(m.on(to0, 0, kHalf), kHalf)
+      << "node " << from0 << "'s pages belong on node " << to0 << ": " << m.where(0, kHalf);
+  EXPECT_EQ(m.on(to1, kHalf, kHalf), kHalf)
+      << "node " << from1 << "'s pages belong on node " << to1 << ": " << m.where(kHalf, kHalf);
+  EXPECT_EQ(st.failed_pages, 0u);
+  EXPECT_EQ(m.bad_bytes(), 0u);
+  report("bytes_verified", m.bytes());
+}
+
 EngineConfig two_socket_config() {
   EngineConfig c;
   c.environment = EngineConfig::Environment::kIgnore;
@@ -160,11 +185,8 @@ TEST(TwoSocketMachine, TwoSocketsEachWithACxlNodeNearIt) {
 // configured from the topology (EngineConfig::use_topology) gets them too.
 TEST(TwoSocketMachine, DiscoveryFindsBothDramNodesFastAndBothCxlNodesSlow) {
   TIERKIT_VM_REQUIRE_MACHINE(kMachine);
-  TopologyOptions opts;
-  opts.use_env = false;
-  auto topo = Topology::discover(opts);
+  auto topo = discover_and_print();
   ASSERT_TRUE(topo.ok()) << topo.status();
-  std::printf("%s\n%s\n", topo->summary().c_str(), topo->to_table().c_str());
   EXPECT_EQ(topo->tier_count(), 2);
   EXPECT_EQ(topo->fast_nodes(), (NodeSet{0, 1})) << topo->fast_nodes().to_string();
   EXPECT_EQ(topo->slow_nodes(), (NodeSet{2, 3})) << topo->slow_nodes().to_string();
@@ -176,11 +198,7 @@ TEST(NearestNode, PromotionsGoToTheDramNearTheirCxlNode) {
   LinuxBackend be;
   Pages m(be, kPages);
   ASSERT_NE(m.p, nullptr);
-  m.bind(0, kHalf, 2);
-  m.bind(kHalf, kHalf, 3);
-  m.fill();
-  ASSERT_EQ(m.on(2, 0, kHalf), kHalf) << m.where(0, kHalf);
-  ASSERT_EQ(m.on(3, kHalf, kHalf), kHalf) << m.where(kHalf, kHalf);
+  ASSERT_NO_FATAL_FAILURE(split_across(m, 2, 3));
   auto engine = make_engine(two_socket_config(), be);
   ASSERT_NE(engine, nullptr);
   auto h =
@@ -190,15 +208,8 @@ TEST(NearestNode, PromotionsGoToTheDramNearTheirCxlNode) {
   ASSERT_NO_FATAL_FAILURE(
       run_hot_epochs(*engine, m, [&] { return m.on(2, 0, kHalf) + m.on(3, kHalf, kHalf) == 0; }));
   const EngineStats st = engine->stats();
-  std::printf("from node 2: %s\nfrom node 3: %s\n%s", m.where(0, kHalf).c_str(),
-              m.where(kHalf, kHalf).c_str(), st.to_table().c_str());
-  EXPECT_EQ(m.on(0, 0, kHalf), kHalf) << "node 2's pages belong on node 0: " << m.where(0, kHalf);
-  EXPECT_EQ(m.on(1, kHalf, kHalf), kHalf)
-      << "node 3's pages belong on node 1: " << m.where(kHalf, kHalf);
+  expect_halves_moved(m, st, 2, 0, 3, 1);
   EXPECT_EQ(st.promoted_pages, kPages);
-  EXPECT_EQ(st.failed_pages, 0u);
-  EXPECT_EQ(m.bad_bytes(), 0u);
-  report("bytes_verified", m.bytes());
   h->reset();
 }
 
@@ -208,11 +219,7 @@ TEST(NearestNode, DemotionsGoToTheCxlNearTheirDram) {
   LinuxBackend be;
   Pages m(be, kPages);
   ASSERT_NE(m.p, nullptr);
-  m.bind(0, kHalf, 0);
-  m.bind(kHalf, kHalf, 1);
-  m.fill();
-  ASSERT_EQ(m.on(0, 0, kHalf), kHalf) << m.where(0, kHalf);
-  ASSERT_EQ(m.on(1, kHalf, kHalf), kHalf) << m.where(kHalf, kHalf);
+  ASSERT_NO_FATAL_FAILURE(split_across(m, 0, 1));
   auto engine = make_engine(two_socket_config(), be);
   ASSERT_NE(engine, nullptr);
   auto h = engine->register_region(
@@ -225,15 +232,8 @@ TEST(NearestNode, DemotionsGoToTheCxlNearTheirDram) {
     if (m.on(0, 0, kHalf) + m.on(1, kHalf, kHalf) == 0) break;
   }
   const EngineStats st = engine->stats();
-  std::printf("from node 0: %s\nfrom node 1: %s\n%s", m.where(0, kHalf).c_str(),
-              m.where(kHalf, kHalf).c_str(), st.to_table().c_str());
-  EXPECT_EQ(m.on(2, 0, kHalf), kHalf) << "node 0's pages belong on node 2: " << m.where(0, kHalf);
-  EXPECT_EQ(m.on(3, kHalf, kHalf), kHalf)
-      << "node 1's pages belong on node 3: " << m.where(kHalf, kHalf);
+  expect_halves_moved(m, st, 0, 2, 1, 3);
   EXPECT_EQ(st.demoted_pages, kPages);
-  EXPECT_EQ(st.failed_pages, 0u);
-  EXPECT_EQ(m.bad_bytes(), 0u);
-  report("bytes_verified", m.bytes());
   h->reset();
 }
 

@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/engine.hpp"
+#include "tierkit/topology.hpp"
 
 namespace tierkit::vm {
 
@@ -38,6 +39,16 @@ inline std::unique_ptr<Engine> make_engine(const EngineConfig& c, Backend& be) {
   auto e = Engine::create(c, &be);
   EXPECT_TRUE(e.ok()) << e.status();
   return e.ok() ? std::move(*e) : nullptr;
+}
+
+// The machine's tiers as Topology::discover() finds them without the
+// environment, printed (summary and table) into the test's log.
+inline absl::StatusOr<Topology> discover_and_print() {
+  TopologyOptions opts;
+  opts.use_env = false;
+  auto topo = Topology::discover(opts);
+  if (topo.ok()) std::printf("%s\n%s\n", topo->summary().c_str(), topo->to_table().c_str());
+  return topo;
 }
 
 // The topology tests/vm/run booted ("hmat", "kernel-tier", "two-socket"), or
