@@ -27,10 +27,15 @@ enum class BindMode {
   kInterleave,     // MPOL_INTERLEAVE: round-robin over the nodes.
 };
 
-// Total and free bytes of one node, as the kernel reports them.
+// Total and free bytes of one node, as the kernel reports them, and the free
+// memory the kernel itself keeps there: the sum of the node's zones' high
+// watermarks (/proc/zoneinfo). Below it the kernel's reclaim (kswapd) runs,
+// and with demotion on it demotes pages to the next tier; its own promotions
+// stop there (migrate_balanced_pgdat, mm/migrate.c). 0 when not known.
 struct NodeMemory {
   std::uint64_t total_bytes = 0;
   std::uint64_t free_bytes = 0;
+  std::uint64_t kernel_reserve_bytes = 0;
 };
 
 // Tally of page outcomes by errno: count[0] is success, count[e] is errno e,

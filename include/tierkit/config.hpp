@@ -72,8 +72,11 @@ struct EngineConfig {
   double rate_limit_mbps = 256;          // migration cap, MiB/s. TIERKIT_RATE_LIMIT_MBPS
   std::uint64_t burst_bytes = 16 << 20;  // token bucket size. TIERKIT_BURST_BYTES
   std::uint64_t fast_budget_bytes = 0;   // 0 = the fast nodes' total. TIERKIT_FAST_BUDGET
-  double high_watermark = 0.95;          // of the budget: above it, demote. TIERKIT_HIGH_WATERMARK
-  double low_watermark = 0.90;           // demote down to this. TIERKIT_LOW_WATERMARK
+  // Of the budget: above it, demote. TIERKIT_HIGH_WATERMARK. Promotions also
+  // leave 1 - high_watermark of each fast node free, or the kernel's own
+  // high watermarks there where those are larger (EngineStats::reserve_pages).
+  double high_watermark = 0.95;
+  double low_watermark = 0.90;                // demote down to this. TIERKIT_LOW_WATERMARK
   std::uint32_t pingpong_window_epochs = 32;  // a move back within this is a ping-pong
   std::uint32_t sampling = 1;                 // record 1 in N accesses. TIERKIT_SAMPLING
   // Most fast-tier units the clock looks at per epoch for cold demotion

@@ -582,6 +582,7 @@ class Engine {
     EpochContext ctx;
     Thresholds th;
     std::uint64_t budget = 0, node_total = 0, node_free = 0;
+    double node_reserve = 0;  // bytes promotions leave free (reserve_bytes)
     bool visits = false, moves = true;
     bool refine = false;  // thresholds set after collect() (Policy::refines_thresholds)
     std::uint32_t residency = 0;
@@ -1265,15 +1266,31 @@ class Engine {
     if (callback_) callback_(stats_);
   }
 
-  // The fast node(s)' total and free memory, and the budget, into `e`.
+  // The fast node(s)' total, free and reserved memory, and the budget, into
+  // `e`.
   void fast_memory(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::uint64_t kernel = 0;
     for (NodeId n : config_.fast_nodes.to_vector()) {
       if (auto m = backend_->node_memory(n); m.ok()) {
         e.node_total += m->total_bytes;
         e.node_free += m->free_bytes;
+        e.node_reserve += reserve_bytes(*m, true);
+        kernel += m->kernel_reserve_bytes;
       }
     }
     e.budget = config_.fast_budget_bytes ? config_.fast_budget_bytes : e.node_total;
+    stats_.reserve_pages = static_cast<std::uint64_t>(e.node_reserve) / kPageSize;
+    stats_.kernel_reserve_pages = kernel / kPageSize;
+  }
+  // The free memory moves into a node leave there: on a fast node the
+  // larger of its 1 - high_watermark and the kernel's own reserve (below
+  // which kswapd reclaims, and with demotion on demotes what we promoted),
+  // on a slow node the kernel's reserve.
+  double reserve_bytes(const NodeMemory& m, bool fast) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const double kernel = static_cast<double>(m.kernel_reserve_bytes);
+    return fast
+               ? std::max(kernel, (1 - config_.high_watermark) * static_cast<double>(m.total_bytes))
+               : kernel;
   }
   // Before the first epoch: the fast node(s)' free memory when the first
   // region is registered, so the first epoch sees what births took of it.
@@ -1297,10 +1314,10 @@ class Engine {
                   static_cast<double>(stats_.epoch_demoted) -
                   static_cast<double>(stats_.epoch_promoted);
   }
-  // The fast node(s)' reserve in pages, kept free by promotions: 1 - the
-  // high watermark of their memory.
+  // The fast node(s)' reserve in pages, kept free by promotions
+  // (reserve_bytes).
   double reserve_pages(const Epoch& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return static_cast<double>(e.node_total / kPageSize) * (1 - config_.high_watermark);
+    return e.node_reserve / kPageSize;
   }
 
   // Moves `list` from the tier `from` to the tier `to` (each unit to a node
@@ -1359,8 +1376,8 @@ class Engine {
   // kernel: it demotes to the nearest lower-tier node
   // (establish_demotion_targets, mm/memory-tiers.c) and promotes only into a
   // node with free pages above its high watermark (migrate_balanced_pgdat,
-  // mm/migrate.c); a fast node's room is its free memory above its reserve,
-  // 1 - high_watermark of it. Where no node has room, the one with the most
+  // mm/migrate.c); a node's room is its free memory above its reserve
+  // (reserve_bytes). Where no node has room, the one with the most
   // (the move may then fail: ENOMEM). One node: no choice, no cost; the
   // units' nodes are asked (one query) only when `from` has several.
   void choose_targets(const NodeSet& to, const NodeSet& from, bool to_fast)
@@ -1371,11 +1388,9 @@ class Engine {
     const std::vector<NodeId> dst = to.to_vector();
     std::vector<std::int64_t> room(dst.size(), 0);
     for (std::size_t d = 0; d < dst.size(); ++d)
-      if (auto m = backend_->node_memory(dst[d]); m.ok()) {
-        const double reserve = to_fast ? (1 - config_.high_watermark) * m->total_bytes : 0;
+      if (auto m = backend_->node_memory(dst[d]); m.ok())
         room[d] = static_cast<std::int64_t>(m->free_bytes / kPageSize) -
-                  static_cast<std::int64_t>(reserve / kPageSize);
-      }
+                  static_cast<std::int64_t>(reserve_bytes(*m, to_fast) / kPageSize);
     s.status.assign(s.pages.size(), from.size() == 1 ? from.first() : -1);
     if (from.size() > 1 && !backend_->query(s.pages, absl::MakeSpan(s.status)).ok())
       s.status.assign(s.pages.size(), -1);

@@ -69,6 +69,11 @@ struct EngineStats {
   // Epochs whose plan kept free room in the fast budget (Policy::kept_room:
   // the watermarks, or room for births), and the room the last one kept.
   std::uint64_t room_epochs = 0, epoch_room_pages = 0;
+  // The fast nodes' free memory promotions leave, last epoch: per node the
+  // larger of 1 - high_watermark of it and the kernel's own reserve (its
+  // zones' high watermarks), which is also given alone. When the kernel's
+  // is the larger, the watermark knob has no effect on that node.
+  std::uint64_t reserve_pages = 0, kernel_reserve_pages = 0;
   ErrnoCounts failures_by_errno;       // per-page failures by errno
   std::uint64_t outside_accesses = 0;  // record_access outside every region
   // The promotion threshold in force, in the policy's own unit (heat for
@@ -103,7 +108,8 @@ struct EngineStats {
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"absent_pages\":%u,"
         "\"pingpong_pages\":%u,"
         "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
-        "\"room_epochs\":%u,\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_"
+        "\"room_epochs\":%u,\"reserve_pages\":%u,\"kernel_reserve_pages\":%u,"
+        "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_"
         "threshold\":%s,"
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
         "ns\":%d,"
@@ -112,7 +118,7 @@ struct EngineStats {
         promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
         demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
         absent_pages, pingpong_pages, huge_units_moved, huge_units_split, placement_corrected,
-        room_epochs, errnos, outside_accesses,
+        room_epochs, reserve_pages, kernel_reserve_pages, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -161,6 +167,8 @@ struct EngineStats {
         absl::StrFormat("%u (%u fell back to 4 KiB)", huge_units_moved, huge_units_split));
     row("placement corrected", absl::StrCat(placement_corrected));
     row("room kept", absl::StrFormat("%u epochs (last: %u pages)", room_epochs, epoch_room_pages));
+    row("fast reserve",
+        absl::StrFormat("%u pages (kernel's watermarks: %u)", reserve_pages, kernel_reserve_pages));
     row("outside accesses", absl::StrCat(outside_accesses));
     row("threshold", threshold_text());
     row("environment", environment);

@@ -62,6 +62,61 @@ TEST(LinuxBackend, DistanceIsLocalToItselfAndDefaultForUnknownNodes) {
   EXPECT_EQ(be.distance(999, 0), 20);
 }
 
+// /proc/zoneinfo's watermark "high" lines, summed per node over its zones;
+// the per-CPU pagesets' "high:" lines and other counters are not watermarks.
+TEST(ParseZoneinfoHigh, SumsEachNodesZoneWatermarks) {
+  constexpr const char* kText =
+      "Node 0, zone      DMA\n"
+      "  per-node stats\n"
+      "      nr_inactive_anon 404\n"
+      "  pages free     3840\n"
+      "        boost    0\n"
+      "        min      22\n"
+      "        low      27\n"
+      "        high     32\n"
+      "        promo    37\n"
+      "        managed  3840\n"
+      "  pagesets\n"
+      "    cpu: 0\n"
+      "              count: 0\n"
+      "              high:  4000\n"
+      "Node 0, zone   Normal\n"
+      "  pages free     1968521\n"
+      "        high     18493\n"
+      "  pagesets\n"
+      "              high:  2839\n"
+      "Node 2, zone  Movable\n"
+      "  pages free     0\n"
+      "        high     0\n"
+      "Node 3, zone   Normal\n"
+      "  pages free     131072\n"
+      "        high     bogus\n"
+      "        high     1200\n";
+  auto high = parse_zoneinfo_high(kText);
+  EXPECT_EQ(high.size(), 3u);
+  EXPECT_EQ(high[0], 32u + 18493u);
+  EXPECT_EQ(high[2], 0u);
+  EXPECT_EQ(high[3], 1200u);
+  EXPECT_TRUE(parse_zoneinfo_high("").empty());
+  EXPECT_TRUE(parse_zoneinfo_high("Node x, zone Normal\n  pages free 1\n high 5\n").empty());
+}
+
+// On a real kernel every node with memory has watermarks, far below its size.
+TEST(LinuxBackend, NodeMemoryReportsTheKernelsReserve) {
+  LinuxBackend be;
+  auto m = be.node_memory(0);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_GT(m->kernel_reserve_bytes, 0u);
+  EXPECT_LT(m->kernel_reserve_bytes, m->total_bytes / 4);
+}
+
+TEST(SimulatedBackend, KernelReserveIsWhatWasSet) {
+  SimulatedBackend be({{0, 1 << 20}, {1, 1 << 20}});
+  be.set_kernel_reserve(1, 8 * kPageSize);
+  EXPECT_EQ(be.node_memory(0)->kernel_reserve_bytes, 0u);
+  EXPECT_EQ(be.node_memory(1)->kernel_reserve_bytes, 8 * kPageSize);
+}
+
 TEST(SimulatedBackend, DistancesAreSetBothWaysAndDefaultOtherwise) {
   SimulatedBackend be({{0, kPageSize}, {1, kPageSize}, {2, kPageSize}});
   be.set_distance(0, 2, 24);

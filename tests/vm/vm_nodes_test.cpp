@@ -4,8 +4,9 @@
 // moves to the node of the other tier nearest (by the kernel's NUMA
 // distances) to the node the page is on: node 2's pages are promoted to
 // node 0 and node 3's to node 1, node 0's demoted to node 2 and node 1's to
-// node 3; a fast node with less free memory than its reserve is passed over
-// for the other. Where every page is comes from move_pages queries, and
+// node 3; a fast node with less free memory than its reserve (1 -
+// high_watermark of it, or the kernel's high watermarks there where larger)
+// is passed over for the other. Where every page is comes from move_pages queries, and
 // every byte is checked after the moves.
 #include <sys/mman.h>
 
@@ -293,6 +294,56 @@ struct Filler {
   Filler& operator=(const Filler&) = delete;
 };
 
+// Registers `m` (all on node 2) with an engine configured by `c`, runs hot
+// epochs until none of it is left on node 2 (at most 20), prints where it
+// went and node 0's free memory, and returns the engine's stats.
+EngineStats promote_from_node2(LinuxBackend& be, const EngineConfig& c, const Pages& m) {
+  auto engine = make_engine(c, be);
+  if (engine == nullptr) {
+    ADD_FAILURE() << "no engine";
+    return {};
+  }
+  auto h =
+      engine->register_region(m.p, m.bytes(), RegionOptions().with_name("cxl").with_base_pages(),
+                              /*initially_fast=*/false);
+  EXPECT_TRUE(h.ok()) << h.status();
+  if (!h.ok()) return {};
+  run_hot_epochs(*engine, m, [&] { return m.on(2, 0, m.n) == 0; });
+  const EngineStats st = engine->stats();
+  std::printf("node 2's hot pages: %s; node 0 %llu KiB free\n%s", m.where(0, m.n).c_str(),
+              static_cast<unsigned long long>(be.node_memory(0)->free_bytes / 1024),
+              st.to_table().c_str());
+  h->reset();
+  return st;
+}
+
+// Node 0's memory, its reserve by `c` (1 - high_watermark of it) and the
+// kernel's {min, low, high} watermarks there, as printed.
+struct NodeZero {
+  NodeMemory mem;
+  std::uint64_t reserve = 0;
+  std::array<std::uint64_t, 3> wm{};
+};
+NodeZero node_zero(LinuxBackend& be, const EngineConfig& c) {
+  NodeZero z;
+  auto m = be.node_memory(0);
+  EXPECT_TRUE(m.ok()) << m.status();
+  if (m.ok()) z.mem = *m;
+  z.reserve =
+      static_cast<std::uint64_t>(static_cast<double>(z.mem.total_bytes) * (1 - c.high_watermark));
+  z.wm = watermarks(0);
+  std::printf(
+      "node 0: %llu MiB, reserve %llu KiB; kernel watermarks min/low/high %llu/%llu/%llu KiB; "
+      "node_memory's kernel reserve %llu KiB\n",
+      static_cast<unsigned long long>(z.mem.total_bytes / kMiB),
+      static_cast<unsigned long long>(z.reserve / 1024),
+      static_cast<unsigned long long>(z.wm[0] / 1024),
+      static_cast<unsigned long long>(z.wm[1] / 1024),
+      static_cast<unsigned long long>(z.wm[2] / 1024),
+      static_cast<unsigned long long>(z.mem.kernel_reserve_bytes / 1024));
+  return z;
+}
+
 // c. Node 0 filled below its reserve ((1 - high_watermark) of its memory):
 // node 2's hot pages go to node 1, not to node 0 (where they would take
 // the reserve, or fail with ENOMEM).
@@ -309,17 +360,9 @@ TEST(NearestNode, AFullDramNodeSpillsToTheOtherSocket) {
   EngineConfig c = two_socket_config();
   c.high_watermark = 0.8;
   c.low_watermark = 0.75;
-  auto node0 = be.node_memory(0);
-  ASSERT_TRUE(node0.ok()) << node0.status();
-  const auto reserve =
-      static_cast<std::uint64_t>(static_cast<double>(node0->total_bytes) * (1 - c.high_watermark));
-  const std::array<std::uint64_t, 3> wm = watermarks(0);
-  std::printf(
-      "node 0: %llu MiB, reserve %llu MiB; kernel watermarks min/low/high %llu/%llu/%llu KiB\n",
-      static_cast<unsigned long long>(node0->total_bytes / kMiB),
-      static_cast<unsigned long long>(reserve / kMiB),
-      static_cast<unsigned long long>(wm[0] / 1024), static_cast<unsigned long long>(wm[1] / 1024),
-      static_cast<unsigned long long>(wm[2] / 1024));
+  const NodeZero n0 = node_zero(be, c);
+  const std::uint64_t reserve = n0.reserve;
+  const std::array<std::uint64_t, 3>& wm = n0.wm;
   ASSERT_GT(wm[2], 0u) << "no watermarks for node 0 in /proc/zoneinfo";
   ASSERT_GT(reserve, wm[2] + 64 * kMiB)
       << "no room between the kernel's watermarks and the reserve";
@@ -338,17 +381,7 @@ TEST(NearestNode, AFullDramNodeSpillsToTheOtherSocket) {
               static_cast<unsigned long long>(free1->free_bytes / kMiB));
   ASSERT_LT(free0->free_bytes, reserve) << "could not fill node 0";
   ASSERT_GT(free1->free_bytes, 2 * reserve) << "node 1 must have room";
-  auto engine = make_engine(c, be);
-  ASSERT_NE(engine, nullptr);
-  auto h =
-      engine->register_region(m.p, m.bytes(), RegionOptions().with_name("cxl").with_base_pages(),
-                              /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
-  ASSERT_NO_FATAL_FAILURE(run_hot_epochs(*engine, m, [&] { return m.on(2, 0, kPages) == 0; }));
-  const EngineStats st = engine->stats();
-  std::printf("node 2's hot pages: %s; node 0 %llu MiB free\n%s", m.where(0, kPages).c_str(),
-              static_cast<unsigned long long>(be.node_memory(0)->free_bytes / kMiB),
-              st.to_table().c_str());
+  const EngineStats st = promote_from_node2(be, c, m);
   EXPECT_EQ(m.on(1, 0, kPages), kPages)
       << "node 0 is below its reserve: node 2's pages belong on node 1: " << m.where(0, kPages);
   EXPECT_EQ(st.promoted_pages, kPages);
@@ -356,7 +389,44 @@ TEST(NearestNode, AFullDramNodeSpillsToTheOtherSocket) {
   EXPECT_EQ(st.failed_pages, 0u);
   EXPECT_EQ(m.bad_bytes(), 0u);
   report("bytes_verified", m.bytes());
-  h->reset();
+}
+
+// d. With the default reserve (5%, below the kernel's low watermark on this
+// small node), node 0 filled to between the kernel's low and high
+// watermarks: above the default reserve, so node 0 looked to have room, but
+// a promotion there would take the node under its high watermark, where
+// kswapd reclaims and, with demotion on, demotes. The engine takes the
+// kernel's watermarks as node 0's reserve (NodeMemory::kernel_reserve_bytes)
+// and sends node 2's hot pages to node 1.
+TEST(NearestNode, ADramNodeUnderTheKernelsWatermarkIsPassedOver) {
+  TIERKIT_VM_REQUIRE_MACHINE(kMachine);
+  LinuxBackend be;
+  const EngineConfig c = two_socket_config();
+  const NodeZero n0 = node_zero(be, c);
+  const std::uint64_t reserve = n0.reserve;
+  const std::array<std::uint64_t, 3>& wm = n0.wm;
+  EXPECT_EQ(n0.mem.kernel_reserve_bytes, wm[2]) << "the high watermarks, summed over the zones";
+  ASSERT_GT(wm[1], reserve + 2 * kMiB) << "the default reserve must lie below the low watermark";
+  ASSERT_GT(wm[2], wm[1] + 2 * kMiB) << "no room between the low and high watermarks";
+  Pages m(be, kPages);
+  ASSERT_NE(m.p, nullptr);
+  m.bind(0, kPages, 2);
+  m.fill();
+  ASSERT_EQ(m.on(2, 0, kPages), kPages) << m.where(0, kPages);
+  Filler filler(be, 0, (wm[1] + wm[2]) / 2);
+  auto free0 = be.node_memory(0);
+  ASSERT_TRUE(free0.ok()) << free0.status();
+  std::printf("node 0: %llu KiB free after the fill\n",
+              static_cast<unsigned long long>(free0->free_bytes / 1024));
+  ASSERT_GT(free0->free_bytes, reserve + m.bytes()) << "node 0 must look roomy by the default";
+  ASSERT_LT(free0->free_bytes, wm[2]) << "could not fill node 0 below its high watermark";
+  const EngineStats st = promote_from_node2(be, c, m);
+  EXPECT_EQ(m.on(1, 0, kPages), kPages)
+      << "node 0 is under its high watermark: node 2's pages belong on node 1: "
+      << m.where(0, kPages);
+  EXPECT_EQ(st.failed_pages, 0u);
+  EXPECT_EQ(m.bad_bytes(), 0u);
+  report("bytes_verified", m.bytes());
 }
 
 }  // namespace

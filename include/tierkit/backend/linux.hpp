@@ -9,20 +9,63 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <numeric>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "tierkit/backend.hpp"
 #include "tierkit/detail/mutex.hpp"
 
 namespace tierkit {
+
+// parse_zoneinfo_high()
+//
+// The kernel's high watermark per node, in pages: the sum over the node's
+// zones of the "high" line of /proc/zoneinfo's watermark block (between
+// "pages free" and "pagesets"; the per-CPU "high:" lines below it are not
+// watermarks). The values include any watermark boost. Lines it does not
+// understand are skipped; a text with no zone gives an empty map.
+// Example: a node 0 whose DMA32 and Normal zones say "high 6813" and
+// "high 18493" gives {{0, 25306}}.
+inline absl::flat_hash_map<NodeId, std::uint64_t> parse_zoneinfo_high(absl::string_view text) {
+  absl::flat_hash_map<NodeId, std::uint64_t> high;
+  NodeId node = -1;
+  bool in_watermarks = false;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    int n = 0;
+    if (absl::ConsumePrefix(&line, "Node ")) {
+      in_watermarks = false;
+      const auto comma = line.find(',');
+      node =
+          comma != absl::string_view::npos && absl::SimpleAtoi(line.substr(0, comma), &n) && n >= 0
+              ? n
+              : -1;
+      continue;
+    }
+    line = absl::StripAsciiWhitespace(line);
+    if (absl::StartsWith(line, "pages free")) in_watermarks = true;
+    if (line == "pagesets") in_watermarks = false;
+    std::uint64_t v = 0;
+    if (node >= 0 && in_watermarks && absl::ConsumePrefix(&line, "high ") &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &v))
+      high[node] += v;
+  }
+  return high;
+}
 
 // Options of LinuxBackend.
 struct LinuxBackendOptions {
@@ -220,13 +263,14 @@ class LinuxBackend final : public Backend {
       if (node != 0) return absl::NotFoundError(absl::StrCat("node ", node, " does not exist"));
       long pages = ::sysconf(_SC_PHYS_PAGES), avail = ::sysconf(_SC_AVPHYS_PAGES);
       return NodeMemory{static_cast<std::uint64_t>(pages) * kPageSize,
-                        static_cast<std::uint64_t>(avail) * kPageSize};
+                        static_cast<std::uint64_t>(avail) * kPageSize, kernel_reserve(node)};
     }
     long long free_bytes = 0;
     long long total = numa_node_size64(node, &free_bytes);
     if (total < 0)
       return absl::NotFoundError(absl::StrCat("node ", node, " does not exist or is offline"));
-    return NodeMemory{static_cast<std::uint64_t>(total), static_cast<std::uint64_t>(free_bytes)};
+    return NodeMemory{static_cast<std::uint64_t>(total), static_cast<std::uint64_t>(free_bytes),
+                      kernel_reserve(node)};
   }
 
   // numa_distance(3), under the lock: libnuma reads its table from sysfs
@@ -276,9 +320,40 @@ class LinuxBackend final : public Backend {
     for (int s : status) counts_.add(s < 0 ? -s : 0);
   }
 
+  // The node's high watermark in bytes (NodeMemory::kernel_reserve_bytes),
+  // from /proc/zoneinfo read at most every 10 s: the file has lines per CPU
+  // per zone, so on a large server it is hundreds of KiB, while watermarks
+  // change only with memory hotplug, the watermark sysctls and transient
+  // boosts. 0 when the file cannot be read.
+  std::uint64_t kernel_reserve(NodeId node) {
+    const auto now = std::chrono::steady_clock::now();
+    {
+      detail::MutexLock lock(&mu_);
+      if (watermarks_read_ && now - watermarks_at_ < std::chrono::seconds(10)) {
+        auto it = watermarks_.find(node);
+        return it == watermarks_.end() ? 0 : it->second;
+      }
+    }
+    std::ifstream in("/proc/zoneinfo");
+    std::stringstream text;
+    text << in.rdbuf();
+    const long page = ::sysconf(_SC_PAGESIZE);
+    absl::flat_hash_map<NodeId, std::uint64_t> bytes = parse_zoneinfo_high(text.str());
+    for (auto& [n, pages] : bytes) pages *= static_cast<std::uint64_t>(page > 0 ? page : kPageSize);
+    detail::MutexLock lock(&mu_);
+    watermarks_ = std::move(bytes);
+    watermarks_at_ = now;
+    watermarks_read_ = true;
+    auto it = watermarks_.find(node);
+    return it == watermarks_.end() ? 0 : it->second;
+  }
+
   LinuxBackendOptions options_;
   mutable detail::Mutex mu_;
   ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<NodeId, std::uint64_t> watermarks_ ABSL_GUARDED_BY(mu_);  // bytes
+  std::chrono::steady_clock::time_point watermarks_at_ ABSL_GUARDED_BY(mu_);
+  bool watermarks_read_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tierkit

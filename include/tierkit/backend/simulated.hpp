@@ -143,7 +143,11 @@ class SimulatedBackend final : public Backend {
   absl::StatusOr<NodeMemory> node_memory(NodeId node) override {
     detail::MutexLock lock(&mu_);
     for (const auto& n : nodes_)
-      if (n.id == node) return NodeMemory{n.capacity_bytes, n.capacity_bytes - used_[node]};
+      if (n.id == node) {
+        auto r = kernel_reserve_.find(node);
+        return NodeMemory{n.capacity_bytes, n.capacity_bytes - used_[node],
+                          r == kernel_reserve_.end() ? 0 : r->second};
+      }
     return absl::NotFoundError(absl::StrCat("node ", node, " does not exist"));
   }
 
@@ -167,6 +171,14 @@ class SimulatedBackend final : public Backend {
     detail::MutexLock lock(&mu_);
     distance_[{a, b}] = d;
     distance_[{b, a}] = d;
+  }
+
+  // Sets what node_memory() reports as the kernel's own reserve on `node`
+  // (its zones' high watermarks; 0 by default). Nothing else changes: as on
+  // Linux, a move into the reserve still succeeds.
+  void set_kernel_reserve(NodeId node, std::uint64_t bytes) {
+    detail::MutexLock lock(&mu_);
+    kernel_reserve_[node] = bytes;
   }
 
   // Enables the huge page model (kNever, the default, disables it).
@@ -274,6 +286,7 @@ class SimulatedBackend final : public Backend {
   ThpMode thp_mode_ ABSL_GUARDED_BY(mu_) = ThpMode::kNever;
   absl::flat_hash_set<std::uintptr_t> huge_ ABSL_GUARDED_BY(mu_);  // huge chunk bases
   absl::flat_hash_map<std::pair<NodeId, NodeId>, int> distance_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<NodeId, std::uint64_t> kernel_reserve_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tierkit
