@@ -110,6 +110,18 @@ class Backend {
   // node equally far. Cheap: no syscall after the first call.
   virtual int distance(NodeId from, NodeId to) const { return from == to ? 10 : 20; }
 
+  // Keeps the kernel's NUMA balancing (kernel.numa_balancing 1 or 2: hint
+  // faults that migrate a page toward the CPU that touched it, or promote a
+  // slow-tier page the kernel finds hot) away from [addr, addr+bytes), so
+  // the engine is the only one moving its pages. Returns whether it changed
+  // anything; false where the platform has no such balancing (the default)
+  // or the range already keeps it away. Errors: the range is not mapped.
+  virtual absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) {
+    (void)addr;
+    (void)bytes;
+    return false;
+  }
+
   // Page statuses seen by query()/move() (index = errno; 0 = success).
   virtual ErrnoCounts errno_counts() const = 0;
 };

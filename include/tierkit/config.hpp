@@ -87,6 +87,12 @@ struct EngineConfig {
   // few 2 MiB units would place data too coarsely (or, under 2 MiB, not at
   // all). TIERKIT_HUGE_MIN_BUDGET
   std::uint64_t huge_min_budget_bytes = std::uint64_t{128} << 20;
+  // "exclude": each registered region is kept from the kernel's own NUMA
+  // balancing (Backend::exclude_from_numa_balancing), so the engine is the
+  // only one moving its pages; "share": regions are left as they are, and
+  // with kernel.numa_balancing on the kernel moves them too (two placers,
+  // each undoing the other). TIERKIT_KERNEL_BALANCING
+  std::string kernel_balancing = "exclude";
   ThresholdOptions threshold;  // TIERKIT_PROMOTION_THRESHOLD, TIERKIT_DEMOTION_THRESHOLD,
                                // TIERKIT_MIN_RESIDENCY_EPOCHS
   AutomaticOptions automatic;
@@ -186,6 +192,8 @@ inline constexpr Knob kKnobs[] = {
      +[](EngineConfig& c) -> Knob::Ref { return &c.sampling; }},
     {"TIERKIT_SCAN_PAGES", "scan_pages_per_epoch", Knob::kInteger, 1, 1ull << 40, "pages/epoch",
      +[](EngineConfig& c) -> Knob::Ref { return &c.scan_pages_per_epoch; }},
+    {"TIERKIT_KERNEL_BALANCING", "kernel_balancing", Knob::kText, 0, 0, "exclude | share",
+     +[](EngineConfig& c) -> Knob::Ref { return &c.kernel_balancing; }},
     {"TIERKIT_HUGE_MIN_BUDGET", "huge_min_budget_bytes", Knob::kBytes, 0, 0,
      "bytes of fast budget for 2 MiB units",
      +[](EngineConfig& c) -> Knob::Ref { return &c.huge_min_budget_bytes; }},
@@ -266,6 +274,9 @@ inline absl::Status EngineConfig::validate() const {
   if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1))
     return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", low_watermark,
                                                    ") <= high (", high_watermark, ") <= 1"));
+  if (kernel_balancing != "exclude" && kernel_balancing != "share")
+    return absl::InvalidArgumentError(
+        absl::StrCat("kernel_balancing = '", kernel_balancing, "': must be exclude or share"));
   if (fast_nodes.empty()) return absl::InvalidArgumentError("fast_nodes is empty");
   for (NodeId n : slow_nodes.to_vector())
     if (fast_nodes.contains(n))

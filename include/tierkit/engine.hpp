@@ -96,7 +96,11 @@ class Engine {
   // rest the slow tier). See RegionRegistry::add for errors.
   // With 2 MiB units (the default where THP is enabled, see
   // RegionOptions::granularity) it advises those chunks MADV_HUGEPAGE: one
-  // madvise, best effort.
+  // madvise, best effort. With kernel_balancing "exclude" (the default) it
+  // keeps the kernel's NUMA balancing away from the range
+  // (Backend::exclude_from_numa_balancing: on Linux, where the range has the
+  // default memory policy, MPOL_BIND over every allowed node); a failure
+  // there is counted in stats(), not returned.
   absl::StatusOr<RegionHandle> register_region(const void* ptr, std::size_t bytes,
                                                RegionOptions options = {},
                                                bool initially_fast = true) {
@@ -108,6 +112,7 @@ class Engine {
     if (r->huge_end > r->huge_begin)
       (void)backend_->advise_huge(reinterpret_cast<void*>(r->huge_begin),
                                   r->huge_end - r->huge_begin);
+    exclude_from_numa_balancing(const_cast<void*>(ptr), bytes);
     refresh_placement(*r, initially_fast);
     watch_ranges();
     note_room_baseline();
@@ -1264,6 +1269,18 @@ class Engine {
     epoch_ = e.number + 1;
     tracker_.set_epoch(static_cast<std::uint32_t>(epoch_));
     if (callback_) callback_(stats_);
+  }
+
+  // register_region's step for kernel_balancing "exclude".
+  void exclude_from_numa_balancing(void* ptr, std::size_t bytes) {
+    if (config_.kernel_balancing != "exclude") return;
+    absl::StatusOr<bool> done = backend_->exclude_from_numa_balancing(ptr, bytes);
+    detail::MutexLock l(&mu_);
+    if (!done.ok()) {
+      ++stats_.numa_balancing_errors;
+      stats_.numa_balancing_error = std::string(done.status().message());
+    }
+    stats_.regions_kept_from_numa_balancing += done.ok() && *done;
   }
 
   // The fast node(s)' total, free and reserved memory, and the budget, into

@@ -74,6 +74,11 @@ struct EngineStats {
   // zones' high watermarks), which is also given alone. When the kernel's
   // is the larger, the watermark knob has no effect on that node.
   std::uint64_t reserve_pages = 0, kernel_reserve_pages = 0;
+  // Regions kept from the kernel's NUMA balancing (EngineConfig::
+  // kernel_balancing), and the registrations where that failed, with the
+  // last failure's message.
+  std::uint64_t regions_kept_from_numa_balancing = 0, numa_balancing_errors = 0;
+  std::string numa_balancing_error;
   ErrnoCounts failures_by_errno;       // per-page failures by errno
   std::uint64_t outside_accesses = 0;  // record_access outside every region
   // The promotion threshold in force, in the policy's own unit (heat for
@@ -109,6 +114,7 @@ struct EngineStats {
         "\"pingpong_pages\":%u,"
         "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
         "\"room_epochs\":%u,\"reserve_pages\":%u,\"kernel_reserve_pages\":%u,"
+        "\"regions_kept_from_numa_balancing\":%u,\"numa_balancing_errors\":%u,"
         "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_"
         "threshold\":%s,"
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
@@ -118,7 +124,8 @@ struct EngineStats {
         promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
         demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
         absent_pages, pingpong_pages, huge_units_moved, huge_units_split, placement_corrected,
-        room_epochs, reserve_pages, kernel_reserve_pages, errnos, outside_accesses,
+        room_epochs, reserve_pages, kernel_reserve_pages, regions_kept_from_numa_balancing,
+        numa_balancing_errors, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -169,6 +176,12 @@ struct EngineStats {
     row("room kept", absl::StrFormat("%u epochs (last: %u pages)", room_epochs, epoch_room_pages));
     row("fast reserve",
         absl::StrFormat("%u pages (kernel's watermarks: %u)", reserve_pages, kernel_reserve_pages));
+    row("kept from AutoNUMA",
+        absl::StrFormat(
+            "%u regions%s", regions_kept_from_numa_balancing,
+            numa_balancing_errors == 0
+                ? ""
+                : absl::StrCat("; ", numa_balancing_errors, " failed: ", numa_balancing_error)));
     row("outside accesses", absl::StrCat(outside_accesses));
     row("threshold", threshold_text());
     row("environment", environment);

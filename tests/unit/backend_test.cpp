@@ -110,6 +110,25 @@ TEST(LinuxBackend, NodeMemoryReportsTheKernelsReserve) {
   EXPECT_LT(m->kernel_reserve_bytes, m->total_bytes / 4);
 }
 
+// A range that is not mapped is an error that says so; on a machine of one
+// node there is no balancing to keep away, so a mapped range is left as is.
+TEST(LinuxBackend, ExcludeFromNumaBalancingNeedsAMappedRange) {
+  if (numa_available() < 0) GTEST_SKIP() << "no libnuma NUMA support here";
+  LinuxBackend be;
+  auto m = be.map(16 * kPageSize);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto mapped = be.exclude_from_numa_balancing(*m, 16 * kPageSize);
+  ASSERT_TRUE(mapped.ok()) << mapped.status();
+  if (numa_max_node() == 0) {
+    EXPECT_FALSE(*mapped);
+  }
+  ASSERT_TRUE(be.unmap(*m, 16 * kPageSize).ok());
+  auto gone = be.exclude_from_numa_balancing(*m, 16 * kPageSize);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_NE(gone.status().message().find("is the range mapped?"), absl::string_view::npos)
+      << gone.status();
+}
+
 TEST(SimulatedBackend, KernelReserveIsWhatWasSet) {
   SimulatedBackend be({{0, 1 << 20}, {1, 1 << 20}});
   be.set_kernel_reserve(1, 8 * kPageSize);

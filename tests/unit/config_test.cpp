@@ -134,6 +134,19 @@ TEST_F(ConfigTest, EveryKnobRoundTripsThroughTheEnvironment) {
   }
 }
 
+TEST_F(ConfigTest, KernelBalancingIsExcludeOrShare) {
+  EXPECT_EQ(EngineConfig().kernel_balancing, "exclude");
+  ScopedEnv env("TIERKIT_KERNEL_BALANCING", "off");
+  auto c = EngineConfig::from_env();
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("TIERKIT_KERNEL_BALANCING"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("must be exclude or share"));
+  ScopedEnv share("TIERKIT_KERNEL_BALANCING", "share");
+  auto d = EngineConfig::from_env();
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->kernel_balancing, "share");
+}
+
 TEST_F(ConfigTest, ValidateChecksTheTableRanges) {
   EngineConfig c;
   c.half_life_epochs = 0.01;

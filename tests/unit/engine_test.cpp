@@ -489,6 +489,43 @@ TEST(Engine, AFastNodeUnderTheKernelsReserveIsPassedOver) {
   EXPECT_EQ(m.be.used_bytes(0) / kPageSize, kFiller);
 }
 
+// Each registered region is kept from the kernel's NUMA balancing (on
+// Linux an MPOL_BIND over every allowed node where the range had the default
+// policy), so the kernel does not undo the engine's placement; "share"
+// leaves it. A failure is counted, not returned: the region still works.
+TEST(Engine, RegionsAreKeptFromTheKernelsNumaBalancing) {
+  for (const char* mode : {"exclude", "share"}) {
+    EngineConfig c = Fast("static");
+    c.kernel_balancing = mode;
+    TwoNodes n(100, c);
+    ASSERT_NE(n.engine, nullptr);
+    n.be.set_numa_balancing_result(true);
+    auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), 10 * kPageSize);
+    ASSERT_TRUE(h.ok()) << h.status();
+    const bool exclude = std::string(mode) == "exclude";
+    const auto ranges = n.be.numa_balancing_ranges();
+    ASSERT_EQ(ranges.size(), exclude ? 1u : 0u) << mode;
+    if (exclude) {
+      EXPECT_EQ(ranges[0].first, reinterpret_cast<void*>(kBase));
+      EXPECT_EQ(ranges[0].second, 10 * kPageSize);
+    }
+    EXPECT_EQ(n.engine->stats().regions_kept_from_numa_balancing, exclude ? 1u : 0u) << mode;
+  }
+}
+
+TEST(Engine, AFailureToKeepNumaBalancingAwayIsCountedNotReturned) {
+  TwoNodes n(100, Fast("static"));
+  ASSERT_NE(n.engine, nullptr);
+  n.be.set_numa_balancing_result(absl::InvalidArgumentError("get_mempolicy: Bad address"));
+  auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), 10 * kPageSize);
+  ASSERT_TRUE(h.ok()) << h.status();
+  const EngineStats s = n.engine->stats();
+  EXPECT_EQ(s.regions_kept_from_numa_balancing, 0u);
+  EXPECT_EQ(s.numa_balancing_errors, 1u);
+  EXPECT_EQ(s.numa_balancing_error, "get_mempolicy: Bad address");
+  EXPECT_NE(s.to_table().find("1 failed: get_mempolicy"), std::string::npos) << s.to_table();
+}
+
 // With no node nearer than another (one slow node, no distances known) the
 // promotions are spread by room, so both sockets' DRAM is used; and a hot
 // set larger than one fast node but within both ends all fast under

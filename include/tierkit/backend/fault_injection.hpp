@@ -144,6 +144,9 @@ class FaultInjectionBackend final : public Backend {
   }
   absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_.node_memory(node); }
   int distance(NodeId from, NodeId to) const override { return inner_.distance(from, to); }
+  absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
+    return inner_.exclude_from_numa_balancing(addr, bytes);
+  }
   // The wrapped backend's tally (pages it really saw); injected outcomes are
   // in counts().
   ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }

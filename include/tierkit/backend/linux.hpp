@@ -273,6 +273,43 @@ class LinuxBackend final : public Backend {
                       kernel_reserve(node)};
   }
 
+  // The kernel's NUMA scanner (task_numa_work, kernel/sched/fair.c) skips
+  // a range whose memory policy lacks MPOL_F_MOF, which only the default
+  // policy has: so where the process and both ends of the range have the
+  // default policy, this sets MPOL_BIND over every node the process may use
+  // (numa_get_mems_allowed), which allocates as the default does (the local
+  // node first, then the nearest) and moves nothing. A range or process
+  // with a policy of its own is left alone: the scanner already skips it,
+  // and the application's policy stands. Two get_mempolicy(2) calls and
+  // one mbind(2); mbind may split the mapping (one more VMA at each end).
+  // NOTE: for a MAP_SHARED range the policy belongs to the shared object,
+  // so other processes mapping it get it too.
+  absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
+    if (numa_available() < 0 || bytes == 0) return false;
+    const auto a = reinterpret_cast<std::uintptr_t>(addr);
+    void* begin = reinterpret_cast<void*>(align_down(a, kPageSize));
+    void* last = reinterpret_cast<void*>(align_down(a + bytes - 1, kPageSize));
+    int task = 0, first = 0, end = 0;
+    if (::get_mempolicy(&task, nullptr, 0, nullptr, 0) != 0 ||
+        ::get_mempolicy(&first, nullptr, 0, begin, MPOL_F_ADDR) != 0 ||
+        ::get_mempolicy(&end, nullptr, 0, last, MPOL_F_ADDR) != 0)
+      return absl::InvalidArgumentError(absl::StrCat("get_mempolicy(0x", absl::Hex(a), ", ", bytes,
+                                                     " bytes): ", std::strerror(errno),
+                                                     " (is the range mapped?)"));
+    if (task != MPOL_DEFAULT || first != MPOL_DEFAULT || end != MPOL_DEFAULT) return false;
+    NodeSet allowed;
+    if (bitmask* m = numa_get_mems_allowed(); m != nullptr) {
+      for (unsigned n = 0; n < m->size && n < NodeSet::kMaxNodes; ++n)
+        if (numa_bitmask_isbitset(m, n)) allowed.insert(static_cast<NodeId>(n));
+      numa_bitmask_free(m);
+    }
+    if (allowed.size() < 2) return false;  // one node: nothing to balance
+    const std::size_t span = align_up(a + bytes, kPageSize) - align_down(a, kPageSize);
+    if (absl::Status s = bind(begin, span, allowed, BindMode::kBind, /*move=*/false); !s.ok())
+      return s;
+    return true;
+  }
+
   // numa_distance(3), under the lock: libnuma reads its table from sysfs
   // on the first call, unsynchronised. 0 there (no table, no such node)
   // falls back to the Backend default.

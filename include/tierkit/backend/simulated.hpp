@@ -156,6 +156,15 @@ class SimulatedBackend final : public Backend {
     return counts_;
   }
 
+  // Records the range (numa_balancing_ranges()) and returns what
+  // set_numa_balancing_result() set: false by default, as a platform
+  // without the kernel's NUMA balancing.
+  absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
+    detail::MutexLock lock(&mu_);
+    numa_balancing_ranges_.emplace_back(addr, bytes);
+    return numa_balancing_result_;
+  }
+
   // As set_distance() set it; otherwise the Backend default.
   int distance(NodeId from, NodeId to) const override {
     detail::MutexLock lock(&mu_);
@@ -179,6 +188,17 @@ class SimulatedBackend final : public Backend {
   void set_kernel_reserve(NodeId node, std::uint64_t bytes) {
     detail::MutexLock lock(&mu_);
     kernel_reserve_[node] = bytes;
+  }
+
+  // What exclude_from_numa_balancing() returns from now on.
+  void set_numa_balancing_result(absl::StatusOr<bool> result) {
+    detail::MutexLock lock(&mu_);
+    numa_balancing_result_ = std::move(result);
+  }
+  // The ranges exclude_from_numa_balancing() was asked for, in order.
+  std::vector<std::pair<void*, std::size_t>> numa_balancing_ranges() const {
+    detail::MutexLock lock(&mu_);
+    return numa_balancing_ranges_;
   }
 
   // Enables the huge page model (kNever, the default, disables it).
@@ -287,6 +307,8 @@ class SimulatedBackend final : public Backend {
   absl::flat_hash_set<std::uintptr_t> huge_ ABSL_GUARDED_BY(mu_);  // huge chunk bases
   absl::flat_hash_map<std::pair<NodeId, NodeId>, int> distance_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<NodeId, std::uint64_t> kernel_reserve_ ABSL_GUARDED_BY(mu_);
+  absl::StatusOr<bool> numa_balancing_result_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<void*, std::size_t>> numa_balancing_ranges_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tierkit

@@ -236,6 +236,9 @@ class MirrorBackend final : public Backend {
   }
   absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_->node_memory(node); }
   int distance(NodeId from, NodeId to) const override { return inner_->distance(from, to); }
+  absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
+    return inner_->exclude_from_numa_balancing(addr, bytes);
+  }
   ErrnoCounts errno_counts() const override { return inner_->errno_counts(); }
 
   // Pages moved to the fast / slow node since the last call.
