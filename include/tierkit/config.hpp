@@ -98,8 +98,10 @@ struct EngineConfig {
   AutomaticOptions automatic;
   KernelModelOptions kernel;  // TIERKIT_KERNEL_HOT_THRESHOLD_MS, TIERKIT_KERNEL_RATE_LIMIT_MBPS,
                               // TIERKIT_KERNEL_THROUGHPUT_MBPS
-  NodeSet fast_nodes{0};      // promotions go to the first; from Topology
-  NodeSet slow_nodes;         // demotions go to the first; empty = nothing to move
+  // The tiers' nodes (from Topology). A page moves to the node of its new
+  // tier nearest to it that has room. Empty slow_nodes: nothing to move.
+  NodeSet fast_nodes{0};
+  NodeSet slow_nodes;
 
   // The variables from_env() applied, with their values, in table order.
   std::vector<std::pair<std::string, std::string>> from_environment;

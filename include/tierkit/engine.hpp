@@ -76,10 +76,11 @@ class Engine {
       config = std::move(*applied);
     }
     if (absl::Status s = config.validate(); !s.ok()) return s;
+    if (backend == nullptr) backend = &LinuxBackend::instance();
+    if (absl::Status s = check_nodes(config, *backend); !s.ok()) return s;
     auto policy = EngineConfig::make_policy(config);
     if (!policy.ok()) return policy.status();
-    return std::unique_ptr<Engine>(new Engine(std::move(config), std::move(*policy),
-                                              backend ? backend : &LinuxBackend::instance(),
+    return std::unique_ptr<Engine>(new Engine(std::move(config), std::move(*policy), backend,
                                               clock ? clock : &SteadyClock::instance()));
   }
 
@@ -1269,6 +1270,22 @@ class Engine {
     epoch_ = e.number + 1;
     tracker_.set_epoch(static_cast<std::uint32_t>(epoch_));
     if (callback_) callback_(stats_);
+  }
+
+  // create()'s check that the backend can use every configured node (one
+  // node_memory call each): a node that does not exist, is offline, or is
+  // outside the process's cpuset would fail every move to it (ENODEV,
+  // EACCES), epoch after epoch.
+  static absl::Status check_nodes(const EngineConfig& c, Backend& backend) {
+    for (const auto& [field, nodes] :
+         {std::pair<const char*, const NodeSet*>{"fast_nodes", &c.fast_nodes},
+          {"slow_nodes", &c.slow_nodes}})
+      for (NodeId n : nodes->to_vector())
+        if (absl::StatusOr<NodeMemory> m = backend.node_memory(n); !m.ok())
+          return absl::InvalidArgumentError(
+              absl::StrCat(field, " contains node ", n, ", which the ", backend.name(),
+                           " backend cannot use: ", m.status().message()));
+    return absl::OkStatus();
   }
 
   // register_region's step for kernel_balancing "exclude".

@@ -264,26 +264,19 @@ TEST(BadInput, RegionOnPagesTheBackendDoesNotKnowIsHarmless) {
   EXPECT_EQ(s.failures_by_errno.count[ENOENT], 8u);
 }
 
-TEST(BadInput, UnknownNodesFailEveryMoveButNothingBreaks) {
-  // Engine::create does not ask the backend whether the nodes exist (see the
-  // report); a migration to a missing node fails as a whole call and every
-  // page is counted as failed. Nothing moves, step() still succeeds.
+TEST(BadInput, UnknownNodesAreRefusedAtCreateByName) {
+  // A node the backend cannot use would fail every move to it as a whole
+  // call, epoch after epoch: Engine::create asks the backend about each.
   SimulatedBackend sim({{0, 1 << 20}, {1, 1 << 30}});
   EngineConfig c;
   c.policy = "threshold:1";
   c.slow_nodes = {7};
-  ManualClock clock(1);
-  auto e = Engine::create(c, &sim, &clock);
-  ASSERT_TRUE(e.ok());
-  for (int i = 0; i < 4; ++i) sim.touch(kBase + i * kPageSize, 0);
-  auto h =
-      (*e)->register_region(P(kBase), 4 * kPageSize, RegionOptions().with_tag(RegionTag::cold));
-  ASSERT_TRUE(h.ok());
-  clock.advance_ns(100 * kNsPerMs);
-  ASSERT_TRUE((*e)->step().ok());
-  EXPECT_EQ((*e)->stats().demoted_pages, 0u);
-  EXPECT_EQ((*e)->stats().failed_pages, 4u);
-  EXPECT_EQ(sim.moves(), 0u);
+  auto e = Engine::create(c, &sim);
+  ExpectError(e.status(), absl::StatusCode::kInvalidArgument, {"slow_nodes", "node 7"});
+  c.slow_nodes = {1};
+  c.fast_nodes = {0, 9};
+  ExpectError(Engine::create(c, &sim).status(), absl::StatusCode::kInvalidArgument,
+              {"fast_nodes", "node 9"});
   // The backends themselves name the node.
   std::vector<void*> pages{reinterpret_cast<void*>(kBase)};
   std::vector<NodeId> nodes{7};

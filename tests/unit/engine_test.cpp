@@ -58,6 +58,24 @@ EngineConfig Fast(std::string policy) {
   return c;
 }
 
+// A node the backend cannot use (absent, offline, outside the cpuset) is
+// refused at create(), naming the field and why: every move to it would
+// fail, epoch after epoch.
+TEST(Engine, CreateRefusesANodeTheBackendCannotUse) {
+  SimulatedBackend be({{0, 1 << 20}, {1, 1 << 20}});
+  EngineConfig c = Fast("automatic");
+  c.fast_nodes = {0};
+  c.slow_nodes = {1, 5};
+  auto e = Engine::create(c, &be);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e.status().message(),
+            "slow_nodes contains node 5, which the simulated backend cannot use: node 5 does "
+            "not exist");
+  c.slow_nodes = {1};
+  EXPECT_TRUE(Engine::create(c, &be).ok());
+}
+
 TEST(Engine, SkewedAccessFillsFastTierWithHotPagesUpToBudget) {
   Rig rig(100, 1000, Fast("automatic"));
   std::mt19937 rng(1);

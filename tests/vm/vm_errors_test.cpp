@@ -1,21 +1,28 @@
 // In-VM: the error paths of LinuxBackend::move and bind against the real
 // kernel: a node that does not exist, pages that are not mapped or not
-// present, ranges unmapped between the decision and the move, and a full
-// slow node.
+// present, ranges unmapped between the decision and the move, a full slow
+// node, and a node outside the process's cpuset.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <sys/mount.h>
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
+#include "tierkit/engine.hpp"
 #include "vm_support.hpp"
 
 namespace tierkit::vm {
@@ -348,6 +355,70 @@ TEST(PinnedPages, MoveReportsTruthfulPerPageStatus) {
     else
       EXPECT_NE(truth[i], kSlowNode) << "page " << i << " status " << status[i];
   }
+}
+
+// Puts this process in a cgroup v2 cpuset of node 0 only (the way a
+// container runtime confines one), and back into the root cgroup at the end.
+struct CpusetOfNodeZero {
+  static constexpr const char* kRoot = "/sys/fs/cgroup";
+  std::string dir = absl::StrCat(kRoot, "/tierkit-node0");
+  bool ok = false;
+  static bool write(const std::string& path, const std::string& value) {
+    std::ofstream out(path);
+    out << value;
+    out.flush();
+    return static_cast<bool>(out);
+  }
+  CpusetOfNodeZero() {
+    if (::mount("cgroup2", kRoot, "cgroup2", 0, nullptr) != 0 && errno != EBUSY) {
+      ADD_FAILURE() << "mount cgroup2: " << std::strerror(errno);
+      return;
+    }
+    ::mkdir(dir.c_str(), 0755);
+    ok = write(absl::StrCat(kRoot, "/cgroup.subtree_control"), "+cpuset") &&
+         write(dir + "/cpuset.mems", "0") &&
+         write(dir + "/cgroup.procs", std::to_string(::getpid()));
+    EXPECT_TRUE(ok) << "could not confine the process to node 0 with " << dir;
+  }
+  ~CpusetOfNodeZero() {
+    write(absl::StrCat(kRoot, "/cgroup.procs"), std::to_string(::getpid()));
+    ::rmdir(dir.c_str());
+  }
+};
+
+// A node outside the cpuset: the kernel refuses moves there (the whole
+// call), so LinuxBackend::node_memory says so and Engine::create refuses the
+// configuration by name, instead of an engine whose every demotion fails.
+TEST(Cpuset, ANodeOutsideTheCpusetIsRefusedAtCreate) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  LinuxBackend be;
+  ASSERT_TRUE(be.node_memory(kSlowNode).ok());
+  CpusetOfNodeZero cpuset;
+  ASSERT_TRUE(cpuset.ok);
+  void* p = map_touched(be, 16 * kPageSize, kFastNode);
+  ASSERT_NE(p, nullptr);
+  std::vector<void*> pages = pages_of(p, 16 * kPageSize);
+  std::vector<NodeId> to(pages.size(), kSlowNode);
+  std::vector<int> status(pages.size());
+  absl::Status moved = be.move(pages, to, absl::MakeSpan(status));
+  std::printf("move_pages to node 1 from a cpuset of node 0: %s (%s)\n", moved.ToString().c_str(),
+              histogram(nodes_of(be, p, 16 * kPageSize)).c_str());
+  EXPECT_FALSE(moved.ok()) << "the kernel let a page out of the cpuset";
+  EXPECT_TRUE(all_on(be, p, 16 * kPageSize, kFastNode));
+  absl::StatusOr<NodeMemory> m = be.node_memory(kSlowNode);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kPermissionDenied) << m.status();
+  EngineConfig c;
+  c.environment = EngineConfig::Environment::kIgnore;
+  c.fast_nodes = NodeSet{kFastNode};
+  c.slow_nodes = NodeSet{kSlowNode};
+  auto e = Engine::create(c, &be);
+  ASSERT_FALSE(e.ok());
+  std::printf("Engine::create: %s\n", e.status().ToString().c_str());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("slow_nodes contains node 1"), absl::string_view::npos);
+  EXPECT_NE(e.status().message().find("cpuset"), absl::string_view::npos);
+  EXPECT_TRUE(be.unmap(p, 16 * kPageSize).ok());
 }
 
 }  // namespace

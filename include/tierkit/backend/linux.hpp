@@ -269,6 +269,10 @@ class LinuxBackend final : public Backend {
     long long total = numa_node_size64(node, &free_bytes);
     if (total < 0)
       return absl::NotFoundError(absl::StrCat("node ", node, " does not exist or is offline"));
+    if (NodeSet allowed = mems_allowed(); !allowed.empty() && !allowed.contains(node))
+      return absl::PermissionDeniedError(
+          absl::StrCat("node ", node, " is outside this process's cpuset (allowed nodes ",
+                       allowed.to_string(), "): the kernel refuses to place or move pages there"));
     return NodeMemory{static_cast<std::uint64_t>(total), static_cast<std::uint64_t>(free_bytes),
                       kernel_reserve(node)};
   }
@@ -297,12 +301,7 @@ class LinuxBackend final : public Backend {
                                                      " bytes): ", std::strerror(errno),
                                                      " (is the range mapped?)"));
     if (task != MPOL_DEFAULT || first != MPOL_DEFAULT || end != MPOL_DEFAULT) return false;
-    NodeSet allowed;
-    if (bitmask* m = numa_get_mems_allowed(); m != nullptr) {
-      for (unsigned n = 0; n < m->size && n < NodeSet::kMaxNodes; ++n)
-        if (numa_bitmask_isbitset(m, n)) allowed.insert(static_cast<NodeId>(n));
-      numa_bitmask_free(m);
-    }
+    const NodeSet allowed = mems_allowed();
     if (allowed.size() < 2) return false;  // one node: nothing to balance
     const std::size_t span = align_up(a + bytes, kPageSize) - align_down(a, kPageSize);
     if (absl::Status s = bind(begin, span, allowed, BindMode::kBind, /*move=*/false); !s.ok())
@@ -355,6 +354,17 @@ class LinuxBackend final : public Backend {
   void tally(absl::Span<const int> status) {
     detail::MutexLock lock(&mu_);
     for (int s : status) counts_.add(s < 0 ? -s : 0);
+  }
+
+  // The nodes the process may use (its cpuset), numa_get_mems_allowed(3).
+  static NodeSet mems_allowed() {
+    NodeSet allowed;
+    if (bitmask* m = numa_get_mems_allowed(); m != nullptr) {
+      for (unsigned n = 0; n < m->size && n < NodeSet::kMaxNodes; ++n)
+        if (numa_bitmask_isbitset(m, n)) allowed.insert(static_cast<NodeId>(n));
+      numa_bitmask_free(m);
+    }
+    return allowed;
   }
 
   // The node's high watermark in bytes (NodeMemory::kernel_reserve_bytes),
