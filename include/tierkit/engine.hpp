@@ -374,13 +374,19 @@ class Engine {
   // embedding table) otherwise read as all fast, in stats().fast_pages and in
   // the policy's budget, and its untouched pages were tried as demotion
   // victims one by one (each an -ENOENT).
-  // NOTE: the free memory is read per registration, so several regions
-  // registered before any is touched may together be believed more than the
-  // node; demotions are sized by what the node holds (size_demotion).
+  // Regions registered one after another before any is touched share the
+  // free memory: what earlier ones were believed to take of it since the
+  // last epoch (unborn_fast_pages_) is not offered again. Each epoch starts
+  // from the node's free memory anew.
   void refresh_placement(const Region& r, bool initially_fast) {
     constexpr std::size_t kBatch = std::size_t{1} << 16;
     const NodeSet fast = fast_nodes();
     std::uint64_t room = initially_fast ? free_fast_pages() : 0;
+    {
+      detail::MutexLock l(&mu_);
+      room -= std::min(room, unborn_fast_pages_);
+    }
+    const std::uint64_t offered = room;
     std::vector<void*> pages;
     std::vector<int> status;
     for (std::uintptr_t next = r.begin; next < r.end;) {
@@ -388,7 +394,7 @@ class Engine {
       for (; next < r.end && pages.size() < kBatch; next += tracker_.unit_bytes(next))
         pages.push_back(reinterpret_cast<void*>(next));
       status.assign(pages.size(), 0);
-      if (!backend_->query(pages, absl::MakeSpan(status)).ok()) return;
+      if (!backend_->query(pages, absl::MakeSpan(status)).ok()) break;
       for (std::size_t i = 0; i < pages.size(); ++i) {
         const auto a = reinterpret_cast<std::uintptr_t>(pages[i]);
         if (status[i] >= 0) {
@@ -402,6 +408,8 @@ class Engine {
         }
       }
     }
+    detail::MutexLock l(&mu_);
+    unborn_fast_pages_ += offered - room;
   }
 
   NodeSet fast_nodes() {
@@ -615,6 +623,7 @@ class Engine {
   }
 
   Epoch begin_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    unborn_fast_pages_ = 0;
     Epoch e;
     e.t0 = clock_->now_ns();
     e.number = epoch_;
@@ -1606,6 +1615,9 @@ class Engine {
   // note_room(): free fast pages after the last moves (-1: none yet); and
   // seen_pages at the last sweep.
   double free_after_ ABSL_GUARDED_BY(mu_) = -1;
+  // Pages of regions registered since the epoch began that are believed
+  // fast but not there yet (refresh_placement).
+  std::uint64_t unborn_fast_pages_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t seen_last_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t base_page_advice_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);

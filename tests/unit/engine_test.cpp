@@ -166,6 +166,27 @@ TEST(Engine, UntouchedPagesAreBelievedFastOnlyAsFarAsTheFastNodeHasRoom) {
   EXPECT_FALSE(PageWord::fast(n.engine->tracker().word(page(kFast - kUsed))->load()));
 }
 
+// Two regions registered one after the other before either is touched
+// share the node's free memory: the second is not offered what the first
+// was believed to take. Each used to be offered all of it, so together they
+// were believed 1.5x the node.
+TEST(Engine, RegionsRegisteredBeforeUseShareTheFreeMemory) {
+  constexpr std::size_t kFast = 16, kPages = 12;
+  TwoNodes n(kFast);
+  ASSERT_NE(n.engine, nullptr);
+  auto a = n.engine->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
+  auto b =
+      n.engine->register_region(reinterpret_cast<void*>(kBase + (1 << 20)), kPages * kPageSize);
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::size_t believed_fast = 0;
+  for (std::size_t i = 0; i < kPages; ++i)
+    for (std::uintptr_t base : {kBase, kBase + (1 << 20)})
+      believed_fast += PageWord::fast(n.engine->tracker().word(base + i * kPageSize)->load());
+  EXPECT_EQ(believed_fast, kFast);
+  n.step();
+  EXPECT_EQ(n.engine->stats().fast_pages, kFast);
+}
+
 // An arena registered before use is believed fast, but its pages not touched
 // yet hold no memory anywhere. Chosen as swap victims (heat 0, so first),
 // each fails with -ENOENT: the engine must then believe it slow and keep it
@@ -202,10 +223,10 @@ TEST(Engine, PagesNeverTouchedAreTriedOnceAndKept) {
 }
 
 // A region registered before use is believed fast (first touch on a CPU
-// node) as far as the fast node has free memory, and each of two such
-// regions registered before either is touched sees the whole node free, so
-// together they look like twice the node. Demotions are sized by what the
-// fast node really holds: before, the engine demoted for pages that held
+// node) as far as the fast node has free memory; two such regions share it
+// (RegionsRegisteredBeforeUseShareTheFreeMemory). Pages believed fast that
+// hold nothing must not make the engine demote: demotions are sized by what
+// the fast node really holds. Before, the engine demoted for pages that held
 // nothing and, the absent ones tried, took the hot pages.
 TEST(Engine, UntouchedPagesBelievedFastDoNotPushHotPagesOut) {
   constexpr std::size_t kNode = 1000, kHot = 300, kRegion = 1500;
@@ -219,7 +240,7 @@ TEST(Engine, UntouchedPagesBelievedFastDoNotPushHotPagesOut) {
       ASSERT_TRUE(h.ok()) << h.status();
       regions.push_back(std::move(*h));
     }
-    ASSERT_EQ(n.engine->tracker().fast_pages(), 2 * kNode);
+    ASSERT_EQ(n.engine->tracker().fast_pages(), kNode);
     auto page = [](std::size_t i) { return kBase + i * kPageSize; };
     for (std::size_t i = 0; i < kHot; ++i) n.be.touch(page(i), 0);
     for (int e = 0; e < 20; ++e) {
