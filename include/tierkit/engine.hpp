@@ -1299,7 +1299,10 @@ class Engine {
 
   // register_region's step for kernel_balancing "exclude".
   void exclude_from_numa_balancing(void* ptr, std::size_t bytes) {
-    if (config_.kernel_balancing != "exclude") return;
+    {
+      detail::MutexLock l(&mu_);  // set_config() may replace config_ meanwhile
+      if (config_.kernel_balancing != "exclude") return;
+    }
     absl::StatusOr<bool> done = backend_->exclude_from_numa_balancing(ptr, bytes);
     detail::MutexLock l(&mu_);
     if (!done.ok()) {
