@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -121,6 +122,15 @@ class Backend {
     (void)bytes;
     return false;
   }
+
+  // A running count of pages the kernel has moved between nodes on its own,
+  // machine-wide: its reclaim's demotions (kswapd, direct reclaim) and its
+  // NUMA balancing's migrations and promotions. Not the process's own
+  // move_pages(2) calls. nullopt where the platform does not say (the
+  // default). The engine reads it once an epoch: when it rises, pages the
+  // engine believes fast may have been demoted, so it asks where its active
+  // fast pages are (Engine::kVerifyBatch).
+  virtual std::optional<std::uint64_t> kernel_moved_pages() { return std::nullopt; }
 
   // Page statuses seen by query()/move() (index = errno; 0 = success).
   virtual ErrnoCounts errno_counts() const = 0;

@@ -1,5 +1,8 @@
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -102,6 +105,33 @@ TEST(ParseZoneinfoHigh, SumsEachNodesZoneWatermarks) {
 }
 
 // On a real kernel every node with memory has watermarks, far below its size.
+TEST(ParseVmstatKernelMoves, SumsDemotionsAndNumaMigrationsOnly) {
+  EXPECT_EQ(parse_vmstat_kernel_moves("nr_free_pages 100\npgdemote_kswapd 12\n"
+                                      "pgdemote_direct 3\npgmigrate_success 1000\n"
+                                      "numa_pages_migrated 5\npgdemote_khugepaged 1\n"
+                                      "pgdemote_proactive 2\npgpromote_success 5\n"),
+            std::optional<std::uint64_t>(23));
+  EXPECT_EQ(parse_vmstat_kernel_moves("numa_pages_migrated 0\n"), std::optional<std::uint64_t>(0));
+  // No such line (a kernel without NUMA balancing or demotion), or garbage.
+  EXPECT_EQ(parse_vmstat_kernel_moves("nr_free_pages 100\npgmigrate_success 7\n"), std::nullopt);
+  EXPECT_EQ(parse_vmstat_kernel_moves("pgdemote_kswapd x\npgdemote_direct\n"), std::nullopt);
+  EXPECT_EQ(parse_vmstat_kernel_moves(""), std::nullopt);
+}
+
+// The backend reports what the file says (a running count: at least what
+// it said a moment before).
+TEST(LinuxBackend, KernelMovedPagesReadsVmstat) {
+  std::ifstream in("/proc/vmstat");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::optional<std::uint64_t> file = parse_vmstat_kernel_moves(text.str());
+  const std::optional<std::uint64_t> read = LinuxBackend::instance().kernel_moved_pages();
+  ASSERT_EQ(read.has_value(), file.has_value());
+  if (read) {
+    EXPECT_GE(*read, *file);
+  }
+}
+
 TEST(LinuxBackend, NodeMemoryReportsTheKernelsReserve) {
   LinuxBackend be;
   auto m = be.node_memory(0);

@@ -147,6 +147,7 @@ class FaultInjectionBackend final : public Backend {
   absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
     return inner_.exclude_from_numa_balancing(addr, bytes);
   }
+  std::optional<std::uint64_t> kernel_moved_pages() override { return inner_.kernel_moved_pages(); }
   // The wrapped backend's tally (pages it really saw); injected outcomes are
   // in counts().
   ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }

@@ -14,9 +14,12 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -65,6 +68,33 @@ inline absl::flat_hash_map<NodeId, std::uint64_t> parse_zoneinfo_high(absl::stri
       high[node] += v;
   }
   return high;
+}
+
+// parse_vmstat_kernel_moves()
+//
+// The pages the kernel has moved between nodes on its own, from the text of
+// /proc/vmstat: the sum of pgdemote_kswapd, pgdemote_direct,
+// pgdemote_khugepaged (reclaim's demotions to a lower tier, 5.18+) and
+// pgdemote_proactive (memory.reclaim's, newer kernels), and
+// numa_pages_migrated (NUMA balancing's migrations, promotions included).
+// nullopt when none of those lines is there (a kernel without NUMA
+// balancing or demotion). A process's own move_pages(2) is counted in
+// pgmigrate_success only, so it is not in the sum.
+// Example: "pgdemote_kswapd 12\npgdemote_direct 3\nnuma_pages_migrated 5\n"
+// gives 20.
+inline std::optional<std::uint64_t> parse_vmstat_kernel_moves(absl::string_view text) {
+  constexpr absl::string_view kKeys[] = {"pgdemote_kswapd", "pgdemote_direct",
+                                         "pgdemote_khugepaged", "pgdemote_proactive",
+                                         "numa_pages_migrated"};
+  std::optional<std::uint64_t> sum;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, ' ');
+    std::uint64_t v = 0;
+    if (std::find(std::begin(kKeys), std::end(kKeys), kv.first) != std::end(kKeys) &&
+        absl::SimpleAtoi(kv.second, &v))
+      sum = sum.value_or(0) + v;
+  }
+  return sum;
 }
 
 // Options of LinuxBackend.
@@ -317,6 +347,16 @@ class LinuxBackend final : public Backend {
     detail::MutexLock lock(&mu_);
     const int d = numa_distance(from, to);
     return d > 0 ? d : Backend::distance(from, to);
+  }
+
+  // /proc/vmstat (parse_vmstat_kernel_moves): one read of a few KiB, about
+  // 30 us. nullopt when it cannot be read.
+  std::optional<std::uint64_t> kernel_moved_pages() override {
+    std::ifstream in("/proc/vmstat");
+    if (!in) return std::nullopt;
+    std::stringstream text;
+    text << in.rdbuf();
+    return parse_vmstat_kernel_moves(text.str());
   }
 
   ErrnoCounts errno_counts() const override {

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -165,6 +166,12 @@ class SimulatedBackend final : public Backend {
     return numa_balancing_result_;
   }
 
+  // The pages kernel_move() has moved: 0 until it is called.
+  std::optional<std::uint64_t> kernel_moved_pages() override {
+    detail::MutexLock lock(&mu_);
+    return kernel_moves_;
+  }
+
   // As set_distance() set it; otherwise the Backend default.
   int distance(NodeId from, NodeId to) const override {
     detail::MutexLock lock(&mu_);
@@ -199,6 +206,20 @@ class SimulatedBackend final : public Backend {
   std::vector<std::pair<void*, std::size_t>> numa_balancing_ranges() const {
     detail::MutexLock lock(&mu_);
     return numa_balancing_ranges_;
+  }
+
+  // Moves a placed page to `node` as the kernel does on its own (reclaim's
+  // demotion, NUMA balancing), behind the engine's back: kernel_moved_pages()
+  // counts it, moves() does not. Returns false if the page is not placed or
+  // `node` is full.
+  bool kernel_move(std::uintptr_t page, NodeId node) {
+    detail::MutexLock lock(&mu_);
+    auto it = placement_.find(page);
+    if (it == placement_.end() || (it->second != node && !has_room(node))) return false;
+    if (it->second == node) return true;
+    place(page, node);
+    ++kernel_moves_;
+    return true;
   }
 
   // Enables the huge page model (kNever, the default, disables it).
@@ -303,6 +324,7 @@ class SimulatedBackend final : public Backend {
   absl::flat_hash_map<NodeId, std::uint64_t> used_ ABSL_GUARDED_BY(mu_);
   ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
   std::uint64_t moves_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t kernel_moves_ ABSL_GUARDED_BY(mu_) = 0;
   ThpMode thp_mode_ ABSL_GUARDED_BY(mu_) = ThpMode::kNever;
   absl::flat_hash_set<std::uintptr_t> huge_ ABSL_GUARDED_BY(mu_);  // huge chunk bases
   absl::flat_hash_map<std::pair<NodeId, NodeId>, int> distance_ ABSL_GUARDED_BY(mu_);
