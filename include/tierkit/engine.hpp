@@ -268,6 +268,16 @@ class Engine {
     callback_ = std::move(cb);
   }
 
+  // kVerifyBatch
+  //
+  // The most units an epoch asks the placement of because the kernel moved
+  // pages on its own (Backend::kernel_moved_pages): a page the kernel
+  // demotes while it stays hot is otherwise believed fast for ever, and so
+  // never promoted again. About 0.8 ms of move_pages(2) queries an epoch
+  // (tierkit-bench's BM_LinuxQuery: 0.1 us a page, 1.8 us a call), and only
+  // while the kernel is moving pages.
+  static constexpr std::size_t kVerifyBatch = 8192;
+
   EngineStats stats() const {
     detail::MutexLock lock(&mu_);
     EngineStats s = stats_;
@@ -598,7 +608,9 @@ class Engine {
     std::uint64_t budget = 0, node_total = 0, node_free = 0;
     double node_reserve = 0;  // bytes promotions leave free (reserve_bytes)
     bool visits = false, moves = true;
-    bool refine = false;  // thresholds set after collect() (Policy::refines_thresholds)
+    bool refine = false;          // thresholds set after collect() (Policy::refines_thresholds)
+    int verify_stripe = -1;       // asked this epoch (begin_verify); -1: none
+    std::size_t verify_left = 0;  // units it may still ask
     std::uint32_t residency = 0;
     std::uint32_t burst_heat = 0;      // bursts sampled above it (PolicyTraits::burst_heat)
     double reversals_left = INFINITY;  // pages (Policy::max_reversal_share)
@@ -711,6 +723,7 @@ class Engine {
     *hist_ = HeatHistogram();
     registry_.snapshot(s.regions);
     RegionCursor regions(s.regions);
+    begin_verify(e);
     // Aged from the judged heat: a burst keeps only what the policy grants
     // it, and the seasoned bit records that heat is left.
     auto aged = [&](std::uint32_t h, bool seasoned) {
@@ -723,6 +736,7 @@ class Engine {
             r->begin, r->end,
             [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
               note_unplaced(w, a, PageWord::heat(w), pages);
+              note_verify(e, w, a, PageWord::heat(w), pages);
               if (PageWord::heat(w) > 0) hist_->add(PageWord::heat(w), PageWord::fast(w), pages);
               if (!tagged_candidate(*r, a, w, pages) && e.moves &&
                   r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
@@ -738,6 +752,7 @@ class Engine {
             if (!PageWord::seasoned(w) && PageWord::heat(w) > e.burst_heat)
               sample_burst(a, PageWord::heat(w));
             note_unplaced(w, a, h, pages);
+            note_verify(e, w, a, h, pages);
             const Region* r = regions.find(a);
             if (r != nullptr && e.moves &&
                 r->tag.load(std::memory_order_relaxed) == RegionTag::automatic)
@@ -755,6 +770,7 @@ class Engine {
             HotnessTracker::kNoAging);
       }
     }
+    end_verify(e);
     learn_placement(e);
     hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
     const std::uint64_t seen = tracker_.seen_pages();
@@ -794,6 +810,53 @@ class Engine {
     unplaced_.push_back(reinterpret_cast<void*>(a));
     unplaced_info_.push_back({a, h, pages, PageWord::fast(w)});
   }
+  // The kernel's own moves (Backend::kernel_moved_pages): after they rise,
+  // collect() asks where the active units believed fast are, one stripe of
+  // them an epoch (at most kVerifyBatch units), a different stripe each
+  // epoch, for one round of stripes after the last rise. note_unplaced()
+  // asks only about units that just became active, and a hot page the
+  // kernel demoted is never one. Stripes by a hash of the address: the
+  // tracker visits active units in no fixed order. O(1) here.
+  void begin_verify(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::optional<std::uint64_t> moved = backend_->kernel_moved_pages();
+    if (moved && kernel_moved_ && *moved > *kernel_moved_) {
+      stats_.kernel_moved_pages += *moved - *kernel_moved_;
+      verify_from_ = verify_next_;
+      verifying_ = true;
+    }
+    if (moved) kernel_moved_ = moved;
+    // A round of stripes, plus one epoch: the first sizes the stripes.
+    if (verifying_ && verify_next_ - verify_from_ > verify_stripes_) verifying_ = false;
+    if (!verifying_ || config_.slow_nodes.empty()) return;
+    e.verify_stripe = static_cast<int>(verify_next_++ % verify_stripes_);
+    e.verify_left = kVerifyBatch;
+    verify_seen_ = 0;
+  }
+  // A unit of the epoch's stripe believed fast, with heat from before this
+  // epoch (seasoned: note_unplaced() takes the others), joins the query.
+  void note_verify(Epoch& e, std::uint16_t w, std::uintptr_t a, std::uint32_t h,
+                   std::uint32_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (e.verify_stripe < 0 || !PageWord::fast(w) || !PageWord::seasoned(w) ||
+        PageWord::heat(w) == 0)
+      return;
+    ++verify_seen_;
+    const std::uint64_t stripe = (a / kPageSize * 0x9e3779b97f4a7c15ULL >> 32) % verify_stripes_;
+    if (stripe != static_cast<std::uint64_t>(e.verify_stripe) || e.verify_left == 0 ||
+        unplaced_.size() >= kPlacementBatch)
+      return;
+    --e.verify_left;
+    ++stats_.placement_verified;
+    unplaced_.push_back(reinterpret_cast<void*>(a));
+    unplaced_info_.push_back({a, h, pages, true});
+  }
+  // Stripes for the next epochs: each holds half of kVerifyBatch of the
+  // units seen this one on average, so the hash's uneven stripes still fit.
+  void end_verify(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (e.verify_stripe < 0) return;
+    verify_stripes_ =
+        std::max<std::uint64_t>(1, (2 * verify_seen_ + kVerifyBatch - 1) / kVerifyBatch);
+  }
+
   // One placement query (as refresh_placement) for the units
   // note_unplaced() kept, after the epoch's visit. Each belief found wrong
   // is corrected in the tracker and the histogram, and the unit's candidacy
@@ -1610,6 +1673,13 @@ class Engine {
   std::vector<void*> unplaced_ ABSL_GUARDED_BY(mu_);
   std::vector<Unplaced> unplaced_info_ ABSL_GUARDED_BY(mu_);  // the same units
   std::vector<int> placed_ ABSL_GUARDED_BY(mu_);              // the query's answers
+  // begin_verify(): the kernel's count of its own moves when last read;
+  // whether a check runs, and the stripe it began with; the stripes and the
+  // next one; the units seen by the last epoch that checked.
+  std::optional<std::uint64_t> kernel_moved_ ABSL_GUARDED_BY(mu_);
+  bool verifying_ ABSL_GUARDED_BY(mu_) = false;
+  std::uint64_t verify_from_ ABSL_GUARDED_BY(mu_) = 0, verify_stripes_ ABSL_GUARDED_BY(mu_) = 1;
+  std::uint64_t verify_next_ ABSL_GUARDED_BY(mu_) = 0, verify_seen_ ABSL_GUARDED_BY(mu_) = 0;
   // Pages whose move since the last observe_moves() undid an earlier one.
   std::uint64_t reversed_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t burst_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ULL;

@@ -64,8 +64,14 @@ struct EngineStats {
   // not to be one huge page and fell back to 4 KiB units.
   std::uint64_t huge_units_moved = 0, huge_units_split = 0;
   // Units believed fast that a placement query found elsewhere when they
-  // became active (first touch in a full fast node, or the kernel moved them).
+  // became active (first touch in a full fast node, or the kernel moved them)
+  // or were asked after the kernel moved pages.
   std::uint64_t placement_corrected = 0;
+  // Pages the kernel moved on its own, machine-wide, while the engine ran
+  // (Backend::kernel_moved_pages: reclaim's demotions, NUMA balancing), and
+  // the active units believed fast that the engine asked about after them
+  // (Engine::kVerifyBatch).
+  std::uint64_t kernel_moved_pages = 0, placement_verified = 0;
   // Epochs whose plan kept free room in the fast budget (Policy::kept_room:
   // the watermarks, or room for births), and the room the last one kept.
   std::uint64_t room_epochs = 0, epoch_room_pages = 0;
@@ -113,6 +119,7 @@ struct EngineStats {
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"absent_pages\":%u,"
         "\"pingpong_pages\":%u,"
         "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
+        "\"kernel_moved_pages\":%u,\"placement_verified\":%u,"
         "\"room_epochs\":%u,\"reserve_pages\":%u,\"kernel_reserve_pages\":%u,"
         "\"regions_kept_from_numa_balancing\":%u,\"numa_balancing_errors\":%u,"
         "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_"
@@ -124,8 +131,8 @@ struct EngineStats {
         promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
         demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
         absent_pages, pingpong_pages, huge_units_moved, huge_units_split, placement_corrected,
-        room_epochs, reserve_pages, kernel_reserve_pages, regions_kept_from_numa_balancing,
-        numa_balancing_errors, errnos, outside_accesses,
+        kernel_moved_pages, placement_verified, room_epochs, reserve_pages, kernel_reserve_pages,
+        regions_kept_from_numa_balancing, numa_balancing_errors, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
   }
@@ -172,7 +179,9 @@ struct EngineStats {
     row("ping-pong pages", absl::StrCat(pingpong_pages));
     row("2 MiB units moved",
         absl::StrFormat("%u (%u fell back to 4 KiB)", huge_units_moved, huge_units_split));
-    row("placement corrected", absl::StrCat(placement_corrected));
+    row("placement corrected",
+        absl::StrFormat("%u (%u asked after the kernel moved %u pages)", placement_corrected,
+                        placement_verified, kernel_moved_pages));
     row("room kept", absl::StrFormat("%u epochs (last: %u pages)", room_epochs, epoch_room_pages));
     row("fast reserve",
         absl::StrFormat("%u pages (kernel's watermarks: %u)", reserve_pages, kernel_reserve_pages));

@@ -144,6 +144,64 @@ TEST(Engine, LearnsWhereNewbornPagesLandedInAFullFastNode) {
   EXPECT_GE(hot_fast, kFast / 2);  // believed fast, they would never be promoted
 }
 
+// A page the kernel demotes while it stays hot (reclaim under memory
+// pressure from other processes) keeps its heat, so it never again looks
+// newly active: without asking where it is after the kernel's own moves,
+// the engine believed it fast and never promoted it back.
+TEST(Engine, HotPagesTheKernelDemotesArePromotedBack) {
+  constexpr std::size_t kHot = 32, kCold = 96;
+  Rig rig(64, kHot + kCold, Fast("automatic"));
+  auto epoch = [&] {
+    for (std::size_t i = 0; i < kHot; ++i) rig.touch(i, 20);
+    rig.step();
+  };
+  for (int e = 0; e < 6; ++e) epoch();
+  ASSERT_EQ(rig.fast_count(0, kHot), kHot);
+  const EngineStats before = rig.engine->stats();
+  for (std::size_t i = 0; i < kHot; i += 2) ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 1));
+  ASSERT_EQ(rig.fast_count(0, kHot), kHot / 2);
+  for (int e = 0; e < 3; ++e) epoch();
+  const EngineStats after = rig.engine->stats();
+  EXPECT_EQ(rig.fast_count(0, kHot), kHot);
+  EXPECT_EQ(after.kernel_moved_pages - before.kernel_moved_pages, kHot / 2);
+  EXPECT_EQ(after.placement_corrected - before.placement_corrected, kHot / 2);
+  EXPECT_EQ(after.promoted_pages - before.promoted_pages, kHot / 2);
+  EXPECT_EQ(after.demoted_pages, before.demoted_pages);
+  // Nothing moved since: the check stops.
+  for (int e = 0; e < 4; ++e) epoch();
+  const std::uint64_t verified = rig.engine->stats().placement_verified;
+  for (int e = 0; e < 4; ++e) epoch();
+  EXPECT_EQ(rig.engine->stats().placement_verified, verified);
+}
+
+// The check after the kernel's moves asks at most kVerifyBatch units an
+// epoch, a different stripe each epoch, so over a round of stripes it finds
+// a demoted hot page wherever it is among many.
+TEST(Engine, TheCheckAfterTheKernelsMovesIsBoundedAndCoversEveryActivePage) {
+  constexpr std::size_t kPages = 3 * Engine::kVerifyBatch;
+  Rig rig(2 * kPages, kPages, Fast("automatic"));
+  for (std::size_t i = 0; i < kPages; ++i) ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 0));
+  auto epoch = [&] {
+    for (std::size_t i = 0; i < kPages; ++i) rig.touch(i, 4);
+    rig.step();
+  };
+  for (int e = 0; e < 3; ++e) epoch();  // the moves above start a check; let it end
+  for (int e = 0; e < 8; ++e) epoch();
+  ASSERT_EQ(rig.fast_count(0, kPages), kPages);
+  for (std::size_t i : {std::size_t{7}, kPages / 2, kPages - 3})
+    ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 1));
+  std::uint64_t verified = rig.engine->stats().placement_verified;
+  int epochs = 0;
+  for (; epochs < 12 && rig.fast_count(0, kPages) < kPages; ++epochs) {
+    epoch();
+    const std::uint64_t now = rig.engine->stats().placement_verified;
+    EXPECT_LE(now - verified, Engine::kVerifyBatch);
+    verified = now;
+  }
+  EXPECT_EQ(rig.fast_count(0, kPages), kPages);
+  EXPECT_LE(epochs, 7);  // 6 stripes (each half a batch), and one more
+}
+
 // A region larger than the fast node, registered before use (a buffer pool,
 // an embedding table), is believed fast only as far as the node has free
 // memory: first touch cannot put more there. Believed all fast, it counted
