@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,47 +26,6 @@ namespace {
 
 constexpr std::size_t kBytes = 8 * kMiB;
 constexpr const char* kDebug = "/sys/kernel/debug/sched/numa_balancing/";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::string s;
-  std::getline(in, s);
-  return s;
-}
-
-bool write_file(const std::string& path, const std::string& value) {
-  std::ofstream out(path);
-  out << value << "\n";
-  out.flush();
-  return static_cast<bool>(out);
-}
-
-// The value of `key` in /proc/vmstat, or 0.
-std::uint64_t vmstat(const std::string& key) {
-  std::ifstream in("/proc/vmstat");
-  std::string k;
-  std::uint64_t v = 0;
-  while (in >> k >> v)
-    if (k == key) return v;
-  return 0;
-}
-
-// Sets each file to its value for the test's lifetime and restores it.
-struct Knobs {
-  std::vector<std::pair<std::string, std::string>> saved;
-  void set(const std::string& path, const std::string& value) {
-    std::string old = read_file(path);
-    if (old.empty()) {
-      std::printf("%s: absent, left at the kernel's default\n", path.c_str());
-      return;
-    }
-    EXPECT_TRUE(write_file(path, value)) << path;
-    saved.emplace_back(path, old);
-  }
-  ~Knobs() {
-    for (auto it = saved.rbegin(); it != saved.rend(); ++it) write_file(it->first, it->second);
-  }
-};
 
 // A region of kBytes on the slow node with a known pattern, registered with
 // its own engine (policy static: the engine never moves it).

@@ -7,13 +7,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <sys/mount.h>
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -357,35 +353,6 @@ TEST(PinnedPages, MoveReportsTruthfulPerPageStatus) {
   }
 }
 
-// Puts this process in a cgroup v2 cpuset of node 0 only (the way a
-// container runtime confines one), and back into the root cgroup at the end.
-struct CpusetOfNodeZero {
-  static constexpr const char* kRoot = "/sys/fs/cgroup";
-  std::string dir = absl::StrCat(kRoot, "/tierkit-node0");
-  bool ok = false;
-  static bool write(const std::string& path, const std::string& value) {
-    std::ofstream out(path);
-    out << value;
-    out.flush();
-    return static_cast<bool>(out);
-  }
-  CpusetOfNodeZero() {
-    if (::mount("cgroup2", kRoot, "cgroup2", 0, nullptr) != 0 && errno != EBUSY) {
-      ADD_FAILURE() << "mount cgroup2: " << std::strerror(errno);
-      return;
-    }
-    ::mkdir(dir.c_str(), 0755);
-    ok = write(absl::StrCat(kRoot, "/cgroup.subtree_control"), "+cpuset") &&
-         write(dir + "/cpuset.mems", "0") &&
-         write(dir + "/cgroup.procs", std::to_string(::getpid()));
-    EXPECT_TRUE(ok) << "could not confine the process to node 0 with " << dir;
-  }
-  ~CpusetOfNodeZero() {
-    write(absl::StrCat(kRoot, "/cgroup.procs"), std::to_string(::getpid()));
-    ::rmdir(dir.c_str());
-  }
-};
-
 // A node outside the cpuset: the kernel refuses moves there (the whole
 // call), so LinuxBackend::node_memory says so and Engine::create refuses the
 // configuration by name, instead of an engine whose every demotion fails.
@@ -393,7 +360,8 @@ TEST(Cpuset, ANodeOutsideTheCpusetIsRefusedAtCreate) {
   TIERKIT_VM_REQUIRE_TWO_NODES();
   LinuxBackend be;
   ASSERT_TRUE(be.node_memory(kSlowNode).ok());
-  CpusetOfNodeZero cpuset;
+  // Confined to node 0, the way a container runtime confines a process.
+  ChildCgroup cpuset("tierkit-node0", "cpuset", {{"cpuset.mems", "0"}});
   ASSERT_TRUE(cpuset.ok);
   void* p = map_touched(be, 16 * kPageSize, kFastNode);
   ASSERT_NE(p, nullptr);

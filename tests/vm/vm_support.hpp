@@ -9,15 +9,21 @@
 #pragma once
 
 #include <numa.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -188,6 +194,81 @@ inline ::testing::AssertionResult all_on(Backend& be, void* p, std::size_t bytes
   }
   return ::testing::AssertionSuccess() << status.size() << " pages on node " << node;
 }
+
+// The first line of `path`, or "" when it is absent or unreadable.
+inline std::string read_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+// Writes `value` to `path` (a sysfs, procfs or cgroup file); whether it took.
+inline bool write_file(const std::string& path, const std::string& value) {
+  std::ofstream out(path);
+  out << value << "\n";
+  out.flush();
+  return static_cast<bool>(out);
+}
+
+// The value of `key` in /proc/vmstat, or 0.
+inline std::uint64_t vmstat(const std::string& key) {
+  std::ifstream in("/proc/vmstat");
+  std::string k;
+  std::uint64_t v = 0;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return 0;
+}
+
+// Sets each file to its value for the test's lifetime and restores it.
+struct Knobs {
+  std::vector<std::pair<std::string, std::string>> saved;
+  void set(const std::string& path, const std::string& value) {
+    std::string old = read_line(path);
+    if (old.empty()) {
+      std::printf("%s: absent, left at the kernel's default\n", path.c_str());
+      return;
+    }
+    EXPECT_TRUE(write_file(path, value)) << path;
+    saved.emplace_back(path, old);
+  }
+  Knobs() = default;
+  Knobs(const Knobs&) = delete;
+  Knobs& operator=(const Knobs&) = delete;
+  ~Knobs() {
+    for (auto it = saved.rbegin(); it != saved.rend(); ++it) write_file(it->first, it->second);
+  }
+};
+
+// This process in a child cgroup v2 `name` with `controller` enabled and
+// each of `settings` (file, value) written there, the way a container
+// runtime confines one; back in the root cgroup at the end. ok says whether
+// all of it took (a failure is reported).
+struct ChildCgroup {
+  static constexpr const char* kRoot = "/sys/fs/cgroup";
+  std::string dir;
+  bool ok = false;
+  ChildCgroup(const std::string& name, const std::string& controller,
+              const std::vector<std::pair<std::string, std::string>>& settings = {})
+      : dir(absl::StrCat(kRoot, "/", name)) {
+    if (::mount("cgroup2", kRoot, "cgroup2", 0, nullptr) != 0 && errno != EBUSY) {
+      ADD_FAILURE() << "mount cgroup2: " << std::strerror(errno);
+      return;
+    }
+    ::mkdir(dir.c_str(), 0755);
+    ok = write_file(absl::StrCat(kRoot, "/cgroup.subtree_control"), "+" + controller);
+    for (const auto& [file, value] : settings) ok = ok && write_file(dir + "/" + file, value);
+    ok = ok && write_file(dir + "/cgroup.procs", std::to_string(::getpid()));
+    EXPECT_TRUE(ok) << "could not put the process in " << dir << " with " << controller;
+  }
+  ChildCgroup(const ChildCgroup&) = delete;
+  ChildCgroup& operator=(const ChildCgroup&) = delete;
+  ~ChildCgroup() {
+    write_file(absl::StrCat(kRoot, "/cgroup.procs"), std::to_string(::getpid()));
+    ::rmdir(dir.c_str());
+  }
+};
 
 // Seconds since `start_ns` on the steady clock.
 inline double seconds_since(std::int64_t start_ns) {

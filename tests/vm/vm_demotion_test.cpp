@@ -1,0 +1,132 @@
+// In-VM, on the machines whose slow node is a lower kernel memory tier (so
+// the kernel's reclaim demotes there): when memory is short the kernel
+// demotes pages on its own, hot ones included, and the engine, which keeps
+// a belief of where each page is, does not see it. It learns of it from
+// /proc/vmstat (Backend::kernel_moved_pages) and then asks where its active
+// fast pages are, so a hot region the kernel demoted is promoted back.
+// Reclaim is forced through the process's cgroup (memory.reclaim, cgroup v2,
+// 5.19+), which demotes where a lower tier exists; which pages go is up to
+// the kernel's LRU, as under real pressure. Every byte is checked.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tierkit/backend/linux.hpp"
+#include "tierkit/engine.hpp"
+#include "vm_support.hpp"
+
+namespace tierkit::vm {
+namespace {
+
+constexpr std::size_t kBytes = 16 * kMiB;
+constexpr std::size_t kPages = kBytes / kPageSize;
+
+// Why the kernel cannot demote from node 0 to node 1 here, or nullopt: node
+// 1 must be in a slower kernel memory tier (Linux 6.1 puts an HMAT node in
+// the DRAM tier; only dax/kmem memory gets a lower one).
+std::optional<std::string> no_demotion_target() {
+  auto topo = discover_and_print();
+  if (!topo.ok()) return absl::StrCat("discovery failed: ", topo.status().ToString());
+  std::optional<int> tier[2];
+  for (const NodeInfo& n : topo->nodes())
+    if (n.os_index == kFastNode || n.os_index == kSlowNode) tier[n.os_index] = n.kernel_memory_tier;
+  if (!tier[0] || !tier[1]) return "the kernel lists no memory tiers";
+  if (*tier[1] <= *tier[0])
+    return absl::StrCat("node 1 is in memory_tier", *tier[1], ", not below node 0's memory_tier",
+                        *tier[0], ": the kernel does not demote to it");
+  return std::nullopt;
+}
+
+// A pattern byte for offset i.
+unsigned char pattern(std::size_t i) {
+  return static_cast<unsigned char>(i * 151 + (i / kPageSize) * 3 + 5);
+}
+
+TEST(KernelDemotion, AHotRegionTheKernelDemotesIsPromotedBack) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  if (auto why = no_demotion_target()) GTEST_SKIP() << kNotForThisMachine << *why;
+  Knobs knobs;
+  knobs.set("/sys/kernel/mm/numa/demotion_enabled", "true");
+  // The region is charged to this cgroup when first touched: reclaim there
+  // takes this process's pages, not the rest of the machine's.
+  ChildCgroup cgroup("tierkit-reclaim", "memory");
+  ASSERT_TRUE(cgroup.ok);
+  LinuxBackend be;
+  auto m = be.map(kBytes);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto* p = static_cast<unsigned char*>(*m);
+  ::madvise(p, kBytes, MADV_NOHUGEPAGE);  // base pages: reclaim takes them one by one
+  for (std::size_t i = 0; i < kBytes; ++i) p[i] = pattern(i);
+  ASSERT_TRUE(all_on(be, p, kBytes, kFastNode));
+  EngineConfig c;
+  c.environment = EngineConfig::Environment::kIgnore;
+  c.fast_nodes = NodeSet{kFastNode};
+  c.slow_nodes = NodeSet{kSlowNode};
+  c.policy = "automatic";
+  c.rate_limit_mbps = 100000;  // the test is about finding the pages, not the rate
+  c.burst_bytes = 1ull << 30;
+  std::unique_ptr<Engine> engine = make_engine(c, be);
+  ASSERT_NE(engine, nullptr);
+  auto handle =
+      engine->register_region(p, kBytes, RegionOptions().with_name("hot").with_base_pages());
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  std::size_t bad = 0;
+  // Every page read 8 times an epoch: hot, and with heat from epoch to epoch.
+  auto epoch = [&] {
+    for (int k = 0; k < 8; ++k)
+      for (std::size_t i = 0; i < kBytes; i += kPageSize) {
+        bad += p[i] != pattern(i);
+        engine->record_access(p + i);
+      }
+    ASSERT_TRUE(engine->step().ok());
+  };
+  for (int e = 0; e < 4; ++e) epoch();
+  ASSERT_TRUE(all_on(be, p, kBytes, kFastNode));
+  const EngineStats before = engine->stats();
+  const std::uint64_t demoted0 = vmstat("pgdemote_direct") + vmstat("pgdemote_proactive");
+  // Asks for the cgroup's whole usage back: with no swap, the kernel can
+  // only demote. It says EAGAIN when it got less; what moved is what counts.
+  const std::string usage = read_line(cgroup.dir + "/memory.current");
+  write_file(cgroup.dir + "/memory.reclaim", usage);
+  std::vector<int> where = nodes_of(be, p, kBytes);
+  const auto demoted = static_cast<std::size_t>(std::count(where.begin(), where.end(), kSlowNode));
+  std::printf(
+      "memory.reclaim %s bytes: %zu of %zu region pages demoted to node 1 (%s); "
+      "pgdemote_direct + pgdemote_proactive +%llu\n",
+      usage.c_str(), demoted, kPages, histogram(where).c_str(),
+      static_cast<unsigned long long>(vmstat("pgdemote_direct") + vmstat("pgdemote_proactive") -
+                                      demoted0));
+  report("pages_demoted_by_kernel", demoted);
+  ASSERT_GT(demoted, 0u) << "the kernel demoted none of the region: this machine cannot show it";
+  // Still hot: the engine must find the demoted pages and bring them back.
+  int epochs = 0;
+  for (; epochs < 6 && !all_on(be, p, kBytes, kFastNode); ++epochs) epoch();
+  const EngineStats after = engine->stats();
+  std::printf(
+      "after %d epochs: %s; kernel_moved_pages +%llu, placement_verified +%llu, "
+      "placement_corrected +%llu, promoted +%llu\n",
+      epochs, histogram(nodes_of(be, p, kBytes)).c_str(),
+      static_cast<unsigned long long>(after.kernel_moved_pages - before.kernel_moved_pages),
+      static_cast<unsigned long long>(after.placement_verified - before.placement_verified),
+      static_cast<unsigned long long>(after.placement_corrected - before.placement_corrected),
+      static_cast<unsigned long long>(after.promoted_pages - before.promoted_pages));
+  report("epochs_to_promote_back", static_cast<std::uint64_t>(epochs));
+  EXPECT_TRUE(all_on(be, p, kBytes, kFastNode));
+  EXPECT_GE(after.kernel_moved_pages - before.kernel_moved_pages, demoted);
+  EXPECT_GE(after.placement_corrected - before.placement_corrected, demoted);
+  EXPECT_GE(after.promoted_pages - before.promoted_pages, demoted);
+  for (std::size_t i = 0; i < kBytes; ++i) bad += p[i] != pattern(i);
+  EXPECT_EQ(bad, 0u);
+  handle->reset();
+  engine.reset();
+  EXPECT_TRUE(be.unmap(p, kBytes).ok());
+}
+
+}  // namespace
+}  // namespace tierkit::vm
