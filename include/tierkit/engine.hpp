@@ -270,10 +270,12 @@ class Engine {
 
   // kVerifyBatch
   //
-  // The most units an epoch asks the placement of because the kernel moved
-  // pages on its own (Backend::kernel_moved_pages): a page the kernel
-  // demotes while it stays hot is otherwise believed fast for ever, and so
-  // never promoted again. About 0.8 ms of move_pages(2) queries an epoch
+  // After the kernel moved pages on its own (Backend::kernel_moved_pages),
+  // the most units an epoch asks the placement of among those the epoch
+  // visits, and again among the idle fast ones: a page the kernel demotes
+  // while it stays hot is otherwise believed fast for ever, and so never
+  // promoted again, and idle ones it demotes keep their place in the fast
+  // budget. At most about 1.6 ms of move_pages(2) queries an epoch
   // (tierkit-bench's BM_LinuxQuery: 0.1 us a page, 1.8 us a call), and only
   // while the kernel is moving pages.
   static constexpr std::size_t kVerifyBatch = 8192;
@@ -770,6 +772,7 @@ class Engine {
             HotnessTracker::kNoAging);
       }
     }
+    verify_cold(e);
     end_verify(e);
     learn_placement(e);
     hist_->finalize(tracker_.fast_pages(), tracker_.slow_pages());
@@ -811,12 +814,15 @@ class Engine {
     unplaced_info_.push_back({a, h, pages, PageWord::fast(w)});
   }
   // The kernel's own moves (Backend::kernel_moved_pages): after they rise,
-  // collect() asks where the active units believed fast are, one stripe of
-  // them an epoch (at most kVerifyBatch units), a different stripe each
-  // epoch, for one round of stripes after the last rise. note_unplaced()
-  // asks only about units that just became active, and a hot page the
-  // kernel demoted is never one. Stripes by a hash of the address: the
-  // tracker visits active units in no fixed order. O(1) here.
+  // collect() asks where the units believed fast are, for one round of them
+  // after the last rise: of the units it visits, one stripe an epoch (at
+  // most kVerifyBatch), a different one each epoch; of the idle ones, up to
+  // kVerifyBatch from the fast tier's clock (verify_cold). note_unplaced()
+  // asks only about units that just became active: a hot page the kernel
+  // demoted is never one, and an idle one it demoted (what its reclaim
+  // takes first) kept its place in the budget, so warm pages waited for
+  // swaps. Stripes by a hash of the address: the tracker visits units in no
+  // fixed order. O(1) here.
   void begin_verify(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::optional<std::uint64_t> moved = backend_->kernel_moved_pages();
     if (moved && kernel_moved_ && *moved > *kernel_moved_) {
@@ -825,19 +831,19 @@ class Engine {
       verifying_ = true;
     }
     if (moved) kernel_moved_ = moved;
-    // A round of stripes, plus one epoch: the first sizes the stripes.
-    if (verifying_ && verify_next_ - verify_from_ > verify_stripes_) verifying_ = false;
+    // A round, plus one epoch: the first sizes the stripes.
+    if (verifying_ && verify_next_ - verify_from_ > verify_rounds_) verifying_ = false;
     if (!verifying_ || config_.slow_nodes.empty()) return;
     e.verify_stripe = static_cast<int>(verify_next_++ % verify_stripes_);
     e.verify_left = kVerifyBatch;
     verify_seen_ = 0;
   }
-  // A unit of the epoch's stripe believed fast, with heat from before this
-  // epoch (seasoned: note_unplaced() takes the others), joins the query.
+  // A visited unit of the epoch's stripe believed fast joins the query,
+  // unless note_unplaced() took it (heat all from this epoch).
   void note_verify(Epoch& e, std::uint16_t w, std::uintptr_t a, std::uint32_t h,
                    std::uint32_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (e.verify_stripe < 0 || !PageWord::fast(w) || !PageWord::seasoned(w) ||
-        PageWord::heat(w) == 0)
+    if (e.verify_stripe < 0 || !PageWord::fast(w) ||
+        (!PageWord::seasoned(w) && PageWord::heat(w) > 0))
       return;
     ++verify_seen_;
     const std::uint64_t stripe = (a / kPageSize * 0x9e3779b97f4a7c15ULL >> 32) % verify_stripes_;
@@ -849,12 +855,30 @@ class Engine {
     unplaced_.push_back(reinterpret_cast<void*>(a));
     unplaced_info_.push_back({a, h, pages, true});
   }
+  // The idle units believed fast that collect() did not visit, from the
+  // fast tier's clock (HotnessTracker::scan_fast_cold): kVerifyBatch looked
+  // at an epoch, so a round of the check goes once round the fast tier.
+  void verify_cold(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (e.verify_stripe < 0 || e.visits) return;
+    tracker_.scan_fast_cold(kVerifyBatch,
+                            [&](std::uintptr_t a, std::uint16_t, std::uint32_t pages) {
+                              if (unplaced_.size() >= kPlacementBatch) return false;
+                              ++stats_.placement_verified;
+                              unplaced_.push_back(reinterpret_cast<void*>(a));
+                              unplaced_info_.push_back({a, 0, pages, true});
+                              return true;
+                            });
+  }
   // Stripes for the next epochs: each holds half of kVerifyBatch of the
-  // units seen this one on average, so the hash's uneven stripes still fit.
+  // units seen this one on average, so the hash's uneven stripes still fit;
+  // and a round: the stripes, or the clock's laps over the fast tier.
   void end_verify(const Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (e.verify_stripe < 0) return;
     verify_stripes_ =
         std::max<std::uint64_t>(1, (2 * verify_seen_ + kVerifyBatch - 1) / kVerifyBatch);
+    const std::uint64_t laps =
+        e.visits ? 0 : (tracker_.fast_pages() + kVerifyBatch - 1) / kVerifyBatch;
+    verify_rounds_ = std::max(verify_stripes_, laps);
   }
 
   // One placement query (as refresh_placement) for the units
@@ -1674,11 +1698,13 @@ class Engine {
   std::vector<Unplaced> unplaced_info_ ABSL_GUARDED_BY(mu_);  // the same units
   std::vector<int> placed_ ABSL_GUARDED_BY(mu_);              // the query's answers
   // begin_verify(): the kernel's count of its own moves when last read;
-  // whether a check runs, and the stripe it began with; the stripes and the
-  // next one; the units seen by the last epoch that checked.
+  // whether a check runs, and the stripe it began with; the stripes, the
+  // epochs of a round and the next stripe; the units seen by the last epoch
+  // that checked.
   std::optional<std::uint64_t> kernel_moved_ ABSL_GUARDED_BY(mu_);
   bool verifying_ ABSL_GUARDED_BY(mu_) = false;
   std::uint64_t verify_from_ ABSL_GUARDED_BY(mu_) = 0, verify_stripes_ ABSL_GUARDED_BY(mu_) = 1;
+  std::uint64_t verify_rounds_ ABSL_GUARDED_BY(mu_) = 1;
   std::uint64_t verify_next_ ABSL_GUARDED_BY(mu_) = 0, verify_seen_ ABSL_GUARDED_BY(mu_) = 0;
   // Pages whose move since the last observe_moves() undid an earlier one.
   std::uint64_t reversed_ ABSL_GUARDED_BY(mu_) = 0;

@@ -174,6 +174,41 @@ TEST(Engine, HotPagesTheKernelDemotesArePromotedBack) {
   EXPECT_EQ(rig.engine->stats().placement_verified, verified);
 }
 
+// When the kernel demotes cold pages (what its reclaim takes first), the
+// fast node has free memory the engine does not know of: it still counts
+// them in its budget, which looks full (the node holds other processes'
+// memory too, so its free memory does not say otherwise), and warm pages
+// wait for swaps, which want far hotter newcomers. Asked about after the
+// kernel's moves (the fast tier's clock, as they are idle), the cold pages
+// are counted where they are and the warm ones move into the room.
+TEST(Engine, ColdPagesTheKernelDemotesFreeTheirRoomInTheBudget) {
+  constexpr std::size_t kFast = 64, kCold = 60, kWarm = 40, kOther = 150;
+  EngineConfig c = Fast("automatic");
+  c.fast_budget_bytes = kFast * kPageSize;
+  TwoNodes n(4 * kFast, c);
+  ASSERT_NE(n.engine, nullptr);
+  auto page = [](std::size_t i) { return kBase + i * kPageSize; };
+  for (std::size_t i = 0; i < kCold; ++i) n.be.touch(page(i), 0);
+  for (std::size_t i = kCold; i < kCold + kWarm; ++i) n.be.touch(page(i), 1);
+  for (std::size_t i = 0; i < kOther; ++i) n.be.touch(page(1000 + i), 0);  // not ours
+  auto h = n.engine->register_region(reinterpret_cast<void*>(kBase), (kCold + kWarm) * kPageSize);
+  ASSERT_TRUE(h.ok()) << h.status();
+  auto epoch = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i)
+      n.engine->record_access(reinterpret_cast<void*>(page(i)));
+    n.step();
+  };
+  for (int e = 0; e < 2; ++e) epoch(0, kCold);  // the cold pages' one use
+  for (int e = 0; e < 40; ++e) epoch(0, 0);     // then idle: heat 0
+  for (std::size_t i = 0; i < kCold; ++i) ASSERT_TRUE(n.be.kernel_move(page(i), 1));
+  for (int e = 0; e < 6; ++e) epoch(kCold, kCold + kWarm);  // the warm pages' turn
+  std::size_t warm_fast = 0;
+  for (std::size_t i = kCold; i < kCold + kWarm; ++i) warm_fast += n.be.node_of(page(i)) == 0;
+  EXPECT_EQ(warm_fast, kWarm);
+  EXPECT_EQ(n.engine->stats().fast_pages, kWarm);
+  EXPECT_EQ(n.engine->stats().demoted_pages, 0u);
+}
+
 // The check after the kernel's moves asks at most kVerifyBatch units an
 // epoch, a different stripe each epoch, so over a round of stripes it finds
 // a demoted hot page wherever it is among many.
