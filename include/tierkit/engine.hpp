@@ -101,10 +101,16 @@ class Engine {
   // keeps the kernel's NUMA balancing away from the range
   // (Backend::exclude_from_numa_balancing: on Linux, where the range has the
   // default memory policy, MPOL_BIND over every allowed node); a failure
-  // there is counted in stats(), not returned.
+  // there is counted in stats(), not returned. InvalidArgument if
+  // options.home_node is a node the backend cannot use.
   absl::StatusOr<RegionHandle> register_region(const void* ptr, std::size_t bytes,
                                                RegionOptions options = {},
                                                bool initially_fast = true) {
+    if (options.home_node != kNoNode)
+      if (auto m = backend_->node_memory(options.home_node); !m.ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("register_region: home_node ", options.home_node, " is not a node the ",
+                         backend_->name(), " backend can use: ", m.status().message()));
     if (options.granularity == kAutoGranularity) registry_.set_auto_huge(prefers_huge_units());
     auto h = registry_.add(ptr, bytes, options, initially_fast);
     if (!h.ok()) return h;
@@ -1505,7 +1511,8 @@ class Engine {
 
   // Which node of the tier `to` each unit of scratch_.pages moves to, into
   // scratch_.nodes: the nearest (Backend::distance) to the node it is on,
-  // among those with room for it, ties to the one with more room. As the
+  // or to its region's home node (RegionOptions::home_node), among those
+  // with room for it, ties to the one with more room. As the
   // kernel: it demotes to the nearest lower-tier node
   // (establish_demotion_targets, mm/memory-tiers.c) and promotes only into a
   // node with free pages above its high watermark (migrate_balanced_pgdat,
@@ -1528,11 +1535,15 @@ class Engine {
     if (from.size() > 1 && !backend_->query(s.pages, absl::MakeSpan(s.status)).ok())
       s.status.assign(s.pages.size(), -1);
     absl::flat_hash_map<int, std::vector<int>> near;  // source node -> distance to each of dst
+    RegionCursor regions(s.regions);
     for (std::size_t i = 0; i < s.pages.size(); ++i) {
-      auto [it, fresh] = near.try_emplace(s.status[i], dst.size(), 0);
-      if (fresh && s.status[i] >= 0)
+      const Region* r = regions.find(reinterpret_cast<std::uintptr_t>(s.pages[i]));
+      const int source =
+          r != nullptr && r->options.home_node != kNoNode ? r->options.home_node : s.status[i];
+      auto [it, fresh] = near.try_emplace(source, dst.size(), 0);
+      if (fresh && source >= 0)
         for (std::size_t d = 0; d < dst.size(); ++d)
-          it->second[d] = backend_->distance(s.status[i], dst[d]);
+          it->second[d] = backend_->distance(source, dst[d]);
       const std::vector<int>& dist = it->second;
       std::size_t best = dst.size(), most = 0;
       for (std::size_t d = 0; d < dst.size(); ++d) {

@@ -69,6 +69,13 @@ struct RegionOptions {
   // moved (THP never formed there, or the kernel split it) falls back to
   // 4 KiB units for that chunk.
   std::size_t granularity = kAutoGranularity;
+  // The node whose CPUs use the region most (kNoNode: not given). Its pages
+  // then move to the node of their new tier nearest to it, not to the node
+  // they are on: choose it when data loaded on one socket is served from
+  // another. The kernel's own promotion goes to the faulting CPU's node,
+  // which record_access does not say. Register fails if the backend cannot
+  // use the node.
+  NodeId home_node = kNoNode;
 
   // Fluent setters: RegionOptions().with_tag(RegionTag::hot).with_name("index").
   RegionOptions& with_tag(RegionTag t) {
@@ -89,6 +96,10 @@ struct RegionOptions {
   }
   RegionOptions& with_base_pages() {
     granularity = kPageSize;
+    return *this;
+  }
+  RegionOptions& with_home_node(NodeId node) {
+    home_node = node;
     return *this;
   }
 };

@@ -520,11 +520,13 @@ struct TwoSockets {
     EXPECT_TRUE(e.ok()) << e.status();
     if (e.ok()) engine = std::move(*e);
   }
-  // `n` pages at `base`, first touched on `node`, registered with `tag`.
-  RegionHandle region(std::uintptr_t base, std::size_t n, NodeId node, RegionTag tag) {
+  // `n` pages at `base`, first touched on `node`, registered with `tag`
+  // (and `home` as RegionOptions::home_node).
+  RegionHandle region(std::uintptr_t base, std::size_t n, NodeId node, RegionTag tag,
+                      NodeId home = kNoNode) {
     for (std::size_t i = 0; i < n; ++i) be.touch(base + i * kPageSize, node);
     auto h = engine->register_region(reinterpret_cast<void*>(base), n * kPageSize,
-                                     RegionOptions().with_tag(tag));
+                                     RegionOptions().with_tag(tag).with_home_node(home));
     EXPECT_TRUE(h.ok()) << h.status();
     return std::move(*h);
   }
@@ -561,6 +563,29 @@ TEST(Engine, PagesMoveToTheNearestNodeOfTheirNewTier) {
   m.step();
   EXPECT_EQ(m.on(near0, kPages, 2), kPages);
   EXPECT_EQ(m.on(near1, kPages, 3), kPages);
+}
+
+// A region's home node (the socket that serves it) decides where its pages
+// go instead of the node they are on: data on the CXL node near socket 0,
+// served from socket 1, is promoted into socket 1's DRAM and demoted to the
+// CXL node near socket 1. A node the backend does not know is refused.
+TEST(Engine, ARegionsHomeNodeDecidesWhereItsPagesMove) {
+  constexpr std::size_t kPages = 20;
+  TwoSockets m(1000, Fast("threshold:1000"));
+  ASSERT_NE(m.engine, nullptr);
+  auto h = m.region(kBase, kPages, 2, RegionTag::hot, /*home=*/1);
+  m.step();
+  EXPECT_EQ(m.on(kBase, kPages, 1), kPages);
+  ASSERT_TRUE(m.engine->regions().set_tag(h.id(), RegionTag::cold).ok());
+  m.step();
+  EXPECT_EQ(m.on(kBase, kPages, 3), kPages);
+  auto bad = m.engine->register_region(reinterpret_cast<void*>(kBase + (1 << 20)), kPageSize,
+                                       RegionOptions().with_home_node(9));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "register_region: home_node 9 is not a node the simulated backend can use: node 9 "
+            "does not exist");
 }
 
 // A fast node without room above its reserve is passed over for the next
