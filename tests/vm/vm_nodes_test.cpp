@@ -36,13 +36,6 @@ constexpr const char* kMachine = "two-socket";
 constexpr std::size_t kPages = 256;  // QEMU TCG is slow: a few hundred pages
 constexpr std::size_t kHalf = kPages / 2;
 
-std::string read_line(const std::string& path) {
-  std::ifstream in(path);
-  std::string s;
-  std::getline(in, s);
-  return s;
-}
-
 std::string node_file(NodeId node, const std::string& name) {
   return read_line(absl::StrCat("/sys/devices/system/node/node", node, "/", name));
 }
@@ -147,6 +140,15 @@ void run_hot_epochs(Engine& engine, const Pages& m, Done done) {
   }
 }
 
+// Epochs (at most 10) with no access, until `done`.
+template <typename Done>
+void run_idle_epochs(Engine& engine, Done done) {
+  for (int epoch = 0; epoch < 10 && !done(); ++epoch) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(engine.config().epoch_ms));
+    ASSERT_TRUE(engine.step().ok());
+  }
+}
+
 // What the tests below rely on: the machine tests/vm/run promises, as sysfs
 // shows it (cpus per node and the distance table the engine reads).
 TEST(TwoSocketMachine, TwoSocketsEachWithACxlNodeNearIt) {
@@ -193,49 +195,73 @@ TEST(TwoSocketMachine, DiscoveryFindsBothDramNodesFastAndBothCxlNodesSlow) {
   EXPECT_EQ(topo->slow_nodes(), (NodeSet{2, 3})) << topo->slow_nodes().to_string();
 }
 
+// `m` split across two nodes (split_across) and registered as one region
+// with `options` (placement learnt, not assumed) with an engine over
+// two_socket_config().
+struct SplitRegion {
+  LinuxBackend be;
+  Pages m{be, kPages};
+  std::unique_ptr<Engine> engine;
+  RegionHandle region;
+  void set_up(NodeId first, NodeId second, const RegionOptions& options) {
+    ASSERT_NE(m.p, nullptr);
+    ASSERT_NO_FATAL_FAILURE(split_across(m, first, second));
+    engine = make_engine(two_socket_config(), be);
+    ASSERT_NE(engine, nullptr);
+    auto h = engine->register_region(m.p, m.bytes(), options, /*initially_fast=*/false);
+    ASSERT_TRUE(h.ok()) << h.status();
+    region = std::move(*h);
+  }
+  ~SplitRegion() {
+    region.reset();
+    engine.reset();
+  }
+};
+
 // a. Hot pages on node 2 are promoted to node 0, those on node 3 to node 1.
 TEST(NearestNode, PromotionsGoToTheDramNearTheirCxlNode) {
   TIERKIT_VM_REQUIRE_MACHINE(kMachine);
-  LinuxBackend be;
-  Pages m(be, kPages);
-  ASSERT_NE(m.p, nullptr);
-  ASSERT_NO_FATAL_FAILURE(split_across(m, 2, 3));
-  auto engine = make_engine(two_socket_config(), be);
-  ASSERT_NE(engine, nullptr);
-  auto h =
-      engine->register_region(m.p, m.bytes(), RegionOptions().with_name("cxl").with_base_pages(),
-                              /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
+  SplitRegion s;
+  ASSERT_NO_FATAL_FAILURE(s.set_up(2, 3, RegionOptions().with_name("cxl").with_base_pages()));
+  Pages& m = s.m;
   ASSERT_NO_FATAL_FAILURE(
-      run_hot_epochs(*engine, m, [&] { return m.on(2, 0, kHalf) + m.on(3, kHalf, kHalf) == 0; }));
-  const EngineStats st = engine->stats();
+      run_hot_epochs(*s.engine, m, [&] { return m.on(2, 0, kHalf) + m.on(3, kHalf, kHalf) == 0; }));
+  const EngineStats st = s.engine->stats();
   expect_halves_moved(m, st, 2, 0, 3, 1);
   EXPECT_EQ(st.promoted_pages, kPages);
-  h->reset();
+}
+
+// a2. With RegionOptions::home_node 1 (the region is served from socket 1),
+// hot pages on both CXL nodes are promoted to node 1, and then, cold, demoted
+// to node 3: the nodes nearest the home, not the pages.
+TEST(NearestNode, ARegionsHomeNodeDecidesWhereItsPagesGo) {
+  TIERKIT_VM_REQUIRE_MACHINE(kMachine);
+  SplitRegion s;
+  ASSERT_NO_FATAL_FAILURE(s.set_up(
+      2, 3, RegionOptions().with_name("served-from-1").with_base_pages().with_home_node(1)));
+  Pages& m = s.m;
+  ASSERT_NO_FATAL_FAILURE(
+      run_hot_epochs(*s.engine, m, [&] { return m.on(1, 0, kPages) == kPages; }));
+  expect_halves_moved(m, s.engine->stats(), 2, 1, 3, 1);
+  EXPECT_EQ(s.engine->stats().promoted_pages, kPages);
+  ASSERT_TRUE(s.engine->regions().set_tag(s.region.id(), RegionTag::cold).ok());
+  ASSERT_NO_FATAL_FAILURE(run_idle_epochs(*s.engine, [&] { return m.on(3, 0, kPages) == kPages; }));
+  expect_halves_moved(m, s.engine->stats(), 1, 3, 1, 3);
+  EXPECT_EQ(s.engine->stats().demoted_pages, kPages);
 }
 
 // b. Cold pages on node 0 are demoted to node 2, those on node 1 to node 3.
 TEST(NearestNode, DemotionsGoToTheCxlNearTheirDram) {
   TIERKIT_VM_REQUIRE_MACHINE(kMachine);
-  LinuxBackend be;
-  Pages m(be, kPages);
-  ASSERT_NE(m.p, nullptr);
-  ASSERT_NO_FATAL_FAILURE(split_across(m, 0, 1));
-  auto engine = make_engine(two_socket_config(), be);
-  ASSERT_NE(engine, nullptr);
-  auto h = engine->register_region(
-      m.p, m.bytes(), RegionOptions().with_name("dram").with_tag(RegionTag::cold).with_base_pages(),
-      /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
-  for (int epoch = 0; epoch < 10; ++epoch) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(engine->config().epoch_ms));
-    ASSERT_TRUE(engine->step().ok());
-    if (m.on(0, 0, kHalf) + m.on(1, kHalf, kHalf) == 0) break;
-  }
-  const EngineStats st = engine->stats();
+  SplitRegion s;
+  ASSERT_NO_FATAL_FAILURE(s.set_up(
+      0, 1, RegionOptions().with_name("dram").with_tag(RegionTag::cold).with_base_pages()));
+  Pages& m = s.m;
+  ASSERT_NO_FATAL_FAILURE(
+      run_idle_epochs(*s.engine, [&] { return m.on(0, 0, kHalf) + m.on(1, kHalf, kHalf) == 0; }));
+  const EngineStats st = s.engine->stats();
   expect_halves_moved(m, st, 0, 2, 1, 3);
   EXPECT_EQ(st.demoted_pages, kPages);
-  h->reset();
 }
 
 // The kernel's {min, low, high} watermarks of `node` in bytes: each summed
@@ -413,7 +439,12 @@ TEST(NearestNode, ADramNodeUnderTheKernelsWatermarkIsPassedOver) {
   m.bind(0, kPages, 2);
   m.fill();
   ASSERT_EQ(m.on(2, 0, kPages), kPages) << m.where(0, kPages);
-  Filler filler(be, 0, (wm[1] + wm[2]) / 2);
+  // Just under the high watermark, not halfway to the low one: the fill is
+  // bound to node 0, and filled to the middle, the OOM killer took the test
+  // in two of six runs on Linux 6.12. Part of node 0's free memory is its
+  // DMA zone's, which the zone's lowmem reserve keeps from user pages, so
+  // the middle lay closer to the min watermarks than the sums say.
+  Filler filler(be, 0, wm[2] - kMiB);
   auto free0 = be.node_memory(0);
   ASSERT_TRUE(free0.ok()) << free0.status();
   std::printf("node 0: %llu KiB free after the fill\n",
