@@ -242,7 +242,11 @@ class Engine {
     }
     return s;
   }
-  // 0 = the fast nodes' total memory.
+  // set_fast_budget_bytes()
+  //
+  // The most fast-tier memory the engine's pages may hold; 0 = the fast
+  // nodes' total memory. Lowered below what they hold, the next epochs
+  // demote the excess, coldest first, in use or not (at the rate limit).
   void set_fast_budget_bytes(std::uint64_t bytes) {
     detail::MutexLock lock(&mu_);
     config_.fast_budget_bytes = bytes;
@@ -684,7 +688,28 @@ class Engine {
                          static_cast<double>(stats_.pingpong_pages);
     e.reversal_margin = policy_->reversal_margin();
     e.refine = !e.visits && policy_->refines_thresholds();
+    if (epoch_ > 0) demote_over_budget(e, *last_hist_);
     return e;
+  }
+
+  // A fast tier over its budget (the kernel promoted pages of a region that
+  // shares NUMA balancing, or the budget was lowered) is brought back to it
+  // even where no resident is cold: the demotion threshold rises until the
+  // fast pages at or below it cover the excess, so the coldest go first.
+  // Policies demote only residents colder than their own threshold, and
+  // warm pages over the budget stayed there for ever. O(kBuckets).
+  void demote_over_budget(Epoch& e, const HeatHistogram& h) const {
+    if (e.visits) return;
+    const double used = std::min(static_cast<double>(h.fast_pages),
+                                 static_cast<double>((e.node_total - e.node_free) / kPageSize));
+    const double excess = used - static_cast<double>(e.budget / kPageSize);
+    double below = 0;
+    for (std::uint32_t t = 0; excess > 0 && t < HeatHistogram::kBuckets; ++t) {
+      below += static_cast<double>(h.fast[t]);
+      if (below < excess) continue;
+      e.th.demote_heat = std::max(e.th.demote_heat, t);
+      return;
+    }
   }
 
   // Policy::refine_thresholds: the epoch's thresholds from the histogram
@@ -692,6 +717,7 @@ class Engine {
   void refine(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EpochScratch& s = scratch_;
     e.th = policy_->refine_thresholds(e.ctx, *hist_, e.th);
+    demote_over_budget(e, *hist_);
     for (const auto& c : s.held_promote)
       if (c.heat >= e.th.promote_heat) s.promote.push_back(c);
     for (const auto& c : s.held_demote)
@@ -820,15 +846,18 @@ class Engine {
     unplaced_info_.push_back({a, h, pages, PageWord::fast(w)});
   }
   // The kernel's own moves (Backend::kernel_moved_pages): after they rise,
-  // collect() asks where the units believed fast are, for one round of them
-  // after the last rise: of the units it visits, one stripe an epoch (at
-  // most kVerifyBatch), a different one each epoch; of the idle ones, up to
-  // kVerifyBatch from the fast tier's clock (verify_cold). note_unplaced()
-  // asks only about units that just became active: a hot page the kernel
-  // demoted is never one, and an idle one it demoted (what its reclaim
-  // takes first) kept its place in the budget, so warm pages waited for
-  // swaps. Stripes by a hash of the address: the tracker visits units in no
-  // fixed order. O(1) here.
+  // collect() asks where its units are, for one round of them after the
+  // last rise: of the units it visits, fast or slow, one stripe an epoch (at
+  // most kVerifyBatch), a different one each epoch; of the idle units
+  // believed fast, up to kVerifyBatch from the fast tier's clock
+  // (verify_cold). note_unplaced() asks only about units that just became
+  // active: a hot page the kernel demoted is never one, and an idle one it
+  // demoted (what its reclaim takes first) kept its place in the budget, so
+  // warm pages waited for swaps. Active slow ones are asked too: the kernel
+  // promotes them where a region shares NUMA balancing, and believed slow
+  // they took fast memory the budget did not count. Idle slow ones are not:
+  // the kernel promotes only what is accessed. Stripes by a hash of the
+  // address: the tracker visits units in no fixed order. O(1) here.
   void begin_verify(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::optional<std::uint64_t> moved = backend_->kernel_moved_pages();
     if (moved && kernel_moved_ && *moved > *kernel_moved_) {
@@ -844,13 +873,11 @@ class Engine {
     e.verify_left = kVerifyBatch;
     verify_seen_ = 0;
   }
-  // A visited unit of the epoch's stripe believed fast joins the query,
-  // unless note_unplaced() took it (heat all from this epoch).
+  // A visited unit of the epoch's stripe joins the query, unless
+  // note_unplaced() took it (heat all from this epoch).
   void note_verify(Epoch& e, std::uint16_t w, std::uintptr_t a, std::uint32_t h,
                    std::uint32_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (e.verify_stripe < 0 || !PageWord::fast(w) ||
-        (!PageWord::seasoned(w) && PageWord::heat(w) > 0))
-      return;
+    if (e.verify_stripe < 0 || (!PageWord::seasoned(w) && PageWord::heat(w) > 0)) return;
     ++verify_seen_;
     const std::uint64_t stripe = (a / kPageSize * 0x9e3779b97f4a7c15ULL >> 32) % verify_stripes_;
     if (stripe != static_cast<std::uint64_t>(e.verify_stripe) || e.verify_left == 0 ||
@@ -859,7 +886,7 @@ class Engine {
     --e.verify_left;
     ++stats_.placement_verified;
     unplaced_.push_back(reinterpret_cast<void*>(a));
-    unplaced_info_.push_back({a, h, pages, true});
+    unplaced_info_.push_back({a, h, pages, PageWord::fast(w)});
   }
   // The idle units believed fast that collect() did not visit, from the
   // fast tier's clock (HotnessTracker::scan_fast_cold): kVerifyBatch looked
