@@ -268,6 +268,30 @@ TEST(Engine, ALoweredBudgetDemotesTheColdestResidentsWhenNoneIsIdle) {
   EXPECT_EQ(rig.engine->stats().fast_pages, kLowered);
 }
 
+// The kernel's count of its own moves is a /proc/vmstat read (about 30 us):
+// at 1 ms epochs it is read once per Engine::kKernelMovesPeriodMs, not every
+// epoch, and at the 100 ms default every epoch. A demotion is still found.
+TEST(Engine, TheKernelsMovesAreReadAtMostOncePerPeriod) {
+  for (const std::int64_t epoch_ms : {std::int64_t{1}, std::int64_t{100}}) {
+    EngineConfig c = Fast("automatic");
+    c.epoch_ms = epoch_ms;
+    Rig rig(64, 96, c);
+    auto epoch = [&] {
+      for (std::size_t i = 0; i < 32; ++i) rig.touch(i, 20);
+      rig.step();
+    };
+    for (int e = 0; e < 10; ++e) epoch();
+    ASSERT_EQ(rig.fast_count(0, 32), 32u);
+    const std::uint64_t reads = rig.be.kernel_moves_reads();
+    ASSERT_TRUE(rig.be.kernel_move(rig.page(3), 1));
+    constexpr int kEpochs = 100;
+    for (int e = 0; e < kEpochs; ++e) epoch();
+    const std::int64_t period = std::max<std::int64_t>(1, Engine::kKernelMovesPeriodMs / epoch_ms);
+    EXPECT_EQ(rig.be.kernel_moves_reads() - reads, kEpochs / period) << epoch_ms << " ms epochs";
+    EXPECT_EQ(rig.fast_count(0, 32), 32u) << epoch_ms << " ms epochs";
+  }
+}
+
 // The check after the kernel's moves asks at most kVerifyBatch units an
 // epoch, a different stripe each epoch, so over a round of stripes it finds
 // a demoted hot page wherever it is among many.

@@ -169,7 +169,14 @@ class SimulatedBackend final : public Backend {
   // The pages kernel_move() has moved: 0 until it is called.
   std::optional<std::uint64_t> kernel_moved_pages() override {
     detail::MutexLock lock(&mu_);
+    ++kernel_moves_reads_;
     return kernel_moves_;
+  }
+  // How often kernel_moved_pages() was called (each is a /proc/vmstat read
+  // on Linux).
+  std::uint64_t kernel_moves_reads() const {
+    detail::MutexLock lock(&mu_);
+    return kernel_moves_reads_;
   }
 
   // As set_distance() set it; otherwise the Backend default.
@@ -325,6 +332,7 @@ class SimulatedBackend final : public Backend {
   ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
   std::uint64_t moves_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t kernel_moves_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t kernel_moves_reads_ ABSL_GUARDED_BY(mu_) = 0;
   ThpMode thp_mode_ ABSL_GUARDED_BY(mu_) = ThpMode::kNever;
   absl::flat_hash_set<std::uintptr_t> huge_ ABSL_GUARDED_BY(mu_);  // huge chunk bases
   absl::flat_hash_map<std::pair<NodeId, NodeId>, int> distance_ ABSL_GUARDED_BY(mu_);
