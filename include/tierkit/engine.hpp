@@ -920,7 +920,7 @@ class Engine {
     verify_stripes_ =
         std::max<std::uint64_t>(1, (2 * verify_seen_ + kVerifyBatch - 1) / kVerifyBatch);
     const std::uint64_t laps =
-        e.visits ? 0 : (tracker_.fast_pages() + kVerifyBatch - 1) / kVerifyBatch;
+        e.visits ? 0 : (tracker_.fast_units() + kVerifyBatch - 1) / kVerifyBatch;
     verify_rounds_ = std::max(verify_stripes_, laps);
   }
 

@@ -246,10 +246,12 @@ TEST(HugePages, RaggedEndsOfADefaultRegionUseBasePages) {
 TEST(HugePages, SplitKeepsHeatPlacementAndCounts) {
   HotnessTracker t;
   t.track(kBase, kBase + 2 * kHugePageSize, /*huge=*/true, /*fast=*/true);
+  EXPECT_EQ(t.fast_units(), 2u);
   for (int k = 0; k < 10; ++k) t.record_access(reinterpret_cast<void*>(kBase + 77 * kPageSize));
   ASSERT_TRUE(t.split(kBase + 5 * kPageSize));
   EXPECT_FALSE(t.split(kBase));  // already split
   EXPECT_EQ(t.fast_pages(), 2 * kChunkPages);
+  EXPECT_EQ(t.fast_units(), kChunkPages + 1);
   EXPECT_EQ(t.unit_bytes(kBase), kPageSize);
   EXPECT_EQ(t.unit_bytes(kBase + kHugePageSize), kHugePageSize);
   std::size_t units = 0, hot = 0;
@@ -263,6 +265,31 @@ TEST(HugePages, SplitKeepsHeatPlacementAndCounts) {
       [](std::uint32_t h) { return h / 2; });
   EXPECT_EQ(units, kChunkPages);  // every page of the split chunk holds the unit's heat
   EXPECT_EQ(hot, kChunkPages);
+}
+
+// After the kernel's own moves the engine asks about its idle fast units
+// for one lap of the fast tier's clock, which counts units: with 2 MiB units
+// a lap is 512 times shorter than the tier's pages. Sized by pages, the
+// check went on asking about the same units for about 40 epochs here.
+TEST(HugePages, TheCheckAfterTheKernelsMovesGoesOnceRoundTheUnits) {
+  constexpr std::size_t kChunks = 640;  // 1.25 GiB: 327,680 pages, 640 units
+  Rig rig(kChunks + 8, kChunks, ThpMode::kAlways, RegionOptions().with_huge_pages());
+  for (int e = 0; e < 3; ++e) {
+    for (std::size_t c = 0; c < kChunks; ++c) rig.touch_chunk(c, 1, 8);
+    rig.step();
+  }
+  ASSERT_GE(rig.engine->stats().fast_pages, kChunks * kChunkPages * 9 / 10);  // the watermark
+  for (int e = 0; e < 20; ++e) rig.step();  // idle: no unit is visited
+  rig.be.touch(0x200000000000, 0);          // not ours: the kernel demotes it
+  ASSERT_TRUE(rig.be.kernel_move(0x200000000000, 1));
+  int checking = 0;
+  for (int e = 0; e < 60; ++e) {
+    const std::uint64_t before = rig.engine->stats().placement_verified;
+    rig.step();
+    checking += rig.engine->stats().placement_verified > before;
+  }
+  EXPECT_GE(checking, 1);
+  EXPECT_LE(checking, 2);
 }
 
 TEST(HugePages, ResourceArenasFollowTheSystemsThpMode) {
