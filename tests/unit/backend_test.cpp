@@ -1,4 +1,8 @@
+#include <numaif.h>
+#include <sys/mman.h>
+
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -157,6 +161,43 @@ TEST(LinuxBackend, ExcludeFromNumaBalancingNeedsAMappedRange) {
   ASSERT_FALSE(gone.ok());
   EXPECT_NE(gone.status().message().find("is the range mapped?"), absl::string_view::npos)
       << gone.status();
+}
+
+// The kernel's NUMA balancing scans only private mappings with the default
+// policy, so only those parts of a range are bound: a policy the
+// application set on part of it (mbind splits the mapping) stays, and a
+// shared mapping, whose policy would bind every process mapping it, is left.
+// Both ends of the range used to be the only parts looked at.
+TEST(LinuxBackend, BalancedPartsAreThePrivateMappingsWithTheDefaultPolicy) {
+  if (numa_available() < 0) GTEST_SKIP() << "no libnuma NUMA support here";
+  constexpr std::size_t kPages = 16;
+  auto* p = static_cast<char*>(::mmap(nullptr, kPages * kPageSize, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  unsigned long node0 = 1;
+  ASSERT_EQ(::mbind(p + 4 * kPageSize, 4 * kPageSize, MPOL_PREFERRED, &node0, 64, 0), 0)
+      << std::strerror(errno);
+  auto parts = LinuxBackend::balanced_parts(a, a + kPages * kPageSize);
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  using Span = LinuxBackend::Span;
+  EXPECT_EQ(*parts, (std::vector<Span>{{a, a + 4 * kPageSize},
+                                       {a + 8 * kPageSize, a + kPages * kPageSize}}));
+  ASSERT_EQ(::munmap(p + 12 * kPageSize, kPageSize), 0);
+  auto hole = LinuxBackend::balanced_parts(a, a + kPages * kPageSize);
+  ASSERT_FALSE(hole.ok());
+  EXPECT_EQ(hole.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(hole.status().message().find("not mapped"), absl::string_view::npos) << hole.status();
+  ASSERT_EQ(::munmap(p, kPages * kPageSize), 0);
+
+  void* shared = ::mmap(nullptr, kPages * kPageSize, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(shared, MAP_FAILED);
+  const auto b = reinterpret_cast<std::uintptr_t>(shared);
+  auto none = LinuxBackend::balanced_parts(b, b + kPages * kPageSize);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  ASSERT_EQ(::munmap(shared, kPages * kPageSize), 0);
 }
 
 TEST(SimulatedBackend, KernelReserveIsWhatWasSet) {

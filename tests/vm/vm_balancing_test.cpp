@@ -7,6 +7,7 @@
 // and over; the engine (policy static) moves nothing itself, and the shared
 // region's engine must count where the kernel put its pages. Where every
 // page is comes from move_pages queries; every byte is checked.
+#include <numaif.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -152,6 +153,45 @@ TEST(KernelBalancing, AnExcludedRegionIsNotMovedByAutoNuma) {
   EXPECT_GT(st.kernel_moved_pages, 0u);
   EXPECT_EQ(st.fast_pages, shared.on(kFastNode));
   EXPECT_EQ(st.promoted_pages + st.demoted_pages, 0u);
+}
+
+// The exclusion binds only what the kernel's scanner would balance: the
+// private mappings of the range with the default policy. A policy the
+// application set on the middle of the range stays (only the range's ends
+// used to be looked at, and the middle's policy was replaced), and a shared
+// mapping is left as it is (its policy would bind every process mapping it).
+TEST(KernelBalancing, OnlyThePartsTheKernelBalancesAreBound) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  constexpr std::size_t kPages = 16;
+  LinuxBackend be;
+  auto policy = [](const char* p) {
+    int mode = -1;
+    EXPECT_EQ(::get_mempolicy(&mode, nullptr, 0, const_cast<char*>(p), MPOL_F_ADDR), 0);
+    return mode;
+  };
+  auto* p = static_cast<char*>(::mmap(nullptr, kPages * kPageSize, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  unsigned long slow = 1ul << kSlowNode;
+  ASSERT_EQ(::mbind(p + 4 * kPageSize, 4 * kPageSize, MPOL_PREFERRED, &slow, 64, 0), 0);
+  auto changed = be.exclude_from_numa_balancing(p, kPages * kPageSize);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_TRUE(*changed);
+  EXPECT_EQ(policy(p), MPOL_BIND);
+  EXPECT_EQ(policy(p + 5 * kPageSize), MPOL_PREFERRED);
+  EXPECT_EQ(policy(p + 12 * kPageSize), MPOL_BIND);
+  p[5 * kPageSize] = 1;  // the application's policy still places its page
+  EXPECT_EQ(nodes_of(be, p + 5 * kPageSize, kPageSize), std::vector<int>{kSlowNode});
+  ASSERT_EQ(::munmap(p, kPages * kPageSize), 0);
+
+  auto* shared = static_cast<char*>(::mmap(nullptr, kPages * kPageSize, PROT_READ | PROT_WRITE,
+                                           MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(shared, MAP_FAILED);
+  auto left = be.exclude_from_numa_balancing(shared, kPages * kPageSize);
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_FALSE(*left);
+  EXPECT_EQ(policy(shared), MPOL_DEFAULT);
+  ASSERT_EQ(::munmap(shared, kPages * kPageSize), 0);
 }
 
 }  // namespace

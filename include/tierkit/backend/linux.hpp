@@ -32,6 +32,7 @@
 #include "absl/strings/string_view.h"
 #include "tierkit/backend.hpp"
 #include "tierkit/detail/mutex.hpp"
+#include "tierkit/source/proc_maps.hpp"
 
 namespace tierkit {
 
@@ -308,35 +309,67 @@ class LinuxBackend final : public Backend {
   }
 
   // The kernel's NUMA scanner (task_numa_work, kernel/sched/fair.c) skips
-  // a range whose memory policy lacks MPOL_F_MOF, which only the default
-  // policy has: so where the process and both ends of the range have the
-  // default policy, this sets MPOL_BIND over every node the process may use
-  // (numa_get_mems_allowed), which allocates as the default does (the local
-  // node first, then the nearest) and moves nothing. A range or process
-  // with a policy of its own is left alone: the scanner already skips it,
-  // and the application's policy stands. Two get_mempolicy(2) calls and
-  // one mbind(2); mbind may split the mapping (one more VMA at each end).
-  // NOTE: for a MAP_SHARED range the policy belongs to the shared object,
-  // so other processes mapping it get it too.
+  // a mapping whose memory policy lacks MPOL_F_MOF, which only the default
+  // policy has. So where the process has the default policy, this sets
+  // MPOL_BIND over every node the process may use (numa_get_mems_allowed)
+  // on each part of the range that is private and has the default policy
+  // (balanced_parts): that allocates as the default does (the local node
+  // first, then the nearest) and moves nothing. A part with a policy of its
+  // own is left alone (the scanner already skips it, and the application's
+  // policy stands), and so is a shared mapping, whose policy would belong to
+  // the shared object and bind every process mapping it. Cost: one read of
+  // /proc/self/maps, one get_mempolicy(2) per mapping the range overlaps,
+  // one mbind(2) per part; mbind may split a mapping (one more VMA at each
+  // end of a part).
   absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
     if (numa_available() < 0 || bytes == 0) return false;
     const auto a = reinterpret_cast<std::uintptr_t>(addr);
-    void* begin = reinterpret_cast<void*>(align_down(a, kPageSize));
-    void* last = reinterpret_cast<void*>(align_down(a + bytes - 1, kPageSize));
-    int task = 0, first = 0, end = 0;
-    if (::get_mempolicy(&task, nullptr, 0, nullptr, 0) != 0 ||
-        ::get_mempolicy(&first, nullptr, 0, begin, MPOL_F_ADDR) != 0 ||
-        ::get_mempolicy(&end, nullptr, 0, last, MPOL_F_ADDR) != 0)
-      return absl::InvalidArgumentError(absl::StrCat("get_mempolicy(0x", absl::Hex(a), ", ", bytes,
-                                                     " bytes): ", std::strerror(errno),
-                                                     " (is the range mapped?)"));
-    if (task != MPOL_DEFAULT || first != MPOL_DEFAULT || end != MPOL_DEFAULT) return false;
+    int task = 0;
+    if (::get_mempolicy(&task, nullptr, 0, nullptr, 0) != 0)
+      return absl::InternalError(absl::StrCat("get_mempolicy(): ", std::strerror(errno)));
+    if (task != MPOL_DEFAULT) return false;
+    absl::StatusOr<std::vector<Span>> parts =
+        balanced_parts(align_down(a, kPageSize), align_up(a + bytes, kPageSize));
+    if (!parts.ok()) return parts.status();
     const NodeSet allowed = mems_allowed();
     if (allowed.size() < 2) return false;  // one node: nothing to balance
-    const std::size_t span = align_up(a + bytes, kPageSize) - align_down(a, kPageSize);
-    if (absl::Status s = bind(begin, span, allowed, BindMode::kBind, /*move=*/false); !s.ok())
-      return s;
-    return true;
+    for (const auto& [begin, end] : *parts) {
+      absl::Status s = bind(reinterpret_cast<void*>(begin), end - begin, allowed, BindMode::kBind,
+                            /*move=*/false);
+      if (!s.ok()) return s;
+    }
+    return !parts->empty();
+  }
+
+  // balanced_parts()
+  //
+  // The parts of the page-aligned range [begin, end) that the kernel's NUMA
+  // balancing scans: private mappings with the default memory policy,
+  // adjacent ones merged, in address order. An unmapped page is an error.
+  using Span = std::pair<std::uintptr_t, std::uintptr_t>;
+  static absl::StatusOr<std::vector<Span>> balanced_parts(std::uintptr_t begin,
+                                                          std::uintptr_t end) {
+    source::ProcMaps maps;
+    if (absl::Status s = maps.read(); !s.ok()) return s;
+    std::vector<Span> parts;
+    for (std::uintptr_t p = begin; p < end;) {
+      const source::Vma* v = maps.find(p);
+      int mode = 0;
+      if (v == nullptr ||
+          ::get_mempolicy(&mode, nullptr, 0, reinterpret_cast<void*>(p), MPOL_F_ADDR) != 0)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "get_mempolicy(0x", absl::Hex(p), ") in [0x", absl::Hex(begin), ", 0x", absl::Hex(end),
+            "): ", v == nullptr ? "not mapped" : std::strerror(errno), " (is the range mapped?)"));
+      const std::uintptr_t to = std::min(v->end, end);
+      if (!v->shared && mode == MPOL_DEFAULT) {
+        if (!parts.empty() && parts.back().second == p)
+          parts.back().second = to;
+        else
+          parts.emplace_back(p, to);
+      }
+      p = to;
+    }
+    return parts;
   }
 
   // numa_distance(3), under the lock: libnuma reads its table from sysfs
