@@ -9,6 +9,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/backend/simulated.hpp"
@@ -124,16 +125,48 @@ TEST(ParseVmstatKernelMoves, SumsDemotionsAndNumaMigrationsOnly) {
 
 // The backend reports what the file says (a running count: at least what
 // it said a moment before).
-TEST(LinuxBackend, KernelMovedPagesReadsVmstat) {
-  std::ifstream in("/proc/vmstat");
+// The kernel's moves come from this process's cgroup where its memory.stat
+// counts them (newer kernels), else from /proc/vmstat; either way the count
+// read is the file's, and it does not go back.
+TEST(LinuxBackend, KernelMovedPagesReadsTheCgroupsCountOrVmstat) {
+  const std::string source = LinuxBackend::instance().kernel_moves_source();
+  ASSERT_TRUE(source == "/proc/vmstat" || absl::EndsWith(source, "/memory.stat")) << source;
+  std::ifstream in(source);
   std::stringstream text;
   text << in.rdbuf();
   const std::optional<std::uint64_t> file = parse_vmstat_kernel_moves(text.str());
   const std::optional<std::uint64_t> read = LinuxBackend::instance().kernel_moved_pages();
   ASSERT_EQ(read.has_value(), file.has_value());
+  if (source != "/proc/vmstat") {
+    EXPECT_TRUE(file.has_value()) << source << " was chosen without the counts";
+  }
   if (read) {
     EXPECT_GE(*read, *file);
   }
+}
+
+// The cgroup v2 directory of a process from /proc/self/cgroup and
+// /proc/self/mountinfo: unified, hybrid (v1 controllers beside a v2 mount),
+// a bind-mounted subtree (a container's view), and where there is none.
+TEST(ParseCgroup2Dir, JoinsTheMountAndThePath) {
+  const std::string mount =
+      "24 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+      "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
+  EXPECT_EQ(parse_cgroup2_dir("0::/app.slice/db.service\n", mount),
+            "/sys/fs/cgroup/app.slice/db.service");
+  EXPECT_EQ(parse_cgroup2_dir("0::/\n", mount), "/sys/fs/cgroup");
+  const std::string hybrid =
+      "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+      "42 31 0:39 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+  EXPECT_EQ(parse_cgroup2_dir("4:memory:/x\n0::/\n", hybrid), "/sys/fs/cgroup/unified");
+  const std::string sub = "50 40 0:30 /docker/abc /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+  EXPECT_EQ(parse_cgroup2_dir("0::/docker/abc/app\n", sub), "/sys/fs/cgroup/app");
+  EXPECT_EQ(parse_cgroup2_dir("0::/docker/abc\n", sub), "/sys/fs/cgroup");
+  EXPECT_EQ(parse_cgroup2_dir("0::/docker/abcd\n", sub), std::nullopt);  // not below the root
+  EXPECT_EQ(parse_cgroup2_dir("0::/other\n", sub), std::nullopt);
+  EXPECT_EQ(parse_cgroup2_dir("4:memory:/x\n", hybrid), std::nullopt);  // v1 only
+  EXPECT_EQ(parse_cgroup2_dir("0::/app\n", "24 1 8:1 / / rw - ext4 /dev/sda1 rw\n"), std::nullopt);
+  EXPECT_EQ(parse_cgroup2_dir("", ""), std::nullopt);
 }
 
 TEST(LinuxBackend, NodeMemoryReportsTheKernelsReserve) {

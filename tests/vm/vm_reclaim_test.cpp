@@ -4,6 +4,8 @@
 // a belief of where each page is, does not see it. It learns of it from
 // /proc/vmstat (Backend::kernel_moved_pages) and then asks where its active
 // fast pages are, so a hot region the kernel demoted is promoted back.
+// Where the kernel counts its moves per cgroup, only the process's own
+// cgroup's count.
 // Reclaim is forced through the process's cgroup (memory.reclaim, cgroup v2,
 // 5.19+), which demotes where a lower tier exists; which pages go is up to
 // the kernel's LRU, as under real pressure. Every byte is checked.
@@ -13,6 +15,10 @@
 // kept room in 13-19 of 32 epochs right after it (22-31 otherwise; it wants
 // 16).
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <memory>
@@ -144,6 +150,77 @@ TEST(KernelDemotion, HotPagesTheKernelDemotesArePromotedBackAndIdleOnesCountedSl
   handle->reset();
   engine.reset();
   EXPECT_TRUE(be.unmap(p, 2 * kBytes).ok());
+}
+
+// Where the kernel counts its moves per cgroup (memory.stat, 6.12), the
+// engine's count is its own cgroup's: another container's reclaim, which
+// demotes that container's pages, does not start the engine's check; its
+// own cgroup's does. On a kernel that counts only per machine the backend
+// reads /proc/vmstat, and the test has nothing to show.
+TEST(KernelDemotion, AnotherCgroupsDemotionsAreNotCounted) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  if (auto why = no_demotion_target()) GTEST_SKIP() << kNotForThisMachine << *why;
+  Knobs knobs;
+  knobs.set("/sys/kernel/mm/numa/demotion_enabled", "true");
+  constexpr std::size_t kOther = 8 * kMiB;
+  // Another process in a cgroup of its own, its memory on node 0.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t other = ::fork();
+  ASSERT_GE(other, 0);
+  if (other == 0) {
+    ChildCgroup cg("tierkit-other", "memory");
+    auto* q = static_cast<char*>(
+        ::mmap(nullptr, kOther, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (!cg.ok || q == MAP_FAILED) ::_exit(1);
+    ::madvise(q, kOther, MADV_NOHUGEPAGE);
+    for (std::size_t i = 0; i < kOther; i += kPageSize) q[i] = 1;
+    if (::write(ready[1], "r", 1) != 1) ::_exit(1);
+    ::pause();
+    ::_exit(0);
+  }
+  char r = 0;
+  const bool started = ::read(ready[0], &r, 1) == 1;
+  ChildCgroup ours("tierkit-ours", "memory");
+  LinuxBackend be;
+  const std::string source = be.kernel_moves_source();
+  std::printf("the kernel's moves are read from %s\n", source.c_str());
+  auto stop_other = [&] {
+    ::kill(other, SIGKILL);
+    ::waitpid(other, nullptr, 0);
+    ::rmdir(absl::StrCat(ChildCgroup::kRoot, "/tierkit-other").c_str());
+  };
+  if (!started || source == "/proc/vmstat") {
+    stop_other();
+    ASSERT_TRUE(started) << "the other process did not start";
+    GTEST_SKIP() << kNotForThisMachine << "this kernel counts its moves per machine only";
+  }
+  EXPECT_EQ(source, ours.dir + "/memory.stat");
+  auto moved = [&] { return be.kernel_moved_pages().value_or(0); };
+  auto demoted = [] { return vmstat("pgdemote_direct") + vmstat("pgdemote_proactive"); };
+  const std::uint64_t ours0 = moved(), machine0 = demoted();
+  write_file(absl::StrCat(ChildCgroup::kRoot, "/tierkit-other/memory.reclaim"),
+             std::to_string(kOther));
+  const std::uint64_t machine = demoted() - machine0, theirs = moved() - ours0;
+  stop_other();
+  // Then this process's own memory, reclaimed the same way.
+  auto m = be.map(kOther);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto* p = static_cast<char*>(*m);
+  ::madvise(p, kOther, MADV_NOHUGEPAGE);
+  for (std::size_t i = 0; i < kOther; i += kPageSize) p[i] = 1;
+  const std::uint64_t ours1 = moved();
+  write_file(ours.dir + "/memory.reclaim", std::to_string(kOther));
+  const std::uint64_t own = moved() - ours1;
+  std::printf(
+      "the other cgroup's reclaim: the machine's demotions +%llu, this cgroup's count +%llu; "
+      "this cgroup's own reclaim: +%llu\n",
+      static_cast<unsigned long long>(machine), static_cast<unsigned long long>(theirs),
+      static_cast<unsigned long long>(own));
+  ASSERT_GT(machine, 0u) << "the kernel demoted nothing of the other cgroup: nothing to show";
+  EXPECT_EQ(theirs, 0u);
+  EXPECT_GT(own, 0u);
+  EXPECT_TRUE(be.unmap(p, kOther).ok());
 }
 
 }  // namespace

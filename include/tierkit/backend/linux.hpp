@@ -98,6 +98,34 @@ inline std::optional<std::uint64_t> parse_vmstat_kernel_moves(absl::string_view 
   return sum;
 }
 
+// parse_cgroup2_dir()
+//
+// This process's cgroup v2 directory, from the text of /proc/self/cgroup
+// (the "0::/path" line) and of /proc/self/mountinfo (the cgroup2 mount: its
+// mount point, field 5, and its root, field 4, which a bind mount of a
+// subtree makes other than "/"). nullopt without cgroup v2 or when the
+// cgroup is outside what is mounted.
+// Example: "0::/app\n" and a mountinfo line "35 24 0:30 / /sys/fs/cgroup rw
+// shared:9 - cgroup2 cgroup2 rw" give "/sys/fs/cgroup/app".
+inline std::optional<std::string> parse_cgroup2_dir(absl::string_view cgroup,
+                                                    absl::string_view mountinfo) {
+  std::optional<absl::string_view> path;
+  for (absl::string_view line : absl::StrSplit(cgroup, '\n'))
+    if (absl::ConsumePrefix(&line, "0::")) path = line;
+  if (!path || !absl::StartsWith(*path, "/")) return std::nullopt;
+  for (absl::string_view line : absl::StrSplit(mountinfo, '\n')) {
+    std::pair<absl::string_view, absl::string_view> sides = absl::StrSplit(line, " - ");
+    if (!absl::StartsWith(sides.second, "cgroup2 ")) continue;
+    std::vector<absl::string_view> f = absl::StrSplit(sides.first, ' ');
+    if (f.size() < 5) continue;
+    absl::string_view rest = *path;
+    if (f[3] != "/" && !(absl::ConsumePrefix(&rest, f[3]) && (rest.empty() || rest[0] == '/')))
+      continue;
+    return absl::StrCat(f[4], rest == "/" ? "" : rest);
+  }
+  return std::nullopt;
+}
+
 // Options of LinuxBackend.
 struct LinuxBackendOptions {
   // Pages per move_pages(2) call. The kernel migrates runs of same-destination
@@ -382,14 +410,37 @@ class LinuxBackend final : public Backend {
     return d > 0 ? d : Backend::distance(from, to);
   }
 
-  // /proc/vmstat (parse_vmstat_kernel_moves): one read of a few KiB, about
-  // 30 us. nullopt when it cannot be read.
+  // The kernel's moves of this process's cgroup where the kernel counts them
+  // per cgroup (its memory.stat has pgdemote_* and numa_pages_migrated on
+  // newer kernels: Debian's 6.12 does, its 6.1 does not), else the machine's
+  // (/proc/vmstat): parse_vmstat_kernel_moves reads both. Per cgroup, other
+  // containers' reclaim does not start the engine's check. The file is
+  // chosen at the first call (kernel_moves_source). One read of a few KiB,
+  // about 30 us. nullopt when neither can be read.
+  // NOTE: memory.stat counts its cgroup and those below it; pages stay
+  // charged where they were first touched, so a process moved to a cgroup
+  // outside the first one is counted where its new pages are not.
   std::optional<std::uint64_t> kernel_moved_pages() override {
-    std::ifstream in("/proc/vmstat");
-    if (!in) return std::nullopt;
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse_vmstat_kernel_moves(text.str());
+    std::optional<std::string> text = read_text(kernel_moves_source());
+    return text ? parse_vmstat_kernel_moves(*text) : std::nullopt;
+  }
+  // kernel_moves_source()
+  //
+  // The file kernel_moved_pages() reads: the cgroup's memory.stat or
+  // /proc/vmstat, chosen at the first call and kept.
+  std::string kernel_moves_source() const {
+    detail::MutexLock lock(&mu_);
+    if (moves_source_.empty()) {
+      moves_source_ = "/proc/vmstat";
+      std::optional<std::string> cg = read_text("/proc/self/cgroup");
+      std::optional<std::string> mounts = read_text("/proc/self/mountinfo");
+      std::optional<std::string> dir =
+          cg && mounts ? parse_cgroup2_dir(*cg, *mounts) : std::nullopt;
+      std::string stat = dir ? absl::StrCat(*dir, "/memory.stat") : std::string();
+      std::optional<std::string> text = dir ? read_text(stat) : std::nullopt;
+      if (text && parse_vmstat_kernel_moves(*text)) moves_source_ = stat;
+    }
+    return moves_source_;
   }
 
   ErrnoCounts errno_counts() const override {
@@ -469,7 +520,17 @@ class LinuxBackend final : public Backend {
   }
 
   LinuxBackendOptions options_;
+  // The text of a file, or nullopt when it cannot be read.
+  static std::optional<std::string> read_text(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) return std::nullopt;
+    std::stringstream text;
+    text << in.rdbuf();
+    return std::move(text).str();
+  }
+
   mutable detail::Mutex mu_;
+  mutable std::string moves_source_ ABSL_GUARDED_BY(mu_);  // kernel_moves_source()
   ErrnoCounts counts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<NodeId, std::uint64_t> watermarks_ ABSL_GUARDED_BY(mu_);  // bytes
   std::chrono::steady_clock::time_point watermarks_at_ ABSL_GUARDED_BY(mu_);
