@@ -124,12 +124,14 @@ class Backend {
   }
 
   // A running count of pages the kernel has moved between nodes on its own,
-  // machine-wide: its reclaim's demotions (kswapd, direct reclaim) and its
-  // NUMA balancing's migrations and promotions. Not the process's own
-  // move_pages(2) calls. nullopt where the platform does not say (the
-  // default). The engine reads it once an epoch: when it rises, pages the
-  // engine believes fast may have been demoted, so it asks where its active
-  // fast pages are (Engine::kVerifyBatch).
+  // as narrowly as the platform counts them (on Linux the process's cgroup
+  // where its memory.stat says, else the machine): its reclaim's demotions
+  // (kswapd, direct reclaim) and its NUMA balancing's migrations and
+  // promotions. Not the process's own move_pages(2) calls. nullopt where the
+  // platform does not say (the default). The engine reads it at most once
+  // per Engine::kKernelMovesPeriodMs: when it rises, pages may not be where
+  // the engine believes, so it asks where its active pages and its idle fast
+  // ones are (Engine::kVerifyBatch).
   virtual std::optional<std::uint64_t> kernel_moved_pages() { return std::nullopt; }
 
   // Page statuses seen by query()/move() (index = errno; 0 = success).

@@ -99,9 +99,10 @@ class Engine {
   // RegionOptions::granularity) it advises those chunks MADV_HUGEPAGE: one
   // madvise, best effort. With kernel_balancing "exclude" (the default) it
   // keeps the kernel's NUMA balancing away from the range
-  // (Backend::exclude_from_numa_balancing: on Linux, where the range has the
-  // default memory policy, MPOL_BIND over every allowed node); a failure
-  // there is counted in stats(), not returned. InvalidArgument if
+  // (Backend::exclude_from_numa_balancing: on Linux, MPOL_BIND over every
+  // allowed node on the parts that are private with the default memory
+  // policy, after one read of /proc/self/maps); a failure there is counted
+  // in stats(), not returned. InvalidArgument if
   // options.home_node is a node the backend cannot use.
   absl::StatusOr<RegionHandle> register_region(const void* ptr, std::size_t bytes,
                                                RegionOptions options = {},
