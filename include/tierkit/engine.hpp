@@ -635,7 +635,8 @@ class Engine {
     double reversals_left = INFINITY;  // pages (Policy::max_reversal_share)
     double reversal_margin = 1;        // Policy::reversal_margin
     double want_demote = 0, room = 0;
-    bool idle_room = false;  // the demotions make a policy's room: idle units only
+    double over_budget = 0;  // pages believed fast beyond the budget: these go, in use or not
+    bool idle_room = false;  // the other demotions make a policy's room: idle units only
     std::uint64_t deferred = 0;
     std::uint32_t aged(std::uint32_t h) const { return (h * decay_num) >> 8; }
   };
@@ -1153,6 +1154,7 @@ class Engine {
     const double band = bpages * (config_.high_watermark - config_.low_watermark);
     const double node_room = static_cast<double>(e.node_free / kPageSize) - reserve_pages(e);
     e.want_demote = 0;
+    e.over_budget = std::max(0.0, used - bpages);
     e.idle_room = share && *share > 0 && !fast_full_;
     if (used > high || fast_full_) e.want_demote = std::max(used - low, -node_room + band);
     if (node_room < -band) e.want_demote = std::max(e.want_demote, -node_room);
@@ -1169,10 +1171,13 @@ class Engine {
   // enough of them the clock does not run, and a warm resident may give way
   // while a heat-0 one goes unseen. Counting only heat-0 candidates was
   // measured as a trade, not a gain (docs/performance.md, "Session 17").
+  // Over the budget, though, only heat-0 ones count: demote_over_budget()
+  // makes every resident up to the excess a candidate, and hot ones went
+  // while idle ones were not looked for.
   void add_cold_fast(const Epoch& e, std::size_t need) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<Candidate>& demote = scratch_.demote;
     std::size_t have = 0;
-    for (const auto& c : demote) have += !tagged(c);
+    for (const auto& c : demote) have += !tagged(c) && (e.over_budget == 0 || c.heat == 0);
     if (have >= need || e.visits || !e.moves) return;
     RegionCursor regions(scratch_.regions);
     tracker_.scan_fast_cold(
@@ -1236,7 +1241,8 @@ class Engine {
     for (; di < demote.size(); ++di) {
       bool tag = tagged(demote[di]) && !e.visits;
       if (!tag && d_pages >= e.want_demote) break;
-      if (!tag && e.idle_room && demote[di].heat > 0) break;  // Policy::kept_room
+      if (!tag && e.idle_room && demote[di].heat > 0 && d_pages >= e.over_budget)
+        break;  // Policy::kept_room
       if (!tag && held(e, demote[di], false)) continue;
       if (!tag) spend_reversal(e, demote[di], false);
       scratch_.plan.push_back({&demote[di], nullptr});

@@ -478,6 +478,42 @@ TEST(Engine, AutomaticKeepsRoomForBirthsMadeOfIdlePagesOnly) {
   EXPECT_EQ(filled.room_epochs, 0u);
 }
 
+// A budget lowered while automatic keeps room for births (made of idle
+// residents only) is still kept: the excess over the budget goes coldest
+// first, in use or not, and only the room beyond it waits for idle pages.
+TEST(Engine, ALoweredBudgetIsKeptWhileRoomIsKeptForBirths) {
+  constexpr std::size_t kNode = 1000, kHot = 300, kBirths = 50, kEpochs = 20, kLowered = 250;
+  auto page = [](std::size_t i) { return kBase + i * kPageSize; };
+  EngineConfig c = Fast("automatic");
+  c.high_watermark = 1;
+  TwoNodes n(kNode, c);
+  ASSERT_NE(n.engine, nullptr);
+  auto h = n.engine->register_region(reinterpret_cast<void*>(kBase),
+                                     (kHot + kBirths * 2 * kEpochs) * kPageSize);
+  ASSERT_TRUE(h.ok()) << h.status();
+  for (std::size_t i = 0; i < kHot; ++i) n.be.touch(page(i), 0);
+  std::size_t born = kHot;
+  auto epoch = [&] {
+    for (std::size_t i = 0; i < kHot; ++i)
+      for (int k = 0; k < 20; ++k) n.engine->record_access(reinterpret_cast<void*>(page(i)));
+    for (std::size_t b = 0; b < kBirths; ++b, ++born) {
+      n.be.touch(page(born), 0);
+      for (int k = 0; k < 3; ++k) n.engine->record_access(reinterpret_cast<void*>(page(born)));
+    }
+    n.step();
+  };
+  for (std::size_t e = 0; e < kEpochs; ++e) epoch();
+  ASSERT_GT(n.engine->stats().room_epochs, 0u);
+  n.engine->set_fast_budget_bytes(kLowered * kPageSize);
+  for (std::size_t e = 0; e < kEpochs; ++e) epoch();
+  std::size_t fast = 0, hot_fast = 0;
+  for (std::size_t i = 0; i < born; ++i) fast += n.be.node_of(page(i)) == 0;
+  for (std::size_t i = 0; i < kHot; ++i) hot_fast += n.be.node_of(page(i)) == 0;
+  EXPECT_LE(fast, kLowered + kBirths);  // the budget, and the births since the last epoch
+  EXPECT_EQ(n.engine->stats().fast_pages, fast);
+  EXPECT_GE(hot_fast, kLowered - kBirths);  // the idle births went first
+}
+
 TEST(Engine, ColdPagesAreDemotedAtTheHighWatermark) {
   EngineConfig c = Fast("threshold:2");
   Rig rig(100, 300, c);
