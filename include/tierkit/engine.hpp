@@ -293,8 +293,9 @@ class Engine {
   // kKernelMovesPeriodMs
   //
   // Backend::kernel_moved_pages() is read at most once per this many
-  // milliseconds of the engine's clock: a read of /proc/vmstat costs about
-  // 30 us, 3% of a 1 ms epoch. Every epoch from 10 ms up.
+  // milliseconds of the engine's clock: a read (of /proc/vmstat or a
+  // cgroup's memory.stat) costs about 30 us, 3% of a 1 ms epoch. Every
+  // epoch from 10 ms up.
   static constexpr std::int64_t kKernelMovesPeriodMs = 10;
 
   EngineStats stats() const {
@@ -700,17 +701,23 @@ class Engine {
     return e;
   }
 
+  // The fast-tier pages the engine's units hold: believed fast, but at most
+  // what the fast node(s) really hold (pages registered and not yet touched
+  // are believed fast and hold nothing, and demoting for them took hot
+  // pages once the absent ones ran out).
+  static double fast_used(const Epoch& e, const HeatHistogram& h) {
+    return std::min(static_cast<double>(h.fast_pages),
+                    static_cast<double>((e.node_total - e.node_free) / kPageSize));
+  }
   // A fast tier over its budget (the kernel promoted pages of a region that
   // shares NUMA balancing, or the budget was lowered) is brought back to it
   // even where no resident is cold: the demotion threshold rises until the
   // fast pages at or below it cover the excess, so the coldest go first.
   // Policies demote only residents colder than their own threshold, and
   // warm pages over the budget stayed there for ever. O(kBuckets).
-  void demote_over_budget(Epoch& e, const HeatHistogram& h) const {
+  static void demote_over_budget(Epoch& e, const HeatHistogram& h) {
     if (e.visits) return;
-    const double used = std::min(static_cast<double>(h.fast_pages),
-                                 static_cast<double>((e.node_total - e.node_free) / kPageSize));
-    const double excess = used - static_cast<double>(e.budget / kPageSize);
+    const double excess = fast_used(e, h) - static_cast<double>(e.budget / kPageSize);
     double below = 0;
     for (std::uint32_t t = 0; excess > 0 && t < HeatHistogram::kBuckets; ++t) {
       below += static_cast<double>(h.fast[t]);
@@ -1129,11 +1136,7 @@ class Engine {
   // How much to demote (watermarks, the fast nodes' real free memory) and
   // the room left for promotions, in pages.
   void size_demotion(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // Believed fast, but at most what the fast node(s) really hold: pages
-    // registered and not yet touched are believed fast and hold nothing, and
-    // demoting for them took hot pages once the absent ones ran out.
-    const double used = std::min(static_cast<double>(hist_->fast_pages),
-                                 static_cast<double>((e.node_total - e.node_free) / kPageSize));
+    const double used = fast_used(e, *hist_);
     const double bpages = static_cast<double>(e.budget / kPageSize);
     // A policy that swaps for every promotion needs no free headroom in its
     // budget: it fills it (the watermarks then only guard the node below),
