@@ -205,12 +205,18 @@ TEST(EngineArena, ARegionLargerThanTheFastNodeIsNotBelievedAllFast) {
   ASSERT_TRUE(m.ok()) << m.status();
   auto engine = make_engine(two_tier_config("automatic"), be);
   ASSERT_NE(engine, nullptr);
-  const std::uint64_t free_pages = be.node_memory(kFastNode)->free_bytes / kPageSize;
+  // Node 0's free memory as the engine reads it at registration: between a
+  // read before and one after (on 6.12 memory freed by earlier tests comes
+  // back to the count in steps for seconds: 833 pages between the two reads
+  // in one CI run).
+  const std::uint64_t free_before = be.node_memory(kFastNode)->free_bytes / kPageSize;
   auto h = engine->register_region(*m, region, RegionOptions().with_name("pool"));
   ASSERT_TRUE(h.ok()) << h.status();
+  const std::uint64_t free_pages =
+      std::max(free_before, be.node_memory(kFastNode)->free_bytes / kPageSize);
   ASSERT_TRUE(engine->step().ok());
   const EngineStats st = engine->stats();
-  std::printf("node 0: %llu pages free at registration; region %zu pages\n%s",
+  std::printf("node 0: at most %llu pages free at registration; region %zu pages\n%s",
               static_cast<unsigned long long>(free_pages), region / kPageSize,
               st.to_table().c_str());
   EXPECT_EQ(st.tracked_pages, region / kPageSize);
