@@ -53,7 +53,9 @@ ABSL_FLAG(std::string, policy, "all",
           "reactive, best-static, oracle). Not in all: the issue-12 rule's bounds in hindsight "
           "on lfu's epochs (no more promotions than lfu, ping-pong at most 5% of moves, only "
           "pages already accessed move): rule-hindsight (a schedule within them, found "
-          "greedily) and rule-bound (no schedule within them has more hits; seconds).");
+          "greedily) and rule-bound (no schedule within them has more hits; seconds); and "
+          "topk[:decay=D/margin=M/add=A/back=B/residency=E], exact counts with swap margins "
+          "(sim/reference.hpp: TopKMargins).");
 ABSL_FLAG(std::string, trace, "",
           "Replay a valgrind lackey trace (valgrind --tool=lackey --trace-mem=yes), plain or "
           "gzip; '-' reads stdin. Replaces --workload.");

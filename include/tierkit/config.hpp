@@ -362,13 +362,7 @@ namespace detail {
 inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig& c,
                                                               const std::string& arg) {
   AutomaticOptions o = c.automatic;
-  struct Field {
-    const char* key;
-    double AutomaticOptions::*d;
-    std::uint32_t AutomaticOptions::*u;
-    double lo, hi;
-  };
-  static constexpr Field kFields[] = {
+  static constexpr detail::SpecKnob<AutomaticOptions> kAutomaticKnobs[] = {
       {"hysteresis", &AutomaticOptions::hysteresis, nullptr, 1, 1e3},
       {"swap_confidence", &AutomaticOptions::swap_confidence, nullptr, 0, 100},
       {"idle_swap_confidence", &AutomaticOptions::idle_swap_confidence, nullptr, 0, 100},
@@ -387,26 +381,8 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
       {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},
       {"reversal_margin", &AutomaticOptions::reversal_margin, nullptr, 1, 1e3},
   };
-  for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
-    std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
-    const Field* f = nullptr;
-    for (const Field& k : kFields)
-      if (kv2.first == k.key) f = &k;
-    if (f == nullptr) {
-      // Listed from kFields, so a new knob cannot be left out.
-      std::string known;
-      for (const Field& k : kFields) absl::StrAppend(&known, known.empty() ? "" : ", ", k.key);
-      return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
-                                                     "': unknown automatic knob '", kv2.first,
-                                                     "' (known: ", known, ")"));
-    }
-    auto v = detail::parse_double(kv2.second, absl::StrCat("automatic:", kv2.first), f->lo, f->hi);
-    if (!v.ok()) return v.status();
-    if (f->d != nullptr)
-      o.*(f->d) = *v;
-    else
-      o.*(f->u) = static_cast<std::uint32_t>(*v);
-  }
+  if (absl::Status s = detail::parse_knobs(arg, kAutomaticKnobs, c.policy, "automatic", o); !s.ok())
+    return s;
   return std::unique_ptr<Policy>(new AutomaticPolicy(o));
 }
 

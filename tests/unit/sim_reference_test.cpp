@@ -298,6 +298,53 @@ TEST(RealTrace, PlacingAtAccessLeavesAFullFastTierAsItWasAndFillsFreeRoom) {
   EXPECT_LE(born.pingpong_pages, filled.pingpong_pages + born.promoted_pages / 2);
 }
 
+TEST(Reference, TopKMarginsHoldBackSwapsAndReturns) {
+  TopKMargins k;
+  k.margin = 2;
+  k.back = 3;
+  TopKPlacement sel(2, 1, k, /*pingpong_window=*/4);
+  sel.place(0, true);
+  auto epoch = [&](int c0, int c1) {
+    for (int i = 0; i < c0; ++i) sel.access(0);
+    for (int i = 0; i < c1; ++i) sel.access(1);
+    return sel.end_epoch();
+  };
+  EXPECT_EQ(epoch(2, 4).promoted, 0u);  // 4 is not above 2 x 2 (lfu swaps here)
+  EXPECT_EQ(epoch(0, 1).promoted, 1u);  // 5 > 2 x 2
+  EXPECT_TRUE(sel.fast(1));
+  // 0 needs 3 x (2 x 5) now that both moved lately: 29 is not enough.
+  EXPECT_EQ(epoch(27, 0).promoted, 0u);
+  EXPECT_EQ(epoch(2, 0).promoted, 1u);  // 31 > 30
+  EXPECT_EQ(sel.pingpong(), 2u);
+  // A promoted page is held `residency` epochs whatever the counts say.
+  TopKMargins held;
+  held.residency = 2;
+  TopKPlacement r(2, 1, held);
+  r.place(0, true);
+  r.access(1);
+  EXPECT_EQ(r.end_epoch().promoted, 1u);
+  for (int i = 0; i < 5; ++i) r.access(0);
+  EXPECT_EQ(r.end_epoch().promoted, 0u);  // 1 was promoted 1 epoch ago
+  EXPECT_EQ(r.end_epoch().promoted, 1u);
+}
+
+TEST(Reference, TopKSpecsSayWhatIsWrong) {
+  auto k = parse_topk("topk:decay=0.5/margin=2,add=4/back=3/residency=8");
+  ASSERT_TRUE(k.ok()) << k.status();
+  EXPECT_EQ(k->decay, 0.5);
+  EXPECT_EQ(k->margin, 2);
+  EXPECT_EQ(k->add, 4);
+  EXPECT_EQ(k->back, 3);
+  EXPECT_EQ(k->residency, 8u);
+  EXPECT_TRUE(validate_policy("topk").ok());
+  for (const char* bad :
+       {"topk:decay=2", "topk:back=0.5", "topk:x=1", "topk:margin=", "topk:add"}) {
+    absl::Status st = validate_policy(bad);
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("topk"), absl::string_view::npos) << st;
+  }
+}
+
 // The committed small real trace, through every reference policy.
 TEST(RealTrace, ReferencePoliciesAreSane) {
   auto t = read_lackey_trace(kSmallTrace);
@@ -328,6 +375,15 @@ TEST(RealTrace, ReferencePoliciesAreSane) {
   for (const auto& r : rs) {
     EXPECT_LE(r.pingpong_pages, r.promoted_pages + r.demoted_pages) << r.policy;
     EXPECT_LE(r.hit_ratio(), get("oracle").hit_ratio() + 0.02) << r.policy;
+  }
+  // topk without margins is lfu's rule, and with decay 0.5 reactive's.
+  for (auto [spec, ref] : {std::pair{"topk", "lfu"}, std::pair{"topk:decay=0.5", "reactive"}}) {
+    TraceWorkload wl(trace);
+    auto r = simulate(wl, spec, o);
+    ASSERT_TRUE(r.ok()) << spec << ": " << r.status();
+    EXPECT_EQ(r->fast_hits, get(ref).fast_hits) << spec;
+    EXPECT_EQ(r->promoted_pages, get(ref).promoted_pages) << spec;
+    EXPECT_EQ(r->pingpong_pages, get(ref).pingpong_pages) << spec;
   }
   // The dominance verdict is computable (the lead asserts it after the rework).
   std::string md = to_markdown(rs);

@@ -1,15 +1,18 @@
 // tierkit/detail/parse.hpp: strict parsing of numbers and environment
 // variables into absl::StatusOr, with errors that name what was being parsed.
-// Layer 0. Used by the TIERKIT_* configuration, the tier override and tierctl.
+// Layer 0. Used by the TIERKIT_* configuration, the policy specs
+// (parse_knobs), the tier override and tierctl.
 #pragma once
 
 #include <cerrno>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -18,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace tierkit::detail {
 
@@ -95,6 +99,44 @@ inline std::optional<std::string> getenv_string(const char* name) {
   const char* v = std::getenv(name);
   if (v == nullptr || *v == '\0') return std::nullopt;
   return std::string(v);
+}
+
+// One knob of an options struct S in a "name:key=V/key=V" spec: the double
+// or the uint32 member it sets (the other is null) and its allowed range.
+template <class S>
+struct SpecKnob {
+  const char* key;
+  double S::*d;
+  std::uint32_t S::*u;
+  double lo, hi;
+};
+
+// Sets `out`'s knobs from `text` ("key=V" separated by ',' or '/'); `spec`
+// is the whole spec and `family` its name, for errors: an unknown key lists
+// the known ones (from `knobs`, so a new knob cannot be left out), and a bad
+// value names "family:key".
+template <class S, std::size_t N>
+absl::Status parse_knobs(absl::string_view text, const SpecKnob<S> (&knobs)[N],
+                         absl::string_view spec, absl::string_view family, S& out) {
+  for (absl::string_view part : absl::StrSplit(text, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    const SpecKnob<S>* k = nullptr;
+    for (const SpecKnob<S>& c : knobs)
+      if (kv.first == c.key) k = &c;
+    if (k == nullptr) {
+      std::string known;
+      for (const SpecKnob<S>& c : knobs) absl::StrAppend(&known, known.empty() ? "" : ", ", c.key);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "policy '", spec, "': unknown ", family, " knob '", kv.first, "' (known: ", known, ")"));
+    }
+    auto v = parse_double(kv.second, absl::StrCat(family, ":", kv.first), k->lo, k->hi);
+    if (!v.ok()) return v.status();
+    if (k->d != nullptr)
+      out.*(k->d) = *v;
+    else
+      out.*(k->u) = static_cast<std::uint32_t>(*v);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace tierkit::detail

@@ -49,9 +49,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "tierkit/backend/simulated.hpp"
+#include "tierkit/detail/parse.hpp"
 #include "tierkit/engine.hpp"
 #include "tierkit/sim/bound.hpp"
 #include "tierkit/sim/hotness_model.hpp"
@@ -286,9 +288,31 @@ inline bool is_rule_bound(absl::string_view policy) {
   return policy == "rule-bound" || policy == "rule-hindsight";
 }
 
+// "topk[:decay=D/margin=M/add=A/back=B/residency=E]" (sim/reference.hpp's
+// TopKMargins; knobs separated by '/', as the engine policies').
+inline absl::StatusOr<TopKMargins> parse_topk(absl::string_view spec) {
+  static constexpr tierkit::detail::SpecKnob<TopKMargins> kTopKKnobs[] = {
+      {"decay", &TopKMargins::decay, nullptr, 0, 1},
+      {"margin", &TopKMargins::margin, nullptr, 0, 1e6},
+      {"add", &TopKMargins::add, nullptr, 0, 1e9},
+      {"back", &TopKMargins::back, nullptr, 1, 1e6},
+      {"residency", nullptr, &TopKMargins::residency, 0, 1e6},
+  };
+  std::pair<absl::string_view, absl::string_view> kv =
+      absl::StrSplit(spec, absl::MaxSplits(':', 1));
+  if (kv.first != "topk")
+    return absl::InvalidArgumentError(absl::StrCat("policy '", spec, "' is not topk"));
+  TopKMargins k;
+  if (absl::Status s = tierkit::detail::parse_knobs(kv.second, kTopKKnobs, spec, "topk", k);
+      !s.ok())
+    return s;
+  return k;
+}
+
 // Checks a policy spec ("oracle", a reference policy or any
 // EngineConfig::policy spec).
 inline absl::Status validate_policy(const std::string& spec, EngineConfig base = {}) {
+  if (spec.rfind("topk", 0) == 0 && is_reference_policy(spec)) return parse_topk(spec).status();
   if (is_oracle(spec) || is_reference_policy(spec) || is_rule_bound(spec)) return absl::OkStatus();
   base.policy = spec;
   auto p = EngineConfig::make_policy(base);
@@ -296,7 +320,8 @@ inline absl::Status validate_policy(const std::string& spec, EngineConfig base =
     return absl::Status(
         p.status().code(),
         absl::StrCat(p.status().message(),
-                     " (or: oracle, lfu, reactive, best-static, rule-bound, rule-hindsight)"));
+                     " (or: oracle, lfu, reactive, best-static, topk[:knob=V/...], rule-bound, "
+                     "rule-hindsight)"));
   return absl::OkStatus();
 }
 
@@ -399,7 +424,7 @@ inline std::vector<std::uint32_t> drain(Workload& wl) {
   return all;
 }
 
-// lfu, reactive, best-static (sim/reference.hpp) on the simulator's clock:
+// lfu, reactive, best-static, topk (sim/reference.hpp) on the simulator's clock:
 // epochs every epoch_ms of virtual time, moves charged like the engine's
 // background moves (one call per direction per epoch).
 // `ends`, when given, receives the index of the first access after each
@@ -409,7 +434,9 @@ inline absl::Status run_reference(Workload& wl, const std::vector<std::uint32_t>
                                   std::vector<std::uint64_t>* ends = nullptr) {
   const std::uint64_t n = wl.pages(), cap = std::min(o.fast_pages, n);
   const bool fixed = policy == "best-static";
-  TopKPlacement sel(n, fixed ? 0 : cap, policy == "reactive");
+  absl::StatusOr<TopKMargins> margins = parse_topk(policy);  // an error: not topk
+  TopKPlacement sel = margins.ok() ? TopKPlacement(n, cap, *margins)
+                                   : TopKPlacement(n, fixed ? 0 : cap, policy == "reactive");
   if (fixed) {
     std::vector<std::uint8_t> best = best_static_placement(all, n, cap);
     for (std::uint32_t p = 0; p < n; ++p) sel.place(p, best[p] != 0);
