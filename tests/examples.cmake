@@ -133,8 +133,10 @@ tierkit_output_test(sim.rule_vs_references tierkit-sim
 tierkit_output_test(sim.rule_bound tierkit-sim
   "gcc-O2 +gap 5000 .*hindsight +[0-9.]+% bound +[0-9.]+% \\|.*foresight: a schedule within the limits passes [0-9]+ of 36 cells; no schedule can pass [0-9]+; rows within the limits above the bound: none\n.*exit=0"
   "python3 ${CMAKE_CURRENT_SOURCE_DIR}/traces/rule.py \"$T\" automatic --bound --check 2>&1")
-# About 80 s alone on 2 cores; the default 120 s ran out on a loaded machine.
-set_tests_properties(sim.rule_bound PROPERTIES TIMEOUT 300)
+# 79-88 s alone on 2 cores. The default 120 s ran out on a loaded machine, and
+# 300 s once when the emulated-machine suite ran beside it (session 38);
+# 900 s still stops a hang well inside CI's limit.
+set_tests_properties(sim.rule_bound PROPERTIES TIMEOUT 900)
 # --per-trace: each trace and gap's sums over the epoch lengths (one length here).
 tierkit_output_test(sim.rule_per_trace tierkit-sim
   "== per trace and gap, summed over the epoch lengths: cells passed / shortfall / ping-pong\ntrace +gap +automatic *\n[a-z0-9-]+ +0 +[01] +[0-9]+\\.[0-9][0-9] +[0-9]+ *\n.*xz-3 +5000 +[01] +[0-9.]+ +[0-9]+ *\nexit=0"
