@@ -23,9 +23,9 @@
 
 namespace tierkit::sim {
 
+inline bool is_topk(const std::string& p) { return p == "topk" || p.rfind("topk:", 0) == 0; }
 inline bool is_reference_policy(const std::string& p) {
-  return p == "lfu" || p == "reactive" || p == "best-static" || p == "topk" ||
-         p.rfind("topk:", 0) == 0;
+  return p == "lfu" || p == "reactive" || p == "best-static" || is_topk(p);
 }
 
 // topk's knobs. Counts are multiplied by `decay` at each epoch (1 = lfu's

@@ -312,7 +312,7 @@ inline absl::StatusOr<TopKMargins> parse_topk(absl::string_view spec) {
 // Checks a policy spec ("oracle", a reference policy or any
 // EngineConfig::policy spec).
 inline absl::Status validate_policy(const std::string& spec, EngineConfig base = {}) {
-  if (spec.rfind("topk", 0) == 0 && is_reference_policy(spec)) return parse_topk(spec).status();
+  if (is_topk(spec)) return parse_topk(spec).status();
   if (is_oracle(spec) || is_reference_policy(spec) || is_rule_bound(spec)) return absl::OkStatus();
   base.policy = spec;
   auto p = EngineConfig::make_policy(base);
@@ -434,9 +434,10 @@ inline absl::Status run_reference(Workload& wl, const std::vector<std::uint32_t>
                                   std::vector<std::uint64_t>* ends = nullptr) {
   const std::uint64_t n = wl.pages(), cap = std::min(o.fast_pages, n);
   const bool fixed = policy == "best-static";
-  absl::StatusOr<TopKMargins> margins = parse_topk(policy);  // an error: not topk
-  TopKPlacement sel = margins.ok() ? TopKPlacement(n, cap, *margins)
-                                   : TopKPlacement(n, fixed ? 0 : cap, policy == "reactive");
+  absl::StatusOr<TopKMargins> margins = is_topk(policy) ? parse_topk(policy) : TopKMargins{};
+  if (!margins.ok()) return margins.status();
+  TopKPlacement sel = is_topk(policy) ? TopKPlacement(n, cap, *margins)
+                                      : TopKPlacement(n, fixed ? 0 : cap, policy == "reactive");
   if (fixed) {
     std::vector<std::uint8_t> best = best_static_placement(all, n, cap);
     for (std::uint32_t p = 0; p < n; ++p) sel.place(p, best[p] != 0);
