@@ -169,6 +169,27 @@ TEST(ParseCgroup2Dir, JoinsTheMountAndThePath) {
   EXPECT_EQ(parse_cgroup2_dir("", ""), std::nullopt);
 }
 
+// Where a process that moved between cgroups has pages charged: the
+// deepest cgroup above both.
+TEST(CommonDir, IsTheDeepestDirectoryOfBoth) {
+  EXPECT_EQ(common_dir("/sys/fs/cgroup/a/x", "/sys/fs/cgroup/a/y"), "/sys/fs/cgroup/a");
+  EXPECT_EQ(common_dir("/sys/fs/cgroup/a", "/sys/fs/cgroup/a/y"), "/sys/fs/cgroup/a");
+  EXPECT_EQ(common_dir("/sys/fs/cgroup/a/y", "/sys/fs/cgroup/a"), "/sys/fs/cgroup/a");
+  EXPECT_EQ(common_dir("/sys/fs/cgroup/ab", "/sys/fs/cgroup/a"), "/sys/fs/cgroup");
+  EXPECT_EQ(common_dir("/sys/fs/cgroup/a/", "/sys/fs/cgroup/a"), "/sys/fs/cgroup/a");
+  EXPECT_EQ(common_dir("/x", "/y"), "/");
+}
+
+TEST(ContinuousCount, GoesOnFromWhereItWasWhenTheSourceChanges) {
+  ContinuousCount c;
+  EXPECT_EQ(c.next("a", 10), 10u);
+  EXPECT_EQ(c.next("a", 15), 15u);
+  EXPECT_EQ(c.next("b", 100), 15u);  // a larger count elsewhere is no rise
+  EXPECT_EQ(c.next("b", 104), 19u);
+  EXPECT_EQ(c.next("c", 2), 19u);  // nor a smaller one a fall
+  EXPECT_EQ(c.next("c", 3), 20u);
+}
+
 TEST(LinuxBackend, NodeMemoryReportsTheKernelsReserve) {
   LinuxBackend be;
   auto m = be.node_memory(0);

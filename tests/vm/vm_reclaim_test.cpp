@@ -54,6 +54,18 @@ std::optional<std::string> no_demotion_target() {
   return std::nullopt;
 }
 
+// Each test: two nodes, node 1 a lower tier, the kernel's demotion on
+// (restored after).
+class KernelDemotion : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TIERKIT_VM_REQUIRE_TWO_NODES();
+    if (auto why = no_demotion_target()) GTEST_SKIP() << kNotForThisMachine << *why;
+    knobs_.set("/sys/kernel/mm/numa/demotion_enabled", "true");
+  }
+  Knobs knobs_;
+};
+
 // A pattern byte for offset i.
 unsigned char pattern(std::size_t i) {
   return static_cast<unsigned char>(i * 151 + (i / kPageSize) * 3 + 5);
@@ -61,11 +73,7 @@ unsigned char pattern(std::size_t i) {
 
 // A region whose first half is read over and over and whose second half is
 // never read after it was written.
-TEST(KernelDemotion, HotPagesTheKernelDemotesArePromotedBackAndIdleOnesCountedSlow) {
-  TIERKIT_VM_REQUIRE_TWO_NODES();
-  if (auto why = no_demotion_target()) GTEST_SKIP() << kNotForThisMachine << *why;
-  Knobs knobs;
-  knobs.set("/sys/kernel/mm/numa/demotion_enabled", "true");
+TEST_F(KernelDemotion, HotPagesTheKernelDemotesArePromotedBackAndIdleOnesCountedSlow) {
   // The region is charged to this cgroup when first touched: reclaim there
   // takes this process's pages, not the rest of the machine's.
   ChildCgroup cgroup("tierkit-reclaim", "memory");
@@ -157,11 +165,7 @@ TEST(KernelDemotion, HotPagesTheKernelDemotesArePromotedBackAndIdleOnesCountedSl
 // demotes that container's pages, does not start the engine's check; its
 // own cgroup's does. On a kernel that counts only per machine the backend
 // reads /proc/vmstat, and the test has nothing to show.
-TEST(KernelDemotion, AnotherCgroupsDemotionsAreNotCounted) {
-  TIERKIT_VM_REQUIRE_TWO_NODES();
-  if (auto why = no_demotion_target()) GTEST_SKIP() << kNotForThisMachine << *why;
-  Knobs knobs;
-  knobs.set("/sys/kernel/mm/numa/demotion_enabled", "true");
+TEST_F(KernelDemotion, AnotherCgroupsDemotionsAreNotCounted) {
   constexpr std::size_t kOther = 8 * kMiB;
   // Another process in a cgroup of its own, its memory on node 0.
   int ready[2];
@@ -221,6 +225,48 @@ TEST(KernelDemotion, AnotherCgroupsDemotionsAreNotCounted) {
   EXPECT_EQ(theirs, 0u);
   EXPECT_GT(own, 0u);
   EXPECT_TRUE(be.unmap(p, kOther).ok());
+}
+
+// A process moved to another cgroup after the backend chose its count: its
+// new pages are charged to the new cgroup, its old ones stay with the old,
+// so the backend reads the cgroup above both, and its count goes on from
+// where it was. With the count kept on the first cgroup, the new cgroup's
+// demotions were not seen.
+TEST_F(KernelDemotion, AProcessMovedToAnotherCgroupIsFollowed) {
+  constexpr std::size_t kSize = 8 * kMiB;
+  ChildCgroup first("tierkit-first", "memory");
+  ASSERT_TRUE(first.ok);
+  LinuxBackend be;
+  const std::string source0 = be.kernel_moves_source();
+  if (source0 == "/proc/vmstat")
+    GTEST_SKIP() << kNotForThisMachine << "this kernel counts its moves per machine only";
+  EXPECT_EQ(source0, first.dir + "/memory.stat");
+  const std::uint64_t count0 = be.kernel_moved_pages().value_or(0);
+  // To a sibling: its pages are charged there from now on.
+  ChildCgroup second("tierkit-second", "memory");
+  ASSERT_TRUE(second.ok);
+  auto m = be.map(kSize);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto* p = static_cast<char*>(*m);
+  ::madvise(p, kSize, MADV_NOHUGEPAGE);
+  for (std::size_t i = 0; i < kSize; i += kPageSize) p[i] = 1;
+  const std::uint64_t count1 = be.kernel_moved_pages().value_or(0);
+  const std::string source1 = be.kernel_moves_source();
+  const std::uint64_t demoted0 = vmstat("pgdemote_direct") + vmstat("pgdemote_proactive");
+  write_file(second.dir + "/memory.reclaim", std::to_string(kSize));
+  const std::uint64_t demoted = vmstat("pgdemote_direct") + vmstat("pgdemote_proactive") - demoted0;
+  const std::uint64_t count2 = be.kernel_moved_pages().value_or(0);
+  std::printf(
+      "moved from %s: the count is read from %s; it went %llu -> %llu on the move, then +%llu "
+      "for the new cgroup's reclaim (the machine's demotions +%llu)\n",
+      first.dir.c_str(), source1.c_str(), static_cast<unsigned long long>(count0),
+      static_cast<unsigned long long>(count1), static_cast<unsigned long long>(count2 - count1),
+      static_cast<unsigned long long>(demoted));
+  ASSERT_GT(demoted, 0u) << "the kernel demoted nothing of the new cgroup: nothing to show";
+  EXPECT_EQ(source1, absl::StrCat(ChildCgroup::kRoot, "/memory.stat"));  // above both
+  EXPECT_EQ(count1, count0) << "the move itself is not a rise";
+  EXPECT_GE(count2 - count1, demoted);
+  EXPECT_TRUE(be.unmap(p, kSize).ok());
 }
 
 }  // namespace
