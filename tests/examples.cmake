@@ -81,6 +81,22 @@ tierkit_output_test(tierctl.kernel_apply_no_debugfs tierctl
   "hot_threshold_ms +not available \\(debugfs not mounted.*cannot write 300 .*debugfs not mounted: mount -t debugfs none /sys/kernel/debug.*exit=1"
   "${_tk_fake_root}
 rm -r \"$S/sys/kernel/debug/sched\"; \"$T\" kernel --root \"$S\" 2>&1; \"$T\" kernel --root \"$S\" --set hot_threshold_ms=300 --apply 2>&1")
+# --apply is all or nothing: a file that cannot be opened stops every write,
+# and a value refused at write time (/dev/full here) puts back what was
+# written. The dry run says which --apply would fail.
+tierkit_output_test(tierctl.kernel_apply_all_or_nothing tierctl
+  "would write 500 to [^\n]*hot_threshold_ms \\(now 1000\\)\n.*would write 500 to [^\n]*hot_threshold_ms. --apply would fail: [^\n]*debugfs not mounted.*rc=1\n[^\n]*debugfs not mounted[^\n]*\n[^\n]*nothing written \\(1 of 2 settings cannot be\\)\n65536\nexit=0"
+  "${_tk_fake_root}
+\"$T\" kernel --root \"$S\" --set promote_rate_limit_MBps=64 --set hot_threshold_ms=500 2>&1; rm -r \"$S/sys/kernel/debug/sched\"
+\"$T\" kernel --root \"$S\" --set promote_rate_limit_MBps=64 --set hot_threshold_ms=500 2>&1
+\"$T\" kernel --root \"$S\" --set promote_rate_limit_MBps=64 --set hot_threshold_ms=500 --apply > \"$S/out\" 2> \"$S/err\"; echo rc=$?
+cat \"$S/out\" \"$S/err\" \"$S/proc/sys/kernel/numa_balancing_promote_rate_limit_MBps\"")
+tierkit_output_test(tierctl.kernel_apply_restores tierctl
+  "rc=1\nwrote 2 to [^\n]*numa_balancing \\(was 0\\)\n[^\n]*cannot write 500 [^\n]*: No space left on device\n[^\n]*restored 0 to [^\n]*numa_balancing\n0\nexit=0"
+  "${_tk_fake_root}
+ln -sf /dev/full \"$S/sys/kernel/debug/sched/numa_balancing/hot_threshold_ms\"
+\"$T\" kernel --root \"$S\" --set numa_balancing=2 --set hot_threshold_ms=500 --apply > \"$S/out\" 2> \"$S/err\"; echo rc=$?
+cat \"$S/out\" \"$S/err\" \"$S/proc/sys/kernel/numa_balancing\"")
 tierkit_output_test(tierctl.kernel_set_bad_value tierctl
   "numa_balancing: 7 is outside the allowed range \\[0, 3\\].*exit=2"
   "\"$T\" kernel --set numa_balancing=7 --apply 2>&1")

@@ -64,8 +64,10 @@ const std::vector<Subcommand>& subcommands() {
        "demotion_enabled,\n"
        "the kernel memory tiers and the /proc/vmstat promotion/demotion/migration counters.\n"
        "Files the kernel lacks are reported as \"not available (why)\".\n"
-       "--set KEY=VALUE (repeatable) validates a new value and prints what it would write;\n"
-       "add --apply to write it (needs root; hot_threshold_ms needs debugfs mounted).\n"
+       "--set KEY=VALUE (repeatable) validates a new value and prints what it would write\n"
+       "(and why --apply would fail); add --apply to write them all or none (needs root;\n"
+       "hot_threshold_ms needs debugfs mounted): every file is opened first, and a value the\n"
+       "kernel refuses puts back the ones already written.\n"
        "Keys: numa_balancing=0..3 (0 off, 1 locality, 2 tiering, 3 both),\n"
        "      promote_rate_limit_MBps=0..2147483647, promote_throughput_MBps=0..2147483647,\n"
        "      hot_threshold_ms=1..4294967295,\n"
@@ -144,6 +146,52 @@ int run_topology() {
   return 0;
 }
 
+// Writes back the values `undo` holds, newest first, saying what it did.
+void restore(const std::string& root, const std::vector<tierctl::Setting>& undo) {
+  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+    absl::Status st = tierctl::apply_setting(root, *it);
+    std::string path = tierctl::under_root(root, it->knob->path);
+    if (st.ok())
+      std::fprintf(stderr, "tierctl kernel: restored %s to %s\n", it->value.c_str(), path.c_str());
+    else
+      std::fprintf(stderr, "tierctl kernel: could not restore %s: %s\n", path.c_str(),
+                   std::string(st.message()).c_str());
+  }
+}
+
+// All or nothing: every file is opened for writing before any is written,
+// and a value the kernel rejects puts the ones already written back.
+int apply_settings(const std::string& root, const std::vector<tierctl::Setting>& settings) {
+  int refused = 0;
+  for (const auto& s : settings) {
+    absl::Status st = tierctl::check_writable(root, s);
+    if (!st.ok()) {
+      std::fprintf(stderr, "tierctl kernel: %s\n", std::string(st.message()).c_str());
+      ++refused;
+    }
+  }
+  if (refused > 0) {
+    std::fprintf(stderr, "tierctl kernel: nothing written (%d of %zu settings cannot be)\n",
+                 refused, settings.size());
+    return 1;
+  }
+  std::vector<tierctl::Setting> undo;  // the old values of what was written
+  for (const auto& s : settings) {
+    std::string path = tierctl::under_root(root, s.knob->path);
+    tierctl::ReadResult before = tierctl::read_text(path);
+    absl::Status st = tierctl::apply_setting(root, s);
+    if (!st.ok()) {
+      std::fprintf(stderr, "tierctl kernel: %s\n", std::string(st.message()).c_str());
+      restore(root, undo);
+      return 1;
+    }
+    std::printf("wrote %s to %s%s\n", s.value.c_str(), path.c_str(),
+                before.text ? absl::StrCat(" (was ", *before.text, ")").c_str() : "");
+    if (before.text) undo.push_back({s.knob, *before.text});
+  }
+  return 0;
+}
+
 int run_kernel(const std::vector<std::string>& sets) {
   const std::string root = absl::GetFlag(FLAGS_root);
   if (sets.empty()) {
@@ -158,27 +206,19 @@ int run_kernel(const std::vector<std::string>& sets) {
     if (!s.ok()) return usage_error(absl::StrCat("kernel: ", s.status().message()));
     settings.push_back(*s);
   }
-  const bool apply = absl::GetFlag(FLAGS_apply);
-  int rc = 0;
-  for (const auto& s : settings) {
-    std::string path = tierctl::under_root(root, s.knob->path);
-    tierctl::ReadResult before = tierctl::read_text(path);
-    std::string was = before.text ? absl::StrCat(" (now ", *before.text, ")") : "";
-    if (!apply) {
-      std::printf("would write %s to %s%s\n", s.value.c_str(), path.c_str(), was.c_str());
-      continue;
+  if (!absl::GetFlag(FLAGS_apply)) {
+    for (const auto& s : settings) {
+      std::string path = tierctl::under_root(root, s.knob->path);
+      tierctl::ReadResult before = tierctl::read_text(path);
+      absl::Status ok = tierctl::check_writable(root, s);
+      std::printf("would write %s to %s%s%s\n", s.value.c_str(), path.c_str(),
+                  before.text ? absl::StrCat(" (now ", *before.text, ")").c_str() : "",
+                  ok.ok() ? "" : absl::StrCat("; --apply would fail: ", ok.message()).c_str());
     }
-    absl::Status st = tierctl::apply_setting(root, s);
-    if (st.ok()) {
-      std::printf("wrote %s to %s%s\n", s.value.c_str(), path.c_str(),
-                  before.text ? absl::StrCat(" (was ", *before.text, ")").c_str() : "");
-    } else {
-      std::fprintf(stderr, "tierctl kernel: %s\n", std::string(st.message()).c_str());
-      rc = 1;
-    }
+    std::printf("dry run: nothing written; add --apply to write (needs root)\n");
+    return 0;
   }
-  if (!apply) std::printf("dry run: nothing written; add --apply to write (needs root)\n");
-  return rc;
+  return apply_settings(root, settings);
 }
 
 int run_numa_maps(const std::vector<char*>& args) {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -40,12 +41,14 @@ inline std::string under_root(const std::string& root, absl::string_view path) {
   return r == "/" ? std::string(path) : absl::StrCat(r, path);
 }
 
-// A file's contents (whitespace-trimmed), or the errno of the failed read.
+// A file's contents (whitespace-trimmed), or the errno of the failed read:
+// EFBIG past `limit` bytes (a knob is a line; a device such as /dev/zero
+// under --root would otherwise be read until memory runs out).
 struct ReadResult {
   std::optional<std::string> text;
   int err = 0;
 };
-inline ReadResult read_text(const std::string& path) {
+inline ReadResult read_text(const std::string& path, std::size_t limit = std::size_t{1} << 20) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return {std::nullopt, errno};
   std::string out;
@@ -59,6 +62,10 @@ inline ReadResult read_text(const std::string& path) {
     }
     if (n == 0) break;
     out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > limit) {
+      ::close(fd);
+      return {std::nullopt, EFBIG};
+    }
   }
   ::close(fd);
   return {std::string(absl::StripAsciiWhitespace(out)), 0};
@@ -267,10 +274,30 @@ inline absl::StatusOr<Setting> parse_setting(absl::string_view text) {
   return Setting{k, absl::StrCat(*v)};
 }
 
+// Why `s` could not be written under `root` (errno `err`), in plain words.
+inline absl::Status write_error(const std::string& root, const Setting& s, int err) {
+  return absl::Status(err == EACCES || err == EPERM ? absl::StatusCode::kPermissionDenied
+                                                    : absl::StatusCode::kFailedPrecondition,
+                      absl::StrCat("cannot write ", s.value, " to ", under_root(root, s.knob->path),
+                                   ": ", explain(root, s.knob, err)));
+}
+
+// check_writable()
+//
+// Opens the knob's file for writing without truncating or writing it: what
+// --apply asks of every setting before it writes any, so that a missing
+// debugfs or a missing permission leaves every knob as it was. The kernel
+// may still reject a value at write time (EINVAL); apply_setting says so.
+inline absl::Status check_writable(const std::string& root, const Setting& s) {
+  int fd = ::open(under_root(root, s.knob->path).c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return write_error(root, s, errno);
+  ::close(fd);
+  return absl::OkStatus();
+}
+
 // Writes `s` under `root`; OK or an error saying why in plain words.
 inline absl::Status apply_setting(const std::string& root, const Setting& s) {
-  std::string path = under_root(root, s.knob->path);
-  int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  int fd = ::open(under_root(root, s.knob->path).c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
   int err = fd < 0 ? errno : 0;
   if (fd >= 0) {
     std::string line = s.value + "\n";
@@ -278,11 +305,7 @@ inline absl::Status apply_setting(const std::string& root, const Setting& s) {
       err = errno == 0 ? EIO : errno;
     if (::close(fd) != 0 && err == 0) err = errno;
   }
-  if (err == 0) return absl::OkStatus();
-  return absl::Status(
-      err == EACCES || err == EPERM ? absl::StatusCode::kPermissionDenied
-                                    : absl::StatusCode::kFailedPrecondition,
-      absl::StrCat("cannot write ", s.value, " to ", path, ": ", explain(root, s.knob, err)));
+  return err == 0 ? absl::OkStatus() : write_error(root, s, err);
 }
 
 }  // namespace tierctl

@@ -88,7 +88,7 @@ inline absl::StatusOr<std::string> read_numa_maps(const std::string& root, absl:
     return absl::InvalidArgumentError(
         absl::StrCat("'", pid, "' is not a process id (use a positive number or 'self')"));
   std::string dir = under_root(root, absl::StrCat("/proc/", pid));
-  ReadResult r = read_text(dir + "/numa_maps");
+  ReadResult r = read_text(dir + "/numa_maps", std::size_t{1} << 30);  // a line per mapping
   if (r.text) return *r.text;
   if (r.err == ENOENT && ::access(dir.c_str(), F_OK) != 0)
     return absl::NotFoundError(absl::StrCat("no process with PID ", pid, " (", dir, " not found)"));
