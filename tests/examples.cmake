@@ -34,6 +34,8 @@ tierkit_output_test(tierctl.help_subcommand tierctl "tierctl kernel .*demotion_e
 tierkit_output_test(tierctl.unknown_subcommand tierctl
   "unknown subcommand 'frobnicate'.*known: topology, kernel.*exit=2"
   "\"$T\" frobnicate 2>&1")
+tierkit_output_test(tierctl.bad_flag_value tierctl "Illegal value 'maybe' specified for flag 'json'.*exit=2"
+  "\"$T\" topology --json=maybe 2>&1")
 tierkit_output_test(tierctl.wrong_option tierctl "topology: unknown option '--apply'.*exit=2"
   "\"$T\" topology --apply 2>&1")
 
@@ -113,6 +115,9 @@ tierkit_output_test(tierctl.numa_maps_self tierctl
 tierkit_output_test(tierctl.numa_maps_two_tiers tierctl
   "0 +0 +DRAM +16.0 MiB +40.0%.*1 +1 +CXL/slow +24.0 MiB +60.0% +20.0 MiB.*tier 0 \\(fast\\) +nodes 0 .*tier 1 \\(slow\\) +nodes 1 +24.0 MiB.*exit=0"
   "mkdir -p \"$S/proc/4242\"; printf '7f0000000000 default anon=4096 dirty=4096 N0=2048 N1=1024 kernelpagesize_kB=4\\n7f0001000000 bind:1 anon=10 N1=10 kernelpagesize_kB=2048\\n7f0002000000 default file=/lib/x.so mapped=2048 N0=2048 kernelpagesize_kB=4\\n' > \"$S/proc/4242/numa_maps\"; \"$T\" numa-maps 4242 --root \"$S\" --xml ${_tk_fixtures}/qemu-dram-plus-cpuless-hmat.xml 2>&1")
+tierkit_output_test(tierctl.numa_maps_overflow tierctl
+  "numa_maps line 2: page counts overflow 64-bit bytes \\(is the file corrupt\\?\\)\nexit=1"
+  "mkdir -p \"$S/proc/4242\"; printf '7f0000000000 default N0=5 N1=5\\n7f0001000000 default N0=4503599627370496 kernelpagesize_kB=4096\\n' > \"$S/proc/4242/numa_maps\"; \"$T\" numa-maps 4242 --root \"$S\" 2>&1")
 tierkit_output_test(tierctl.numa_maps_bad_pid tierctl
   "no process with PID 2147483 .*exit=1" "\"$T\" numa-maps 2147483 --root \"$S\" 2>&1")
 tierkit_output_test(tierctl.numa_maps_not_a_pid tierctl

@@ -17,12 +17,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "parse_flags.hpp"
 #include "tierctl_kernel.hpp"
 #include "tierctl_numa_maps.hpp"
 #include "tierctl_simulate.hpp"
@@ -334,7 +334,7 @@ int main(int argc, char** argv) {
   std::vector<char*> rest = {argv[0]};
   if (std::optional<int> rc = split_arguments(*sub, cmd, argc, argv, &sets, &rest)) return *rc;
   int n = static_cast<int>(rest.size());
-  std::vector<char*> positional = absl::ParseCommandLine(n, rest.data());
+  std::vector<char*> positional = tools::parse_flags(n, rest.data());
   positional.erase(positional.begin());  // program name
 
   if (cmd == "numa-maps") return run_numa_maps(positional);

@@ -44,6 +44,12 @@ inline std::string human_bytes(std::uint64_t b) {
   return absl::StrFormat("%u KiB", b >> 10);
 }
 
+// A count no real process reaches: the file is corrupt, not the sum.
+inline absl::Status overflow(int line_no) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "numa_maps line ", line_no, ": page counts overflow 64-bit bytes (is the file corrupt?)"));
+}
+
 // Sums N<node>=<pages> fields of every mapping; page size from each line's
 // kernelpagesize_kB= (4 KiB when absent). Malformed fields are errors.
 inline absl::StatusOr<NumaMaps> parse_numa_maps(absl::string_view text) {
@@ -69,12 +75,15 @@ inline absl::StatusOr<NumaMaps> parse_numa_maps(absl::string_view text) {
       if (!absl::SimpleAtoi(kv.first, &node) || !absl::SimpleAtoi(kv.second, &n))
         return absl::InvalidArgumentError(
             absl::StrCat("numa_maps line ", line_no, ": bad node field '", field, "'"));
-      pages[node] += n;
+      if (__builtin_add_overflow(pages[node], n, &pages[node])) return overflow(line_no);
     }
     for (const auto& [node, n] : pages) {
       NodeUsage& u = out.nodes[node];
-      u.bytes += n * page_kb * 1024;
-      if (page_kb > 4) u.huge_bytes += n * page_kb * 1024;
+      std::uint64_t bytes = 0;
+      if (__builtin_mul_overflow(n, page_kb * 1024, &bytes) || page_kb > (~0ull >> 10) ||
+          __builtin_add_overflow(u.bytes, bytes, &u.bytes))
+        return overflow(line_no);
+      if (page_kb > 4) u.huge_bytes += bytes;  // at most u.bytes
     }
   }
   return out;
