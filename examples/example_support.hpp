@@ -8,6 +8,9 @@
 //  - placement(): where a range's pages are (move_pages with nodes == NULL);
 //    HitRatio: the measured fast-tier hit ratio of sampled accesses.
 //  - Zipf: a power-law sampler for skewed workloads.
+//  - Demand, require_fits() and run(): the memory the size flags ask for,
+//    refused up front beyond physical memory, and an allocation that fails
+//    anyway reported (exit 1) instead of aborting.
 #pragma once
 
 #include <algorithm>
@@ -17,9 +20,13 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <new>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -39,6 +46,58 @@ inline void require(bool ok, const char* message) {
   if (ok) return;
   std::fprintf(stderr, "bad flag: %s\n", message);
   std::exit(2);
+}
+inline void require(bool ok, const std::string& message) { require(ok, message.c_str()); }
+
+// "2.0 PiB": a byte count for messages. A double, so that the product of size
+// flags is formed without overflow before it is checked.
+inline std::string size_text(double bytes) {
+  static constexpr const char* kUnit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  for (; bytes >= 1024 && u < 6; ++u) bytes /= 1024;
+  return u == 0 ? absl::StrFormat("%.0f bytes", bytes)
+                : absl::StrFormat("%.1f %s", bytes, kUnit[u]);
+}
+
+// The memory an example's size flags ask for: its data and samplers, and the
+// flags as given ("--mib=64"), which the messages name.
+struct Demand {
+  double bytes;
+  std::string flags;
+};
+
+// Exits with status 2 unless `d` fits in this machine's physical memory: every
+// example writes all of its data, so more could only fail or swap.
+inline void require_fits(const Demand& d) {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return;  // unknown: run() still reports a failure
+  const double have = static_cast<double>(pages) * static_cast<double>(page);
+  require(d.bytes <= have,
+          absl::StrCat(d.flags, " asks for ", size_text(d.bytes),
+                       ", more than this machine's physical memory (", size_text(have), ")"));
+}
+
+// Runs `body` (an example once its flags are checked) and returns its exit
+// status. An allocation it cannot make (the mmap behind tiered_allocator
+// fails: TierAllocError, a std::bad_alloc; or std::length_error) ends it with
+// "cannot allocate ...: why" and status 1 rather than std::terminate's abort.
+template <class Body>
+int run(const Demand& d, Body&& body) {
+  const auto fail = [&](const char* why) {
+    std::fflush(stdout);  // what the example printed comes first
+    std::fprintf(stderr, "cannot allocate the %s that %s asks for: %s\n",
+                 size_text(d.bytes).c_str(), d.flags.c_str(), why);
+    return 1;
+  };
+  try {
+    return body();
+  } catch (const TierAllocError& e) {
+    return fail(e.what());
+  } catch (const std::bad_alloc&) {
+    return fail("out of memory (std::bad_alloc)");
+  } catch (const std::length_error& e) {
+    return fail(e.what());
+  }
 }
 
 // The machine an example runs on, and the engine configuration for it.
@@ -227,6 +286,7 @@ class HitRatio {
 // memory rather than packed at its start. O(log n) per sample.
 class Zipf {
  public:
+  static constexpr std::size_t kBytesPerItem = sizeof(double) + sizeof(std::size_t);
   Zipf(std::size_t n, double s, std::uint64_t seed = 42) : cdf_(n), perm_(n), rng_(seed) {
     double sum = 0;
     for (std::size_t k = 0; k < n; ++k) cdf_[k] = sum += std::pow(static_cast<double>(k + 1), -s);

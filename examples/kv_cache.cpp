@@ -58,68 +58,76 @@ int main(int argc, char** argv) {
   while (capacity * 7 / 8 < keys) capacity *= 2;
   const auto budget = static_cast<std::uint64_t>(static_cast<double>(capacity * sizeof(Slot)) *
                                                  absl::GetFlag(FLAGS_fast_fraction));
-  auto machine = examples::Machine::pick(budget, absl::GetFlag(FLAGS_simulate));
+  // The slots and the Zipf sampler over the keys.
+  const examples::Demand demand{
+      static_cast<double>(capacity * sizeof(Slot) + keys * examples::Zipf::kBytesPerItem),
+      absl::StrCat("--keys=", keys)};
+  examples::require_fits(demand);
+  return examples::run(demand, [&] {
+    auto machine = examples::Machine::pick(budget, absl::GetFlag(FLAGS_simulate));
 
-  tierkit::EngineConfig config = machine->config();
-  config.policy = absl::GetFlag(FLAGS_threshold) > 0
-                      ? absl::StrCat("threshold:", absl::GetFlag(FLAGS_threshold))
-                      : absl::GetFlag(FLAGS_policy);
-  config.rate_limit_mbps = absl::GetFlag(FLAGS_rate_limit_mbps);
-  config.epoch_ms = absl::GetFlag(FLAGS_epoch_ms);
-  auto engine = machine->make_engine(config);
-  if (engine == nullptr) return 2;
-  auto heap = examples::SlowHeap::create(*machine, *engine, "kv values");
-  if (heap == nullptr) return 1;
-  {
-    Map cache(0, absl::Hash<std::uint64_t>(), std::equal_to<std::uint64_t>(),
-              heap->allocator<Slot>());
-    cache.reserve(keys);
-    for (std::uint64_t k = 0; k < keys; ++k) cache[k].bytes[0] = static_cast<char>(k);
-    std::printf(
-        "%zu keys, %s of slots on the slow tier; fast-tier budget %s; policy %s, "
-        "rate limit %g MiB/s\n",
-        keys, examples::Machine::mib(capacity * sizeof(Slot)).c_str(),
-        examples::Machine::mib(budget).c_str(), engine->policy_name().c_str(),
-        config.rate_limit_mbps);
-
-    examples::Zipf zipf(keys, absl::GetFlag(FLAGS_skew));
-    examples::HitRatio hits(*machine);
-    (void)engine->start();
-    using Clock = std::chrono::steady_clock;
-    const auto start = Clock::now();
-    auto next = start + std::chrono::seconds(1);
-    const auto end = start + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
-    std::uint64_t gets = 0, sum = 0, last_p = 0, last_d = 0, last_def = 0;
-    for (int sec = 1;; ++sec) {
-      const auto stop = std::min(next, end);
-      std::uint64_t n = 0;
-      while ((n & 1023) != 0 || Clock::now() < stop) {
-        auto it = cache.find(zipf());
-        engine->record_access(&it->second);
-        hits.sample(&it->second);
-        sum += static_cast<unsigned char>(it->second.bytes[0]);
-        ++n;
-      }
-      gets += n;
-      double secs =
-          std::chrono::duration<double>(Clock::now() - (next - std::chrono::seconds(1))).count();
-      tierkit::EngineStats s = engine->stats();
+    tierkit::EngineConfig config = machine->config();
+    config.policy = absl::GetFlag(FLAGS_threshold) > 0
+                        ? absl::StrCat("threshold:", absl::GetFlag(FLAGS_threshold))
+                        : absl::GetFlag(FLAGS_policy);
+    config.rate_limit_mbps = absl::GetFlag(FLAGS_rate_limit_mbps);
+    config.epoch_ms = absl::GetFlag(FLAGS_epoch_ms);
+    auto engine = machine->make_engine(config);
+    if (engine == nullptr) return 2;
+    auto heap = examples::SlowHeap::create(*machine, *engine, "kv values");
+    if (heap == nullptr) return 1;
+    {
+      Map cache(0, absl::Hash<std::uint64_t>(), std::equal_to<std::uint64_t>(),
+                heap->allocator<Slot>());
+      cache.reserve(keys);
+      for (std::uint64_t k = 0; k < keys; ++k) cache[k].bytes[0] = static_cast<char>(k);
       std::printf(
-          "t=%2ds  %6.2f M GET/s  fast-tier hits %5.1f%%  promoted %6llu  demoted %6llu  "
-          "deferred %6llu  threshold %s\n",
-          sec, static_cast<double>(n) / secs / 1e6, hits.take(),
-          static_cast<unsigned long long>(s.promoted_pages - last_p),
-          static_cast<unsigned long long>(s.demoted_pages - last_d),
-          static_cast<unsigned long long>(s.deferred_pages - last_def), s.threshold_text().c_str());
-      std::fflush(stdout);
-      last_p = s.promoted_pages, last_d = s.demoted_pages, last_def = s.deferred_pages;
-      if (stop == end) break;
-      next += std::chrono::seconds(1);
+          "%zu keys, %s of slots on the slow tier; fast-tier budget %s; policy %s, "
+          "rate limit %g MiB/s\n",
+          keys, examples::Machine::mib(capacity * sizeof(Slot)).c_str(),
+          examples::Machine::mib(budget).c_str(), engine->policy_name().c_str(),
+          config.rate_limit_mbps);
+
+      examples::Zipf zipf(keys, absl::GetFlag(FLAGS_skew));
+      examples::HitRatio hits(*machine);
+      (void)engine->start();
+      using Clock = std::chrono::steady_clock;
+      const auto start = Clock::now();
+      auto next = start + std::chrono::seconds(1);
+      const auto end = start + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(absl::GetFlag(FLAGS_seconds)));
+      std::uint64_t gets = 0, sum = 0, last_p = 0, last_d = 0, last_def = 0;
+      for (int sec = 1;; ++sec) {
+        const auto stop = std::min(next, end);
+        std::uint64_t n = 0;
+        while ((n & 1023) != 0 || Clock::now() < stop) {
+          auto it = cache.find(zipf());
+          engine->record_access(&it->second);
+          hits.sample(&it->second);
+          sum += static_cast<unsigned char>(it->second.bytes[0]);
+          ++n;
+        }
+        gets += n;
+        double secs =
+            std::chrono::duration<double>(Clock::now() - (next - std::chrono::seconds(1))).count();
+        tierkit::EngineStats s = engine->stats();
+        std::printf(
+            "t=%2ds  %6.2f M GET/s  fast-tier hits %5.1f%%  promoted %6llu  demoted %6llu  "
+            "deferred %6llu  threshold %s\n",
+            sec, static_cast<double>(n) / secs / 1e6, hits.take(),
+            static_cast<unsigned long long>(s.promoted_pages - last_p),
+            static_cast<unsigned long long>(s.demoted_pages - last_d),
+            static_cast<unsigned long long>(s.deferred_pages - last_def),
+            s.threshold_text().c_str());
+        std::fflush(stdout);
+        last_p = s.promoted_pages, last_d = s.demoted_pages, last_def = s.deferred_pages;
+        if (stop == end) break;
+        next += std::chrono::seconds(1);
+      }
+      engine->stop();
+      std::printf("\n%llu GETs (checksum %llu)\n%s", static_cast<unsigned long long>(gets),
+                  static_cast<unsigned long long>(sum), engine->stats().to_table().c_str());
     }
-    engine->stop();
-    std::printf("\n%llu GETs (checksum %llu)\n%s", static_cast<unsigned long long>(gets),
-                static_cast<unsigned long long>(sum), engine->stats().to_table().c_str());
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -238,6 +238,15 @@ set(_tk_which "(ONE memory tier.*SIMULATED two-tier machine|memory tiers \\(fast
 tierkit_output_test(example.demo demo
   "Memory tiers of this machine.*node +tier +kind.*${_tk_which}.*placement: [0-9]+ pages on node [0-9]+ \\(slow\\).*\nepoch +1 +fast-hit.*\nepoch +6 +fast-hit [ 0-9.]+%.*placement after 6 epochs.*pages on node [0-9]+ \\(fast\\).*Final engine stats.*promoted +[1-9][0-9]* pages.*exit=0"
   "\"$T\" --epochs 6 --epoch_ms 50 --mib 16 2>&1")
+# More memory than the machine has is refused before anything is allocated;
+# an allocation that fails anyway (here: a 128 MiB address space, fixed by
+# ulimit whatever the machine's RAM) is reported, not an abort (exit 134).
+tierkit_output_test(example.demo_more_than_memory demo
+  "bad flag: --mib=2147483647 asks for 2\\.5 PiB, more than this machine's physical memory \\([0-9.]+ [GTP]iB\\)\nexit=2"
+  "\"$T\" --epochs 1 --epoch_ms 10 --mib 2147483647 2>&1")
+tierkit_output_test(example.demo_allocation_fails demo
+  "cannot allocate the 640\\.0 MiB that --mib=512 asks for: RESOURCE_EXHAUSTED: .*mmap of [0-9]+ bytes failed: Cannot allocate memory.*\nexit=1"
+  "ulimit -v 131072; \"$T\" --epochs 1 --epoch_ms 10 --mib 512 2>&1")
 tierkit_output_test(example.quickstart quickstart
   "${_tk_which}.*tracked pages +4096 \\(fast [1-9][0-9]*, slow [0-9]+\\).*promoted +[1-9][0-9]* pages.*fast heat share.*exit=0"
   "\"$T\" 2>&1")
@@ -260,6 +269,10 @@ tierkit_output_test(example.embedding_table embedding_table
 tierkit_output_test(example.embedding_table_unread_half_life embedding_table
   "--half_life_epochs: the policy in force ages heat by access volume.*exit=2"
   "\"$T\" --epochs 2 --rows 2000 --half_life_epochs 16 2>&1")
+# rows x dim x 4 bytes overflows 64 bits: refused, not std::length_error.
+tierkit_output_test(example.embedding_table_overflow embedding_table
+  "bad flag: --rows=2000000000 --dim=2000000000 asks for 13\\.9 EiB, more than this machine's physical memory.*\nexit=2"
+  "\"$T\" --epochs 1 --rows 2000000000 --dim 2000000000 2>&1")
 tierkit_output_test(example.embedding_table_half_life_threshold embedding_table
   "fast-tier hit ratio.*exit=0"
   "\"$T\" --epochs 2 --rows 2000 --half_life_epochs 16 --policy threshold 2>&1")
