@@ -7,6 +7,7 @@
 // Flags choose the policy, threshold, rate limit, key count, skew, duration.
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <utility>
@@ -47,6 +48,12 @@ int main(int argc, char** argv) {
   examples::require(
       absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
       "--fast_fraction must be in (0, 1]");
+  // A day at most: far from overflowing the clock's nanoseconds (292 years).
+  examples::require(absl::GetFlag(FLAGS_seconds) > 0 && absl::GetFlag(FLAGS_seconds) <= 86400,
+                    "--seconds must be in (0, 86400]");
+  examples::require(
+      std::isfinite(absl::GetFlag(FLAGS_threshold)) && absl::GetFlag(FLAGS_threshold) >= 0,
+      "--threshold must be a finite number >= 0 (0, the default: --policy decides)");
   // --threshold N is --policy=threshold:N: with another --policy one of the
   // two would be dropped without a word.
   examples::require(

@@ -261,6 +261,16 @@ tierkit_output_test(example.kv_cache_bad_policy kv_cache "unknown policy 'bogus'
 tierkit_output_test(example.kv_cache_threshold_and_policy kv_cache
   "--threshold N is --policy=threshold:N. give one of them, not both\nexit=2"
   "\"$T\" --seconds 1 --keys 1000 --policy kernel --threshold 3 2>&1")
+# Durations and thresholds that mean nothing are refused: these ran for
+# ~14 ms, served 0 GETs and exited 0, or were silently ignored.
+foreach(seconds nan -1 1e10)
+  tierkit_output_test(example.kv_cache_seconds_${seconds} kv_cache
+    "bad flag: --seconds must be in \\(0, 86400\\]\nexit=2"
+    "\"$T\" --keys 1000 --seconds=${seconds} 2>&1")
+endforeach()
+tierkit_output_test(example.kv_cache_threshold_nan kv_cache
+  "bad flag: --threshold must be a finite number >= 0.*\nexit=2"
+  "\"$T\" --keys 1000 --seconds 1 --threshold=nan 2>&1")
 tierkit_output_test(example.embedding_table embedding_table
   "${_tk_which}.*20000 rows x 64 floats.*\nepoch +1 +fast-tier hits.*\nepoch +20 .*fast-tier hit ratio: [0-9.]+% in epoch 1, then [1-9][0-9]\\.[0-9]% \\.\\. [0-9.]+% over the last 10 epochs\nping-pong pages: [0-9]?[0-9] of [0-9]+ moved.*exit=0"
   "\"$T\" --epochs 20 --rows 20000 2>&1")
