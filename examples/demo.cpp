@@ -40,10 +40,18 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("tierkit demo: tier discovery, slow-tier allocation, tiering");
   absl::ParseCommandLine(argc, argv);
   examples::require(absl::GetFlag(FLAGS_mib) >= 1, "--mib must be >= 1");
+  examples::require(absl::GetFlag(FLAGS_epochs) >= 1, "--epochs must be >= 1");
   examples::require(
       absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
       "--fast_fraction must be in (0, 1]");
-  examples::require(absl::GetFlag(FLAGS_epoch_ms) >= 1, "--epoch_ms must be >= 1");
+  // The engine's own ranges, checked here because burst_bytes is computed
+  // from both first (beyond them, or NaN, its conversion is undefined).
+  examples::require(absl::GetFlag(FLAGS_epoch_ms) >= 1 && absl::GetFlag(FLAGS_epoch_ms) <= 3600000,
+                    "--epoch_ms must be in [1, 3600000]");
+  examples::require(
+      absl::GetFlag(FLAGS_rate_limit_mbps) >= 0 && absl::GetFlag(FLAGS_rate_limit_mbps) <= 1e9,
+      "--rate_limit_mbps must be in [0, 1e9]");
+  examples::require_skew(absl::GetFlag(FLAGS_skew));
   const std::size_t bytes = static_cast<std::size_t>(absl::GetFlag(FLAGS_mib)) << 20;
   const auto budget =
       static_cast<std::uint64_t>(static_cast<double>(bytes) * absl::GetFlag(FLAGS_fast_fraction));

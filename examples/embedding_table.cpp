@@ -41,6 +41,9 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
       "--fast_fraction must be in (0, 1]");
   examples::require(absl::GetFlag(FLAGS_epochs) >= 1, "--epochs must be >= 1");
+  examples::require(absl::GetFlag(FLAGS_batch) >= 1 && absl::GetFlag(FLAGS_batches) >= 1,
+                    "--batch and --batches must be >= 1");
+  examples::require_skew(absl::GetFlag(FLAGS_skew));
   const auto rows = static_cast<std::size_t>(absl::GetFlag(FLAGS_rows));
   const auto dim = static_cast<std::size_t>(absl::GetFlag(FLAGS_dim));
   // The table, the Zipf sampler over its rows and a pooled row; in double, as

@@ -281,6 +281,12 @@ class HitRatio {
   std::uint64_t n_ = 0, total_ = 0, fast_ = 0;
 };
 
+// Exits with status 2 unless `s`, a --skew (Zipf exponent), is finite and
+// >= 0: NaN or -inf make Zipf's CDF NaN, and its samples meaningless.
+inline void require_skew(double s) {
+  require(std::isfinite(s) && s >= 0, "--skew must be a finite number >= 0");
+}
+
 // Samples ranks 0..n-1 with P(k) proportional to 1 / (k+1)^s, then maps the
 // rank through a fixed random permutation so popular items are scattered over
 // memory rather than packed at its start. O(log n) per sample.

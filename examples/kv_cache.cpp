@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   examples::require(
       absl::GetFlag(FLAGS_fast_fraction) > 0 && absl::GetFlag(FLAGS_fast_fraction) <= 1,
       "--fast_fraction must be in (0, 1]");
+  examples::require_skew(absl::GetFlag(FLAGS_skew));
   // A day at most: far from overflowing the clock's nanoseconds (292 years).
   examples::require(absl::GetFlag(FLAGS_seconds) > 0 && absl::GetFlag(FLAGS_seconds) <= 86400,
                     "--seconds must be in (0, 86400]");

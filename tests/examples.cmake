@@ -247,6 +247,11 @@ tierkit_output_test(example.demo_more_than_memory demo
 tierkit_output_test(example.demo_allocation_fails demo
   "cannot allocate the 640\\.0 MiB that --mib=512 asks for: RESOURCE_EXHAUSTED: .*mmap of [0-9]+ bytes failed: Cannot allocate memory.*\nexit=1"
   "ulimit -v 131072; \"$T\" --epochs 1 --epoch_ms 10 --mib 512 2>&1")
+# A NaN rate reached an undefined double -> integer conversion (burst_bytes)
+# before the engine refused it.
+tierkit_output_test(example.demo_rate_nan demo
+  "bad flag: --rate_limit_mbps must be in \\[0, 1e9\\]\nexit=2"
+  "\"$T\" --epochs 1 --epoch_ms 10 --mib 4 --rate_limit_mbps=nan 2>&1")
 tierkit_output_test(example.quickstart quickstart
   "${_tk_which}.*tracked pages +4096 \\(fast [1-9][0-9]*, slow [0-9]+\\).*promoted +[1-9][0-9]* pages.*fast heat share.*exit=0"
   "\"$T\" 2>&1")
@@ -283,6 +288,10 @@ tierkit_output_test(example.embedding_table_unread_half_life embedding_table
 tierkit_output_test(example.embedding_table_overflow embedding_table
   "bad flag: --rows=2000000000 --dim=2000000000 asks for 13\\.9 EiB, more than this machine's physical memory.*\nexit=2"
   "\"$T\" --epochs 1 --rows 2000000000 --dim 2000000000 2>&1")
+# A NaN skew made every sample the same row: it ran, and said 100% hits.
+tierkit_output_test(example.embedding_table_skew_nan embedding_table
+  "bad flag: --skew must be a finite number >= 0\nexit=2"
+  "\"$T\" --epochs 2 --rows 2000 --skew=nan 2>&1")
 tierkit_output_test(example.embedding_table_half_life_threshold embedding_table
   "fast-tier hit ratio.*exit=0"
   "\"$T\" --epochs 2 --rows 2000 --half_life_epochs 16 --policy threshold 2>&1")
