@@ -230,6 +230,22 @@ tierkit_output_test(sim.trace_flag_without_trace tierkit-sim
 tierkit_output_test(sim.builtin_flag_with_trace tierkit-sim
   "--zipf_s applies only to the built-in workloads, not with --trace.*\nexit=2"
   "\"$T\" --trace=${_tk_sqlite_trace} --zipf_s=2 2>&1")
+# --series and --plot: a refused or failed run leaves an existing file as it
+# was (output goes through a temporary renamed into place), and no temporary.
+tierkit_output_test(sim.outputs_kept_when_refused tierkit-sim
+  "unknown policy 'banana'.*--fast=0: the fast tier holds no page.*trace '/nonexistent': cannot open.*more than 2\\^25 page-epochs.*\nkeep\nkeep\np\\.png\ns\\.csv\nexit=0"
+  "echo keep > \"$S/s.csv\"; echo keep > \"$S/p.png\"; o=\"--series=$S/s.csv --plot=$S/p.png --quiet\"
+\"$T\" --workload=zipf --accesses=1k --policy=banana $o 2>&1; \"$T\" --workload=zipf --accesses=1k --fast=0 $o 2>&1
+\"$T\" --trace=/nonexistent $o 2>&1; \"$T\" --workload=zipf --policy=rule-bound $o 2>&1
+cat \"$S/s.csv\" \"$S/p.png\"; ls -A \"$S\"")
+# --plot: an unwritable path fails before the runs, and nothing reaches stdout;
+# gnuplot missing is named as such.
+tierkit_output_test(sim.plot_unwritable tierkit-sim
+  "^tierkit-sim: --plot: cannot write '/nonexistent-dir/p\\.png': No such file or directory\nexit=1"
+  "\"$T\" --workload=zipf --footprint=8M --accesses=100k --policy=static --plot=/nonexistent-dir/p.png --quiet 2>&1")
+tierkit_output_test(sim.plot_without_gnuplot tierkit-sim
+  "--plot: gnuplot is not installed \\(not found on PATH\\)\nexit=1"
+  "env PATH=/nonexistent \"$T\" --workload=zipf --footprint=8M --accesses=100k --policy=static --plot=\"$S/p.png\" --quiet 2>&1 >/dev/null")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

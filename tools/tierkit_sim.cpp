@@ -1,15 +1,15 @@
 // tierkit-sim: replays built-in workloads or a valgrind lackey trace against
 // tierkit's placement policies, the kernel model and an oracle, on virtual
 // time, through the same Engine code applications use. See docs/performance.md.
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -33,6 +33,7 @@
 #include "absl/strings/strip.h"
 #include "tierkit/detail/parse.hpp"
 #include "tierkit/sim/llc.hpp"
+#include "tierkit/sim/output_file.hpp"
 #include "tierkit/sim/report.hpp"
 #include "tierkit/sim/simulator.hpp"
 #include "tierkit/sim/trace_file.hpp"
@@ -351,8 +352,7 @@ struct Settings {
   std::shared_ptr<const tierkit::sim::Trace> trace;  // with --trace
   int jobs = 1;
   bool quiet = false;
-  std::string format, plot;
-  std::ofstream series;
+  std::string format, plot, series;  // --plot and --series: paths or empty
 };
 
 bool flag_wins(const Settings& s, const char* flag, const char* var) {
@@ -486,8 +486,14 @@ std::vector<std::string> hotness_list(const SimOptions& o) {
   return hotness;
 }
 
-// --jobs, --quiet, --format, --plot and --series; false if --series cannot be
-// written.
+// Reports a --plot or --series that cannot be written; returns main's exit status.
+int output_error(const char* flag, const absl::Status& st) {
+  std::cerr << "tierkit-sim: --" << flag << ": " << st.message() << "\n";
+  return 1;
+}
+
+// --jobs, --quiet, --format, --plot and --series; false if --plot or --series
+// cannot be written. Nothing is written before the runs succeed.
 bool output_options(Settings& s) {
   s.jobs = static_cast<int>(flag_int(FLAGS_jobs, "jobs", 1, 256));
   s.quiet = absl::GetFlag(FLAGS_quiet);
@@ -495,12 +501,12 @@ bool output_options(Settings& s) {
   if (s.format != "csv" && s.format != "markdown")
     usage_error(absl::StrCat("--format: '", s.format, "' is neither csv nor markdown"));
   s.plot = absl::GetFlag(FLAGS_plot);
-  // Opened before the runs, so a path that cannot be written fails at once.
-  if (const std::string path = absl::GetFlag(FLAGS_series); !path.empty()) {
-    s.series.open(path, std::ios::trunc);
-    if (!s.series) {
-      std::cerr << "tierkit-sim: --series: cannot write '" << path << "': " << std::strerror(errno)
-                << "\n";
+  s.series = absl::GetFlag(FLAGS_series);
+  // Checked now, so an unwritable path fails before a long run, not after.
+  for (const auto& [flag, path] : {std::pair{"plot", s.plot}, std::pair{"series", s.series}}) {
+    if (path.empty()) continue;
+    if (absl::Status st = tierkit::sim::check_writable(path); !st.ok()) {
+      output_error(flag, st);
       return false;
     }
   }
@@ -722,22 +728,31 @@ int report_errors(const std::vector<std::string>& errors) {
   return rc;
 }
 
-int write_plot(const std::vector<SimResult>& results, const std::string& plot, bool quiet) {
-  std::string script = tierkit::sim::gnuplot_script(results, plot);
-  FILE* gp = ::popen("gnuplot", "w");
-  if (gp == nullptr) {
-    std::cerr << "tierkit-sim: --plot: cannot run gnuplot\n";
-    return 1;
-  }
+// Renders the time series to `plot` through gnuplot.
+absl::Status write_plot(const std::vector<SimResult>& results, const std::string& plot) {
+  auto out = tierkit::sim::OutputFile::create(plot);
+  if (!out.ok()) return out.status();
+  const std::string script = tierkit::sim::gnuplot_script(results, out->temp_path());
+  // Our stdout holds the table: when gnuplot cannot open its output it draws
+  // to its stdout. If gnuplot is missing or dies, writes fail, not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
+  FILE* gp = ::popen("gnuplot >/dev/null", "w");
+  if (gp == nullptr) return absl::ErrnoToStatus(errno, "cannot start gnuplot");
   std::fwrite(script.data(), 1, script.size(), gp);
-  int st = ::pclose(gp);
-  if (st != 0) {
-    std::cerr << "tierkit-sim: --plot: gnuplot failed (status " << st
-              << "); is gnuplot installed?\n";
-    return 1;
-  }
-  if (!quiet) std::cerr << "tierkit-sim: wrote " << plot << "\n";
-  return 0;
+  const int st = ::pclose(gp);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+    return absl::FailedPreconditionError("gnuplot is not installed (not found on PATH)");
+  if (st != 0)
+    return absl::InternalError(
+        absl::StrCat("gnuplot failed (wait status ", st, "); its messages, if any, are above"));
+  return out->commit();
+}
+
+absl::Status write_series(const std::vector<SimResult>& results, const std::string& path) {
+  auto out = tierkit::sim::OutputFile::create(path);
+  if (!out.ok()) return out.status();
+  if (absl::Status st = out->write(tierkit::sim::series_csv(results)); !st.ok()) return st;
+  return out->commit();
 }
 
 // The table on stdout, the summary on stderr, then --series and --plot;
@@ -762,16 +777,14 @@ int write_outputs(Settings& s, const Runs& runs) {
         static_cast<double>(acc) / busy / 1e6);
   }
 
-  if (s.series.is_open()) {
-    s.series << tierkit::sim::series_csv(results);
-    s.series.close();
-    if (!s.series) {
-      std::cerr << "tierkit-sim: --series: writing '" << absl::GetFlag(FLAGS_series)
-                << "' failed: " << std::strerror(errno) << "\n";
-      return 1;
-    }
+  if (!s.series.empty()) {
+    if (absl::Status st = write_series(results, s.series); !st.ok())
+      return output_error("series", st);
   }
-  if (!s.plot.empty()) return write_plot(results, s.plot, s.quiet);
+  if (!s.plot.empty()) {
+    if (absl::Status st = write_plot(results, s.plot); !st.ok()) return output_error("plot", st);
+    if (!s.quiet) std::cerr << "tierkit-sim: wrote " << s.plot << "\n";
+  }
   return 0;
 }
 
