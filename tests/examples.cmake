@@ -246,6 +246,11 @@ tierkit_output_test(sim.plot_unwritable tierkit-sim
 tierkit_output_test(sim.plot_without_gnuplot tierkit-sim
   "--plot: gnuplot is not installed \\(not found on PATH\\)\nexit=1"
   "env PATH=/nonexistent \"$T\" --workload=zipf --footprint=8M --accesses=100k --policy=static --plot=\"$S/p.png\" --quiet 2>&1 >/dev/null")
+# A truncated gzip trace is an error, from a file or stdin, not a shorter trace.
+tierkit_output_test(sim.trace_truncated tierkit-sim
+  "trace '[^']*t\\.lackey\\.gz': the gzip stream ends early after [0-9]+ lines: truncated or corrupt\nrc=1\ntierkit-sim: trace '-': the gzip stream ends early after [0-9]+ lines: truncated or corrupt\nexit=1"
+  "head -c 20000 ${_tk_sqlite_trace} > \"$S/t.lackey.gz\"; \"$T\" --trace=\"$S/t.lackey.gz\" --policy=static --quiet 2>&1; echo rc=$?
+\"$T\" --trace=- --policy=static --quiet < \"$S/t.lackey.gz\" 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

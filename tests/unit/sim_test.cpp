@@ -134,6 +134,39 @@ TEST(TraceFile, LoadsGzip) {
   std::remove(path.c_str());
 }
 
+// Writes `copies` x kTrace to `path` as `members` gzip members; returns the
+// file's size.
+long write_gzip_members(const std::string& path, int members, int copies) {
+  std::string body;
+  for (int i = 0; i < copies; ++i) body += kTrace;
+  for (int m = 0; m < members; ++m) {
+    gzFile g = gzopen(path.c_str(), m == 0 ? "wb" : "ab");
+    EXPECT_NE(g, nullptr);
+    gzwrite(g, body.data(), static_cast<unsigned>(body.size()));
+    gzclose(g);
+  }
+  return static_cast<long>(std::ifstream(path, std::ios::ate | std::ios::binary).tellg());
+}
+
+// A gzip trace cut short is DataLoss, not a shorter trace (zlib reports it as
+// Z_BUF_ERROR); several members (cat a.gz b.gz) make one whole trace.
+TEST(TraceFile, GzipCutShortIsDataLoss) {
+  std::string path = temp_path(".gz");
+  const long size = write_gzip_members(path, 2, 500);
+  auto whole = read_lackey_trace(path);
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->lines, 2u * 500 * 8);
+  for (long cut : {size / 4, size * 3 / 4, size - 1}) {
+    ASSERT_EQ(::truncate(path.c_str(), cut), 0);
+    auto t = read_lackey_trace(path);
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kDataLoss) << cut << ": " << t.status();
+    EXPECT_NE(t.status().message().find("the gzip stream ends early after"),
+              absl::string_view::npos)
+        << t.status();
+  }
+  std::remove(path.c_str());
+}
+
 TEST(TraceFile, ErrorsAndLimits) {
   EXPECT_EQ(read_lackey_trace("/nonexistent/trace").status().code(), absl::StatusCode::kNotFound);
   std::string path = temp_path(".txt");

@@ -137,13 +137,13 @@ absl::Status scan_lackey(gzFile f, const std::string& path, Trace& t,
     if (::gzgets(f, buf, sizeof buf) == nullptr) {
       int err = 0;
       const char* msg = ::gzerror(f, &err);
-      if (err != Z_OK && err != Z_BUF_ERROR) {
-        std::string m = msg ? msg : "read error";
-        ::gzclose(f);
-        return absl::DataLossError(
-            absl::StrCat("trace '", path, "': ", m, " after ", t.lines, " lines"));
-      }
-      break;
+      if (err == Z_OK) break;  // the end of the file
+      // Z_BUF_ERROR: the input ended inside a gzip member.
+      const bool corrupt = err == Z_BUF_ERROR || err == Z_DATA_ERROR;
+      std::string m = err == Z_BUF_ERROR ? "the gzip stream ends early" : msg ? msg : "read error";
+      ::gzclose(f);
+      return absl::DataLossError(absl::StrCat("trace '", path, "': ", m, " after ", t.lines,
+                                              " lines", corrupt ? ": truncated or corrupt" : ""));
     }
     ++t.lines;
     std::size_t len = std::strlen(buf);
@@ -180,7 +180,8 @@ inline std::uint64_t last_byte(const LackeyRecord& r) {
 // With `llc`, every data access goes through that cache model first and only
 // its line misses become page accesses (one per missed line): raw lackey
 // output then gives the stream that reaches memory.
-// Errors: the file cannot be opened or read, or it holds no data access.
+// Errors: the file cannot be opened or read, its gzip stream ends early or is
+// corrupt (DataLoss), or it holds no data access.
 inline absl::StatusOr<Trace> read_lackey_trace(
     const std::string& path, std::uint64_t max_accesses = 0,
     const std::function<void(std::uint64_t)>& progress = nullptr,
