@@ -251,6 +251,13 @@ tierkit_output_test(sim.trace_truncated tierkit-sim
   "trace '[^']*t\\.lackey\\.gz': the gzip stream ends early after [0-9]+ lines: truncated or corrupt\nrc=1\ntierkit-sim: trace '-': the gzip stream ends early after [0-9]+ lines: truncated or corrupt\nexit=1"
   "head -c 20000 ${_tk_sqlite_trace} > \"$S/t.lackey.gz\"; \"$T\" --trace=\"$S/t.lackey.gz\" --policy=static --quiet 2>&1; echo rc=$?
 \"$T\" --trace=- --policy=static --quiet < \"$S/t.lackey.gz\" 2>&1")
+# --write_trace: never over its input; an input without data accesses is the
+# replay's error, and leaves no output.
+tierkit_output_test(sim.write_trace_over_input tierkit-sim
+  "output '[^']*in\\.gz' is the input trace: writing it would destroy the trace being read\nsame\ntierkit-sim: trace '[^']*none\\.txt' has no data accesses.*\nno output\nexit=0"
+  "cp ${_tk_sqlite_trace} \"$S/in.gz\"; \"$T\" --trace=\"$S/in.gz\" --llc=4M --write_trace=\"$S/in.gz\" --quiet 2>&1
+cmp -s ${_tk_sqlite_trace} \"$S/in.gz\" && echo same; printf 'I  0401,3\\n' > \"$S/none.txt\"
+\"$T\" --trace=\"$S/none.txt\" --llc=4M --write_trace=\"$S/out.gz\" --quiet 2>&1; [ -e \"$S/out.gz\" ] || echo no output")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +37,11 @@ std::string temp_path(const char* suffix) {
   ::close(fd);
   std::remove(tmpl);
   return std::string(tmpl) + suffix;
+}
+
+std::string contents(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 TEST(Llc, ParsesSpecs) {
@@ -121,6 +128,46 @@ TEST(Llc, FilterWritesAReplayableTrace) {
             absl::StatusCode::kNotFound);
   std::remove(in.c_str());
   std::remove(out.c_str());
+}
+
+// The output is replaced only when the filter succeeds: never by its own input
+// (by name or through a link), nor for an input without data accesses (the
+// replay's error) or cut short; and no temporary file stays behind.
+TEST(Llc, FilterReplacesItsOutputOnlyOnSuccess) {
+  char tmpl[] = "/tmp/tierkit_sim_ref_test_dir_XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl, in = dir + "/in.txt", link = dir + "/link.txt",
+                    none = dir + "/none.txt", cut = dir + "/cut.gz", out = dir + "/out.gz";
+  std::ofstream(in) << kRaw;
+  ASSERT_EQ(::symlink(in.c_str(), link.c_str()), 0);
+  for (const std::string& same : {in, link}) {
+    auto f = filter_lackey_trace(in, same, LlcConfig{});
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << f.status();
+    EXPECT_NE(f.status().message().find("is the input trace"), absl::string_view::npos);
+  }
+  EXPECT_EQ(contents(in), kRaw);
+
+  std::ofstream(out) << "old";
+  std::ofstream(none) << "I  04010173,3\n";
+  auto f = filter_lackey_trace(none, out, LlcConfig{});
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << f.status();
+  EXPECT_NE(f.status().message().find("has no data accesses"), absl::string_view::npos);
+  gzFile g = gzopen(cut.c_str(), "wb");
+  for (int i = 0; i < 1000; ++i) gzputs(g, kRaw);
+  gzclose(g);
+  ASSERT_EQ(::truncate(cut.c_str(), static_cast<off_t>(contents(cut).size() / 2)), 0);
+  f = filter_lackey_trace(cut, out, LlcConfig{});
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kDataLoss) << f.status();
+  EXPECT_EQ(contents(out), "old");
+
+  ASSERT_TRUE(filter_lackey_trace(in, out, LlcConfig{}).ok());
+  auto t = read_lackey_trace(out);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->accesses.size(), 3u);
+  std::uint64_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files += e.exists();
+  EXPECT_EQ(files, 5u);  // in, link, none, cut, out
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Reference, TopKFollowsCountsAndCountsPingPong) {

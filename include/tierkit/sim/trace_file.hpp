@@ -13,6 +13,7 @@
 // filter_lackey_trace writes such a filtered stream back in lackey format.
 #pragma once
 
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -35,6 +36,7 @@
 #include "tierkit/common.hpp"
 #include "tierkit/sim/lackey.hpp"
 #include "tierkit/sim/llc.hpp"
+#include "tierkit/sim/output_file.hpp"
 
 namespace tierkit::sim {
 
@@ -166,6 +168,12 @@ absl::Status scan_lackey(gzFile f, const std::string& path, Trace& t,
   return absl::OkStatus();
 }
 
+inline absl::Status no_data_accesses(const std::string& path, const Trace& t) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("trace '", path, "' has no data accesses (L/S/M lines): ", t.summary(),
+                   "; record one with valgrind --tool=lackey --trace-mem=yes"));
+}
+
 // Last byte of an access, clamped at 2^64 - 1.
 inline std::uint64_t last_byte(const LackeyRecord& r) {
   std::uint64_t end = r.addr + (r.size - 1);
@@ -231,10 +239,7 @@ inline absl::StatusOr<Trace> read_lackey_trace(
   }
   if (max_accesses && t.accesses.size() >= max_accesses) t.truncated = true;
   if (!ok) return absl::ResourceExhaustedError(absl::StrCat("trace '", path, "': over 2^32 pages"));
-  if (t.accesses.empty())
-    return absl::InvalidArgumentError(
-        absl::StrCat("trace '", path, "' has no data accesses (L/S/M lines): ", t.summary(),
-                     "; record one with valgrind --tool=lackey --trace-mem=yes"));
+  if (t.accesses.empty()) return detail::no_data_accesses(path, t);
 
   // Renumber pages in address order; keep the first-touch rank of each.
   t.pages = page_of_id.size();
@@ -256,11 +261,50 @@ inline absl::StatusOr<Trace> read_lackey_trace(
 
 namespace tierkit::sim {
 
+namespace detail {
+
+// Where filter_lackey_trace writes: stdout, or a file replaced only once the
+// filtered trace is complete.
+struct TraceSink {
+  std::optional<OutputFile> file;
+  gzFile gz = nullptr;
+};
+
+// Refuses to write the input over itself (it would be lost), then opens
+// `out`; gzip when it ends in ".gz".
+inline absl::StatusOr<TraceSink> open_sink(const std::string& in, const std::string& out) {
+  struct stat si, so;
+  if (out != "-" && ::stat(out.c_str(), &so) == 0 &&
+      (in == "-" ? ::fstat(0, &si) : ::stat(in.c_str(), &si)) == 0 && si.st_dev == so.st_dev &&
+      si.st_ino == so.st_ino)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "output '", out, "' is the input trace: writing it would destroy the trace being read"));
+  TraceSink sink;
+  if (out != "-") {
+    auto f = OutputFile::create(out);
+    if (!f.ok()) return f.status();
+    sink.file.emplace(*std::move(f));
+  }
+  const bool gz = out.size() > 3 && out.compare(out.size() - 3, 3, ".gz") == 0;
+  const int fd = ::dup(sink.file ? sink.file->fd() : 1);
+  if (fd >= 0) sink.gz = ::gzdopen(fd, gz ? "wb9" : "wbT");
+  if (sink.gz == nullptr) {
+    const int err = errno;
+    if (fd >= 0) ::close(fd);
+    return absl::ErrnoToStatus(err, absl::StrCat("output '", out, "': cannot open"));
+  }
+  return sink;
+}
+
+}  // namespace detail
+
 // Streams the lackey trace `in` ("-" = stdin) through the cache model `llc`
 // and writes each line miss to `out` ("-" = stdout) as a lackey record of
 // the line (" L|S|M <line address>,<line size>"), gzip-compressed when `out`
 // ends in ".gz". The output replays without --llc. Returns the input's counts
-// (llc_hits, llc_misses set; no accesses kept).
+// (llc_hits, llc_misses set; no accesses kept). A file `out` is replaced only
+// on success. Errors: as read_lackey_trace's, and `out` is the input or
+// cannot be written.
 inline absl::StatusOr<Trace> filter_lackey_trace(
     const std::string& in, const std::string& out, const LlcConfig& llc,
     const std::function<void(std::uint64_t)>& progress = nullptr) {
@@ -268,13 +312,10 @@ inline absl::StatusOr<Trace> filter_lackey_trace(
   Trace t;
   auto opened = detail::open_trace(in, t);
   if (!opened.ok()) return opened.status();
-  const bool gz = out.size() > 3 && out.compare(out.size() - 3, 3, ".gz") == 0;
-  const char* mode = gz ? "wb9" : "wbT";
-  gzFile o = out == "-" ? ::gzdopen(::dup(1), mode) : ::gzopen(out.c_str(), mode);
-  if (o == nullptr) {
+  auto sink = detail::open_sink(in, out);
+  if (!sink.ok()) {
     ::gzclose(*opened);
-    return absl::NotFoundError(
-        absl::StrCat("output '", out, "': cannot open: ", std::strerror(errno)));
+    return sink.status();
   }
   LlcModel cache(llc);
   const std::uint32_t sh = cache.line_shift();
@@ -283,15 +324,19 @@ inline absl::StatusOr<Trace> filter_lackey_trace(
     static constexpr char kKind[] = {'L', 'S', 'M'};
     for (std::uint64_t l = r.addr >> sh; l <= detail::last_byte(r) >> sh; ++l)
       if (cache.access(l << sh))
-        write_ok &= ::gzprintf(o, " %c %llx,%u\n", kKind[r.kind],
+        write_ok &= ::gzprintf(sink->gz, " %c %llx,%u\n", kKind[r.kind],
                                static_cast<unsigned long long>(l << sh), llc.line) > 0;
     return write_ok;
   };
   absl::Status s = detail::scan_lackey(*opened, in, t, progress, on_data);
-  const bool close_ok = ::gzclose(o) == Z_OK;
+  const bool close_ok = ::gzclose(sink->gz) == Z_OK;
   if (!s.ok()) return s;
   if (!write_ok || !close_ok)
     return absl::DataLossError(absl::StrCat("output '", out, "': write failed"));
+  if (t.loads + t.stores + t.modifies == 0) return detail::no_data_accesses(in, t);
+  if (sink->file) {
+    if (absl::Status c = sink->file->commit(); !c.ok()) return c;
+  }
   t.llc_hits = cache.hits();
   t.llc_misses = cache.misses();
   return t;
