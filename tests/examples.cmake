@@ -356,6 +356,12 @@ tierkit_output_test(env.simulate_bad tierctl "TIERKIT_POLICY=banana: unknown pol
 tierkit_output_test(env.simulate_policy tierctl
   "from the environment: TIERKIT_POLICY=static.*\\| zipf \\| static \\|.*exit=0"
   "env TIERKIT_POLICY=static \"$T\" simulate --workload zipf --footprint 8M --accesses 200k --format markdown 2>&1")
+# TIERKIT_FAST_BUDGET sizes tierkit-sim's fast tier (bytes), unless --fast is given.
+tierkit_output_test(env.sim_fast_budget tierkit-sim
+  "^512\n2048\ntierkit-sim: TIERKIT_FAST_BUDGET=100: the fast tier holds no page.*exit=2"
+  "a=\"--workload=zipf --footprint=16M --accesses=100k --policy=static --format=csv --quiet\"
+TIERKIT_FAST_BUDGET=2M \"$T\" $a | cut -d, -f17 | tail -1; TIERKIT_FAST_BUDGET=2M \"$T\" $a --fast=50% | cut -d, -f17 | tail -1
+TIERKIT_FAST_BUDGET=100 \"$T\" $a 2>&1")
 # sampled_hotness: no record_access; a sampled source finds the hot set.
 tierkit_output_test(example.sampled_hotness sampled_hotness
   "${_tk_which}.*Hotness source: [a-z:0-9+-]+: .*zero record_access calls.*\nepoch  6 +hot set in fast tier +[1-9][0-9.]*%.*Tracking cost \\(source [a-z+-]+\\): [0-9.]+ ms CPU.*exit=0"

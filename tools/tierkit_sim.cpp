@@ -72,7 +72,8 @@ ABSL_FLAG(std::string, max_trace_accesses, "0",
 ABSL_FLAG(std::string, footprint, "256M",
           "Built-in workloads: memory footprint in bytes (64K, 512M, 1G).");
 ABSL_FLAG(std::string, fast, "25%",
-          "Fast-tier (DRAM) capacity: bytes (256M) or a percentage of the footprint (25%).");
+          "Fast-tier (DRAM) capacity: bytes (256M) or a percentage of the footprint (25%). "
+          "Without this flag, TIERKIT_FAST_BUDGET (bytes) sets it when not 0.");
 ABSL_FLAG(std::string, accesses, "30M",
           "Built-in workloads: accesses per run (suffixes k, M, G = 10^3, 10^6, 10^9).");
 ABSL_FLAG(std::string, seed, "1", "Seed of the built-in workloads.");
@@ -236,17 +237,18 @@ std::uint64_t flag_count(const absl::Flag<std::string>& f, const char* name) {
   return static_cast<std::uint64_t>(v * mult + 0.5);
 }
 
-// Fast-tier pages from "25%" or a byte size, for a footprint of `pages`.
-std::uint64_t fast_pages(const std::string& spec, std::uint64_t pages) {
+// Fast-tier pages from "25%" or a byte size, for a footprint of `pages`;
+// `name` is where `spec` came from (--fast or TIERKIT_FAST_BUDGET).
+std::uint64_t fast_pages(const std::string& spec, std::uint64_t pages, const std::string& name) {
   absl::string_view s = absl::StripAsciiWhitespace(spec);
   std::uint64_t fp;
   if (absl::ConsumeSuffix(&s, "%")) {
-    double pct = check(tierkit::detail::parse_double(s, "--fast (percent)", 0, 100));
+    double pct = check(tierkit::detail::parse_double(s, name + " (percent)", 0, 100));
     fp = static_cast<std::uint64_t>(pct / 100 * static_cast<double>(pages) + 0.5);
   } else {
-    fp = check(tierkit::detail::parse_bytes(s, "--fast")) / tierkit::kPageSize;
+    fp = check(tierkit::detail::parse_bytes(s, name)) / tierkit::kPageSize;
   }
-  if (fp == 0) usage_error(absl::StrCat("--fast=", spec, ": the fast tier holds no page"));
+  if (fp == 0) usage_error(absl::StrCat(name, "=", spec, ": the fast tier holds no page"));
   return fp;
 }
 
@@ -611,6 +613,15 @@ void reject_inapplicable_flags(const Settings& s, bool trace) {
   }
 }
 
+// --fast, and its name. TIERKIT_FAST_BUDGET sizes the simulated fast tier as
+// it sizes the engine's budget unless --fast is given; its 0 (the fast
+// nodes' total) leaves --fast's default: the simulated node is what --fast says.
+std::pair<std::string, std::string> fast_spec(const Settings& s) {
+  if (!flag_wins(s, "fast", "TIERKIT_FAST_BUDGET") && s.o.engine.fast_budget_bytes > 0)
+    return {*tierkit::detail::getenv_string("TIERKIT_FAST_BUDGET"), "TIERKIT_FAST_BUDGET"};
+  return {absl::GetFlag(FLAGS_fast), "--fast"};
+}
+
 // The trace or the built-in workloads, and the tiers sized for their
 // footprint; returns main's exit status when it ends here.
 std::optional<int> load_workloads(Settings& s) {
@@ -623,7 +634,8 @@ std::optional<int> load_workloads(Settings& s) {
   } else {
     builtin_workloads(s);
   }
-  s.o.fast_pages = fast_pages(absl::GetFlag(FLAGS_fast), s.w.pages);
+  const auto [fast, fast_name] = fast_spec(s);
+  s.o.fast_pages = fast_pages(fast, s.w.pages, fast_name);
   s.o.idle_pages = idle_pages(absl::GetFlag(FLAGS_idle), s.w.pages);
   if (absl::Status st = s.o.validate(); !st.ok()) usage_error(std::string(st.message()));
   return std::nullopt;
