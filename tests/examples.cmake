@@ -258,6 +258,10 @@ tierkit_output_test(sim.write_trace_over_input tierkit-sim
   "cp ${_tk_sqlite_trace} \"$S/in.gz\"; \"$T\" --trace=\"$S/in.gz\" --llc=4M --write_trace=\"$S/in.gz\" --quiet 2>&1
 cmp -s ${_tk_sqlite_trace} \"$S/in.gz\" && echo same; printf 'I  0401,3\\n' > \"$S/none.txt\"
 \"$T\" --trace=\"$S/none.txt\" --llc=4M --write_trace=\"$S/out.gz\" --quiet 2>&1; [ -e \"$S/out.gz\" ] || echo no output")
+# --help says what sampled picks (source::kSampledOrder), births+fault first.
+tierkit_output_test(sim.help_sampled tierkit-sim
+  "sampled\\[:N\\] \\(the first of perf, births\\+fault, fault, uffd, softdirty in --hotness_available"
+  "\"$T\" --help 2>&1 | tr -s ' \\n' '  '")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

@@ -123,8 +123,8 @@ ABSL_FLAG(std::string, hotness, "app",
           "through Engine::record_access), fault[:N] (as many pages per epoch as "
           "--source_cpu_fraction pays for, or N over all ranges), softdirty, "
           "uffd, births, uffd+fault[:N], births+fault[:N] (both, one budget), sampled[:N] "
-          "(the first of perf, fault, uffd, softdirty in "
-          "--hotness_available, as source::make_source picks). Models of include/tierkit/source/; "
+          "(the first of perf, births+fault, fault, uffd, softdirty in --hotness_available, as "
+          "source::make_source picks: births+fault by default). Models of include/tierkit/source/; "
           "each charges its cost (tracking_* columns).");
 ABSL_FLAG(std::string, hotness_available, "fault,uffd,births,softdirty",
           "Sources --hotness=sampled may pick: what the modelled machine offers. Default: Debian "
