@@ -258,10 +258,11 @@ tierkit_output_test(sim.write_trace_over_input tierkit-sim
   "cp ${_tk_sqlite_trace} \"$S/in.gz\"; \"$T\" --trace=\"$S/in.gz\" --llc=4M --write_trace=\"$S/in.gz\" --quiet 2>&1
 cmp -s ${_tk_sqlite_trace} \"$S/in.gz\" && echo same; printf 'I  0401,3\\n' > \"$S/none.txt\"
 \"$T\" --trace=\"$S/none.txt\" --llc=4M --write_trace=\"$S/out.gz\" --quiet 2>&1; [ -e \"$S/out.gz\" ] || echo no output")
-# --help says what sampled picks (source::kSampledOrder), births+fault first.
+# --help says what sampled picks (source::kSampledOrder), births+fault first,
+# and exits 0 (absl exits 1 after its help).
 tierkit_output_test(sim.help_sampled tierkit-sim
-  "sampled\\[:N\\] \\(the first of perf, births\\+fault, fault, uffd, softdirty in --hotness_available"
-  "\"$T\" --help 2>&1 | tr -s ' \\n' '  '")
+  "rc=0\n.*sampled\\[:N\\] \\(the first of perf, births\\+fault, fault, uffd, softdirty in --hotness_available"
+  "\"$T\" --help > \"$S/help\" 2>&1\necho rc=$?\ntr -s ' \\n' '  ' < \"$S/help\"")
 # "threshold:" promises a rate: without one it is refused, as "kernel:rate=" is.
 tierkit_output_test(sim.policy_threshold_without_rate tierkit-sim
   "--policy: policy 'threshold:': no rate after ':' \\(threshold:RATE, e.g. threshold:4\\).*exit=2"

@@ -20,7 +20,6 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/ascii.h"
@@ -31,6 +30,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "parse_flags.hpp"
 #include "tierkit/detail/parse.hpp"
 #include "tierkit/sim/llc.hpp"
 #include "tierkit/sim/output_file.hpp"
@@ -275,12 +275,6 @@ std::vector<std::string> split_policies(const std::string& list) {
   return out;
 }
 
-// Makes absl's own flag errors (unknown flag, bad bool) exit with 2 too.
-std::atomic<bool> g_parsing{false};
-void exit_2_on_parse_error() {
-  if (g_parsing.load()) std::_Exit(2);
-}
-
 bool is_help_request(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
@@ -329,18 +323,14 @@ void set_usage() {
 // Parses the flags; returns the names given on the command line (they win
 // over the environment).
 absl::flat_hash_set<std::string> parse_command_line(int argc, char** argv) {
-  if (!is_help_request(argc, argv)) {
-    std::atexit(exit_2_on_parse_error);
-    g_parsing = true;
-  }
   absl::flat_hash_set<std::string> given_flags;
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (!absl::ConsumePrefix(&a, "--") && !absl::ConsumePrefix(&a, "-")) continue;
     given_flags.insert(std::string(a.substr(0, a.find('='))));
   }
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  g_parsing = false;
+  // absl's own flag errors (unknown flag, bad bool) exit 2, its help 0.
+  std::vector<char*> rest = tools::parse_flags(argc, argv, is_help_request(argc, argv));
   if (rest.size() > 1) usage_error(absl::StrCat("unexpected argument '", rest[1], "'"));
   return given_flags;
 }
