@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -137,8 +138,15 @@ class TierAllocError : public std::bad_alloc {
 // Thread-safe. allocate() costs O(free blocks) under one detail::Mutex when a
 // chunk is free, plus three syscalls (map, bind, and advise with huge pages)
 // outside the lock when a new arena is needed; deallocate() costs O(log
-// blocks), or one munmap for a dedicated arena. Syscalls and observer
-// callbacks run outside the state lock.
+// blocks + bytes / 256 KiB), or one munmap for a dedicated arena. Syscalls
+// and observer callbacks run outside the state lock. Each regular arena
+// carries a bitmap of where live chunks start (one bit per page: 2 KiB of
+// heap per 64 MiB arena).
+//
+// NOTE: a deallocate() that does not match one live chunk exactly (freed
+// twice, wrong size, a pointer into a chunk) is refused: nothing is freed
+// and last_error() says InvalidArgument and why. The memory stays allocated
+// rather than being handed out twice.
 class TierMemoryResource final : public std::pmr::memory_resource {
  public:
   // One mapped arena, as reported by arenas().
@@ -231,8 +239,9 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     return grow(bytes, size, align, dedicated);
   }
 
-  // The most recent allocation failure of any thread (OkStatus if none): the
-  // reason behind a std::bad_alloc. Takes the lock.
+  // The most recent failure of any thread (OkStatus if none): the reason
+  // behind a std::bad_alloc, or why a deallocate() was refused. Takes the
+  // lock.
   absl::Status last_error() const {
     detail::MutexLock lock(&mu_);
     return last_error_;
@@ -338,6 +347,10 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     std::size_t bytes = 0;
     std::size_t used = 0;
     bool dedicated = false;
+    std::uintptr_t chunk = 0;  // dedicated: its one chunk
+    // Regular: one bit per page, set where a live chunk starts, so a double
+    // or wrong-size deallocate is refused instead of corrupting the free list.
+    std::vector<std::uint64_t> starts;
   };
   using ArenaMap = std::map<std::uintptr_t, Arena>;
 
@@ -393,10 +406,11 @@ class TierMemoryResource final : public std::pmr::memory_resource {
         return;
       }
       if (!it->second.dedicated) {
-        it->second.used -= size;
-        used_.fetch_sub(size, std::memory_order_relaxed);
-        detail::asan_poison(p, size);
-        free_locked(addr, size);
+        absl::Status freed = free_locked(it, addr, size);
+        if (!freed.ok())
+          last_error_ = absl::InvalidArgumentError(
+              absl::StrCat("deallocate of 0x", absl::Hex(addr), " (", bytes,
+                           " bytes) ignored: ", freed.message(), where()));
         return;
       }
     }
@@ -408,7 +422,17 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       ArenaObserver* obs = nullptr;
       {
         detail::MutexLock lock(&mu_);
-        auto it = arena_of_locked(addr);
+        auto it = arena_of_locked(addr);  // again: another thread may have freed it meanwhile
+        if (it == arenas_.end() || addr != it->second.chunk || size != it->second.used) {
+          last_error_ = absl::InvalidArgumentError(absl::StrCat(
+              "deallocate of 0x", absl::Hex(addr), " (", bytes, " bytes) ignored: ",
+              it == arenas_.end() ? std::string("its dedicated arena was already freed")
+                                  : absl::StrCat("its dedicated arena holds one ", it->second.used,
+                                                 "-byte chunk at 0x", absl::Hex(it->second.chunk),
+                                                 " (wrong size or pointer)"),
+              where()));
+          return;
+        }
         base = reinterpret_cast<void*>(it->first);
         arena = it->second.bytes;
         used_.fetch_sub(it->second.used, std::memory_order_relaxed);
@@ -427,7 +451,10 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     return this == &other;
   }
 
+  // Page-rounded; saturates past kMaxRequest so a bogus deallocate size
+  // cannot wrap to a small one.
   static std::size_t chunk_size(std::size_t bytes) {
+    if (bytes > kMaxRequest) return kMaxRequest + kPageSize;
     return static_cast<std::size_t>(align_up(bytes == 0 ? 1 : bytes, kPageSize));
   }
 
@@ -497,12 +524,17 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     }
     const auto b = reinterpret_cast<std::uintptr_t>(base);
     const auto chunk = static_cast<std::uintptr_t>(align_up(b, align));
+    Arena installed{bytes, size, dedicated, dedicated ? chunk : 0, {}};
+    if (!dedicated) {
+      installed.starts.resize((bytes / kPageSize + 63) / 64);
+      set_start(installed, chunk - b, true);
+    }
     {
       NotifyGuard guard(this);
       ArenaObserver* obs = nullptr;
       {
         detail::MutexLock lock(&mu_);
-        arenas_.emplace(b, Arena{bytes, size, dedicated});
+        arenas_.emplace(b, std::move(installed));
         arena_count_.fetch_add(1, std::memory_order_relaxed);
         used_.fetch_add(size, std::memory_order_relaxed);
         if (!dedicated) {
@@ -528,30 +560,95 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       free_.erase(it);
       if (chunk > start) free_.emplace(start, chunk - start);
       if (chunk + size < end) free_.emplace(chunk + size, end - (chunk + size));
-      arena_of_locked(chunk)->second.used += size;
+      auto arena = arena_of_locked(chunk);
+      arena->second.used += size;
+      set_start(arena->second, chunk - arena->first, true);
       used_.fetch_add(size, std::memory_order_relaxed);
       return chunk;
     }
     return std::nullopt;
   }
 
-  // Returns a chunk of a regular arena to the free list, merging it with free
-  // neighbours in the same arena. O(log blocks).
-  void free_locked(std::uintptr_t addr, std::size_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Returns the chunk [addr, addr + size) of regular arena `arena` to the
+  // free list, merging it with free neighbours in the same arena. Refuses
+  // (InvalidArgument saying why, nothing changed) a range that is not exactly
+  // one live chunk: a double or wrong-size deallocate. The free list is
+  // address-ordered and a live chunk is followed by the arena's end, a free
+  // block or another live chunk, so the checks are O(log blocks + size / 256 KiB).
+  absl::Status free_locked(ArenaMap::iterator arena, std::uintptr_t addr, std::size_t size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Arena& a = arena->second;
+    const std::uintptr_t base = arena->first;
+    const std::uintptr_t end = addr + size;
+    if ((addr - base) % kPageSize != 0 || !start_at(a, addr - base))
+      return absl::InvalidArgumentError(
+          "not the start of a live chunk (freed twice, or not returned by allocate())");
+    if (end > base + a.bytes || end < addr)
+      return absl::InvalidArgumentError(absl::StrCat("runs past the end of its arena at 0x",
+                                                     absl::Hex(base + a.bytes), " (wrong size)"));
+    if (a.used < size)
+      return absl::InvalidArgumentError(
+          absl::StrCat("more than the ", a.used, " bytes in use in its arena (wrong size)"));
     auto next = free_.lower_bound(addr);
+    if (next != free_.begin() && std::prev(next)->first + std::prev(next)->second > addr)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "overlaps the free block at 0x", absl::Hex(std::prev(next)->first), " (wrong size)"));
+    if (next != free_.end() && next->first < end)
+      return absl::InvalidArgumentError(
+          absl::StrCat("overlaps the free block at 0x", absl::Hex(next->first), " (wrong size)"));
+    const std::size_t covered = find_start(a, addr - base + kPageSize, size - kPageSize);
+    if (covered < size - kPageSize)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "covers the live chunk at 0x", absl::Hex(addr + kPageSize + covered), " (wrong size)"));
+    if (end != base + a.bytes && !(next != free_.end() && next->first == end) &&
+        !start_at(a, end - base))
+      return absl::InvalidArgumentError("smaller than its chunk (wrong size)");
+
+    set_start(a, addr - base, false);
+    a.used -= size;
+    used_.fetch_sub(size, std::memory_order_relaxed);
+    detail::asan_poison(reinterpret_cast<void*>(addr), size);
+    std::uintptr_t start = addr;
     if (next != free_.begin() && !arenas_.contains(addr)) {
       auto prev = std::prev(next);
       if (prev->first + prev->second == addr) {
-        addr = prev->first;
+        start = prev->first;
         size += prev->second;
         free_.erase(prev);
       }
     }
-    if (next != free_.end() && addr + size == next->first && !arenas_.contains(next->first)) {
+    if (next != free_.end() && end == next->first && !arenas_.contains(next->first)) {
       size += next->second;
       free_.erase(next);
     }
-    free_.emplace(addr, size);
+    free_.emplace(start, size);
+    return absl::OkStatus();
+  }
+
+  // The chunk-start bits of a regular arena, by byte offset (page-aligned).
+  static bool start_at(const Arena& a, std::size_t offset) {
+    const std::size_t page = offset / kPageSize;
+    return page / 64 < a.starts.size() && ((a.starts[page / 64] >> (page % 64)) & 1) != 0;
+  }
+  static void set_start(Arena& a, std::size_t offset, bool on) {
+    const std::size_t page = offset / kPageSize;
+    const std::uint64_t bit = std::uint64_t{1} << (page % 64);
+    a.starts[page / 64] = on ? a.starts[page / 64] | bit : a.starts[page / 64] & ~bit;
+  }
+  // Bytes from `offset` to the first chunk start in [offset, offset + bytes),
+  // or `bytes` if there is none. O(bytes / 256 KiB).
+  static std::size_t find_start(const Arena& a, std::size_t offset, std::size_t bytes) {
+    const std::size_t first = offset / kPageSize;
+    const std::size_t last = first + bytes / kPageSize;  // exclusive
+    for (std::size_t page = first; page < last;) {
+      std::uint64_t word = a.starts[page / 64] >> (page % 64);
+      if (word != 0) {
+        const std::size_t hit = page + static_cast<std::size_t>(std::countr_zero(word));
+        return hit < last ? (hit - first) * kPageSize : bytes;
+      }
+      page = (page / 64 + 1) * 64;
+    }
+    return bytes;
   }
 
   ArenaMap::iterator arena_of_locked(std::uintptr_t addr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -318,6 +319,80 @@ TEST_F(MemoryResourceTest, DeallocatingAForeignPointerIsRecordedNotFatal) {
   r->deallocate(&x, sizeof(x));
   EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("not in any arena"));
+}
+
+TEST_F(MemoryResourceTest, DoubleDeallocateIsRefusedNotHandedOutTwice) {
+  auto r = make(&sim_, {1});
+  void* a = r->allocate(kPageSize);
+  void* b = r->allocate(kPageSize);
+  r->deallocate(a, kPageSize);
+  r->deallocate(b, kPageSize);  // a and b merge into one free block
+  ASSERT_TRUE(r->last_error().ok()) << r->last_error();
+  r->deallocate(b, kPageSize);  // again: inside that free block
+  EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("not the start of a live chunk"));
+  r->deallocate(a, kPageSize);  // again: at the start of it
+  EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r->used_bytes(), 0u);
+  auto* x = static_cast<char*>(r->allocate(2 * kPageSize));
+  auto* y = static_cast<char*>(r->allocate(kPageSize));
+  EXPECT_TRUE(y >= x + 2 * kPageSize || y + kPageSize <= x) << "overlapping chunks";
+  r->deallocate(x, 2 * kPageSize);
+  r->deallocate(y, kPageSize);
+  EXPECT_EQ(r->used_bytes(), 0u);
+}
+
+TEST_F(MemoryResourceTest, WrongSizeDeallocateIsRefusedAndKeepsLiveData) {
+  auto r = make(&sim_, {1});
+  void* a = r->allocate(kPageSize);
+  auto* b = static_cast<char*>(r->allocate(kPageSize));
+  void* c = r->allocate(3 * kPageSize);
+  void* d = r->allocate(kPageSize);  // the last chunk; the rest of the arena is free
+  std::memset(b, 'B', kPageSize);
+  struct Case {
+    void* p;
+    std::size_t bytes;
+    const char* why;
+  };
+  const Case cases[] = {
+      {a, 2 * kPageSize, "covers the live chunk"},    // would free b too
+      {c, kPageSize, "smaller than its chunk"},       // would leave a hole
+      {d, 2 * kPageSize, "overlaps the free block"},  // into free space
+      {d, kArena, "runs past the end of its arena"},  // past the arena
+      {b + 64, 64, "not the start of a live chunk"},  // an interior pointer
+      {static_cast<char*>(c) + kPageSize, kPageSize, "not the start of a live"},  // inside c
+      {a, std::numeric_limits<std::size_t>::max(), "runs past the end"},
+  };
+  for (const Case& k : cases) {
+    r->deallocate(k.p, k.bytes);
+    EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument) << k.why;
+    EXPECT_THAT(std::string(r->last_error().message()), HasSubstr(k.why));
+    EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("ignored"));
+    EXPECT_EQ(r->used_bytes(), 6 * kPageSize) << k.why;
+  }
+  EXPECT_EQ(r->release_unused(), 0u);  // the arena holds live chunks
+  EXPECT_EQ(b[kPageSize - 1], 'B');
+  r->deallocate(a, kPageSize);
+  r->deallocate(b, kPageSize);
+  r->deallocate(c, 3 * kPageSize);
+  r->deallocate(d, kPageSize);
+  EXPECT_EQ(r->used_bytes(), 0u);
+  EXPECT_EQ(r->release_unused(), kArena);
+}
+
+TEST_F(MemoryResourceTest, WrongDeallocateOfADedicatedArenaIsRefused) {
+  auto r = make(&sim_, {1});
+  auto* big = static_cast<char*>(r->allocate(3 << 20));
+  r->deallocate(big, 1 << 20);  // wrong size
+  EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("dedicated arena holds one"));
+  r->deallocate(big + kPageSize, (3 << 20) - kPageSize);  // inside it
+  EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r->arena_count(), 1u);
+  big[0] = 1;  // still mapped
+  r->deallocate(big, 3 << 20);
+  EXPECT_EQ(r->arena_count(), 0u);
+  EXPECT_EQ(r->used_bytes(), 0u);
 }
 
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
