@@ -63,6 +63,14 @@ inline void asan_unpoison(const void* p, std::size_t n) {
   (void)n;
 #endif
 }
+
+// InvalidArgument unless `alignment` is a power of two, as std::pmr requires.
+inline absl::Status check_alignment(std::size_t alignment) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("alignment ", alignment, " is not a power of two"));
+  return absl::OkStatus();
+}
 }  // namespace detail
 
 // Receives arena lifetime events from a TierMemoryResource; the tiering engine
@@ -124,6 +132,8 @@ class TierAllocError : public std::bad_alloc {
   absl::StatusCode code_;
   std::runtime_error message_;  // reference-counted string: nothrow copy
 };
+
+class TierPoolResource;
 
 // A memory resource that hands out memory bound to a fixed set of NUMA nodes.
 //
@@ -215,9 +225,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   // are also recorded as last_error(). Free with deallocate().
   absl::StatusOr<void*> try_allocate(std::size_t bytes,
                                      std::size_t alignment = alignof(std::max_align_t)) {
-    if (alignment == 0 || (alignment & (alignment - 1)) != 0)
-      return record(absl::InvalidArgumentError(
-          absl::StrCat("alignment ", alignment, " is not a power of two")));
+    if (absl::Status s = detail::check_alignment(alignment); !s.ok()) return record(std::move(s));
     if (bytes > kMaxRequest || alignment > kMaxRequest)
       return record(absl::ResourceExhaustedError(absl::StrCat(
           "request of ", bytes, " bytes aligned to ", alignment, " is too large", where())));
@@ -342,6 +350,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
  private:
   // Requests beyond this are refused outright (no overflow in rounding).
   static constexpr std::size_t kMaxRequest = std::size_t{1} << 52;
+  friend class TierPoolResource;  // records its errors in last_error()
 
   struct Arena {
     std::size_t bytes = 0;
@@ -706,7 +715,9 @@ inline constexpr int kMaxTierResources = 8;
 // A pooled resource over one TierMemoryResource: requests up to
 // kMaxPooledBytes (and alignment up to alignof(std::max_align_t)) go through a
 // std::pmr::synchronized_pool_resource, larger ones straight to the arena
-// resource, so big buffers do not sit in pool chunks. Thread-safe. Note that
+// resource, so big buffers do not sit in pool chunks. Thread-safe. An
+// alignment that is not a power of two throws TierAllocError
+// (InvalidArgument) on either path, as TierMemoryResource does. Note that
 // libstdc++'s pool resources keep their own bookkeeping (pool vectors, the
 // list of chunks) in the upstream resource, so it lands on the tier too; pool
 // chunks are kept until the pool is destroyed.
@@ -726,6 +737,9 @@ class TierPoolResource final : public std::pmr::memory_resource {
     return bytes <= kMaxPooledBytes && alignment <= alignof(std::max_align_t);
   }
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    // The pool would accept any alignment; refuse as the arena path does.
+    if (absl::Status s = detail::check_alignment(alignment); !s.ok())
+      throw TierAllocError(arena_->record(std::move(s)));
     return pooled(bytes, alignment) ? pool_.allocate(bytes, alignment)
                                     : arena_->allocate(bytes, alignment);
   }

@@ -457,6 +457,23 @@ TEST_F(MemoryResourceTest, ManyThreadsAllocateAndFreeConcurrently) {
   EXPECT_EQ(mapped - unmapped, r->arena_count());
 }
 
+TEST_F(MemoryResourceTest, PoolRefusesAnAlignmentThatIsNotAPowerOfTwo) {
+  auto r = make(&sim_, {1});
+  TierPoolResource pool(r.get());
+  for (std::size_t align : {std::size_t{0}, std::size_t{3}, std::size_t{24}}) {
+    for (std::size_t bytes : {std::size_t{8}, std::size_t{100000}}) {  // pooled and not
+      try {
+        void* p = pool.allocate(bytes, align);
+        ADD_FAILURE() << "allocate(" << bytes << ", " << align << ") returned " << p;
+      } catch (const TierAllocError& e) {
+        EXPECT_EQ(e.code(), absl::StatusCode::kInvalidArgument);
+        EXPECT_THAT(std::string(e.what()), HasSubstr("not a power of two"));
+      }
+    }
+  }
+  EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(MemoryResourceLinux, BindsToNodeZeroAndPagesLandThere) {
   TierResourceOptions o;
   o.nodes = {0};
