@@ -733,19 +733,38 @@ class TierPoolResource final : public std::pmr::memory_resource {
   TierMemoryResource* arena() const { return arena_; }
 
  private:
-  static bool pooled(std::size_t bytes, std::size_t alignment) {
-    return bytes <= kMaxPooledBytes && alignment <= alignof(std::max_align_t);
+  // The pool block size for a request: `bytes` rounded up to a multiple of
+  // `alignment`, or 0 if the request goes to the arena. Why round:
+  // libstdc++ 12's pool picks the pool by max(bytes, alignment) and packs
+  // blocks back to back, so allocate(24, 16) lands in the 24-byte pool and
+  // every other block is only 8-aligned. A multiple of the alignment lands in
+  // a pool whose block size is one too.
+  static std::size_t pool_block(std::size_t bytes, std::size_t alignment) {
+    if (bytes > kMaxPooledBytes || alignment > alignof(std::max_align_t)) return 0;
+    const auto block =
+        static_cast<std::size_t>(align_up(std::max<std::size_t>(bytes, 1), alignment));
+    return block <= kMaxPooledBytes ? block : 0;
   }
   void* do_allocate(std::size_t bytes, std::size_t alignment) override {
     // The pool would accept any alignment; refuse as the arena path does.
     if (absl::Status s = detail::check_alignment(alignment); !s.ok())
       throw TierAllocError(arena_->record(std::move(s)));
-    return pooled(bytes, alignment) ? pool_.allocate(bytes, alignment)
-                                    : arena_->allocate(bytes, alignment);
+    const std::size_t block = pool_block(bytes, alignment);
+    if (block == 0) return arena_->allocate(bytes, alignment);
+    void* p = pool_.allocate(block, alignment);
+    if (reinterpret_cast<std::uintptr_t>(p) % alignment != 0) {
+      // Not with libstdc++ 12 (tested); another library's pool may pack differently.
+      pool_.deallocate(p, block, alignment);
+      throw TierAllocError(arena_->record(absl::InternalError(absl::StrCat(
+          "the pool returned a block at 0x", absl::Hex(reinterpret_cast<std::uintptr_t>(p)),
+          " that is not aligned to ", alignment, " for ", bytes, " bytes"))));
+    }
+    return p;
   }
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
-    if (pooled(bytes, alignment))
-      pool_.deallocate(p, bytes, alignment);
+    const std::size_t block = pool_block(bytes, alignment);
+    if (block != 0)
+      pool_.deallocate(p, block, alignment);
     else
       arena_->deallocate(p, bytes, alignment);
   }

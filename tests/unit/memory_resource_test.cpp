@@ -474,6 +474,32 @@ TEST_F(MemoryResourceTest, PoolRefusesAnAlignmentThatIsNotAPowerOfTwo) {
   EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Every block the pool hands out honours the requested alignment, for
+// sizes and alignments up to `max_align`.
+void ExpectPoolAligns(TierPoolResource& pool, std::size_t max_align) {
+  for (std::size_t align = 1; align <= max_align; align *= 2) {
+    for (std::size_t bytes = 1; bytes <= TierPoolResource::kMaxPooledBytes;
+         bytes += bytes < 1024 ? 1 : 509) {
+      void* p[4];
+      int misaligned = 0;
+      for (void*& q : p) {
+        q = pool.allocate(bytes, align);
+        misaligned += reinterpret_cast<std::uintptr_t>(q) % align != 0;
+      }
+      EXPECT_EQ(misaligned, 0) << bytes << " bytes aligned to " << align;
+      for (void* q : p) pool.deallocate(q, bytes, align);
+      if (misaligned != 0) return;  // one report per alignment is enough
+    }
+  }
+}
+
+TEST_F(MemoryResourceTest, PoolBlocksAreAlignedAsRequested) {
+  auto r = make(&sim_, {1});
+  TierPoolResource pool(r.get());
+  ExpectPoolAligns(pool, alignof(std::max_align_t));
+  EXPECT_TRUE(r->last_error().ok()) << r->last_error();
+}
+
 TEST(MemoryResourceLinux, BindsToNodeZeroAndPagesLandThere) {
   TierResourceOptions o;
   o.nodes = {0};
