@@ -1,10 +1,10 @@
 // tierkit/allocator.hpp: tiered_allocator<T>, a standard Allocator that puts a
 // container's memory on a memory tier: `std::vector<int, tiered_allocator<int>>
 // v(Tier::slow);`. It is a thin handle on a std::pmr::memory_resource: by
-// default the process-wide pooled resource of a tier (tier_resource(), small
-// objects pooled, large ones straight from the tier's arenas), or any resource
-// you pass, such as a TierMemoryResource. Layer 2: includes
-// memory_resource.hpp.
+// default the process-wide pooled resource of a tier (tier_resource(): objects
+// of up to 32 KiB aligned to at most 4 KiB pooled, larger ones straight from
+// the tier's arenas in whole pages), or any resource you pass, such as a
+// TierMemoryResource. Layer 2: includes memory_resource.hpp.
 #pragma once
 
 #include <cstddef>

@@ -712,9 +712,10 @@ class TierMemoryResource final : public std::pmr::memory_resource {
 // Tiers tier_resource() serves: indices 0 .. kMaxTierResources - 1.
 inline constexpr int kMaxTierResources = 8;
 
-// A pooled resource over one TierMemoryResource: requests up to
-// kMaxPooledBytes (and alignment up to alignof(std::max_align_t)) go through a
-// std::pmr::synchronized_pool_resource, larger ones straight to the arena
+// A pooled resource over one TierMemoryResource: requests of up to
+// kMaxPooledBytes, once rounded up to a multiple of their alignment, and
+// aligned to at most kMaxPooledAlignment go through a
+// std::pmr::synchronized_pool_resource; the rest go straight to the arena
 // resource, so big buffers do not sit in pool chunks. Thread-safe. An
 // alignment that is not a power of two throws TierAllocError
 // (InvalidArgument) on either path, as TierMemoryResource does. Note that
@@ -723,7 +724,11 @@ inline constexpr int kMaxTierResources = 8;
 // chunks are kept until the pool is destroyed.
 class TierPoolResource final : public std::pmr::memory_resource {
  public:
+  // Largest pooled request (after rounding up to the alignment).
   static constexpr std::size_t kMaxPooledBytes = 32 << 10;
+  // Largest pooled alignment, so small over-aligned objects (alignas(32)
+  // list nodes) do not take a page each.
+  static constexpr std::size_t kMaxPooledAlignment = kPageSize;
 
   // `arena` must outlive the pool.
   explicit TierPoolResource(TierMemoryResource* arena)
@@ -737,10 +742,12 @@ class TierPoolResource final : public std::pmr::memory_resource {
   // `alignment`, or 0 if the request goes to the arena. Why round:
   // libstdc++ 12's pool picks the pool by max(bytes, alignment) and packs
   // blocks back to back, so allocate(24, 16) lands in the 24-byte pool and
-  // every other block is only 8-aligned. A multiple of the alignment lands in
-  // a pool whose block size is one too.
+  // every other block is only 8-aligned. In libstdc++'s pool sizes (8 .. 3072
+  // step by step, then powers of two), the smallest one that holds a multiple
+  // of a power of two is itself a multiple of it, and pool chunks come from
+  // the arena page-aligned: alignments up to a page hold (the tests sweep them).
   static std::size_t pool_block(std::size_t bytes, std::size_t alignment) {
-    if (bytes > kMaxPooledBytes || alignment > alignof(std::max_align_t)) return 0;
+    if (bytes > kMaxPooledBytes || alignment > kMaxPooledAlignment) return 0;
     const auto block =
         static_cast<std::size_t>(align_up(std::max<std::size_t>(bytes, 1), alignment));
     return block <= kMaxPooledBytes ? block : 0;

@@ -149,6 +149,28 @@ TEST_F(AllocatorTest, ThroughAPoolOverTheTierResource) {
   EXPECT_LT(res_->used_bytes(), 1000 * kPageSize);  // pooled, not a page per node
 }
 
+TEST_F(AllocatorTest, OverAlignedNodesArePooledToo) {
+  struct alignas(32) V {
+    float f[8];
+  };
+  struct alignas(64) W {
+    char c;
+  };
+  TierPoolResource pool(res_.get());
+  std::list<V, tiered_allocator<V>> v{tiered_allocator<V>(&pool)};
+  std::list<W, tiered_allocator<W>> w{tiered_allocator<W>(&pool)};
+  for (int i = 0; i < 1000; ++i) {
+    v.emplace_back();
+    w.emplace_back();
+  }
+  for (const V& x : v) EXPECT_EQ(reinterpret_cast<std::uintptr_t>(&x) % alignof(V), 0u);
+  for (const W& x : w) EXPECT_EQ(reinterpret_cast<std::uintptr_t>(&x) % alignof(W), 0u);
+  ExpectOnTier(&v.back());
+  // 2000 nodes of 64 and 128 bytes (about 48 pages), pooled in growing
+  // chunks: not a 4 KiB page per node.
+  EXPECT_LT(res_->used_bytes(), 250 * kPageSize);
+}
+
 TEST_F(AllocatorTest, RebindAndEquality) {
   tiered_allocator<int> a = alloc<int>();
   tiered_allocator<double> b(a);

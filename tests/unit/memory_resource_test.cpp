@@ -500,6 +500,24 @@ TEST_F(MemoryResourceTest, PoolBlocksAreAlignedAsRequested) {
   EXPECT_TRUE(r->last_error().ok()) << r->last_error();
 }
 
+TEST_F(MemoryResourceTest, PoolTakesSmallOverAlignedRequests) {
+  auto r = make(&sim_, {1});
+  TierPoolResource pool(r.get());
+  std::vector<void*> small;
+  for (int i = 0; i < 100; ++i) small.push_back(pool.allocate(48, 32));
+  EXPECT_LT(r->used_bytes(), 10 * kPageSize);  // pooled: not one page each
+  for (void* p : small) EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 32, 0u);
+  for (void* p : small) pool.deallocate(p, 48, 32);
+  ExpectPoolAligns(pool, kPageSize);  // TierPoolResource::kMaxPooledAlignment
+  // Beyond the bound, straight from the arena: exactly its pages.
+  const std::uint64_t used = r->used_bytes();
+  void* big = pool.allocate(100, 2 * kPageSize);
+  EXPECT_EQ(r->used_bytes(), used + kPageSize);
+  pool.deallocate(big, 100, 2 * kPageSize);
+  EXPECT_EQ(r->used_bytes(), used);
+  EXPECT_TRUE(r->last_error().ok()) << r->last_error();
+}
+
 TEST(MemoryResourceLinux, BindsToNodeZeroAndPagesLandThere) {
   TierResourceOptions o;
   o.nodes = {0};
