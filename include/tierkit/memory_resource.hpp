@@ -27,9 +27,11 @@
 
 #include "absl/base/config.h"
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "tierkit/backend.hpp"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/common.hpp"
@@ -722,6 +724,19 @@ inline constexpr int kMaxTierResources = 8;
 // libstdc++'s pool resources keep their own bookkeeping (pool vectors, the
 // list of chunks) in the upstream resource, so it lands on the tier too; pool
 // chunks are kept until the pool is destroyed.
+//
+// Costs: a pooled request is one synchronized_pool_resource call; a request
+// that goes to the arena also takes a second mutex and a hash-map entry
+// (about 32 bytes per live chunk), and a pooled deallocate of a page-aligned
+// block one lookup under that mutex.
+//
+// NOTE: deallocate() must get the size and alignment allocate() got (as
+// std::pmr requires). A mismatch that would send memory to the wrong side
+// (pool vs arena) or free an arena chunk with another size is refused: it is
+// recorded as InvalidArgument in arena()->last_error() and the memory stays
+// allocated. A mismatch between two pooled sizes of different size classes
+// is not detected: libstdc++'s pool ignores a block it does not own, so the
+// block leaks.
 class TierPoolResource final : public std::pmr::memory_resource {
  public:
   // Largest pooled request (after rounding up to the alignment).
@@ -757,7 +772,17 @@ class TierPoolResource final : public std::pmr::memory_resource {
     if (absl::Status s = detail::check_alignment(alignment); !s.ok())
       throw TierAllocError(arena_->record(std::move(s)));
     const std::size_t block = pool_block(bytes, alignment);
-    if (block == 0) return arena_->allocate(bytes, alignment);
+    if (block == 0) {
+      void* p = arena_->allocate(bytes, alignment);
+      try {
+        detail::MutexLock lock(&direct_mu_);
+        direct_.emplace(p, Request{bytes, alignment});
+      } catch (...) {
+        arena_->deallocate(p, bytes, alignment);
+        throw;
+      }
+      return p;
+    }
     void* p = pool_.allocate(block, alignment);
     if (reinterpret_cast<std::uintptr_t>(p) % alignment != 0) {
       // Not with libstdc++ 12 (tested); another library's pool may pack differently.
@@ -770,17 +795,55 @@ class TierPoolResource final : public std::pmr::memory_resource {
   }
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
     const std::size_t block = pool_block(bytes, alignment);
-    if (block != 0)
-      pool_.deallocate(p, block, alignment);
-    else
+    std::optional<Request> direct;
+    // Arena chunks are page-aligned: other pooled blocks need no lookup.
+    if (block == 0 || reinterpret_cast<std::uintptr_t>(p) % kPageSize == 0) {
+      detail::MutexLock lock(&direct_mu_);
+      auto it = direct_.find(p);
+      if (it != direct_.end()) {
+        direct = it->second;
+        if (block == 0 && direct->bytes == bytes && direct->alignment == alignment)
+          direct_.erase(it);
+      }
+    }
+    if (!direct.has_value()) {
+      if (block != 0)
+        pool_.deallocate(p, block, alignment);
+      else
+        refuse(p, bytes, alignment,
+               "the pool handed out no arena chunk there (freed twice, or a pooled block "
+               "given a size or alignment that is not pooled)");
+    } else if (block != 0 || direct->bytes != bytes || direct->alignment != alignment) {
+      refuse(p, bytes, alignment,
+             absl::StrCat("it was allocated from the arena as ", direct->bytes,
+                          " bytes aligned to ", direct->alignment));
+    } else {
       arena_->deallocate(p, bytes, alignment);
+    }
+  }
+  // Records why a deallocate was ignored (the memory stays allocated).
+  void refuse(void* p, std::size_t bytes, std::size_t alignment, absl::string_view why) {
+    arena_
+        ->record(absl::InvalidArgumentError(absl::StrCat(
+            "TierPoolResource: deallocate of 0x", absl::Hex(reinterpret_cast<std::uintptr_t>(p)),
+            " (", bytes, " bytes aligned to ", alignment, ") ignored: ", why)))
+        .IgnoreError();
   }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
     return this == &other;
   }
 
+  struct Request {
+    std::size_t bytes;
+    std::size_t alignment;
+  };
+
   TierMemoryResource* arena_;
   std::pmr::synchronized_pool_resource pool_;
+  // What each live chunk taken straight from the arena was allocated as, so a
+  // deallocate with another size or alignment is caught, not misrouted.
+  detail::Mutex direct_mu_;
+  absl::flat_hash_map<void*, Request> direct_ ABSL_GUARDED_BY(direct_mu_);
 };
 
 namespace detail {

@@ -518,6 +518,39 @@ TEST_F(MemoryResourceTest, PoolTakesSmallOverAlignedRequests) {
   EXPECT_TRUE(r->last_error().ok()) << r->last_error();
 }
 
+TEST_F(MemoryResourceTest, PoolRefusesDeallocateThatWouldGoToTheWrongSide) {
+  auto r = make(&sim_, {1});
+  TierPoolResource pool(r.get());
+  auto* over = static_cast<char*>(pool.allocate(100, 2 * kPageSize));  // from the arena
+  auto* big = static_cast<char*>(pool.allocate(100000));               // from the arena
+  void* small = pool.allocate(48);                                     // pooled
+  const std::uint64_t used = r->used_bytes();
+  struct Case {
+    void* p;
+    std::size_t bytes, align;
+    const char* why;
+  };
+  const Case cases[] = {
+      {over, 100, 8, "allocated from the arena as 100 bytes aligned to 8192"},  // to the pool
+      {big, 100, 8, "allocated from the arena as 100000 bytes"},                // to the pool
+      {big, 200000, 8, "allocated from the arena as 100000 bytes"},             // wrong size
+      {small, 100000, 8, "the pool handed out no arena chunk there"},           // to the arena
+  };
+  for (const Case& k : cases) {
+    pool.deallocate(k.p, k.bytes, k.align);
+    EXPECT_EQ(r->last_error().code(), absl::StatusCode::kInvalidArgument) << k.why;
+    EXPECT_THAT(std::string(r->last_error().message()), HasSubstr(k.why));
+    EXPECT_EQ(r->used_bytes(), used) << k.why;
+  }
+  over[99] = big[99999] = 1;  // still allocated
+  pool.deallocate(over, 100, 2 * kPageSize);
+  pool.deallocate(big, 100000);
+  pool.deallocate(small, 48);
+  EXPECT_EQ(r->used_bytes(), used - kPageSize - align_up(100000, kPageSize));
+  pool.deallocate(big, 100000);  // twice
+  EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("no arena chunk there"));
+}
+
 TEST(MemoryResourceLinux, BindsToNodeZeroAndPagesLandThere) {
   TierResourceOptions o;
   o.nodes = {0};
