@@ -73,14 +73,41 @@ inline absl::Status check_alignment(std::size_t alignment) {
         absl::StrCat("alignment ", alignment, " is not a power of two"));
   return absl::OkStatus();
 }
+
+// What the exception being handled says; call only inside a catch block.
+inline std::string current_exception_text() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
 }  // namespace detail
 
 // Receives arena lifetime events from a TierMemoryResource; the tiering engine
 // implements it to register arenas as regions. Callbacks run on the thread
 // that mapped or unmapped the arena, without the resource's state lock held,
 // in the order the events happened; events of one resource never run
-// concurrently. A callback may allocate from the resource (a nested event is
-// then delivered from inside it) and may read its counters.
+// concurrently. A callback may read the resource's counters and may allocate
+// from the TierMemoryResource itself (a nested event is then delivered from
+// inside it).
+//
+// NOTE: a callback must not allocate through a pool over the same resource,
+// such as a TierPoolResource, or tier_resource(t) / tiered_allocator(t) when
+// observing tier_arena(t): the event may fire while libstdc++'s pool holds
+// its lock to refill from the resource, and the nested pool call then fails
+// (std::system_error, EDEADLK).
+//
+// Exceptions: if on_arena_mapped() throws while allocate() maps an arena, the
+// arena is unmapped again (with no on_arena_unmapped() call), last_error()
+// records why, and the exception propagates out of allocate() or
+// try_allocate(); the resource is as before the call. If it throws in
+// set_observer(), the arenas already reported are reported unmapped, no
+// observer is set and the exception propagates. An exception from
+// on_arena_unmapped() is caught and recorded in last_error(), and the arena is
+// unmapped all the same: deallocate() and the destructor cannot throw.
 class ArenaObserver {
  public:
   virtual ~ArenaObserver() = default;
@@ -209,8 +236,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
         arenas_.clear();
         free_.clear();
       }
-      if (obs != nullptr)
-        for (const ArenaSpan& s : spans) obs->on_arena_unmapped(s.base, s.bytes);
+      for (const ArenaSpan& s : spans) notify_unmapped(obs, s.base, s.bytes);
     }
     for (const ArenaSpan& s : spans) {
       detail::asan_unpoison(s.base, s.bytes);
@@ -292,7 +318,9 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   // Replaces the observer. Under the notification order, every mapped arena
   // is reported as unmapped to the old observer and as mapped to the new one,
   // so both see a consistent picture; after the call the old observer gets no
-  // more events. O(arenas) callbacks.
+  // more events. O(arenas) callbacks. NOTE: if the new observer's
+  // on_arena_mapped() throws, no observer is set and the exception propagates
+  // (see ArenaObserver).
   void set_observer(ArenaObserver* observer) {
     NotifyGuard guard(this);
     std::vector<ArenaSpan> spans;
@@ -304,10 +332,23 @@ class TierMemoryResource final : public std::pmr::memory_resource {
       observer_ = observer;
       spans = arenas_locked();
     }
-    if (old != nullptr)
-      for (const ArenaSpan& s : spans) old->on_arena_unmapped(s.base, s.bytes);
-    if (observer != nullptr)
-      for (const ArenaSpan& s : spans) observer->on_arena_mapped(s.base, s.bytes, nodes_);
+    for (const ArenaSpan& s : spans) notify_unmapped(old, s.base, s.bytes);
+    if (observer == nullptr) return;
+    std::size_t told = 0;
+    try {
+      for (; told < spans.size(); ++told)
+        observer->on_arena_mapped(spans[told].base, spans[told].bytes, nodes_);
+    } catch (...) {
+      const std::string what = detail::current_exception_text();
+      for (std::size_t i = 0; i < told; ++i)
+        notify_unmapped(observer, spans[i].base, spans[i].bytes);
+      detail::MutexLock lock(&mu_);
+      observer_ = nullptr;
+      last_error_ =
+          absl::AbortedError(absl::StrCat("set_observer: ArenaObserver::on_arena_mapped threw (",
+                                          what, "); no observer is set", where()));
+      throw;
+    }
   }
   // The current observer (may be null).
   ArenaObserver* observer() const {
@@ -336,8 +377,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
           it = arenas_.erase(it);
         }
       }
-      if (obs != nullptr)
-        for (const ArenaSpan& s : spans) obs->on_arena_unmapped(s.base, s.bytes);
+      for (const ArenaSpan& s : spans) notify_unmapped(obs, s.base, s.bytes);
     }
     std::uint64_t released = 0;
     for (const ArenaSpan& s : spans) {
@@ -451,7 +491,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
         arenas_.erase(it);
         obs = observer_;
       }
-      if (obs != nullptr) obs->on_arena_unmapped(base, arena);
+      notify_unmapped(obs, base, arena);
     }
     detail::asan_unpoison(base, arena);
     absl::Status st = backend_->unmap(base, arena);
@@ -478,6 +518,25 @@ class TierMemoryResource final : public std::pmr::memory_resource {
     detail::MutexLock lock(&mu_);
     last_error_ = s;
     return s;
+  }
+
+  // Tells `obs` (may be null) that an arena goes away. An exception from it
+  // is recorded, not propagated: the callers unmap regardless and most of
+  // them cannot throw.
+  void notify_unmapped(ArenaObserver* obs, void* base, std::size_t bytes) noexcept {
+    if (obs == nullptr) return;
+    try {
+      obs->on_arena_unmapped(base, bytes);
+    } catch (...) {
+      try {
+        record(absl::AbortedError(absl::StrCat(
+                   "ArenaObserver::on_arena_unmapped threw (", detail::current_exception_text(),
+                   ") for the arena at 0x", absl::Hex(reinterpret_cast<std::uintptr_t>(base)),
+                   "; it was unmapped anyway", where())))
+            .IgnoreError();
+      } catch (...) {  // no memory for the message: the event is still done
+      }
+    }
   }
 
   // Maps, advises and binds a new arena holding a `size`-byte chunk aligned
@@ -548,13 +607,33 @@ class TierMemoryResource final : public std::pmr::memory_resource {
         arenas_.emplace(b, std::move(installed));
         arena_count_.fetch_add(1, std::memory_order_relaxed);
         used_.fetch_add(size, std::memory_order_relaxed);
-        if (!dedicated) {
-          if (chunk > b) free_.emplace(b, chunk - b);
-          if (chunk + size < b + bytes) free_.emplace(chunk + size, b + bytes - (chunk + size));
-        }
         obs = observer_;
       }
-      if (obs != nullptr) obs->on_arena_mapped(base, bytes, nodes_);
+      // The arena's free blocks are listed only after the callback, so until
+      // then it holds just this chunk and a throwing callback can be undone.
+      if (obs != nullptr) {
+        try {
+          obs->on_arena_mapped(base, bytes, nodes_);
+        } catch (...) {
+          const std::string what = detail::current_exception_text();
+          {
+            detail::MutexLock lock(&mu_);
+            arenas_.erase(b);
+            used_.fetch_sub(size, std::memory_order_relaxed);
+            forget_arena_locked(bytes);
+            last_error_ = absl::AbortedError(absl::StrCat(
+                "cannot allocate ", requested, " bytes: ArenaObserver::on_arena_mapped threw (",
+                what, "); the new arena was unmapped", where()));
+          }
+          backend_->unmap(base, bytes).IgnoreError();
+          throw;
+        }
+      }
+      if (!dedicated) {
+        detail::MutexLock lock(&mu_);
+        if (chunk > b) free_.emplace(b, chunk - b);
+        if (chunk + size < b + bytes) free_.emplace(chunk + size, b + bytes - (chunk + size));
+      }
     }
     detail::asan_unpoison(reinterpret_cast<void*>(chunk), size);
     return reinterpret_cast<void*>(chunk);

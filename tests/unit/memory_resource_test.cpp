@@ -4,6 +4,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -281,6 +282,88 @@ TEST_F(MemoryResourceTest, ObserverMayAllocateFromTheResource) {
   r->deallocate(obs.nested, kArena * 2);
   EXPECT_EQ(obs.unmapped, 1);
   r->deallocate(p, 64);
+}
+
+// Throws from on_arena_mapped `mapped_throws` times and
+// from on_arena_unmapped while `unmapped_throws` is set; records the rest.
+class ThrowingObserver : public RecordingObserver {
+ public:
+  void on_arena_mapped(void* base, std::size_t bytes, const NodeSet& nodes) override {
+    if (mapped_throws > 0) {
+      --mapped_throws;
+      throw std::runtime_error("observer table full");
+    }
+    RecordingObserver::on_arena_mapped(base, bytes, nodes);
+  }
+  void on_arena_unmapped(void* base, std::size_t bytes) override {
+    if (unmapped_throws) throw std::runtime_error("observer lost its table");
+    RecordingObserver::on_arena_unmapped(base, bytes);
+  }
+  int mapped_throws = 0;
+  bool unmapped_throws = false;
+};
+
+TEST_F(MemoryResourceTest, ThrowingOnArenaMappedUndoesTheArena) {
+  ThrowingObserver obs;
+  auto r = make(&sim_, {1}, 0, &obs);
+  for (std::size_t bytes : {std::size_t{100}, std::size_t{3} << 20}) {  // regular, dedicated
+    obs.mapped_throws = 1;
+    EXPECT_THROW((void)r->allocate(bytes), std::runtime_error) << bytes;
+    EXPECT_EQ(r->used_bytes(), 0u) << bytes;
+    EXPECT_EQ(r->arena_count(), 0u) << bytes;
+    EXPECT_EQ(r->reserved_bytes(), 0u) << bytes;
+    EXPECT_EQ(sim_.used_bytes(1), 0u) << bytes;  // unmapped
+    EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("on_arena_mapped threw"));
+    EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("observer table full"));
+  }
+  EXPECT_TRUE(obs.events.empty());
+  void* p = r->allocate(100);  // the observer works again: so does the resource
+  ASSERT_EQ(obs.events.size(), 1u);
+  r->deallocate(p, 100);
+  EXPECT_EQ(r->release_unused(), kArena);
+}
+
+TEST_F(MemoryResourceTest, ThrowingOnArenaUnmappedIsRecordedNotFatal) {
+  ThrowingObserver obs;
+  auto r = make(&sim_, {1}, 0, &obs);
+  void* big = r->allocate(3 << 20);
+  void* small = r->allocate(100);
+  obs.unmapped_throws = true;
+  r->deallocate(big, 3 << 20);  // noexcept: must not terminate
+  EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("on_arena_unmapped threw"));
+  EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("observer lost its table"));
+  EXPECT_EQ(r->arena_count(), 1u);
+  r->deallocate(small, 100);
+  EXPECT_EQ(r->release_unused(), kArena);
+  EXPECT_EQ(r->arena_count(), 0u);
+  EXPECT_EQ(sim_.used_bytes(1), 0u);  // both unmapped all the same
+  void* again = r->allocate(100);
+  r.reset();  // the destructor reports the arena: the throw is swallowed there too
+  (void)again;
+  EXPECT_EQ(sim_.used_bytes(1), 0u);
+}
+
+TEST_F(MemoryResourceTest, SetObserverThatThrowsLeavesNoObserver) {
+  RecordingObserver first;
+  auto r = make(&sim_, {1}, 0, &first);
+  void* a = r->allocate(100);
+  void* b = r->allocate(3 << 20);  // two arenas
+  struct SecondThrows : RecordingObserver {
+    void on_arena_mapped(void* base, std::size_t bytes, const NodeSet& nodes) override {
+      if (!events.empty()) throw std::runtime_error("second arena refused");
+      RecordingObserver::on_arena_mapped(base, bytes, nodes);
+    }
+  } next;
+  EXPECT_THROW(r->set_observer(&next), std::runtime_error);
+  EXPECT_EQ(r->observer(), nullptr);
+  ASSERT_EQ(next.events.size(), 2u);  // told about the first arena, then it was withdrawn
+  EXPECT_TRUE(next.events[0].mapped);
+  EXPECT_FALSE(next.events[1].mapped);
+  EXPECT_EQ(next.events[1].base, next.events[0].base);
+  EXPECT_THAT(std::string(r->last_error().message()), HasSubstr("no observer is set"));
+  r->deallocate(b, 3 << 20);
+  EXPECT_EQ(next.events.size(), 2u);  // no more events
+  r->deallocate(a, 100);
 }
 
 TEST_F(MemoryResourceTest, SimulatedBindingPlacesArenaPagesOnNodeOne) {
