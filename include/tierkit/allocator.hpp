@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -76,6 +77,38 @@ inline Tier default_tier() { return detail::default_tier_state().tier; }
 // OkStatus, or why TIERKIT_DEFAULT_TIER was ignored (print it at startup).
 inline absl::Status default_tier_status() { return detail::default_tier_state().status; }
 
+namespace detail {
+
+// Stands in for a tier resource that could not be created where the
+// allocator must not throw: every allocate() throws TierAllocError(status).
+class UnavailableResource final : public std::pmr::memory_resource {
+ public:
+  explicit UnavailableResource(absl::Status status) : status_(std::move(status)) {}
+
+ private:
+  void* do_allocate(std::size_t, std::size_t) override { throw TierAllocError(status_); }
+  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+  absl::Status status_;
+};
+
+// tier_resource(default_tier()), or, if it cannot be created, a resource that
+// fails every allocation with the (first) reason. Never destroyed.
+inline std::pmr::memory_resource* default_tier_resource_or_failure() noexcept {
+  try {
+    absl::StatusOr<std::pmr::memory_resource*> r = tier_resource(default_tier());
+    if (r.ok()) return *r;
+    static UnavailableResource* const unavailable = new UnavailableResource(r.status());
+    return unavailable;
+  } catch (...) {                             // no memory to create it
+    return std::pmr::null_memory_resource();  // throws std::bad_alloc
+  }
+}
+
+}  // namespace detail
+
 // An Allocator whose memory comes from a std::pmr::memory_resource, normally
 // that of a tier. Copies share the resource; two allocators are equal iff
 // they use the same resource object. Unlike std::pmr::polymorphic_allocator
@@ -102,10 +135,13 @@ class tiered_allocator {
   // TierAllocError if it cannot be created (bad tier, unusable nodes).
   tiered_allocator(Tier t)  // NOLINT(google-explicit-constructor): like pmr's
       : resource_(resource_of(t)) {}
-  // Uses `resource`, which must be non-null and outlive every allocator and
-  // container using it (e.g. a TierMemoryResource or a pool over one).
+  // Uses `resource`, which must outlive every allocator and container using
+  // it (e.g. a TierMemoryResource or a pool over one). Null means the default
+  // tier's resource, as with the default constructor. NOTE: never throws; if
+  // that resource cannot be created, every allocate() throws TierAllocError
+  // saying why.
   tiered_allocator(std::pmr::memory_resource* resource) noexcept  // NOLINT: like pmr's
-      : resource_(resource) {}
+      : resource_(resource != nullptr ? resource : detail::default_tier_resource_or_failure()) {}
   // Rebinding copy: same resource.
   template <class U>
   tiered_allocator(const tiered_allocator<U>& other) noexcept  // NOLINT: rebind

@@ -282,6 +282,17 @@ TEST(TieredAllocatorTiers, ConstructedFromATierUsesThatTiersResource) {
   EXPECT_TRUE(arena->owns(small.data()));
 }
 
+TEST(TieredAllocatorTiers, NullResourceMeansTheDefaultTiersResource) {
+  static_assert(std::is_nothrow_constructible_v<IntAlloc, std::pmr::memory_resource*>);
+  tiered_allocator<int> a(static_cast<std::pmr::memory_resource*>(nullptr));
+  ASSERT_NE(a.resource(), nullptr);
+  EXPECT_EQ(a.resource(), *tier_resource(default_tier()));
+  EXPECT_TRUE(a == tiered_allocator<int>());
+  std::vector<int, tiered_allocator<int>> v(a);
+  v.assign(100, 7);
+  EXPECT_TRUE(tier_arena(default_tier())->owns(v.data()));
+}
+
 TEST(TieredAllocatorTiers, OutOfRangeTierThrows) {
   EXPECT_THROW(tiered_allocator<int>(static_cast<Tier>(kMaxTierResources)), std::bad_alloc);
 }
