@@ -263,10 +263,6 @@ cmp -s ${_tk_sqlite_trace} \"$S/in.gz\" && echo same; printf 'I  0401,3\\n' > \"
 tierkit_output_test(sim.help_sampled tierkit-sim
   "rc=0\n.*sampled\\[:N\\] \\(the first of perf, births\\+fault, fault, uffd, softdirty in --hotness_available"
   "\"$T\" --help > \"$S/help\" 2>&1\necho rc=$?\ntr -s ' \\n' '  ' < \"$S/help\"")
-# "threshold:" promises a rate: without one it is refused, as "kernel:rate=" is.
-tierkit_output_test(sim.policy_threshold_without_rate tierkit-sim
-  "--policy: policy 'threshold:': no rate after ':' \\(threshold:RATE, e.g. threshold:4\\).*exit=2"
-  "\"$T\" --workload=zipf --accesses=1k --policy=threshold: 2>&1")
 
 # --- examples (brief runs) ----------------------------------------------------
 # On a one-tier machine each example says so and runs on a simulated machine;

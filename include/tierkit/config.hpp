@@ -390,10 +390,6 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
 inline absl::StatusOr<std::unique_ptr<Policy>> make_threshold(const EngineConfig& c,
                                                               const std::string& arg) {
   ThresholdOptions o = c.threshold;
-  // "threshold:" promises a rate and gives none: refused, as "kernel:rate=" is.
-  if (arg.empty() && c.policy != "threshold")
-    return absl::InvalidArgumentError(absl::StrCat(
-        "policy '", c.policy, "': no rate after ':' (threshold:RATE, e.g. threshold:4)"));
   if (!arg.empty()) {
     auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
     if (!r.ok()) return r.status();
