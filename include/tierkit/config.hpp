@@ -2,8 +2,8 @@
 // kKnobs, the one table of its knobs: field, TIERKIT_* variable, range and
 // unit. from_env(), validate(), describe(), tierctl, the docs and the tests
 // all read that table, so a knob added there is parsed, checked, shown and
-// tested everywhere. Layer 4 (below engine.hpp): includes policy.hpp,
-// topology.hpp and detail/parse.hpp.
+// tested everywhere. Layer 5 (below engine.hpp): includes policy.hpp,
+// topology.hpp, rate_limiter.hpp and detail/parse.hpp.
 //
 // The environment contract. Engine::create() applies the TIERKIT_*
 // variables on top of the EngineConfig the program built, so every program
@@ -35,6 +35,7 @@
 #include "tierkit/policy/kernel_model.hpp"
 #include "tierkit/policy/static.hpp"
 #include "tierkit/policy/threshold.hpp"
+#include "tierkit/rate_limiter.hpp"
 #include "tierkit/topology.hpp"
 
 namespace tierkit {
@@ -48,7 +49,8 @@ struct Knob {
   const char* env;    // TIERKIT_*
   const char* field;  // path in EngineConfig
   Kind kind;
-  double lo, hi;  // allowed range (numbers and integers)
+  // Allowed range: numbers and integers always, bytes when hi > 0.
+  double lo, hi;
   const char* unit;
   Ref (*ref)(EngineConfig&);
 };
@@ -182,7 +184,7 @@ inline constexpr Knob kKnobs[] = {
      +[](EngineConfig& c) -> Knob::Ref { return &c.half_life_epochs; }},
     {"TIERKIT_RATE_LIMIT_MBPS", "rate_limit_mbps", Knob::kNumber, 0, 1e9, "MiB/s",
      +[](EngineConfig& c) -> Knob::Ref { return &c.rate_limit_mbps; }},
-    {"TIERKIT_BURST_BYTES", "burst_bytes", Knob::kBytes, 0, 0, "bytes",
+    {"TIERKIT_BURST_BYTES", "burst_bytes", Knob::kBytes, 0, RateLimiter::kMaxBurstBytes, "bytes",
      +[](EngineConfig& c) -> Knob::Ref { return &c.burst_bytes; }},
     {"TIERKIT_FAST_BUDGET", "fast_budget_bytes", Knob::kBytes, 0, 0, "bytes (0 = fast nodes)",
      +[](EngineConfig& c) -> Knob::Ref { return &c.fast_budget_bytes; }},
@@ -257,22 +259,35 @@ inline absl::Status set_knob(const Knob& k, EngineConfig& c, absl::string_view t
       k.ref(c));
 }
 
+// The knob's value in `c` against its range (kKnobs); the error names the
+// field, the value and the range.
+inline absl::Status check_range(const Knob& k, const EngineConfig& c) {
+  if (k.kind == Knob::kText || (k.kind == Knob::kBytes && k.hi <= 0)) return absl::OkStatus();
+  const Knob::Ref ref = k.ref(const_cast<EngineConfig&>(c));  // read only
+  if (k.kind == Knob::kBytes) {  // compared and printed whole: 2^53 + 1 is not 2^53
+    const std::uint64_t v = *std::get<std::uint64_t*>(ref);
+    const auto lo = static_cast<std::uint64_t>(k.lo), hi = static_cast<std::uint64_t>(k.hi);
+    if (v >= lo && v <= hi) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(k.field, " = ", v, " must be in [", lo, ", ", hi, "] (", k.unit, ")"));
+  }
+  double v = 0;
+  std::visit(
+      [&](auto* p) {
+        if constexpr (!std::is_same_v<std::remove_pointer_t<decltype(p)>, std::string>)
+          v = static_cast<double>(*p);
+      },
+      ref);
+  if (std::isfinite(v) && v >= k.lo && v <= k.hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(k.field, " = ", v, " must be in [", k.lo, ", ", k.hi, "] (", k.unit, ")"));
+}
+
 }  // namespace detail
 
 inline absl::Status EngineConfig::validate() const {
-  for (const Knob& k : kKnobs) {
-    if (k.kind != Knob::kNumber && k.kind != Knob::kInteger) continue;
-    double v = 0;
-    std::visit(
-        [&](auto* p) {
-          if constexpr (!std::is_same_v<std::remove_pointer_t<decltype(p)>, std::string>)
-            v = static_cast<double>(*p);
-        },
-        k.ref(const_cast<EngineConfig&>(*this)));  // read only
-    if (!std::isfinite(v) || v < k.lo || v > k.hi)
-      return absl::InvalidArgumentError(
-          absl::StrCat(k.field, " = ", v, " must be in [", k.lo, ", ", k.hi, "] (", k.unit, ")"));
-  }
+  for (const Knob& k : kKnobs)
+    if (absl::Status s = detail::check_range(k, *this); !s.ok()) return s;
   if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1))
     return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", low_watermark,
                                                    ") <= high (", high_watermark, ") <= 1"));

@@ -29,15 +29,18 @@ namespace tierkit {
 class RateLimiter {
  public:
   static constexpr double kBytesPerMB = 1024.0 * 1024.0;
+  // The largest burst: 2^53 bytes (8 PiB), the largest count the double
+  // bucket holds exactly. Larger bursts are clamped to it.
+  static constexpr std::uint64_t kMaxBurstBytes = std::uint64_t{1} << 53;
 
-  // Starts full (`burst_bytes` available). `clock` must outlive the limiter;
-  // null means the steady clock. Invalid rates are clamped to 0 (use
-  // set_rate_mbps to get an error instead).
+  // Starts full (`burst_bytes` available, at most kMaxBurstBytes). `clock`
+  // must outlive the limiter; null means the steady clock. Invalid rates are
+  // clamped to 0 (use set_rate_mbps to get an error instead).
   RateLimiter(double rate_mbps, std::uint64_t burst_bytes, const Clock* clock = nullptr)
       : clock_(clock ? clock : &SteadyClock::instance()),
         rate_bps_(valid_rate(rate_mbps) ? rate_mbps * kBytesPerMB : 0),
-        burst_(static_cast<double>(burst_bytes)),
-        tokens_(static_cast<double>(burst_bytes)),
+        burst_(clamp_burst(burst_bytes)),
+        tokens_(burst_),
         last_ns_(clock_->now_ns()) {}
 
   // Grants up to `bytes`, rounded down to a multiple of `unit` (e.g. a page),
@@ -46,8 +49,7 @@ class RateLimiter {
   std::uint64_t acquire_up_to(std::uint64_t bytes, std::uint64_t unit = 1) {
     detail::MutexLock lock(&mu_);
     refill();
-    double grant = std::min(static_cast<double>(bytes), tokens_);
-    auto g = static_cast<std::uint64_t>(grant);
+    auto g = to_bytes(std::min(static_cast<double>(bytes), tokens_));
     if (unit > 1) g -= g % unit;
     tokens_ -= static_cast<double>(g);
     granted_ += g;
@@ -76,19 +78,20 @@ class RateLimiter {
   // all migration. Takes effect for the next request.
   absl::Status set_rate_mbps(double mbps) {
     if (!valid_rate(mbps))
-      return absl::InvalidArgumentError(
-          absl::StrCat("rate limit: ", mbps, " MiB/s is not a finite number >= 0"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rate limit: ", mbps, " MiB/s is not a finite number >= 0 (in bytes/s too)"));
     detail::MutexLock lock(&mu_);
     refill();
     rate_bps_ = mbps * kBytesPerMB;
     return absl::OkStatus();
   }
 
-  // Changes the burst (bucket size); the bucket is trimmed to it.
+  // Changes the burst (bucket size, at most kMaxBurstBytes); the bucket is
+  // trimmed to it.
   void set_burst_bytes(std::uint64_t burst) {
     detail::MutexLock lock(&mu_);
     refill();
-    burst_ = static_cast<double>(burst);
+    burst_ = clamp_burst(burst);
     tokens_ = std::min(tokens_, burst_);
   }
 
@@ -98,13 +101,13 @@ class RateLimiter {
   }
   std::uint64_t burst_bytes() const {
     detail::MutexLock lock(&mu_);
-    return static_cast<std::uint64_t>(burst_);
+    return to_bytes(burst_);
   }
   // Bytes available now.
   std::uint64_t available_bytes() {
     detail::MutexLock lock(&mu_);
     refill();
-    return static_cast<std::uint64_t>(tokens_);
+    return to_bytes(tokens_);
   }
   // Total bytes granted (net of refunds) since construction.
   std::uint64_t granted_bytes() const {
@@ -113,7 +116,19 @@ class RateLimiter {
   }
 
  private:
-  static bool valid_rate(double mbps) { return std::isfinite(mbps) && mbps >= 0; }
+  static bool valid_rate(double mbps) {
+    return std::isfinite(mbps) && mbps >= 0 && std::isfinite(mbps * kBytesPerMB);
+  }
+  static double clamp_burst(std::uint64_t burst) {
+    return static_cast<double>(std::min(burst, kMaxBurstBytes));
+  }
+  // A token count as bytes, never out of uint64's range: the bucket holds
+  // at most kMaxBurstBytes.
+  static std::uint64_t to_bytes(double tokens) {
+    return tokens <= 0
+               ? 0
+               : static_cast<std::uint64_t>(std::min(tokens, static_cast<double>(kMaxBurstBytes)));
+  }
 
   void refill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::int64_t now = clock_->now_ns();

@@ -160,6 +160,23 @@ TEST_F(ConfigTest, ValidateChecksTheTableRanges) {
   EXPECT_TRUE(EngineConfig().validate().ok());
 }
 
+// The burst is a double bucket: beyond 2^53 bytes it cannot count, and
+// 2^64 - 1 used to be accepted and then read as an empty bucket.
+TEST_F(ConfigTest, BurstBytesHasAnUpperBound) {
+  EngineConfig c;
+  c.burst_bytes = RateLimiter::kMaxBurstBytes;
+  EXPECT_TRUE(c.validate().ok()) << c.validate();
+  c.burst_bytes = RateLimiter::kMaxBurstBytes + 1;
+  EXPECT_THAT(std::string(c.validate().message()),
+              HasSubstr("burst_bytes = 9007199254740993 must be in ["));
+  ScopedEnv env("TIERKIT_BURST_BYTES", "18446744073709551615");
+  auto e = EngineConfig::from_env();
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(std::string(e.status().message()), HasSubstr("burst_bytes"));
+  EXPECT_THAT(std::string(e.status().message()), HasSubstr("9007199254740992]"));
+  EXPECT_THAT(std::string(e.status().message()), HasSubstr("TIERKIT_BURST_BYTES"));
+}
+
 TEST_F(ConfigTest, ThresholdTextUsesThePolicysUnitAndDashWhenNothingQualifies) {
   EngineStats s;
   s.promotion_threshold = INFINITY;

@@ -108,6 +108,23 @@ TEST(RateLimiter, SetBurstTrimsTheBucket) {
   EXPECT_EQ(rl.available_bytes(), 4096u);
 }
 
+// A burst near 2^64 rounded to 2^64 in the double bucket, and every cast
+// back to bytes was out of range (the bucket read as empty).
+TEST(RateLimiter, BurstsBeyondTwoToThe53AreClampedNotLost) {
+  ManualClock clock;
+  constexpr std::uint64_t kMax = RateLimiter::kMaxBurstBytes;
+  RateLimiter rl(256, std::numeric_limits<std::uint64_t>::max(), &clock);
+  EXPECT_EQ(rl.burst_bytes(), kMax);
+  EXPECT_EQ(rl.available_bytes(), kMax);
+  EXPECT_EQ(rl.acquire_up_to(std::numeric_limits<std::uint64_t>::max(), 4096), kMax);
+  EXPECT_EQ(rl.available_bytes(), 0u);
+  rl.set_burst_bytes(kMax + 1);
+  EXPECT_EQ(rl.burst_bytes(), kMax);
+  // A rate whose bytes/s overflow a double is refused like infinity.
+  EXPECT_FALSE(rl.set_rate_mbps(std::numeric_limits<double>::max()).ok());
+  EXPECT_EQ(rl.rate_mbps(), 256);
+}
+
 // Checks granted <= rate * T + burst over every interval [t_i, t_j] of a
 // trace of (time, granted) events. O(n^2).
 void ExpectBoundOverAllIntervals(const std::vector<std::int64_t>& t,
