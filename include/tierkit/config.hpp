@@ -71,9 +71,13 @@ struct EngineConfig {
   // NOTE: automatic cools by access volume instead (unless automatic:cool=0)
   // and reads it only to turn a region's own promotion threshold into heat.
   double half_life_epochs = 4.0;
-  double rate_limit_mbps = 256;          // migration cap, MiB/s. TIERKIT_RATE_LIMIT_MBPS
-  std::uint64_t burst_bytes = 16 << 20;  // token bucket size. TIERKIT_BURST_BYTES
-  std::uint64_t fast_budget_bytes = 0;   // 0 = the fast nodes' total. TIERKIT_FAST_BUDGET
+  double rate_limit_mbps = 256;  // migration cap, MiB/s. TIERKIT_RATE_LIMIT_MBPS
+  // Token bucket size, 4096 (one page) .. 2^53. A move bigger than the
+  // bucket (a 2 MiB unit, or a swap of two) goes alone once it is full, and
+  // the bucket owes the rest (RateLimiter::try_acquire_whole).
+  // TIERKIT_BURST_BYTES
+  std::uint64_t burst_bytes = 16 << 20;
+  std::uint64_t fast_budget_bytes = 0;  // 0 = the fast nodes' total. TIERKIT_FAST_BUDGET
   // Of the budget: above it, demote. TIERKIT_HIGH_WATERMARK. Promotions also
   // leave 1 - high_watermark of each fast node free, or the kernel's own
   // high watermarks there where those are larger (EngineStats::reserve_pages).
@@ -184,8 +188,8 @@ inline constexpr Knob kKnobs[] = {
      +[](EngineConfig& c) -> Knob::Ref { return &c.half_life_epochs; }},
     {"TIERKIT_RATE_LIMIT_MBPS", "rate_limit_mbps", Knob::kNumber, 0, 1e9, "MiB/s",
      +[](EngineConfig& c) -> Knob::Ref { return &c.rate_limit_mbps; }},
-    {"TIERKIT_BURST_BYTES", "burst_bytes", Knob::kBytes, 0, RateLimiter::kMaxBurstBytes, "bytes",
-     +[](EngineConfig& c) -> Knob::Ref { return &c.burst_bytes; }},
+    {"TIERKIT_BURST_BYTES", "burst_bytes", Knob::kBytes, kPageSize, RateLimiter::kMaxBurstBytes,
+     "bytes", +[](EngineConfig& c) -> Knob::Ref { return &c.burst_bytes; }},
     {"TIERKIT_FAST_BUDGET", "fast_budget_bytes", Knob::kBytes, 0, 0, "bytes (0 = fast nodes)",
      +[](EngineConfig& c) -> Knob::Ref { return &c.fast_budget_bytes; }},
     {"TIERKIT_HIGH_WATERMARK", "high_watermark", Knob::kNumber, 0, 1, "fraction of budget",

@@ -1345,7 +1345,11 @@ class Engine {
     return static_cast<double>(newcomer) >= kEvidenceFactor * static_cast<double>(resident);
   }
 
-  // Rate limit: the plan's steps in order, each whole or not at all.
+  // Rate limit: the plan's steps in order, each whole or not at all. A
+  // first step bigger than the whole bucket (a 2 MiB unit, or a swap of two,
+  // under a smaller burst) would never fit: it goes alone once the bucket is
+  // full, and the bucket owes the rest (RateLimiter::try_acquire_whole).
+  // Otherwise it held back itself and every step behind it for ever.
   void limit(Epoch& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EpochScratch& s = scratch_;
     std::size_t keep = s.plan.size();
@@ -1357,6 +1361,11 @@ class Engine {
       keep = 0;
       while (keep < s.plan.size() && spent + s.plan[keep].pages() * kPageSize <= granted)
         spent += s.plan[keep++].pages() * kPageSize;
+      if (keep == 0 && !s.plan.empty() && s.plan[0].pages() * kPageSize > limiter_.burst_bytes()) {
+        limiter_.refund(granted);
+        granted = spent = 0;
+        if (limiter_.try_acquire_whole(s.plan[0].pages() * kPageSize)) keep = 1;
+      }
       limiter_.refund(granted - spent);
       for (std::size_t i = keep; i < s.plan.size(); ++i) e.deferred += s.plan[i].pages();
     }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -175,6 +176,24 @@ TEST_F(ConfigTest, BurstBytesHasAnUpperBound) {
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("burst_bytes"));
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("9007199254740992]"));
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("TIERKIT_BURST_BYTES"));
+}
+
+// A burst below one page granted no step at all: every move was deferred
+// for ever, silently.
+TEST_F(ConfigTest, BurstBytesIsAtLeastOnePage) {
+  EngineConfig c;
+  for (std::uint64_t b : {0ull, 2048ull, 4095ull}) {
+    c.burst_bytes = b;
+    EXPECT_THAT(std::string(c.validate().message()),
+                HasSubstr(absl::StrCat("burst_bytes = ", b, " must be in [4096, ")));
+  }
+  c.burst_bytes = 4096;
+  EXPECT_TRUE(c.validate().ok()) << c.validate();
+  ScopedEnv env("TIERKIT_BURST_BYTES", "0");
+  auto e = EngineConfig::from_env();
+  ASSERT_FALSE(e.ok());
+  EXPECT_THAT(std::string(e.status().message()), HasSubstr("TIERKIT_BURST_BYTES"));
+  EXPECT_THAT(std::string(e.status().message()), HasSubstr("[4096, "));
 }
 
 TEST_F(ConfigTest, ThresholdTextUsesThePolicysUnitAndDashWhenNothingQualifies) {

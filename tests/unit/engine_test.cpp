@@ -1533,5 +1533,42 @@ TEST(Engine, RateLimitKeepsSwapsWhole) {
   EXPECT_GT(promoted, 50u);
 }
 
+// A step bigger than the whole bucket (a 2 MiB unit under a 1 MiB burst)
+// never fitted: limit() deferred it, and every step behind it, for ever.
+// It now goes alone once the bucket is full, the bucket owes the rest, and
+// the steps behind it follow when that is repaid: the rate still holds.
+TEST(Engine, AStepBiggerThanTheBurstGoesAloneAndTheRestFollow) {
+  EngineConfig c = Fast("threshold:1");
+  c.rate_limit_mbps = 10;  // 1 MiB per 100 ms epoch
+  c.burst_bytes = 1 << 20;
+  TwoNodes n(1 << 14, c);
+  ASSERT_NE(n.engine, nullptr);
+  n.be.set_thp_mode(ThpMode::kMadvise);
+  const std::uintptr_t small = kBase + 16 * kHugePageSize;
+  for (std::uintptr_t a = kBase; a < kBase + kHugePageSize; a += kPageSize) n.be.touch(a, 1);
+  for (std::uintptr_t a = small; a < small + 16 * kPageSize; a += kPageSize) n.be.touch(a, 1);
+  auto big = n.engine->register_region(reinterpret_cast<void*>(kBase), kHugePageSize,
+                                       RegionOptions().with_huge_pages(), false);
+  auto sm = n.engine->register_region(reinterpret_cast<void*>(small), 16 * kPageSize,
+                                      RegionOptions().with_base_pages(), false);
+  ASSERT_TRUE(big.ok() && sm.ok());
+  std::vector<std::uint64_t> promoted;
+  for (int e = 0; e < 6; ++e) {
+    n.engine->record_access(reinterpret_cast<void*>(kBase), 1, 400);  // the hottest
+    n.engine->record_access(reinterpret_cast<void*>(small), 16 * kPageSize, 50);
+    n.step();
+    promoted.push_back(n.engine->stats().promoted_pages);
+    const double seconds = (e + 1) * 0.1;
+    EXPECT_LE(static_cast<double>(n.engine->stats().promoted_bytes),
+              seconds * 10 * RateLimiter::kBytesPerMB + kHugePageSize)
+        << "epoch " << e;
+  }
+  EXPECT_EQ(promoted[0], 512u);  // the 2 MiB unit, alone, from a full bucket
+  EXPECT_EQ(promoted[1], 512u);  // the bucket repays the 1 MiB it owed
+  EXPECT_EQ(promoted.back(), 512u + 16u);
+  EXPECT_EQ(n.be.node_of(kBase + kHugePageSize - kPageSize), 0);
+  EXPECT_EQ(n.be.node_of(small + 15 * kPageSize), 0);
+}
+
 }  // namespace
 }  // namespace tierkit

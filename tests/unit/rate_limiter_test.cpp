@@ -125,6 +125,22 @@ TEST(RateLimiter, BurstsBeyondTwoToThe53AreClampedNotLost) {
   EXPECT_EQ(rl.rate_mbps(), 256);
 }
 
+TEST(RateLimiter, AWholeRequestBiggerThanTheBurstWaitsForAFullBucketAndOwesTheRest) {
+  ManualClock clock;
+  RateLimiter rl(1, 1 << 20, &clock);           // 1 MiB/s, 1 MiB bucket
+  EXPECT_TRUE(rl.try_acquire_whole(4096));      // one that fits: as try_acquire
+  EXPECT_FALSE(rl.try_acquire_whole(2 << 20));  // bigger: only from a full bucket
+  clock.advance_ns(kNsPerSec);
+  EXPECT_TRUE(rl.try_acquire_whole(2 << 20));
+  EXPECT_EQ(rl.granted_bytes(), 4096u + (2u << 20));
+  EXPECT_EQ(rl.available_bytes(), 0u);  // owes 1 MiB
+  clock.advance_ns(kNsPerSec / 2);
+  EXPECT_EQ(rl.acquire_up_to(1 << 20), 0u);  // still owes half
+  EXPECT_FALSE(rl.try_acquire(1));
+  clock.advance_ns(kNsPerSec * 3 / 4);
+  EXPECT_EQ(rl.available_bytes(), 1u << 18);  // repaid, then a quarter second's
+}
+
 // Checks granted <= rate * T + burst over every interval [t_i, t_j] of a
 // trace of (time, granted) events. O(n^2).
 void ExpectBoundOverAllIntervals(const std::vector<std::int64_t>& t,
