@@ -186,17 +186,33 @@ class Engine {
   static constexpr std::uint64_t kPayoffEpochs = 4;
   static constexpr double kEvidenceFactor = 16;
 
-  // Runs one epoch now, on the calling thread. Serialised with the
-  // background thread and the setters.
+  // Runs one epoch now, on the calling thread, then the epoch callback (see
+  // set_epoch_callback). Serialised with the background thread and the
+  // setters.
   absl::Status step() {
-    detail::MutexLock lock(&mu_);
-    return run_epoch();
+    std::shared_ptr<const EpochCallback> cb;
+    EngineStats stats;
+    {
+      detail::MutexLock lock(&mu_);
+      if (absl::Status s = run_epoch(); !s.ok()) return s;
+      cb = callback_;
+      if (cb != nullptr) stats = stats_;
+    }
+    if (cb != nullptr) (*cb)(stats);  // unlocked: it may call back into the engine
+    return absl::OkStatus();
   }
 
   // Runs epochs every epoch_ms on a background thread until stop().
+  // FailedPrecondition if it runs already (also when called from its own
+  // epoch callback).
   absl::Status start() {
+    if (on_engine_thread())
+      return absl::FailedPreconditionError("engine already started (start() from its own thread)");
     std::lock_guard<std::mutex> life(lifecycle_mu_);
-    if (thread_.joinable()) return absl::FailedPreconditionError("engine already started");
+    if (thread_.joinable()) {
+      if (!stop_requested()) return absl::FailedPreconditionError("engine already started");
+      thread_.join();  // stopped from its own epoch callback: it has ended, or ends now
+    }
     {
       std::lock_guard<std::mutex> l(thread_mu_);
       stopping_ = false;
@@ -206,19 +222,22 @@ class Engine {
   }
   // Stops and joins the background thread: wakes it at once, so this returns
   // within one epoch's work.
+  // NOTE: called on the background thread itself (from the epoch callback),
+  // it only asks the thread to end, which it does when the callback
+  // returns; running() is then false, and the next start(), stop() or the
+  // destructor joins it.
   void stop() {
+    if (on_engine_thread()) return request_stop();  // joining itself would throw
     std::lock_guard<std::mutex> life(lifecycle_mu_);
     if (!thread_.joinable()) return;
-    {
-      std::lock_guard<std::mutex> l(thread_mu_);
-      stopping_ = true;
-    }
-    thread_cv_.notify_all();
+    request_stop();
     thread_.join();
   }
+  // Whether the background thread runs and no stop() was asked of it.
   bool running() const {
+    if (on_engine_thread()) return !stop_requested();
     std::lock_guard<std::mutex> life(lifecycle_mu_);
-    return thread_.joinable();
+    return thread_.joinable() && !stop_requested();
   }
 
   // Runtime setters: thread-safe, effective from the next epoch.
@@ -273,10 +292,22 @@ class Engine {
     return absl::OkStatus();
   }
 
-  // Called after every epoch with the stats (on the epoch's thread).
-  void set_epoch_callback(std::function<void(const EngineStats&)> cb) {
+  using EpochCallback = std::function<void(const EngineStats&)>;
+  // set_epoch_callback()
+  //
+  // `cb` is called after every epoch with a copy of that epoch's stats, on
+  // the thread that ran it (step()'s caller, or the background thread), with
+  // no engine lock held: it may call any member (stats(), the setters,
+  // register_region(), step(), which runs another epoch and calls it again,
+  // and stop(), see there) but must not destroy the engine. An empty `cb`
+  // removes it. Cost: one copy of EngineStats per epoch while one is set.
+  // NOTE: calls are not serialised with each other: with step() called on
+  // several threads (or beside start()), two may overlap or arrive out of
+  // epoch order (EngineStats::epochs says which).
+  void set_epoch_callback(EpochCallback cb) {
+    auto shared = cb ? std::make_shared<const EpochCallback>(std::move(cb)) : nullptr;
     detail::MutexLock lock(&mu_);
-    callback_ = std::move(cb);
+    callback_ = std::move(shared);
   }
 
   // kVerifyBatch
@@ -379,6 +410,7 @@ class Engine {
   }
 
   void loop() {
+    engine_thread_ = this;
     for (;;) {
       std::int64_t ms;
       {
@@ -1427,7 +1459,6 @@ class Engine {
     std::swap(hist_, last_hist_);
     epoch_ = e.number + 1;
     tracker_.set_epoch(static_cast<std::uint32_t>(epoch_));
-    if (callback_) callback_(stats_);
   }
 
   // create()'s check that the backend can use every configured node (one
@@ -1787,7 +1818,8 @@ class Engine {
   std::uint64_t unborn_fast_pages_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t seen_last_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t base_page_advice_ ABSL_GUARDED_BY(mu_) = 0;
-  std::function<void(const EngineStats&)> callback_ ABSL_GUARDED_BY(mu_);
+  // Shared, so step() takes it out of mu_ with no allocation.
+  std::shared_ptr<const EpochCallback> callback_ ABSL_GUARDED_BY(mu_);
   struct SourceEntry {
     std::unique_ptr<HotnessSource> source;
     SourceBudget budget;
@@ -1809,8 +1841,25 @@ class Engine {
 
   // Background thread: lifecycle_mu_ serialises start/stop; thread_mu_ and
   // thread_cv_ wake the loop.
+  void request_stop() {
+    {
+      std::lock_guard<std::mutex> l(thread_mu_);
+      stopping_ = true;
+    }
+    thread_cv_.notify_all();
+  }
+  bool stop_requested() const {
+    std::lock_guard<std::mutex> l(thread_mu_);
+    return stopping_;
+  }
+  // Whether the caller is this engine's background thread (its callback
+  // must not wait for that thread, nor for lifecycle_mu_ held by a stop()
+  // joining it).
+  bool on_engine_thread() const { return engine_thread_ == this; }
+  static inline thread_local const Engine* engine_thread_ = nullptr;
+
   mutable std::mutex lifecycle_mu_;
-  std::mutex thread_mu_;
+  mutable std::mutex thread_mu_;
   std::condition_variable thread_cv_;
   bool stopping_ = false;
   std::thread thread_;

@@ -2,7 +2,10 @@
 #include "tierkit/engine.hpp"
 
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -1568,6 +1571,89 @@ TEST(Engine, AStepBiggerThanTheBurstGoesAloneAndTheRestFollow) {
   EXPECT_EQ(promoted.back(), 512u + 16u);
   EXPECT_EQ(n.be.node_of(kBase + kHugePageSize - kPageSize), 0);
   EXPECT_EQ(n.be.node_of(small + 15 * kPageSize), 0);
+}
+
+// The epoch callback ran inside step() under the engine's lock: one that
+// called stats() or a setter re-locked it, and step() threw (EDEADLK), or
+// under start() the exception ended the process.
+TEST(Engine, TheEpochCallbackMayCallTheEngineFromStep) {
+  TwoNodes n(64);
+  ASSERT_NE(n.engine, nullptr);
+  Engine* e = n.engine.get();
+  std::vector<std::uint64_t> seen;
+  e->set_epoch_callback([&](const EngineStats& s) {
+    seen.push_back(s.epochs);
+    EXPECT_EQ(e->stats().epochs, s.epochs);
+    e->set_fast_budget_bytes(s.epochs * kPageSize);
+    e->stop();  // not running: nothing to stop
+  });
+  n.step();
+  n.step();
+  EXPECT_EQ(seen, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(e->config().fast_budget_bytes, 2 * kPageSize);
+  e->set_epoch_callback(nullptr);
+  n.step();
+  EXPECT_EQ(seen.size(), 2u);
+}
+
+// Waits (bounded, not a timing assertion) until `done` says so.
+template <class Done>
+bool WaitFor(Done done) {
+  for (int i = 0; i < 20000 && !done(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return done();
+}
+
+// An engine whose background thread runs an epoch every millisecond, and
+// a count of its callback's calls.
+struct EveryMillisecond : TwoNodes {
+  EveryMillisecond() : TwoNodes(64, config()) {}
+  static EngineConfig config() {
+    EngineConfig c = Fast("automatic");
+    c.epoch_ms = 1;
+    return c;
+  }
+  std::atomic<int> calls{0};
+};
+
+TEST(Engine, TheEpochCallbackMayCallTheEngineFromTheBackgroundThread) {
+  EveryMillisecond n;
+  ASSERT_NE(n.engine, nullptr);
+  Engine* e = n.engine.get();
+  std::atomic<int>& calls = n.calls;
+  e->set_epoch_callback([&](const EngineStats& s) {
+    EXPECT_GE(e->stats().epochs, s.epochs);
+    e->set_fast_budget_bytes(8 * kPageSize);
+    calls.fetch_add(1);
+  });
+  ASSERT_TRUE(e->start().ok());
+  EXPECT_TRUE(WaitFor([&] { return calls.load() >= 3; }));
+  e->stop();
+  EXPECT_FALSE(e->running());
+  EXPECT_EQ(e->config().fast_budget_bytes, 8 * kPageSize);
+}
+
+// stop() from the callback on the background thread joined that thread
+// from itself (std::system_error, then std::terminate): it now asks the
+// thread to end, and start() may run it again.
+TEST(Engine, StopFromTheEpochCallbackEndsTheBackgroundThread) {
+  EveryMillisecond n;
+  ASSERT_NE(n.engine, nullptr);
+  Engine* e = n.engine.get();
+  std::atomic<int>& calls = n.calls;
+  e->set_epoch_callback([&](const EngineStats&) {
+    calls.fetch_add(1);
+    EXPECT_FALSE(e->start().ok());  // running: its own thread cannot start it
+    e->stop();
+    EXPECT_FALSE(e->running());
+  });
+  ASSERT_TRUE(e->start().ok());
+  ASSERT_TRUE(WaitFor([&] { return calls.load() >= 1; }));
+  EXPECT_TRUE(WaitFor([&] { return !e->running(); }));
+  ASSERT_TRUE(e->start().ok());  // joins the ended thread, starts a new one
+  EXPECT_TRUE(WaitFor([&] { return calls.load() >= 2; }));
+  e->stop();
+  EXPECT_EQ(calls.load(), 2);  // one epoch per start: each stopped itself
 }
 
 }  // namespace
