@@ -289,27 +289,38 @@ inline absl::Status check_range(const Knob& k, const EngineConfig& c) {
 
 }  // namespace detail
 
-inline absl::Status EngineConfig::validate() const {
+namespace detail {
+
+// validate() but for the policy spec: kKnobs' ranges and the cross-field
+// rules. For an engine running a policy of the application's own, whose
+// name is no spec.
+inline absl::Status validate_fields(const EngineConfig& c) {
   for (const Knob& k : kKnobs)
-    if (absl::Status s = detail::check_range(k, *this); !s.ok()) return s;
-  if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1))
-    return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", low_watermark,
-                                                   ") <= high (", high_watermark, ") <= 1"));
-  if (kernel_balancing != "exclude" && kernel_balancing != "share")
+    if (absl::Status s = check_range(k, c); !s.ok()) return s;
+  if (!(c.low_watermark > 0 && c.low_watermark <= c.high_watermark && c.high_watermark <= 1))
+    return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", c.low_watermark,
+                                                   ") <= high (", c.high_watermark, ") <= 1"));
+  if (c.kernel_balancing != "exclude" && c.kernel_balancing != "share")
     return absl::InvalidArgumentError(
-        absl::StrCat("kernel_balancing = '", kernel_balancing, "': must be exclude or share"));
-  if (fast_nodes.empty()) return absl::InvalidArgumentError("fast_nodes is empty");
-  for (NodeId n : slow_nodes.to_vector())
-    if (fast_nodes.contains(n))
+        absl::StrCat("kernel_balancing = '", c.kernel_balancing, "': must be exclude or share"));
+  if (c.fast_nodes.empty()) return absl::InvalidArgumentError("fast_nodes is empty");
+  for (NodeId n : c.slow_nodes.to_vector())
+    if (c.fast_nodes.contains(n))
       return absl::InvalidArgumentError(
           absl::StrCat("node ", n, " is in both fast_nodes and slow_nodes"));
-  if (absl::Status s =
-          ThresholdPolicy::validate(threshold.promotion_threshold, threshold.demotion_threshold);
+  if (absl::Status s = ThresholdPolicy::validate(c.threshold.promotion_threshold,
+                                                 c.threshold.demotion_threshold);
       !s.ok())
     return s;
-  if (!(automatic.headroom >= 0 && automatic.headroom < 1) || !(automatic.hysteresis >= 1))
+  if (!(c.automatic.headroom >= 0 && c.automatic.headroom < 1) || !(c.automatic.hysteresis >= 1))
     return absl::InvalidArgumentError("automatic: need 0 <= headroom < 1 and hysteresis >= 1");
-  if (absl::Status s = KernelModelPolicy::validate(kernel); !s.ok()) return s;
+  return KernelModelPolicy::validate(c.kernel);
+}
+
+}  // namespace detail
+
+inline absl::Status EngineConfig::validate() const {
+  if (absl::Status s = detail::validate_fields(*this); !s.ok()) return s;
   if (auto p = make_policy(*this); !p.ok()) return p.status();
   return absl::OkStatus();
 }

@@ -240,27 +240,36 @@ class Engine {
     return thread_.joinable() && !stop_requested();
   }
 
-  // Runtime setters: thread-safe, effective from the next epoch.
+  // Runtime setters: thread-safe, effective from the next epoch. Each
+  // checks config() with the new value as create() checks a config (kKnobs'
+  // ranges, the cross-field rules) and changes nothing on error, so
+  // config() always describes the running engine and passes validate().
 
-  // The threshold policy's promotion threshold (accesses per page per epoch).
-  // Fails unless that policy is active (say set_policy("threshold:V")).
+  // set_promotion_threshold(), set_demotion_threshold()
+  //
+  // The threshold policy's thresholds (accesses per page per epoch, in
+  // threshold.*'s range; demotion below promotion). Fails unless that
+  // policy is active (say set_policy("threshold:V")). config() then holds
+  // both thresholds as the policy does, and its policy is "threshold".
+  // NOTE: a promotion threshold at or below the demotion threshold lowers
+  // the latter to half the new value. A policy of your own (see set_policy)
+  // answers for itself, and config() does not change.
   absl::Status set_promotion_threshold(double rate) {
-    detail::MutexLock lock(&mu_);
-    absl::Status s = policy_->set_promotion_threshold(rate);
-    if (s.ok()) config_.threshold.promotion_threshold = rate;
-    return s;
+    return set_threshold(&Policy::set_promotion_threshold, rate, "set_promotion_threshold");
   }
   absl::Status set_demotion_threshold(double rate) {
-    detail::MutexLock lock(&mu_);
-    return policy_->set_demotion_threshold(rate);
+    return set_threshold(&Policy::set_demotion_threshold, rate, "set_demotion_threshold");
   }
+  // The migration rate limit, in MiB/s (rate_limit_mbps's range).
   absl::Status set_rate_limit_mbps(double mbps) {
-    absl::Status s = limiter_.set_rate_mbps(mbps);
-    if (s.ok()) {
-      detail::MutexLock lock(&mu_);
-      config_.rate_limit_mbps = mbps;
-    }
-    return s;
+    if (absl::Status s = RateLimiter::check_rate(mbps); !s.ok()) return s;
+    detail::MutexLock lock(&mu_);
+    EngineConfig c = config_;
+    c.rate_limit_mbps = mbps;
+    if (absl::Status s = check_change(c, "set_rate_limit_mbps"); !s.ok()) return s;
+    if (absl::Status s = limiter_.set_rate_mbps(mbps); !s.ok()) return s;
+    config_ = std::move(c);
+    return absl::OkStatus();
   }
   // set_fast_budget_bytes()
   //
@@ -280,6 +289,7 @@ class Engine {
     if (!p.ok()) return p.status();
     policy_ = std::move(*p);
     config_ = std::move(c);
+    own_policy_ = false;
     return absl::OkStatus();
   }
 
@@ -289,6 +299,7 @@ class Engine {
     detail::MutexLock lock(&mu_);
     config_.policy = policy->name();
     policy_ = std::move(policy);
+    own_policy_ = true;
     return absl::OkStatus();
   }
 
@@ -407,6 +418,36 @@ class Engine {
     tracker_.set_sampling(config_.sampling);
     stats_.backend = std::string(backend_->name());
     stats_.environment = config_.environment_summary();
+  }
+
+  // `c`, config_ with one runtime change, checked as create() checks a
+  // config; the error starts with `what`. A policy of the application's own
+  // has a name but no spec: then only the fields are checked.
+  absl::Status check_change(const EngineConfig& c, absl::string_view what) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::Status s = own_policy_ ? detail::validate_fields(c) : c.validate();
+    if (s.ok()) return s;
+    return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+  }
+
+  // set_promotion_threshold() and set_demotion_threshold(): `set` on a copy
+  // of the threshold policy gives both thresholds as the policy will hold
+  // them; those are checked as config_ before the policy takes them.
+  absl::Status set_threshold(absl::Status (Policy::*set)(double), double rate,
+                             absl::string_view what) {
+    detail::MutexLock lock(&mu_);
+    auto* threshold = dynamic_cast<ThresholdPolicy*>(policy_.get());
+    if (threshold == nullptr) return (policy_.get()->*set)(rate);  // not threshold: its own answer
+    ThresholdPolicy probe({threshold->current_threshold(), threshold->demotion_threshold()});
+    if (absl::Status s = (probe.*set)(rate); !s.ok()) return s;
+    EngineConfig c = config_;
+    c.policy = "threshold";  // a spec's rate ("threshold:8") would be stale
+    c.threshold.promotion_threshold = probe.current_threshold();
+    c.threshold.demotion_threshold = probe.demotion_threshold();
+    if (absl::Status s = check_change(c, what); !s.ok()) return s;
+    if (absl::Status s = (threshold->*set)(rate); !s.ok()) return s;
+    config_ = std::move(c);
+    return absl::OkStatus();
   }
 
   void loop() {
@@ -1773,6 +1814,7 @@ class Engine {
   mutable detail::Mutex mu_;
   EngineConfig config_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<Policy> policy_ ABSL_GUARDED_BY(mu_);
+  bool own_policy_ ABSL_GUARDED_BY(mu_) = false;  // set_policy(unique_ptr): no spec
   Backend* backend_;
   const Clock* clock_;
   HotnessTracker tracker_;

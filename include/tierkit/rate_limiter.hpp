@@ -94,12 +94,17 @@ class RateLimiter {
     granted_ -= std::min(granted_, bytes);
   }
 
+  // Whether set_rate_mbps() takes `mbps`: OK, or the error it returns.
+  static absl::Status check_rate(double mbps) {
+    if (valid_rate(mbps)) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat("rate limit: ", mbps, " MiB/s is not a finite number >= 0 (in bytes/s too)"));
+  }
+
   // Changes the rate; NaN, infinite and negative rates are rejected. 0 stops
   // all migration. Takes effect for the next request.
   absl::Status set_rate_mbps(double mbps) {
-    if (!valid_rate(mbps))
-      return absl::InvalidArgumentError(absl::StrCat(
-          "rate limit: ", mbps, " MiB/s is not a finite number >= 0 (in bytes/s too)"));
+    if (absl::Status s = check_rate(mbps); !s.ok()) return s;
     detail::MutexLock lock(&mu_);
     refill();
     rate_bps_ = mbps * kBytesPerMB;

@@ -583,6 +583,58 @@ TEST(Engine, SetPromotionThresholdRejectsBadValuesAndWrongPolicy) {
   EXPECT_FALSE(rig.engine->set_rate_limit_mbps(-5).ok());
 }
 
+// Setters left config() unlike the running engine, and invalid: create()
+// and set_policy("threshold") then refused it.
+TEST(Engine, ThresholdSettersKeepConfigTrueAndValid) {
+  Rig rig(10, 10, Fast("threshold"));
+  Engine& e = *rig.engine;
+  ASSERT_TRUE(e.set_promotion_threshold(0.5).ok());  // lowers demotion (1) to 0.25
+  EXPECT_EQ(e.config().threshold.promotion_threshold, 0.5);
+  EXPECT_EQ(e.config().threshold.demotion_threshold, 0.25);
+  EXPECT_TRUE(e.config().validate().ok()) << e.config().validate();
+  EXPECT_TRUE(e.set_policy("threshold").ok());
+  ASSERT_TRUE(e.set_demotion_threshold(0.1).ok());
+  EXPECT_EQ(e.config().threshold.demotion_threshold, 0.1);
+  // A spec's rate is replaced by the one set.
+  ASSERT_TRUE(e.set_policy("threshold:8").ok());
+  ASSERT_TRUE(e.set_promotion_threshold(20).ok());
+  EXPECT_EQ(e.config().policy, "threshold");
+  EXPECT_EQ(e.config().threshold.promotion_threshold, 20);
+  EngineConfig c = e.config();
+  c.environment = EngineConfig::Environment::kIgnore;
+  auto copy = Engine::create(c, &rig.be, &rig.clock);
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_EQ((*copy)->policy_unsafe().current_threshold(), 20);
+  EXPECT_EQ(static_cast<ThresholdPolicy&>((*copy)->policy_unsafe()).demotion_threshold(), 0.1);
+}
+
+// Setters skipped the knobs' ranges: a demotion threshold of 1e11 then
+// reached an out-of-range double -> uint32 cast in the next epoch.
+TEST(Engine, SettersRefuseValuesOutsideTheKnobsRanges) {
+  Rig rig(10, 10, Fast("threshold:8"));
+  Engine& e = *rig.engine;
+  const EngineConfig before = e.config();
+  absl::Status s = e.set_rate_limit_mbps(1e10);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "set_rate_limit_mbps: rate_limit_mbps = 1e+10 must be in [0, 1e+09] (MiB/s)");
+  EXPECT_EQ(e.rate_limiter().rate_mbps(), before.rate_limit_mbps);
+  s = e.set_promotion_threshold(1e12);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("threshold.promotion_threshold = 1e+12 must be in [0, 1e+06]"),
+            absl::string_view::npos)
+      << s;
+  EXPECT_EQ(e.policy_unsafe().current_threshold(), 8);
+  ASSERT_TRUE(e.set_promotion_threshold(1e6).ok());
+  s = e.set_demotion_threshold(1e6 - 1);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(e.set_demotion_threshold(1e11).ok());
+  EXPECT_EQ(e.config().threshold.demotion_threshold, 1e6 - 1);
+  EXPECT_EQ(e.config().policy, "threshold");
+  EXPECT_TRUE(e.config().validate().ok()) << e.config().validate();
+  rig.step();
+}
+
 TEST(Engine, TagsAndPinsOverrideThePolicy) {
   ManualClock clock(1);
   SimulatedBackend be({{0, 1000 * kPageSize}, {1, 1ull << 30}});

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/status/status.h"
@@ -65,8 +66,12 @@ class ThresholdPolicy final : public Policy {
 
   std::string name() const override { return "threshold"; }
   Thresholds begin_epoch(const EpochContext& ctx) override {
+    // Clamped before the cast: set_demotion_threshold() takes any finite
+    // rate below the promotion threshold (the engine checks the knob's range).
+    const double demote = std::floor(demote_.load() / (1.0 - ctx.decay));
     return {heat_for_rate(promote_.load(), ctx.decay),
-            static_cast<std::uint32_t>(std::floor(demote_.load() / (1.0 - ctx.decay)))};
+            static_cast<std::uint32_t>(
+                std::min(demote, static_cast<double>(std::numeric_limits<std::uint32_t>::max())))};
   }
   std::uint32_t min_residency_epochs() const override { return residency_.load(); }
   double current_threshold() const override { return promote_.load(); }
