@@ -260,6 +260,8 @@ class HotnessTracker {
   // aligned and each 2 MiB chunk is one unit, counted in its first page word.
   // Allocates chunk blocks (1 KiB each) on first use; O(pages). Tracking a
   // range again resets it.
+  // NOTE: out of memory it throws std::bad_alloc with part of the range
+  // tracked; untrack() of the range then undoes every count.
   void track(std::uintptr_t begin, std::uintptr_t end, bool huge, bool fast) {
     detail::MutexLock l(&mu_);
     for_each_chunk(begin, end, /*create=*/true, [&](Chunk& c, std::size_t lo, std::size_t hi) {
@@ -269,10 +271,22 @@ class HotnessTracker {
       std::uint16_t w = PageWord::with_fast(PageWord::kTracked, fast);
       for (std::size_t i = lo; i < hi; ++i) {
         c.page[i].store(w, std::memory_order_release);
-        count_unit(c, fast, +1);
         count_seen(c, i, +1);
+        count_unit(c, fast, +1);  // last: it may throw after counting (see untrack)
       }
     });
+  }
+
+  // metadata_bytes_for()
+  //
+  // The most metadata tracking [begin, end) allocates: a chunk block per
+  // 2 MiB and a leaf per 1 GiB it touches (less where they exist already).
+  static std::uint64_t metadata_bytes_for(std::uintptr_t begin, std::uintptr_t end) {
+    if (end <= begin) return 0;
+    const std::uint64_t chunks =
+        (align_up(end, kHugePageSize) - align_down(begin, kHugePageSize)) / kHugePageSize;
+    const std::uint64_t leaves = ((end - 1) >> kDirShift) - (begin >> kDirShift) + 1;
+    return chunks * sizeof(Chunk) + leaves * sizeof(Leaf);
   }
 
   // untrack()
@@ -518,6 +532,8 @@ class HotnessTracker {
     auto& slot = dir_[addr >> kDirShift];
     Leaf* leaf = slot.load(std::memory_order_acquire);
     if (leaf == nullptr) {
+      // Room first: a failed allocation (std::bad_alloc) changes nothing.
+      if (leaves_.size() == leaves_.capacity()) leaves_.reserve(2 * leaves_.size() + 1);
       leaf = new Leaf();
       leaves_.push_back(leaf);
       slot.store(leaf, std::memory_order_release);
@@ -557,8 +573,8 @@ class HotnessTracker {
     fast_units_ += delta > 0 ? 1 : -1;
     c.fast_units = static_cast<std::uint16_t>(c.fast_units + delta);
     if (c.fast_units > 0 && !c.in_fast) {
+      fast_chunks_.push_back(&c);  // may throw: the counts above are undone by untrack()
       c.in_fast = true;
-      fast_chunks_.push_back(&c);
     }
   }
 

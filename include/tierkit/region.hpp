@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -194,7 +195,9 @@ class RegionRegistry {
   // believed initial placement of every page (the engine refines it with a
   // placement query). Errors: null pointer, zero or overflowing length, a
   // range beyond the 47-bit user address space, an unknown granularity, or an
-  // overlap with a registered region (named in the message). O(pages).
+  // overlap with a registered region (named in the message); and
+  // ResourceExhausted, with nothing registered or tracked, when the tracker's
+  // metadata (about 2 bytes a page) cannot be allocated. O(pages).
   absl::StatusOr<RegionHandle> add(const void* ptr, std::size_t bytes, RegionOptions options,
                                    bool fast = true) {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
@@ -222,26 +225,19 @@ class RegionRegistry {
             absl::StrFormat("register region '%s' [0x%x, 0x%x): overlaps region '%s' [0x%x, 0x%x)",
                             options.name, begin, end, prev.options.name, prev.begin, prev.end));
     }
-    auto r = std::make_shared<Region>();
-    r->id = ++next_id_;
-    r->begin = begin;
-    r->end = end;
-    if (huge || (options.granularity == kAutoGranularity && auto_huge_)) {
-      r->huge_begin = std::min(align_up(begin, kHugePageSize), end);
-      r->huge_end = std::max(align_down(end, kHugePageSize), r->huge_begin);
+    try {
+      return add_locked(begin, end, huge, options, fast);
+    } catch (const std::bad_alloc&) {
+      // Nothing else was tracked in [begin, end), and no other region
+      // starts at `begin`: it overlaps none.
+      tracker_.untrack(begin, end);
+      regions_.erase(begin);
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "register region '%s' [0x%x, 0x%x): out of memory for its tracker metadata (up to %u "
+          "bytes for %u pages); nothing was registered",
+          options.name, begin, end, HotnessTracker::metadata_bytes_for(begin, end),
+          (end - begin) / kPageSize));
     }
-    if (r->huge_begin == r->huge_end) r->huge_begin = r->huge_end = begin;
-    r->tag.store(options.tag, std::memory_order_relaxed);
-    if (options.promotion_threshold)
-      r->threshold_override.store(*options.promotion_threshold, std::memory_order_relaxed);
-    r->options = std::move(options);
-    r->for_each_span([&](std::uintptr_t b, std::uintptr_t e, std::size_t unit) {
-      tracker_.track(b, e, unit == kHugePageSize, fast);
-    });
-    regions_.emplace(begin, r);
-    by_id_.emplace(r->id, r);
-    tracked_bytes_ += end - begin;
-    return RegionHandle(this, r->id);
   }
 
   // Unregisters a region by id; pages stop being tracked at once. Waits for
@@ -327,6 +323,33 @@ class RegionRegistry {
   HotnessTracker& tracker() { return tracker_; }
 
  private:
+  // add()'s allocating half: may throw std::bad_alloc (the tracker's
+  // metadata, the maps), which add() undoes.
+  // `options` is moved from only on success.
+  RegionHandle add_locked(std::uintptr_t begin, std::uintptr_t end, bool huge,
+                          RegionOptions& options, bool fast) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto r = std::make_shared<Region>();
+    r->id = ++next_id_;
+    r->begin = begin;
+    r->end = end;
+    if (huge || (options.granularity == kAutoGranularity && auto_huge_)) {
+      r->huge_begin = std::min(align_up(begin, kHugePageSize), end);
+      r->huge_end = std::max(align_down(end, kHugePageSize), r->huge_begin);
+    }
+    if (r->huge_begin == r->huge_end) r->huge_begin = r->huge_end = begin;
+    r->tag.store(options.tag, std::memory_order_relaxed);
+    if (options.promotion_threshold)
+      r->threshold_override.store(*options.promotion_threshold, std::memory_order_relaxed);
+    r->for_each_span([&](std::uintptr_t b, std::uintptr_t e, std::size_t unit) {
+      tracker_.track(b, e, unit == kHugePageSize, fast);
+    });
+    regions_.emplace(begin, r);
+    by_id_.emplace(r->id, r);
+    r->options = std::move(options);  // nothing throws from here on
+    tracked_bytes_ += end - begin;
+    return RegionHandle(this, r->id);
+  }
+
   HotnessTracker& tracker_;
   detail::Mutex move_mu_;
   mutable detail::Mutex mu_ ABSL_ACQUIRED_AFTER(move_mu_);

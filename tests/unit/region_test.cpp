@@ -2,11 +2,43 @@
 #include "tierkit/region.hpp"
 
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <new>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+
+// Allocation failure on demand: with g_allocations_left = n >= 0, this
+// thread's (n+1)-th operator new from now throws std::bad_alloc, once. A
+// seam for out-of-memory paths (RLIMIT_AS would fail the sanitizers' own
+// reservations too).
+namespace {
+thread_local long g_allocations_left = -1;
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (g_allocations_left >= 0 && g_allocations_left-- == 0) throw std::bad_alloc();
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return ::operator new(n);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+// GCC, seeing these pair with its own operator new once inlined, warns:
+// here they pair with the malloc above.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
 
 namespace tierkit {
 namespace {
@@ -204,6 +236,46 @@ TEST_F(RegistryTest, SetTagAndThresholdOverride) {
   EXPECT_STREQ(tag_name(static_cast<RegionTag>(99)), "?");
   auto plain = reg.add(P(kBase + kPageSize), kPageSize, {});
   EXPECT_LT(reg.find(plain->id())->threshold_override.load(), 0);  // no override
+}
+
+// Out of memory for the tracker's metadata, add() threw std::bad_alloc and
+// left the pages it had tracked so far tracked, counted, in no region.
+// Every allocation of add() fails in turn here: across two 1 GiB leaves, in
+// 4 KiB and 2 MiB units, believed fast (the fast clock's list too).
+TEST_F(RegistryTest, OutOfMemoryIsAnErrorAndLeavesNothingTracked) {
+  const std::uintptr_t a = kBase + (std::uintptr_t{1} << 30) - 2 * kHugePageSize;
+  const std::size_t bytes = 4 * kHugePageSize;
+  const std::string needed =
+      absl::StrCat("(up to ", HotnessTracker::metadata_bytes_for(a, a + bytes), " bytes for ",
+                   bytes / kPageSize, " pages)");
+  EXPECT_GE(HotnessTracker::metadata_bytes_for(a, a + bytes), 2 * bytes / kPageSize);
+  for (const RegionOptions& o : {RegionOptions().with_name("big").with_base_pages(),
+                                 RegionOptions().with_name("big").with_huge_pages()}) {
+    int failures = 0;
+    absl::StatusOr<RegionHandle> h;
+    for (long n = 0;; ++n) {
+      ASSERT_LT(n, 1000) << "add() never succeeded";
+      g_allocations_left = n;
+      h = reg.add(P(a), bytes, o, /*fast=*/true);
+      g_allocations_left = -1;
+      if (h.ok()) break;
+      ++failures;
+      EXPECT_EQ(h.status().code(), absl::StatusCode::kResourceExhausted) << h.status();
+      EXPECT_THAT(Msg(h.status()), HasSubstr("register region 'big'"));
+      EXPECT_THAT(Msg(h.status()), HasSubstr("out of memory for its tracker metadata " + needed));
+      EXPECT_EQ(reg.size(), 0u);
+      EXPECT_EQ(reg.tracked_bytes(), 0u);
+      EXPECT_EQ(tracker.fast_pages() + tracker.slow_pages(), 0u) << "allocation " << n;
+      EXPECT_EQ(tracker.fast_units(), 0u);
+      EXPECT_FALSE(tracked(a));
+      EXPECT_FALSE(tracked(a + bytes - kPageSize));
+    }
+    EXPECT_GE(failures, 3);                              // the leaf, the chunks, the maps at least
+    EXPECT_EQ(tracker.fast_pages(), bytes / kPageSize);  // and it registers fine after
+    EXPECT_EQ(reg.size(), 1u);
+    h->reset();
+    EXPECT_EQ(tracker.fast_pages(), 0u);
+  }
 }
 
 TEST_F(RegistryTest, InitialPlacementBeliefIsRecorded) {
