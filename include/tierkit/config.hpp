@@ -16,9 +16,12 @@
 #pragma once
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -224,6 +227,13 @@ inline constexpr Knob kKnobs[] = {
 };
 
 namespace detail {
+
+// The index of the knob of `field` in kKnobs; std::size(kKnobs) if none.
+constexpr std::size_t knob_index(std::string_view field) {
+  std::size_t i = 0;
+  while (i < std::size(kKnobs) && field != kKnobs[i].field) ++i;
+  return i;
+}
 
 // The knob's value in `c`, formatted as from_env() would read it back.
 inline std::string knob_value(const Knob& k, const EngineConfig& c) {

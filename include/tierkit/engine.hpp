@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -103,10 +104,20 @@ class Engine {
   // allowed node on the parts that are private with the default memory
   // policy, after one read of /proc/self/maps); a failure there is counted
   // in stats(), not returned. InvalidArgument if
-  // options.home_node is a node the backend cannot use.
+  // options.home_node is a node the backend cannot use, or if
+  // options.promotion_threshold is set outside (0, 1e6] (the range of
+  // threshold.promotion_threshold).
   absl::StatusOr<RegionHandle> register_region(const void* ptr, std::size_t bytes,
                                                RegionOptions options = {},
                                                bool initially_fast = true) {
+    constexpr std::size_t kThreshold = detail::knob_index("threshold.promotion_threshold");
+    static_assert(kThreshold < std::size(kKnobs));
+    const Knob& k = kKnobs[kThreshold];
+    if (const std::optional<double> t = options.promotion_threshold;
+        t && !(*t > 0 && *t <= k.hi))  // NaN too: it meant "no override"
+      return absl::InvalidArgumentError(
+          absl::StrCat("register_region '", options.name, "': promotion_threshold ", *t,
+                       " must be in (0, ", k.hi, "] ", k.unit, " (as ", k.field, ")"));
     if (options.home_node != kNoNode)
       if (auto m = backend_->node_memory(options.home_node); !m.ok())
         return absl::InvalidArgumentError(

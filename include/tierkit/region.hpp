@@ -59,8 +59,9 @@ inline constexpr std::size_t kAutoGranularity = 0;
 struct RegionOptions {
   RegionTag tag = RegionTag::automatic;
   std::string name;
-  // Per-region promotion threshold (same unit as the threshold policy:
-  // accesses per page per epoch); unset = the policy's.
+  // Per-region promotion threshold (same unit and range as the threshold
+  // policy's: accesses per page per epoch, in (0, 1e6], which
+  // Engine::register_region checks); unset = the policy's.
   std::optional<double> promotion_threshold;
   // The tracking and migration unit. kAutoGranularity (default): huge pages
   // where the system allows them (see above). kHugePageSize: the range is

@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <random>
 #include <thread>
 #include <vector>
@@ -1706,6 +1707,31 @@ TEST(Engine, StopFromTheEpochCallbackEndsTheBackgroundThread) {
   EXPECT_TRUE(WaitFor([&] { return calls.load() >= 2; }));
   e->stop();
   EXPECT_EQ(calls.load(), 2);  // one epoch per start: each stopped itself
+}
+
+// A region's own promotion threshold was not checked: NaN and negatives
+// silently meant "no override", 0 promoted any page touched once.
+TEST(Engine, ARegionsPromotionThresholdIsCheckedAgainstTheKnobsRange) {
+  TwoNodes n(64, Fast("threshold:4"));
+  ASSERT_NE(n.engine, nullptr);
+  std::uintptr_t a = kBase;
+  for (double bad : {std::nan(""), -1.0, 0.0, double{INFINITY}, 1e300, 1e6 + 1}) {
+    auto h =
+        n.engine->register_region(reinterpret_cast<void*>(a), kPageSize,
+                                  RegionOptions().with_name("idx").with_promotion_threshold(bad));
+    ASSERT_FALSE(h.ok()) << bad;
+    EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(h.status().message(), absl::StrCat("register_region 'idx': promotion_threshold ", bad,
+                                                 " must be in (0, 1e+06] accesses/epoch (as "
+                                                 "threshold.promotion_threshold)"));
+  }
+  EXPECT_EQ(n.engine->regions().size(), 0u);
+  for (double good : {1e-3, 1e6}) {
+    auto h = n.engine->register_region(reinterpret_cast<void*>(a), kPageSize,
+                                       RegionOptions().with_promotion_threshold(good));
+    ASSERT_TRUE(h.ok()) << good << ": " << h.status();
+    EXPECT_EQ(n.engine->regions().find(h->id())->threshold_override.load(), good);
+  }
 }
 
 }  // namespace
