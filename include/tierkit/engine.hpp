@@ -87,8 +87,8 @@ class Engine {
 
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
-  // Stops the background thread. Regions must be unregistered first (their
-  // handles point at this engine's registry).
+  // Stops the background thread. Region handles still alive then
+  // unregister nothing (see RegionHandle).
   ~Engine() { stop(); }
 
   // Registers a region and learns where its pages are (one placement query

@@ -139,16 +139,30 @@ struct Region {
 
 class RegionRegistry;
 
+namespace detail {
+// What RegionHandles reach their registry through: the registry's
+// destructor clears it, so a handle that outlives the registry (its Engine)
+// finds none instead of freed memory. `mu` is held while a handle
+// unregisters, so the registry is not destroyed meanwhile.
+struct RegistryAnchor {
+  explicit RegistryAnchor(RegionRegistry* r) : registry(r) {}
+  Mutex mu;
+  RegionRegistry* registry ABSL_GUARDED_BY(mu);
+};
+}  // namespace detail
+
 // Owns one registration; unregisters on destruction. Move-only.
+// NOTE: a handle that outlives its registry (its Engine) unregisters
+// nothing: reset() and the destructor then do nothing.
 class RegionHandle {
  public:
   RegionHandle() = default;
-  RegionHandle(RegionRegistry* reg, RegionId id) : reg_(reg), id_(id) {}
-  RegionHandle(RegionHandle&& o) noexcept : reg_(std::exchange(o.reg_, nullptr)), id_(o.id_) {}
+  inline RegionHandle(RegionRegistry* reg, RegionId id);
+  RegionHandle(RegionHandle&& o) noexcept : anchor_(std::move(o.anchor_)), id_(o.id_) {}
   RegionHandle& operator=(RegionHandle&& o) noexcept {
     if (this != &o) {
       reset();
-      reg_ = std::exchange(o.reg_, nullptr);
+      anchor_ = std::move(o.anchor_);
       id_ = o.id_;
     }
     return *this;
@@ -158,17 +172,17 @@ class RegionHandle {
   ~RegionHandle() { reset(); }
 
   RegionId id() const { return id_; }
-  bool valid() const { return reg_ != nullptr; }
-  // Unregisters now (no-op if already done).
+  bool valid() const { return anchor_ != nullptr; }
+  // Unregisters now (no-op if already done, or if the registry is gone).
   inline void reset();
   // Gives up ownership without unregistering; returns the id.
   RegionId release() {
-    reg_ = nullptr;
+    anchor_.reset();
     return id_;
   }
 
  private:
-  RegionRegistry* reg_ = nullptr;
+  std::shared_ptr<detail::RegistryAnchor> anchor_;  // null: owns nothing
   RegionId id_ = 0;
 };
 
@@ -186,6 +200,12 @@ class RegionHandle {
 class RegionRegistry {
  public:
   explicit RegionRegistry(HotnessTracker& tracker) : tracker_(tracker) {}
+  // Handles still alive become inert (see RegionHandle); waits for one
+  // unregistering now.
+  ~RegionRegistry() {
+    detail::MutexLock lock(&anchor_->mu);
+    anchor_->registry = nullptr;
+  }
   RegionRegistry(const RegionRegistry&) = delete;
   RegionRegistry& operator=(const RegionRegistry&) = delete;
 
@@ -359,13 +379,22 @@ class RegionRegistry {
   RegionId next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t tracked_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool auto_huge_ ABSL_GUARDED_BY(mu_) = false;
+  const std::shared_ptr<detail::RegistryAnchor> anchor_ =
+      std::make_shared<detail::RegistryAnchor>(this);
+
+  friend class RegionHandle;
 };
 
+inline RegionHandle::RegionHandle(RegionRegistry* reg, RegionId id)
+    : anchor_(reg != nullptr ? reg->anchor_ : nullptr), id_(id) {}
+
 inline void RegionHandle::reset() {
-  if (reg_ != nullptr) {
-    (void)reg_->remove(id_);
-    reg_ = nullptr;
+  if (anchor_ == nullptr) return;
+  {
+    detail::MutexLock lock(&anchor_->mu);
+    if (anchor_->registry != nullptr) (void)anchor_->registry->remove(id_);
   }
+  anchor_.reset();
 }
 
 }  // namespace tierkit

@@ -1734,5 +1734,21 @@ TEST(Engine, ARegionsPromotionThresholdIsCheckedAgainstTheKnobsRange) {
   }
 }
 
+// A RegionHandle that outlived its Engine unregistered through the freed
+// registry (heap-use-after-free under ASan): it now does nothing.
+TEST(Engine, ARegionHandleMayOutliveItsEngine) {
+  RegionHandle h;
+  {
+    TwoNodes n(64);
+    ASSERT_NE(n.engine, nullptr);
+    auto r = n.engine->register_region(reinterpret_cast<void*>(kBase), kPageSize);
+    ASSERT_TRUE(r.ok()) << r.status();
+    h = std::move(*r);
+  }
+  EXPECT_TRUE(h.valid());
+  h.reset();
+  EXPECT_FALSE(h.valid());
+}
+
 }  // namespace
 }  // namespace tierkit
