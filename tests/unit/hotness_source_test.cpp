@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -275,10 +276,12 @@ TEST(FaultSource, ApplicationHandlerStillGetsItsFaults) {
     ASSERT_TRUE(collect_into(src, {m.range()}, r).ok());
     EXPECT_EQ(r.pages.size(), 64u);
   }
-  // The source's destructor gave the handler back.
-  struct sigaction now {};
-  sigaction(SIGSEGV, nullptr, &now);
-  EXPECT_EQ(now.sa_sigaction, &app_handler);
+  // The source is gone, its handler is not (a late fault on a page it
+  // armed must still be retried): it still forwards the application's.
+  ASSERT_EQ(mprotect(guard.p, kPage, PROT_NONE), 0);
+  guard.p[6] = 8;
+  EXPECT_EQ(g_app_faults.load(), 2);
+  EXPECT_EQ(guard.p[6], 8);
 }
 
 // The handler skips its readability check for plain reads (a read that
@@ -368,6 +371,49 @@ TEST(FaultSource, OnlyOneActivePerProcess) {
   absl::Status s = b.probe();
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()), HasSubstr("another FaultSamplingSource"));
+}
+
+// Delivers to this thread a SIGSEGV that looks like an access fault at
+// `addr`: what a fault taken on a PROT_NONE page looks like when the signal
+// arrives after the page was restored. The main thread only (the kernel
+// lets a thread send itself a fault's si_code when its tid is the pid).
+bool send_late_fault(const void* addr) {
+  siginfo_t si{};
+  si.si_signo = SIGSEGV;
+  si.si_code = SEGV_ACCERR;
+  si.si_addr = const_cast<void*>(addr);
+  return syscall(SYS_rt_tgsigqueueinfo, getpid(), gettid(), SIGSEGV, &si) == 0;
+}
+
+bool fault_handler_installed() {
+  struct sigaction now {};
+  return sigaction(SIGSEGV, nullptr, &now) == 0 && (now.sa_flags & SA_SIGINFO) != 0 &&
+         now.sa_sigaction == &fault_detail::handler;
+}
+
+// Each case runs in a fresh process (threadsafe death tests re-execute the
+// binary): the old failure is the process killed by a SIGSEGV, and the
+// SIGSEGV handler is per process.
+class FaultSourceInAChild : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+// A fault taken on an armed page just before the source is destroyed can
+// be delivered after: the handler stays installed and retries it.
+TEST_F(FaultSourceInAChild, ALateFaultAfterTheSourceIsGoneIsRetried) {
+  EXPECT_EXIT(
+      {
+        Mapping m(8);
+        {
+          FaultSamplingSource src(FaultSourceOptions::fixed(8));
+          Recorded r;
+          if (!collect_into(src, {m.range()}, r).ok() || src.armed() != 8) std::_Exit(2);
+        }
+        if (!send_late_fault(m.p + 3 * kPage + 5)) std::_Exit(3);
+        std::_Exit(fault_handler_installed() && FaultSamplingSource::forwarded() == 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 TEST(SoftDirtySource, ProbeSaysWhyOrFindsWrittenPages) {

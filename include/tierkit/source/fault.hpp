@@ -39,6 +39,15 @@
 // weight `weight`.
 //
 // The SIGSEGV handler (installed at the first collect(), never before):
+//  - stays installed for the life of the process once a source installed
+//    it: a fault taken on an armed page can be delivered after the page was
+//    restored (by another thread's handler, by collect() or by the
+//    destructor), and must then be retried, not given to the previous
+//    handler (with SIG_DFL that kills the process). With no source active
+//    it passes every fault through (retries a fault on a page that is
+//    accessible again, forwards the rest), and a later source reuses it.
+//    Cost: nothing on the application's path unless a SIGSEGV happens,
+//    then the one retry below.
 //  - is chained: faults that are not on an armed page go to the handler that
 //    was installed before ours, unchanged (SA_SIGINFO or plain handler); when
 //    that was SIG_DFL or SIG_IGN, ours resets SIGSEGV to SIG_DFL and returns,
@@ -55,8 +64,9 @@
 //    application made it accessible meanwhile, the page is left alone and
 //    counted as skipped. Unmapped pages (mprotect fails with ENOMEM) are
 //    skipped too. Only what this source set is ever undone.
-//  - NOTE: if the application installs its own SIGSEGV handler after ours,
-//    faults on armed pages reach the application's handler first. collect()
+//  - NOTE: if the application installs its own SIGSEGV handler after ours
+//    (which stays once installed, also when no source is left), faults on
+//    armed pages reach the application's handler first. collect()
 //    detects this (sigaction query), disarms every page, stops and returns
 //    FailedPrecondition saying so. Install your handler before the first
 //    collect() and chain to the previous one, or do not use this source.
@@ -424,15 +434,12 @@ class FaultSamplingSource final : public HotnessSource {
   }
   FaultSamplingSource(const FaultSamplingSource&) = delete;
   FaultSamplingSource& operator=(const FaultSamplingSource&) = delete;
-  // Disarms every page; uninstalls the handler if it is still the current one.
+  // Disarms every page. The handler stays installed (see above): another
+  // thread's fault on a page armed until now may not have been delivered yet.
   ~FaultSamplingSource() override {
     disarm();
-    auto& g = fault_detail::g_table;
-    if (installed_ && g.owner.load() == this) {
-      if (handler_is_ours()) ::sigaction(SIGSEGV, &g.prev, nullptr);
-      g.installed.store(false);
-      g.owner.store(nullptr);
-    }
+    const void* self = this;
+    fault_detail::g_table.owner.compare_exchange_strong(self, nullptr);
   }
 
   std::string_view name() const override { return "fault"; }
@@ -657,10 +664,13 @@ class FaultSamplingSource final : public HotnessSource {
     sa.sa_sigaction = &fault_detail::handler;
     sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    if (::sigaction(SIGSEGV, nullptr, &g.prev) != 0 || ::sigaction(SIGSEGV, &sa, nullptr) != 0)
-      return absl::InternalError(
-          absl::StrCat("fault sampling: sigaction(SIGSEGV): ", std::strerror(errno)));
-    g.installed.store(true);
+    // Ours already (an earlier source's): keep it and the handler it chains to.
+    if (!handler_is_ours()) {
+      if (::sigaction(SIGSEGV, nullptr, &g.prev) != 0 || ::sigaction(SIGSEGV, &sa, nullptr) != 0)
+        return absl::InternalError(
+            absl::StrCat("fault sampling: sigaction(SIGSEGV): ", std::strerror(errno)));
+      g.installed.store(true);
+    }
     installed_ = true;
     return absl::OkStatus();
   }
