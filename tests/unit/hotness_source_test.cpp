@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -391,6 +392,48 @@ bool fault_handler_installed() {
          now.sa_sigaction == &fault_detail::handler;
 }
 
+// Threads that each keep incrementing their own byte (one cache line per
+// thread) of randomly chosen pages of `m`, counting what they wrote.
+class Writers {
+ public:
+  Writers(Mapping& m, int n) : m_(m), counts_(n, std::vector<std::uint32_t>(m.pages)) {
+    for (int t = 0; t < n; ++t) threads_.emplace_back([this, t] { run(t); });
+  }
+  ~Writers() { join(); }
+  void join() {
+    stop_.store(true);
+    for (std::thread& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  // Every thread's bytes hold what it wrote (call after join()).
+  bool intact() const {
+    for (std::size_t t = 0; t < counts_.size(); ++t)
+      for (std::size_t pg = 0; pg < m_.pages; ++pg) {
+        const std::size_t i = pg * kPage + t * 64;
+        if (m_.p[i] != static_cast<unsigned char>(Mapping::pattern(i) + counts_[t][pg]))
+          return false;
+      }
+    return true;
+  }
+
+ private:
+  void run(int t) {
+    std::uint32_t x = 12345u + static_cast<std::uint32_t>(t);
+    volatile unsigned char* p = m_.p;
+    while (!stop_.load(std::memory_order_relaxed)) {
+      x = x * 1103515245u + 12345u;
+      const std::size_t pg = (x >> 8) % m_.pages;
+      const std::size_t i = pg * kPage + static_cast<std::size_t>(t) * 64;
+      p[i] = static_cast<unsigned char>(p[i] + 1);
+      ++counts_[static_cast<std::size_t>(t)][pg];
+    }
+  }
+  Mapping& m_;
+  std::vector<std::vector<std::uint32_t>> counts_;
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
 // Each case runs in a fresh process (threadsafe death tests re-execute the
 // binary): the old failure is the process killed by a SIGSEGV, and the
 // SIGSEGV handler is per process.
@@ -412,6 +455,73 @@ TEST_F(FaultSourceInAChild, ALateFaultAfterTheSourceIsGoneIsRetried) {
         }
         if (!send_late_fault(m.p + 3 * kPage + 5)) std::_Exit(3);
         std::_Exit(fault_handler_installed() && FaultSamplingSource::forwarded() == 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// A late fault on a page that fired is retried, also when this thread
+// retried a fault at the same address before (the generation moved on).
+TEST_F(FaultSourceInAChild, ALateFaultOnAFiredPageIsRetriedWhateverCameBefore) {
+  auto child = [] {
+    Mapping m(8), other(8);
+    FaultSamplingSource src(FaultSourceOptions::fixed(8));
+    Recorded r;
+    if (!collect_into(src, {other.range()}, r).ok()) std::_Exit(2);  // installs
+    unsigned char* x = m.p + 5 * kPage + 8;
+    if (!send_late_fault(x)) std::_Exit(3);  // not armed: retried
+    if (!collect_into(src, {m.range()}, r).ok() || src.armed() != 8) std::_Exit(2);
+    // This read fires page 5.
+    if (*static_cast<volatile unsigned char*>(x) != Mapping::pattern(5 * kPage + 8)) std::_Exit(4);
+    if (!send_late_fault(x)) std::_Exit(3);  // as if it lost the race to that fault
+    std::_Exit(fault_handler_installed() && FaultSamplingSource::forwarded() == 0 ? 0 : 1);
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
+
+// Runs `cycle` until `cycles` ran or `seconds` passed (a bound on the run
+// time on a slow or busy machine, not a check).
+template <class Cycle>
+int run_for(int cycles, double seconds, Cycle&& cycle) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  int i = 0;
+  while (i < cycles && std::chrono::steady_clock::now() < end && cycle()) ++i;
+  return i;
+}
+
+// Sources created, armed and destroyed while six threads write to the armed
+// pages: no fault of theirs reaches the previous handler, no write is lost.
+TEST_F(FaultSourceInAChild, DestroyingSourcesWhileThreadsFaultKeepsTheProcessAndItsData) {
+  EXPECT_EXIT(
+      {
+        Mapping m(64);
+        Writers w(m, 6);
+        const TrackedRange range = m.range();
+        run_for(1000000, 3.0, [&] {
+          FaultSamplingSource src(FaultSourceOptions::fixed(32));
+          auto sink = make_sink([](std::uintptr_t, std::uint32_t, bool) {});
+          return src.collect({&range, 1}, sink, unlimited_time()).ok();
+        });
+        w.join();
+        std::_Exit(w.intact() && FaultSamplingSource::forwarded() == 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// One source collecting back to back while six threads write to its armed
+// pages: its own late faults never reach the previous handler, and no page
+// is left PROT_NONE (the check below reads every page).
+TEST_F(FaultSourceInAChild, ALongLivedSourceNeverForwardsItsOwnLateFaults) {
+  EXPECT_EXIT(
+      {
+        Mapping m(64);
+        Writers w(m, 6);
+        FaultSamplingSource src(FaultSourceOptions::fixed(32));
+        const TrackedRange range = m.range();
+        auto sink = make_sink([](std::uintptr_t, std::uint32_t, bool) {});
+        run_for(20000, 2.0, [&] { return src.collect({&range, 1}, sink, unlimited_time()).ok(); });
+        src.disarm();
+        w.join();
+        std::_Exit(w.intact() && FaultSamplingSource::forwarded() == 0 ? 0 : 1);
       },
       ::testing::ExitedWithCode(0), "");
 }

@@ -55,9 +55,13 @@
 //    would have (a SIGSEGV sent with kill(2) is re-raised).
 //  - is async-signal-safe: a fixed table of armed pages (open addressing,
 //    one atomic word per slot, no lock, no allocation); the handler only
-//    loads, compare-exchanges, calls mprotect and process_vm_readv.
+//    loads, compare-exchanges, calls mprotect, process_vm_readv and
+//    sched_yield, and reads an initial-exec thread_local (no call).
 //  - works with any number of threads: the first thread to fault on an armed
-//    page restores it; others faulting meanwhile retry the access.
+//    page restores it; others faulting meanwhile retry the access. A fault
+//    on a page that is not armed is retried when this source armed or
+//    restored anything since this thread last retried a fault at that
+//    address (a generation counter), and forwarded otherwise.
 //  - never restores a protection the application changed: before restoring a
 //    page (in the handler or when disarming) it checks, with
 //    process_vm_readv, that the page is still inaccessible; if the
@@ -72,8 +76,8 @@
 //    collect() and chain to the previous one, or do not use this source.
 //  - NOTE: the application's own SIGSEGV faults cost one extra retry (a
 //    fault that is not on an armed page is retried once before being
-//    forwarded, to tell it from a late fault on a page another thread has
-//    just restored).
+//    forwarded, to tell it from a late fault on a page that was just
+//    restored).
 //  - NOTE: a system call that reads or writes an armed page (read(2) into a
 //    buffer, write(2) from one, futexes) fails with EFAULT instead of
 //    faulting. Do not use this source on regions passed to system calls;
@@ -125,6 +129,7 @@ enum : std::uintptr_t {
   kFired = 3,
   kDisarming = 4,  // collect() owns it and is restoring the protection
   kDead = 5,       // not armed (mprotect failed, or the application changed it)
+  kArming = 6,     // collect() owns it and is making the unit PROT_NONE
   kStateMask = 7,
   kProtShift = 3,
   kProtMask = 7u << kProtShift,
@@ -152,6 +157,9 @@ struct Table {
   std::atomic<bool> can_check{true};  // process_vm_readv works
   std::atomic<const void*> owner{nullptr};
   std::atomic<std::uint64_t> handler_ns{0}, fired{0}, forwarded{0}, app_changed{0};
+  // Bumped after every change of protection this source makes (arm, fire,
+  // harvest), before the slot shows it: see retry_late().
+  std::atomic<std::uint64_t> generation{0};
 };
 inline Table g_table;
 
@@ -236,6 +244,33 @@ inline std::int64_t fault_error_code(void* uctx) noexcept {
   return -1;
 }
 
+// This thread's last retried fault that was not on an armed unit: its
+// address and the generation then. Initial-exec TLS is a fixed offset from
+// the thread pointer, so the handler reads it without a call or an
+// allocation (the default model in a shared library goes through
+// __tls_get_addr, which may allocate on a thread's first access). Its cost:
+// a shared library holding it, if dlopen()ed, takes these 16 bytes from
+// glibc's static TLS reserve (dlopen fails, saying so, if that is full).
+struct LastRetry {
+  std::uintptr_t addr;
+  std::uint64_t generation;
+};
+[[gnu::tls_model("initial-exec")]] inline constinit thread_local LastRetry t_last_retry{0, 0};
+
+// True (retry the access) unless this thread already retried a fault at
+// `addr` and the generation has not moved since: then the fault is the
+// application's. A fault taken on a unit we protected and delivered after
+// we restored it always sees a newer generation than any this thread
+// recorded before taking it, since the restore bumps the generation before
+// its slot shows it (call after reading the slot). Async-signal-safe.
+inline bool retry_late(std::uintptr_t addr) noexcept {
+  const std::uint64_t gen = g_table.generation.load(std::memory_order_acquire);
+  LastRetry& r = t_last_retry;
+  if (r.addr == addr && r.generation == gen) return false;
+  r = {addr, gen};
+  return true;
+}
+
 inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
   int saved_errno = errno;
   if (info != nullptr && info->si_code == SEGV_ACCERR) {
@@ -246,7 +281,17 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
     if (s != nullptr) {
       std::uintptr_t v = s->load(std::memory_order_acquire);
       std::uintptr_t state = v & kStateMask;
-      if (state == kArmed) {
+      // Being armed (inserted before its mprotect): a fault taken in an
+      // earlier epoch can arrive while the page is still readable: retried.
+      // Once it is PROT_NONE it fires without waiting for collect(), whose
+      // thread may be waiting for this CPU. (Without process_vm_readv the
+      // fault is retried until the slot is armed.)
+      if (state == kArming && g_table.can_check.load(std::memory_order_relaxed) && readable(page)) {
+        errno = saved_errno;
+        return;
+      }
+      const bool arming = state == kArming && g_table.can_check.load(std::memory_order_relaxed);
+      if (state == kArmed || arming) {
         const std::int64_t err = fault_error_code(uctx);
         const std::uintptr_t written = err >= 0 && (err & 2) != 0 ? std::uintptr_t{kWritten} : 0;
         // A plain read: the access cannot have been allowed by the app's prot.
@@ -256,44 +301,45 @@ inline void handler(int sig, siginfo_t* info, void* uctx) noexcept {
           // A read that faulted proves the page unreadable, so the readable()
           // syscall (about half the handler's time here) is needed only for
           // writes and fetches, which a PROT_READ the app set also fails.
-          if (!plain_read && readable(page)) {
+          if (!arming && !plain_read && readable(page)) {
             // The application changed the protection: not ours to restore.
+            // The fault may still predate that change: retried once below.
             g_table.app_changed.fetch_add(1, std::memory_order_relaxed);
             s->store((v & ~kStateMask) | kDead, std::memory_order_release);
+            state = kDead;
+          } else {
+            int prot = static_cast<int>((v & kProtMask) >> kProtShift);
+            ::mprotect(reinterpret_cast<void*>(v & kPageMask), unit_size(v), prot);
+            g_table.fired_at[static_cast<std::size_t>(s - g_table.slot)].store(
+                t0, std::memory_order_relaxed);
+            g_table.fired_page[static_cast<std::size_t>(s - g_table.slot)].store(
+                page, std::memory_order_relaxed);
+            g_table.generation.fetch_add(1, std::memory_order_release);
+            s->store((v & ~kStateMask) | kFired | written, std::memory_order_release);
+            g_table.fired.fetch_add(1, std::memory_order_relaxed);
+            g_table.handler_ns.fetch_add(static_cast<std::uint64_t>(mono_ns() - t0),
+                                         std::memory_order_relaxed);
             errno = saved_errno;
-            forward(sig, info, uctx);
             return;
           }
-          int prot = static_cast<int>((v & kProtMask) >> kProtShift);
-          ::mprotect(reinterpret_cast<void*>(v & kPageMask), unit_size(v), prot);
-          g_table.fired_at[static_cast<std::size_t>(s - g_table.slot)].store(
-              t0, std::memory_order_relaxed);
-          g_table.fired_page[static_cast<std::size_t>(s - g_table.slot)].store(
-              page, std::memory_order_relaxed);
-          s->store((v & ~kStateMask) | kFired | written, std::memory_order_release);
-          g_table.fired.fetch_add(1, std::memory_order_relaxed);
-          g_table.handler_ns.fetch_add(static_cast<std::uint64_t>(mono_ns() - t0),
-                                       std::memory_order_relaxed);
+        } else {  // another thread changed it meanwhile: try again
           errno = saved_errno;
           return;
         }
-        state = v & kStateMask;
       }
-      if (state == kFiring || state == kDisarming) {  // another thread is restoring it
+      // Another thread is changing its protection: retry until it is done.
+      // (kFired is not here: it lasts the epoch, and a write to a unit
+      // restored to PROT_READ faults again; retry_late() tells them apart.)
+      if (state == kFiring || state == kDisarming || state == kArming) {
+        ::sched_yield();  // that thread may be waiting for this CPU
         errno = saved_errno;
         return;
       }
     }
-    // Not (or no longer) armed: retry once, in case another thread restored
-    // the page after this fault was taken; a second fault at the same
-    // address is the application's.
-    static thread_local std::uintptr_t last_retry = 0;
-    if (last_retry != addr) {
-      last_retry = addr;
+    if (retry_late(addr)) {
       errno = saved_errno;
       return;
     }
-    last_retry = 0;
   }
   errno = saved_errno;
   forward(sig, info, uctx);
@@ -582,6 +628,7 @@ class FaultSamplingSource final : public HotnessSource {
           kill(page);
           return true;
         }
+        mark_armed(page);
         armed_.push_back(page);
         ++sampled;
         armed_units += unit == group_bytes && k > 1 ? k : 1;
@@ -686,14 +733,16 @@ class FaultSamplingSource final : public HotnessSource {
   }
 
   // Inserts unit `page` (a page, a 2 MiB unit, or the base of a group of
-  // `pages` 4 KiB pages, a power of two <= 16) as armed.
+  // `pages` 4 KiB pages, a power of two <= 16) as being armed: mark_armed() once
+  // it is PROT_NONE. Not armed before: a late fault from an earlier epoch
+  // would take the page, still accessible, for one the application changed.
   bool insert(std::uintptr_t page, int prot, bool huge, std::uint32_t pages = 1) {
     const auto log2 = static_cast<std::uintptr_t>(std::countr_zero(pages));
     for (std::size_t i = fault_detail::hash(page), n = 0; n < fault_detail::Table::kSlots;
          i = (i + 1) & (fault_detail::Table::kSlots - 1), ++n) {
       auto& s = fault_detail::g_table.slot[i];
       if (s.load(std::memory_order_relaxed) == 0) {
-        s.store(page | fault_detail::kArmed |
+        s.store(page | fault_detail::kArming |
                     (huge ? std::uintptr_t{fault_detail::kHuge} : std::uintptr_t{0}) |
                     (static_cast<std::uintptr_t>(prot & 7) << fault_detail::kProtShift) |
                     (log2 << fault_detail::kGroupShift),
@@ -710,6 +759,17 @@ class FaultSamplingSource final : public HotnessSource {
       s->store(
           (s->load(std::memory_order_relaxed) & ~fault_detail::kStateMask) | fault_detail::kDead,
           std::memory_order_release);
+  }
+  // Marks `page`'s slot armed, now that it is PROT_NONE (unless a handler
+  // found it PROT_NONE and fired it already).
+  void mark_armed(std::uintptr_t page) {
+    fault_detail::g_table.generation.fetch_add(1, std::memory_order_release);
+    if (auto* s = fault_detail::find(page)) {
+      std::uintptr_t v = s->load(std::memory_order_relaxed);
+      if ((v & fault_detail::kStateMask) == fault_detail::kArming)
+        s->compare_exchange_strong(v, (v & ~fault_detail::kStateMask) | fault_detail::kArmed,
+                                   std::memory_order_acq_rel);
+    }
   }
 
   // Reports fired pages to `sink` (if any), disarms the rest, empties the
@@ -790,7 +850,8 @@ class FaultSamplingSource final : public HotnessSource {
         break;
       }
     }
-    // Empty the table (dead slots too).
+    // Empty the table (dead slots too), the restores counted first.
+    g_table.generation.fetch_add(1, std::memory_order_release);
     for (auto& s : g_table.slot) s.store(0, std::memory_order_release);
     armed_.clear();
   }
@@ -831,6 +892,7 @@ class FaultSamplingSource final : public HotnessSource {
       if (!insert(page, PROT_READ | PROT_WRITE, false)) break;
       const std::int64_t a0 = detail::thread_cpu_ns();
       const bool ok = ::mprotect(p, kPageSize, PROT_NONE) == 0;
+      if (ok) mark_armed(page);
       const std::int64_t a1 = detail::thread_cpu_ns();
       if (ok) (void)*byte;  // faults; the handler restores the page
       const std::int64_t a2 = detail::thread_cpu_ns();
