@@ -43,6 +43,9 @@ namespace tierkit::source {
 
 struct SoftDirtyOptions {
   std::uint32_t weight = 4;  // heat added per written page
+  // The kernel's files; tests point them at stand-ins.
+  const char* pagemap_path = "/proc/self/pagemap";
+  const char* clear_refs_path = "/proc/self/clear_refs";
 };
 
 class SoftDirtySource final : public HotnessSource {
@@ -124,7 +127,7 @@ class SoftDirtySource final : public HotnessSource {
               ::pread(pagemap_, buf_.data(), n * 8, static_cast<off_t>(a / kPageSize * 8));
           if (got < 0) {
             ++errors;
-            err = absl::StrCat("pread /proc/self/pagemap: ", std::strerror(errno));
+            err = absl::StrCat("pread ", opt_.pagemap_path, ": ", std::strerror(errno));
             a += n * step;
             continue;
           }
@@ -177,32 +180,32 @@ class SoftDirtySource final : public HotnessSource {
 
   absl::Status open_files() {
     if (pagemap_ < 0) {
-      pagemap_ = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+      pagemap_ = ::open(opt_.pagemap_path, O_RDONLY | O_CLOEXEC);
       if (pagemap_ < 0)
         return absl::UnavailableError(
-            absl::StrCat("softdirty: open /proc/self/pagemap: ", std::strerror(errno)));
+            absl::StrCat("softdirty: open ", opt_.pagemap_path, ": ", std::strerror(errno)));
     }
     return absl::OkStatus();
   }
 
   absl::Status clear() {
-    int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    int fd = ::open(opt_.clear_refs_path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
       return absl::UnavailableError(
-          absl::StrCat("softdirty: open /proc/self/clear_refs: ", std::strerror(errno)));
+          absl::StrCat("softdirty: open ", opt_.clear_refs_path, ": ", std::strerror(errno)));
     ssize_t n = ::write(fd, "4", 1);
     int e = errno;
     ::close(fd);
     if (n != 1)
       return absl::UnavailableError(
-          absl::StrCat("softdirty: write 4 to /proc/self/clear_refs: ", std::strerror(e)));
+          absl::StrCat("softdirty: write 4 to ", opt_.clear_refs_path, ": ", std::strerror(e)));
     return absl::OkStatus();
   }
 
   absl::Status read_entry(std::uintptr_t addr, std::uint64_t& e) {
     if (::pread(pagemap_, &e, 8, static_cast<off_t>(addr / kPageSize * 8)) != 8)
       return absl::UnavailableError(
-          absl::StrCat("softdirty: pread /proc/self/pagemap: ", std::strerror(errno)));
+          absl::StrCat("softdirty: pread ", opt_.pagemap_path, ": ", std::strerror(errno)));
     return absl::OkStatus();
   }
 
