@@ -18,6 +18,7 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -563,6 +564,89 @@ TEST(SoftDirtySource, BudgetSplitsAPassOverEpochs) {
   ASSERT_TRUE(collect_into(src, {m.range()}, r, b).ok());
   EXPECT_EQ(r.pages.size(), 100u);
   EXPECT_EQ(src.passes(), 1u);
+}
+
+// Stand-ins for /proc/self/pagemap and /proc/self/clear_refs (memfds): a
+// kernel with soft-dirty, whichever this one is. The test sets the entries
+// of made-up addresses: the source only reads pagemap, never the memory.
+class FakePagemap {
+ public:
+  static constexpr std::uint64_t kPresent = SoftDirtySource::kPresentBit;
+  static constexpr std::uint64_t kDirty = SoftDirtySource::kSoftDirtyBit;
+  static constexpr std::uintptr_t kBase = std::uintptr_t{1} << 30;  // 2 MiB aligned
+
+  FakePagemap()
+      : pagemap_(memfd_create("pagemap", MFD_CLOEXEC)),
+        clear_refs_(memfd_create("clear_refs", MFD_CLOEXEC)),
+        pagemap_path_("/proc/self/fd/" + std::to_string(pagemap_)),
+        clear_refs_path_("/proc/self/fd/" + std::to_string(clear_refs_)) {
+    EXPECT_GE(pagemap_, 0);
+    EXPECT_GE(clear_refs_, 0);
+  }
+  ~FakePagemap() {
+    close(pagemap_);
+    close(clear_refs_);
+  }
+  void set(std::uintptr_t page, std::uint64_t entry) {
+    ASSERT_EQ(pwrite(pagemap_, &entry, 8, static_cast<off_t>(page / kPage * 8)), 8);
+  }
+  SoftDirtyOptions options() const {
+    SoftDirtyOptions o;
+    o.pagemap_path = pagemap_path_.c_str();
+    o.clear_refs_path = clear_refs_path_.c_str();
+    return o;
+  }
+
+ private:
+  int pagemap_, clear_refs_;
+  std::string pagemap_path_, clear_refs_path_;
+};
+
+// Soft-dirty bits are per 4 KiB entry unless a unit is one huge page: a
+// 2 MiB unit is reported (once) when any of its pages was written, and
+// each of its entries read counts against max_pages.
+TEST(SoftDirtySource, A2MiBUnitIsReportedWhenAnyOfItsPagesWasWritten) {
+  FakePagemap fake;
+  constexpr std::uintptr_t kBase = FakePagemap::kBase;
+  constexpr std::size_t kUnits = 4, kPer = kHugePageSize / kPage;
+  for (std::size_t i = 0; i < kUnits * kPer; ++i)
+    fake.set(kBase + i * kPage, FakePagemap::kPresent);
+  SoftDirtySource src(fake.options());
+  const std::vector<TrackedRange> ranges = {{kBase, kBase + kUnits * kHugePageSize, kHugePageSize}};
+  std::vector<std::uintptr_t> got;
+  auto sink = make_sink([&](std::uintptr_t p, std::uint32_t, bool) { got.push_back(p); });
+  SourceBudget b = unlimited_time();
+  b.max_pages = 600;                               // slices that end inside units
+  ASSERT_TRUE(src.collect(ranges, sink, b).ok());  // first call: clears
+  // Written since: the 3rd page of units 0, 1 and 3, and the last of unit 1
+  // (read by the slice after the one that reports unit 1).
+  for (std::size_t u : {0, 1, 3})
+    fake.set(kBase + u * kHugePageSize + 2 * kPage, FakePagemap::kPresent | FakePagemap::kDirty);
+  fake.set(kBase + kHugePageSize + (kPer - 1) * kPage, FakePagemap::kPresent | FakePagemap::kDirty);
+  for (int i = 0; i < 8 && src.passes() == 0; ++i) ASSERT_TRUE(src.collect(ranges, sink, b).ok());
+  EXPECT_EQ(src.passes(), 1u);
+  EXPECT_EQ(got,
+            (std::vector<std::uintptr_t>{kBase, kBase + kHugePageSize, kBase + 3 * kHugePageSize}));
+  EXPECT_EQ(src.stats().pages_sampled, kUnits * kPer);  // 4 slices of at most 600
+}
+
+// A range whose end is not page-aligned: its last, partial page is read
+// too, and the pass completes (it used to read 0 entries there forever).
+TEST(SoftDirtySource, ARangeEndingInsideAPageIsReadToItsEnd) {
+  FakePagemap fake;
+  constexpr std::uintptr_t kBase = FakePagemap::kBase;
+  for (std::size_t i = 0; i < 4; ++i) fake.set(kBase + i * kPage, FakePagemap::kPresent);
+  SoftDirtySource src(fake.options());
+  const std::vector<TrackedRange> ranges = {{kBase, kBase + 3 * kPage + 100, kPage}};
+  Recorded r;
+  SourceBudget b = unlimited_time();
+  b.max_ns = 50'000'000;                              // what the old code spun for (forever with 0)
+  ASSERT_TRUE(collect_into(src, ranges, r, b).ok());  // first call: clears
+  fake.set(kBase + kPage, FakePagemap::kPresent | FakePagemap::kDirty);
+  fake.set(kBase + 3 * kPage, FakePagemap::kPresent | FakePagemap::kDirty);
+  ASSERT_TRUE(collect_into(src, ranges, r, b).ok());
+  EXPECT_EQ(src.passes(), 1u);
+  EXPECT_EQ(r.pages, (std::set<std::uintptr_t>{kBase + kPage, kBase + 3 * kPage}));
 }
 
 // A system call that writes into a protected page (read(2) from a pipe)

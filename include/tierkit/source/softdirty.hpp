@@ -20,6 +20,11 @@
 // a full pass is complete: every page is read exactly once per pass, and
 // reported (weight `weight`, written) if it was written during the previous
 // pass. A pass over P pages takes ceil(P / max_pages) epochs.
+//
+// 2 MiB units: soft-dirty bits are per 4 KiB entry unless the unit is one
+// huge page, which pagemap does not tell without privileges, so every entry
+// of a unit is read (512 of max_pages) and the unit is reported once if any
+// is dirty. A range's end that is not page-aligned is rounded up to a page.
 #pragma once
 
 #include <fcntl.h>
@@ -108,27 +113,28 @@ class SoftDirtySource final : public HotnessSource {
       std::uint64_t cap = budget.max_pages ? budget.max_pages : ~std::uint64_t{0};
       bool pass_done = true;
       for (const TrackedRange& r : ranges) {
-        if (r.end <= next_) continue;
-        std::uintptr_t a = std::max(r.begin, next_);
-        std::size_t step = r.granularity < kPageSize ? kPageSize : r.granularity;
-        a = r.begin + (a - r.begin + step - 1) / step * step;
-        while (a < r.end) {
+        // Whole pages, so that every batch reads at least one entry.
+        const std::uintptr_t begin = r.begin & ~std::uintptr_t{kPageSize - 1};
+        const std::uintptr_t end = (r.end + kPageSize - 1) & ~std::uintptr_t{kPageSize - 1};
+        if (end <= next_ || end <= begin) continue;
+        const std::size_t unit = std::max<std::size_t>(r.granularity, kPageSize);
+        std::uintptr_t a = std::max(begin, next_);
+        while (a < end) {
           if (sampled >= cap ||
               (budget.max_ns > 0 && detail::thread_cpu_ns() - t0 > budget.max_ns)) {
             pass_done = false;
             break;
           }
-          // A batch of consecutive 4 KiB entries (or one entry per huge unit).
-          std::size_t n = step == kPageSize ? static_cast<std::size_t>(std::min<std::uint64_t>(
-                                                  {(r.end - a) / kPageSize, cap - sampled, kBatch}))
-                                            : 1;
+          // A batch of consecutive 4 KiB entries.
+          const auto n = static_cast<std::size_t>(
+              std::min<std::uint64_t>({(end - a) / kPageSize, cap - sampled, kBatch}));
           buf_.resize(n);
           ssize_t got =
               ::pread(pagemap_, buf_.data(), n * 8, static_cast<off_t>(a / kPageSize * 8));
           if (got < 0) {
             ++errors;
             err = absl::StrCat("pread ", opt_.pagemap_path, ": ", std::strerror(errno));
-            a += n * step;
+            a += n * kPageSize;
             continue;
           }
           std::size_t m = static_cast<std::size_t>(got) / 8;
@@ -138,13 +144,16 @@ class SoftDirtySource final : public HotnessSource {
               ++skipped;  // not present: not written
               continue;
             }
-            if ((e & kSoftDirtyBit) != 0) {
-              ++found;
-              sink.record(a + i * kPageSize, opt_.weight, true);
-            }
+            if ((e & kSoftDirtyBit) == 0) continue;
+            const std::uintptr_t p = std::max(r.begin, a + i * kPageSize);
+            const std::uintptr_t u = r.begin + (p - r.begin) / unit * unit;
+            if (u == last_unit_) continue;  // reported this pass already
+            last_unit_ = u;
+            ++found;
+            sink.record(u, opt_.weight, true);
           }
           sampled += n;
-          a += n * step;
+          a += n * kPageSize;
         }
         next_ = a;
         if (!pass_done) break;
@@ -152,6 +161,7 @@ class SoftDirtySource final : public HotnessSource {
       if (pass_done) {
         status = clear();
         next_ = 0;
+        last_unit_ = ~std::uintptr_t{0};
         ++passes_;
       }
     }
@@ -212,7 +222,8 @@ class SoftDirtySource final : public HotnessSource {
   SoftDirtyOptions opt_;
   int pagemap_ = -1;
   bool started_ = false;
-  std::uintptr_t next_ = 0;  // where the current pass continues
+  std::uintptr_t next_ = 0;                        // where the current pass continues
+  std::uintptr_t last_unit_ = ~std::uintptr_t{0};  // the last unit reported this pass
   std::uint64_t passes_ = 0;
   std::vector<std::uint64_t> buf_;
   mutable absl::Mutex mu_;
