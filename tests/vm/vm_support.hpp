@@ -211,9 +211,10 @@ inline bool write_file(const std::string& path, const std::string& value) {
   return static_cast<bool>(out);
 }
 
-// The value of `key` in /proc/vmstat, or 0.
-inline std::uint64_t vmstat(const std::string& key) {
-  std::ifstream in("/proc/vmstat");
+// The value of `key` in /proc/vmstat, or in a file of the same form (a
+// cgroup's memory.stat), or 0.
+inline std::uint64_t vmstat(const std::string& key, const std::string& path = "/proc/vmstat") {
+  std::ifstream in(path);
   std::string k;
   std::uint64_t v = 0;
   while (in >> k >> v)
