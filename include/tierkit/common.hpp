@@ -9,10 +9,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 
 namespace tierkit {
 
@@ -49,7 +53,7 @@ constexpr std::uintptr_t align_up(std::uintptr_t v, std::size_t align) {
 }
 
 // A set of NUMA nodes, sized for the kernel's largest MAX_NUMNODES (1024).
-// Copying costs 128 bytes; membership tests are constant time.
+// Copying costs 136 bytes; membership tests are constant time.
 class NodeSet {
  public:
   static constexpr int kMaxNodes = 1024;
@@ -62,9 +66,28 @@ class NodeSet {
     for (NodeId n : nodes) insert(n);
   }
 
-  // Adds `node`; ids outside [0, kMaxNodes) are ignored (validated by callers).
+  // Adds `node`. An id outside [0, kMaxNodes) is not added; the set
+  // remembers the first such id (refused()) so that whoever takes the set
+  // (EngineConfig::validate, TierMemoryResource::create, Backend::bind) can
+  // refuse it instead of quietly using fewer nodes.
   void insert(NodeId node) {
-    if (node >= 0 && node < kMaxNodes) bits_.set(static_cast<std::size_t>(node));
+    if (node >= 0 && node < kMaxNodes)
+      bits_.set(static_cast<std::size_t>(node));
+    else if (!refused_)
+      refused_ = node;
+  }
+  // refused()
+  //
+  // The first id insert() could not add, if any.
+  std::optional<NodeId> refused() const { return refused_; }
+  // check()
+  //
+  // OkStatus, or InvalidArgument naming `what` and the id insert() refused.
+  absl::Status check(absl::string_view what) const {
+    if (!refused_) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(what, " names node ", *refused_,
+                                                   ", outside the node ids [0, ", kMaxNodes,
+                                                   ") Linux can have (MAX_NUMNODES)"));
   }
   bool contains(NodeId node) const {
     return node >= 0 && node < kMaxNodes && bits_.test(static_cast<std::size_t>(node));
@@ -101,10 +124,13 @@ class NodeSet {
   // "0,1" style, as numactl prints node lists.
   std::string to_string() const { return absl::StrJoin(to_vector(), ","); }
 
-  friend bool operator==(const NodeSet& a, const NodeSet& b) { return a.bits_ == b.bits_; }
+  friend bool operator==(const NodeSet& a, const NodeSet& b) {
+    return a.bits_ == b.bits_ && a.refused_ == b.refused_;
+  }
 
  private:
   std::bitset<kMaxNodes> bits_;
+  std::optional<NodeId> refused_;
 };
 
 // Time source for the engine, the rate limiter and the simulator, in

@@ -313,6 +313,8 @@ inline absl::Status validate_fields(const EngineConfig& c) {
   if (c.kernel_balancing != "exclude" && c.kernel_balancing != "share")
     return absl::InvalidArgumentError(
         absl::StrCat("kernel_balancing = '", c.kernel_balancing, "': must be exclude or share"));
+  if (absl::Status s = c.fast_nodes.check("fast_nodes"); !s.ok()) return s;
+  if (absl::Status s = c.slow_nodes.check("slow_nodes"); !s.ok()) return s;
   if (c.fast_nodes.empty()) return absl::InvalidArgumentError("fast_nodes is empty");
   for (NodeId n : c.slow_nodes.to_vector())
     if (c.fast_nodes.contains(n))

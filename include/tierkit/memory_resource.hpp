@@ -200,6 +200,7 @@ class TierMemoryResource final : public std::pmr::memory_resource {
   // Backend::node_memory call per node.
   static absl::StatusOr<std::unique_ptr<TierMemoryResource>> create(TierResourceOptions options) {
     if (options.backend == nullptr) options.backend = &LinuxBackend::instance();
+    if (absl::Status s = options.nodes.check("TierResourceOptions.nodes"); !s.ok()) return s;
     if (options.nodes.empty())
       return absl::InvalidArgumentError(
           "TierResourceOptions.nodes is empty: name the NUMA node(s) the arenas are bound to");
@@ -968,14 +969,16 @@ inline absl::StatusOr<NodeSet> default_tier_nodes(Tier t) {
 // Names the nodes of tier `t` for tier_resource(). Takes effect only for a
 // tier whose resource has not been created yet (the first tier_resource(t) or
 // tiered_allocator on it fixes its nodes for the life of the process); an
-// empty set restores the default. Out-of-range tiers are ignored. Takes a
-// process-wide lock.
+// empty set restores the default. Out-of-range tiers are ignored. A set
+// holding an id NodeSet refused is kept, so the tier's first allocation
+// fails with that error (as TierMemoryResource::create reports it) instead
+// of running on the default nodes. Takes a process-wide lock.
 inline void set_tier_nodes(Tier t, NodeSet nodes) {
   if (!detail::check_tier(t).ok()) return;
   detail::TierRegistry& reg = detail::tier_registry();
   detail::MutexLock lock(&reg.mu);
   auto& slot = reg.nodes[tier_index(t)];
-  if (nodes.empty())
+  if (nodes.empty() && !nodes.refused())  // a refused id must reach create()'s error
     slot.reset();
   else
     slot = nodes;

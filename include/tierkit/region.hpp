@@ -50,6 +50,16 @@ inline const char* tag_name(RegionTag t) {
   return "?";
 }
 
+// OkStatus if `t` is one of RegionTag's four values, else InvalidArgument
+// naming `where`: a cast from an unchecked integer would otherwise act as
+// pinned without saying so.
+inline absl::Status check_tag(RegionTag t, absl::string_view where) {
+  if (t <= RegionTag::pinned) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(where, ": tag ", static_cast<int>(t),
+                   " is not a RegionTag (automatic, hot, cold or pinned: 0-3)"));
+}
+
 // RegionOptions::granularity's default: 2 MiB units for the whole 2 MiB
 // chunks inside the region where transparent huge pages are enabled (THP
 // "madvise" or "always"; the engine advises them), 4 KiB pages elsewhere.
@@ -224,6 +234,7 @@ class RegionRegistry {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
     if (ptr == nullptr) return absl::InvalidArgumentError("register region: null pointer");
     if (bytes == 0) return absl::InvalidArgumentError("register region: empty range (0 bytes)");
+    if (absl::Status s = check_tag(options.tag, "register region"); !s.ok()) return s;
     if (options.granularity != kAutoGranularity && options.granularity != kPageSize &&
         options.granularity != kHugePageSize)
       return absl::InvalidArgumentError(
@@ -279,6 +290,7 @@ class RegionRegistry {
 
   // Changes a region's tag; takes effect at the next epoch.
   absl::Status set_tag(RegionId id, RegionTag tag) {
+    if (absl::Status s = check_tag(tag, "set_tag"); !s.ok()) return s;
     auto r = find(id);
     if (!r) return absl::NotFoundError(absl::StrCat("set_tag: no region with id ", id));
     r->tag.store(tag, std::memory_order_relaxed);

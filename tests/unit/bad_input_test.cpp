@@ -288,6 +288,44 @@ TEST(BadInput, UnknownNodesAreRefusedAtCreateByName) {
               {"node 4000"});
 }
 
+TEST(BadInput, NodeIdsLinuxCannotHaveAreRefusedNotDropped) {
+  // NodeSet holds ids [0, 1024). An id outside used to be dropped without a
+  // word: {0, 2000} ran on node 0 alone, and {2000} became an empty set
+  // whose error did not name the id.
+  NodeSet s{0, 2000, 3000};
+  EXPECT_EQ(s.to_vector(), std::vector<NodeId>{0});
+  EXPECT_EQ(s.refused(), std::optional<NodeId>(2000));
+  EXPECT_FALSE(s == NodeSet{0});
+  EXPECT_TRUE(NodeSet({0, 1}).check("x").ok());
+  SimulatedBackend sim({{0, 1 << 20}, {1, 1 << 30}});
+  EngineConfig c;
+  c.slow_nodes = {1, 2000};
+  ExpectError(Engine::create(c, &sim).status(), absl::StatusCode::kInvalidArgument,
+              {"slow_nodes", "node 2000", "1024"});
+  c.slow_nodes = {1};
+  c.fast_nodes = {-2};
+  ExpectError(c.validate(), absl::StatusCode::kInvalidArgument, {"fast_nodes", "node -2"});
+  for (Backend* b : {static_cast<Backend*>(&sim), static_cast<Backend*>(&LinuxBackend::instance())})
+    ExpectError(b->bind(reinterpret_cast<void*>(kBase), kPageSize, NodeSet{0, 1024},
+                        BindMode::kBind, false),
+                absl::StatusCode::kInvalidArgument, {"node 1024"});
+}
+
+TEST(BadInput, TagsOutsideRegionTagAreRefused) {
+  // A RegionTag cast from an unchecked integer used to act as pinned.
+  SimEngine rig;
+  Engine& e = *rig.engine;
+  const auto bad = static_cast<RegionTag>(9);
+  ExpectError(e.register_region(P(kBase), kPageSize, RegionOptions().with_tag(bad)).status(),
+              absl::StatusCode::kInvalidArgument, {"tag 9"});
+  EXPECT_EQ(e.regions().size(), 0u);
+  auto h = e.register_region(P(kBase), kPageSize, RegionOptions().with_tag(RegionTag::hot));
+  ASSERT_TRUE(h.ok());
+  ExpectError(e.regions().set_tag(h->id(), bad), absl::StatusCode::kInvalidArgument,
+              {"set_tag", "tag 9"});
+  EXPECT_EQ(e.regions().find(h->id())->tag.load(), RegionTag::hot);
+}
+
 // --- Backends --------------------------------------------------------------
 
 TEST(BadInput, BackendsRejectBadSizesAndSpans) {
@@ -475,6 +513,9 @@ TEST(BadInput, MemoryResourceOptionsAreValidated) {
   ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
               {"limit_bytes"});
   o.limit_bytes = 0;
+  o.nodes = {0, 5000};
+  ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
+              {"node 5000"});
   o.nodes = {5};
   ExpectError(TierMemoryResource::create(o).status(), absl::StatusCode::kInvalidArgument,
               {"node 5"});
@@ -485,6 +526,11 @@ TEST(BadInput, MemoryResourceOptionsAreValidated) {
     EXPECT_FALSE(tier_resource(static_cast<Tier>(t)).ok());
     set_tier_nodes(static_cast<Tier>(t), NodeSet{0});  // documented no-op
   }
+  // A set of nothing but a refused id is not "empty, so the default".
+  const Tier unused = static_cast<Tier>(kMaxTierResources - 1);
+  set_tier_nodes(unused, NodeSet{4096});
+  ExpectError(tier_resource(unused).status(), absl::StatusCode::kInvalidArgument, {"node 4096"});
+  set_tier_nodes(unused, NodeSet{});
 }
 #endif
 

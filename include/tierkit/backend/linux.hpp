@@ -240,6 +240,7 @@ class LinuxBackend final : public Backend {
 
   absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
                     bool move) override {
+    if (absl::Status s = nodes.check("mbind: the node set"); !s.ok()) return s;
     if (nodes.empty()) return absl::InvalidArgumentError("mbind: empty node set");
     std::vector<unsigned long> mask = nodes.to_mask();
     // maxnode counts bits; the kernel wants one more than the highest node.

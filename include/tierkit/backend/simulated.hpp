@@ -70,6 +70,7 @@ class SimulatedBackend final : public Backend {
   // (the policy's preference order), as if the pages were faulted in now.
   absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
                     bool move) override {
+    if (absl::Status s = nodes.check("bind: the node set"); !s.ok()) return s;
     if (nodes.empty()) return absl::InvalidArgumentError("bind: empty node set");
     detail::MutexLock lock(&mu_);
     for (NodeId n : nodes.to_vector())
