@@ -9,7 +9,7 @@
 //    HitRatio: the measured fast-tier hit ratio of sampled accesses.
 //  - Zipf: a power-law sampler for skewed workloads.
 //  - Demand, require_fits() and run(): the memory the size flags ask for,
-//    refused up front beyond physical memory, and an allocation that fails
+//    refused up front beyond physical memory or the cgroup's limit, and an allocation that fails
 //    anyway reported (exit 1) instead of aborting.
 #pragma once
 
@@ -18,9 +18,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <new>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -28,10 +31,15 @@
 
 #include <unistd.h>
 
+#include "absl/algorithm/container.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "tierkit/allocator.hpp"
+#include "tierkit/backend/linux.hpp"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
 #include "tierkit/memory_resource.hpp"
@@ -66,15 +74,67 @@ struct Demand {
   std::string flags;
 };
 
-// Exits with status 2 unless `d` fits in this machine's physical memory: every
-// example writes all of its data, so more could only fail or swap.
+// A memory limit and the file that set it.
+struct MemoryLimit {
+  double bytes;
+  std::string file;
+};
+
+// The tightest memory limit of this process's cgroup and its ancestors
+// (cgroup v2 memory.max; v1 memory.limit_in_bytes where the memory
+// controller is mounted on its own), or nullopt if none is set. A process
+// over it is OOM-killed with no message, so the examples check it first.
+inline std::optional<MemoryLimit> cgroup_memory_limit() {
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string cgroup = read("/proc/self/cgroup"), mounts = read("/proc/self/mountinfo");
+  std::vector<std::pair<std::string, const char*>> dirs;  // (directory, limit file)
+  if (auto v2 = parse_cgroup2_dir(cgroup, mounts)) dirs.emplace_back(*v2, "memory.max");
+  // v1: the "N:memory:/path" line, and the cgroup mount whose options name memory.
+  std::optional<std::string> path;
+  for (absl::string_view line : absl::StrSplit(cgroup, '\n')) {
+    std::vector<absl::string_view> f = absl::StrSplit(line, absl::MaxSplits(':', 2));
+    if (f.size() == 3 && absl::c_linear_search(absl::StrSplit(f[1], ','), "memory"))
+      path = std::string(f[2]);
+  }
+  for (absl::string_view line : absl::StrSplit(mounts, '\n')) {
+    std::pair<absl::string_view, absl::string_view> sides = absl::StrSplit(line, " - ");
+    std::vector<absl::string_view> fs = absl::StrSplit(sides.second, ' ');
+    std::vector<absl::string_view> f = absl::StrSplit(sides.first, ' ');
+    if (path && fs.size() >= 3 && fs[0] == "cgroup" && f.size() >= 5 && f[3] == "/" &&
+        absl::c_linear_search(absl::StrSplit(fs[2], ','), "memory"))
+      dirs.emplace_back(absl::StrCat(f[4], *path == "/" ? "" : *path), "memory.limit_in_bytes");
+  }
+  std::optional<MemoryLimit> tightest;
+  for (auto& [dir, name] : dirs)
+    for (std::string d = dir; !d.empty() && d != "/"; d.resize(d.rfind('/'))) {
+      std::uint64_t v = 0;  // "max" (v2) or near 2^63 (v1) means none
+      const std::string file = absl::StrCat(d, "/", name);
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(read(file)), &v) && v < (1ull << 62) &&
+          (!tightest || v < tightest->bytes))
+        tightest = MemoryLimit{static_cast<double>(v), file};
+    }
+  return tightest;
+}
+
+// Exits with status 2 unless `d` fits in this machine's physical memory and
+// under its cgroup's memory limit: every example writes all of its data, so
+// more could only fail, swap or be OOM-killed.
 inline void require_fits(const Demand& d) {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page <= 0) return;  // unknown: run() still reports a failure
-  const double have = static_cast<double>(pages) * static_cast<double>(page);
-  require(d.bytes <= have,
-          absl::StrCat(d.flags, " asks for ", size_text(d.bytes),
-                       ", more than this machine's physical memory (", size_text(have), ")"));
+  if (pages > 0 && page > 0) {  // unknown: run() still reports a failure
+    const double have = static_cast<double>(pages) * static_cast<double>(page);
+    require(d.bytes <= have,
+            absl::StrCat(d.flags, " asks for ", size_text(d.bytes),
+                         ", more than this machine's physical memory (", size_text(have), ")"));
+  }
+  if (std::optional<MemoryLimit> limit = cgroup_memory_limit())
+    require(d.bytes <= limit->bytes,
+            absl::StrCat(d.flags, " asks for ", size_text(d.bytes),
+                         ", more than this process's cgroup memory limit (",
+                         size_text(limit->bytes), ", ", limit->file, ")"));
 }
 
 // Runs `body` (an example once its flags are checked) and returns its exit

@@ -309,6 +309,13 @@ endforeach()
 tierkit_output_test(example.kv_cache_threshold_nan kv_cache
   "bad flag: --threshold must be a finite number >= 0.*\nexit=2"
   "\"$T\" --keys 1000 --seconds 1 --threshold=nan 2>&1")
+# Under a cgroup memory limit smaller than the data, the example was
+# OOM-killed with no message: it is refused up front, naming the limit.
+tierkit_output_test(example.kv_cache_cgroup_limit kv_cache
+  "--keys=1000000 asks for 527\\.3 MiB, more than this process's cgroup memory limit \\(64\\.0 MiB, /sys/fs/cgroup/[^)]*/memory\\.(max|limit_in_bytes)\\)\nexit=2"
+  "sh ${CMAKE_CURRENT_SOURCE_DIR}/in_memory_cgroup.sh 67108864 \"$T\" --keys=1000000 --seconds=1 2>&1")
+set_tests_properties(example.kv_cache_cgroup_limit PROPERTIES
+                     SKIP_REGULAR_EXPRESSION "cannot make a memory cgroup")
 tierkit_output_test(example.embedding_table embedding_table
   "${_tk_which}.*20000 rows x 64 floats.*\nepoch +1 +fast-tier hits.*\nepoch +20 .*fast-tier hit ratio: [0-9.]+% in epoch 1, then [1-9][0-9]\\.[0-9]% \\.\\. [0-9.]+% over the last 10 epochs\nping-pong pages: [0-9]?[0-9] of [0-9]+ moved.*exit=0"
   "\"$T\" --epochs 20 --rows 20000 2>&1")
