@@ -9,8 +9,8 @@
 //    HitRatio: the measured fast-tier hit ratio of sampled accesses.
 //  - Zipf: a power-law sampler for skewed workloads.
 //  - Demand, require_fits() and run(): the memory the size flags ask for,
-//    refused up front beyond physical memory or the cgroup's limit, and an allocation that fails
-//    anyway reported (exit 1) instead of aborting.
+//    refused up front beyond physical memory or the cgroup's limit, and an
+//    allocation that fails anyway reported (exit 1) instead of aborting.
 #pragma once
 
 #include <algorithm>
@@ -37,7 +37,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "tierkit/allocator.hpp"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/backend/simulated.hpp"
