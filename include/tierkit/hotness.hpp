@@ -259,7 +259,8 @@ class HotnessTracker {
   // believed placement and no heat. With `huge`, the range must be 2 MiB
   // aligned and each 2 MiB chunk is one unit, counted in its first page word.
   // Allocates chunk blocks (1 KiB each) on first use; O(pages). Tracking a
-  // range again resets it.
+  // range again resets it. The part of a range at or past 2^47 (no user
+  // address) is ignored, by untrack() and sweep() too.
   // NOTE: out of memory it throws std::bad_alloc with part of the range
   // tracked; untrack() of the range then undoes every count.
   void track(std::uintptr_t begin, std::uintptr_t end, bool huge, bool fast) {
@@ -550,10 +551,12 @@ class HotnessTracker {
   }
 
   // Calls fn(chunk, first, last) with unit indices [first, last) of each
-  // chunk overlapping [begin, end). Under mu_.
+  // chunk overlapping [begin, end), clipped to the 47-bit address space the
+  // directory covers (so the walk never wraps either). Under mu_.
   template <class Fn>
   void for_each_chunk(std::uintptr_t begin, std::uintptr_t end, bool create, Fn&& fn)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    end = std::min(end, std::uintptr_t{1} << kAddressBits);
     for (std::uintptr_t c = align_down(begin, kHugePageSize); c < end; c += kHugePageSize) {
       Chunk* chunk = create ? create_chunk(c) : chunk_for(c);
       if (chunk == nullptr) continue;

@@ -307,6 +307,28 @@ TEST(HotnessTracker, HugeRangeAccessesFinishQuickly) {
   EXPECT_EQ(Heat(t, kBase), 1u);                      // below kBase: not reached
 }
 
+// track(), untrack() and sweep() take any range: the part at or past 2^47
+// (no user address lives there) is not tracked. Before, track() created a
+// chunk for it at dir_[2^17], one slot past the directory's end, and counted
+// its pages; untrack() to the top of the address space walked 2^43 chunks.
+TEST(HotnessTracker, RangesPastThe47BitSpaceAreClippedToIt) {
+  HotnessTracker t;
+  const std::uintptr_t top = std::uintptr_t{1} << HotnessTracker::kAddressBits;
+  t.track(top - kHugePageSize, top + 2 * kHugePageSize, false, false);
+  ASSERT_EQ(t.slow_pages(), HotnessTracker::kPagesPerChunk);  // the last 2 MiB below 2^47
+  ASSERT_EQ(t.metadata_bytes(), HotnessTracker::metadata_bytes_for(top - kPageSize, top));
+  t.record_access(P(top - kPageSize));
+  EXPECT_EQ(Heat(t, top - kPageSize), 1u);
+  int visited = 0;
+  t.sweep(
+      top - kHugePageSize, ~std::uintptr_t{0}, [&](auto, auto, auto) { ++visited; },
+      HotnessTracker::kNoAging);
+  EXPECT_EQ(visited, static_cast<int>(HotnessTracker::kPagesPerChunk));
+  t.untrack(top - kHugePageSize, ~std::uintptr_t{0});  // finishes
+  EXPECT_EQ(t.slow_pages(), 0u);
+  EXPECT_EQ(W(t, top - kPageSize), 0u);
+}
+
 TEST(HotnessTracker, UntrackMakesLaterAccessesNoOps) {
   HotnessTracker t;
   t.track(kBase, kBase + 4 * kPageSize, false, true);
