@@ -125,5 +125,32 @@ TEST(KernelModel, ScanBudgetIsAddressSpaceFastPagesIncluded) {
   EXPECT_GT(candidates[2], kHalf / 2);
 }
 
+// validate() takes any finite scan size and period, so a scan faster than
+// 2^64 pages an epoch is valid: it stamps every page it passes. Before, the
+// epoch's page budget was cast from double to uint64 out of range (undefined;
+// 0 on x86-64), so such a scan stamped nothing and nothing was ever promoted.
+TEST(KernelModel, AScanBeyondTwoToThe64PagesAnEpochStampsEveryPage) {
+  for (double size_mb : {256.0, 1e18, 1e300}) {
+    KernelModelOptions o;
+    o.scan_size_mb = size_mb;
+    ASSERT_TRUE(KernelModelPolicy::validate(o).ok()) << size_mb;
+    KernelModelPolicy p(o);
+    HeatHistogram hist;
+    EpochContext ctx;
+    ctx.epoch_ns = kNsPerSec;
+    ctx.fast_free_pages = std::uint64_t{1} << 40;  // free space enough: promote every candidate
+    const std::uint16_t slow = PageWord::kTracked;
+    ctx.epoch = 1, ctx.now_ns = kNsPerSec;
+    p.begin_epoch(ctx);
+    EXPECT_EQ(p.visit(kBase, slow, ctx).action, PageVerdict::kNone);  // stamped by the scan
+    p.end_epoch(ctx, hist);
+    ctx.epoch = 2, ctx.now_ns = 2 * kNsPerSec;
+    p.begin_epoch(ctx);
+    const std::uint16_t hit = PageWord::with_epoch(PageWord::with_heat(slow, 1), 2);
+    EXPECT_EQ(p.visit(kBase, hit, ctx).action, PageVerdict::kPromote)
+        << "scan_size_mb " << size_mb << ": the page took no hint fault";
+  }
+}
+
 }  // namespace
 }  // namespace tierkit

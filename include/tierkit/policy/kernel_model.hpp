@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
@@ -106,9 +107,13 @@ class KernelModelPolicy final : public Policy {
 
   Thresholds begin_epoch(const EpochContext& ctx) override {
     // Pages task_numa_work stamps during this epoch.
+    // Saturated: validate() takes any finite size and period, and a double
+    // past uint64's range does not convert (undefined; 0 on x86-64).
     double pages_per_ms = o_.scan_size_mb * 256.0 / o_.scan_period_ms;
-    scan_budget_ =
-        static_cast<std::uint64_t>(pages_per_ms * static_cast<double>(ctx.epoch_ns) / 1e6);
+    const double budget = pages_per_ms * static_cast<double>(ctx.epoch_ns) / 1e6;
+    scan_budget_ = !(budget > 0)     ? 0  // also NaN: an infinite rate over no time
+                   : budget < 0x1p64 ? static_cast<std::uint64_t>(budget)
+                                     : std::numeric_limits<std::uint64_t>::max();
     scanned_ = 0;
     wrapped_ = true;
     std::uint64_t enough =
