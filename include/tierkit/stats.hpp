@@ -127,14 +127,16 @@ struct EngineStats {
         "\"threshold_unit\":\"%s\",\"environment\":\"%s\",\"fast_heat_share\":%.4f,\"last_epoch_"
         "ns\":%d,"
         "\"total_epoch_ns\":%d}",
-        policy, backend, epochs, regions, tracked_pages, fast_pages, slow_pages, seen_pages,
-        promoted_pages, demoted_pages, promoted_bytes, demoted_bytes, promotion_candidates,
-        demotion_candidates, deferred_pages, busy_retries, failed_pages, dropped_pages,
-        absent_pages, pingpong_pages, huge_units_moved, huge_units_split, placement_corrected,
-        kernel_moved_pages, placement_verified, room_epochs, reserve_pages, kernel_reserve_pages,
-        regions_kept_from_numa_balancing, numa_balancing_errors, errnos, outside_accesses,
+        json_escape(policy), json_escape(backend), epochs, regions, tracked_pages, fast_pages,
+        slow_pages, seen_pages, promoted_pages, demoted_pages, promoted_bytes, demoted_bytes,
+        promotion_candidates, demotion_candidates, deferred_pages, busy_retries, failed_pages,
+        dropped_pages, absent_pages, pingpong_pages, huge_units_moved, huge_units_split,
+        placement_corrected, kernel_moved_pages, placement_verified, room_epochs, reserve_pages,
+        kernel_reserve_pages, regions_kept_from_numa_balancing, numa_balancing_errors, errnos,
+        outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
-        threshold_unit, json_escape(environment), fast_heat_share, last_epoch_ns, total_epoch_ns);
+        json_escape(threshold_unit), json_escape(environment), fast_heat_share, last_epoch_ns,
+        total_epoch_ns);
   }
 
   // The hotness sources as JSON: {"tracking_cpu_ns":N,"sources":[{...}]}.
@@ -147,9 +149,9 @@ struct EngineStats {
                             "\"pages_sampled\":%u,\"pages_found\":%u,\"pages_written\":%u,"
                             "\"errors\":%u,\"budget_ns\":%u,\"ns_per_sample\":%u,"
                             "\"last_sampled\":%u,\"app_ns\":%u}",
-                            i ? "," : "", h.name, h.cpu_ns, h.handler_ns, h.pages_sampled,
-                            h.pages_found, h.pages_written, h.errors, h.budget_ns, h.ns_per_sample,
-                            h.last_sampled, h.app_ns);
+                            i ? "," : "", json_escape(h.name), h.cpu_ns, h.handler_ns,
+                            h.pages_sampled, h.pages_found, h.pages_written, h.errors, h.budget_ns,
+                            h.ns_per_sample, h.last_sampled, h.app_ns);
     }
     return out + "]}";
   }

@@ -196,6 +196,24 @@ TEST_F(ConfigTest, BurstBytesIsAtLeastOnePage) {
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("[4096, "));
 }
 
+// Every string in the JSON is escaped, not only the environment: a policy
+// of the application's own (Engine::create with a Policy) and a hotness
+// source name themselves, and a quote, backslash or newline there broke the
+// document.
+TEST(EngineStats, JsonEscapesEveryNameItQuotes) {
+  EngineStats s;
+  s.policy = "mine \"v2\"";
+  s.backend = "back\\end";
+  s.threshold_unit = "hits\n/epoch";
+  s.hotness_sources.push_back({});
+  s.hotness_sources.back().name = "src \"a\"";
+  const std::string j = s.to_json();
+  EXPECT_THAT(j, HasSubstr(R"("policy":"mine \"v2\"",)"));
+  EXPECT_THAT(j, HasSubstr(R"("backend":"back\\end",)"));
+  EXPECT_THAT(j, HasSubstr(R"("threshold_unit":"hits\u000a/epoch",)"));
+  EXPECT_THAT(s.hotness_sources_json(), HasSubstr(R"("name":"src \"a\"",)"));
+}
+
 TEST_F(ConfigTest, ThresholdTextUsesThePolicysUnitAndDashWhenNothingQualifies) {
   EngineStats s;
   s.promotion_threshold = INFINITY;
