@@ -25,7 +25,8 @@
 // so the heat histogram's zero bucket needs no sweep.
 //
 // Cost of record_access(ptr): three dependent loads, one relaxed load and
-// one compare-exchange on the page word, one relaxed load of the group mask;
+// one compare-exchange on the page word (retried only when another thread
+// changed the word in between), one relaxed load of the group mask;
 // no lock, no allocation, no syscall (docs/performance.md has the figures).
 #pragma once
 
@@ -723,14 +724,16 @@ class HotnessTracker {
         if (chunk != nullptr) {
           std::size_t i = unit_index(*chunk, a);
           auto& w = chunk->page[i];
-          std::uint16_t old = w.load(std::memory_order_relaxed);
-          if (PageWord::tracked(old)) {
+          // Retried while the page stays tracked: a racing access (or aging,
+          // or set_fast) changed the word, and this access must still count.
+          for (std::uint16_t old = w.load(std::memory_order_relaxed); PageWord::tracked(old);) {
             std::uint32_t heat =
                 weight > PageWord::kMaxHeat ? PageWord::kMaxHeat + 1 : PageWord::heat(old) + weight;
             std::uint16_t upd = PageWord::with_epoch(PageWord::with_heat(old, heat), epoch());
-            if (upd != old) w.compare_exchange_strong(old, upd, std::memory_order_relaxed);
-            mark(leaf, chunk, a, i);  // after the word: a racing collect sees one or the other
-            return;
+            if (upd == old || w.compare_exchange_weak(old, upd, std::memory_order_relaxed)) {
+              mark(leaf, chunk, a, i);  // after the word: a racing collect sees one or the other
+              return;
+            }
           }
         }
       }
