@@ -572,6 +572,32 @@ TEST(Engine, RuntimeThresholdChangeTakesEffectAtTheNextEpoch) {
   EXPECT_EQ(rig.engine->stats().promotion_threshold, 4);
 }
 
+// The threshold policy's rates become heats, and a rate past the heat range
+// saturates at kMaxHeat; the demotion heat was not held below it. At
+// promotion 1000 and demotion 300 accesses/epoch (valid: demotion below
+// promotion) and decay 0.5, promotion needed heat min(2000, 511) = 511 and
+// demotion took every fast page at heat <= 600: all of them, the ones hot
+// enough to be promoted too, so the hysteresis against ping-pong was gone.
+TEST(Engine, ThresholdPolicyKeepsTheDemotionHeatBelowASaturatedPromotionHeat) {
+  EpochContext ctx;
+  ctx.decay = 0.5;  // heat = 2 x rate
+  auto thresholds = [&](double promote, double demote) {
+    EXPECT_TRUE(ThresholdPolicy::validate(promote, demote).ok());
+    ThresholdOptions o;
+    o.promotion_threshold = promote;
+    o.demotion_threshold = demote;
+    return ThresholdPolicy(o).begin_epoch(ctx);
+  };
+  Thresholds t = thresholds(4, 1);  // unsaturated: as before
+  EXPECT_EQ(t.promote_heat, 8u);
+  EXPECT_EQ(t.demote_heat, 2u);
+  t = thresholds(1000, 300);
+  EXPECT_EQ(t.promote_heat, PageWord::kMaxHeat);
+  EXPECT_LT(t.demote_heat, t.promote_heat);
+  t = thresholds(1e6, 1e5);
+  EXPECT_LT(t.demote_heat, t.promote_heat);
+}
+
 TEST(Engine, SetPromotionThresholdRejectsBadValuesAndWrongPolicy) {
   Rig rig(10, 10, Fast("threshold:8"));
   EXPECT_EQ(rig.engine->set_promotion_threshold(-1).code(), absl::StatusCode::kInvalidArgument);

@@ -68,10 +68,13 @@ class ThresholdPolicy final : public Policy {
   Thresholds begin_epoch(const EpochContext& ctx) override {
     // Clamped before the cast: set_demotion_threshold() takes any finite
     // rate below the promotion threshold (the engine checks the knob's range).
-    const double demote = std::floor(demote_.load() / (1.0 - ctx.decay));
-    return {heat_for_rate(promote_.load(), ctx.decay),
-            static_cast<std::uint32_t>(
-                std::min(demote, static_cast<double>(std::numeric_limits<std::uint32_t>::max())))};
+    // And below the promotion heat, which saturates at kMaxHeat: a demotion
+    // rate below the promotion rate can still be past the heat range, and a
+    // page hot enough to promote was then a demotion candidate too.
+    const std::uint32_t promote = heat_for_rate(promote_.load(), ctx.decay);
+    const double demote =
+        std::min(std::floor(demote_.load() / (1.0 - ctx.decay)), static_cast<double>(promote) - 1);
+    return {promote, static_cast<std::uint32_t>(std::max(demote, 0.0))};
   }
   std::uint32_t min_residency_epochs() const override { return residency_.load(); }
   double current_threshold() const override { return promote_.load(); }
