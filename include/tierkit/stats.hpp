@@ -106,11 +106,19 @@ struct EngineStats {
   double sampled_fast_rate = 0;
 
   std::string to_json() const {
+    // Errnos without a name are summed under one "other" key, last: a key
+    // per errno repeated "other", and JSON readers keep one of the counts.
     std::string errnos;
-    for (int e = 1; e < ErrnoCounts::kMax; ++e)
-      if (failures_by_errno.count[static_cast<std::size_t>(e)] != 0)
-        absl::StrAppend(&errnos, errnos.empty() ? "" : ",", "\"", errno_name(e),
-                        "\":", failures_by_errno.count[static_cast<std::size_t>(e)]);
+    std::uint64_t other = 0;
+    for (int e = 1; e < ErrnoCounts::kMax; ++e) {
+      const std::uint64_t n = failures_by_errno.count[static_cast<std::size_t>(e)];
+      if (n == 0) continue;
+      if (std::strcmp(errno_name(e), "other") == 0)
+        other += n;
+      else
+        absl::StrAppend(&errnos, errnos.empty() ? "" : ",", "\"", errno_name(e), "\":", n);
+    }
+    if (other != 0) absl::StrAppend(&errnos, errnos.empty() ? "" : ",", "\"other\":", other);
     return absl::StrFormat(
         "{\"policy\":\"%s\",\"backend\":\"%s\",\"epochs\":%u,\"regions\":%u,"
         "\"tracked_pages\":%u,\"fast_pages\":%u,\"slow_pages\":%u,\"seen_pages\":%u,"

@@ -2,6 +2,7 @@
 // over the program's values, kIgnore opts out, describe() and the stats say
 // where each value came from, and malformed values are errors naming the
 // variable and the value.
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <optional>
@@ -212,6 +213,21 @@ TEST(EngineStats, JsonEscapesEveryNameItQuotes) {
   EXPECT_THAT(j, HasSubstr(R"("backend":"back\\end",)"));
   EXPECT_THAT(j, HasSubstr(R"("threshold_unit":"hits\u000a/epoch",)"));
   EXPECT_THAT(s.hotness_sources_json(), HasSubstr(R"("name":"src \"a\"",)"));
+}
+
+// Per-page failures with an errno the JSON has no name for are counted under
+// one "other" key. Before, each such errno got its own "other" entry, and a
+// reader of the duplicate keys kept only one of the counts.
+TEST(EngineStats, JsonCountsErrnosWithoutANameUnderOneOtherKey) {
+  EngineStats s;
+  s.failures_by_errno.add(EBUSY);
+  s.failures_by_errno.add(EAGAIN);
+  s.failures_by_errno.add(ENOSPC);
+  s.failures_by_errno.add(ENOSPC);
+  s.failures_by_errno.add(1000);  // beyond ErrnoCounts::kMax: its last slot
+  const std::string j = s.to_json();
+  EXPECT_THAT(j, HasSubstr(R"("failures_by_errno":{"EBUSY":1,"other":4})"));
+  EXPECT_EQ(j.find("\"other\""), j.rfind("\"other\"")) << j;
 }
 
 TEST_F(ConfigTest, ThresholdTextUsesThePolicysUnitAndDashWhenNothingQualifies) {
