@@ -282,8 +282,10 @@ class HotnessTracker {
   // metadata_bytes_for()
   //
   // The most metadata tracking [begin, end) allocates: a chunk block per
-  // 2 MiB and a leaf per 1 GiB it touches (less where they exist already).
+  // 2 MiB and a leaf per 1 GiB it touches (less where they exist already),
+  // none for the part at or past 2^47, which track() ignores.
   static std::uint64_t metadata_bytes_for(std::uintptr_t begin, std::uintptr_t end) {
+    end = std::min(end, std::uintptr_t{1} << kAddressBits);  // and no wrap in align_up
     if (end <= begin) return 0;
     const std::uint64_t chunks =
         (align_up(end, kHugePageSize) - align_down(begin, kHugePageSize)) / kHugePageSize;

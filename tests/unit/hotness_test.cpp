@@ -355,6 +355,21 @@ TEST(HotnessTracker, RangesPastThe47BitSpaceAreClippedToIt) {
   EXPECT_EQ(W(t, top - kPageSize), 0u);
 }
 
+// metadata_bytes_for() agrees with track(): nothing for the part of a range
+// at or past 2^47. Before, an end near 2^64 wrapped in align_up() and the
+// bound came out as about 2^43 chunks for a range that allocates one.
+TEST(HotnessTracker, MetadataBoundIgnoresThePartPastThe47BitSpace) {
+  const std::uintptr_t top = std::uintptr_t{1} << HotnessTracker::kAddressBits;
+  const std::uint64_t one_chunk = HotnessTracker::metadata_bytes_for(top - kHugePageSize, top);
+  EXPECT_EQ(HotnessTracker::metadata_bytes_for(top - kHugePageSize, top + kHugePageSize),
+            one_chunk);
+  EXPECT_EQ(HotnessTracker::metadata_bytes_for(top - kHugePageSize, ~std::uintptr_t{0}), one_chunk);
+  EXPECT_EQ(HotnessTracker::metadata_bytes_for(top, ~std::uintptr_t{0}), 0u);
+  HotnessTracker t;
+  t.track(top - kHugePageSize, ~std::uintptr_t{0}, false, false);
+  EXPECT_EQ(t.metadata_bytes(), one_chunk);
+}
+
 TEST(HotnessTracker, UntrackMakesLaterAccessesNoOps) {
   HotnessTracker t;
   t.track(kBase, kBase + 4 * kPageSize, false, true);
