@@ -193,8 +193,8 @@ class HotnessTracker {
 
   // set_sampling()
   //
-  // Samples 1 in `n` accesses per thread, each counted with weight n (n = 1:
-  // every access). Takes effect immediately; any thread.
+  // Samples 1 in `n` accesses per thread and tracker, each counted with
+  // weight n (n = 1: every access). Takes effect immediately; any thread.
   void set_sampling(std::uint32_t n) noexcept {
     sample_every_.store(n == 0 ? 1 : n, std::memory_order_relaxed);
   }
@@ -709,7 +709,14 @@ class HotnessTracker {
   void record(std::uintptr_t a, std::uint32_t weight) noexcept {
     std::uint32_t every = sample_every_.load(std::memory_order_relaxed);
     if (every > 1) {
-      thread_local std::uint32_t countdown = 0;
+      // This tracker's countdown on this thread: a slot per tracker id, so
+      // a thread feeding several trackers (engines) samples each 1 in its n.
+      // NOTE: two sampled trackers whose ids share a slot (equal modulo
+      // kSampleSlots) restart each other's countdown on a thread feeding both.
+      thread_local SampleSlot slots[kSampleSlots];
+      SampleSlot& slot = slots[id_ % kSampleSlots];
+      if (slot.owner != id_) slot = {id_, 0};
+      std::uint32_t& countdown = slot.countdown;
       if (countdown > 1) {
         --countdown;
         return;
@@ -743,7 +750,18 @@ class HotnessTracker {
     outside_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  struct SampleSlot {
+    std::uint64_t owner = 0;  // the id of the tracker counting down here
+    std::uint32_t countdown = 0;
+  };
+  static constexpr std::size_t kSampleSlots = 8;
+  static std::uint64_t next_id() noexcept {
+    static std::atomic<std::uint64_t> ids{0};
+    return ids.fetch_add(1, std::memory_order_relaxed) + 1;  // never 0: a free slot's owner
+  }
+
   std::atomic<Leaf*>* dir_;
+  const std::uint64_t id_ = next_id();  // never reused, unlike an address
   std::atomic<std::uint32_t> sample_every_{1};
   std::atomic<std::uint32_t> epoch_{0};
   std::atomic<std::uint64_t> outside_{0};

@@ -277,6 +277,26 @@ TEST(HotnessTracker, ConcurrentAccessesToOnePageAreAllCounted) {
   EXPECT_EQ(t.outside_accesses(), 0u);
 }
 
+// Each tracker keeps its own sampling countdown per thread. Before, one
+// thread_local countdown served every tracker: a thread feeding two sampled
+// trackers (two engines) had the 1-in-100 tracker's countdown skip the
+// 1-in-2 tracker's accesses, which came out about 50 times too cold.
+TEST(HotnessTracker, TrackersSampleIndependentlyOnOneThread) {
+  HotnessTracker a, b;
+  a.track(kBase, kBase + kPageSize, false, false);
+  b.track(kBase, kBase + kPageSize, false, false);
+  a.set_sampling(100);
+  b.set_sampling(2);
+  std::thread([&] {
+    for (int i = 0; i < 400; ++i) {
+      a.record_access(P(kBase));
+      b.record_access(P(kBase));
+    }
+  }).join();
+  EXPECT_EQ(Heat(a, kBase), 400u);  // 4 samples of weight 100
+  EXPECT_EQ(Heat(b, kBase), 400u);  // 200 samples of weight 2
+}
+
 TEST(HotnessTracker, HugeUnitsCountEveryPageInTheFirstWord) {
   HotnessTracker t;
   t.track(kBase, kBase + 2 * kHugePageSize, true, false);
