@@ -169,7 +169,10 @@ class HotnessTracker {
   // tracked memory. Untracked 2 MiB spans count all their pages as outside
   // accesses at once (unsampled), and the part beyond the 47-bit user address
   // space counts as one, so a bogus length costs at most O(2^17) steps.
+  // A weight of 0 (an empty batch) records nothing: no heat, no epoch stamp,
+  // no mark, no outside access.
   void record_access(const void* ptr, std::size_t bytes, std::uint32_t weight = 1) noexcept {
+    if (weight == 0) return;
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
     std::uintptr_t end = a + (bytes == 0 ? 1 : bytes);
     if (end < a) end = ~std::uintptr_t{0};

@@ -177,8 +177,8 @@ class Harness {
     std::uint32_t weight = in_.u8();
     std::uint64_t expect = 0;
     std::uintptr_t end = a + (bytes == 0 ? 1 : bytes);
-    for (std::uintptr_t p = align_down(a, kPageSize); p < end; p += kPageSize)
-      expect += !(in_model(p) && !dropped(p));
+    for (std::uintptr_t p = align_down(a, kPageSize); weight != 0 && p < end; p += kPageSize)
+      expect += !(in_model(p) && !dropped(p));  // weight 0 records nothing, outside or in
     std::uint64_t before = engine_->tracker().outside_accesses();
     engine_->record_access(reinterpret_cast<void*>(a), bytes, weight);
     std::uint64_t got = engine_->tracker().outside_accesses() - before;

@@ -102,6 +102,27 @@ TEST(HotnessTracker, RangeAccessWeightsEveryPageTouched) {
   EXPECT_TRUE(PageWord::fast(W(t, kBase)));
 }
 
+// An access of weight 0 (an empty batch) records nothing. Before, it
+// stamped the page with the current epoch and marked its group: a page
+// idle for epochs read as touched now (PageWord::touched), and a page never
+// accessed counted in seen_pages().
+TEST(HotnessTracker, AZeroWeightAccessRecordsNothing) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 16 * kPageSize, false, false);
+  t.set_epoch(3);
+  t.record_access(P(kBase), kPageSize, 5);
+  t.set_epoch(5);
+  const std::uint16_t before = W(t, kBase);
+  t.record_access(P(kBase), kPageSize, 0);
+  t.record_access(P(kBase + 8 * kPageSize), kPageSize, 0);  // another group, never accessed
+  EXPECT_EQ(W(t, kBase), before);
+  EXPECT_FALSE(PageWord::touched(W(t, kBase), 5));
+  EXPECT_EQ(W(t, kBase + 8 * kPageSize), PageWord::kTracked);
+  t.collect_warm([](auto, auto, auto) {}, HotnessTracker::kNoAging);
+  EXPECT_EQ(t.seen_pages(), 8u);  // the first group only
+  EXPECT_EQ(t.outside_accesses(), 0u);
+}
+
 TEST(HotnessTracker, HeatSaturatesAtMaxHeat) {
   HotnessTracker t;
   t.track(kBase, kBase + 2 * kPageSize, false, false);
