@@ -64,6 +64,18 @@ TEST(Llc, ParsesSpecs) {
   }
 }
 
+// A size whose byte count overflows 64 bits is refused as too large, not
+// taken modulo 2^64 (2^34 + 1 G once wrapped to a 1 GiB cache, 2^34 G to 0).
+TEST(Llc, RefusesSizesThatOverflow) {
+  for (const char* big : {"17179869185G", "17179869184G", "68719476736G", "18014398509481985K"}) {
+    auto r = parse_llc_spec(big);
+    EXPECT_FALSE(r.ok()) << big << " parsed as " << (r.ok() ? r->bytes : 0) << " bytes";
+    if (!r.ok()) {
+      EXPECT_NE(r.status().message().find("over 64 GiB"), absl::string_view::npos) << r.status();
+    }
+  }
+}
+
 TEST(Llc, IsLruWithinASet) {
   LlcConfig c;
   c.bytes = 4 * 64;  // one set of 4 ways

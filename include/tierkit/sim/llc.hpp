@@ -62,8 +62,10 @@ inline absl::StatusOr<LlcConfig> parse_llc_spec(absl::string_view spec) {
     if (mult != 1) size.remove_suffix(1);
   }
   std::uint64_t n = 0;
-  if (size.empty() || !absl::SimpleAtoi(size, &n) || n == 0 || n > (std::uint64_t{1} << 36))
+  if (size.empty() || !absl::SimpleAtoi(size, &n) || n == 0)
     return bad("size is not a positive byte count");
+  // Checked before multiplying: n * mult could wrap past 2^64 to a valid size.
+  if (n > (std::uint64_t{1} << 36) / mult) return bad("llc: capacity over 64 GiB");
   LlcConfig c;
   c.bytes = n * mult;
   if (parts.size() == 2) {
