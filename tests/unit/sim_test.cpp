@@ -184,6 +184,21 @@ TEST(TraceFile, ErrorsAndLimits) {
   std::remove(path.c_str());
 }
 
+// An access wider than a page touches every page it covers, not only its
+// first and last: a 12 KiB load at 0x1000 is pages 1, 2 and 3, and each page
+// of a wide store is a write.
+TEST(TraceFile, WideAccessTouchesEveryPageItCovers) {
+  std::string path = temp_path(".txt");
+  std::ofstream(path) << " L 00001000,12288\n S 00010ffc,8200\n";
+  auto t = read_lackey_trace(path);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->pages, 7u);  // 1, 2, 3 and 0x10 .. 0x13
+  EXPECT_EQ(t->accesses, (std::vector<std::uint32_t>{0, 1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(t->writes(), 4u);
+  EXPECT_EQ(t->straddling, 2u);
+  std::remove(path.c_str());
+}
+
 WorkloadOptions Small(std::uint64_t pages = 4096, std::uint64_t accesses = 200000) {
   WorkloadOptions o;
   o.pages = pages;

@@ -2,8 +2,8 @@
 // from a file or stdin) into a compact page trace for replay. Needs zlib:
 // link ZLIB::ZLIB (Debian: zlib1g-dev). Layer 1 of the simulator.
 //
-// Each data access (L/S/M) becomes one access to the 4 KiB page holding its
-// address (two when it straddles a page boundary), with a write bit (S and M
+// Each data access (L/S/M) becomes one access to each 4 KiB page it covers
+// (two when it straddles a page boundary), with a write bit (S and M
 // are writes) for the hotness-source models that see only writes. Distinct pages are
 // numbered 0..pages-1 in address order, so the address layout (what the
 // kernel model scans in order) is kept while gaps are squeezed out; the order
@@ -50,7 +50,7 @@ struct Trace {
   std::uint64_t loads = 0, stores = 0, modifies = 0;
   std::uint64_t instructions = 0, comments = 0, blank = 0;  // skipped lines
   std::uint64_t malformed = 0;                              // counted, never fatal
-  std::uint64_t straddling = 0;                             // accesses that touched two pages
+  std::uint64_t straddling = 0;                             // accesses that touched 2+ pages
   std::uint64_t first_malformed_line = 0;                   // 1-based; 0 = none
   bool truncated = false;                                   // stopped at max_accesses
   std::uint64_t llc_hits = 0, llc_misses = 0;               // with an LLC model: line accesses
@@ -223,11 +223,10 @@ inline absl::StatusOr<Trace> read_lackey_trace(
       for (std::uint64_t l = r.addr >> sh; l <= end >> sh; ++l)
         if (cache->access(l << sh)) add((l << sh) >> 12);
     } else {
-      add(r.addr >> 12);
-      if (end >> 12 != r.addr >> 12) {
-        ++t.straddling;
-        add(end >> 12);
-      }
+      // Every page the access covers (a size up to LackeyRecord::kMaxSize
+      // spans up to 17); end >> 12 < 2^52, so the loop ends.
+      for (std::uint64_t p = r.addr >> 12; p <= end >> 12; ++p) add(p);
+      if (end >> 12 != r.addr >> 12) ++t.straddling;
     }
     if (page_of_id.size() > (1ull << 32) - 2) ok = false;
     return ok && !(max_accesses && t.accesses.size() >= max_accesses);
