@@ -177,6 +177,12 @@ tierkit_output_test(sim.rule_bound_bad_input tierkit-sim
 tierkit_output_test(sim.rule_bound_too_large tierkit-sim
   "zipf/rule-bound: 65536 pages x [0-9]+ epochs is more than 2\\^25 page-epochs.*\nexit=1"
   "\"$T\" --workload=zipf --policy=rule-bound --quiet 2>&1")
+# Few pages but 10^8 epochs of 1 ms (a second of compute per access): the
+# refusal comes within the memory of the counts it refuses, not after a
+# boundary list of 800 MB (under this limit it died of std::bad_alloc).
+tierkit_output_test(sim.rule_bound_many_epochs tierkit-sim
+  "uniform/rule-hindsight: 4 pages x 1[0-9]+ epochs is more than 2\\^25 page-epochs.*\nexit=1"
+  "ulimit -v 600000; \"$T\" --workload=uniform --footprint=16K --accesses=100k --gap_ns=1000000000 --epoch_ms=1 --fast=50% --policy=rule-hindsight --jobs=1 --quiet 2>&1")
 # A fast tier of 10%, where automatic's cooling window is set by the pages in
 # use, not the budget: memory tracked but never accessed (--idle) must not
 # change a single decision (docs/performance.md, "Session 19"); counting

@@ -428,10 +428,11 @@ inline std::vector<std::uint32_t> drain(Workload& wl) {
 // epochs every epoch_ms of virtual time, moves charged like the engine's
 // background moves (one call per direction per epoch).
 // `ends`, when given, receives the index of the first access after each
-// epoch boundary.
+// epoch boundary, the first `max_ends` of them (r.epochs counts them all).
 inline absl::Status run_reference(Workload& wl, const std::vector<std::uint32_t>& all,
                                   const std::string& policy, const SimOptions& o, SimResult& r,
-                                  std::vector<std::uint64_t>* ends = nullptr) {
+                                  std::vector<std::uint64_t>* ends = nullptr,
+                                  std::uint64_t max_ends = ~std::uint64_t{0}) {
   const std::uint64_t n = wl.pages(), cap = std::min(o.fast_pages, n);
   const bool fixed = policy == "best-static";
   absl::StatusOr<TopKMargins> margins = is_topk(policy) ? parse_topk(policy) : TopKMargins{};
@@ -471,7 +472,7 @@ inline absl::Status run_reference(Workload& wl, const std::vector<std::uint32_t>
       t += whole;
       carry -= static_cast<double>(whole);
       ++r.epochs;
-      if (ends != nullptr) ends->push_back(acc);
+      if (ends != nullptr && ends->size() < max_ends) ends->push_back(acc);
       tl.at(next_epoch, acc, hits, moved * kPageSize);
       next_epoch += epoch_ns;
     }
@@ -501,11 +502,14 @@ inline absl::Status run_rule_bound(Workload& wl, const std::string& policy, cons
   const std::vector<std::uint32_t> all = drain(wl);
   SimResult lfu;
   std::vector<std::uint64_t> ends;
-  if (absl::Status s = run_reference(wl, all, "lfu", o, lfu, &ends); !s.ok()) return s;
   constexpr std::uint64_t kMaxPageEpochs = std::uint64_t{1} << 25;  // 128 MiB of counts
-  if (wl.pages() * (ends.size() + 1) > kMaxPageEpochs)
+  // Epochs past the limit are counted, not kept: a long run of short
+  // epochs would otherwise fill memory with boundaries before the refusal.
+  const std::uint64_t max_epochs = kMaxPageEpochs / std::max<std::uint64_t>(1, wl.pages());
+  if (absl::Status s = run_reference(wl, all, "lfu", o, lfu, &ends, max_epochs); !s.ok()) return s;
+  if (lfu.epochs + 1 > max_epochs)
     return absl::InvalidArgumentError(absl::StrCat(
-        wl.pages(), " pages x ", ends.size() + 1,
+        wl.pages(), " pages x ", lfu.epochs + 1,
         " epochs is more than 2^25 page-epochs (it keeps a count per page and epoch, and "
         "its time grows with them); use a shorter run, a smaller footprint or a longer "
         "--epoch_ms"));
