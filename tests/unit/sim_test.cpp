@@ -199,6 +199,24 @@ TEST(TraceFile, WideAccessTouchesEveryPageItCovers) {
   std::remove(path.c_str());
 }
 
+// A NUL byte (a binary or corrupt file) makes its line malformed: the text
+// before it is not a record, and a long line's rest is not a line of its own.
+TEST(TraceFile, LineWithANulByteIsMalformed) {
+  std::string path = temp_path(".txt");
+  std::string body = std::string(" L 00001000,8\0 junk\n", 20) + '\0' + std::string(510, 'x') +
+                     " L 00007000,8\n S 00002000,8\n";
+  std::ofstream(path, std::ios::binary) << body;
+  auto t = read_lackey_trace(path);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->lines, 3u);
+  EXPECT_EQ(t->malformed, 2u);
+  EXPECT_EQ(t->first_malformed_line, 1u);
+  EXPECT_EQ(t->loads, 0u);
+  EXPECT_EQ(t->stores, 1u);
+  EXPECT_EQ(t->accesses.size(), 1u);
+  std::remove(path.c_str());
+}
+
 WorkloadOptions Small(std::uint64_t pages = 4096, std::uint64_t accesses = 200000) {
   WorkloadOptions o;
   o.pages = pages;

@@ -134,8 +134,13 @@ inline void count_record(const LackeyRecord& r, Trace& t) {
 template <class OnData>
 absl::Status scan_lackey(gzFile f, const std::string& path, Trace& t,
                          const std::function<void(std::uint64_t)>& progress, OnData on_data) {
+  // gzgets ends what it read with a NUL, but a line may hold NULs of its
+  // own: with every byte past the last read non-NUL, its NUL is the last.
   char buf[512];
+  std::memset(buf, 1, sizeof buf);
+  std::size_t used = 0;  // bytes of buf the last read wrote, its NUL included
   for (;;) {
+    std::memset(buf, 1, used);
     if (::gzgets(f, buf, sizeof buf) == nullptr) {
       int err = 0;
       const char* msg = ::gzerror(f, &err);
@@ -149,6 +154,15 @@ absl::Status scan_lackey(gzFile f, const std::string& path, Trace& t,
     }
     ++t.lines;
     std::size_t len = std::strlen(buf);
+    bool nul = false;  // the line holds a NUL byte
+    if (len == 0 || buf[len - 1] != '\n') {
+      // The last line, an overlong one, or one with a NUL: find gzgets' NUL.
+      std::size_t end = sizeof buf - 1;
+      while (buf[end] != '\0') --end;
+      nul = end != len;
+      len = end;
+    }
+    used = len + 1;
     bool whole = len > 0 && buf[len - 1] == '\n';
     if (!whole && len == sizeof buf - 1) {
       // An overlong line: count it and skip to its end.
@@ -157,6 +171,11 @@ absl::Status scan_lackey(gzFile f, const std::string& path, Trace& t,
       int c;
       while ((c = gzgetc(f)) != -1 && c != '\n') {
       }
+      continue;
+    }
+    if (nul) {  // not lackey text (a binary or corrupt file)
+      ++t.malformed;
+      if (!t.first_malformed_line) t.first_malformed_line = t.lines;
       continue;
     }
     LackeyRecord r = parse_lackey_line(absl::string_view(buf, len));
