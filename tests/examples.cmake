@@ -264,6 +264,13 @@ tierkit_output_test(sim.write_trace_over_input tierkit-sim
   "cp ${_tk_sqlite_trace} \"$S/in.gz\"; \"$T\" --trace=\"$S/in.gz\" --llc=4M --write_trace=\"$S/in.gz\" --quiet 2>&1
 cmp -s ${_tk_sqlite_trace} \"$S/in.gz\" && echo same; printf 'I  0401,3\\n' > \"$S/none.txt\"
 \"$T\" --trace=\"$S/none.txt\" --llc=4M --write_trace=\"$S/out.gz\" --quiet 2>&1; [ -e \"$S/out.gz\" ] || echo no output")
+# --llc=64G (a slip for 64M) asks for 16 GiB of cache model: where that
+# much memory cannot be had it is an error naming --llc's size, for the
+# replay and the filter alike, not an abort on std::bad_alloc.
+tierkit_output_test(sim.llc_too_large_for_memory tierkit-sim
+  "llc: a 64 GiB cache model needs 16 GiB of memory, which cannot be allocated.*\nrc=1\n.*llc: a 64 GiB cache model needs 16 GiB.*\nexit=1"
+  "ulimit -v 2000000; \"$T\" --trace=${_tk_sqlite_trace} --llc=64G --policy=static --quiet 2>&1; echo rc=$?
+\"$T\" --trace=${_tk_sqlite_trace} --llc=64G --write_trace=\"$S/out.gz\" --quiet 2>&1")
 # --help says what sampled picks (source::kSampledOrder), births+fault first,
 # and exits 0 (absl exits 1 after its help).
 tierkit_output_test(sim.help_sampled tierkit-sim

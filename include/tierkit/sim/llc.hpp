@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <new>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -124,5 +126,22 @@ class LlcModel {
   std::vector<Slot> slots_;
   std::uint64_t clock_ = 0, hits_ = 0, misses_ = 0;
 };
+
+// Builds the model of a valid `c` into `out`; ResourceExhausted when its 16
+// bytes per line cannot be allocated (a 64 GiB cache needs 16 GiB).
+inline absl::Status make_llc_model(const LlcConfig& c, std::optional<LlcModel>& out) {
+  if (absl::Status s = c.validate(); !s.ok()) return s;
+  try {
+    out.emplace(c);
+  } catch (const std::bad_alloc&) {
+    auto size = [](std::uint64_t b) {
+      return b >= (1u << 30) ? absl::StrCat(b >> 30, " GiB") : absl::StrCat(b >> 20, " MiB");
+    };
+    return absl::ResourceExhaustedError(
+        absl::StrCat("llc: a ", size(c.bytes), " cache model needs ", size(c.bytes / c.line * 16),
+                     " of memory, which cannot be allocated (16 bytes per line)"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace tierkit::sim

@@ -216,11 +216,13 @@ inline absl::StatusOr<Trace> read_lackey_trace(
   Trace t;
   auto opened = detail::open_trace(path, t);
   if (!opened.ok()) return opened.status();
-  if (llc) {
-    if (absl::Status s = llc->validate(); !s.ok()) return s;
-  }
   std::optional<LlcModel> cache;
-  if (llc) cache.emplace(*llc);
+  if (llc) {
+    if (absl::Status s = make_llc_model(*llc, cache); !s.ok()) {
+      ::gzclose(*opened);
+      return s;
+    }
+  }
 
   absl::flat_hash_map<std::uint64_t, std::uint32_t> id_of;  // page number -> first-touch id
   std::vector<std::uint64_t> page_of_id;
@@ -326,7 +328,9 @@ inline absl::StatusOr<TraceSink> open_sink(const std::string& in, const std::str
 inline absl::StatusOr<Trace> filter_lackey_trace(
     const std::string& in, const std::string& out, const LlcConfig& llc,
     const std::function<void(std::uint64_t)>& progress = nullptr) {
-  if (absl::Status s = llc.validate(); !s.ok()) return s;
+  std::optional<LlcModel> model;
+  if (absl::Status s = make_llc_model(llc, model); !s.ok()) return s;
+  LlcModel& cache = *model;
   Trace t;
   auto opened = detail::open_trace(in, t);
   if (!opened.ok()) return opened.status();
@@ -335,7 +339,6 @@ inline absl::StatusOr<Trace> filter_lackey_trace(
     ::gzclose(*opened);
     return sink.status();
   }
-  LlcModel cache(llc);
   const std::uint32_t sh = cache.line_shift();
   bool write_ok = true;
   auto on_data = [&](const LackeyRecord& r) {
