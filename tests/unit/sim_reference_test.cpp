@@ -122,6 +122,27 @@ TEST(Llc, ReadFiltersThroughTheCache) {
   std::remove(path.c_str());
 }
 
+// The line walk ends at the top of the address space whatever the line
+// size: with 1-byte lines the last line number is 2^64 - 1, and a loop on
+// "line <= last" wrapped to 0 and never ended.
+TEST(Llc, AccessAtTheTopOfTheAddressSpaceEnds) {
+  LlcConfig c;
+  c.bytes = 16;
+  c.ways = 16;
+  c.line = 1;
+  ASSERT_TRUE(c.validate().ok());
+  std::string in = temp_path(".txt"), out = temp_path(".txt");
+  std::ofstream(in) << " L fffffffffffffffe,8\n";
+  auto t = read_lackey_trace(in, 0, nullptr, c);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->llc_misses, 2u);  // the access is clamped at the last byte
+  auto f = filter_lackey_trace(in, out, c);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->llc_misses, 2u);
+  std::remove(in.c_str());
+  std::remove(out.c_str());
+}
+
 TEST(Llc, FilterWritesAReplayableTrace) {
   std::string in = temp_path(".txt"), out = temp_path(".gz");
   std::ofstream(in) << kRaw;

@@ -90,12 +90,12 @@ class LlcModel {
   // Accesses the line holding `addr`; true on a miss (the line is filled,
   // evicting the set's least recently used line).
   bool access(std::uint64_t addr) {
-    const std::uint64_t tag = (addr >> shift_) + 1;  // 0 marks an empty way
+    const std::uint64_t tag = addr >> shift_;  // any value: an empty way has used == 0
     Slot* set = &slots_[((addr >> shift_) % sets_) * ways_];
     ++clock_;
     Slot* victim = set;
     for (std::uint32_t w = 0; w < ways_; ++w) {
-      if (set[w].tag == tag) {
+      if (set[w].used != 0 && set[w].tag == tag) {
         set[w].used = clock_;
         ++hits_;
         return false;

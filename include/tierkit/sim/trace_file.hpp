@@ -240,9 +240,12 @@ inline absl::StatusOr<Trace> read_lackey_trace(
     write = r.kind == LackeyRecord::kStore || r.kind == LackeyRecord::kModify;
     const std::uint64_t end = detail::last_byte(r);
     if (cache) {
+      // Every line the access covers; stops at the last (it may be 2^64 - 1).
       const std::uint32_t sh = cache->line_shift();
-      for (std::uint64_t l = r.addr >> sh; l <= end >> sh; ++l)
+      for (std::uint64_t l = r.addr >> sh;; ++l) {
         if (cache->access(l << sh)) add((l << sh) >> 12);
+        if (l == end >> sh) break;
+      }
     } else {
       // Every page the access covers (a size up to LackeyRecord::kMaxSize
       // spans up to 17); end >> 12 < 2^52, so the loop ends.
@@ -343,10 +346,13 @@ inline absl::StatusOr<Trace> filter_lackey_trace(
   bool write_ok = true;
   auto on_data = [&](const LackeyRecord& r) {
     static constexpr char kKind[] = {'L', 'S', 'M'};
-    for (std::uint64_t l = r.addr >> sh; l <= detail::last_byte(r) >> sh; ++l)
+    const std::uint64_t last = detail::last_byte(r) >> sh;  // may be 2^64 - 1
+    for (std::uint64_t l = r.addr >> sh;; ++l) {
       if (cache.access(l << sh))
         write_ok &= ::gzprintf(sink->gz, " %c %llx,%u\n", kKind[r.kind],
                                static_cast<unsigned long long>(l << sh), llc.line) > 0;
+      if (l == last) break;
+    }
     return write_ok;
   };
   absl::Status s = detail::scan_lackey(*opened, in, t, progress, on_data);
