@@ -183,6 +183,12 @@ tierkit_output_test(sim.rule_bound_too_large tierkit-sim
 tierkit_output_test(sim.rule_bound_many_epochs tierkit-sim
   "uniform/rule-hindsight: 4 pages x 1[0-9]+ epochs is more than 2\\^25 page-epochs.*\nexit=1"
   "ulimit -v 600000; \"$T\" --workload=uniform --footprint=16K --accesses=100k --gap_ns=1000000000 --epoch_ms=1 --fast=50% --policy=rule-hindsight --jobs=1 --quiet 2>&1")
+# The oracle's window is an epoch of fast accesses: at --epoch_ms=100000 with
+# 1 ns accesses that is 10^11, and it buffered that many before (400 GB,
+# std::bad_alloc); a window never needs more than the run's accesses.
+tierkit_output_test(sim.oracle_long_epoch tierkit-sim
+  "\nzipf,oracle,1000,[01]\\.[0-9]+,.*\nexit=0"
+  "ulimit -v 2000000; \"$T\" --workload=zipf --footprint=1M --accesses=1k --policy=oracle --epoch_ms=100000 --gap_ns=0 --fast_ns=1 --format=csv --quiet 2>&1")
 # A fast tier of 10%, where automatic's cooling window is set by the pages in
 # use, not the budget: memory tracked but never accessed (--idle) must not
 # change a single decision (docs/performance.md, "Session 19"); counting

@@ -366,7 +366,10 @@ inline absl::Status run_oracle(Workload& wl, const SimOptions& o, SimResult& r) 
   const std::uint64_t n = wl.pages(), cap = std::min(o.fast_pages, n);
   const std::int64_t epoch_ns = o.engine.epoch_ms * kNsPerMs;
   const std::int64_t cost[2] = {o.fast_ns + o.gap_ns, o.slow_ns + o.gap_ns};
-  const auto window = static_cast<std::size_t>(std::max<std::int64_t>(1, epoch_ns / cost[0]));
+  // An epoch's worth of fast accesses, but never more than the run holds:
+  // the window is buffered (a long epoch of 1 ns accesses is 10^11).
+  const auto window = static_cast<std::size_t>(std::max<std::uint64_t>(
+      1, std::min(static_cast<std::uint64_t>(epoch_ns / cost[0]), wl.total())));
   std::vector<std::uint32_t> buf(window), count(n, 0), touched;
   std::vector<std::uint8_t> fast(n, 0);
   Timeline tl(&r, o.sample_ms * kNsPerMs);
