@@ -189,6 +189,11 @@ tierkit_output_test(sim.rule_bound_many_epochs tierkit-sim
 tierkit_output_test(sim.oracle_long_epoch tierkit-sim
   "\nzipf,oracle,1000,[01]\\.[0-9]+,.*\nexit=0"
   "ulimit -v 2000000; \"$T\" --workload=zipf --footprint=1M --accesses=1k --policy=oracle --epoch_ms=100000 --gap_ns=0 --fast_ns=1 --format=csv --quiet 2>&1")
+# The references keep every access in memory (4 bytes each): a run too long
+# for that is an error naming the need, not an abort on std::bad_alloc.
+tierkit_output_test(sim.reference_too_long_for_memory tierkit-sim
+  "zipf/lfu: lfu keeps every access in memory: 1000000000 accesses need 4000 MB.*\nexit=1"
+  "ulimit -v 2000000; \"$T\" --workload=zipf --footprint=1M --accesses=1G --policy=lfu --quiet 2>&1")
 # A fast tier of 10%, where automatic's cooling window is set by the pages in
 # use, not the budget: memory tracked but never accessed (--idle) must not
 # change a single decision (docs/performance.md, "Session 19"); counting

@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 #include <utility>
 #include <vector>
@@ -417,14 +418,21 @@ inline absl::Status run_oracle(Workload& wl, const SimOptions& o, SimResult& r) 
   return absl::OkStatus();
 }
 
-// Drains the workload into memory (4 bytes per access).
-inline std::vector<std::uint32_t> drain(Workload& wl) {
-  std::vector<std::uint32_t> all;
-  all.reserve(static_cast<std::size_t>(wl.total()));
-  std::vector<std::uint32_t> buf(1 << 16);
-  while (std::size_t k = wl.next(absl::MakeSpan(buf)))
-    all.insert(all.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k));
-  return all;
+// Drains the workload into memory (4 bytes per access) for `policy`;
+// ResourceExhausted when that memory cannot be allocated.
+inline absl::StatusOr<std::vector<std::uint32_t>> drain(Workload& wl, absl::string_view policy) {
+  try {
+    std::vector<std::uint32_t> all;
+    all.reserve(static_cast<std::size_t>(wl.total()));
+    std::vector<std::uint32_t> buf(1 << 16);
+    while (std::size_t k = wl.next(absl::MakeSpan(buf)))
+      all.insert(all.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k));
+    return all;
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        policy, " keeps every access in memory: ", wl.total(), " accesses need ",
+        wl.total() * 4 / 1000000, " MB, which cannot be allocated; use a shorter run"));
+  }
 }
 
 // lfu, reactive, best-static, topk (sim/reference.hpp) on the simulator's clock:
@@ -502,7 +510,9 @@ inline absl::Status run_reference(Workload& wl, const std::vector<std::uint32_t>
 // O(42 * epochs * pages * log pages).
 inline absl::Status run_rule_bound(Workload& wl, const std::string& policy, const SimOptions& o,
                                    SimResult& r) {
-  const std::vector<std::uint32_t> all = drain(wl);
+  const absl::StatusOr<std::vector<std::uint32_t>> drained = drain(wl, policy);
+  if (!drained.ok()) return drained.status();
+  const std::vector<std::uint32_t>& all = *drained;
   SimResult lfu;
   std::vector<std::uint64_t> ends;
   constexpr std::uint64_t kMaxPageEpochs = std::uint64_t{1} << 25;  // 128 MiB of counts
@@ -849,11 +859,15 @@ inline absl::StatusOr<SimResult> simulate(Workload& wl, const std::string& polic
   if (is_oracle(policy) || is_reference_policy(policy) || is_rule_bound(policy))
     r.hotness.assign(1, '-');  // see all
   auto start = std::chrono::steady_clock::now();
-  absl::Status s = is_oracle(policy)       ? detail::run_oracle(wl, o, r)
-                   : is_rule_bound(policy) ? detail::run_rule_bound(wl, policy, o, r)
-                   : is_reference_policy(policy)
-                       ? detail::run_reference(wl, detail::drain(wl), policy, o, r)
-                       : detail::run_engine(wl, o, r);
+  auto reference = [&]() -> absl::Status {
+    absl::StatusOr<std::vector<std::uint32_t>> all = detail::drain(wl, policy);
+    if (!all.ok()) return all.status();
+    return detail::run_reference(wl, *all, policy, o, r);
+  };
+  absl::Status s = is_oracle(policy)             ? detail::run_oracle(wl, o, r)
+                   : is_rule_bound(policy)       ? detail::run_rule_bound(wl, policy, o, r)
+                   : is_reference_policy(policy) ? reference()
+                                                 : detail::run_engine(wl, o, r);
   if (!s.ok()) return s;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (r.accesses)
