@@ -217,6 +217,26 @@ TEST(TraceFile, LineWithANulByteIsMalformed) {
   std::remove(path.c_str());
 }
 
+// --max_trace_accesses is a limit on page accesses: an access that would
+// take the trace past it adds only the pages within it (and no others to
+// the footprint), with or without the LLC model.
+TEST(TraceFile, MaxAccessesIsExactWhenAnAccessSpansPages) {
+  std::string path = temp_path(".txt");
+  std::ofstream(path) << " L 00000ffc,8\n L 00005000,4\n S 00010000,16384\n";
+  for (std::uint64_t max : {1, 3, 4}) {
+    auto t = read_lackey_trace(path, max);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->accesses.size(), max);
+    EXPECT_EQ(t->pages, max);
+    EXPECT_TRUE(t->truncated);
+  }
+  auto llc = read_lackey_trace(path, 5, nullptr, LlcConfig{});
+  ASSERT_TRUE(llc.ok()) << llc.status();
+  EXPECT_EQ(llc->accesses.size(), 5u);  // the 16 KiB store misses 256 lines over 4 pages
+  EXPECT_EQ(llc->pages, 4u);
+  std::remove(path.c_str());
+}
+
 WorkloadOptions Small(std::uint64_t pages = 4096, std::uint64_t accesses = 200000) {
   WorkloadOptions o;
   o.pages = pages;

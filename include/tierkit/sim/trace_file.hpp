@@ -228,6 +228,7 @@ inline absl::StatusOr<Trace> read_lackey_trace(
   std::vector<std::uint64_t> page_of_id;
   bool write = false;  // the record being added is a store or a modify
   auto add = [&](std::uint64_t page) {
+    if (max_accesses && t.accesses.size() >= max_accesses) return;  // the rest of a wide access
     auto [it, inserted] = id_of.try_emplace(page, static_cast<std::uint32_t>(page_of_id.size()));
     if (inserted) page_of_id.push_back(page);
     const std::size_t i = t.accesses.size();
