@@ -282,6 +282,13 @@ tierkit_output_test(sim.llc_too_large_for_memory tierkit-sim
   "llc: a 64 GiB cache model needs 16 GiB of memory, which cannot be allocated.*\nrc=1\n.*llc: a 64 GiB cache model needs 16 GiB.*\nexit=1"
   "ulimit -v 2000000; \"$T\" --trace=${_tk_sqlite_trace} --llc=64G --policy=static --quiet 2>&1; echo rc=$?
 \"$T\" --trace=${_tk_sqlite_trace} --llc=64G --write_trace=\"$S/out.gz\" --quiet 2>&1")
+# --write_trace writes the whole filtered trace: a --max_trace_accesses with
+# it would change nothing, so it is refused rather than ignored.
+tierkit_output_test(sim.write_trace_with_max_accesses tierkit-sim
+  "--max_trace_accesses does not apply with --write_trace.*\nrc=2\nno output\nexit=0"
+  "\"$T\" --trace=${_tk_sqlite_trace} --llc=4M --max_trace_accesses=10 --write_trace=\"$S/out.gz\" --quiet 2>&1
+echo rc=$?
+[ -e \"$S/out.gz\" ] || echo no output")
 # --help says what sampled picks (source::kSampledOrder), births+fault first,
 # and exits 0 (absl exits 1 after its help).
 tierkit_output_test(sim.help_sampled tierkit-sim

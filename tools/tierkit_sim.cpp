@@ -68,7 +68,8 @@ ABSL_FLAG(std::string, write_trace, "",
           "With --trace and --llc: write the LLC-filtered trace (lackey format, gzip when the "
           "name ends in .gz; '-' = stdout) and exit without simulating.");
 ABSL_FLAG(std::string, max_trace_accesses, "0",
-          "Stop loading the trace after this many page accesses (0 = all; suffixes k, M, G).");
+          "Stop loading the trace after this many page accesses (0 = all; suffixes k, M, G). "
+          "Not with --write_trace, which writes the whole trace.");
 ABSL_FLAG(std::string, footprint, "256M",
           "Built-in workloads: memory footprint in bytes (64K, 512M, 1G).");
 ABSL_FLAG(std::string, fast, "25%",
@@ -546,6 +547,10 @@ std::optional<int> read_trace(Settings& s, const std::string& trace_path) {
     llc = check(tierkit::sim::parse_llc_spec(absl::GetFlag(FLAGS_llc)));
   if (const std::string out = absl::GetFlag(FLAGS_write_trace); !out.empty()) {
     if (!llc) usage_error("--write_trace needs --llc");
+    if (flag_count(FLAGS_max_trace_accesses, "max_trace_accesses") != 0)
+      usage_error(
+          "--max_trace_accesses does not apply with --write_trace: the filtered trace is "
+          "written whole, so it would change nothing");
     auto f = tierkit::sim::filter_lackey_trace(trace_path, out, *llc, progress);
     if (!f.ok()) return trace_error(f.status());
     if (!s.quiet) std::cerr << "tierkit-sim: " << f->summary() << "\n";
