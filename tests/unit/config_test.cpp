@@ -290,5 +290,27 @@ TEST_F(ConfigTest, AutomaticKnobsParseAndBadOnesAreNamed) {
               HasSubstr("automatic:reversal_margin"));
 }
 
+// The whole-number knobs of the automatic spec (min_heat, residency,
+// current_histogram, ...) used to take a fraction and drop it: "min_heat=1.5"
+// ran with 1 and "current_histogram=0.5" with 0, the opposite of what was
+// asked, and no error.
+TEST_F(ConfigTest, WholeNumberAutomaticKnobsRefuseFractions) {
+  EngineConfig c;
+  for (const char* spec : {"automatic:min_heat=1.5", "automatic:current_histogram=0.5",
+                           "automatic:residency=2.9", "automatic:keep_room=1.5"}) {
+    c.policy = spec;
+    auto p = EngineConfig::make_policy(c);
+    ASSERT_FALSE(p.ok()) << spec;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << p.status();
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr("is not a whole number")) << spec;
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr("automatic:")) << spec;
+  }
+  for (const char* spec : {"automatic:min_heat=2", "automatic:current_histogram=1",
+                           "automatic:residency=1e2", "automatic:payoff=0"}) {
+    c.policy = spec;
+    EXPECT_TRUE(EngineConfig::make_policy(c).ok()) << spec;
+  }
+}
+
 }  // namespace
 }  // namespace tierkit

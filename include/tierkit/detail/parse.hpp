@@ -131,6 +131,9 @@ absl::Status parse_knobs(absl::string_view text, const SpecKnob<S> (&knobs)[N],
     }
     auto v = parse_double(kv.second, absl::StrCat(family, ":", kv.first), k->lo, k->hi);
     if (!v.ok()) return v.status();
+    if (k->u != nullptr && *v != std::floor(*v))
+      return absl::InvalidArgumentError(
+          absl::StrCat(family, ":", kv.first, ": '", kv.second, "' is not a whole number"));
     if (k->d != nullptr)
       out.*(k->d) = *v;
     else
