@@ -15,6 +15,7 @@
 // EngineStats::environment say which values came from where.
 #pragma once
 
+#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -240,10 +241,17 @@ inline std::string knob_value(const Knob& k, const EngineConfig& c) {
   return std::visit(
       [&](auto* p) -> std::string {
         using T = std::remove_pointer_t<decltype(p)>;
-        if constexpr (std::is_same_v<T, std::string>)
+        if constexpr (std::is_same_v<T, std::string>) {
           return *p;
-        else
+        } else if constexpr (std::is_same_v<T, double>) {
+          // The shortest text that reads back as the same double (StrCat
+          // keeps 6 digits: 1234567.5 would print as 1.23457e+06).
+          char buf[32];
+          const auto r = std::to_chars(buf, buf + sizeof(buf), *p);
+          return std::string(buf, r.ptr);
+        } else {
           return absl::StrCat(*p);
+        }
       },
       k.ref(const_cast<EngineConfig&>(c)));  // read only
 }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -310,6 +311,30 @@ TEST_F(ConfigTest, WholeNumberAutomaticKnobsRefuseFractions) {
     c.policy = spec;
     EXPECT_TRUE(EngineConfig::make_policy(c).ok()) << spec;
   }
+}
+
+// describe() printed doubles with 6 significant digits: 1234567.5 MiB/s
+// showed as 1.23457e+06 (which reads back as 1234570), and a program's
+// half-life of 4.0000001 showed as "4 ... default".
+TEST_F(ConfigTest, KnobValuesKeepEveryDigit) {
+  EngineConfig c;
+  c.rate_limit_mbps = 1234567.5;
+  c.half_life_epochs = 4.0000001;
+  const Knob& rate = kKnobs[detail::knob_index("rate_limit_mbps")];
+  EXPECT_EQ(detail::knob_value(rate, c), "1234567.5");
+  ScopedEnv env(rate.env, detail::knob_value(rate, c).c_str());
+  auto back = EngineConfig::from_env();
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->rate_limit_mbps, 1234567.5);
+  std::string half_life_line;
+  for (absl::string_view line : absl::StrSplit(c.describe(), '\n'))
+    if (absl::StartsWith(line, "half_life_epochs ")) half_life_line = std::string(line);
+  EXPECT_THAT(half_life_line, HasSubstr("4.0000001")) << c.describe();
+  EXPECT_THAT(half_life_line, HasSubstr("program")) << c.describe();
+  // Values that print short stay short.
+  EXPECT_EQ(detail::knob_value(kKnobs[detail::knob_index("high_watermark")], EngineConfig()),
+            "0.95");
+  EXPECT_EQ(detail::knob_value(rate, EngineConfig()), "256");
 }
 
 }  // namespace
