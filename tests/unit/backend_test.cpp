@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <vector>
@@ -215,6 +216,25 @@ TEST(LinuxBackend, ExcludeFromNumaBalancingNeedsAMappedRange) {
   ASSERT_FALSE(gone.ok());
   EXPECT_NE(gone.status().message().find("is the range mapped?"), absl::string_view::npos)
       << gone.status();
+}
+
+// A size that runs past the end of the address space wrapped: the range
+// came out empty and the call said "nothing to exclude" (OK, false) where
+// any other bad range is an error.
+TEST(LinuxBackend, ExcludeFromNumaBalancingRefusesARangeThatWraps) {
+  if (numa_available() < 0) GTEST_SKIP() << "no libnuma NUMA support here";
+  LinuxBackend be;
+  auto m = be.map(16 * kPageSize);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const std::size_t to_end =
+      std::numeric_limits<std::uintptr_t>::max() - reinterpret_cast<std::uintptr_t>(*m) + 1;
+  for (std::size_t bytes : {std::numeric_limits<std::size_t>::max(), to_end}) {
+    auto r = be.exclude_from_numa_balancing(*m, bytes);
+    ASSERT_FALSE(r.ok()) << bytes;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_TRUE(absl::StrContains(r.status().message(), "address space")) << r.status();
+  }
+  ASSERT_TRUE(be.unmap(*m, 16 * kPageSize).ok());
 }
 
 // The kernel's NUMA balancing scans only private mappings with the default

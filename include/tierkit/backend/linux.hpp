@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <sstream>
@@ -384,6 +385,13 @@ class LinuxBackend final : public Backend {
   absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
     if (numa_available() < 0 || bytes == 0) return false;
     const auto a = reinterpret_cast<std::uintptr_t>(addr);
+    // The range rounded out to whole pages must end inside the address
+    // space: a wrapped end would make it empty ("nothing to exclude").
+    constexpr std::uintptr_t kLast = std::numeric_limits<std::uintptr_t>::max() - (kPageSize - 1);
+    if (a > kLast || bytes > kLast - a)
+      return absl::InvalidArgumentError(
+          absl::StrCat("exclude_from_numa_balancing(0x", absl::Hex(a), ", ", bytes,
+                       " bytes): the range runs past the end of the address space"));
     int task = 0;
     if (::get_mempolicy(&task, nullptr, 0, nullptr, 0) != 0)
       return absl::InternalError(absl::StrCat("get_mempolicy(): ", std::strerror(errno)));
