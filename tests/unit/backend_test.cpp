@@ -170,6 +170,22 @@ TEST(ParseCgroup2Dir, JoinsTheMountAndThePath) {
   EXPECT_EQ(parse_cgroup2_dir("", ""), std::nullopt);
 }
 
+// mountinfo writes a space, tab, newline or backslash in a mount point or
+// root as an octal escape (\040 ...), /proc/self/cgroup writes the path as
+// it is: the escapes were joined into the directory as they were, naming a
+// directory that does not exist, and an escaped root never matched.
+TEST(ParseCgroup2Dir, UndoesMountinfosOctalEscapes) {
+  EXPECT_EQ(parse_cgroup2_dir("0::/app\n",
+                              "35 24 0:30 / /sys/fs/my\\040cgroup rw - cgroup2 cgroup2 rw\n"),
+            "/sys/fs/my cgroup/app");
+  EXPECT_EQ(parse_cgroup2_dir("0::/a b/app\n",
+                              "35 24 0:30 /a\\040b /mnt/c\\134g rw - cgroup2 cgroup2 rw\n"),
+            "/mnt/c\\g/app");
+  // A backslash not followed by three octal digits is left as it is.
+  EXPECT_EQ(parse_cgroup2_dir("0::/x\n", "35 24 0:30 / /m\\9z rw - cgroup2 cgroup2 rw\n"),
+            "/m\\9z/x");
+}
+
 // Where a process that moved between cgroups has pages charged: the
 // deepest cgroup above both.
 TEST(CommonDir, IsTheDeepestDirectoryOfBoth) {

@@ -99,6 +99,28 @@ inline std::optional<std::uint64_t> parse_vmstat_kernel_moves(absl::string_view 
   return sum;
 }
 
+// unescape_mountinfo()
+//
+// A path field of /proc/self/mountinfo as the path it names: the kernel
+// writes a space, tab, newline or backslash as a backslash and three octal
+// digits ("/a\040b" is "/a b"). Other text is kept as it is.
+inline std::string unescape_mountinfo(absl::string_view field) {
+  std::string out;
+  out.reserve(field.size());
+  auto octal = [](char c) { return c >= '0' && c <= '7'; };
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size() && octal(field[i + 1]) && octal(field[i + 2]) &&
+        octal(field[i + 3])) {
+      out.push_back(static_cast<char>((field[i + 1] - '0') * 64 + (field[i + 2] - '0') * 8 +
+                                      (field[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(field[i]);
+    }
+  }
+  return out;
+}
+
 // parse_cgroup2_dir()
 //
 // This process's cgroup v2 directory, from the text of /proc/self/cgroup
@@ -119,10 +141,11 @@ inline std::optional<std::string> parse_cgroup2_dir(absl::string_view cgroup,
     if (!absl::StartsWith(sides.second, "cgroup2 ")) continue;
     std::vector<absl::string_view> f = absl::StrSplit(sides.first, ' ');
     if (f.size() < 5) continue;
+    const std::string root = unescape_mountinfo(f[3]);
     absl::string_view rest = *path;
-    if (f[3] != "/" && !(absl::ConsumePrefix(&rest, f[3]) && (rest.empty() || rest[0] == '/')))
+    if (root != "/" && !(absl::ConsumePrefix(&rest, root) && (rest.empty() || rest[0] == '/')))
       continue;
-    return absl::StrCat(f[4], rest == "/" ? "" : rest);
+    return absl::StrCat(unescape_mountinfo(f[4]), rest == "/" ? "" : rest);
   }
   return std::nullopt;
 }
