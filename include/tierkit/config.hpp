@@ -458,7 +458,12 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_kernel(const EngineConfig& c
   KernelModelOptions o = c.kernel;
   for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
     std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
-    auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first), 0, 1e9);
+    // hot=ms has TIERKIT_KERNEL_HOT_THRESHOLD_MS's range; rate and target
+    // are checked by KernelModelPolicy::validate below.
+    const Knob& hot = kKnobs[knob_index("kernel.hot_threshold_ms")];
+    const bool is_hot = kv2.first == "hot";
+    auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first),
+                                  is_hot ? hot.lo : 0, is_hot ? hot.hi : 1e9);
     if (!v.ok()) return v.status();
     if (kv2.first == "rate")
       o.promote_rate_limit_mbps = *v;

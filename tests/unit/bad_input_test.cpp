@@ -173,6 +173,25 @@ TEST(BadInput, BadPolicySpecsAreNamedErrors) {
   EXPECT_EQ(rig.engine->policy_name(), "automatic");
 }
 
+// kernel:hot=ms took anything in [0, 1e9] while TIERKIT_KERNEL_HOT_THRESHOLD_MS
+// (the same field) allows [1, 1e7]: "kernel:hot=0.5" and "kernel:hot=5e8"
+// ran, values the environment and validate() of the same config refuse.
+TEST(BadInput, KernelSpecHotThresholdHasTheTablesRange) {
+  EngineConfig c;
+  for (const char* spec : {"kernel:hot=0.5", "kernel:hot=5e8", "kernel:rate=64/hot=0"}) {
+    c.policy = spec;
+    auto p = EngineConfig::make_policy(c);
+    ASSERT_FALSE(p.ok()) << spec;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kOutOfRange) << p.status();
+    EXPECT_THAT(Msg(p.status()), HasSubstr("kernel:hot")) << spec;
+    EXPECT_THAT(Msg(p.status()), HasSubstr("[1, 1e+07]")) << spec;
+  }
+  for (const char* spec : {"kernel:hot=1", "kernel:hot=1e7", "kernel:hot=250/rate=64"}) {
+    c.policy = spec;
+    EXPECT_TRUE(EngineConfig::make_policy(c).ok()) << spec;
+  }
+}
+
 TEST(BadInput, RuntimeSettersRejectBadValuesAndKeepTheOldOnes) {
   SimEngine rig;
   ASSERT_TRUE(rig.engine->set_policy("threshold:8").ok());
