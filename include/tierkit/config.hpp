@@ -458,6 +458,10 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_kernel(const EngineConfig& c
   KernelModelOptions o = c.kernel;
   for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
     std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    if (kv2.first != "rate" && kv2.first != "target" && kv2.first != "hot")
+      return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
+                                                     "': unknown kernel knob '", kv2.first,
+                                                     "' (known: rate=MBps, target=MBps, hot=ms)"));
     // hot=ms has TIERKIT_KERNEL_HOT_THRESHOLD_MS's range; rate and target
     // are checked by KernelModelPolicy::validate below.
     const Knob& hot = kKnobs[knob_index("kernel.hot_threshold_ms")];
@@ -469,12 +473,8 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_kernel(const EngineConfig& c
       o.promote_rate_limit_mbps = *v;
     else if (kv2.first == "target")
       o.promote_throughput_mbps = *v;
-    else if (kv2.first == "hot")
-      o.hot_threshold_ms = *v;
     else
-      return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
-                                                     "': unknown kernel knob '", kv2.first,
-                                                     "' (known: rate=MBps, target=MBps, hot=ms)"));
+      o.hot_threshold_ms = *v;
   }
   if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
   return std::unique_ptr<Policy>(new KernelModelPolicy(o));

@@ -11,8 +11,10 @@
 #include <cstdlib>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "scoped_env.hpp"
@@ -189,6 +191,24 @@ TEST(BadInput, KernelSpecHotThresholdHasTheTablesRange) {
   for (const char* spec : {"kernel:hot=1", "kernel:hot=1e7", "kernel:hot=250/rate=64"}) {
     c.policy = spec;
     EXPECT_TRUE(EngineConfig::make_policy(c).ok()) << spec;
+  }
+}
+
+// An unknown kernel knob without "=V" (or a bare number, as threshold:RATE
+// takes) was reported as a bad value of a knob that does not exist:
+// "kernel:speed: '' is not a finite number".
+TEST(BadInput, UnknownKernelKnobIsNamedBeforeItsValue) {
+  EngineConfig c;
+  for (const auto& [spec, key] : {std::pair<const char*, const char*>{"kernel:speed", "speed"},
+                                  {"kernel:500", "500"},
+                                  {"kernel:rate=64/warp", "warp"}}) {
+    c.policy = spec;
+    auto p = EngineConfig::make_policy(c);
+    ASSERT_FALSE(p.ok()) << spec;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << p.status();
+    EXPECT_THAT(Msg(p.status()), HasSubstr(absl::StrCat("unknown kernel knob '", key, "'")))
+        << spec;
+    EXPECT_THAT(Msg(p.status()), ::testing::Not(HasSubstr("not a finite number"))) << spec;
   }
 }
 
