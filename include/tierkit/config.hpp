@@ -431,6 +431,14 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
       {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},
       {"reversal_margin", &AutomaticOptions::reversal_margin, nullptr, 1, 1e3},
   };
+  // The program's options, against the spec's ranges (headroom keeps
+  // validate_fields' rule, 0 <= headroom < 1).
+  for (const SpecKnob<AutomaticOptions>& k : kAutomaticKnobs) {
+    const double v = k.d != nullptr ? o.*(k.d) : static_cast<double>(o.*(k.u));
+    if (std::string_view(k.key) != "headroom" && !(v >= k.lo && v <= k.hi))
+      return absl::InvalidArgumentError(
+          absl::StrCat("automatic: ", k.key, " = ", v, " must be in [", k.lo, ", ", k.hi, "]"));
+  }
   if (absl::Status s = detail::parse_knobs(arg, kAutomaticKnobs, c.policy, "automatic", o); !s.ok())
     return s;
   return std::unique_ptr<Policy>(new AutomaticPolicy(o));

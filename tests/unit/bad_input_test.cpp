@@ -212,6 +212,44 @@ TEST(BadInput, UnknownKernelKnobIsNamedBeforeItsValue) {
   }
 }
 
+// validate() checked only headroom and hysteresis of a program's
+// AutomaticOptions: a NaN or negative swap_confidence, a reversal_share of
+// 2 or a current_histogram of 7 built an engine that misbehaved silently,
+// while the same values in an "automatic:" spec are refused.
+TEST(BadInput, EngineCreateRejectsAutomaticOptionsOutsideTheSpecRanges) {
+  SimulatedBackend sim({{0, 1 << 20}, {1, 1 << 30}});
+  struct Case {
+    void (*set)(AutomaticOptions&);
+    const char* needle;
+  } cases[] = {
+      {[](AutomaticOptions& o) { o.swap_confidence = std::nan(""); }, "swap_confidence"},
+      {[](AutomaticOptions& o) { o.swap_confidence = -1; }, "swap_confidence"},
+      {[](AutomaticOptions& o) { o.idle_evidence = INFINITY; }, "idle"},
+      {[](AutomaticOptions& o) { o.reversal_share = 2; }, "reversals"},
+      {[](AutomaticOptions& o) { o.reversal_margin = 0.5; }, "reversal_margin"},
+      {[](AutomaticOptions& o) { o.cool_heat_per_page = -3; }, "cool"},
+      {[](AutomaticOptions& o) { o.current_histogram = 7; }, "current_histogram"},
+      {[](AutomaticOptions& o) { o.keep_room = 3; }, "keep_room"},
+  };
+  for (const Case& k : cases) {
+    EngineConfig c;
+    c.slow_nodes = {1};
+    k.set(c.automatic);
+    auto e = Engine::create(c, &sim);
+    ASSERT_FALSE(e.ok()) << k.needle;
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument) << e.status();
+    EXPECT_THAT(Msg(e.status()), HasSubstr(k.needle)) << e.status();
+    EXPECT_THAT(Msg(e.status()), HasSubstr("must be in [")) << e.status();
+  }
+  // The defaults, and a headroom validate() has always allowed, still work.
+  EngineConfig c;
+  c.slow_nodes = {1};
+  EXPECT_TRUE(Engine::create(c, &sim).ok());
+  c.automatic.headroom = 0.95;
+  auto e = Engine::create(c, &sim);
+  EXPECT_TRUE(e.ok()) << e.status();
+}
+
 TEST(BadInput, RuntimeSettersRejectBadValuesAndKeepTheOldOnes) {
   SimEngine rig;
   ASSERT_TRUE(rig.engine->set_policy("threshold:8").ok());
