@@ -250,6 +250,24 @@ TEST(BadInput, EngineCreateRejectsAutomaticOptionsOutsideTheSpecRanges) {
   EXPECT_TRUE(e.ok()) << e.status();
 }
 
+// A byte count of more than 64 bits was "not a byte size (examples: 4096,
+// 64K, ...)", the wrong reason, where "20000000T" said it overflows.
+TEST(BadInput, ByteSizesBeyond64BitsSayTheyOverflow) {
+  for (const char* text : {"18446744073709551616", "99999999999999999999", "+99999999999999999999K",
+                           "123456789012345678901234567890"}) {
+    auto b = detail::parse_bytes(text, "TIERKIT_FAST_BUDGET");
+    ASSERT_FALSE(b.ok()) << text;
+    EXPECT_EQ(b.status().code(), absl::StatusCode::kOutOfRange) << b.status();
+    EXPECT_THAT(Msg(b.status()), HasSubstr("overflows 64 bits")) << b.status();
+    EXPECT_THAT(Msg(b.status()), HasSubstr("TIERKIT_FAST_BUDGET")) << b.status();
+  }
+  EXPECT_EQ(*detail::parse_bytes("18446744073709551615", "size"), ~std::uint64_t{0});
+  // Garbage is still garbage.
+  for (const char* text : {"12x", "-5", "1.5", "K"})
+    EXPECT_EQ(detail::parse_bytes(text, "size").status().code(), absl::StatusCode::kInvalidArgument)
+        << text;
+}
+
 TEST(BadInput, RuntimeSettersRejectBadValuesAndKeepTheOldOnes) {
   SimEngine rig;
   ASSERT_TRUE(rig.engine->set_policy("threshold:8").ok());

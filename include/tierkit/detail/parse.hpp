@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace tierkit::detail {
 
@@ -85,6 +86,10 @@ inline absl::StatusOr<std::uint64_t> parse_bytes(absl::string_view text, absl::s
       strip("TiB", 1ull << 40) || strip("K", 1ull << 10) || strip("M", 1ull << 20) ||
       strip("G", 1ull << 30) || strip("T", 1ull << 40) || strip("B", 1);
   std::uint64_t v = 0;
+  const absl::string_view digits = absl::StripPrefix(absl::StripAsciiWhitespace(t), "+");
+  if (!digits.empty() && digits.find_first_not_of("0123456789") == absl::string_view::npos &&
+      !absl::SimpleAtoi(t, &v))  // all digits, but more than 64 bits of them
+    return absl::OutOfRangeError(absl::StrCat(what, ": '", text, "' overflows 64 bits"));
   if (t.empty() || !absl::SimpleAtoi(t, &v))
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": '", text, "' is not a byte size (examples: 4096, 64K, 512M, 2G)"));
