@@ -674,6 +674,7 @@ class Engine {
   }
 
   // --- The epoch, as named stages. Each runs under mu_, in this order:
+  //   forget       per-page state of regions unregistered since (forget_removed)
   //   sources      hotness sources report what they saw (collect_sources)
   //   begin_epoch  the context: budget, the fast nodes' memory, thresholds
   //   collect      candidates and the heat histogram from what changed
@@ -727,6 +728,7 @@ class Engine {
   };
 
   absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    forget_removed();
     collect_sources();
     Epoch e = begin_epoch();
     collect(e);
@@ -737,6 +739,42 @@ class Engine {
     apply(e);
     account(e);
     return absl::OkStatus();
+  }
+
+  // Drops the per-page state (move history, evidence, births, the policy's)
+  // of regions unregistered since the last epoch: it would leak under
+  // map/unmap churn, and a region registered later at the same address
+  // would inherit it (a reversal counted as ping-pong). O(that state), only
+  // after an unregistration.
+  void forget_removed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RegionRegistry::Removed gone = registry_.take_removed();
+    if (gone.ranges.empty() && !gone.overflowed) return;
+    std::sort(gone.ranges.begin(), gone.ranges.end());
+    // Merged: a range removed, re-registered in part and removed again is
+    // listed twice, overlapping.
+    std::size_t n = 0;
+    for (const auto& r : gone.ranges) {
+      if (n > 0 && r.first <= gone.ranges[n - 1].second)
+        gone.ranges[n - 1].second = std::max(gone.ranges[n - 1].second, r.second);
+      else
+        gone.ranges[n++] = r;
+    }
+    gone.ranges.resize(n);
+    auto is_gone = [&](std::uintptr_t a) {
+      if (gone.overflowed) {  // every page no longer tracked
+        const std::atomic<std::uint16_t>* w = tracker_.word(a);
+        return w == nullptr || !PageWord::tracked(w->load(std::memory_order_relaxed));
+      }
+      auto it = std::upper_bound(gone.ranges.begin(), gone.ranges.end(),
+                                 std::make_pair(a, std::numeric_limits<std::uintptr_t>::max()));
+      return it != gone.ranges.begin() && a < std::prev(it)->second;
+    };
+    auto by_key = [&](const auto& kv) { return is_gone(kv.first); };
+    absl::erase_if(history_, by_key);
+    absl::erase_if(seen_cold_, by_key);
+    absl::erase_if(seen_hot_, by_key);
+    absl::erase_if(born_, by_key);
+    policy_->forget_pages(is_gone);
   }
 
   Epoch begin_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

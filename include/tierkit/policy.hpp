@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -221,6 +222,14 @@ class Policy {
   // Called for each unit the engine moved (the kernel model forgets its
   // scan stamp).
   virtual void on_moved(std::uintptr_t /*addr*/) {}
+  // forget_pages()
+  //
+  // Drops what the policy keeps per page for every page `gone` is true of:
+  // pages of regions unregistered since the last epoch, so their state
+  // neither leaks nor meets a region registered later at the same address.
+  // Called on the epoch thread before begin_epoch(), only after a region was
+  // unregistered. Default: nothing is kept per page.
+  virtual void forget_pages(absl::FunctionRef<bool(std::uintptr_t)> /*gone*/) {}
   // judged_heat()
   //
   // The heat a unit is judged by (histogram, promotion and demotion

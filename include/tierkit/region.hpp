@@ -285,7 +285,27 @@ class RegionRegistry {
     regions_.erase(r->begin);
     by_id_.erase(it);
     tracked_bytes_ -= r->end - r->begin;
+    note_removed(r->begin, r->end);
     return absl::OkStatus();
+  }
+
+  // take_removed()
+  //
+  // The ranges unregistered since the last call, for the engine to drop
+  // what it and its policy keep per page there (move history, scan stamps)
+  // before the addresses are registered again. At most kMaxRemovedRanges
+  // are kept; past that only `overflowed` is set, and the caller must treat
+  // every page no longer tracked as removed. O(1) under the mutex.
+  struct Removed {
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;  // [begin, end)
+    bool overflowed = false;
+  };
+  static constexpr std::size_t kMaxRemovedRanges = 1024;
+  Removed take_removed() {
+    detail::MutexLock lock(&mu_);
+    Removed out;
+    std::swap(out, removed_);
+    return out;
   }
 
   // Changes a region's tag; takes effect at the next epoch.
@@ -383,6 +403,20 @@ class RegionRegistry {
     return RegionHandle(this, r->id);
   }
 
+  // remove()'s note for take_removed(); never throws: a note it cannot
+  // keep becomes `overflowed`.
+  void note_removed(std::uintptr_t begin, std::uintptr_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!removed_.overflowed && removed_.ranges.size() < kMaxRemovedRanges) {
+      try {
+        removed_.ranges.emplace_back(begin, end);
+        return;
+      } catch (const std::bad_alloc&) {
+      }
+    }
+    removed_.overflowed = true;
+    removed_.ranges.clear();
+  }
+
   HotnessTracker& tracker_;
   detail::Mutex move_mu_;
   mutable detail::Mutex mu_ ABSL_ACQUIRED_AFTER(move_mu_);
@@ -391,6 +425,7 @@ class RegionRegistry {
   RegionId next_id_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t tracked_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool auto_huge_ ABSL_GUARDED_BY(mu_) = false;
+  Removed removed_ ABSL_GUARDED_BY(mu_);
   const std::shared_ptr<detail::RegistryAnchor> anchor_ =
       std::make_shared<detail::RegistryAnchor>(this);
 

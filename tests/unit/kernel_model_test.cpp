@@ -3,11 +3,13 @@
 // 2 x hot_threshold_ms); with the seed's 1 MB/s adjustment target it falls
 // (to hot_threshold_ms / 8) while the hard cap stays.
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
+#include "tierkit/policy/kernel_model.hpp"
 
 namespace tierkit {
 namespace {
@@ -149,6 +151,42 @@ TEST(KernelModel, AScanBeyondTwoToThe64PagesAnEpochStampsEveryPage) {
     const std::uint16_t hit = PageWord::with_epoch(PageWord::with_heat(slow, 1), 2);
     EXPECT_EQ(p.visit(kBase, hit, ctx).action, PageVerdict::kPromote)
         << "scan_size_mb " << size_mb << ": the page took no hint fault";
+  }
+}
+
+// The model keeps a scan stamp per page scanned and not yet faulted. A
+// region unregistered takes its stamps with it at the next epoch, whether
+// the engine kept the removed ranges or (more than it keeps between two
+// epochs) only knows which pages are no longer tracked; a live region's
+// stamps stay. Before, they stayed forever: a leak under map/unmap churn.
+TEST(KernelModel, UnregisteredRegionsLeaveNoScanStamps) {
+  for (std::size_t regions : {std::size_t{3}, RegionRegistry::kMaxRemovedRanges + 8}) {
+    ManualClock clock(1);
+    SimulatedBackend be({{0, 64 * kPageSize}, {1, 1ull << 40}});
+    EngineConfig c;
+    c.epoch_ms = 1000;
+    c.slow_nodes = {1};
+    auto e = Engine::create(c, &be, &clock);
+    ASSERT_TRUE(e.ok()) << e.status();
+    auto owned = std::make_unique<KernelModelPolicy>();
+    KernelModelPolicy* kernel = owned.get();
+    ASSERT_TRUE((*e)->set_policy(std::move(owned)).ok());
+    constexpr std::size_t kPages = 4;  // per region, 1 MiB apart
+    std::vector<RegionHandle> handles;
+    for (std::size_t r = 0; r <= regions; ++r) {  // the last one stays
+      const std::uintptr_t base = kBase + r * (1 << 20);
+      for (std::size_t i = 0; i < kPages; ++i) be.touch(base + i * kPageSize, 1);
+      auto h = (*e)->register_region(reinterpret_cast<void*>(base), kPages * kPageSize);
+      ASSERT_TRUE(h.ok()) << h.status();
+      handles.push_back(std::move(*h));
+    }
+    clock.advance_ns(kNsPerSec);
+    ASSERT_TRUE((*e)->step().ok());  // the scan stamps every page; none is accessed
+    ASSERT_EQ(kernel->stamped_pages(), (regions + 1) * kPages) << regions;
+    for (std::size_t r = 0; r < regions; ++r) handles[r].reset();
+    clock.advance_ns(kNsPerSec);
+    ASSERT_TRUE((*e)->step().ok());
+    EXPECT_EQ(kernel->stamped_pages(), kPages) << regions << " regions unregistered";
   }
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "tierkit/policy.hpp"
@@ -165,9 +166,16 @@ class KernelModelPolicy final : public Policy {
     cursor_ = wrapped_ ? 0 : last_scanned_ + kPageSize;
   }
 
-  // Forgets a page's stamp (it moved or was unregistered).
-  void forget(std::uintptr_t addr) { stamp_.erase(addr); }
-  void on_moved(std::uintptr_t addr) override { forget(addr); }
+  // A moved page's stamp goes with its old PTE.
+  void on_moved(std::uintptr_t addr) override { stamp_.erase(addr); }
+  // O(stamped pages).
+  void forget_pages(absl::FunctionRef<bool(std::uintptr_t)> gone) override {
+    absl::erase_if(stamp_, [&](const auto& kv) { return gone(kv.first); });
+  }
+  // stamped_pages()
+  //
+  // Pages scanned and not yet faulted: the stamps the model keeps.
+  std::size_t stamped_pages() const { return stamp_.size(); }
 
  private:
   double target_mbps() const {
