@@ -100,6 +100,26 @@ TEST(FaultInjectionBackend, SameSeedSameFaults) {
   EXPECT_EQ(sa, sb);
 }
 
+// counts().forwarded is the pages handed to the wrapped backend, also when
+// its move() fails (here: a node it does not have). Before, the failure
+// returned before they were counted.
+TEST(FaultInjectionBackend, PagesForwardedToAFailingMoveAreCounted) {
+  SimulatedBackend sim({{0, 1 << 30}, {1, 1 << 30}});
+  FaultInjectionBackend fi(sim, FaultInjectionOptions().with_seed(1));
+  std::vector<void*> pages;
+  for (int i = 0; i < 3; ++i) {
+    auto a = kBase + static_cast<std::uintptr_t>(i) * kPageSize;
+    sim.touch(a, 1);
+    pages.push_back(reinterpret_cast<void*>(a));
+  }
+  std::vector<NodeId> nodes(pages.size(), 7);
+  std::vector<int> status(pages.size());
+  absl::Status s = fi.move(pages, nodes, absl::MakeSpan(status));
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("node 7"));
+  EXPECT_EQ(fi.counts().forwarded, 3u);
+}
+
 TEST(FaultInjectionBackend, OptionsValidateAndClamp) {
   EXPECT_TRUE(FaultInjectionOptions().with_ebusy(1).validate().ok());
   absl::Status s = FaultInjectionOptions().with_enomem(std::nan("")).validate();

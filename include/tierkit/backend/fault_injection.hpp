@@ -196,9 +196,9 @@ class FaultInjectionBackend final : public Backend {
     }
     if (!fwd_pages.empty()) {
       std::vector<int> st(fwd_pages.size());
+      counts_.forwarded += fwd_pages.size();  // handed over, whatever the inner move says
       if (absl::Status s = inner_.move(fwd_pages, fwd_nodes, absl::MakeSpan(st)); !s.ok()) return s;
       for (std::size_t k = 0; k < st.size(); ++k) status[fwd_index[k]] = st[k];
-      counts_.forwarded += fwd_pages.size();
     }
     if (!part_pages.empty()) {
       std::vector<int> st(part_pages.size());
