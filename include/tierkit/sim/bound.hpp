@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -92,8 +93,8 @@ class PageSchedule {
     }
     bool born = false;  // accessed before this boundary: it exists, it may move
     for (std::uint32_t t = 1; t < epochs_; ++t) {
-      born = born || counts[(t - 1) * stride] > 0;
-      const double gain = counts[t * stride] - lambda[t];
+      born = born || counts[std::size_t{t - 1} * stride] > 0;
+      const double gain = counts[std::size_t{t} * stride] - lambda[t];
       Move into[2];
       for (int s = 0; s < 2 && born; ++s) into[1 - s] = best_move(s, t, mu * (1 - s), nu, fraction);
       for (int s = 0; s < 2; ++s) add_entry(s, t, into[s]);
@@ -198,10 +199,13 @@ class PageSchedule {
 inline ScheduleCounts greedy_schedule(const RuleBoundProblem& pb, std::uint32_t horizon,
                                       double min_gain) {
   const std::uint32_t n = pb.pages, T = pb.epochs;
-  std::vector<std::uint64_t> prefix((std::uint64_t{T} + 1) * n, 0);  // prefix[t*n+p]: before t
+  // Index of (epoch t, page p) in counts and prefix: 64-bit, as t * n can
+  // pass 2^32.
+  auto at = [n](std::uint32_t t, std::uint32_t p) { return std::size_t{t} * n + p; };
+  std::vector<std::uint64_t> prefix((std::uint64_t{T} + 1) * n, 0);  // prefix[at(t, p)]: before t
   for (std::uint32_t t = 0; t < T; ++t)
     for (std::uint32_t p = 0; p < n; ++p)
-      prefix[(t + 1) * n + p] = prefix[t * n + p] + pb.counts[t * n + p];
+      prefix[at(t + 1, p)] = prefix[at(t, p)] + pb.counts[at(t, p)];
   std::vector<std::uint8_t> fast(pb.initial.begin(), pb.initial.end());
   constexpr std::uint64_t kNever = ~std::uint64_t{0};
   std::vector<std::uint64_t> moved(n, kNever);
@@ -210,10 +214,10 @@ inline ScheduleCounts greedy_schedule(const RuleBoundProblem& pb, std::uint32_t 
   std::vector<std::uint32_t> in, out;
   for (std::uint32_t t = 1; t < T; ++t) {
     const std::uint32_t end = std::min(T, t + horizon);
-    auto value = [&](std::uint32_t p) { return prefix[end * n + p] - prefix[t * n + p]; };
+    auto value = [&](std::uint32_t p) { return prefix[at(end, p)] - prefix[at(t, p)]; };
     in.clear(), out.clear();
     for (std::uint32_t p = 0; p < n; ++p)
-      if (prefix[t * n + p] > 0) (fast[p] ? out : in).push_back(p);  // accessed: exists
+      if (prefix[at(t, p)] > 0) (fast[p] ? out : in).push_back(p);  // accessed: exists
     std::sort(in.begin(), in.end(), [&](auto a, auto b) { return value(a) > value(b); });
     std::sort(out.begin(), out.end(), [&](auto a, auto b) { return value(a) < value(b); });
     auto pp = [&](std::uint32_t p) { return moved[p] != kNever && t - moved[p] <= pb.window; };
@@ -235,7 +239,7 @@ inline ScheduleCounts greedy_schedule(const RuleBoundProblem& pb, std::uint32_t 
       fast[p] = 1, moved[p] = t, ++used, ++moves, ++promotions;
       pingpong += extra;
     }
-    for (std::uint32_t p = 0; p < n; ++p) hits += fast[p] ? pb.counts[t * n + p] : 0;
+    for (std::uint32_t p = 0; p < n; ++p) hits += fast[p] ? pb.counts[at(t, p)] : 0;
   }
   return {hits, promotions, demotions, pingpong};
 }
