@@ -310,6 +310,22 @@ class LinuxBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  // The kernel moves a batch one run of same-target pages at a time and
+  // stops at the first run with a page it could not move
+  // (do_pages_move(), mm/migrate.c): the runs after it were not tried, and
+  // are sent again rather than reported full or busy. Returns the end of
+  // that run: the first page (by `where`, null when unknown) neither at its
+  // target nor gone, then the pages after it with the same target.
+  static std::size_t failed_run_end(const int* target, const int* where, std::size_t cnt) {
+    if (where == nullptr) return cnt;
+    std::size_t i = 0;
+    while (i < cnt && (where[i] < 0 || where[i] == target[i])) ++i;
+    if (i == cnt) return cnt;
+    const int failed = target[i];
+    while (i < cnt && target[i] == failed) ++i;
+    return i;
+  }
+
   absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
     if (status.size() < pages.size())
       return absl::InvalidArgumentError("query: status span shorter than pages");
@@ -342,8 +358,8 @@ class LinuxBackend final : public Backend {
       p[i] = pages[order[i]];
       n[i] = nodes[order[i]];
     }
-    for (std::size_t off = 0; off < p.size(); off += options_.batch_pages) {
-      std::size_t cnt = std::min(options_.batch_pages, p.size() - off);
+    for (std::size_t off = 0, cnt = 0; off < p.size(); off += cnt) {
+      cnt = std::min(options_.batch_pages, p.size() - off);
       long rc = ::move_pages(0, cnt, p.data() + off, n.data() + off, s.data() + off, MPOL_MF_MOVE);
       if (rc == 0) continue;
       int e = errno;
@@ -362,6 +378,7 @@ class LinuxBackend final : public Backend {
       // (retry later); a query error (-EFAULT, -ENOENT) stands as is.
       std::vector<int> where(cnt);
       long q = ::move_pages(0, cnt, p.data() + off, nullptr, where.data(), 0);
+      cnt = failed_run_end(n.data() + off, q < 0 ? nullptr : where.data(), cnt);
       for (std::size_t i = 0; i < cnt; ++i) {
         int w = q < 0 ? -EBUSY : where[i];
         s[off + i] = w < 0 || w == n[off + i] ? w : (rc < 0 ? -ENOMEM : -EBUSY);
