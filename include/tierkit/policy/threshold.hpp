@@ -1,7 +1,7 @@
 // tierkit/policy/threshold.hpp: the user's promotion threshold with hysteresis. Choose it
 // when you know the access rate that earns a page its place in the fast tier
 // (accesses per page per epoch) and want to set it, and change it, yourself.
-// Layer 4: includes policy.hpp only.
+// Layer 4: includes policy.hpp and detail/mutex.hpp only.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "tierkit/detail/mutex.hpp"
 #include "tierkit/policy.hpp"
 
 namespace tierkit {
@@ -24,8 +25,9 @@ struct ThresholdOptions {
   std::uint32_t min_residency_epochs = 8;
 };
 
-// The user-set threshold with hysteresis. set_* are thread-safe and take
-// effect at the next epoch.
+// The user-set threshold with hysteresis. set_* are thread-safe (the pair
+// changes as one: demotion stays below promotion however calls interleave)
+// and take effect at the next epoch.
 class ThresholdPolicy final : public Policy {
  public:
   static absl::Status validate(double promote, double demote) {
@@ -50,6 +52,7 @@ class ThresholdPolicy final : public Policy {
   // Sets the promotion threshold; the demotion threshold is kept below it
   // (lowered to half the new value when it would not be).
   absl::Status set_promotion_threshold(double rate) override {
+    detail::MutexLock lock(&mu_);
     double d = demote_.load();
     if (d >= rate) d = rate / 2;
     if (absl::Status s = validate(rate, d); !s.ok()) return s;
@@ -58,6 +61,7 @@ class ThresholdPolicy final : public Policy {
     return absl::OkStatus();
   }
   absl::Status set_demotion_threshold(double rate) override {
+    detail::MutexLock lock(&mu_);
     if (absl::Status s = validate(promote_.load(), rate); !s.ok()) return s;
     demote_.store(rate);
     return absl::OkStatus();
@@ -71,9 +75,15 @@ class ThresholdPolicy final : public Policy {
     // And below the promotion heat, which saturates at kMaxHeat: a demotion
     // rate below the promotion rate can still be past the heat range, and a
     // page hot enough to promote was then a demotion candidate too.
-    const std::uint32_t promote = heat_for_rate(promote_.load(), ctx.decay);
+    double promote_rate = 0, demote_rate = 0;
+    {
+      detail::MutexLock lock(&mu_);  // one pair, not halves of two
+      promote_rate = promote_.load();
+      demote_rate = demote_.load();
+    }
+    const std::uint32_t promote = heat_for_rate(promote_rate, ctx.decay);
     const double demote =
-        std::min(std::floor(demote_.load() / (1.0 - ctx.decay)), static_cast<double>(promote) - 1);
+        std::min(std::floor(demote_rate / (1.0 - ctx.decay)), static_cast<double>(promote) - 1);
     return {promote, static_cast<std::uint32_t>(std::max(demote, 0.0))};
   }
   std::uint32_t min_residency_epochs() const override { return residency_.load(); }
@@ -81,6 +91,8 @@ class ThresholdPolicy final : public Policy {
   double demotion_threshold() const { return demote_.load(); }
 
  private:
+  // Written under mu_; read without it where one value is enough.
+  mutable detail::Mutex mu_;
   std::atomic<double> promote_, demote_;
   std::atomic<std::uint32_t> residency_;
 };
