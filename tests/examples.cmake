@@ -275,6 +275,13 @@ tierkit_output_test(sim.write_trace_over_input tierkit-sim
   "cp ${_tk_sqlite_trace} \"$S/in.gz\"; \"$T\" --trace=\"$S/in.gz\" --llc=4M --write_trace=\"$S/in.gz\" --quiet 2>&1
 cmp -s ${_tk_sqlite_trace} \"$S/in.gz\" && echo same; printf 'I  0401,3\\n' > \"$S/none.txt\"
 \"$T\" --trace=\"$S/none.txt\" --llc=4M --write_trace=\"$S/out.gz\" --quiet 2>&1; [ -e \"$S/out.gz\" ] || echo no output")
+# A file mostly not lackey output whose few lines parse: replayed, but with
+# a warning even under --quiet; a real trace gets none.
+tierkit_output_test(sim.trace_mostly_not_lackey tierkit-sim
+  "^tierkit-sim: warning: [^:]*log\\.txt: 3 of 4 lines are not lackey records \\(first at line 1\\), more than its 1 data accesses.*\nrc=0\nexit=0"
+  "printf 'GET /a 200\\nGET /b 404\\n L 00001000,8\\nPOST /c 500\\n' > \"$S/log.txt\"
+\"$T\" --trace=\"$S/log.txt\" --policy=static --fast=100% --quiet 2>&1 >/dev/null; echo rc=$?
+\"$T\" --trace=${_tk_sqlite_trace} --max_trace_accesses=1000 --policy=static --quiet 2>&1 >/dev/null")
 # --llc=64G (a slip for 64M) asks for 16 GiB of cache model: where that
 # much memory cannot be had it is an error naming --llc's size, for the
 # replay and the filter alike, not an abort on std::bad_alloc.

@@ -532,6 +532,18 @@ int trace_error(const absl::Status& status) {
   return status.code() == absl::StatusCode::kNotFound ? 2 : 1;
 }
 
+// A file mostly not lackey output (a log, the wrong file) whose few lines
+// happen to parse would be replayed as a tiny trace: said even under
+// --quiet, as the results would describe some other input.
+void warn_if_not_lackey(const tierkit::sim::Trace& t) {
+  const std::uint64_t data = t.loads + t.stores + t.modifies;
+  if (t.malformed <= data) return;
+  std::cerr << absl::StrFormat(
+      "tierkit-sim: warning: %s: %u of %u lines are not lackey records (first at line %u), "
+      "more than its %u data accesses: is it valgrind --tool=lackey --trace-mem=yes output?\n",
+      t.name, t.malformed, t.lines, t.first_malformed_line, data);
+}
+
 // Reads --trace, or with --write_trace filters it to a file; returns main's
 // exit status when it ends here.
 std::optional<int> read_trace(Settings& s, const std::string& trace_path) {
@@ -554,12 +566,14 @@ std::optional<int> read_trace(Settings& s, const std::string& trace_path) {
     auto f = tierkit::sim::filter_lackey_trace(trace_path, out, *llc, progress);
     if (!f.ok()) return trace_error(f.status());
     if (!s.quiet) std::cerr << "tierkit-sim: " << f->summary() << "\n";
+    warn_if_not_lackey(*f);
     return 0;
   }
   auto t = tierkit::sim::read_lackey_trace(
       trace_path, flag_count(FLAGS_max_trace_accesses, "max_trace_accesses"), progress, llc);
   if (!t.ok()) return trace_error(t.status());
   if (!s.quiet) std::cerr << "tierkit-sim: " << t->summary() << "\n";
+  warn_if_not_lackey(*t);
   s.trace = std::make_shared<const tierkit::sim::Trace>(*std::move(t));
   s.w.pages = s.trace->pages;
   s.workloads.push_back("trace");
