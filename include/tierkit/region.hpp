@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -294,8 +295,12 @@ class RegionRegistry {
   // The ranges unregistered since the last call, for the engine to drop
   // what it and its policy keep per page there (move history, scan stamps)
   // before the addresses are registered again. At most kMaxRemovedRanges
-  // are kept; past that only `overflowed` is set, and the caller must treat
-  // every page no longer tracked as removed. O(1) under the mutex.
+  // are kept: past that the closest ranges are merged, so a range may also
+  // cover the gaps between removed ones (forgetting what is kept there only
+  // loses history; keeping what a removed range left would let a region
+  // registered there inherit it). `overflowed` is set only when a note could
+  // not be allocated: then the caller must treat every page no longer
+  // tracked as removed. O(1) under the mutex.
   struct Removed {
     std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;  // [begin, end)
     bool overflowed = false;
@@ -404,17 +409,41 @@ class RegionRegistry {
   }
 
   // remove()'s note for take_removed(); never throws: a note it cannot
-  // keep becomes `overflowed`.
+  // allocate becomes `overflowed`.
   void note_removed(std::uintptr_t begin, std::uintptr_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!removed_.overflowed && removed_.ranges.size() < kMaxRemovedRanges) {
-      try {
-        removed_.ranges.emplace_back(begin, end);
-        return;
-      } catch (const std::bad_alloc&) {
-      }
+    if (removed_.overflowed) return;
+    if (removed_.ranges.size() >= kMaxRemovedRanges) compact_removed();
+    try {
+      removed_.ranges.emplace_back(begin, end);
+    } catch (const std::bad_alloc&) {
+      removed_.overflowed = true;
+      removed_.ranges.clear();
     }
-    removed_.overflowed = true;
-    removed_.ranges.clear();
+  }
+
+  // Halves the removed ranges (kMaxRemovedRanges of them): sorted, and
+  // merged across the smallest gaps, so that unrelated mappings far apart
+  // stay apart. No allocation. O(k log k), once per k / 2 removals.
+  void compact_removed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto& r = removed_.ranges;
+    std::sort(r.begin(), r.end());
+    std::array<std::uintptr_t, kMaxRemovedRanges> gaps;
+    std::size_t n = r.size() - 1;
+    for (std::size_t i = 0; i < n; ++i)
+      gaps[i] = r[i + 1].first > r[i].second ? r[i + 1].first - r[i].second : 0;
+    // Merging every gap up to the k-th smallest leaves at most n + 1 - k.
+    const std::size_t k = r.size() - kMaxRemovedRanges / 2;
+    std::nth_element(gaps.begin(), gaps.begin() + static_cast<std::ptrdiff_t>(k - 1),
+                     gaps.begin() + static_cast<std::ptrdiff_t>(n));
+    const std::uintptr_t merge_up_to = gaps[k - 1];
+    std::size_t out = 0;
+    for (std::size_t i = 1; i < r.size(); ++i) {
+      if (r[i].first <= r[out].second || r[i].first - r[out].second <= merge_up_to)
+        r[out].second = std::max(r[out].second, r[i].second);
+      else
+        r[++out] = r[i];
+    }
+    r.resize(out + 1);
   }
 
   HotnessTracker& tracker_;

@@ -738,31 +738,39 @@ TEST(Engine, TagsAndPinsOverrideThePolicy) {
 // history: demoting its pages is no reversal of the old region's promotions.
 // Before, the old history stayed until it aged out (the ping-pong window),
 // and the demotions counted as ping-pong.
+// Also when more regions are removed between two epochs than the registry
+// lists one by one (RegionRegistry::take_removed merges them).
 TEST(Engine, ARegionWhereAnotherWasInheritsNoMoveHistory) {
-  ManualClock clock(1);
-  SimulatedBackend be({{0, 1000 * kPageSize}, {1, 1ull << 30}});
-  EngineConfig c = Fast("threshold:1000");
-  c.slow_nodes = {1};
-  auto e = Engine::create(c, &be, &clock);
-  ASSERT_TRUE(e.ok());
-  auto& eng = **e;
-  for (int i = 0; i < 10; ++i) be.touch(kBase + i * kPageSize, 1);
-  auto region = [&](RegionTag t) {
-    auto h = eng.register_region(reinterpret_cast<void*>(kBase), 10 * kPageSize,
-                                 RegionOptions().with_tag(t));
-    EXPECT_TRUE(h.ok()) << h.status();
-    return h.ok() ? std::move(*h) : RegionHandle();
-  };
-  RegionHandle first = region(RegionTag::hot);
-  clock.advance_ns(100 * kNsPerMs);
-  ASSERT_TRUE(eng.step().ok());
-  ASSERT_EQ(eng.stats().promoted_pages, 10u);
-  first.reset();
-  RegionHandle second = region(RegionTag::cold);
-  clock.advance_ns(100 * kNsPerMs);
-  ASSERT_TRUE(eng.step().ok());
-  ASSERT_EQ(eng.stats().demoted_pages, 10u);
-  EXPECT_EQ(eng.stats().pingpong_pages, 0u);
+  for (std::size_t others : {std::size_t{0}, 3 * RegionRegistry::kMaxRemovedRanges}) {
+    SCOPED_TRACE(absl::StrCat(others, " other regions removed"));
+    ManualClock clock(1);
+    SimulatedBackend be({{0, 1000 * kPageSize}, {1, 1ull << 30}});
+    EngineConfig c = Fast("threshold:1000");
+    c.slow_nodes = {1};
+    auto e = Engine::create(c, &be, &clock);
+    ASSERT_TRUE(e.ok());
+    auto& eng = **e;
+    for (int i = 0; i < 10; ++i) be.touch(kBase + i * kPageSize, 1);
+    auto region = [&](std::uintptr_t at, std::size_t pages, RegionTag t) {
+      auto h = eng.register_region(reinterpret_cast<void*>(at), pages * kPageSize,
+                                   RegionOptions().with_tag(t));
+      EXPECT_TRUE(h.ok()) << h.status();
+      return h.ok() ? std::move(*h) : RegionHandle();
+    };
+    RegionHandle first = region(kBase, 10, RegionTag::hot);
+    clock.advance_ns(100 * kNsPerMs);
+    ASSERT_TRUE(eng.step().ok());
+    ASSERT_EQ(eng.stats().promoted_pages, 10u);
+    first.reset();
+    for (std::size_t i = 0; i < others; ++i)
+      region(kBase + (std::uintptr_t{1} << 30) + 2 * i * kPageSize, 1, RegionTag::automatic)
+          .reset();
+    RegionHandle second = region(kBase, 10, RegionTag::cold);
+    clock.advance_ns(100 * kNsPerMs);
+    ASSERT_TRUE(eng.step().ok());
+    ASSERT_EQ(eng.stats().demoted_pages, 10u);
+    EXPECT_EQ(eng.stats().pingpong_pages, 0u);
+  }
 }
 
 // A two-socket machine: DRAM nodes 0 and 1 (`fast_pages` each), CPU-less

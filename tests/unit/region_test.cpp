@@ -1,11 +1,14 @@
 // RegionRegistry and RegionHandle unit tests (synthetic addresses).
 #include "tierkit/region.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
 #include <new>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -276,6 +279,35 @@ TEST_F(RegistryTest, OutOfMemoryIsAnErrorAndLeavesNothingTracked) {
     h->reset();
     EXPECT_EQ(tracker.fast_pages(), 0u);
   }
+}
+
+// Past kMaxRemovedRanges removals between two take_removed() calls the
+// closest ranges merge: every removed page stays listed, and a mapping far
+// from the others is not joined to them.
+TEST_F(RegistryTest, ManyRemovalsMergeAcrossTheSmallestGapsAndDropNone) {
+  const std::uintptr_t far = kBase + (std::uintptr_t{1} << 40);
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> removed;
+  auto add_and_remove = [&](std::uintptr_t a) {
+    auto h = reg.add(P(a), kPageSize, {});
+    ASSERT_TRUE(h.ok()) << h.status();
+    h->reset();
+    removed.emplace_back(a, a + kPageSize);
+  };
+  add_and_remove(far);
+  for (std::size_t i = 0; i < 3 * RegionRegistry::kMaxRemovedRanges; ++i)
+    add_and_remove(kBase + 2 * i * kPageSize);
+  const RegionRegistry::Removed gone = reg.take_removed();
+  EXPECT_FALSE(gone.overflowed);
+  EXPECT_LE(gone.ranges.size(), RegionRegistry::kMaxRemovedRanges);
+  auto listed = [&](std::uintptr_t a) {
+    return std::any_of(gone.ranges.begin(), gone.ranges.end(),
+                       [&](const auto& r) { return r.first <= a && a < r.second; });
+  };
+  std::size_t missing = 0;
+  for (const auto& [begin, end] : removed) missing += !listed(begin) || !listed(end - 1);
+  EXPECT_EQ(missing, 0u) << "of " << removed.size() << " removed ranges";
+  EXPECT_FALSE(listed(kBase + (std::uintptr_t{1} << 39))) << "the far range was merged";
+  EXPECT_TRUE(reg.take_removed().ranges.empty());
 }
 
 TEST_F(RegistryTest, InitialPlacementBeliefIsRecorded) {
