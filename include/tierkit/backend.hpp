@@ -90,8 +90,9 @@ class Backend {
 
   // Moves pages[i] to nodes[i]; writes the node each page ended on, or -errno:
   // -EBUSY (retry later), -ENOMEM (target full), -EFAULT (not mapped),
-  // -ENOENT (not present: never touched, or freed; LinuxBackend reports it so
-  // on every kernel, though 6.1's move_pages says -EFAULT for it), -EACCES
+  // -ENOENT (not present: never touched, freed, or only read so far;
+  // LinuxBackend reports it so on every kernel, though move_pages says
+  // -EFAULT for an only-read page, and 6.1's for an untouched one), -EACCES
   // (shared with another process). A non-OK Status means the whole
   // call failed (bad node, no permission): `status` is undefined and some
   // pages may have moved, so callers re-query placement.

@@ -34,6 +34,29 @@ TEST(LinuxBackend, QueryReportsNodeOfTouchedPagesAndEnoentForUntouched) {
   EXPECT_TRUE(be.unmap(p, 4 * kPageSize).ok());
 }
 
+// A page only read maps the shared zero page, which move_pages(2) reports
+// as -EFAULT, like an unmapped one, and mincore(2) as resident: it stayed
+// -EFAULT ("not mapped"), and the engine stopped tracking it for good.
+TEST(LinuxBackend, APageOnlyReadIsAbsentNotUnmapped) {
+  LinuxBackend be;
+  auto mem = be.map(2 * kPageSize);
+  ASSERT_TRUE(mem.ok()) << mem.status();
+  volatile char* p = static_cast<char*>(*mem);
+  (void)p[0];  // read only: the zero page where the kernel has one
+  std::vector<void*> pages = {*mem};
+  std::vector<int> status(1, 99);
+  ASSERT_TRUE(be.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_TRUE(status[0] == -ENOENT || status[0] >= 0) << status[0];
+  std::vector<NodeId> nodes = {0};
+  status[0] = 99;
+  ASSERT_TRUE(be.move(pages, nodes, absl::MakeSpan(status)).ok());
+  EXPECT_TRUE(status[0] == -ENOENT || status[0] >= 0) << status[0];
+  ASSERT_TRUE(be.unmap(*mem, 2 * kPageSize).ok());
+  status[0] = 99;
+  ASSERT_TRUE(be.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_EQ(status[0], -EFAULT);  // unmapped now
+}
+
 TEST(LinuxBackend, MoveToUnknownNodeIsAnError) {
   LinuxBackend be;
   auto mem = be.map(kPageSize);

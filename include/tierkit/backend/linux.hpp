@@ -546,22 +546,20 @@ class LinuxBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  // Linux 6.1's move_pages(2) says -EFAULT, not -ENOENT, for a page of a
-  // mapped anonymous range that was never touched (follow_page with
-  // FOLL_DUMP and no pte); 6.12 says -ENOENT. Callers must tell them apart:
-  // the engine drops an unmapped page but keeps an absent one (believed
-  // slow), and a fresh arena is mostly absent. So each -EFAULT page is asked
-  // of mincore(2), one call each: mapped and not resident is -ENOENT.
-  // NOTE: for a file mapping mincore reports the page cache, so a cached
-  // page not yet mapped here stays -EFAULT.
+  // move_pages(2) says -EFAULT, not -ENOENT, for a page of a mapped range
+  // that has no page of its own: never touched (Linux 6.1: follow_page with
+  // FOLL_DUMP and no pte; 6.12 says -ENOENT) or only read, so mapping the
+  // shared zero page (every kernel; mincore calls it resident). Callers
+  // must tell them apart: the engine drops an unmapped page but keeps an
+  // absent one (believed slow), and a fresh arena is mostly absent. So each
+  // -EFAULT page is asked of mincore(2), one call each: it fails (ENOMEM)
+  // only where nothing is mapped; anything mapped is -ENOENT.
   static void absent_is_not_unmapped(absl::Span<void* const> pages, absl::Span<int> status) {
     for (std::size_t i = 0; i < pages.size(); ++i) {
       if (status[i] != -EFAULT) continue;
       auto page = reinterpret_cast<std::uintptr_t>(pages[i]) & ~std::uintptr_t{kPageSize - 1};
       unsigned char resident = 0;
-      if (::mincore(reinterpret_cast<void*>(page), kPageSize, &resident) == 0 &&
-          (resident & 1) == 0)
-        status[i] = -ENOENT;
+      if (::mincore(reinterpret_cast<void*>(page), kPageSize, &resident) == 0) status[i] = -ENOENT;
     }
   }
 
