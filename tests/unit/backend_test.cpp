@@ -76,6 +76,26 @@ TEST(LinuxBackend, MapRejectsBadSizes) {
   EXPECT_EQ(be.map(100).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// mbind(2) rounds the length up to whole pages first: a size within a page
+// of 2^64 (a -1 cast to size_t) came out 0, and the kernel said OK having
+// bound nothing, and with `move` having moved nothing.
+TEST(LinuxBackend, BindRefusesARangeThatWraps) {
+  LinuxBackend be;
+  auto m = be.map(4 * kPageSize);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const std::size_t to_end =
+      std::numeric_limits<std::uintptr_t>::max() - reinterpret_cast<std::uintptr_t>(*m) + 1;
+  for (std::size_t bytes : {std::numeric_limits<std::size_t>::max(), to_end}) {
+    for (bool move : {false, true}) {
+      absl::Status s = be.bind(*m, bytes, NodeSet{0}, BindMode::kBind, move);
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bytes << ": " << s;
+      EXPECT_TRUE(absl::StrContains(s.message(), "address space")) << s;
+    }
+  }
+  EXPECT_TRUE(be.bind(*m, 4 * kPageSize, NodeSet{0}, BindMode::kBind, false).ok());
+  ASSERT_TRUE(be.unmap(*m, 4 * kPageSize).ok());
+}
+
 TEST(LinuxBackend, NodeMemoryOfNodeZeroAndMissingNode) {
   LinuxBackend be;
   auto m = be.node_memory(0);

@@ -266,6 +266,7 @@ class LinuxBackend final : public Backend {
                     bool move) override {
     if (absl::Status s = nodes.check("mbind: the node set"); !s.ok()) return s;
     if (nodes.empty()) return absl::InvalidArgumentError("mbind: empty node set");
+    if (absl::Status s = check_range("mbind", addr, bytes); !s.ok()) return s;
     std::vector<unsigned long> mask = nodes.to_mask();
     // maxnode counts bits; the kernel wants one more than the highest node.
     unsigned long maxnode = static_cast<unsigned long>(nodes.span()) + 1;
@@ -424,14 +425,8 @@ class LinuxBackend final : public Backend {
   // end of a part).
   absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
     if (numa_available() < 0 || bytes == 0) return false;
+    if (absl::Status s = check_range("exclude_from_numa_balancing", addr, bytes); !s.ok()) return s;
     const auto a = reinterpret_cast<std::uintptr_t>(addr);
-    // The range rounded out to whole pages must end inside the address
-    // space: a wrapped end would make it empty ("nothing to exclude").
-    constexpr std::uintptr_t kLast = std::numeric_limits<std::uintptr_t>::max() - (kPageSize - 1);
-    if (a > kLast || bytes > kLast - a)
-      return absl::InvalidArgumentError(
-          absl::StrCat("exclude_from_numa_balancing(0x", absl::Hex(a), ", ", bytes,
-                       " bytes): the range runs past the end of the address space"));
     int task = 0;
     if (::get_mempolicy(&task, nullptr, 0, nullptr, 0) != 0)
       return absl::InternalError(absl::StrCat("get_mempolicy(): ", std::strerror(errno)));
@@ -539,6 +534,17 @@ class LinuxBackend final : public Backend {
   }
 
  private:
+  // The range rounded out to whole pages must end inside the address space:
+  // a wrapped end makes it empty, which mbind(2) takes as nothing to do.
+  static absl::Status check_range(absl::string_view what, void* addr, std::size_t bytes) {
+    const auto a = reinterpret_cast<std::uintptr_t>(addr);
+    constexpr std::uintptr_t kLast = std::numeric_limits<std::uintptr_t>::max() - (kPageSize - 1);
+    if (a <= kLast && bytes <= kLast - a) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "(0x", absl::Hex(a), ", ", bytes,
+                     " bytes): the range runs past the end of the address space"));
+  }
+
   static absl::Status advise(void* addr, std::size_t bytes, int advice, const char* what) {
     if (::madvise(addr, bytes, advice) != 0)
       return absl::UnavailableError(
