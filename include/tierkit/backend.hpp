@@ -93,9 +93,11 @@ class Backend {
   // -ENOENT (not present: never touched, freed, or only read so far;
   // LinuxBackend reports it so on every kernel, though move_pages says
   // -EFAULT for an only-read page, and 6.1's for an untouched one), -EACCES
-  // (shared with another process). A non-OK Status means the whole
-  // call failed (bad node, no permission): `status` is undefined and some
-  // pages may have moved, so callers re-query placement.
+  // (shared with another process). A target node the process cannot use
+  // (absent, without memory, outside its cpuset) is InvalidArgument naming
+  // it, and nothing moves. Any other non-OK Status means the call failed
+  // part way: `status` is undefined and some pages may have moved, so
+  // callers re-query placement.
   // NOTE: a page inside a transparent huge page moves the whole huge page
   // (its 512 base pages go together; later entries of the same huge page in
   // the call report the target, or -EBUSY while it is in flight).

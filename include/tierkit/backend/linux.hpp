@@ -359,13 +359,17 @@ class LinuxBackend final : public Backend {
       p[i] = pages[order[i]];
       n[i] = nodes[order[i]];
     }
+    // move_pages(2) fails a bad node's batch only, after the entries before
+    // it have moved, and says ENODEV or EINVAL without naming the node.
+    if (absl::Status st = check_targets(n); !st.ok()) return st;
     for (std::size_t off = 0, cnt = 0; off < p.size(); off += cnt) {
       cnt = std::min(options_.batch_pages, p.size() - off);
       long rc = ::move_pages(0, cnt, p.data() + off, n.data() + off, s.data() + off, MPOL_MF_MOVE);
       if (rc == 0) continue;
       int e = errno;
       if (rc < 0 && e != ENOMEM) {
-        // Pages queued before the bad entry may have moved: callers re-query.
+        // Pages queued before the bad entry may have moved (a node taken
+        // offline since check_targets, say): callers re-query.
         return absl::Status(e == ENODEV || e == EINVAL  ? absl::StatusCode::kInvalidArgument
                             : e == EPERM || e == EACCES ? absl::StatusCode::kPermissionDenied
                                                         : absl::StatusCode::kInternal,
@@ -572,6 +576,33 @@ class LinuxBackend final : public Backend {
   void tally(absl::Span<const int> status) {
     detail::MutexLock lock(&mu_);
     for (int s : status) counts_.add(s < 0 ? -s : 0);
+  }
+
+  // check_targets()
+  //
+  // InvalidArgument naming the first node of `sorted` (ascending) that the
+  // process cannot move pages to, and why; OK when all can. The test is the
+  // kernel's: a node of the process's cpuset (numa_get_mems_allowed(3), one
+  // get_mempolicy(2) per call), which the kernel keeps within the nodes
+  // that have memory; the reason is libnuma's view of the machine. Without
+  // NUMA support there is nothing to ask: move_pages(2) says.
+  static absl::Status check_targets(absl::Span<const int> sorted) {
+    if (sorted.empty() || numa_available() < 0) return absl::OkStatus();
+    const NodeSet allowed = mems_allowed();
+    if (allowed.empty()) return absl::OkStatus();
+    for (std::size_t i = 0; i < sorted.size(); ++i) {
+      const NodeId node = sorted[i];
+      if ((i > 0 && node == sorted[i - 1]) || allowed.contains(node)) continue;
+      const std::string why = node < 0 || node > numa_max_node()
+                                  ? absl::StrCat("beyond the highest node (", numa_max_node(), ")")
+                              : numa_node_size64(node, nullptr) <= 0
+                                  ? std::string("not online or has no memory")
+                                  : absl::StrCat("outside this process's cpuset (allowed nodes ",
+                                                 allowed.to_string(), ")");
+      return absl::InvalidArgumentError(
+          absl::StrCat("move: target node ", node, " is ", why, "; no page was moved"));
+    }
+    return absl::OkStatus();
   }
 
   // The nodes the process may use (its cpuset), numa_get_mems_allowed(3).
