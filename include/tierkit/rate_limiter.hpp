@@ -102,7 +102,8 @@ class RateLimiter {
   }
 
   // Changes the rate; NaN, infinite and negative rates are rejected. 0 stops
-  // all migration. Takes effect for the next request.
+  // the refill: what the bucket holds (at most the burst) is still granted,
+  // then nothing. Takes effect for the next request.
   absl::Status set_rate_mbps(double mbps) {
     if (absl::Status s = check_rate(mbps); !s.ok()) return s;
     detail::MutexLock lock(&mu_);

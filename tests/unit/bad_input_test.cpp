@@ -282,7 +282,7 @@ TEST(BadInput, RuntimeSettersRejectBadValuesAndKeepTheOldOnes) {
     ExpectError(rig.engine->set_rate_limit_mbps(bad), absl::StatusCode::kInvalidArgument,
                 {"rate limit", "finite number >= 0"});
   EXPECT_EQ(rig.engine->config().rate_limit_mbps, 256);
-  EXPECT_TRUE(rig.engine->set_rate_limit_mbps(0).ok());  // 0 = stop migrating: valid
+  EXPECT_TRUE(rig.engine->set_rate_limit_mbps(0).ok());  // 0 = no refill: valid
   // Thresholds only make sense for the threshold policy.
   ASSERT_TRUE(rig.engine->set_policy("kernel").ok());
   ExpectError(rig.engine->set_promotion_threshold(3), absl::StatusCode::kFailedPrecondition,
