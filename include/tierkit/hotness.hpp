@@ -714,11 +714,13 @@ class HotnessTracker {
     if (every > 1) {
       // This tracker's countdown on this thread: a slot per tracker id, so
       // a thread feeding several trackers (engines) samples each 1 in its n.
-      // NOTE: two sampled trackers whose ids share a slot (equal modulo
-      // kSampleSlots) restart each other's countdown on a thread feeding both.
+      // A slot taken over starts at a random point of its period: two
+      // trackers whose ids share a slot (equal modulo kSampleSlots) then
+      // restart each other's countdown, which adds noise but no bias (a
+      // fixed start sampled every access, or none, of alternating ones).
       thread_local SampleSlot slots[kSampleSlots];
       SampleSlot& slot = slots[id_ % kSampleSlots];
-      if (slot.owner != id_) slot = {id_, 0};
+      if (slot.owner != id_) slot = {id_, 1 + static_cast<std::uint32_t>(random_draw() % every)};
       std::uint32_t& countdown = slot.countdown;
       if (countdown > 1) {
         --countdown;
@@ -758,6 +760,15 @@ class HotnessTracker {
     std::uint32_t countdown = 0;
   };
   static constexpr std::size_t kSampleSlots = 8;
+  // A per-thread pseudo-random draw (splitmix64): cheap, no lock, and the
+  // same sequence on every run, so a replay stays reproducible.
+  static std::uint64_t random_draw() noexcept {
+    thread_local std::uint64_t state = 0;
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
   static std::uint64_t next_id() noexcept {
     static std::atomic<std::uint64_t> ids{0};
     return ids.fetch_add(1, std::memory_order_relaxed) + 1;  // never 0: a free slot's owner
