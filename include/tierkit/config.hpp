@@ -15,7 +15,6 @@
 // EngineStats::environment say which values came from where.
 #pragma once
 
-#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -244,11 +243,7 @@ inline std::string knob_value(const Knob& k, const EngineConfig& c) {
         if constexpr (std::is_same_v<T, std::string>) {
           return *p;
         } else if constexpr (std::is_same_v<T, double>) {
-          // The shortest text that reads back as the same double (StrCat
-          // keeps 6 digits: 1234567.5 would print as 1.23457e+06).
-          char buf[32];
-          const auto r = std::to_chars(buf, buf + sizeof(buf), *p);
-          return std::string(buf, r.ptr);
+          return format_double(*p);  // reads back as the same double
         } else {
           return absl::StrCat(*p);
         }
@@ -301,8 +296,9 @@ inline absl::Status check_range(const Knob& k, const EngineConfig& c) {
       },
       ref);
   if (std::isfinite(v) && v >= k.lo && v <= k.hi) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(k.field, " = ", v, " must be in [", k.lo, ", ", k.hi, "] (", k.unit, ")"));
+  return absl::InvalidArgumentError(absl::StrCat(k.field, " = ", format_double(v), " must be in [",
+                                                 format_double(k.lo), ", ", format_double(k.hi),
+                                                 "] (", k.unit, ")"));
 }
 
 }  // namespace detail
@@ -436,8 +432,9 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
   for (const SpecKnob<AutomaticOptions>& k : kAutomaticKnobs) {
     const double v = k.d != nullptr ? o.*(k.d) : static_cast<double>(o.*(k.u));
     if (std::string_view(k.key) != "headroom" && !(v >= k.lo && v <= k.hi))
-      return absl::InvalidArgumentError(
-          absl::StrCat("automatic: ", k.key, " = ", v, " must be in [", k.lo, ", ", k.hi, "]"));
+      return absl::InvalidArgumentError(absl::StrCat("automatic: ", k.key, " = ", format_double(v),
+                                                     " must be in [", format_double(k.lo), ", ",
+                                                     format_double(k.hi), "]"));
   }
   if (absl::Status s = detail::parse_knobs(arg, kAutomaticKnobs, c.policy, "automatic", o); !s.ok())
     return s;

@@ -337,5 +337,39 @@ TEST_F(ConfigTest, KnobValuesKeepEveryDigit) {
   EXPECT_EQ(detail::knob_value(rate, EngineConfig()), "256");
 }
 
+// Range errors printed the value and the bounds with 6 significant digits:
+// "TIERKIT_EPOCH_MS=3600001: 3.6e+06 is outside the allowed range [1,
+// 3.6e+06]", a value that reads as the bound it is beyond.
+TEST_F(ConfigTest, RangeErrorsKeepEveryDigit) {
+  struct Case {
+    const char* var;
+    const char* value;
+    const char* needle;
+  } cases[] = {
+      {"TIERKIT_EPOCH_MS", "3600001", "3600001 is outside the allowed range [1, 3600000]"},
+      {"TIERKIT_SCAN_PAGES", "1099511627777",
+       "1099511627777 is outside the allowed range [1, 1099511627776]"},
+      {"TIERKIT_PROMOTION_THRESHOLD", "1000000.5", "1000000.5 is outside the allowed range"},
+  };
+  for (const auto& [var, value, needle] : cases) {
+    ScopedEnv env(var, value);
+    auto c = EngineConfig::from_env();
+    ASSERT_FALSE(c.ok()) << var << "=" << value;
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(needle)) << c.status();
+  }
+  EngineConfig c;
+  c.epoch_ms = 3600001;
+  EXPECT_THAT(std::string(c.validate().message()),
+              HasSubstr("epoch_ms = 3600001 must be in [1, 3600000]"));
+  c = EngineConfig();
+  c.automatic.max_epochs_between_coolings = 1000001;
+  EXPECT_THAT(std::string(c.validate().message()),
+              HasSubstr("max_cool_epochs = 1000001 must be in"));
+  c = EngineConfig();
+  c.policy = "automatic:max_cool_epochs=1000001";
+  EXPECT_THAT(std::string(EngineConfig::make_policy(c).status().message()),
+              HasSubstr("1000001 is outside the allowed range"));
+}
+
 }  // namespace
 }  // namespace tierkit

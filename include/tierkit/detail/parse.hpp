@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -26,6 +27,14 @@
 
 namespace tierkit::detail {
 
+// The shortest text that reads back as `v` (StrCat keeps 6 digits: 3600001
+// would print as 3.6e+06, the bound it is beyond).
+inline std::string format_double(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
 // Parses a finite double in [lo, hi]; `what` names the value in the error.
 inline absl::StatusOr<double> parse_double(absl::string_view text, absl::string_view what,
                                            double lo = -std::numeric_limits<double>::max(),
@@ -35,8 +44,9 @@ inline absl::StatusOr<double> parse_double(absl::string_view text, absl::string_
   if (t.empty() || !absl::SimpleAtod(t, &v) || !std::isfinite(v))
     return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is not a finite number"));
   if (v < lo || v > hi)
-    return absl::OutOfRangeError(
-        absl::StrCat(what, ": ", v, " is outside the allowed range [", lo, ", ", hi, "]"));
+    return absl::OutOfRangeError(absl::StrCat(what, ": ", format_double(v),
+                                              " is outside the allowed range [", format_double(lo),
+                                              ", ", format_double(hi), "]"));
   return v;
 }
 
