@@ -56,12 +56,14 @@ inline absl::StatusOr<std::int64_t> parse_int(
     std::int64_t lo = std::numeric_limits<std::int64_t>::min(),
     std::int64_t hi = std::numeric_limits<std::int64_t>::max()) {
   std::int64_t v = 0;
-  absl::string_view t = absl::StripAsciiWhitespace(text);
-  if (t.empty() || !absl::SimpleAtoi(t, &v))
+  const absl::string_view t = absl::StripAsciiWhitespace(text);
+  const absl::string_view digits = t.substr(!t.empty() && (t[0] == '-' || t[0] == '+'));
+  if (digits.empty() || digits.find_first_not_of("0123456789") != absl::string_view::npos)
     return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is not an integer"));
-  if (v < lo || v > hi)
+  // A sign and digits: SimpleAtoi fails only past 64 bits, beyond any range.
+  if (!absl::SimpleAtoi(t, &v) || v < lo || v > hi)
     return absl::OutOfRangeError(
-        absl::StrCat(what, ": ", v, " is outside the allowed range [", lo, ", ", hi, "]"));
+        absl::StrCat(what, ": ", t, " is outside the allowed range [", lo, ", ", hi, "]"));
   return v;
 }
 
