@@ -577,6 +577,31 @@ TEST(BadInput, IntegersBeyond64BitsAreOutOfRange) {
                 {"count", "not an integer"});
 }
 
+// parse_double read hexadecimal (Abseil's SimpleAtod does): TIERKIT_EPOCH_MS
+// =0x10 ran with 16 ms and "threshold:0x1p3" with 8, while parse_int and
+// parse_bytes refuse "0x10" (TIERKIT_BURST_BYTES=0x10 is an error).
+TEST(BadInput, HexadecimalNumbersAreRefusedEverywhere) {
+  for (const char* text : {"0x10", "0X1p3", " -0x1.8p1 ", "+0x10"})
+    ExpectError(detail::parse_double(text, "speed").status(), absl::StatusCode::kInvalidArgument,
+                {"speed", "not a decimal number"});
+  EXPECT_FALSE(detail::parse_int("0x10", "count").ok());
+  EXPECT_FALSE(detail::parse_bytes("0x10", "size").ok());
+  for (const char* var : {"TIERKIT_EPOCH_MS", "TIERKIT_SAMPLING", "TIERKIT_HIGH_WATERMARK"}) {
+    tierkit_test::ScopedEnv env(var, "0x1");
+    auto c = EngineConfig::from_env();
+    ASSERT_FALSE(c.ok()) << var;
+    EXPECT_THAT(Msg(c.status()), HasSubstr(var)) << c.status();
+  }
+  EngineConfig c;
+  for (const char* spec : {"threshold:0x1p3", "kernel:rate=0x10", "automatic:first_swap=0x2"}) {
+    c.policy = spec;
+    auto p = EngineConfig::make_policy(c);
+    ASSERT_FALSE(p.ok()) << spec;
+    EXPECT_THAT(Msg(p.status()), HasSubstr("not a decimal number")) << p.status();
+  }
+  EXPECT_EQ(*detail::parse_double(" 1e3 ", "speed"), 1000);  // decimal exponents stay
+}
+
 // --- Topology override and memory resources (when present) ----------------
 
 #ifdef TIERKIT_HAVE_TOPOLOGY

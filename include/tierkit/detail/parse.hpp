@@ -41,6 +41,9 @@ inline absl::StatusOr<double> parse_double(absl::string_view text, absl::string_
                                            double hi = std::numeric_limits<double>::max()) {
   double v = 0;
   absl::string_view t = absl::StripAsciiWhitespace(text);
+  // SimpleAtod also reads hex ("0x10" = 16), which parse_int and parse_bytes refuse.
+  if (t.find_first_of("xX") != absl::string_view::npos)
+    return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is not a decimal number"));
   if (t.empty() || !absl::SimpleAtod(t, &v) || !std::isfinite(v))
     return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is not a finite number"));
   if (v < lo || v > hi)
