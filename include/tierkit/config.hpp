@@ -461,12 +461,15 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_threshold(const EngineConfig
 inline absl::StatusOr<std::unique_ptr<Policy>> make_kernel(const EngineConfig& c,
                                                            const std::string& arg) {
   KernelModelOptions o = c.kernel;
+  bool seen[3] = {};  // rate, target, hot
   for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
     std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
     if (kv2.first != "rate" && kv2.first != "target" && kv2.first != "hot")
       return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
                                                      "': unknown kernel knob '", kv2.first,
                                                      "' (known: rate=MBps, target=MBps, hot=ms)"));
+    if (std::exchange(seen[kv2.first == "rate" ? 0 : kv2.first == "target" ? 1 : 2], true))
+      return knob_given_twice(c.policy, "kernel", kv2.first);
     // hot=ms has TIERKIT_KERNEL_HOT_THRESHOLD_MS's range; rate and target
     // are checked by KernelModelPolicy::validate below.
     const Knob& hot = kKnobs[knob_index("kernel.hot_threshold_ms")];

@@ -371,5 +371,30 @@ TEST_F(ConfigTest, RangeErrorsKeepEveryDigit) {
               HasSubstr("1000001 is outside the allowed range"));
 }
 
+// A knob given twice in a spec silently took the last value:
+// "kernel:rate=16/rate=32" ran at 32 MBps and "automatic:first_swap=2,
+// first_swap=3" with 3, whichever of the two was meant.
+TEST_F(ConfigTest, KnobGivenTwiceInASpecIsAnError) {
+  EngineConfig c;
+  for (const auto& [spec, knob] :
+       {std::pair<const char*, const char*>{"kernel:rate=16/rate=32", "kernel knob 'rate'"},
+        {"kernel:hot=5/target=8,hot=5", "kernel knob 'hot'"},
+        {"automatic:first_swap=2/swap_confidence=2,first_swap=3", "automatic knob 'first_swap'"},
+        {"automatic:residency=1/residency=1", "automatic knob 'residency'"}}) {
+    c.policy = spec;
+    auto p = EngineConfig::make_policy(c);
+    ASSERT_FALSE(p.ok()) << spec;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << p.status();
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr(knob)) << p.status();
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr("given twice")) << p.status();
+    EXPECT_THAT(std::string(p.status().message()), HasSubstr(spec)) << p.status();
+  }
+  for (const char* spec :
+       {"kernel:rate=16/target=8/hot=5", "automatic:first_swap=2/swap_confidence=2"}) {
+    c.policy = spec;
+    EXPECT_TRUE(EngineConfig::make_policy(c).ok()) << spec;
+  }
+}
+
 }  // namespace
 }  // namespace tierkit

@@ -131,13 +131,22 @@ struct SpecKnob {
   double lo, hi;
 };
 
+// The error for a knob given twice in `spec`: either value may have been
+// meant, so neither silently wins.
+inline absl::Status knob_given_twice(absl::string_view spec, absl::string_view family,
+                                     absl::string_view key) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("policy '", spec, "': ", family, " knob '", key, "' is given twice"));
+}
+
 // Sets `out`'s knobs from `text` ("key=V" separated by ',' or '/'); `spec`
 // is the whole spec and `family` its name, for errors: an unknown key lists
 // the known ones (from `knobs`, so a new knob cannot be left out), and a bad
-// value names "family:key".
+// value names "family:key"; a key given twice is an error.
 template <class S, std::size_t N>
 absl::Status parse_knobs(absl::string_view text, const SpecKnob<S> (&knobs)[N],
                          absl::string_view spec, absl::string_view family, S& out) {
+  bool seen[N] = {};
   for (absl::string_view part : absl::StrSplit(text, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
     std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
     const SpecKnob<S>* k = nullptr;
@@ -149,6 +158,7 @@ absl::Status parse_knobs(absl::string_view text, const SpecKnob<S> (&knobs)[N],
       return absl::InvalidArgumentError(absl::StrCat(
           "policy '", spec, "': unknown ", family, " knob '", kv.first, "' (known: ", known, ")"));
     }
+    if (std::exchange(seen[k - knobs], true)) return knob_given_twice(spec, family, kv.first);
     auto v = parse_double(kv.second, absl::StrCat(family, ":", kv.first), k->lo, k->hi);
     if (!v.ok()) return v.status();
     if (k->u != nullptr && *v != std::floor(*v))
