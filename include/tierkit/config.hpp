@@ -150,7 +150,8 @@ struct EngineConfig {
   // One line per knob: field, value, unit and where the value came from
   // ("environment TIERKIT_X", "program", "default"), and where the
   // configured policy ignores the knob, why (a threshold.* knob under
-  // automatic: "not read by automatic").
+  // automatic: "not read by automatic"; under "threshold:8", the promotion
+  // threshold "overridden by policy 'threshold:8' (runs with 8)").
   std::string describe() const;
 
   // environment_summary()
@@ -384,10 +385,12 @@ inline std::string knob_unread(const Knob& k, const Policy& policy) {
     return absl::StrCat(name, " ages heat by access volume: read only for regions' own thresholds");
   return "";
 }
+
+inline EngineConfig spec_applied(const EngineConfig& c);
 }  // namespace detail
 
 inline std::string EngineConfig::describe() const {
-  const EngineConfig defaults;
+  const EngineConfig defaults, runs = detail::spec_applied(*this);
   auto policy = make_policy(*this);
   std::string out;
   for (const Knob& k : kKnobs) {
@@ -397,6 +400,8 @@ inline std::string EngineConfig::describe() const {
     if (source == "default" && value != detail::knob_value(k, defaults)) source = "program";
     if (std::string why = policy.ok() ? detail::knob_unread(k, **policy) : ""; !why.empty())
       absl::StrAppend(&source, "; ", why);
+    if (std::string ran = detail::knob_value(k, runs); ran != value)
+      absl::StrAppend(&source, "; overridden by policy '", this->policy, "' (runs with ", ran, ")");
     absl::StrAppendFormat(&out, "%-32s %-14s %-28s %s\n", k.field, value, k.unit, source);
   }
   return out;
@@ -441,9 +446,10 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
   return std::unique_ptr<Policy>(new AutomaticPolicy(o));
 }
 
-// "threshold[:RATE]": a promotion rate; the demotion rate stays below it.
-inline absl::StatusOr<std::unique_ptr<Policy>> make_threshold(const EngineConfig& c,
-                                                              const std::string& arg) {
+// The options "threshold[:RATE]" runs with: RATE is the promotion rate; the
+// demotion rate stays below it.
+inline absl::StatusOr<ThresholdOptions> threshold_options(const EngineConfig& c,
+                                                          const std::string& arg) {
   ThresholdOptions o = c.threshold;
   if (!arg.empty()) {
     auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
@@ -454,12 +460,12 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_threshold(const EngineConfig
   if (absl::Status s = ThresholdPolicy::validate(o.promotion_threshold, o.demotion_threshold);
       !s.ok())
     return s;
-  return std::unique_ptr<Policy>(new ThresholdPolicy(o));
+  return o;
 }
 
-// "kernel[:rate=MBps|target=MBps|hot=ms]".
-inline absl::StatusOr<std::unique_ptr<Policy>> make_kernel(const EngineConfig& c,
-                                                           const std::string& arg) {
+// The options "kernel[:rate=MBps|target=MBps|hot=ms]" runs with.
+inline absl::StatusOr<KernelModelOptions> kernel_options(const EngineConfig& c,
+                                                         const std::string& arg) {
   KernelModelOptions o = c.kernel;
   bool seen[3] = {};  // rate, target, hot
   for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
@@ -485,7 +491,19 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_kernel(const EngineConfig& c
       o.hot_threshold_ms = *v;
   }
   if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
-  return std::unique_ptr<Policy>(new KernelModelPolicy(o));
+  return o;
+}
+
+// `c` as its policy runs it: the threshold.* and kernel.* values a spec's
+// argument sets (threshold:RATE, kernel:rate=...) replace the knobs'.
+inline EngineConfig spec_applied(const EngineConfig& c) {
+  EngineConfig r = c;
+  std::pair<std::string, std::string> kv = absl::StrSplit(c.policy, absl::MaxSplits(':', 1));
+  if (kv.first == "threshold")
+    if (auto o = threshold_options(c, kv.second); o.ok()) r.threshold = *o;
+  if (kv.first == "kernel")
+    if (auto o = kernel_options(c, kv.second); o.ok()) r.kernel = *o;
+  return r;
 }
 
 }  // namespace detail
@@ -496,8 +514,16 @@ inline absl::StatusOr<std::unique_ptr<Policy>> EngineConfig::make_policy(const E
   const std::string& arg = kv.second;
   if (name == "automatic") return detail::make_automatic(c, arg);
   if (name == "static" && arg.empty()) return std::unique_ptr<Policy>(new StaticPolicy());
-  if (name == "threshold") return detail::make_threshold(c, arg);
-  if (name == "kernel") return detail::make_kernel(c, arg);
+  if (name == "threshold") {
+    auto o = detail::threshold_options(c, arg);
+    if (!o.ok()) return o.status();
+    return std::unique_ptr<Policy>(new ThresholdPolicy(*o));
+  }
+  if (name == "kernel") {
+    auto o = detail::kernel_options(c, arg);
+    if (!o.ok()) return o.status();
+    return std::unique_ptr<Policy>(new KernelModelPolicy(*o));
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown policy '", c.policy,
       "' (known: automatic[:knob=V,...], threshold[:RATE], kernel[:rate=MBps|target=MBps|hot=ms], "

@@ -396,5 +396,45 @@ TEST_F(ConfigTest, KnobGivenTwiceInASpecIsAnError) {
   }
 }
 
+// A spec's own value (threshold:RATE, kernel:rate=...) replaces its knob's,
+// and the demotion rate is lowered below RATE; describe() showed the knob's
+// value as if it ran: TIERKIT_PROMOTION_THRESHOLD=10 under the program's
+// "threshold:2" read "10 ... environment" while 2 ran, silently.
+TEST_F(ConfigTest, DescribeSaysWhenThePolicySpecOverridesAKnob) {
+  auto line = [](const std::string& d, absl::string_view field) {
+    for (absl::string_view l : absl::StrSplit(d, '\n'))
+      if (absl::StartsWith(l, absl::StrCat(field, " "))) return std::string(l);
+    return std::string();
+  };
+  EngineConfig program;
+  program.policy = "threshold:2";
+  ScopedEnv promote("TIERKIT_PROMOTION_THRESHOLD", "10");
+  ScopedEnv demote("TIERKIT_DEMOTION_THRESHOLD", "3");
+  auto c = EngineConfig::from_env(program);
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::string d = c->describe();
+  EXPECT_THAT(line(d, "threshold.promotion_threshold"),
+              ::testing::ContainsRegex("10 .*environment TIERKIT_PROMOTION_THRESHOLD; "
+                                       "overridden by policy 'threshold:2' \\(runs with 2\\)$"))
+      << d;
+  EXPECT_THAT(line(d, "threshold.demotion_threshold"),
+              HasSubstr("overridden by policy 'threshold:2' (runs with 1)"))
+      << d;
+  EngineConfig kernel;
+  kernel.policy = "kernel:rate=16/hot=500";
+  d = kernel.describe();
+  EXPECT_THAT(line(d, "kernel.promote_rate_limit_mbps"),
+              HasSubstr("overridden by policy 'kernel:rate=16/hot=500' (runs with 16)"))
+      << d;
+  EXPECT_THAT(line(d, "kernel.hot_threshold_ms"), HasSubstr("(runs with 500)")) << d;
+  EXPECT_THAT(line(d, "kernel.promote_throughput_mbps"), Not(HasSubstr("overridden"))) << d;
+  // Without an argument the knobs' values run.
+  for (const char* spec : {"threshold", "kernel", "automatic", "threshold:4"}) {
+    EngineConfig plain;
+    plain.policy = spec;
+    EXPECT_THAT(plain.describe(), Not(HasSubstr("overridden"))) << spec;
+  }
+}
+
 }  // namespace
 }  // namespace tierkit
