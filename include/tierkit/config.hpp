@@ -344,6 +344,7 @@ inline absl::Status EngineConfig::validate() const {
 
 inline absl::StatusOr<EngineConfig> EngineConfig::from_env(EngineConfig c) {
   c.from_environment.clear();
+  const EngineConfig program = c;
   for (const Knob& k : kKnobs) {
     auto v = detail::getenv_string(k.env);
     if (!v) continue;
@@ -356,11 +357,12 @@ inline absl::StatusOr<EngineConfig> EngineConfig::from_env(EngineConfig c) {
       return absl::InvalidArgumentError(
           absl::StrCat("TIERKIT_POLICY=", *v, ": ", p.status().message()));
   if (absl::Status s = c.validate(); !s.ok()) {
-    // Name the variables behind an invalid combination (e.g. watermarks).
+    // Name the variables behind an invalid combination (e.g. watermarks),
+    // unless the program's config fails alike without them.
     std::string vars;
     for (const auto& kv : c.from_environment)
       absl::StrAppend(&vars, vars.empty() ? "" : ", ", kv.first);
-    if (vars.empty()) return s;
+    if (vars.empty() || program.validate() == s) return s;
     return absl::Status(s.code(), absl::StrCat(s.message(), " (environment: ", vars, ")"));
   }
   return c;

@@ -436,5 +436,29 @@ TEST_F(ConfigTest, DescribeSaysWhenThePolicySpecOverridesAKnob) {
   }
 }
 
+// An error of the program's own config ended in "(environment: ...)"
+// listing every variable applied, as if TIERKIT_EPOCH_MS=20 had made its
+// "threshold:0" invalid.
+TEST_F(ConfigTest, ProgramErrorsDoNotBlameTheEnvironment) {
+  ScopedEnv epoch("TIERKIT_EPOCH_MS", "20");
+  EngineConfig program;
+  program.policy = "threshold:0";
+  auto c = EngineConfig::from_env(program);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("promotion threshold 0"));
+  EXPECT_THAT(std::string(c.status().message()), Not(HasSubstr("TIERKIT_EPOCH_MS"))) << c.status();
+  program = EngineConfig();
+  program.low_watermark = 0.99;  // above high
+  c = EngineConfig::from_env(program);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), Not(HasSubstr("environment"))) << c.status();
+  // A variable behind the error is still named.
+  ScopedEnv low("TIERKIT_LOW_WATERMARK", "0.99");
+  c = EngineConfig::from_env();
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("(environment: ")) << c.status();
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("TIERKIT_LOW_WATERMARK)")) << c.status();
+}
+
 }  // namespace
 }  // namespace tierkit
