@@ -465,35 +465,32 @@ inline absl::StatusOr<ThresholdOptions> threshold_options(const EngineConfig& c,
   return o;
 }
 
-// The options "kernel[:rate=MBps|target=MBps|hot=ms]" runs with.
+// The options "kernel[:rate=MBps|target=MBps|hot=ms]" runs with. Each key
+// sets its knob's field with that knob's range (kKnobs), so a spec takes
+// what TIERKIT_KERNEL_* takes.
 inline absl::StatusOr<KernelModelOptions> kernel_options(const EngineConfig& c,
                                                          const std::string& arg) {
-  KernelModelOptions o = c.kernel;
-  bool seen[3] = {};  // rate, target, hot
+  static constexpr std::pair<const char*, const char*> kKeys[] = {
+      {"rate", "kernel.promote_rate_limit_mbps"},
+      {"target", "kernel.promote_throughput_mbps"},
+      {"hot", "kernel.hot_threshold_ms"}};
+  EngineConfig r = c;
+  bool seen[std::size(kKeys)] = {};
   for (absl::string_view part : absl::StrSplit(arg, absl::ByAnyChar(",/"), absl::SkipEmpty())) {
     std::pair<std::string, std::string> kv2 = absl::StrSplit(part, absl::MaxSplits('=', 1));
-    if (kv2.first != "rate" && kv2.first != "target" && kv2.first != "hot")
+    std::size_t i = 0;
+    while (i < std::size(kKeys) && kv2.first != kKeys[i].first) ++i;
+    if (i == std::size(kKeys))
       return absl::InvalidArgumentError(absl::StrCat("policy '", c.policy,
                                                      "': unknown kernel knob '", kv2.first,
                                                      "' (known: rate=MBps, target=MBps, hot=ms)"));
-    if (std::exchange(seen[kv2.first == "rate" ? 0 : kv2.first == "target" ? 1 : 2], true))
-      return knob_given_twice(c.policy, "kernel", kv2.first);
-    // hot=ms has TIERKIT_KERNEL_HOT_THRESHOLD_MS's range; rate and target
-    // are checked by KernelModelPolicy::validate below.
-    const Knob& hot = kKnobs[knob_index("kernel.hot_threshold_ms")];
-    const bool is_hot = kv2.first == "hot";
-    auto v = detail::parse_double(kv2.second, absl::StrCat("kernel:", kv2.first),
-                                  is_hot ? hot.lo : 0, is_hot ? hot.hi : 1e9);
-    if (!v.ok()) return v.status();
-    if (kv2.first == "rate")
-      o.promote_rate_limit_mbps = *v;
-    else if (kv2.first == "target")
-      o.promote_throughput_mbps = *v;
-    else
-      o.hot_threshold_ms = *v;
+    if (std::exchange(seen[i], true)) return knob_given_twice(c.policy, "kernel", kv2.first);
+    const Knob& k = kKnobs[knob_index(kKeys[i].second)];
+    if (absl::Status s = set_knob(k, r, kv2.second, absl::StrCat("kernel:", kv2.first)); !s.ok())
+      return s;
   }
-  if (absl::Status s = KernelModelPolicy::validate(o); !s.ok()) return s;
-  return o;
+  if (absl::Status s = KernelModelPolicy::validate(r.kernel); !s.ok()) return s;
+  return r.kernel;
 }
 
 // `c` as its policy runs it: the threshold.* and kernel.* values a spec's

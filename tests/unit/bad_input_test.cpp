@@ -151,7 +151,7 @@ TEST(BadInput, BadPolicySpecsAreNamedErrors) {
       {"kernel:speed=5", "unknown kernel knob 'speed'"},
       {"kernel:rate=", "kernel:rate"},
       {"kernel:rate=fast", "kernel:rate"},
-      {"kernel:rate=0", "promote_rate_limit_MBps"},
+      {"kernel:rate=0", "kernel:rate"},
       {"kernel:hot=-5", "kernel:hot"},
       {"kernel:rate", "kernel:rate"},
   };
@@ -192,6 +192,32 @@ TEST(BadInput, KernelSpecHotThresholdHasTheTablesRange) {
     c.policy = spec;
     EXPECT_TRUE(EngineConfig::make_policy(c).ok()) << spec;
   }
+}
+
+// kernel:rate=MBps took anything > 0 while TIERKIT_KERNEL_RATE_LIMIT_MBPS
+// (the same field) allows [1, 1e9]: "kernel:rate=0.5" and "kernel:rate=
+// 1e-300" (no promotion ever) ran. Every kernel spec key now takes exactly
+// what its variable takes.
+TEST(BadInput, KernelSpecKeysTakeWhatTheirVariablesTake) {
+  EngineConfig c;
+  for (const char* spec : {"kernel:rate=0.5", "kernel:rate=1e-300", "kernel:hot=5/rate=0.9"}) {
+    c.policy = spec;
+    auto p = EngineConfig::make_policy(c);
+    ASSERT_FALSE(p.ok()) << spec;
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kOutOfRange) << p.status();
+    EXPECT_THAT(Msg(p.status()), HasSubstr("kernel:rate")) << spec;
+    EXPECT_THAT(Msg(p.status()), HasSubstr("[1, 1e+09]")) << spec;
+  }
+  const std::pair<const char*, const char*> keys[] = {{"rate", "TIERKIT_KERNEL_RATE_LIMIT_MBPS"},
+                                                      {"target", "TIERKIT_KERNEL_THROUGHPUT_MBPS"},
+                                                      {"hot", "TIERKIT_KERNEL_HOT_THRESHOLD_MS"}};
+  for (const auto& [key, var] : keys)
+    for (const char* v : {"0", "1e-300", "0.5", "1", "64", "1e7", "2e7", "1e9", "2e9"}) {
+      c.policy = absl::StrCat("kernel:", key, "=", v);
+      tierkit_test::ScopedEnv env(var, v);
+      EXPECT_EQ(EngineConfig::make_policy(c).ok(), EngineConfig::from_env().ok())
+          << c.policy << " vs " << var << "=" << v;
+    }
 }
 
 // An unknown kernel knob without "=V" (or a bare number, as threshold:RATE
