@@ -8,11 +8,13 @@
 // The environment contract. Engine::create() applies the TIERKIT_*
 // variables on top of the EngineConfig the program built, so every program
 // that uses tierkit can be steered from its environment (as memkind's
-// MEMKIND_* or glibc's GLIBC_TUNABLES): environment > program > default. A
-// malformed variable is an error from Engine::create() that names the
-// variable, the value and why. A program that must not be steered sets
-// `config.environment = EngineConfig::Environment::kIgnore`. describe() and
-// EngineStats::environment say which values came from where.
+// MEMKIND_* or glibc's GLIBC_TUNABLES): environment > program > default,
+// where a program's policy argument ("threshold:8") is its value of the knob
+// it sets. A malformed variable, or one that gives a knob another value than
+// TIERKIT_POLICY's argument does, is an error from Engine::create() that
+// names the variable, the value and why. A program that must not be
+// steered sets `config.environment = EngineConfig::Environment::kIgnore`.
+// describe() and EngineStats::environment say which values came from where.
 #pragma once
 
 #include <cmath>
@@ -20,6 +22,7 @@
 #include <cstdint>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -142,6 +145,11 @@ struct EngineConfig {
   // variables are skipped), records them in from_environment, and validates
   // the result. A malformed value is an error naming the variable, the value
   // and why. Cost: one getenv per knob.
+  // The program's spec argument is its value of the knobs it sets: unless
+  // TIERKIT_POLICY replaces the spec, "threshold:8" becomes "threshold" with
+  // threshold.promotion_threshold = 8 before the variables apply, so
+  // TIERKIT_PROMOTION_THRESHOLD wins. TIERKIT_POLICY's own argument and a
+  // variable that give one knob two values are an error naming both.
   static absl::StatusOr<EngineConfig> from_env(EngineConfig c);
   static absl::StatusOr<EngineConfig> from_env() { return from_env(EngineConfig()); }
 
@@ -306,6 +314,45 @@ inline absl::Status check_range(const Knob& k, const EngineConfig& c) {
 
 namespace detail {
 
+inline EngineConfig spec_applied(const EngineConfig& c);
+
+// `c` with the argument of its threshold or kernel spec moved into the
+// knobs it sets ("threshold:8" becomes "threshold" with threshold.* as
+// threshold:8 runs them), where their variables override it as they do
+// any value of the program's. An invalid spec stays, for validate() to
+// report.
+inline EngineConfig spec_folded(const EngineConfig& c) {
+  const std::string name = c.policy.substr(0, c.policy.find(':'));
+  if ((name != "threshold" && name != "kernel") || !EngineConfig::make_policy(c).ok()) return c;
+  EngineConfig r = spec_applied(c);
+  r.policy = name;
+  return r;
+}
+
+// No knob is automatic's: its spec's knobs have no variables, so
+// spec_folded() and check_env_spec() leave "automatic:..." alone.
+static_assert([] {
+  for (const Knob& k : kKnobs)
+    if (std::string_view(k.field).starts_with("automatic.")) return false;
+  return true;
+}());
+
+// TIERKIT_POLICY's argument against the other variables: both are the
+// user's, so a knob the spec runs with another value than its variable gave
+// (TIERKIT_POLICY=threshold:100 with TIERKIT_PROMOTION_THRESHOLD=10, or with
+// a TIERKIT_DEMOTION_THRESHOLD at or above 100, which the spec lowers) is an
+// error naming both rather than a silent pick.
+inline absl::Status check_env_spec(const EngineConfig& c) {
+  const EngineConfig runs = spec_applied(c);
+  for (const auto& [var, value] : c.from_environment)
+    for (const Knob& k : kKnobs)
+      if (var == k.env && knob_value(k, runs) != knob_value(k, c))
+        return absl::InvalidArgumentError(
+            absl::StrCat("TIERKIT_POLICY=", c.policy, " would run ", k.field, " with ",
+                         knob_value(k, runs), ", not ", var, "=", value, ": unset one of the two"));
+  return absl::OkStatus();
+}
+
 // validate() but for the policy spec: kKnobs' ranges and the cross-field
 // rules. For an engine running a policy of the application's own, whose
 // name is no spec.
@@ -345,6 +392,8 @@ inline absl::Status EngineConfig::validate() const {
 inline absl::StatusOr<EngineConfig> EngineConfig::from_env(EngineConfig c) {
   c.from_environment.clear();
   const EngineConfig program = c;
+  const std::optional<std::string> spec = detail::getenv_string("TIERKIT_POLICY");
+  if (!spec) c = detail::spec_folded(c);  // so the variables override its argument
   for (const Knob& k : kKnobs) {
     auto v = detail::getenv_string(k.env);
     if (!v) continue;
@@ -352,10 +401,12 @@ inline absl::StatusOr<EngineConfig> EngineConfig::from_env(EngineConfig c) {
     if (absl::Status s = detail::set_knob(k, c, *v, what); !s.ok()) return s;
     c.from_environment.emplace_back(k.env, *v);
   }
-  if (auto v = detail::getenv_string("TIERKIT_POLICY"))
+  if (spec) {
     if (auto p = make_policy(c); !p.ok())
       return absl::InvalidArgumentError(
-          absl::StrCat("TIERKIT_POLICY=", *v, ": ", p.status().message()));
+          absl::StrCat("TIERKIT_POLICY=", *spec, ": ", p.status().message()));
+    if (absl::Status s = detail::check_env_spec(c); !s.ok()) return s;
+  }
   if (absl::Status s = c.validate(); !s.ok()) {
     // Name the variables behind an invalid combination (e.g. watermarks),
     // unless the program's config fails alike without them.
@@ -387,8 +438,6 @@ inline std::string knob_unread(const Knob& k, const Policy& policy) {
     return absl::StrCat(name, " ages heat by access volume: read only for regions' own thresholds");
   return "";
 }
-
-inline EngineConfig spec_applied(const EngineConfig& c);
 }  // namespace detail
 
 inline std::string EngineConfig::describe() const {

@@ -398,8 +398,8 @@ TEST_F(ConfigTest, KnobGivenTwiceInASpecIsAnError) {
 
 // A spec's own value (threshold:RATE, kernel:rate=...) replaces its knob's,
 // and the demotion rate is lowered below RATE; describe() showed the knob's
-// value as if it ran: TIERKIT_PROMOTION_THRESHOLD=10 under the program's
-// "threshold:2" read "10 ... environment" while 2 ran, silently.
+// value as if it ran: the program's threshold.promotion_threshold = 10
+// under TIERKIT_POLICY=threshold:2 read "10 ... program" while 2 ran.
 TEST_F(ConfigTest, DescribeSaysWhenThePolicySpecOverridesAKnob) {
   auto line = [](const std::string& d, absl::string_view field) {
     for (absl::string_view l : absl::StrSplit(d, '\n'))
@@ -407,14 +407,14 @@ TEST_F(ConfigTest, DescribeSaysWhenThePolicySpecOverridesAKnob) {
     return std::string();
   };
   EngineConfig program;
-  program.policy = "threshold:2";
-  ScopedEnv promote("TIERKIT_PROMOTION_THRESHOLD", "10");
-  ScopedEnv demote("TIERKIT_DEMOTION_THRESHOLD", "3");
+  program.threshold.promotion_threshold = 10;
+  program.threshold.demotion_threshold = 3;
+  ScopedEnv policy("TIERKIT_POLICY", "threshold:2");
   auto c = EngineConfig::from_env(program);
   ASSERT_TRUE(c.ok()) << c.status();
   std::string d = c->describe();
   EXPECT_THAT(line(d, "threshold.promotion_threshold"),
-              ::testing::ContainsRegex("10 .*environment TIERKIT_PROMOTION_THRESHOLD; "
+              ::testing::ContainsRegex("10 .*program; "
                                        "overridden by policy 'threshold:2' \\(runs with 2\\)$"))
       << d;
   EXPECT_THAT(line(d, "threshold.demotion_threshold"),
@@ -434,6 +434,67 @@ TEST_F(ConfigTest, DescribeSaysWhenThePolicySpecOverridesAKnob) {
     plain.policy = spec;
     EXPECT_THAT(plain.describe(), Not(HasSubstr("overridden"))) << spec;
   }
+}
+
+// The program's policy spec beat the environment: under a program's
+// "threshold:8", TIERKIT_PROMOTION_THRESHOLD=10 ran with 8, and a
+// TIERKIT_KERNEL_* variable under "kernel:rate=..." lost alike, against
+// environment > program > default.
+TEST_F(ConfigTest, EnvironmentBeatsTheProgramsPolicySpec) {
+  EngineConfig program;
+  program.policy = "threshold:8";
+  ScopedEnv promote("TIERKIT_PROMOTION_THRESHOLD", "10");
+  auto e = create(program);
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)->policy_unsafe().current_threshold(), 10);
+  EXPECT_EQ((*e)->config().threshold.promotion_threshold, 10);
+  std::string d = (*e)->config().describe();
+  EXPECT_THAT(d,
+              ::testing::ContainsRegex(
+                  "threshold.promotion_threshold +10 .*environment TIERKIT_PROMOTION_THRESHOLD\n"))
+      << d;
+  EXPECT_THAT(d, Not(HasSubstr("overridden"))) << d;
+
+  program.policy = "kernel:rate=16/hot=500";
+  ScopedEnv rate("TIERKIT_KERNEL_RATE_LIMIT_MBPS", "32");
+  auto k = EngineConfig::from_env(program);
+  ASSERT_TRUE(k.ok()) << k.status();
+  auto p = EngineConfig::make_policy(*k);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ((*p)->name(), "kernel:rate=32");
+  EXPECT_EQ(detail::spec_applied(*k).kernel.hot_threshold_ms, 500);  // the program's, unopposed
+  EXPECT_THAT(k->describe(), Not(HasSubstr("overridden"))) << k->describe();
+}
+
+// TIERKIT_POLICY's argument and another variable setting the same knob are
+// both the user's: TIERKIT_POLICY=threshold:100 with
+// TIERKIT_PROMOTION_THRESHOLD=10 ran with 100 and said nothing.
+TEST_F(ConfigTest, EnvironmentSpecAndAVariableOfItsKnobAreAnError) {
+  struct Case {
+    const char* spec;
+    const char* var;
+    const char* value;
+  } cases[] = {{"threshold:100", "TIERKIT_PROMOTION_THRESHOLD", "10"},
+               {"kernel:rate=16", "TIERKIT_KERNEL_RATE_LIMIT_MBPS", "32"},
+               {"kernel:target=8/hot=500", "TIERKIT_KERNEL_HOT_THRESHOLD_MS", "200"}};
+  for (const auto& [spec, var, value] : cases) {
+    ScopedEnv policy("TIERKIT_POLICY", spec);
+    ScopedEnv knob(var, value);
+    auto c = EngineConfig::from_env();
+    ASSERT_FALSE(c.ok()) << spec << " " << var;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument) << c.status();
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(absl::StrCat("TIERKIT_POLICY=", spec)))
+        << c.status();
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(absl::StrCat(var, "=", value)))
+        << c.status();
+  }
+  // Knobs the spec leaves alone combine with it.
+  ScopedEnv policy("TIERKIT_POLICY", "kernel:rate=16");
+  ScopedEnv hot("TIERKIT_KERNEL_HOT_THRESHOLD_MS", "200");
+  auto c = EngineConfig::from_env();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(detail::spec_applied(*c).kernel.promote_rate_limit_mbps, 16);
+  EXPECT_EQ(detail::spec_applied(*c).kernel.hot_threshold_ms, 200);
 }
 
 // An error of the program's own config ended in "(environment: ...)"
