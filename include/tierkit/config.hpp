@@ -372,8 +372,9 @@ inline absl::Status validate_fields(const EngineConfig& c) {
     if (c.fast_nodes.contains(n))
       return absl::InvalidArgumentError(
           absl::StrCat("node ", n, " is in both fast_nodes and slow_nodes"));
-  if (absl::Status s = ThresholdPolicy::validate(c.threshold.promotion_threshold,
-                                                 c.threshold.demotion_threshold);
+  // The pair that runs: threshold:RATE's promotion threshold, not the field's.
+  const ThresholdOptions t = spec_applied(c).threshold;
+  if (absl::Status s = ThresholdPolicy::validate(t.promotion_threshold, t.demotion_threshold);
       !s.ok())
     return s;
   if (!(c.automatic.headroom >= 0 && c.automatic.headroom < 1) || !(c.automatic.hysteresis >= 1))

@@ -497,6 +497,36 @@ TEST_F(ConfigTest, EnvironmentSpecAndAVariableOfItsKnobAreAnError) {
   EXPECT_EQ(detail::spec_applied(*c).kernel.hot_threshold_ms, 200);
 }
 
+// The demotion threshold was checked against the threshold.* field's
+// promotion threshold, not the one threshold:RATE runs:
+// TIERKIT_POLICY=threshold:100 with TIERKIT_DEMOTION_THRESHOLD=50 failed
+// "must be below the promotion threshold 4".
+TEST_F(ConfigTest, DemotionThresholdIsCheckedAgainstThePromotionThresholdThatRuns) {
+  ScopedEnv policy("TIERKIT_POLICY", "threshold:100");
+  {
+    ScopedEnv demote("TIERKIT_DEMOTION_THRESHOLD", "50");
+    auto e = create(EngineConfig());
+    ASSERT_TRUE(e.ok()) << e.status();
+    auto& threshold = static_cast<ThresholdPolicy&>((*e)->policy_unsafe());
+    EXPECT_EQ(threshold.current_threshold(), 100);
+    EXPECT_EQ(threshold.demotion_threshold(), 50);
+  }
+  ScopedEnv demote("TIERKIT_DEMOTION_THRESHOLD", "150");
+  auto c = EngineConfig::from_env();
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("threshold:100")) << c.status();
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("TIERKIT_DEMOTION_THRESHOLD=150"))
+      << c.status();
+  // The program's config alike, with or without the environment.
+  EngineConfig program;
+  program.policy = "threshold:100";
+  program.threshold.demotion_threshold = 50;
+  EXPECT_TRUE(program.validate().ok()) << program.validate();
+  program.environment = EngineConfig::Environment::kIgnore;
+  EXPECT_TRUE(create(program).ok());
+}
+
 // An error of the program's own config ended in "(environment: ...)"
 // listing every variable applied, as if TIERKIT_EPOCH_MS=20 had made its
 // "threshold:0" invalid.
