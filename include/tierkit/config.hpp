@@ -347,9 +347,13 @@ inline absl::Status check_env_spec(const EngineConfig& c) {
   for (const auto& [var, value] : c.from_environment)
     for (const Knob& k : kKnobs)
       if (var == k.env && knob_value(k, runs) != knob_value(k, c))
-        return absl::InvalidArgumentError(
-            absl::StrCat("TIERKIT_POLICY=", c.policy, " would run ", k.field, " with ",
-                         knob_value(k, runs), ", not ", var, "=", value, ": unset one of the two"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "TIERKIT_POLICY=", c.policy, " would run ", k.field, " with ", knob_value(k, runs),
+            ", not ", var, "=", value,
+            std::string_view(k.field) == "threshold.demotion_threshold"
+                ? " (threshold:RATE lowers a demotion threshold at or above RATE to RATE / 2)"
+                : "",
+            ": unset one of the two"));
   return absl::OkStatus();
 }
 

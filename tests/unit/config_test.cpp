@@ -518,6 +518,8 @@ TEST_F(ConfigTest, DemotionThresholdIsCheckedAgainstThePromotionThresholdThatRun
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("threshold:100")) << c.status();
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("TIERKIT_DEMOTION_THRESHOLD=150"))
       << c.status();
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("lowers a demotion threshold"))
+      << c.status();  // why the spec runs another value
   // The program's config alike, with or without the environment.
   EngineConfig program;
   program.policy = "threshold:100";
