@@ -157,12 +157,15 @@ class RateLimiter {
                : static_cast<std::uint64_t>(std::min(tokens, static_cast<double>(kMaxBurstBytes)));
   }
 
+  // A clock stepped backwards adds nothing but moves last_ns_ back with it:
+  // refilling resumes from the new reading, not once the clock is past the
+  // old one (an hour's step back would stall migration for an hour).
   void refill() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::int64_t now = clock_->now_ns();
     if (now > last_ns_) {
       tokens_ = std::min(burst_, tokens_ + rate_bps_ * static_cast<double>(now - last_ns_) / 1e9);
-      last_ns_ = now;
     }
+    last_ns_ = now;
   }
 
   const Clock* clock_;

@@ -54,6 +54,23 @@ TEST(RateLimiter, RefillsAtTheRateUpToTheBurst) {
   EXPECT_EQ(rl.available_bytes(), 0u);
 }
 
+// A step back used to leave the last reading where it was: nothing was
+// refilled until the clock passed it again (an hour back, an hour stalled).
+TEST(RateLimiter, AClockSteppedBackRefillsFromTheNewReadingWithoutOverGranting) {
+  constexpr std::int64_t kHour = 3600 * kNsPerSec;
+  ManualClock clock(2 * kHour);
+  RateLimiter rl(1, 1 << 20, &clock);  // 1 MiB/s, 1 MiB bucket
+  EXPECT_EQ(rl.acquire_up_to(1 << 20), 1u << 20);
+  clock.set_ns(kHour);
+  EXPECT_EQ(rl.available_bytes(), 0u);  // the step back creates nothing
+  clock.advance_ns(kNsPerSec / 4);
+  EXPECT_EQ(rl.available_bytes(), 1u << 18);  // a quarter second's, at the rate
+  EXPECT_EQ(rl.acquire_up_to(1 << 20), 1u << 18);
+  clock.advance_ns(kNsPerSec / 2);
+  EXPECT_EQ(rl.acquire_up_to(1 << 20), 1u << 19);
+  EXPECT_EQ(rl.granted_bytes(), (1u << 20) + (1u << 18) + (1u << 19));
+}
+
 TEST(RateLimiter, RefundReturnsTokensButNeverBeyondTheBurst) {
   ManualClock clock;
   RateLimiter rl(0, 1000, &clock);
