@@ -120,6 +120,31 @@ TEST(FaultInjectionBackend, PagesForwardedToAFailingMoveAreCounted) {
   EXPECT_EQ(fi.counts().forwarded, 3u);
 }
 
+TEST(FaultInjectionBackend, ALateFailureMovesAPrefixThenFails) {
+  SimulatedBackend sim({{0, 1 << 30}, {1, 1 << 30}});
+  FaultInjectionBackend fi(sim, FaultInjectionOptions().with_seed(4).with_late_failure(
+                                    1, absl::StatusCode::kPermissionDenied));
+  std::vector<void*> pages;
+  for (int i = 0; i < 100; ++i) {
+    auto a = kBase + static_cast<std::uintptr_t>(i) * kPageSize;
+    sim.touch(a, 1);
+    pages.push_back(reinterpret_cast<void*>(a));
+  }
+  std::vector<NodeId> nodes(pages.size(), 0);
+  std::vector<int> status(pages.size());
+  absl::Status s = fi.move(pages, nodes, absl::MakeSpan(status));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("part way"));
+  const std::uint64_t moved = sim.moves();
+  EXPECT_GT(moved, 0u);  // for this seed: some, not all
+  EXPECT_LT(moved, pages.size());
+  for (std::size_t i = 0; i < pages.size(); ++i)  // the ones before the failure
+    EXPECT_EQ(sim.node_of(reinterpret_cast<std::uintptr_t>(pages[i])), i < moved ? 0 : 1) << i;
+  EXPECT_EQ(fi.counts().late_failed_calls, 1u);
+  EXPECT_EQ(fi.counts().forwarded, moved);
+  EXPECT_EQ(fi.counts().faults(), 1u);
+}
+
 TEST(FaultInjectionBackend, OptionsValidateAndClamp) {
   EXPECT_TRUE(FaultInjectionOptions().with_ebusy(1).validate().ok());
   absl::Status s = FaultInjectionOptions().with_enomem(std::nan("")).validate();
@@ -127,6 +152,8 @@ TEST(FaultInjectionBackend, OptionsValidateAndClamp) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("enomem_rate"));
   EXPECT_FALSE(FaultInjectionOptions().with_partial(-0.1).validate().ok());
   EXPECT_FALSE(FaultInjectionOptions().with_call_failure(1.5).validate().ok());
+  EXPECT_FALSE(FaultInjectionOptions().with_late_failure(2).validate().ok());
+  EXPECT_FALSE(FaultInjectionOptions().with_late_failure(1, absl::StatusCode::kOk).validate().ok());
   SimulatedBackend sim({{0, 1 << 20}});
   FaultInjectionBackend fi(sim, FaultInjectionOptions().with_ebusy(7).with_efault(std::nan("")));
   EXPECT_EQ(fi.options().ebusy_rate, 1);

@@ -2,7 +2,8 @@
 // move() misbehave the way move_pages(2) does on a busy machine: per-page
 // -EBUSY (page locked or under writeback), -ENOMEM (target node full), -EFAULT
 // (page unmapped under us), partial results (a page left where it is and
-// reported on its current node), and whole calls that fail. Faults are drawn
+// reported on its current node), whole calls that fail, and calls that fail
+// part way, after some pages moved (a later batch's error). Faults are drawn
 // from a seeded RNG, so a run is reproducible for a given call sequence, and
 // every fault injected is counted. For tests and soak runs of the engine; all
 // other methods forward to the wrapped backend unchanged. Layer 1.
@@ -43,6 +44,10 @@ struct FaultInjectionOptions {
   double enomem_rate = 0;        // page reports -ENOMEM and is not moved
   double efault_rate = 0;        // page reports -EFAULT and is not moved
   double partial_rate = 0;       // page is not moved and reports its current node
+  // The call fails part way: a random prefix of the pages that drew no
+  // per-page fault moves, then it returns `late_failure_code`.
+  double late_failure_rate = 0;
+  absl::StatusCode late_failure_code = absl::StatusCode::kInternal;
 
   FaultInjectionOptions& with_seed(std::uint64_t s) {
     seed = s;
@@ -68,6 +73,12 @@ struct FaultInjectionOptions {
     partial_rate = r;
     return *this;
   }
+  FaultInjectionOptions& with_late_failure(double r,
+                                           absl::StatusCode code = absl::StatusCode::kInternal) {
+    late_failure_rate = r;
+    late_failure_code = code;
+    return *this;
+  }
 
   // OK when every rate is a finite number in [0, 1]; the error names the rate.
   absl::Status validate() const {
@@ -75,11 +86,14 @@ struct FaultInjectionOptions {
                                                     {"ebusy_rate", ebusy_rate},
                                                     {"enomem_rate", enomem_rate},
                                                     {"efault_rate", efault_rate},
-                                                    {"partial_rate", partial_rate}};
+                                                    {"partial_rate", partial_rate},
+                                                    {"late_failure_rate", late_failure_rate}};
     for (const auto& [name, r] : rates)
       if (!(std::isfinite(r) && r >= 0 && r <= 1))
         return absl::InvalidArgumentError(
             absl::StrCat("fault injection: ", name, " = ", r, " must be in [0, 1]"));
+    if (late_failure_code == absl::StatusCode::kOk)
+      return absl::InvalidArgumentError("fault injection: late_failure_code must be an error");
     return absl::OkStatus();
   }
 };
@@ -92,16 +106,20 @@ struct FaultCounts {
   std::uint64_t failed_call_pages = 0;              // pages in injected failed calls
   std::uint64_t ebusy = 0, enomem = 0, efault = 0;  // injected per-page errors
   std::uint64_t partial = 0;                        // pages left in place, reported on their node
+  std::uint64_t late_failed_calls = 0;              // injected failures after a partial move
   std::uint64_t forwarded = 0;                      // pages handed to the wrapped backend
 
   // Every fault injected: whole calls count once, pages once each.
-  std::uint64_t faults() const { return failed_calls + ebusy + enomem + efault + partial; }
+  std::uint64_t faults() const {
+    return failed_calls + late_failed_calls + ebusy + enomem + efault + partial;
+  }
 };
 
 class FaultInjectionBackend final : public Backend {
  public:
   // Wraps `inner`, which must outlive this backend. Invalid rates (see
-  // FaultInjectionOptions::validate) are clamped into [0, 1]; NaN becomes 0.
+  // FaultInjectionOptions::validate) are clamped into [0, 1]; NaN becomes 0;
+  // an OK late_failure_code becomes kInternal.
   explicit FaultInjectionBackend(Backend& inner, FaultInjectionOptions options = {})
       : inner_(inner),
         name_(absl::StrCat("fault-injection(", inner.name(), ")")),
@@ -154,9 +172,11 @@ class FaultInjectionBackend final : public Backend {
 
   // Draws one outcome per page; forwards the pages that draw "no fault" to the
   // wrapped backend in one move() call, and asks it (one query() call) where
-  // the "partial" pages are. Costs O(pages) plus those two calls; serialised
-  // by a mutex (the RNG), so concurrent callers see a reproducible sequence
-  // only if their order is fixed.
+  // the "partial" pages are. A late failure forwards only a prefix of them
+  // and returns its error (`status` then undefined, as Backend::move says).
+  // Costs O(pages) plus those two calls; serialised by a mutex (the RNG), so
+  // concurrent callers see a reproducible sequence only if their order is
+  // fixed.
   absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
                     absl::Span<int> status) override {
     if (nodes.size() != pages.size() || status.size() < pages.size())
@@ -194,6 +214,7 @@ class FaultInjectionBackend final : public Backend {
         fwd_index.push_back(i);
       }
     }
+    if (late_failure()) return fail_late(fwd_pages, fwd_nodes, pages.size());
     if (!fwd_pages.empty()) {
       std::vector<int> st(fwd_pages.size());
       counts_.forwarded += fwd_pages.size();  // handed over, whatever the inner move says
@@ -210,10 +231,32 @@ class FaultInjectionBackend final : public Backend {
 
  private:
   static FaultInjectionOptions clamped(FaultInjectionOptions o) {
-    for (double* r :
-         {&o.call_failure_rate, &o.ebusy_rate, &o.enomem_rate, &o.efault_rate, &o.partial_rate})
+    for (double* r : {&o.call_failure_rate, &o.ebusy_rate, &o.enomem_rate, &o.efault_rate,
+                      &o.partial_rate, &o.late_failure_rate})
       *r = std::isnan(*r) ? 0 : (*r < 0 ? 0 : (*r > 1 ? 1 : *r));
+    if (o.late_failure_code == absl::StatusCode::kOk)
+      o.late_failure_code = absl::StatusCode::kInternal;
     return o;
+  }
+  // Drawn only when the rate is set, so other options' seeds keep their
+  // fault sequences.
+  bool late_failure() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return options_.late_failure_rate > 0 && draw() < options_.late_failure_rate;
+  }
+  // Moves a random prefix (0 to all) of the forwarded pages, as
+  // move_pages(2) moves the batches before a failing one, then fails.
+  absl::Status fail_late(std::vector<void*>& pages, std::vector<NodeId>& nodes, std::size_t total)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ++counts_.late_failed_calls;
+    const std::size_t moved = rng_() % (pages.size() + 1);
+    pages.resize(moved);
+    nodes.resize(moved);
+    counts_.forwarded += moved;
+    std::vector<int> st(moved);
+    if (moved > 0) (void)inner_.move(pages, nodes, absl::MakeSpan(st));
+    return absl::Status(options_.late_failure_code,
+                        absl::StrCat("move_pages failed part way: injected fault (", moved, " of ",
+                                     total, " pages moved)"));
   }
   // Uniform in [0, 1).
   double draw() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
