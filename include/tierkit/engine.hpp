@@ -1643,7 +1643,9 @@ class Engine {
   // along. If not (THP never formed there, or the kernel split it: under
   // memory pressure, a partial mprotect or munmap), the chunk falls back to
   // 4 KiB units (HotnessTracker::split) and its other 511 pages move now,
-  // one by one; the rate limiter has already charged them.
+  // one by one; the rate limiter has already charged them. After a move()
+  // that failed, each unit is accounted where a query finds it
+  // (locate_after_failed_move).
   void migrate(const std::vector<Candidate>& list, const NodeSet& to, const NodeSet& from,
                bool to_fast, std::uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (list.empty()) return;
@@ -1661,19 +1663,20 @@ class Engine {
     query_huge_tails();  // where each 2 MiB unit's last page is before the move
     choose_targets(to, from, to_fast);
     s.status.assign(s.pages.size(), 0);
-    if (absl::Status st = backend_->move(s.pages, s.nodes, absl::MakeSpan(s.status)); !st.ok()) {
-      std::uint64_t pages = 0;
-      for (auto n : s.unit_pages) pages += n;
-      stats_.failed_pages += pages;
-      stats_.failures_by_errno.add(EINVAL);
-      if (policy_->uses_rate_limiter()) limiter_.refund(pages * kPageSize);
+    const bool call_failed = !backend_->move(s.pages, s.nodes, absl::MakeSpan(s.status)).ok();
+    if (call_failed && !locate_after_failed_move()) {
+      fail_all_units();
       return;
     }
     check_huge_units();
     std::uint64_t failed_bytes = 0;
-    for (std::size_t i = 0; i < s.pages.size(); ++i)
-      failed_bytes += account_move(reinterpret_cast<std::uintptr_t>(s.pages[i]), s.unit_pages[i],
-                                   s.status[i], s.nodes[i], to_fast, epoch);
+    for (std::size_t i = 0; i < s.pages.size(); ++i) {
+      const auto a = reinterpret_cast<std::uintptr_t>(s.pages[i]);
+      failed_bytes +=
+          call_failed && s.status[i] >= 0 && s.status[i] != s.nodes[i]
+              ? account_unmoved(a, s.unit_pages[i], s.status[i])
+              : account_move(a, s.unit_pages[i], s.status[i], s.nodes[i], to_fast, epoch);
+    }
     failed_bytes += keep_rest_to_move(to);
     if (policy_->uses_rate_limiter() && failed_bytes) limiter_.refund(failed_bytes);
     if (s.rest.empty()) return;
@@ -1811,6 +1814,34 @@ class Engine {
       for (std::size_t p = 1; p < HotnessTracker::kPagesPerChunk; ++p)
         s.rest.push_back({0, 0, a + p * kPageSize, 1});
     }
+  }
+
+  // After a move() that failed: asks where each unit of scratch_.pages is
+  // (one query, into scratch_.status), whatever the error: some may have
+  // moved before it (Backend::move), and LinuxBackend's earlier batches may
+  // have moved even under InvalidArgument (a node gone offline since its
+  // check). The failure counts once, as EINVAL. False when the query fails.
+  bool locate_after_failed_move() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stats_.failures_by_errno.add(EINVAL);
+    return backend_->query(scratch_.pages, absl::MakeSpan(scratch_.status)).ok();
+  }
+
+  // When nothing is known after a failed move(): every unit failed, and the
+  // rate limiter gets all of it back.
+  void fail_all_units() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::uint64_t pages = 0;
+    for (auto n : scratch_.unit_pages) pages += n;
+    stats_.failed_pages += pages;
+    if (policy_->uses_rate_limiter()) limiter_.refund(pages * kPageSize);
+  }
+
+  // A unit that a failed move() left on `node`: failed, believed where it
+  // is; returns its bytes to refund.
+  std::uint64_t account_unmoved(std::uintptr_t a, std::uint32_t pages, NodeId node)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    tracker_.set_fast(a, config_.fast_nodes.contains(node));
+    stats_.failed_pages += pages;
+    return std::uint64_t{pages} * kPageSize;
   }
 
   // Accounts one unit's move outcome; returns the bytes to refund to the

@@ -344,6 +344,89 @@ TEST(EngineUnderFaultsBusy, FailedCallsRefundTheRateLimiter) {
   g_faults_survived += rig.fi.counts().faults();
 }
 
+// A move() that fails after moving some pages, whatever its error code
+// (LinuxBackend's mid-call failures are InvalidArgument, PermissionDenied or
+// Internal): the engine counted every page as failed and believed the moved
+// ones were still slow, until a later move or placement check said
+// otherwise.
+TEST(EngineUnderFaultsBusy, AMoveThatFailsPartWayIsAccountedWhereThePagesAre) {
+  for (absl::StatusCode code : {absl::StatusCode::kInvalidArgument,
+                                absl::StatusCode::kPermissionDenied, absl::StatusCode::kInternal}) {
+    SCOPED_TRACE(absl::StatusCodeToString(code));
+    FaultyRig rig(1000, 200, "threshold:2",
+                  FaultInjectionOptions().with_seed(4).with_late_failure(1, code));
+    for (int e = 0; e < 5 && rig.fi.counts().calls == 0; ++e) {  // until the first move
+      for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
+      rig.step();
+    }
+    const FaultCounts f = rig.fi.counts();
+    const EngineStats s = rig.engine->stats();
+    ASSERT_EQ(f.late_failed_calls, 1u) << s.to_table();
+    const std::uint64_t moved = rig.fast_count(0, 100);
+    ASSERT_GT(moved, 0u);  // for this seed: some, not all
+    ASSERT_LT(moved, 100u);
+    EXPECT_EQ(s.promoted_pages, moved) << s.to_table();
+    EXPECT_EQ(s.failed_pages, f.pages - moved);
+    EXPECT_EQ(s.failures_by_errno.count[EINVAL], 1u);                          // the call, once
+    EXPECT_EQ(rig.engine->rate_limiter().granted_bytes(), moved * kPageSize);  // the rest refunded
+    rig.CheckBelief();
+    // The rest move at the next epoch; nothing is moved twice.
+    rig.fi.set_options(FaultInjectionOptions());
+    for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
+    rig.step();
+    EXPECT_EQ(rig.fast_count(0, 100), 100u);
+    EXPECT_EQ(rig.engine->stats().promoted_pages, rig.sim.moves());
+    rig.CheckBelief();
+    g_faults_survived += f.faults();
+  }
+}
+
+// The same for 2 MiB units: a unit whose huge page moved before the failure
+// counts as moved whole, one that did not as failed.
+TEST(EngineUnderFaultsBusy, HugeUnitsOfAMoveThatFailsPartWayAreAccountedWhereTheyAre) {
+  constexpr std::size_t kChunks = 4, kChunkPages = kHugePageSize / kPageSize;
+  SimulatedBackend sim({{0, kChunks * kHugePageSize}, {1, 1ull << 40}});
+  sim.set_thp_mode(ThpMode::kMadvise);
+  FaultInjectionBackend fi(sim, FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  EngineConfig c;
+  c.policy = "threshold:2";
+  c.rate_limit_mbps = 1e6;
+  c.burst_bytes = 1ull << 40;
+  c.fast_nodes = {0};
+  c.slow_nodes = {1};
+  c.environment = EngineConfig::Environment::kIgnore;
+  c.huge_min_budget_bytes = 0;
+  ManualClock clock(1);
+  auto engine = Engine::create(c, &fi, &clock);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  for (std::size_t i = 0; i < kChunks * kChunkPages; ++i) sim.touch(kBase + i * kPageSize, 1);
+  auto h = (*engine)->register_region(reinterpret_cast<void*>(kBase), kChunks * kHugePageSize, {},
+                                      /*initially_fast=*/false);
+  ASSERT_TRUE(h.ok()) << h.status();
+  for (int e = 0; e < 5 && fi.counts().calls == 0; ++e) {
+    for (std::size_t k = 0; k < kChunks; ++k)
+      for (int t = 0; t < 10; ++t)
+        (*engine)->record_access(reinterpret_cast<void*>(kBase + k * kHugePageSize));
+    clock.advance_ns(100 * kNsPerMs);
+    ASSERT_TRUE((*engine)->step().ok());
+  }
+  ASSERT_EQ(fi.counts().late_failed_calls, 1u);
+  std::size_t moved = 0;
+  for (std::size_t k = 0; k < kChunks; ++k) {
+    const std::uintptr_t a = kBase + k * kHugePageSize;
+    const bool fast = sim.node_of(a) == 0;
+    moved += fast;
+    EXPECT_EQ(PageWord::fast((*engine)->tracker().word(a)->load()), fast) << "chunk " << k;
+  }
+  ASSERT_GT(moved, 0u);  // for this seed: some, not all
+  ASSERT_LT(moved, fi.counts().pages);
+  const EngineStats s = (*engine)->stats();
+  EXPECT_EQ(s.huge_units_moved, moved) << s.to_table();
+  EXPECT_EQ(s.promoted_pages, moved * kChunkPages);
+  EXPECT_EQ(s.promoted_pages, sim.moves());
+  EXPECT_EQ(s.failed_pages, (fi.counts().pages - moved) * kChunkPages);  // one entry a unit
+}
+
 // For the record (SECURITY.md): faults injected and survived by the engine tests.
 class PrintFaultTotal : public ::testing::Environment {
  public:
