@@ -632,6 +632,36 @@ TEST(BadInput, HexadecimalNumbersAreRefusedEverywhere) {
   EXPECT_EQ(*detail::parse_double(" 1e3 ", "speed"), 1000);  // decimal exponents stay
 }
 
+// A nonzero number too small for a double parsed as 0: "automatic:cool=1e-400"
+// turned volume cooling off and TIERKIT_RATE_LIMIT_MBPS=1e-400 stopped the
+// bucket's refill, silently, while 1e400 is an error.
+TEST(BadInput, NumbersThatUnderflowToZeroAreRefused) {
+  for (const char* text : {"1e-400", "-1e-400", " 0.5e-400 ", "2e-324", "1E-99999"})
+    ExpectError(detail::parse_double(text, "speed").status(), absl::StatusCode::kInvalidArgument,
+                {"speed", "is too small to represent (underflows to 0)"});
+  for (const char* zero : {"0", "0.0", "0e5", "-0", "0e-400", "000.000E-9"}) {
+    auto v = detail::parse_double(zero, "speed");
+    ASSERT_TRUE(v.ok()) << zero << ": " << v.status();
+    EXPECT_EQ(*v, 0) << zero;
+  }
+  EXPECT_GT(*detail::parse_double("4e-324", "speed"), 0);  // a denormal is representable
+  for (const char* var :
+       {"TIERKIT_RATE_LIMIT_MBPS", "TIERKIT_DEMOTION_THRESHOLD", "TIERKIT_MIN_RESIDENCY_EPOCHS"}) {
+    tierkit_test::ScopedEnv env(var, "1e-400");
+    auto c = EngineConfig::from_env();
+    ASSERT_FALSE(c.ok()) << var;
+    EXPECT_THAT(Msg(c.status()), HasSubstr(absl::StrCat(var, "=1e-400: 1e-400 is too small")))
+        << c.status();
+  }
+  EngineConfig c;
+  for (const char* spec : {"automatic:cool=1e-400", "kernel:target=1e-400"}) {
+    c.policy = spec;
+    auto p = EngineConfig::make_policy(c);
+    ASSERT_FALSE(p.ok()) << spec;
+    EXPECT_THAT(Msg(p.status()), HasSubstr("underflows to 0")) << p.status();
+  }
+}
+
 // --- Topology override and memory resources (when present) ----------------
 
 #ifdef TIERKIT_HAVE_TOPOLOGY

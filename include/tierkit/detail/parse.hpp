@@ -35,6 +35,13 @@ inline std::string format_double(double v) {
   return std::string(buf, r.ptr);
 }
 
+// Whether `t`, read as `v`, is a nonzero number too small for a double:
+// SimpleAtod rounds 1e-400 to 0 and says nothing.
+inline bool underflows(absl::string_view t, double v) {
+  return v == 0 &&
+         t.substr(0, t.find_first_of("eE")).find_first_of("123456789") != absl::string_view::npos;
+}
+
 // Parses a finite double in [lo, hi]; `what` names the value in the error.
 inline absl::StatusOr<double> parse_double(absl::string_view text, absl::string_view what,
                                            double lo = -std::numeric_limits<double>::max(),
@@ -46,6 +53,9 @@ inline absl::StatusOr<double> parse_double(absl::string_view text, absl::string_
     return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is not a decimal number"));
   if (t.empty() || !absl::SimpleAtod(t, &v) || !std::isfinite(v))
     return absl::InvalidArgumentError(absl::StrCat(what, ": '", text, "' is not a finite number"));
+  if (underflows(t, v))
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", t, " is too small to represent (underflows to 0)"));
   if (v < lo || v > hi)
     return absl::OutOfRangeError(absl::StrCat(what, ": ", format_double(v),
                                               " is outside the allowed range [", format_double(lo),
