@@ -408,7 +408,7 @@ tierkit_output_test(env.simulate_policy tierctl
   "env TIERKIT_POLICY=static \"$T\" simulate --workload zipf --footprint 8M --accesses 200k --format markdown 2>&1")
 # TIERKIT_FAST_BUDGET sizes tierkit-sim's fast tier (bytes), unless --fast is given.
 tierkit_output_test(env.sim_fast_budget tierkit-sim
-  "^512\n2048\ntierkit-sim: TIERKIT_FAST_BUDGET=100: the fast tier holds no page.*exit=2"
+  "^512\n2048\ntierkit-sim: fast_budget_bytes = 100 is less than one 4096-byte page.*TIERKIT_FAST_BUDGET.*exit=2"
   "a=\"--workload=zipf --footprint=16M --accesses=100k --policy=static --format=csv --quiet\"
 TIERKIT_FAST_BUDGET=2M \"$T\" $a | cut -d, -f17 | tail -1; TIERKIT_FAST_BUDGET=2M \"$T\" $a --fast=50% | cut -d, -f17 | tail -1
 TIERKIT_FAST_BUDGET=100 \"$T\" $a 2>&1")

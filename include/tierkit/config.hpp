@@ -83,7 +83,8 @@ struct EngineConfig {
   // the bucket owes the rest (RateLimiter::try_acquire_whole).
   // TIERKIT_BURST_BYTES
   std::uint64_t burst_bytes = 16 << 20;
-  std::uint64_t fast_budget_bytes = 0;  // 0 = the fast nodes' total. TIERKIT_FAST_BUDGET
+  // 0 = the fast nodes' total; else at least one page. TIERKIT_FAST_BUDGET
+  std::uint64_t fast_budget_bytes = 0;
   // Of the budget: above it, demote. TIERKIT_HIGH_WATERMARK. Promotions also
   // leave 1 - high_watermark of each fast node free, or the kernel's own
   // high watermarks there where those are larger (EngineStats::reserve_pages).
@@ -357,12 +358,23 @@ inline absl::Status check_env_spec(const EngineConfig& c) {
   return absl::OkStatus();
 }
 
+// A nonzero fast budget under one page is a budget of 0 pages: every page
+// the engine holds would be demoted. 0 already means "the fast nodes'
+// total", so such a value is a mistake (a lost suffix: 100 for 100M).
+inline absl::Status check_fast_budget(const EngineConfig& c) {
+  if (c.fast_budget_bytes == 0 || c.fast_budget_bytes >= kPageSize) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("fast_budget_bytes = ", c.fast_budget_bytes,
+                                                 " is less than one ", kPageSize,
+                                                 "-byte page (0 = the fast nodes' total)"));
+}
+
 // validate() but for the policy spec: kKnobs' ranges and the cross-field
 // rules. For an engine running a policy of the application's own, whose
 // name is no spec.
 inline absl::Status validate_fields(const EngineConfig& c) {
   for (const Knob& k : kKnobs)
     if (absl::Status s = check_range(k, c); !s.ok()) return s;
+  if (absl::Status s = check_fast_budget(c); !s.ok()) return s;
   if (!(c.low_watermark > 0 && c.low_watermark <= c.high_watermark && c.high_watermark <= 1))
     return absl::InvalidArgumentError(absl::StrCat("watermarks: need 0 < low (", c.low_watermark,
                                                    ") <= high (", c.high_watermark, ") <= 1"));

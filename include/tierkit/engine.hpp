@@ -285,11 +285,16 @@ class Engine {
   // set_fast_budget_bytes()
   //
   // The most fast-tier memory the engine's pages may hold; 0 = the fast
-  // nodes' total memory. Lowered below what they hold, the next epochs
-  // demote the excess, coldest first, in use or not (at the rate limit).
-  void set_fast_budget_bytes(std::uint64_t bytes) {
+  // nodes' total memory, else at least one page. Lowered below what they
+  // hold, the next epochs demote the excess, coldest first, in use or not
+  // (at the rate limit).
+  absl::Status set_fast_budget_bytes(std::uint64_t bytes) {
     detail::MutexLock lock(&mu_);
-    config_.fast_budget_bytes = bytes;
+    EngineConfig c = config_;
+    c.fast_budget_bytes = bytes;
+    if (absl::Status s = check_change(c, "set_fast_budget_bytes"); !s.ok()) return s;
+    config_ = std::move(c);
+    return absl::OkStatus();
   }
   // Switches policy by spec (see EngineConfig::policy). Page history is kept.
   absl::Status set_policy(absl::string_view spec) {

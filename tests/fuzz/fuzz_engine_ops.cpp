@@ -272,7 +272,7 @@ class Harness {
   void op_knobs() {
     switch (in_.u8() % 3) {
       case 0:
-        engine_->set_fast_budget_bytes((in_.u8() % 80) * kPageSize);
+        FUZZ_CHECK(engine_->set_fast_budget_bytes((in_.u8() % 80) * kPageSize).ok(), "budget");
         break;
       case 1:
         FUZZ_CHECK(engine_->set_rate_limit_mbps(in_.u8() % 4).ok(), "rate");

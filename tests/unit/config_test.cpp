@@ -198,6 +198,43 @@ TEST_F(ConfigTest, BurstBytesIsAtLeastOnePage) {
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("[4096, "));
 }
 
+// A fast budget under one page was a budget of 0 pages, silently: the
+// engine demoted every page it had (TIERKIT_FAST_BUDGET=100, meant as 100M).
+// 0 stays "the fast nodes' total".
+TEST_F(ConfigTest, FastBudgetBelowOnePageIsRefused) {
+  EngineConfig c;
+  for (std::uint64_t b : {1ull, 100ull, 4095ull}) {
+    c.fast_budget_bytes = b;
+    EXPECT_THAT(
+        std::string(c.validate().message()),
+        HasSubstr(absl::StrCat("fast_budget_bytes = ", b, " is less than one 4096-byte page")));
+  }
+  for (std::uint64_t b : {0ull, 4096ull, 4097ull}) {
+    c.fast_budget_bytes = b;
+    EXPECT_TRUE(c.validate().ok()) << b << ": " << c.validate();
+  }
+  {
+    ScopedEnv env("TIERKIT_FAST_BUDGET", "100");
+    auto e = EngineConfig::from_env();
+    ASSERT_FALSE(e.ok());
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(e.status().message()),
+                HasSubstr("fast_budget_bytes = 100 is less than one 4096-byte page"));
+    EXPECT_THAT(std::string(e.status().message()), HasSubstr("TIERKIT_FAST_BUDGET"));
+  }
+  // The runtime setter checks it too and keeps the budget that runs.
+  EngineConfig program;
+  program.fast_budget_bytes = 8 * kPageSize;
+  auto e = create(program);
+  ASSERT_TRUE(e.ok()) << e.status();
+  absl::Status s = (*e)->set_fast_budget_bytes(4095);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("set_fast_budget_bytes: fast_budget_bytes = 4095 is less than one"));
+  EXPECT_EQ((*e)->config().fast_budget_bytes, 8 * kPageSize);
+  EXPECT_TRUE((*e)->set_fast_budget_bytes(0).ok());
+  EXPECT_EQ((*e)->config().fast_budget_bytes, 0u);
+}
+
 // Every string in the JSON is escaped, not only the environment: a policy
 // of the application's own (Engine::create with a Policy) and a hotness
 // source name themselves, and a quote, backslash or newline there broke the

@@ -265,7 +265,7 @@ TEST(Engine, ALoweredBudgetDemotesTheColdestResidentsWhenNoneIsIdle) {
   };
   for (int e = 0; e < 8; ++e) epoch();
   ASSERT_EQ(rig.fast_count(0, kPages), kPages);
-  rig.engine->set_fast_budget_bytes(kLowered * kPageSize);
+  ASSERT_TRUE(rig.engine->set_fast_budget_bytes(kLowered * kPageSize).ok());
   for (int e = 0; e < 4; ++e) epoch();
   EXPECT_EQ(rig.fast_count(0, kLowered), kLowered);
   EXPECT_EQ(rig.fast_count(kLowered, kPages), 0u);
@@ -508,7 +508,7 @@ TEST(Engine, ALoweredBudgetIsKeptWhileRoomIsKeptForBirths) {
   };
   for (std::size_t e = 0; e < kEpochs; ++e) epoch();
   ASSERT_GT(n.engine->stats().room_epochs, 0u);
-  n.engine->set_fast_budget_bytes(kLowered * kPageSize);
+  ASSERT_TRUE(n.engine->set_fast_budget_bytes(kLowered * kPageSize).ok());
   for (std::size_t e = 0; e < kEpochs; ++e) epoch();
   std::size_t fast = 0, hot_fast = 0;
   for (std::size_t i = 0; i < born; ++i) fast += n.be.node_of(page(i)) == 0;
@@ -1736,7 +1736,7 @@ TEST(Engine, TheEpochCallbackMayCallTheEngineFromStep) {
   e->set_epoch_callback([&](const EngineStats& s) {
     seen.push_back(s.epochs);
     EXPECT_EQ(e->stats().epochs, s.epochs);
-    e->set_fast_budget_bytes(s.epochs * kPageSize);
+    EXPECT_TRUE(e->set_fast_budget_bytes(s.epochs * kPageSize).ok());
     e->stop();  // not running: nothing to stop
   });
   n.step();
@@ -1775,7 +1775,7 @@ TEST(Engine, TheEpochCallbackMayCallTheEngineFromTheBackgroundThread) {
   std::atomic<int>& calls = n.calls;
   e->set_epoch_callback([&](const EngineStats& s) {
     EXPECT_GE(e->stats().epochs, s.epochs);
-    e->set_fast_budget_bytes(8 * kPageSize);
+    EXPECT_TRUE(e->set_fast_budget_bytes(8 * kPageSize).ok());
     calls.fetch_add(1);
   });
   ASSERT_TRUE(e->start().ok());

@@ -157,7 +157,7 @@ TEST(Stress, EverythingAtOnceWhileTheEngineStartsAndStops) {
           (void)engine.set_rate_limit_mbps(rng() % 2 ? 0.0 : 1000.0);
           break;
         case 4:
-          engine.set_fast_budget_bytes(rng() % 2 ? 0 : (rng() % 300) * kPageSize);
+          EXPECT_TRUE(engine.set_fast_budget_bytes(rng() % 2 ? 0 : (rng() % 300) * kPageSize).ok());
           break;
         case 5:
           engine.rate_limiter().set_burst_bytes((rng() % 64) * kPageSize);
