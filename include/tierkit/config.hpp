@@ -149,8 +149,10 @@ struct EngineConfig {
   // The program's spec argument is its value of the knobs it sets: unless
   // TIERKIT_POLICY replaces the spec, "threshold:8" becomes "threshold" with
   // threshold.promotion_threshold = 8 before the variables apply, so
-  // TIERKIT_PROMOTION_THRESHOLD wins. TIERKIT_POLICY's own argument and a
-  // variable that give one knob two values are an error naming both.
+  // TIERKIT_PROMOTION_THRESHOLD wins; the program's demotion threshold is
+  // then lowered to half the promotion threshold that runs only if at or
+  // above it (as "threshold:RATE" does). TIERKIT_POLICY's own argument and
+  // a variable that give one knob two values are an error naming both.
   static absl::StatusOr<EngineConfig> from_env(EngineConfig c);
   static absl::StatusOr<EngineConfig> from_env() { return from_env(EngineConfig()); }
 
@@ -330,6 +332,24 @@ inline EngineConfig spec_folded(const EngineConfig& c) {
   return r;
 }
 
+// The demotion threshold "threshold:RATE" runs with `demote`: one at or
+// above RATE is lowered to RATE / 2, so demotion stays below promotion.
+constexpr double spec_demotion(double demote, double rate) {
+  return demote >= rate ? rate / 2 : demote;
+}
+
+// After the variables, `c`'s demotion threshold as the program's folded
+// "threshold:RATE" runs it with the promotion threshold that runs: with
+// TIERKIT_PROMOTION_THRESHOLD=20 over "threshold:8", the program's 10 (not
+// 8 / 2), as under "threshold:20". A TIERKIT_DEMOTION_THRESHOLD stands.
+inline void refold_demotion(EngineConfig& c, const EngineConfig& program) {
+  if (c.policy != "threshold" || program.policy == c.policy) return;  // nothing folded
+  for (const auto& kv : c.from_environment)
+    if (kv.first == "TIERKIT_DEMOTION_THRESHOLD") return;
+  c.threshold.demotion_threshold =
+      spec_demotion(program.threshold.demotion_threshold, c.threshold.promotion_threshold);
+}
+
 // No knob is automatic's: its spec's knobs have no variables, so
 // spec_folded() and check_env_spec() leave "automatic:..." alone.
 static_assert([] {
@@ -418,7 +438,9 @@ inline absl::StatusOr<EngineConfig> EngineConfig::from_env(EngineConfig c) {
     if (absl::Status s = detail::set_knob(k, c, *v, what); !s.ok()) return s;
     c.from_environment.emplace_back(k.env, *v);
   }
-  if (spec) {
+  if (!spec) {
+    detail::refold_demotion(c, program);
+  } else {
     if (auto p = make_policy(c); !p.ok())
       return absl::InvalidArgumentError(
           absl::StrCat("TIERKIT_POLICY=", *spec, ": ", p.status().message()));
@@ -523,7 +545,7 @@ inline absl::StatusOr<ThresholdOptions> threshold_options(const EngineConfig& c,
     auto r = detail::parse_double(arg, "threshold:RATE", 0, 1e6);
     if (!r.ok()) return r.status();
     o.promotion_threshold = *r;
-    if (o.demotion_threshold >= *r) o.demotion_threshold = *r / 2;
+    o.demotion_threshold = spec_demotion(o.demotion_threshold, *r);
   }
   if (absl::Status s = ThresholdPolicy::validate(o.promotion_threshold, o.demotion_threshold);
       !s.ok())

@@ -566,6 +566,42 @@ TEST_F(ConfigTest, DemotionThresholdIsCheckedAgainstThePromotionThresholdThatRun
   EXPECT_TRUE(create(program).ok());
 }
 
+// A program's "threshold:8" lowers its demotion threshold 10 to 8 / 2 = 4;
+// with TIERKIT_PROMOTION_THRESHOLD=20 it ran 20 / 4: the variable replaced
+// the spec's promotion threshold, but the spec's lowering stayed, though 10
+// is below the 20 that runs.
+TEST_F(ConfigTest, ProgramsDemotionThresholdIsLoweredOnlyForThePromotionThresholdThatRuns) {
+  EngineConfig program;
+  program.policy = "threshold:8";
+  program.threshold.demotion_threshold = 10;
+  auto runs = [&](const char* promote) {
+    ScopedEnv env("TIERKIT_PROMOTION_THRESHOLD", promote);
+    auto e = create(program);
+    EXPECT_TRUE(e.ok()) << e.status();
+    if (!e.ok()) return std::pair<double, double>(-1, -1);
+    const auto& t = static_cast<ThresholdPolicy&>((*e)->policy_unsafe());
+    EXPECT_EQ((*e)->config().threshold.demotion_threshold, t.demotion_threshold());
+    return std::pair(t.current_threshold(), t.demotion_threshold());
+  };
+  EXPECT_EQ(runs("20"), std::pair(20.0, 10.0));
+  EXPECT_EQ(runs("10.5"), std::pair(10.5, 10.0));
+  EXPECT_EQ(runs("6"), std::pair(6.0, 3.0));  // as under threshold:6
+  EXPECT_EQ(runs("8"), std::pair(8.0, 4.0));  // as without the variable
+  // A demotion threshold from the environment stands, checked against 20.
+  ScopedEnv promote("TIERKIT_PROMOTION_THRESHOLD", "20");
+  {
+    ScopedEnv demote("TIERKIT_DEMOTION_THRESHOLD", "15");
+    auto c = EngineConfig::from_env(program);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->threshold.demotion_threshold, 15);
+  }
+  ScopedEnv demote("TIERKIT_DEMOTION_THRESHOLD", "25");
+  auto c = EngineConfig::from_env(program);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("demotion threshold 25 must be below the promotion threshold 20"));
+}
+
 // An error of the program's own config ended in "(environment: ...)"
 // listing every variable applied, as if TIERKIT_EPOCH_MS=20 had made its
 // "threshold:0" invalid.
