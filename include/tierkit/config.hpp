@@ -186,7 +186,7 @@ struct EngineConfig {
   // model's knobs and automatic:hysteresis=V / swap_confidence=V / cool=V /
   // headroom=V / min_heat=N / max_cool_epochs=N / residency=N / burst=N /
   // idle=V / idle_swap_confidence=V / spread_confidence=V / payoff=N /
-  // first_swap=V / current_histogram=N / keep_room=N / reversals=V /
+  // first_swap=V / first_confidence=V / current_histogram=N / keep_room=N / reversals=V /
   // reversal_margin=V the
   // automatic policy's (AutomaticOptions). Several knobs are separated by
   // ',' or '/' ('/' inside tierkit-sim's comma-separated --policy list).
@@ -517,6 +517,7 @@ inline absl::StatusOr<std::unique_ptr<Policy>> make_automatic(const EngineConfig
       {"spread_confidence", &AutomaticOptions::spread_confidence, nullptr, 0, 100},
       {"payoff", nullptr, &AutomaticOptions::payoff_backoff_epochs, 0, 1e6},
       {"first_swap", &AutomaticOptions::first_swap_ratio, nullptr, 0, 1e3},
+      {"first_confidence", &AutomaticOptions::first_swap_confidence, nullptr, -1, 100},
       {"current_histogram", nullptr, &AutomaticOptions::current_histogram, 0, 1},
       {"keep_room", nullptr, &AutomaticOptions::keep_room, 0, 2},
       {"reversals", &AutomaticOptions::reversal_share, nullptr, 0, 1},

@@ -36,7 +36,8 @@ GRID = {
     "idle": [0, 0.5, 1, 2],
     "spread_confidence": [0, 2, 4, 6],
     "payoff": [0, 8, 16, 32],
-    "first_swap": [0, 2, 4, 8],
+    "first_swap": [0, 1, 2, 4],
+    "first_confidence": [-1, 0, 0.5, 1, 2],
     "current_histogram": [0, 1],
 }
 

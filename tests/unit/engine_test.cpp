@@ -1223,11 +1223,12 @@ TEST(Engine, AutomaticFollowsAPhaseChangeAtTheNextBoundary) {
 }
 
 // In the first epoch (no histogram, every page's heat a burst of unmeasured
-// reuse) a newcomer may take the place of a clearly colder resident whose
-// heat is all credible (at most burst_heat); a resident whose burst is above
-// it gives way only to a newcomer first_swap_ratio (4) times hotter, and
-// never with first_swap=0.
-TEST(Engine, AutomaticFirstEpochSwapsBurstResidentsOnlyForAFarHotterNewcomer) {
+// reuse) a newcomer may take the place of a resident, a burst above
+// burst_heat included, when its heat beats the resident's by more than
+// noise (first_swap_confidence; first_swap_ratio 1). Under session 11's
+// rule (the usual margins, first_swap=4) a burst gave way only to a
+// newcomer 4 times hotter, and never with first_swap=0.
+TEST(Engine, AutomaticFirstEpochSwapsBurstResidentsForANewcomerHotterBeyondNoise) {
   // How many of each group end fast, as "cold warm newcomers".
   auto run = [](const std::string& policy, int newcomer_accesses) -> std::string {
     SimulatedBackend be({{0, 100 * kPageSize}, {1, 1ull << 40}});
@@ -1260,8 +1261,11 @@ TEST(Engine, AutomaticFirstEpochSwapsBurstResidentsOnlyForAFarHotterNewcomer) {
       ends_fast[i < 5 ? 0 : i < 10 ? 1 : 2] += be.node_of(page(i)) == 0;
     return absl::StrCat(ends_fast[0], " ", ends_fast[1], " ", ends_fast[2]);
   };
-  EXPECT_EQ(run("automatic", 200), "0 0 10");  // 5x the burst: both give way
-  EXPECT_EQ(run("automatic", 120), "0 5 5");   // 3x: the burst is kept
+  EXPECT_EQ(run("automatic", 120), "0 0 10");  // 3x: beyond noise, both give way
+  EXPECT_EQ(run("automatic", 42), "0 5 5");    // 42 vs 40: noise, the burst is kept
+  const std::string session11 = "automatic:first_swap=4/first_confidence=-1";
+  EXPECT_EQ(run(session11, 200), "0 0 10");  // 5x the burst: both give way
+  EXPECT_EQ(run(session11, 120), "0 5 5");   // 3x: the burst is kept
   EXPECT_EQ(run("automatic:first_swap=0", 200), "0 5 5");
 }
 
@@ -1278,6 +1282,44 @@ TEST(AutomaticPolicy, FirstBoundaryOffersBurstResidentsOnlyWhenHeatCounts) {
   };
   EXPECT_EQ(demote_heat(true), PageWord::kMaxHeat);
   EXPECT_EQ(demote_heat(false), AutomaticOptions{}.burst_heat);
+}
+
+// The first boundary judges a swap by the noise test alone
+// (first_swap_confidence), with no hysteresis, while its own histogram's
+// heats vary more than noise; a resident with no heat keeps the usual
+// margins, and so do later boundaries.
+TEST(AutomaticPolicy, FirstBoundaryJudgesSwapsByNoiseAloneWhileHeatsSpread) {
+  EpochContext ctx;
+  ctx.fast_budget_pages = ctx.fast_used_pages = 10;
+  ctx.heat_is_counts = true;
+  HeatHistogram spread, flat;
+  spread.add(1, true, 10);
+  spread.add(30, false, 10);
+  spread.finalize(10, 90);
+  flat.add(4, true, 10);
+  flat.add(4, false, 90);
+  flat.finalize(10, 90);
+  // should_swap for (newcomer, resident, resident idle): (5, 3, 0), (3, 3, 0),
+  // (2, 0, 1), (9, 0, 1).
+  auto first_swaps = [&](const AutomaticOptions& opts, const HeatHistogram& h) {
+    AutomaticPolicy p(opts);
+    const Thresholds begun = p.begin_epoch(ctx);
+    if (p.refines_thresholds()) p.refine_thresholds(ctx, h, begun);
+    return absl::StrCat(p.should_swap(5, 3, 0), p.should_swap(3, 3, 0), p.should_swap(2, 0, 1),
+                        p.should_swap(9, 0, 1));
+  };
+  EXPECT_EQ(first_swaps({}, spread), "1001");  // 5 vs 3 swaps under 2x hysteresis
+  EXPECT_EQ(first_swaps({}, flat), "0000");    // no spread: the heats are noise
+  AutomaticOptions usual;
+  usual.first_swap_confidence = -1;
+  EXPECT_EQ(first_swaps(usual, spread), "0001");
+  AutomaticPolicy p;
+  p.begin_epoch(ctx);
+  ctx.last = &spread;
+  ctx.epoch = 1;
+  p.begin_epoch(ctx);
+  EXPECT_FALSE(p.refines_thresholds());
+  EXPECT_FALSE(p.should_swap(5, 3, 0));  // the second boundary: usual margins
 }
 
 // Bursts are credited per size (octave of heat): where pages swept whole

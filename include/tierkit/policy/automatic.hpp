@@ -127,17 +127,36 @@ struct AutomaticOptions {
   // ping-pong over ten epoch lengths; counting reversals takes it to 23%
   // below the old level (docs/performance.md, "Session 21"). 0 = off.
   std::uint32_t payoff_backoff_epochs = 32;
-  // At the first epoch boundary (no histogram yet) a resident whose heat is
-  // above burst_heat gives way only to a newcomer this many times hotter:
-  // both heats are bursts whose reuse nobody has measured, so twice the
-  // default hysteresis. Without it such residents held their place whatever
-  // came, and a structure that grows (reallocated late, so born slow, then
-  // read on every request: redis's dict at --gap_ns=0) stayed slow; with it,
-  // rule.py's shortfall falls from 21.61 to 16.55 points at 100 ms epochs
-  // and falls at 20, 50 and 200 ms too, ping-pong unchanged. Heat counts
-  // only (EpochContext::heat_is_counts): a source's heat is not a count,
-  // and sampled runs keep the old rule. 0 = off (such residents stay).
-  double first_swap_ratio = 4.0;
+  // At the first epoch boundary (no histogram yet) the fast tier holds what
+  // first touch put there, placed in allocation order, not chosen on
+  // evidence. Hysteresis and swap_confidence keep a chosen placement from
+  // being undone by noise; there is none to protect yet. So at the first
+  // boundary a resident gives way to a newcomer whose heat beats its own by
+  // this many times sqrt(sum of both heats), with no hysteresis, while the
+  // first epoch's own histogram passes the spread test (spread_confidence).
+  // A resident with no heat at all keeps the usual margins: it was placed
+  // and not yet used, which is not evidence that it is cold (the churn
+  // workload's pages that the allocation front reaches later; with this
+  // rule for them too, churn ping-ponged 2.1% of its moves against 1.7%).
+  // Over the real traces at 25% fast and five epoch lengths (10-200 ms),
+  // 0.5 passes 68 issue-12 cells against the usual margins' 65, with 11%
+  // less summed shortfall and 1.5% more ping-pong; it passes more cells at
+  // 10% and 50% fast and at four other epoch lengths too. 1 passes 65, 2
+  // 63, 3 60; 0 (any hotter newcomer) 65 with 26% more shortfall: ties of
+  // small counts swap (docs/performance.md, "Session 45"). Heat counts only
+  // (EpochContext::heat_is_counts): a source's heat is not a count, and
+  // sampled runs keep the usual margins. Below 0 = the usual margins.
+  double first_swap_confidence = 0.5;
+  // ... and a resident whose heat is above burst_heat gives way only to a
+  // newcomer this many times hotter: both heats are bursts whose reuse
+  // nobody has measured. Without it (0) such residents are not offered and
+  // hold their place whatever comes: a structure that grows (reallocated
+  // late, so born slow, then read on every request: redis's dict at
+  // --gap_ns=0) stayed slow. Session 11 set 4, under the usual margins;
+  // under first_swap_confidence no extra bar (1) passes the most cells (68
+  // of the 180 above; 2 passes 62, 4 passes 67 with 7% more shortfall:
+  // docs/performance.md, "Session 45"). Heat counts only.
+  double first_swap_ratio = 1.0;
   // 1: the threshold comes from this epoch's histogram
   // (Policy::refine_thresholds), not the last one's. With the last one,
   // each phase change costs an epoch: on sqlite3-lookups-long at gap 800
@@ -224,11 +243,13 @@ class AutomaticPolicy final : public Policy {
     // and lost on python3-dict, gcc-O2 and xz-3 with shorter epochs:
     // docs/performance.md.) Residents above burst_heat are offered too where
     // heat counts accesses, and give way only to a newcomer first_swap_ratio
-    // times hotter (should_swap).
+    // times hotter (should_swap); first_swap_confidence, when set, replaces
+    // the usual margins.
     if (ctx.last == nullptr) {
       const std::uint32_t credible =
           o_.burst_heat > 0 && !first_swaps(ctx) ? o_.burst_heat : PageWord::kMaxHeat;
       first_ratio_ = first_swaps(ctx) ? o_.first_swap_ratio : 0;
+      first_counts_ = ctx.heat_is_counts;
       return by_volume ? Thresholds{floor_heat, credible} : Thresholds{};
     }
     const HeatHistogram& h = *ctx.last;
@@ -248,7 +269,7 @@ class AutomaticPolicy final : public Policy {
     }
     return choose(h, ctx.fast_budget_pages, ctx.fast_used_pages, floor_heat);
   }
-  bool refines_thresholds() const override { return o_.current_histogram != 0; }
+  bool refines_thresholds() const override { return o_.current_histogram != 0 || first_spread(); }
   void end_epoch(const EpochContext& ctx, const HeatHistogram&) override {
     if (o_.keep_room == 2) judge_room(ctx);
   }
@@ -258,7 +279,10 @@ class AutomaticPolicy final : public Policy {
   }
   Thresholds refine_thresholds(const EpochContext& ctx, const HeatHistogram& hist,
                                Thresholds begun) override {
-    if (ctx.last == nullptr) return begun;  // the first epoch has its own rule
+    if (ctx.last == nullptr) {  // the first epoch has its own rule
+      if (first_spread()) spread_ = spread_exceeds_noise(hist);
+      return begun;
+    }
     return choose(hist, ctx.fast_budget_pages, hist.fast_pages, lowest_threshold(ctx));
   }
   PolicyTraits traits() const override {
@@ -333,13 +357,16 @@ class AutomaticPolicy final : public Policy {
   double swap_ratio() const override { return o_.hysteresis; }
   bool should_swap(std::uint32_t newcomer, std::uint32_t resident,
                    std::uint32_t resident_idle) const override {
-    if (!spread_ || !paying_ || !Policy::should_swap(newcomer, resident)) return false;
-    if (epochs_ <= 1 && first_ratio_ > 0 && resident > o_.burst_heat &&
+    const bool first = epochs_ <= 1 && first_counts_;  // first_swap_confidence applies
+    if (first && first_ratio_ > 0 && resident > o_.burst_heat &&
         static_cast<double>(newcomer) < first_ratio_ * static_cast<double>(resident))
       return false;
-    const double z = resident_idle > 0 ? o_.idle_swap_confidence : o_.swap_confidence;
-    double diff = static_cast<double>(newcomer) - static_cast<double>(resident);
-    return diff * diff >= z * z * (static_cast<double>(newcomer) + static_cast<double>(resident));
+    if (first && o_.first_swap_confidence >= 0 && resident > 0)
+      return spread_ && newcomer > resident &&
+             beyond_noise(newcomer, resident, o_.first_swap_confidence);
+    if (!spread_ || !paying_ || !Policy::should_swap(newcomer, resident)) return false;
+    return beyond_noise(newcomer, resident,
+                        resident_idle > 0 ? o_.idle_swap_confidence : o_.swap_confidence);
   }
   double current_threshold() const override {
     std::uint32_t h = promote_heat_.load();
@@ -386,6 +413,19 @@ class AutomaticPolicy final : public Policy {
                                : static_cast<std::uint32_t>(std::ceil(chosen / o_.hysteresis)) - 1;
     promote_heat_.store(chosen);
     return {chosen, std::min(demote, chosen)};
+  }
+
+  // Whether the first boundary's swaps wait for the spread test on its own
+  // histogram (there is no earlier one).
+  bool first_spread() const {
+    return epochs_ <= 1 && first_counts_ && o_.first_swap_confidence >= 0 &&
+           o_.spread_confidence > 0;
+  }
+  // Whether `newcomer`'s heat beats `resident`'s by z times sqrt(sum of
+  // both), the Poisson noise of their difference (swap_confidence).
+  static bool beyond_noise(std::uint32_t newcomer, std::uint32_t resident, double z) {
+    const double diff = static_cast<double>(newcomer) - static_cast<double>(resident);
+    return diff * diff >= z * z * (static_cast<double>(newcomer) + static_cast<double>(resident));
   }
 
   // The lowest promotion threshold: min_heat under volume cooling, else the
@@ -483,8 +523,9 @@ class AutomaticPolicy final : public Policy {
   double burst_credit_ = 0;                           // over all sizes
   std::array<double, kBurstClasses> class_credit_{};  // per size (burst_class)
   std::array<double, kBurstClasses> class_seen_{};    // its bursts seen, 0.75 per epoch
-  double first_ratio_ = 0;  // first_swap_ratio while it applies (first_swaps)
-  double payoff_ = 0;       // hits won minus lost by recent moves (observe_moves)
+  double first_ratio_ = 0;     // first_swap_ratio while it applies (first_swaps)
+  bool first_counts_ = false;  // the first boundary's heat counts accesses
+  double payoff_ = 0;          // hits won minus lost by recent moves (observe_moves)
   bool paying_ = true;
   std::uint32_t blocked_epochs_ = 0, backoff_ = 2;
 };
