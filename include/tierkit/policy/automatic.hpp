@@ -142,8 +142,8 @@ struct AutomaticOptions {
   // 0.5 passes 68 issue-12 cells against the usual margins' 65, with 11%
   // less summed shortfall and 1.5% more ping-pong; it passes more cells at
   // 10% and 50% fast and at four other epoch lengths too. 1 passes 65, 2
-  // 63, 3 60; 0 (any hotter newcomer) 65 with 26% more shortfall: ties of
-  // small counts swap (docs/performance.md, "Session 45"). Heat counts only
+  // 63, 3 60; 0 (any hotter newcomer) 65 with 26% more shortfall: a page
+  // one access hotter swaps (docs/performance.md, "Session 45"). Heat counts only
   // (EpochContext::heat_is_counts): a source's heat is not a count, and
   // sampled runs keep the usual margins. Below 0 = the usual margins.
   double first_swap_confidence = 0.5;
