@@ -244,6 +244,12 @@ tierkit_output_test(sim.idle_bad_input tierkit-sim
 tierkit_output_test(sim.trace_flag_without_trace tierkit-sim
   "--llc applies only with --trace: here it would change nothing.*\nexit=2"
   "\"$T\" --workload=zipf --accesses=1k --llc=4M 2>&1")
+# Counts (--accesses) are read as every other number: a value that
+# underflows to 0 and hexadecimal are refused, not read as 0 and 16.
+tierkit_output_test(sim.count_flag_bad_numbers tierkit-sim
+  "--accesses: 1e-400 is too small to represent \\(underflows to 0\\) \\(a count: 500, 30k, 24M, 1G\\)\n.*rc=2\n.*--accesses: '0x10' is not a decimal number.*\nexit=2"
+  "\"$T\" --workload=zipf --accesses=1e-400 --policy=static 2>&1; echo rc=$?
+\"$T\" --workload=zipf --accesses=0x10 --policy=static 2>&1")
 tierkit_output_test(sim.builtin_flag_with_trace tierkit-sim
   "--zipf_s applies only to the built-in workloads, not with --trace.*\nexit=2"
   "\"$T\" --trace=${_tk_sqlite_trace} --zipf_s=2 2>&1")

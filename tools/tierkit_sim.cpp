@@ -231,11 +231,11 @@ std::uint64_t flag_count(const absl::Flag<std::string>& f, const char* name) {
     mult = t.back() == 'k' ? 1e3 : t.back() == 'm' ? 1e6 : 1e9;
     t.pop_back();
   }
-  double v = 0;
-  if (t.empty() || !absl::SimpleAtod(t, &v) || !(v >= 0) || v * mult > 1e15)
-    usage_error(absl::StrCat("--", name, ": '", absl::GetFlag(f),
-                             "' is not a count (examples: 500, 30k, 24M, 1G)"));
-  return static_cast<std::uint64_t>(v * mult + 0.5);
+  // parse_double, not SimpleAtod: it refuses hexadecimal and a value that
+  // underflows to 0 (1e-400), as every other number tierkit reads.
+  auto v = tierkit::detail::parse_double(t, absl::StrCat("--", name), 0, 1e15 / mult);
+  if (!v.ok()) usage_error(absl::StrCat(v.status().message(), " (a count: 500, 30k, 24M, 1G)"));
+  return static_cast<std::uint64_t>(*v * mult + 0.5);
 }
 
 // Fast-tier pages from "25%" or a byte size, for a footprint of `pages`;
