@@ -100,18 +100,24 @@ TEST(FaultInjectionBackend, SameSeedSameFaults) {
   EXPECT_EQ(sa, sb);
 }
 
+// `n` pages from kBase, each touched on node 1 of `sim`.
+std::vector<void*> slow_pages(SimulatedBackend& sim, int n) {
+  std::vector<void*> pages;
+  for (int i = 0; i < n; ++i) {
+    auto a = kBase + static_cast<std::uintptr_t>(i) * kPageSize;
+    sim.touch(a, 1);
+    pages.push_back(reinterpret_cast<void*>(a));
+  }
+  return pages;
+}
+
 // counts().forwarded is the pages handed to the wrapped backend, also when
 // its move() fails (here: a node it does not have). Before, the failure
 // returned before they were counted.
 TEST(FaultInjectionBackend, PagesForwardedToAFailingMoveAreCounted) {
   SimulatedBackend sim({{0, 1 << 30}, {1, 1 << 30}});
   FaultInjectionBackend fi(sim, FaultInjectionOptions().with_seed(1));
-  std::vector<void*> pages;
-  for (int i = 0; i < 3; ++i) {
-    auto a = kBase + static_cast<std::uintptr_t>(i) * kPageSize;
-    sim.touch(a, 1);
-    pages.push_back(reinterpret_cast<void*>(a));
-  }
+  std::vector<void*> pages = slow_pages(sim, 3);
   std::vector<NodeId> nodes(pages.size(), 7);
   std::vector<int> status(pages.size());
   absl::Status s = fi.move(pages, nodes, absl::MakeSpan(status));
@@ -124,12 +130,7 @@ TEST(FaultInjectionBackend, ALateFailureMovesAPrefixThenFails) {
   SimulatedBackend sim({{0, 1 << 30}, {1, 1 << 30}});
   FaultInjectionBackend fi(sim, FaultInjectionOptions().with_seed(4).with_late_failure(
                                     1, absl::StatusCode::kPermissionDenied));
-  std::vector<void*> pages;
-  for (int i = 0; i < 100; ++i) {
-    auto a = kBase + static_cast<std::uintptr_t>(i) * kPageSize;
-    sim.touch(a, 1);
-    pages.push_back(reinterpret_cast<void*>(a));
-  }
+  std::vector<void*> pages = slow_pages(sim, 100);
   std::vector<NodeId> nodes(pages.size(), 0);
   std::vector<int> status(pages.size());
   absl::Status s = fi.move(pages, nodes, absl::MakeSpan(status));
