@@ -83,7 +83,8 @@ struct EngineConfig {
   // the bucket owes the rest (RateLimiter::try_acquire_whole).
   // TIERKIT_BURST_BYTES
   std::uint64_t burst_bytes = 16 << 20;
-  // 0 = the fast nodes' total; else at least one page. TIERKIT_FAST_BUDGET
+  // 0 = the fast nodes' total; else at least one page, counted in whole
+  // pages (4097 bytes is one). TIERKIT_FAST_BUDGET
   std::uint64_t fast_budget_bytes = 0;
   // Of the budget: above it, demote. TIERKIT_HIGH_WATERMARK. Promotions also
   // leave 1 - high_watermark of each fast node free, or the kernel's own

@@ -285,7 +285,8 @@ class Engine {
   // set_fast_budget_bytes()
   //
   // The most fast-tier memory the engine's pages may hold; 0 = the fast
-  // nodes' total memory, else at least one page. Lowered below what they
+  // nodes' total memory, else at least one page (whole pages count: the
+  // rest of the last one is not used). Lowered below what they
   // hold, the next epochs demote the excess, coldest first, in use or not
   // (at the rate limit).
   absl::Status set_fast_budget_bytes(std::uint64_t bytes) {
