@@ -26,6 +26,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -95,7 +96,9 @@ class Engine {
   // of all its pages: O(pages) in the kernel). Pages not present yet are
   // assumed where `initially_fast` says (default: the fast tier, where first
   // touch on a CPU node puts them, as many as the fast node(s) have free; the
-  // rest the slow tier). See RegionRegistry::add for errors.
+  // rest the slow tier). Epochs move none of its pages until that query is
+  // done; their heat recorded meanwhile is kept. See RegionRegistry::add for
+  // errors.
   // With 2 MiB units (the default where THP is enabled, see
   // RegionOptions::granularity) it advises those chunks MADV_HUGEPAGE: one
   // madvise, best effort. With kernel_balancing "exclude" (the default) it
@@ -498,17 +501,18 @@ class Engine {
   // free memory: what earlier ones were believed to take of it since the
   // last epoch (unborn_fast_pages_) is not offered again. Each epoch starts
   // from the node's free memory anew.
+  // The queries run outside mu_, so epochs go on meanwhile, but they move
+  // none of the region's units (placing_): a move between a unit's query and
+  // its set_fast would be overwritten with the stale answer. Holding them is
+  // simpler than finding the units moved and asking again, and only delays
+  // their first moves until the query is done.
   void refresh_placement(const Region& r, bool initially_fast) {
     constexpr std::size_t kBatch = std::size_t{1} << 16;
-    const NodeSet fast = fast_nodes();
-    std::uint64_t room = initially_fast ? free_fast_pages() : 0;
-    {
-      detail::MutexLock l(&mu_);
-      room -= std::min(room, unborn_fast_pages_);
-    }
-    const std::uint64_t offered = room;
     std::vector<void*> pages;
     std::vector<int> status;
+    NodeSet fast;
+    std::uint64_t room = begin_placement(r.id, initially_fast, fast);
+    const std::uint64_t offered = room;
     for (std::uintptr_t next = r.begin; next < r.end;) {
       pages.clear();
       for (; next < r.end && pages.size() < kBatch; next += tracker_.unit_bytes(next))
@@ -530,18 +534,24 @@ class Engine {
     }
     detail::MutexLock l(&mu_);
     unborn_fast_pages_ += offered - room;
+    placing_.erase(r.id);
   }
 
-  NodeSet fast_nodes() {
+  // refresh_placement()'s start, under mu_ (so an epoch that planned moves
+  // of the region has made them before the first query): holds the region's
+  // units still (placing_), sets `fast` to the fast nodes and returns the
+  // room for its unborn pages: the fast node(s)' free pages (unbounded if
+  // none reports it) less what regions registered before took of it.
+  std::uint64_t begin_placement(RegionId id, bool initially_fast, NodeSet& fast) {
     detail::MutexLock lock(&mu_);
-    return config_.fast_nodes;
-  }
-  // The fast node(s)' free memory in pages; unbounded if none reports it.
-  std::uint64_t free_fast_pages() {
-    detail::MutexLock lock(&mu_);
+    placing_.insert(id);
+    fast = config_.fast_nodes;
+    if (!initially_fast) return 0;
     Epoch e;
     fast_memory(e);
-    return e.node_total > 0 ? e.node_free / kPageSize : std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t free =
+        e.node_total > 0 ? e.node_free / kPageSize : std::numeric_limits<std::uint64_t>::max();
+    return free - std::min(free, unborn_fast_pages_);
   }
 
   // The engine's sink: turns one source's observations into heat
@@ -899,6 +909,10 @@ class Engine {
     s.held_demote.clear();
     *hist_ = HeatHistogram();
     registry_.snapshot(s.regions);
+    // Units of regions still being placed are candidates of no list: every
+    // move is planned from a unit's region in this snapshot.
+    if (!placing_.empty())
+      std::erase_if(s.regions, [&](const auto& r) { return placing_.contains(r->id); });
     RegionCursor regions(s.regions);
     begin_verify(e);
     // Aged from the judged heat: a burst keeps only what the policy grants
@@ -1944,6 +1958,8 @@ class Engine {
   // Pages of regions registered since the epoch began that are believed
   // fast but not there yet (refresh_placement).
   std::uint64_t unborn_fast_pages_ ABSL_GUARDED_BY(mu_) = 0;
+  // Regions whose placement refresh_placement() is learning: not moved.
+  absl::flat_hash_set<RegionId> placing_ ABSL_GUARDED_BY(mu_);
   std::uint64_t seen_last_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t base_page_advice_ ABSL_GUARDED_BY(mu_) = 0;
   // Shared, so step() takes it out of mu_ with no allocation.

@@ -1,12 +1,15 @@
 // Engine tests on the simulated backend: deterministic (manual clock, steps).
 #include "tierkit/engine.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -365,6 +368,153 @@ TEST(Engine, RegionsRegisteredBeforeUseShareTheFreeMemory) {
   EXPECT_EQ(believed_fast, kFast);
   n.step();
   EXPECT_EQ(n.engine->stats().fast_pages, kFast);
+}
+
+// A backend that runs `hook` once, in the first query() of a page in
+// [begin, end), after the wrapped backend answered: register_region() asks
+// outside the engine's lock, so an epoch may run right there, between the
+// answer and the belief it sets. Everything else is forwarded.
+class HookedQueryBackend final : public Backend {
+ public:
+  HookedQueryBackend(Backend& inner, std::uintptr_t begin, std::uintptr_t end,
+                     std::function<void()> hook)
+      : inner_(inner), begin_(begin), end_(end), hook_(std::move(hook)) {}
+  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
+    absl::Status s = inner_.query(pages, status);
+    if (hook_ && std::any_of(pages.begin(), pages.end(), [&](void* p) {
+          return reinterpret_cast<std::uintptr_t>(p) >= begin_ &&
+                 reinterpret_cast<std::uintptr_t>(p) < end_;
+        }))
+      std::exchange(hook_, nullptr)();  // the epoch's own queries do not run it again
+    return s;
+  }
+  absl::string_view name() const override { return inner_.name(); }
+  absl::StatusOr<void*> map(std::size_t bytes) override { return inner_.map(bytes); }
+  absl::Status unmap(void* addr, std::size_t bytes) override { return inner_.unmap(addr, bytes); }
+  ThpMode thp_mode() const override { return inner_.thp_mode(); }
+  absl::Status advise_huge(void* addr, std::size_t bytes) override {
+    return inner_.advise_huge(addr, bytes);
+  }
+  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
+    return inner_.advise_base_pages(addr, bytes);
+  }
+  absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
+                    bool move) override {
+    return inner_.bind(addr, bytes, nodes, mode, move);
+  }
+  absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
+                    absl::Span<int> status) override {
+    return inner_.move(pages, nodes, status);
+  }
+  absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_.node_memory(node); }
+  ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }
+
+ private:
+  Backend& inner_;
+  std::uintptr_t begin_, end_;
+  std::function<void()> hook_;
+};
+
+// An engine whose backend runs `hook` in the first query of the region
+// [kBase, kBase + kPages pages) that registered() registers: a simulated
+// fast node (0) of 64 pages and an unbounded slow node (1).
+struct RegisteringDuringAnEpoch {
+  static constexpr std::size_t kPages = 16;
+  explicit RegisteringDuringAnEpoch(EngineConfig c = Fast("threshold:1")) {
+    c.fast_nodes = {0};
+    c.slow_nodes = {1};
+    auto e = Engine::create(c, &be, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    if (e.ok()) engine = std::move(*e);
+  }
+  static std::uintptr_t page(std::size_t i) { return kBase + i * kPageSize; }
+  RegionHandle registered(RegionOptions options = {}, bool initially_fast = true) {
+    auto h = engine->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize,
+                                     std::move(options), initially_fast);
+    EXPECT_TRUE(h.ok()) << h.status();
+    return h.ok() ? std::move(*h) : RegionHandle();
+  }
+  void step() {
+    clock.advance_ns(engine->config().epoch_ms * kNsPerMs);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  // Pages the engine believes in the other tier than the one they are in.
+  std::size_t wrong_beliefs() const {
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < kPages; ++i)
+      wrong +=
+          PageWord::fast(engine->tracker().word(page(i))->load()) != (sim.node_of(page(i)) == 0);
+    return wrong;
+  }
+
+  SimulatedBackend sim{{{0, 64 * kPageSize}, {1, 1ull << 40}}};
+  std::function<void()> hook;
+  HookedQueryBackend be{sim, page(0), page(kPages), [this] { hook(); }};
+  ManualClock clock{1};
+  std::unique_ptr<Engine> engine;
+};
+
+// register_region() learns where a region's pages are with a query made
+// outside the engine's lock (a terabyte region must not stall epochs), so an
+// epoch may run between that query and the belief it sets. That epoch moved
+// the region's pages (here a cold-tagged region's, on the fast node), and
+// the stale answer then overwrote what the move had set: believed fast,
+// every page was on the slow node. Its units now wait for their placement.
+TEST(Engine, AnEpochDuringRegistrationMovesNoneOfTheRegionsPages) {
+  RegisteringDuringAnEpoch r;
+  ASSERT_NE(r.engine, nullptr);
+  for (std::size_t i = 0; i < r.kPages; ++i) r.sim.touch(r.page(i), 0);
+  r.hook = [&] { r.step(); };
+  RegionHandle h = r.registered(RegionOptions().with_tag(RegionTag::cold));
+  EXPECT_EQ(r.wrong_beliefs(), 0u);
+  EXPECT_EQ(r.engine->stats().demoted_pages, 0u);
+  r.step();  // placed: the tag applies
+  EXPECT_EQ(r.sim.used_bytes(0), 0u);
+  EXPECT_EQ(r.wrong_beliefs(), 0u);
+  EXPECT_EQ(r.engine->stats().fast_pages, 0u);
+}
+
+// The same for an untagged region whose pages are hot before its placement
+// is known (registered as slow, and so they are): the epoch in between
+// promoted them and the stale answer said slow, so the fast node held
+// pages the engine did not count. Their heat is kept for the next epoch.
+TEST(Engine, HeatRecordedDuringRegistrationIsKeptForTheNextEpoch) {
+  RegisteringDuringAnEpoch r;
+  ASSERT_NE(r.engine, nullptr);
+  for (std::size_t i = 0; i < r.kPages; ++i) r.sim.touch(r.page(i), 1);
+  r.hook = [&] {
+    for (std::size_t i = 0; i < r.kPages; ++i)
+      for (int k = 0; k < 50; ++k) r.engine->record_access(reinterpret_cast<void*>(r.page(i)));
+    r.step();
+  };
+  RegionHandle h = r.registered({}, false);
+  EXPECT_EQ(r.wrong_beliefs(), 0u);
+  EXPECT_EQ(r.engine->stats().promoted_pages, 0u);
+  r.step();
+  EXPECT_EQ(r.sim.used_bytes(0), r.kPages * kPageSize);
+  EXPECT_EQ(r.wrong_beliefs(), 0u);
+  EXPECT_EQ(r.engine->stats().fast_pages, r.kPages);
+}
+
+// A region unregistered while register_region() still learns its placement
+// leaves nothing behind: the same range registered again moves as any.
+TEST(Engine, ARegionUnregisteredDuringItsRegistrationLeavesNothingBehind) {
+  RegisteringDuringAnEpoch r;
+  ASSERT_NE(r.engine, nullptr);
+  for (std::size_t i = 0; i < r.kPages; ++i) r.sim.touch(r.page(i), 0);
+  r.hook = [&] {
+    ASSERT_TRUE(r.engine->regions()
+                    .remove(r.engine->regions().lookup(reinterpret_cast<void*>(r.page(0)))->id)
+                    .ok());
+    r.step();
+  };
+  RegionHandle gone = r.registered(RegionOptions().with_tag(RegionTag::cold));
+  EXPECT_EQ(r.engine->stats().regions, 0u);
+  gone.reset();  // already removed: nothing to do
+  RegionHandle again = r.registered(RegionOptions().with_tag(RegionTag::cold));
+  r.step();
+  EXPECT_EQ(r.sim.used_bytes(0), 0u);
+  EXPECT_EQ(r.wrong_beliefs(), 0u);
 }
 
 // An arena registered before use is believed fast, but its pages not touched
