@@ -2,7 +2,8 @@
 // nodes, asks where pages are and moves them. It is the only layer that makes
 // memory-policy syscalls (LinuxBackend) or pretends to (SimulatedBackend), so
 // every policy above it runs unchanged on a one-node machine and in the
-// simulator. Layer 1: includes common.hpp only.
+// simulator. ForwardingBackend is the base of wrappers around another.
+// Layer 1: includes common.hpp only.
 #pragma once
 
 #include <array>
@@ -139,6 +140,52 @@ class Backend {
 
   // Page statuses seen by query()/move() (index = errno; 0 = success).
   virtual ErrnoCounts errno_counts() const = 0;
+};
+
+// ForwardingBackend
+//
+// A Backend that passes every call to another: the base of wrappers that
+// change a few calls and forward the rest (FaultInjectionBackend; a test's
+// hook). `inner` must outlive it. Thread-safe as `inner` is; no cost but the
+// extra virtual call.
+class ForwardingBackend : public Backend {
+ public:
+  explicit ForwardingBackend(Backend& inner) : inner_(inner) {}
+
+  absl::string_view name() const override { return inner_.name(); }
+  absl::StatusOr<void*> map(std::size_t bytes) override { return inner_.map(bytes); }
+  absl::Status unmap(void* addr, std::size_t bytes) override { return inner_.unmap(addr, bytes); }
+  ThpMode thp_mode() const override { return inner_.thp_mode(); }
+  absl::Status advise_huge(void* addr, std::size_t bytes) override {
+    return inner_.advise_huge(addr, bytes);
+  }
+  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
+    return inner_.advise_base_pages(addr, bytes);
+  }
+  absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
+                    bool move) override {
+    return inner_.bind(addr, bytes, nodes, mode, move);
+  }
+  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
+    return inner_.query(pages, status);
+  }
+  absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
+                    absl::Span<int> status) override {
+    return inner_.move(pages, nodes, status);
+  }
+  absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_.node_memory(node); }
+  int distance(NodeId from, NodeId to) const override { return inner_.distance(from, to); }
+  absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
+    return inner_.exclude_from_numa_balancing(addr, bytes);
+  }
+  std::optional<std::uint64_t> kernel_moved_pages() override { return inner_.kernel_moved_pages(); }
+  ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }
+
+ protected:
+  Backend& inner() const { return inner_; }
+
+ private:
+  Backend& inner_;
 };
 
 }  // namespace tierkit

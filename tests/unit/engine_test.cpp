@@ -373,14 +373,14 @@ TEST(Engine, RegionsRegisteredBeforeUseShareTheFreeMemory) {
 // A backend that runs `hook` once, in the first query() of a page in
 // [begin, end), after the wrapped backend answered: register_region() asks
 // outside the engine's lock, so an epoch may run right there, between the
-// answer and the belief it sets. Everything else is forwarded.
-class HookedQueryBackend final : public Backend {
+// answer and the belief it sets.
+class HookedQueryBackend final : public ForwardingBackend {
  public:
   HookedQueryBackend(Backend& inner, std::uintptr_t begin, std::uintptr_t end,
                      std::function<void()> hook)
-      : inner_(inner), begin_(begin), end_(end), hook_(std::move(hook)) {}
+      : ForwardingBackend(inner), begin_(begin), end_(end), hook_(std::move(hook)) {}
   absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
-    absl::Status s = inner_.query(pages, status);
+    absl::Status s = inner().query(pages, status);
     if (hook_ && std::any_of(pages.begin(), pages.end(), [&](void* p) {
           return reinterpret_cast<std::uintptr_t>(p) >= begin_ &&
                  reinterpret_cast<std::uintptr_t>(p) < end_;
@@ -388,29 +388,8 @@ class HookedQueryBackend final : public Backend {
       std::exchange(hook_, nullptr)();  // the epoch's own queries do not run it again
     return s;
   }
-  absl::string_view name() const override { return inner_.name(); }
-  absl::StatusOr<void*> map(std::size_t bytes) override { return inner_.map(bytes); }
-  absl::Status unmap(void* addr, std::size_t bytes) override { return inner_.unmap(addr, bytes); }
-  ThpMode thp_mode() const override { return inner_.thp_mode(); }
-  absl::Status advise_huge(void* addr, std::size_t bytes) override {
-    return inner_.advise_huge(addr, bytes);
-  }
-  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
-    return inner_.advise_base_pages(addr, bytes);
-  }
-  absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
-                    bool move) override {
-    return inner_.bind(addr, bytes, nodes, mode, move);
-  }
-  absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
-                    absl::Span<int> status) override {
-    return inner_.move(pages, nodes, status);
-  }
-  absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_.node_memory(node); }
-  ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }
 
  private:
-  Backend& inner_;
   std::uintptr_t begin_, end_;
   std::function<void()> hook_;
 };

@@ -115,13 +115,13 @@ struct FaultCounts {
   }
 };
 
-class FaultInjectionBackend final : public Backend {
+class FaultInjectionBackend final : public ForwardingBackend {
  public:
   // Wraps `inner`, which must outlive this backend. Invalid rates (see
   // FaultInjectionOptions::validate) are clamped into [0, 1]; NaN becomes 0;
   // an OK late_failure_code becomes kInternal.
   explicit FaultInjectionBackend(Backend& inner, FaultInjectionOptions options = {})
-      : inner_(inner),
+      : ForwardingBackend(inner),
         name_(absl::StrCat("fault-injection(", inner.name(), ")")),
         options_(clamped(options)),
         rng_(options.seed) {}
@@ -144,31 +144,9 @@ class FaultInjectionBackend final : public Backend {
   }
 
   absl::string_view name() const override { return name_; }
-  absl::StatusOr<void*> map(std::size_t bytes) override { return inner_.map(bytes); }
-  absl::Status unmap(void* addr, std::size_t bytes) override { return inner_.unmap(addr, bytes); }
-  ThpMode thp_mode() const override { return inner_.thp_mode(); }
-  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
-    return inner_.advise_base_pages(addr, bytes);
-  }
-  absl::Status advise_huge(void* addr, std::size_t bytes) override {
-    return inner_.advise_huge(addr, bytes);
-  }
-  absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
-                    bool move) override {
-    return inner_.bind(addr, bytes, nodes, mode, move);
-  }
-  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
-    return inner_.query(pages, status);
-  }
-  absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_.node_memory(node); }
-  int distance(NodeId from, NodeId to) const override { return inner_.distance(from, to); }
-  absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
-    return inner_.exclude_from_numa_balancing(addr, bytes);
-  }
-  std::optional<std::uint64_t> kernel_moved_pages() override { return inner_.kernel_moved_pages(); }
-  // The wrapped backend's tally (pages it really saw); injected outcomes are
+  // Every other call goes to the wrapped backend (ForwardingBackend):
+  // errno_counts() is its tally (pages it really saw); injected outcomes are
   // in counts().
-  ErrnoCounts errno_counts() const override { return inner_.errno_counts(); }
 
   // Draws one outcome per page; forwards the pages that draw "no fault" to the
   // wrapped backend in one move() call, and asks it (one query() call) where
@@ -218,12 +196,13 @@ class FaultInjectionBackend final : public Backend {
     if (!fwd_pages.empty()) {
       std::vector<int> st(fwd_pages.size());
       counts_.forwarded += fwd_pages.size();  // handed over, whatever the inner move says
-      if (absl::Status s = inner_.move(fwd_pages, fwd_nodes, absl::MakeSpan(st)); !s.ok()) return s;
+      if (absl::Status s = inner().move(fwd_pages, fwd_nodes, absl::MakeSpan(st)); !s.ok())
+        return s;
       for (std::size_t k = 0; k < st.size(); ++k) status[fwd_index[k]] = st[k];
     }
     if (!part_pages.empty()) {
       std::vector<int> st(part_pages.size());
-      absl::Status s = inner_.query(part_pages, absl::MakeSpan(st));
+      absl::Status s = inner().query(part_pages, absl::MakeSpan(st));
       for (std::size_t k = 0; k < st.size(); ++k) status[part_index[k]] = s.ok() ? st[k] : -EBUSY;
     }
     return absl::OkStatus();
@@ -253,7 +232,7 @@ class FaultInjectionBackend final : public Backend {
     nodes.resize(moved);
     counts_.forwarded += moved;
     std::vector<int> st(moved);
-    if (moved > 0) (void)inner_.move(pages, nodes, absl::MakeSpan(st));
+    if (moved > 0) (void)inner().move(pages, nodes, absl::MakeSpan(st));
     return absl::Status(options_.late_failure_code,
                         absl::StrCat("move_pages failed part way: injected fault (", moved, " of ",
                                      total, " pages moved)"));
@@ -263,7 +242,6 @@ class FaultInjectionBackend final : public Backend {
     return static_cast<double>(rng_() >> 11) * 0x1.0p-53;
   }
 
-  Backend& inner_;
   const std::string name_;
   mutable detail::Mutex mu_;
   FaultInjectionOptions options_ ABSL_GUARDED_BY(mu_);
