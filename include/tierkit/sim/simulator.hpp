@@ -194,26 +194,15 @@ struct SimResult {
 
 // A Backend decorator that mirrors every placement change into a flat
 // page -> node array (the simulator's O(1) tier lookup) and counts moves.
-class MirrorBackend final : public Backend {
+class MirrorBackend final : public ForwardingBackend {
  public:
   MirrorBackend(SimulatedBackend* inner, std::vector<std::uint8_t>* node, std::uintptr_t base)
-      : inner_(inner), node_(node), base_(base) {}
-  absl::string_view name() const override { return inner_->name(); }
-  absl::StatusOr<void*> map(std::size_t bytes) override { return inner_->map(bytes); }
-  absl::Status unmap(void* addr, std::size_t bytes) override { return inner_->unmap(addr, bytes); }
-  ThpMode thp_mode() const override { return inner_->thp_mode(); }
-  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
-    return inner_->advise_base_pages(addr, bytes);
-  }
-  absl::Status advise_huge(void* addr, std::size_t bytes) override {
-    return inner_->advise_huge(addr, bytes);
-  }
+      : ForwardingBackend(*inner), inner_(inner), node_(node), base_(base) {}
   absl::Status bind(void* addr, std::size_t bytes, const NodeSet& nodes, BindMode mode,
                     bool move) override {
     absl::Status s = inner_->bind(addr, bytes, nodes, mode, move);
     auto b = reinterpret_cast<std::uintptr_t>(addr);
-    for (std::uintptr_t a = align_down(b, kPageSize); a < b + bytes; a += kPageSize)
-      if (NodeId n = inner_->node_of(a); n != kNoNode) set(a, n);
+    for (std::uintptr_t a = align_down(b, kPageSize); a < b + bytes; a += kPageSize) mirror(a);
     return s;
   }
   absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
@@ -221,6 +210,9 @@ class MirrorBackend final : public Backend {
     query_pages_ += pages.size();
     return inner_->query(pages, status);
   }
+  // NOTE: a move that fails may have moved a prefix (Backend::move), so
+  // every page is mirrored from where the inner backend has it, whatever
+  // the outcome.
   absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
                     absl::Span<int> status) override {
     // The engine moves only pages it saw accessed (the kernel would answer
@@ -229,23 +221,12 @@ class MirrorBackend final : public Backend {
       if (unplaced(reinterpret_cast<std::uintptr_t>(pages[i])))
         return absl::FailedPreconditionError("sim: a move of a page never touched");
     absl::Status s = inner_->move(pages, nodes, status);
-    if (!s.ok()) return s;
     const std::uint64_t up = to_fast_, down = to_slow_;
-    for (std::size_t i = 0; i < pages.size(); ++i)
-      if (status[i] >= 0) set(reinterpret_cast<std::uintptr_t>(pages[i]), status[i]);
+    for (void* p : pages) mirror(reinterpret_cast<std::uintptr_t>(p));
     calls_up_ += to_fast_ != up;
     calls_down_ += to_slow_ != down;
     return s;
   }
-  absl::StatusOr<NodeMemory> node_memory(NodeId node) override { return inner_->node_memory(node); }
-  int distance(NodeId from, NodeId to) const override { return inner_->distance(from, to); }
-  absl::StatusOr<bool> exclude_from_numa_balancing(void* addr, std::size_t bytes) override {
-    return inner_->exclude_from_numa_balancing(addr, bytes);
-  }
-  std::optional<std::uint64_t> kernel_moved_pages() override {
-    return inner_->kernel_moved_pages();
-  }
-  ErrnoCounts errno_counts() const override { return inner_->errno_counts(); }
 
   // Pages moved to the fast / slow node since the last call.
   std::pair<std::uint64_t, std::uint64_t> take_moves() {
@@ -264,6 +245,10 @@ class MirrorBackend final : public Backend {
   bool unplaced(std::uintptr_t a) const {
     const std::uint64_t i = (a - base_) / kPageSize;
     return a >= base_ && i < node_->size() && (*node_)[i] > 1;
+  }
+  // Copies where the inner backend has page `a` (nothing if not present).
+  void mirror(std::uintptr_t a) {
+    if (NodeId n = inner_->node_of(a); n != kNoNode) set(a, n);
   }
   void set(std::uintptr_t a, NodeId n) {
     if (a < base_) return;
