@@ -164,6 +164,28 @@ TEST(FaultInjectionBackend, OptionsValidateAndClamp) {
   EXPECT_FALSE(fi.node_memory(3).ok());
 }
 
+TEST(FaultInjectionBackend, QueriesFailOnDemand) {
+  SimulatedBackend sim({{0, 1 << 30}, {1, 1 << 30}});
+  FaultInjectionBackend fi(sim, FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  std::vector<void*> pages = slow_pages(sim, 10);
+  std::vector<int> status(pages.size());
+  fi.fail_queries(2);
+  EXPECT_EQ(fi.query(pages, absl::MakeSpan(status)).code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(fi.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_TRUE(fi.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_EQ(status[0], 1);
+  EXPECT_EQ(fi.counts().failed_queries, 2u);
+  EXPECT_EQ(fi.counts().faults(), 2u);
+  // Armed for after a late move failure: they work until one.
+  fi.fail_queries(1, /*after_late_failure=*/true);
+  EXPECT_TRUE(fi.query(pages, absl::MakeSpan(status)).ok());
+  std::vector<NodeId> nodes(pages.size(), 0);
+  EXPECT_FALSE(fi.move(pages, nodes, absl::MakeSpan(status)).ok());
+  EXPECT_FALSE(fi.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_TRUE(fi.query(pages, absl::MakeSpan(status)).ok());
+  EXPECT_EQ(fi.counts().failed_queries, 3u);
+}
+
 // An engine over a faulty simulated machine: `fast_pages` of fast memory,
 // `n` pages of data that start on the slow node.
 struct FaultyRig {

@@ -5,8 +5,9 @@
 // reported on its current node), whole calls that fail, and calls that fail
 // part way, after some pages moved (a later batch's error). Faults are drawn
 // from a seeded RNG, so a run is reproducible for a given call sequence, and
-// every fault injected is counted. For tests and soak runs of the engine; all
-// other methods forward to the wrapped backend unchanged. Layer 1.
+// every fault injected is counted. query() can be made to fail on demand
+// (fail_queries). For tests and soak runs of the engine; all other methods
+// forward to the wrapped backend unchanged. Layer 1.
 //
 // Example:
 //   SimulatedBackend sim({{0, 64 << 20}, {1, 1 << 30}});
@@ -108,10 +109,11 @@ struct FaultCounts {
   std::uint64_t partial = 0;                        // pages left in place, reported on their node
   std::uint64_t late_failed_calls = 0;              // injected failures after a partial move
   std::uint64_t forwarded = 0;                      // pages handed to the wrapped backend
+  std::uint64_t failed_queries = 0;                 // query() calls failed (fail_queries)
 
   // Every fault injected: whole calls count once, pages once each.
   std::uint64_t faults() const {
-    return failed_calls + late_failed_calls + ebusy + enomem + efault + partial;
+    return failed_calls + late_failed_calls + ebusy + enomem + efault + partial + failed_queries;
   }
 };
 
@@ -137,6 +139,18 @@ class FaultInjectionBackend final : public ForwardingBackend {
     detail::MutexLock lock(&mu_);
     return options_;
   }
+  // fail_queries()
+  //
+  // Makes the next `n` query() calls fail (Unavailable, the wrapped backend
+  // not asked); with `after_late_failure`, only from the next late move
+  // failure on (with_late_failure), so the first to fail is the caller's
+  // query of where that batch's pages went. Replaces any count still armed;
+  // draws nothing from the RNG, so the seeds' fault sequences are unchanged.
+  void fail_queries(std::uint64_t n, bool after_late_failure = false) {
+    detail::MutexLock lock(&mu_);
+    queries_to_fail_ = n;
+    queries_wait_for_late_failure_ = after_late_failure;
+  }
   // A snapshot of the counters. One mutex acquisition.
   FaultCounts counts() const {
     detail::MutexLock lock(&mu_);
@@ -144,9 +158,21 @@ class FaultInjectionBackend final : public ForwardingBackend {
   }
 
   absl::string_view name() const override { return name_; }
-  // Every other call goes to the wrapped backend (ForwardingBackend):
-  // errno_counts() is its tally (pages it really saw); injected outcomes are
-  // in counts().
+  // query() fails while fail_queries() says so; every other call goes to
+  // the wrapped backend (ForwardingBackend): errno_counts() is its tally
+  // (pages it really saw); injected outcomes are in counts().
+  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
+    {
+      detail::MutexLock lock(&mu_);
+      if (queries_to_fail_ > 0 && !queries_wait_for_late_failure_) {
+        --queries_to_fail_;
+        ++counts_.failed_queries;
+        return absl::UnavailableError(
+            absl::StrCat("move_pages query failed: injected fault (", pages.size(), " pages)"));
+      }
+    }
+    return inner().query(pages, status);
+  }
 
   // Draws one outcome per page; forwards the pages that draw "no fault" to the
   // wrapped backend in one move() call, and asks it (one query() call) where
@@ -227,6 +253,7 @@ class FaultInjectionBackend final : public ForwardingBackend {
   absl::Status fail_late(std::vector<void*>& pages, std::vector<NodeId>& nodes, std::size_t total)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     ++counts_.late_failed_calls;
+    queries_wait_for_late_failure_ = false;  // fail_queries() armed: they fail from now
     const std::size_t moved = rng_() % (pages.size() + 1);
     pages.resize(moved);
     nodes.resize(moved);
@@ -247,6 +274,10 @@ class FaultInjectionBackend final : public ForwardingBackend {
   FaultInjectionOptions options_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   FaultCounts counts_ ABSL_GUARDED_BY(mu_);
+  // fail_queries(): query() calls still to fail, and whether they wait for
+  // a late move failure.
+  std::uint64_t queries_to_fail_ ABSL_GUARDED_BY(mu_) = 0;
+  bool queries_wait_for_late_failure_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tierkit
