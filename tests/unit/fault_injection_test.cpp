@@ -186,19 +186,24 @@ TEST(FaultInjectionBackend, QueriesFailOnDemand) {
   EXPECT_EQ(fi.counts().failed_queries, 3u);
 }
 
+// The rigs' engine: node 0 fast, node 1 slow, no rate limit to speak of.
+EngineConfig RigConfig(const std::string& policy) {
+  EngineConfig c;
+  c.policy = policy;
+  c.rate_limit_mbps = 1e6;
+  c.burst_bytes = 1ull << 40;
+  c.fast_nodes = {0};
+  c.slow_nodes = {1};
+  return c;
+}
+
 // An engine over a faulty simulated machine: `fast_pages` of fast memory,
 // `n` pages of data that start on the slow node.
 struct FaultyRig {
   FaultyRig(std::size_t fast_pages, std::size_t n, const std::string& policy,
             FaultInjectionOptions faults)
       : sim({{0, fast_pages * kPageSize}, {1, 1ull << 40}}), fi(sim, faults), n(n) {
-    EngineConfig c;
-    c.policy = policy;
-    c.rate_limit_mbps = 1e6;
-    c.burst_bytes = 1ull << 40;
-    c.fast_nodes = {0};
-    c.slow_nodes = {1};
-    auto e = Engine::create(c, &fi, &clock);
+    auto e = Engine::create(RigConfig(policy), &fi, &clock);
     EXPECT_TRUE(e.ok()) << e.status();
     engine = std::move(*e);
     for (std::size_t i = 0; i < n; ++i) sim.touch(page(i), 1);
@@ -404,50 +409,73 @@ TEST(EngineUnderFaultsBusy, AMoveThatFailsPartWayIsAccountedWhereThePagesAre) {
   }
 }
 
+// An engine over a faulty simulated machine with THP: `kChunks` 2 MiB units
+// of data that start on the slow node, fast memory for all of them.
+struct HugeFaultyRig {
+  static constexpr std::size_t kChunks = 4, kChunkPages = kHugePageSize / kPageSize;
+  explicit HugeFaultyRig(FaultInjectionOptions faults)
+      : sim({{0, kChunks * kHugePageSize}, {1, 1ull << 40}}), fi(sim, faults) {
+    sim.set_thp_mode(ThpMode::kMadvise);
+    EngineConfig c = RigConfig("threshold:2");
+    c.environment = EngineConfig::Environment::kIgnore;
+    c.huge_min_budget_bytes = 0;
+    auto e = Engine::create(c, &fi, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine = std::move(*e);
+    for (std::size_t i = 0; i < kChunks * kChunkPages; ++i) sim.touch(kBase + i * kPageSize, 1);
+    auto h = engine->register_region(reinterpret_cast<void*>(kBase), kChunks * kHugePageSize, {},
+                                     /*initially_fast=*/false);
+    EXPECT_TRUE(h.ok()) << h.status();
+    handle = std::move(*h);
+  }
+  static std::uintptr_t chunk(std::size_t k) { return kBase + k * kHugePageSize; }
+  // Touches every chunk and runs an epoch.
+  void step() {
+    for (std::size_t k = 0; k < kChunks; ++k)
+      for (int t = 0; t < 10; ++t) engine->record_access(reinterpret_cast<void*>(chunk(k)));
+    clock.advance_ns(100 * kNsPerMs);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  void step_until_first_move() {
+    for (int e = 0; e < 5 && fi.counts().calls == 0; ++e) step();
+  }
+  bool believed_fast(std::size_t k) const {
+    return PageWord::fast(engine->tracker().word(chunk(k))->load());
+  }
+  std::size_t fast_chunks() const {
+    std::size_t c = 0;
+    for (std::size_t k = 0; k < kChunks; ++k) c += sim.node_of(chunk(k)) == 0;
+    return c;
+  }
+  // Each chunk is believed where it is (by its first page).
+  void CheckBelief() const {
+    for (std::size_t k = 0; k < kChunks; ++k)
+      EXPECT_EQ(believed_fast(k), sim.node_of(chunk(k)) == 0) << "chunk " << k;
+  }
+
+  ManualClock clock{1};
+  SimulatedBackend sim;
+  FaultInjectionBackend fi;
+  std::unique_ptr<Engine> engine;
+  RegionHandle handle;
+};
+
 // The same for 2 MiB units: a unit whose huge page moved before the failure
 // counts as moved whole, one that did not as failed.
 TEST(EngineUnderFaultsBusy, HugeUnitsOfAMoveThatFailsPartWayAreAccountedWhereTheyAre) {
-  constexpr std::size_t kChunks = 4, kChunkPages = kHugePageSize / kPageSize;
-  SimulatedBackend sim({{0, kChunks * kHugePageSize}, {1, 1ull << 40}});
-  sim.set_thp_mode(ThpMode::kMadvise);
-  FaultInjectionBackend fi(sim, FaultInjectionOptions().with_seed(4).with_late_failure(1));
-  EngineConfig c;
-  c.policy = "threshold:2";
-  c.rate_limit_mbps = 1e6;
-  c.burst_bytes = 1ull << 40;
-  c.fast_nodes = {0};
-  c.slow_nodes = {1};
-  c.environment = EngineConfig::Environment::kIgnore;
-  c.huge_min_budget_bytes = 0;
-  ManualClock clock(1);
-  auto engine = Engine::create(c, &fi, &clock);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  for (std::size_t i = 0; i < kChunks * kChunkPages; ++i) sim.touch(kBase + i * kPageSize, 1);
-  auto h = (*engine)->register_region(reinterpret_cast<void*>(kBase), kChunks * kHugePageSize, {},
-                                      /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
-  for (int e = 0; e < 5 && fi.counts().calls == 0; ++e) {
-    for (std::size_t k = 0; k < kChunks; ++k)
-      for (int t = 0; t < 10; ++t)
-        (*engine)->record_access(reinterpret_cast<void*>(kBase + k * kHugePageSize));
-    clock.advance_ns(100 * kNsPerMs);
-    ASSERT_TRUE((*engine)->step().ok());
-  }
-  ASSERT_EQ(fi.counts().late_failed_calls, 1u);
-  std::size_t moved = 0;
-  for (std::size_t k = 0; k < kChunks; ++k) {
-    const std::uintptr_t a = kBase + k * kHugePageSize;
-    const bool fast = sim.node_of(a) == 0;
-    moved += fast;
-    EXPECT_EQ(PageWord::fast((*engine)->tracker().word(a)->load()), fast) << "chunk " << k;
-  }
+  HugeFaultyRig rig(FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  rig.step_until_first_move();
+  ASSERT_EQ(rig.fi.counts().late_failed_calls, 1u);
+  rig.CheckBelief();
+  const std::size_t moved = rig.fast_chunks();
   ASSERT_GT(moved, 0u);  // for this seed: some, not all
-  ASSERT_LT(moved, fi.counts().pages);
-  const EngineStats s = (*engine)->stats();
+  ASSERT_LT(moved, rig.fi.counts().pages);
+  const EngineStats s = rig.engine->stats();
   EXPECT_EQ(s.huge_units_moved, moved) << s.to_table();
-  EXPECT_EQ(s.promoted_pages, moved * kChunkPages);
-  EXPECT_EQ(s.promoted_pages, sim.moves());
-  EXPECT_EQ(s.failed_pages, (fi.counts().pages - moved) * kChunkPages);  // one entry a unit
+  EXPECT_EQ(s.promoted_pages, moved * HugeFaultyRig::kChunkPages);
+  EXPECT_EQ(s.promoted_pages, rig.sim.moves());
+  EXPECT_EQ(s.failed_pages,
+            (rig.fi.counts().pages - moved) * HugeFaultyRig::kChunkPages);  // one entry a unit
 }
 
 // For the record (SECURITY.md): faults injected and survived by the engine tests.
