@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -359,6 +360,19 @@ class Engine {
   // cgroup's memory.stat) costs about 30 us, 3% of a 1 ms epoch. Every
   // epoch from 10 ms up.
   static constexpr std::int64_t kKernelMovesPeriodMs = 10;
+  // kMaxUnlocated, kRelocateEpochs
+  //
+  // Units whose placement a failed move() left unknown, because the query
+  // after it failed too (some may have moved before the error), are asked
+  // again at the start of the next epochs, in one query. At most
+  // kMaxUnlocated are kept (as many as learn_placement() asks an epoch):
+  // the oldest beyond it are given up, having had the most tries. Each is
+  // given up after kRelocateEpochs failed queries: a backend whose query
+  // fails that long is failing for good, and each try costs a query. A unit
+  // given up keeps its belief until a placement check or a move finds it
+  // (stats().placement_given_up).
+  static constexpr std::size_t kMaxUnlocated = std::size_t{1} << 16;
+  static constexpr std::uint64_t kRelocateEpochs = 4;
 
   EngineStats stats() const {
     detail::MutexLock lock(&mu_);
@@ -419,6 +433,13 @@ class Engine {
     std::uint32_t heat;  // as the histogram counted it
     std::uint32_t pages;
     bool fast;  // the belief
+  };
+  // A unit whose placement a failed move() left unknown, and the epoch of
+  // that move (relocate_unlocated).
+  struct Unlocated {
+    std::uintptr_t addr;
+    std::uint32_t pages;
+    std::uint64_t epoch;
   };
   struct Candidate {
     std::uint32_t priority;
@@ -691,6 +712,7 @@ class Engine {
 
   // --- The epoch, as named stages. Each runs under mu_, in this order:
   //   forget       per-page state of regions unregistered since (forget_removed)
+  //   relocate     where units a failed move() left unknown are (relocate_unlocated)
   //   sources      hotness sources report what they saw (collect_sources)
   //   begin_epoch  the context: budget, the fast nodes' memory, thresholds
   //   collect      candidates and the heat histogram from what changed
@@ -745,6 +767,7 @@ class Engine {
 
   absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     forget_removed();
+    relocate_unlocated();
     collect_sources();
     Epoch e = begin_epoch();
     collect(e);
@@ -1846,13 +1869,62 @@ class Engine {
     return backend_->query(scratch_.pages, absl::MakeSpan(scratch_.status)).ok();
   }
 
-  // When nothing is known after a failed move(): every unit failed, and the
-  // rate limiter gets all of it back.
+  // When nothing is known after a failed move(): every unit failed, the
+  // rate limiter gets all of it back, and the next epochs ask where the
+  // units are (some may have moved before the error).
   void fail_all_units() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::uint64_t pages = 0;
     for (auto n : scratch_.unit_pages) pages += n;
     stats_.failed_pages += pages;
     if (policy_->uses_rate_limiter()) limiter_.refund(pages * kPageSize);
+    remember_unlocated();
+  }
+
+  // Keeps scratch_.pages' units for relocate_unlocated(); beyond
+  // kMaxUnlocated the oldest are given up.
+  void remember_unlocated() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const EpochScratch& s = scratch_;
+    for (std::size_t i = 0; i < s.pages.size(); ++i)
+      unlocated_.push_back({reinterpret_cast<std::uintptr_t>(s.pages[i]), s.unit_pages[i], epoch_});
+    if (unlocated_.size() <= kMaxUnlocated) return;
+    const std::size_t excess = unlocated_.size() - kMaxUnlocated;
+    stats_.placement_given_up += excess;
+    unlocated_.erase(unlocated_.begin(), unlocated_.begin() + static_cast<std::ptrdiff_t>(excess));
+  }
+
+  // Before the policy plans: one query for the units remember_unlocated()
+  // kept. Each one present is believed where it is (a 2 MiB unit by its
+  // first page, as refresh_placement); an absent one keeps its belief; one
+  // no longer tracked as it was (its region unregistered, the unit split)
+  // is dropped. If the query fails they wait for the next epoch, within
+  // kRelocateEpochs. Uses scratch_.tails, free until migrate().
+  void relocate_unlocated() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (unlocated_.empty()) return;
+    EpochScratch& s = scratch_;
+    s.tails.clear();
+    for (const Unlocated& u : unlocated_) s.tails.push_back(reinterpret_cast<void*>(u.addr));
+    s.tail_status.assign(s.tails.size(), -1);
+    if (!backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok()) return give_up_unlocated();
+    for (std::size_t i = 0; i < unlocated_.size(); ++i) {
+      const Unlocated& u = unlocated_[i];
+      if (!tracks_unit(u.addr, u.pages)) continue;
+      ++stats_.placement_relocated;
+      if (s.tail_status[i] >= 0)
+        tracker_.set_fast(u.addr, config_.fast_nodes.contains(s.tail_status[i]));
+    }
+    unlocated_.clear();
+  }
+  // After relocate_unlocated()'s query failed: gives up the units it has
+  // asked about kRelocateEpochs times.
+  void give_up_unlocated() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stats_.placement_given_up += std::erase_if(
+        unlocated_, [&](const Unlocated& u) { return epoch_ - u.epoch >= kRelocateEpochs; });
+  }
+  // Whether the tracker still has a unit of `pages` pages at `a`.
+  bool tracks_unit(std::uintptr_t a, std::uint32_t pages) const {
+    const std::atomic<std::uint16_t>* w = tracker_.word(a);
+    return w != nullptr && PageWord::tracked(w->load(std::memory_order_relaxed)) &&
+           tracker_.unit_bytes(a) == std::size_t{pages} * kPageSize;
   }
 
   // A unit that a failed move() left on `node`: failed, believed where it
@@ -1937,6 +2009,8 @@ class Engine {
   std::vector<void*> unplaced_ ABSL_GUARDED_BY(mu_);
   std::vector<Unplaced> unplaced_info_ ABSL_GUARDED_BY(mu_);  // the same units
   std::vector<int> placed_ ABSL_GUARDED_BY(mu_);              // the query's answers
+  // Units relocate_unlocated() asks about, oldest first.
+  std::vector<Unlocated> unlocated_ ABSL_GUARDED_BY(mu_);
   // begin_verify(): the kernel's count of its own moves when last read;
   // whether a check runs, and the stripe it began with; the stripes, the
   // epochs of a round and the next stripe; the units seen by the last epoch

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -224,6 +225,13 @@ struct FaultyRig {
     for (std::size_t i = from; i < to; ++i) c += sim.node_of(page(i)) == 0;
     return c;
   }
+  // Pages in [from, to) the engine believes fast.
+  std::size_t believed_fast(std::size_t from, std::size_t to) const {
+    std::size_t c = 0;
+    for (std::size_t i = from; i < to; ++i)
+      c += PageWord::fast(engine->tracker().word(page(i))->load());
+    return c;
+  }
   // The engine's belief matches the backend for every tracked page; returns
   // the number of pages no longer tracked (dropped after -EFAULT).
   std::size_t CheckBelief() {
@@ -409,6 +417,101 @@ TEST(EngineUnderFaultsBusy, AMoveThatFailsPartWayIsAccountedWhereThePagesAre) {
   }
 }
 
+// A move() that fails part way, and the query of where its pages went fails
+// too: every page counts as failed, and the moved ones were believed slow for
+// ever (wrong fast-page counts, budget, victims) unless a later move of the
+// same pages found them. Now the next epoch asks again, before it plans:
+// here it moves nothing (the static policy), so only that query can set the
+// belief right.
+TEST(EngineUnderFaultsBusy, UnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
+  FaultyRig rig(1000, 200, "threshold:2",
+                FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  rig.fi.fail_queries(1, /*after_late_failure=*/true);
+  for (int e = 0; e < 5 && rig.fi.counts().calls == 0; ++e) {  // until the first move
+    for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
+    rig.step();
+  }
+  const FaultCounts f = rig.fi.counts();
+  ASSERT_EQ(f.late_failed_calls, 1u);
+  ASSERT_EQ(f.failed_queries, 1u);
+  const std::size_t moved = rig.fast_count(0, 100);
+  ASSERT_GT(moved, 0u);  // for this seed: some, not all
+  ASSERT_LT(moved, 100u);
+  EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.failed_pages, f.pages) << s.to_table();  // nothing known: all failed
+  EXPECT_EQ(rig.believed_fast(0, 100), 0u);            // the moved ones too, for now
+  EXPECT_EQ(s.placement_relocated, 0u);
+  ASSERT_TRUE(rig.engine->set_policy("static").ok());
+  for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
+  rig.step();
+  EXPECT_EQ(rig.fi.counts().calls, 1u);
+  s = rig.engine->stats();
+  EXPECT_EQ(s.placement_relocated, f.pages) << s.to_table();
+  EXPECT_EQ(s.placement_given_up, 0u);
+  EXPECT_EQ(rig.believed_fast(0, 100), moved);
+  EXPECT_EQ(s.fast_pages, moved);
+  EXPECT_EQ(rig.fast_count(0, 100), moved);  // nothing moved since
+  rig.CheckBelief();
+  g_faults_survived += rig.fi.counts().faults();
+}
+
+// A query that fails every time: each unit is asked about for
+// Engine::kRelocateEpochs epochs, then given up, so the units kept never
+// exceed those of that many epochs' failed moves.
+TEST(EngineUnderFaultsBusy, UnitsStillUnknownAreGivenUpAfterAFewEpochs) {
+  FaultyRig rig(1000, 200, "threshold:2",
+                FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  rig.fi.fail_queries(std::numeric_limits<std::uint64_t>::max());
+  std::vector<std::uint64_t> added;  // units of each epoch's failed moves
+  for (std::uint64_t e = 0; e < 12; ++e) {
+    const std::uint64_t before = rig.fi.counts().pages;
+    for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
+    rig.step();
+    added.push_back(rig.fi.counts().pages - before);
+    std::uint64_t due = 0;  // asked kRelocateEpochs times by now
+    for (std::uint64_t a = 0; a + Engine::kRelocateEpochs <= e; ++a) due += added[a];
+    const EngineStats s = rig.engine->stats();
+    EXPECT_EQ(s.placement_given_up, due) << "epoch " << e;
+    EXPECT_EQ(s.placement_relocated, 0u);
+  }
+  ASSERT_EQ(rig.fi.counts().late_failed_calls, rig.fi.counts().calls);
+  EXPECT_GT(rig.engine->stats().placement_given_up, 0u);
+  // The query works again: the units of the last kRelocateEpochs epochs are
+  // found, no others.
+  rig.fi.fail_queries(0);
+  rig.fi.set_options(FaultInjectionOptions().with_call_failure(1));
+  rig.step();
+  std::uint64_t kept = 0;
+  for (std::size_t a = added.size() - Engine::kRelocateEpochs; a < added.size(); ++a)
+    kept += added[a];
+  EXPECT_EQ(rig.engine->stats().placement_relocated, kept);
+  EXPECT_EQ(rig.engine->stats().placement_given_up + kept,
+            rig.fi.counts().pages - rig.fi.counts().failed_call_pages);
+  g_faults_survived += rig.fi.counts().faults();
+}
+
+// More units left unknown than Engine::kMaxUnlocated: the oldest beyond it
+// are given up at once.
+TEST(EngineUnderFaultsBusy, UnitsLeftUnknownAreCappedOldestFirst) {
+  constexpr std::size_t kPages = Engine::kMaxUnlocated + 1000;
+  FaultyRig rig(2 * kPages, kPages, "threshold:2",
+                FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  rig.fi.fail_queries(std::numeric_limits<std::uint64_t>::max());
+  for (int e = 0; e < 5 && rig.fi.counts().calls == 0; ++e) {  // until the first move
+    for (std::size_t i = 0; i < kPages; ++i) rig.touch(i, 10);
+    rig.step();
+  }
+  const FaultCounts f = rig.fi.counts();
+  ASSERT_EQ(f.calls, 1u);
+  ASSERT_GT(f.pages, Engine::kMaxUnlocated);
+  EXPECT_EQ(rig.engine->stats().placement_given_up, f.pages - Engine::kMaxUnlocated);
+  rig.fi.fail_queries(0);
+  rig.fi.set_options(FaultInjectionOptions().with_call_failure(1));
+  rig.step();
+  EXPECT_EQ(rig.engine->stats().placement_relocated, Engine::kMaxUnlocated);
+  g_faults_survived += rig.fi.counts().faults();
+}
+
 // An engine over a faulty simulated machine with THP: `kChunks` 2 MiB units
 // of data that start on the slow node, fast memory for all of them.
 struct HugeFaultyRig {
@@ -476,6 +579,26 @@ TEST(EngineUnderFaultsBusy, HugeUnitsOfAMoveThatFailsPartWayAreAccountedWhereThe
   EXPECT_EQ(s.promoted_pages, rig.sim.moves());
   EXPECT_EQ(s.failed_pages,
             (rig.fi.counts().pages - moved) * HugeFaultyRig::kChunkPages);  // one entry a unit
+}
+
+// And when the query after that failure fails too: the 2 MiB units are
+// located at the next epoch, each by its first page.
+TEST(EngineUnderFaultsBusy, HugeUnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
+  HugeFaultyRig rig(FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  rig.fi.fail_queries(1, /*after_late_failure=*/true);
+  rig.step_until_first_move();
+  ASSERT_EQ(rig.fi.counts().failed_queries, 1u);
+  const std::size_t moved = rig.fast_chunks();
+  ASSERT_GT(moved, 0u);  // for this seed: some, not all
+  ASSERT_LT(moved, rig.fi.counts().pages);
+  for (std::size_t k = 0; k < HugeFaultyRig::kChunks; ++k) EXPECT_FALSE(rig.believed_fast(k));
+  ASSERT_TRUE(rig.engine->set_policy("static").ok());  // moves nothing
+  rig.step();
+  EXPECT_EQ(rig.fast_chunks(), moved);
+  rig.CheckBelief();
+  const EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.placement_relocated, rig.fi.counts().pages) << s.to_table();
+  EXPECT_EQ(s.fast_pages, moved * HugeFaultyRig::kChunkPages);
 }
 
 // For the record (SECURITY.md): faults injected and survived by the engine tests.
