@@ -227,6 +227,13 @@ struct FaultyRig {
     clock.advance_ns(100 * kNsPerMs);
     ASSERT_TRUE(engine->step().ok());
   }
+  // Runs epochs, pages [0, hot) hot, until the first move() (at most 5).
+  void step_until_first_move(std::size_t hot) {
+    for (int e = 0; e < 5 && fi.counts().calls == 0; ++e) {
+      for (std::size_t i = 0; i < hot; ++i) touch(i, 10);
+      step();
+    }
+  }
   std::size_t fast_count(std::size_t from, std::size_t to) const {
     std::size_t c = 0;
     for (std::size_t i = from; i < to; ++i) c += sim.node_of(page(i)) == 0;
@@ -485,10 +492,7 @@ TEST(EngineUnderFaultsBusy, AMoveThatFailsPartWayIsAccountedWhereThePagesAre) {
     SCOPED_TRACE(absl::StatusCodeToString(code));
     FaultyRig rig(1000, 200, "threshold:2",
                   FaultInjectionOptions().with_seed(4).with_late_failure(1, code));
-    for (int e = 0; e < 5 && rig.fi.counts().calls == 0; ++e) {  // until the first move
-      for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
-      rig.step();
-    }
+    rig.step_until_first_move(100);
     const FaultCounts f = rig.fi.counts();
     const EngineStats s = rig.engine->stats();
     ASSERT_EQ(f.late_failed_calls, 1u) << s.to_table();
@@ -521,10 +525,7 @@ TEST(EngineUnderFaultsBusy, UnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
   FaultyRig rig(1000, 200, "threshold:2",
                 FaultInjectionOptions().with_seed(4).with_late_failure(1));
   rig.fi.fail_queries(1, /*after_late_failure=*/true);
-  for (int e = 0; e < 5 && rig.fi.counts().calls == 0; ++e) {  // until the first move
-    for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
-    rig.step();
-  }
+  rig.step_until_first_move(100);
   const FaultCounts f = rig.fi.counts();
   ASSERT_EQ(f.late_failed_calls, 1u);
   ASSERT_EQ(f.failed_queries, 1u);
@@ -591,10 +592,7 @@ TEST(EngineUnderFaultsBusy, UnitsLeftUnknownAreCappedOldestFirst) {
   FaultyRig rig(2 * kPages, kPages, "threshold:2",
                 FaultInjectionOptions().with_seed(4).with_late_failure(1));
   rig.fi.fail_queries(std::numeric_limits<std::uint64_t>::max());
-  for (int e = 0; e < 5 && rig.fi.counts().calls == 0; ++e) {  // until the first move
-    for (std::size_t i = 0; i < kPages; ++i) rig.touch(i, 10);
-    rig.step();
-  }
+  rig.step_until_first_move(kPages);
   const FaultCounts f = rig.fi.counts();
   ASSERT_EQ(f.calls, 1u);
   ASSERT_GT(f.pages, Engine::kMaxUnlocated);
