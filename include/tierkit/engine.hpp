@@ -369,8 +369,8 @@ class Engine {
   // the oldest beyond it are given up, having had the most tries. Each is
   // given up after kRelocateEpochs failed queries: a backend whose query
   // fails that long is failing for good, and each try costs a query. A unit
-  // given up keeps its belief until a placement check or a move finds it
-  // (stats().placement_given_up).
+  // given up counts as failed and keeps its belief until a placement check
+  // or a move finds it (stats().placement_given_up).
   static constexpr std::size_t kMaxUnlocated = std::size_t{1} << 16;
   static constexpr std::uint64_t kRelocateEpochs = 4;
 
@@ -434,12 +434,16 @@ class Engine {
     std::uint32_t pages;
     bool fast;  // the belief
   };
-  // A unit whose placement a failed move() left unknown, and the epoch of
-  // that move (relocate_unlocated).
+  // A unit whose placement a failed move() left unknown: the epoch of that
+  // move, the node it was moved to and in which direction, and whether its
+  // bytes were taken from the rate limiter (relocate_unlocated).
   struct Unlocated {
     std::uintptr_t addr;
-    std::uint32_t pages;
     std::uint64_t epoch;
+    std::uint32_t pages;
+    NodeId target;
+    bool to_fast;
+    bool charged;
   };
   struct Candidate {
     std::uint32_t priority;
@@ -780,11 +784,12 @@ class Engine {
     return absl::OkStatus();
   }
 
-  // Drops the per-page state (move history, evidence, births, the policy's)
-  // of regions unregistered since the last epoch: it would leak under
-  // map/unmap churn, and a region registered later at the same address
-  // would inherit it (a reversal counted as ping-pong). O(that state), only
-  // after an unregistration.
+  // Drops the per-page state (move history, evidence, births, units a
+  // failed move() left unknown, which count as failed, the policy's) of
+  // regions unregistered since the last epoch: it would leak under map/unmap
+  // churn, and a region registered later at the same address would inherit
+  // it (a reversal counted as ping-pong). O(that state), only after an
+  // unregistration.
   void forget_removed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RegionRegistry::Removed gone = registry_.take_removed();
     if (gone.ranges.empty() && !gone.overflowed) return;
@@ -813,6 +818,7 @@ class Engine {
     absl::erase_if(seen_cold_, by_key);
     absl::erase_if(seen_hot_, by_key);
     absl::erase_if(born_, by_key);
+    fail_unlocated_if([&](const Unlocated& u) { return is_gone(u.addr); });
     policy_->forget_pages(is_gone);
   }
 
@@ -1707,10 +1713,7 @@ class Engine {
     choose_targets(to, from, to_fast);
     s.status.assign(s.pages.size(), 0);
     const bool call_failed = !backend_->move(s.pages, s.nodes, absl::MakeSpan(s.status)).ok();
-    if (call_failed && !locate_after_failed_move()) {
-      fail_all_units();
-      return;
-    }
+    if (call_failed && !locate_after_failed_move()) return remember_unlocated(to_fast);
     check_huge_units();
     std::uint64_t failed_bytes = 0;
     for (std::size_t i = 0; i < s.pages.size(); ++i) {
@@ -1869,56 +1872,108 @@ class Engine {
     return backend_->query(scratch_.pages, absl::MakeSpan(scratch_.status)).ok();
   }
 
-  // When nothing is known after a failed move(): every unit failed, the
-  // rate limiter gets all of it back, and the next epochs ask where the
-  // units are (some may have moved before the error).
-  void fail_all_units() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    std::uint64_t pages = 0;
-    for (auto n : scratch_.unit_pages) pages += n;
-    stats_.failed_pages += pages;
-    if (policy_->uses_rate_limiter()) limiter_.refund(pages * kPageSize);
-    remember_unlocated();
-  }
-
-  // Keeps scratch_.pages' units for relocate_unlocated(); beyond
-  // kMaxUnlocated the oldest are given up.
-  void remember_unlocated() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // When nothing is known after a failed move(): keeps scratch_.pages' units
+  // (moving `to_fast`) for relocate_unlocated(); beyond kMaxUnlocated the
+  // oldest are given up. Until a query answers, a unit counts neither as
+  // moved nor as failed, and its rate-limit tokens stay spent: one found on
+  // its target was copied, and is accounted as a move of that epoch; any
+  // other counts as failed and is refunded then (fail_unlocated). Refunding
+  // all now and charging the moved ones back later would let the bucket
+  // grant those bytes again meanwhile, then owe them. Deferred, the refund
+  // of units that did not move comes up to kRelocateEpochs epochs late, and
+  // capped at the burst then: the limiter errs on the side of granting less.
+  void remember_unlocated(bool to_fast) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const EpochScratch& s = scratch_;
+    const bool charged = policy_->uses_rate_limiter();
     for (std::size_t i = 0; i < s.pages.size(); ++i)
-      unlocated_.push_back({reinterpret_cast<std::uintptr_t>(s.pages[i]), s.unit_pages[i], epoch_});
+      unlocated_.push_back({reinterpret_cast<std::uintptr_t>(s.pages[i]), epoch_, s.unit_pages[i],
+                            s.nodes[i], to_fast, charged});
     if (unlocated_.size() <= kMaxUnlocated) return;
     const std::size_t excess = unlocated_.size() - kMaxUnlocated;
-    stats_.placement_given_up += excess;
-    unlocated_.erase(unlocated_.begin(), unlocated_.begin() + static_cast<std::ptrdiff_t>(excess));
+    stats_.placement_given_up += fail_unlocated_if(
+        [&, k = std::size_t{0}](const Unlocated&) mutable { return k++ < excess; });
   }
 
   // Before the policy plans: one query for the units remember_unlocated()
-  // kept. Each one present is believed where it is (a 2 MiB unit by its
-  // first page, as refresh_placement); an absent one keeps its belief; one
-  // no longer tracked as it was (its region unregistered, the unit split)
-  // is dropped. If the query fails they wait for the next epoch, within
-  // kRelocateEpochs. Uses scratch_.tails, free until migrate().
+  // kept (and the last page of each 2 MiB one). Each one present is
+  // believed where it is (a 2 MiB unit by its first page, as
+  // refresh_placement); an absent one keeps its belief. One found on its
+  // target node (a 2 MiB unit: its last page too, one huge page moved
+  // whole) is accounted as the move it was, from the epoch of that move
+  // (account_moved: stats, residency and ping-pong history, the policy's
+  // bookkeeping), unless a later move of it was accounted already; the
+  // newest first, so a unit kept by several failed moves counts as moved
+  // once. Every other unit counts as failed (fail_unlocated), also one no
+  // longer tracked as it was (its region unregistered, the unit split),
+  // which is not counted as relocated. If the query fails they wait for the next
+  // epoch, within kRelocateEpochs. Uses scratch_.tails, tail_of and
+  // tail_status, free until migrate().
   void relocate_unlocated() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (unlocated_.empty()) return;
     EpochScratch& s = scratch_;
+    const std::size_t n = unlocated_.size();
     s.tails.clear();
+    s.tail_of.assign(n, n);  // n: a 4 KiB unit, no last page asked
     for (const Unlocated& u : unlocated_) s.tails.push_back(reinterpret_cast<void*>(u.addr));
+    for (std::size_t i = 0; i < n; ++i)
+      if (unlocated_[i].pages > 1) {
+        s.tail_of[i] = s.tails.size();
+        s.tails.push_back(reinterpret_cast<void*>(unlocated_[i].addr + kHugePageSize - kPageSize));
+      }
     s.tail_status.assign(s.tails.size(), -1);
     if (!backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok()) return give_up_unlocated();
-    for (std::size_t i = 0; i < unlocated_.size(); ++i) {
+    std::uint64_t refund = 0;
+    for (std::size_t i = n; i-- > 0;) {
       const Unlocated& u = unlocated_[i];
-      if (!tracks_unit(u.addr, u.pages)) continue;
+      if (!tracks_unit(u.addr, u.pages)) {
+        refund += fail_unlocated(u);
+        continue;
+      }
       ++stats_.placement_relocated;
-      if (s.tail_status[i] >= 0)
-        tracker_.set_fast(u.addr, config_.fast_nodes.contains(s.tail_status[i]));
+      const int st = s.tail_status[i];
+      if (st >= 0) tracker_.set_fast(u.addr, config_.fast_nodes.contains(st));
+      auto it = history_.find(u.addr);
+      const bool moved = st == u.target &&
+                         (u.pages == 1 || s.tail_status[s.tail_of[i]] == u.target) &&
+                         (it == history_.end() || it->second.epoch < u.epoch);
+      if (!moved) {
+        refund += fail_unlocated(u);
+        continue;
+      }
+      if (u.pages > 1) ++stats_.huge_units_moved;
+      account_moved(u.addr, u.pages, u.to_fast, u.epoch);
     }
     unlocated_.clear();
+    if (refund > 0) limiter_.refund(refund);
   }
   // After relocate_unlocated()'s query failed: gives up the units it has
   // asked about kRelocateEpochs times.
   void give_up_unlocated() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    stats_.placement_given_up += std::erase_if(
-        unlocated_, [&](const Unlocated& u) { return epoch_ - u.epoch >= kRelocateEpochs; });
+    stats_.placement_given_up +=
+        fail_unlocated_if([&](const Unlocated& u) { return epoch_ - u.epoch >= kRelocateEpochs; });
+  }
+  // A unit of unlocated_ not known to have moved: failed; returns its bytes
+  // to refund (none if the rate limiter did not charge it).
+  std::uint64_t fail_unlocated(const Unlocated& u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stats_.failed_pages += u.pages;
+    return u.charged ? std::uint64_t{u.pages} * kPageSize : 0;
+  }
+  // Takes the units `pred` picks out of unlocated_ (called once each, in
+  // order), failed and refunded; returns how many.
+  template <typename Pred>
+  std::size_t fail_unlocated_if(Pred pred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::size_t kept = 0;
+    std::uint64_t refund = 0;
+    for (const Unlocated& u : unlocated_) {
+      if (pred(u))
+        refund += fail_unlocated(u);
+      else
+        unlocated_[kept++] = u;
+    }
+    const std::size_t failed = unlocated_.size() - kept;
+    unlocated_.resize(kept);
+    if (refund > 0) limiter_.refund(refund);
+    return failed;
   }
   // Whether the tracker still has a unit of `pages` pages at `a`.
   bool tracks_unit(std::uintptr_t a, std::uint32_t pages) const {
@@ -1943,17 +1998,8 @@ class Engine {
     if (st >= 0) {
       tracker_.set_fast(a, config_.fast_nodes.contains(st));
       if (st != target) return 0;  // ended elsewhere
-      (to_fast ? stats_.promoted_pages : stats_.demoted_pages) += pages;
-      (to_fast ? stats_.promoted_bytes : stats_.demoted_bytes) += pages * kPageSize;
       (to_fast ? stats_.epoch_promoted : stats_.epoch_demoted) += pages;
-      auto it = history_.find(a);
-      if (it != history_.end() && it->second.to_fast != to_fast &&
-          epoch - it->second.epoch <= config_.pingpong_window_epochs) {
-        stats_.pingpong_pages += pages;
-        reversed_ += pages;
-      }
-      history_[a] = {epoch, to_fast, to_fast && born_.erase(a) > 0};
-      policy_->on_moved(a);
+      account_moved(a, pages, to_fast, epoch);
       return 0;
     }
     const std::uint64_t bytes = std::uint64_t{pages} * kPageSize;
@@ -1979,6 +2025,24 @@ class Engine {
         break;
     }
     return bytes;
+  }
+
+  // A unit that reached its target in a move of `epoch` (this one, or an
+  // earlier one relocate_unlocated() found had moved): the move's stats, a
+  // reversal within the ping-pong window, its history (residency and
+  // ping-pong count from `epoch`) and the policy's bookkeeping.
+  void account_moved(std::uintptr_t a, std::uint32_t pages, bool to_fast, std::uint64_t epoch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    (to_fast ? stats_.promoted_pages : stats_.demoted_pages) += pages;
+    (to_fast ? stats_.promoted_bytes : stats_.demoted_bytes) += pages * kPageSize;
+    auto it = history_.find(a);
+    if (it != history_.end() && it->second.to_fast != to_fast &&
+        epoch - it->second.epoch <= config_.pingpong_window_epochs) {
+      stats_.pingpong_pages += pages;
+      reversed_ += pages;
+    }
+    history_[a] = {epoch, to_fast, to_fast && born_.erase(a) > 0};
+    policy_->on_moved(a);
   }
 
   static constexpr std::uint64_t kMaxBasePageAdvice = 4096;

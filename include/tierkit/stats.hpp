@@ -49,13 +49,21 @@ struct EngineStats {
   // (HotnessTracker::seen_pages): far below tracked_pages means most of
   // what is registered is idle.
   std::uint64_t seen_pages = 0;
+  // Pages moved, including those a later query found a failed move() had
+  // moved (placement_relocated).
   std::uint64_t promoted_pages = 0, demoted_pages = 0;
   std::uint64_t promoted_bytes = 0, demoted_bytes = 0;
   std::uint64_t promotion_candidates = 0, demotion_candidates = 0;
   std::uint64_t deferred_pages = 0;  // wanted to move, held back by the rate limiter
   std::uint64_t busy_retries = 0;    // -EBUSY: left for a later epoch
-  std::uint64_t failed_pages = 0;    // any other per-page failure
-  std::uint64_t dropped_pages = 0;   // unmapped (-EFAULT): no longer tracked
+  // Any other per-page failure. A unit of a failed move() whose placement
+  // nothing could tell (the query after it failed too) counts only once
+  // known: as moved (promoted / demoted) if a later query finds it on its
+  // target, here if found elsewhere or absent, given up
+  // (placement_given_up) or its region unregistered. Until then it is in
+  // neither count.
+  std::uint64_t failed_pages = 0;
+  std::uint64_t dropped_pages = 0;  // unmapped (-EFAULT): no longer tracked
   // Not present (-ENOENT: never touched, or freed): they hold no memory, so
   // from then on they are believed slow and left out of the fast budget.
   std::uint64_t absent_pages = 0;
@@ -74,9 +82,11 @@ struct EngineStats {
   std::uint64_t kernel_moved_pages = 0, placement_verified = 0;
   // Units whose placement a failed move() left unknown (the query after it
   // failed too): those a later epoch's query answered for (each present one
-  // believed where it is from then on), and those given up after failed
-  // queries (Engine::kRelocateEpochs, kMaxUnlocated), whose belief may stay
-  // wrong. A unit counts once per failed move() it was in.
+  // believed where it is from then on; one on its target accounted as moved
+  // in the epoch of that move, the others as failed), and those given up
+  // after failed queries (Engine::kRelocateEpochs, kMaxUnlocated), counted
+  // as failed, whose belief may stay wrong. A unit counts once per failed
+  // move() it was in.
   std::uint64_t placement_relocated = 0, placement_given_up = 0;
   // Epochs whose plan kept free room in the fast budget (Policy::kept_room:
   // the watermarks, or room for births), and the room the last one kept.

@@ -520,7 +520,10 @@ TEST(EngineUnderFaultsBusy, AMoveThatFailsPartWayIsAccountedWhereThePagesAre) {
 // ever (wrong fast-page counts, budget, victims) unless a later move of the
 // same pages found them. Now the next epoch asks again, before it plans:
 // here it moves nothing (the static policy), so only that query can set the
-// belief right.
+// belief right. Until it answers the pages count neither as moved nor as
+// failed, and their rate-limit tokens stay spent; then the moved ones count
+// as promoted (they were copied: their tokens stay spent) and only the
+// others as failed (refunded).
 TEST(EngineUnderFaultsBusy, UnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
   FaultyRig rig(1000, 200, "threshold:2",
                 FaultInjectionOptions().with_seed(4).with_late_failure(1));
@@ -533,8 +536,9 @@ TEST(EngineUnderFaultsBusy, UnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
   ASSERT_GT(moved, 0u);  // for this seed: some, not all
   ASSERT_LT(moved, 100u);
   EngineStats s = rig.engine->stats();
-  EXPECT_EQ(s.failed_pages, f.pages) << s.to_table();  // nothing known: all failed
-  EXPECT_EQ(rig.believed_fast(0, 100), 0u);            // the moved ones too, for now
+  EXPECT_EQ(s.failed_pages, 0u) << s.to_table();  // nothing known yet
+  EXPECT_EQ(rig.engine->rate_limiter().granted_bytes(), f.pages * kPageSize);
+  EXPECT_EQ(rig.believed_fast(0, 100), 0u);  // the moved ones too, for now
   EXPECT_EQ(s.placement_relocated, 0u);
   ASSERT_TRUE(rig.engine->set_policy("static").ok());
   for (std::size_t i = 0; i < 100; ++i) rig.touch(i, 10);
@@ -546,7 +550,56 @@ TEST(EngineUnderFaultsBusy, UnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
   EXPECT_EQ(rig.believed_fast(0, 100), moved);
   EXPECT_EQ(s.fast_pages, moved);
   EXPECT_EQ(rig.fast_count(0, 100), moved);  // nothing moved since
+  // Accounted as the move they were: promoted exactly the pages that moved,
+  // failed only the others, the copied ones charged to the rate limiter.
+  EXPECT_EQ(s.promoted_pages, moved);
+  EXPECT_EQ(s.promoted_pages, rig.sim.moves());
+  EXPECT_EQ(s.promoted_bytes, moved * kPageSize);
+  EXPECT_EQ(s.failed_pages, f.pages - moved);
+  EXPECT_EQ(rig.engine->rate_limiter().granted_bytes(), moved * kPageSize);
   rig.CheckBelief();
+  g_faults_survived += rig.fi.counts().faults();
+}
+
+// The pages a failed move() moved, found by a later query, are held by
+// minimum residency counted from the epoch of that move, as any page moved:
+// before, they had no move history, so the next epoch could move them
+// straight back, and that reversal was not even counted as a ping-pong.
+// Here a fast budget of one page makes every page on the fast node one to
+// demote (coldest first, idle or not) unless residency holds it.
+TEST(EngineUnderFaultsBusy, UnitsAFailedMoveMovedAreHeldByResidencyFromThatMove) {
+  FaultyRig rig(1000, 200, "threshold:2",
+                FaultInjectionOptions().with_seed(4).with_late_failure(1));
+  rig.fi.fail_queries(1, /*after_late_failure=*/true);
+  rig.step_until_first_move(100);
+  ASSERT_EQ(rig.fi.counts().late_failed_calls, 1u);
+  ASSERT_EQ(rig.fi.counts().failed_queries, 1u);
+  const std::uint64_t move_epoch = rig.engine->stats().epochs - 1;
+  const std::size_t moved = rig.fast_count(0, 100);
+  ASSERT_GT(moved, 0u);  // for this seed: some, not all
+  ASSERT_LT(moved, 100u);
+  const std::uint32_t residency = rig.engine->policy_unsafe().min_residency_epochs();
+  ASSERT_GT(residency, 2u);
+  ASSERT_LT(residency + 8, rig.engine->config().pingpong_window_epochs);
+  rig.fi.set_options(FaultInjectionOptions());
+  ASSERT_TRUE(rig.engine->set_fast_budget_bytes(kPageSize).ok());
+  // Epochs move_epoch + 1 (the query finds them) to move_epoch + residency - 1:
+  // held, none demoted.
+  for (std::uint64_t e = move_epoch + 1; e < move_epoch + residency; ++e) {
+    rig.step();
+    EXPECT_EQ(rig.fast_count(0, 100), moved) << "epoch " << e;
+  }
+  EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.placement_relocated, rig.fi.counts().pages) << s.to_table();
+  EXPECT_EQ(s.demoted_pages, 0u);
+  EXPECT_EQ(rig.believed_fast(0, 100), moved);
+  // Then they go (the budget does demote them), and each move back is a
+  // ping-pong.
+  for (int e = 0; e < 8 && rig.fast_count(0, 100) > 0; ++e) rig.step();
+  s = rig.engine->stats();
+  ASSERT_EQ(rig.fast_count(0, 100), 0u) << s.to_table();
+  EXPECT_EQ(s.pingpong_pages, moved);
+  EXPECT_EQ(s.promoted_pages + s.demoted_pages, rig.sim.moves());
   g_faults_survived += rig.fi.counts().faults();
 }
 
@@ -674,7 +727,7 @@ TEST(EngineUnderFaultsBusy, HugeUnitsOfAMoveThatFailsPartWayAreAccountedWhereThe
 }
 
 // And when the query after that failure fails too: the 2 MiB units are
-// located at the next epoch, each by its first page.
+// located at the next epoch, each by its first page, and accounted then.
 TEST(EngineUnderFaultsBusy, HugeUnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
   HugeFaultyRig rig(FaultInjectionOptions().with_seed(4).with_late_failure(1));
   rig.fi.fail_queries(1, /*after_late_failure=*/true);
@@ -691,6 +744,11 @@ TEST(EngineUnderFaultsBusy, HugeUnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) 
   const EngineStats s = rig.engine->stats();
   EXPECT_EQ(s.placement_relocated, rig.fi.counts().pages) << s.to_table();
   EXPECT_EQ(s.fast_pages, moved * HugeFaultyRig::kChunkPages);
+  // Those that moved count as moved whole, the others as failed.
+  EXPECT_EQ(s.huge_units_moved, moved);
+  EXPECT_EQ(s.promoted_pages, moved * HugeFaultyRig::kChunkPages);
+  EXPECT_EQ(s.promoted_pages, rig.sim.moves());
+  EXPECT_EQ(s.failed_pages, (rig.fi.counts().pages - moved) * HugeFaultyRig::kChunkPages);
 }
 
 // For the record (SECURITY.md): faults injected and survived by the engine tests.
