@@ -379,6 +379,7 @@ class Engine {
     EngineStats s = stats_;
     s.outside_accesses = tracker_.outside_accesses();
     s.regions = registry_.size();
+    for (const Unlocated& u : unlocated_) s.unlocated_pages += u.pages;
     return s;
   }
   EngineConfig config() const {

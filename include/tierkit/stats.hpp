@@ -88,6 +88,9 @@ struct EngineStats {
   // as failed, whose belief may stay wrong. A unit counts once per failed
   // move() it was in.
   std::uint64_t placement_relocated = 0, placement_given_up = 0;
+  // Pages of those units still waiting for a query that answers (counted
+  // once per failed move() each was in): in none of the counts above yet.
+  std::uint64_t unlocated_pages = 0;
   // Epochs whose plan kept free room in the fast budget (Policy::kept_room:
   // the watermarks, or room for births), and the room the last one kept.
   std::uint64_t room_epochs = 0, epoch_room_pages = 0;
@@ -144,7 +147,7 @@ struct EngineStats {
         "\"pingpong_pages\":%u,"
         "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
         "\"kernel_moved_pages\":%u,\"placement_verified\":%u,"
-        "\"placement_relocated\":%u,\"placement_given_up\":%u,"
+        "\"placement_relocated\":%u,\"placement_given_up\":%u,\"unlocated_pages\":%u,"
         "\"room_epochs\":%u,\"reserve_pages\":%u,\"kernel_reserve_pages\":%u,"
         "\"regions_kept_from_numa_balancing\":%u,\"numa_balancing_errors\":%u,"
         "\"failures_by_errno\":{%s},\"outside_accesses\":%u,\"promotion_"
@@ -157,7 +160,7 @@ struct EngineStats {
         promotion_candidates, demotion_candidates, deferred_pages, busy_retries, failed_pages,
         dropped_pages, absent_pages, pingpong_pages, huge_units_moved, huge_units_split,
         placement_corrected, kernel_moved_pages, placement_verified, placement_relocated,
-        placement_given_up, room_epochs, reserve_pages, kernel_reserve_pages,
+        placement_given_up, unlocated_pages, room_epochs, reserve_pages, kernel_reserve_pages,
         regions_kept_from_numa_balancing, numa_balancing_errors, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         json_escape(threshold_unit), json_escape(environment), fast_heat_share, last_epoch_ns,
@@ -209,8 +212,9 @@ struct EngineStats {
     row("placement corrected",
         absl::StrFormat("%u (%u asked after the kernel moved %u pages)", placement_corrected,
                         placement_verified, kernel_moved_pages));
-    row("placement unknown", absl::StrFormat("%u units found later, %u given up",
-                                             placement_relocated, placement_given_up));
+    row("placement unknown",
+        absl::StrFormat("%u units found later, %u given up, %u pages waiting", placement_relocated,
+                        placement_given_up, unlocated_pages));
     row("room kept", absl::StrFormat("%u epochs (last: %u pages)", room_epochs, epoch_room_pages));
     row("fast reserve",
         absl::StrFormat("%u pages (kernel's watermarks: %u)", reserve_pages, kernel_reserve_pages));

@@ -231,7 +231,10 @@ class Harness {
     // as moved: exact only when every belief is known.
     stale_ |= s.placement_given_up > 0;
     const bool known = f.failed_queries == failed_queries && !stale_;
-    bool exact = known;
+    // Units that waited at the last check are counted now, their moves made
+    // before it: the moves are not this interval's.
+    bool exact = known && !waited_;
+    waited_ = s.unlocated_pages > 0;
     // Belief: for every tracked unit with a placed first page.
     for (const auto& [b, l] : live_) {
       auto r = engine_->regions().lookup(reinterpret_cast<void*>(l.begin));
@@ -252,8 +255,10 @@ class Harness {
     // Accounting (see fault_injection_test.cpp). The per-page faults of a
     // call that fails part way are lost with its statuses.
     const bool late = f.late_failed_calls > 0;
+    // A unit whose placement a failed move() and its failed query left
+    // unknown waits (unlocated_pages) until a later query counts it.
     std::uint64_t accounted = s.promoted_pages + s.demoted_pages + s.busy_retries + s.failed_pages +
-                              s.dropped_pages + s.absent_pages;
+                              s.dropped_pages + s.absent_pages + s.unlocated_pages;
     // The backend counts move_pages entries and the engine pages: equal
     // only while every unit is 4 KiB (a 2 MiB unit is one entry, 512 pages).
     if (!had_huge_) {
@@ -367,7 +372,8 @@ class Harness {
   std::unique_ptr<Engine> engine_;
   std::map<std::uintptr_t, Live> live_;
   bool had_huge_ = false;
-  bool stale_ = false;  // a unit's placement was given up: its belief may stay wrong
+  bool stale_ = false;   // a unit's placement was given up: its belief may stay wrong
+  bool waited_ = false;  // units waited for a query at the last check
   // The moves counted and made before the last step whose beliefs were not
   // all known (op_step).
   std::uint64_t counted_base_ = 0, moves_base_ = 0;
