@@ -531,7 +531,11 @@ class Engine {
   // none of the region's units (placing_): a move between a unit's query and
   // its set_fast would be overwritten with the stale answer. Holding them is
   // simpler than finding the units moved and asking again, and only delays
-  // their first moves until the query is done.
+  // their first moves until the query is done. If a query fails, the units
+  // not yet asked keep the belief register_region() gave them, and a round
+  // of checks (start_verify_round) corrects those that are active or
+  // believed fast; an idle unit believed slow but on the fast tier is not
+  // asked, as after the kernel's own moves.
   void refresh_placement(const Region& r, bool initially_fast) {
     constexpr std::size_t kBatch = std::size_t{1} << 16;
     std::vector<void*> pages;
@@ -539,12 +543,16 @@ class Engine {
     NodeSet fast;
     std::uint64_t room = begin_placement(r.id, initially_fast, fast);
     const std::uint64_t offered = room;
+    bool unknown = false;
     for (std::uintptr_t next = r.begin; next < r.end;) {
       pages.clear();
       for (; next < r.end && pages.size() < kBatch; next += tracker_.unit_bytes(next))
         pages.push_back(reinterpret_cast<void*>(next));
       status.assign(pages.size(), 0);
-      if (!backend_->query(pages, absl::MakeSpan(status)).ok()) break;
+      if (!backend_->query(pages, absl::MakeSpan(status)).ok()) {
+        unknown = true;
+        break;
+      }
       for (std::size_t i = 0; i < pages.size(); ++i) {
         const auto a = reinterpret_cast<std::uintptr_t>(pages[i]);
         if (status[i] >= 0) {
@@ -561,6 +569,7 @@ class Engine {
     detail::MutexLock l(&mu_);
     unborn_fast_pages_ += offered - room;
     placing_.erase(r.id);
+    if (unknown) start_verify_round();
   }
 
   // refresh_placement()'s start, under mu_ (so an epoch that planned moves
@@ -1053,8 +1062,7 @@ class Engine {
     }
     if (moved && kernel_moved_ && *moved > *kernel_moved_) {
       stats_.kernel_moved_pages += *moved - *kernel_moved_;
-      verify_from_ = verify_next_;
-      verifying_ = true;
+      start_verify_round();
     }
     if (moved) kernel_moved_ = moved;
     // A round, plus one epoch: the first sizes the stripes.
@@ -1063,6 +1071,13 @@ class Engine {
     e.verify_stripe = static_cast<int>(verify_next_++ % verify_stripes_);
     e.verify_left = kVerifyBatch;
     verify_seen_ = 0;
+  }
+  // Beliefs may be wrong where nobody looked: the kernel moved pages, or a
+  // registration's placement query failed. From the next epoch, a round of
+  // checks (begin_verify).
+  void start_verify_round() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    verify_from_ = verify_next_;
+    verifying_ = true;
   }
   // A visited unit of the epoch's stripe joins the query, unless
   // note_unplaced() took it (heat all from this epoch).
