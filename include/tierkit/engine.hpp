@@ -1958,9 +1958,18 @@ class Engine {
       }
       if (u.pages > 1) ++stats_.huge_units_moved;
       account_moved(u.addr, u.pages, u.to_fast, u.epoch);
+      note_room_moved(u);
     }
     unlocated_.clear();
     if (refund > 0) limiter_.refund(refund);
+  }
+  // A unit relocate_unlocated() found moved by the last epoch: the room that
+  // epoch left (note_room) did not count it, so this epoch would read the
+  // fast memory it took or gave back as births. From an older epoch, the
+  // epochs between already saw it so.
+  void note_room_moved(const Unlocated& u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (free_after_ < 0 || u.epoch + 1 != epoch_) return;
+    free_after_ += u.to_fast ? -static_cast<double>(u.pages) : static_cast<double>(u.pages);
   }
   // After relocate_unlocated()'s query failed: gives up the units it has
   // asked about kRelocateEpochs times.

@@ -586,6 +586,39 @@ TEST(EngineUnderFaultsBusy, UnitsAFailedMoveLeftUnknownAreLocatedNextEpoch) {
   g_faults_survived += rig.fi.counts().faults();
 }
 
+// Moves nothing; keeps what each epoch told it of the fast node's room.
+class RoomWatcher final : public Policy {
+ public:
+  std::string name() const override { return "room-watcher"; }
+  PolicyTraits traits() const override {
+    PolicyTraits t;
+    t.moves_untagged_pages = false;
+    return t;
+  }
+  Thresholds begin_epoch(const EpochContext&) override { return {}; }
+  void end_epoch(const EpochContext& ctx, const HeatHistogram&) override {
+    taken.push_back(ctx.taken_fast_pages);
+  }
+  double current_threshold() const override { return 0; }
+  std::vector<std::uint64_t> taken;
+};
+
+// The pages a failed move() promoted, found by the next epoch's query, took
+// fast memory the move's epoch did not count; that next epoch must not read
+// them as births (EpochContext::taken_fast_pages), which `automatic` keeps
+// room for. Before, it read every one of them so.
+TEST(EngineUnderFaultsBusy, UnitsAFailedMoveMovedAreNotReadAsBirths) {
+  LostMoveRig rig;
+  auto watcher = std::make_unique<RoomWatcher>();
+  const RoomWatcher* w = watcher.get();
+  ASSERT_TRUE(rig.engine->set_policy(std::move(watcher)).ok());
+  rig.step();
+  ASSERT_EQ(rig.engine->stats().placement_relocated, rig.fi.counts().pages);
+  ASSERT_EQ(w->taken.size(), 1u);
+  EXPECT_EQ(w->taken[0], 0u) << rig.moved << " pages moved, nothing born";
+  g_faults_survived += rig.fi.counts().faults();
+}
+
 // The pages a failed move() moved, found by a later query, are held by
 // minimum residency counted from the epoch of that move, as any page moved:
 // before, they had no move history, so the next epoch could move them
