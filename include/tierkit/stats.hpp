@@ -77,8 +77,9 @@ struct EngineStats {
   std::uint64_t placement_corrected = 0;
   // Pages the kernel moved on its own, machine-wide, while the engine ran
   // (Backend::kernel_moved_pages: reclaim's demotions, NUMA balancing), and
-  // the active units believed fast that the engine asked about after them
-  // (Engine::kVerifyBatch).
+  // the units the engine asked about in a round of checks after them, or
+  // after a placement query failed in register_region (Engine::kVerifyBatch
+  // an epoch).
   std::uint64_t kernel_moved_pages = 0, placement_verified = 0;
   // Units whose placement a failed move() left unknown (the query after it
   // failed too): those a later epoch's query answered for (each present one
