@@ -1863,19 +1863,25 @@ class Engine {
         continue;
       }
       const auto a = reinterpret_cast<std::uintptr_t>(s.pages[i]);
-      if (known && before && tracker_.split(a)) {
-        ++stats_.huge_units_split;
-        // Keep khugepaged from collapsing it again behind the 4 KiB units
-        // (each advice may split a VMA: bounded, under vm.max_map_count).
-        if (base_page_advice_ < kMaxBasePageAdvice) {
-          ++base_page_advice_;
-          (void)backend_->advise_base_pages(s.pages[i], kHugePageSize);
-        }
-      }
+      if (known && before) fall_back_to_base_pages(a);
       s.unit_pages[i] = 1;
       for (std::size_t p = 1; p < HotnessTracker::kPagesPerChunk; ++p)
         s.rest.push_back({0, 0, a + p * kPageSize, 1});
     }
+  }
+
+  // The 2 MiB unit at `a` turned out not to be one huge page: it becomes
+  // 4 KiB units (HotnessTracker::split). False if it is not a 2 MiB unit.
+  bool fall_back_to_base_pages(std::uintptr_t a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!tracker_.split(a)) return false;
+    ++stats_.huge_units_split;
+    // Keep khugepaged from collapsing it again behind the 4 KiB units
+    // (each advice may split a VMA: bounded, under vm.max_map_count).
+    if (base_page_advice_ < kMaxBasePageAdvice) {
+      ++base_page_advice_;
+      (void)backend_->advise_base_pages(reinterpret_cast<void*>(a), kHugePageSize);
+    }
+    return true;
   }
 
   // After a move() that failed: asks where each unit of scratch_.pages is
@@ -1919,11 +1925,13 @@ class Engine {
   // (account_moved: stats, residency and ping-pong history, the policy's
   // bookkeeping), unless a later move of it was accounted already; the
   // newest first, so a unit kept by several failed moves counts as moved
-  // once. Every other unit counts as failed (fail_unlocated), also one no
-  // longer tracked as it was (its region unregistered, the unit split),
-  // which is not counted as relocated. If the query fails they wait for the next
-  // epoch, within kRelocateEpochs. Uses scratch_.tails, tail_of and
-  // tail_status, free until migrate().
+  // once. A 2 MiB unit whose first page reached its target and whose last
+  // page did not was not one huge page (split_relocated). Every other unit
+  // counts as failed (fail_unlocated), also one no longer tracked as it was
+  // (its region unregistered, the unit split), which is not counted as
+  // relocated. If the query fails they wait for the next epoch, within
+  // kRelocateEpochs. Uses scratch_.tails, tail_of and tail_status, free
+  // until migrate().
   void relocate_unlocated() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (unlocated_.empty()) return;
     EpochScratch& s = scratch_;
@@ -1949,16 +1957,17 @@ class Engine {
       const int st = s.tail_status[i];
       if (st >= 0) tracker_.set_fast(u.addr, config_.fast_nodes.contains(st));
       auto it = history_.find(u.addr);
-      const bool moved = st == u.target &&
-                         (u.pages == 1 || s.tail_status[s.tail_of[i]] == u.target) &&
-                         (it == history_.end() || it->second.epoch < u.epoch);
-      if (!moved) {
+      if (st != u.target || (it != history_.end() && it->second.epoch >= u.epoch)) {
         refund += fail_unlocated(u);
+        continue;
+      }
+      if (u.pages > 1 && s.tail_status[s.tail_of[i]] != u.target) {
+        refund += split_relocated(u);
         continue;
       }
       if (u.pages > 1) ++stats_.huge_units_moved;
       account_moved(u.addr, u.pages, u.to_fast, u.epoch);
-      note_room_moved(u);
+      note_room_moved(u.epoch, u.to_fast, u.pages);
     }
     unlocated_.clear();
     if (refund > 0) limiter_.refund(refund);
@@ -1967,9 +1976,34 @@ class Engine {
   // epoch left (note_room) did not count it, so this epoch would read the
   // fast memory it took or gave back as births. From an older epoch, the
   // epochs between already saw it so.
-  void note_room_moved(const Unlocated& u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (free_after_ < 0 || u.epoch + 1 != epoch_) return;
-    free_after_ += u.to_fast ? -static_cast<double>(u.pages) : static_cast<double>(u.pages);
+  void note_room_moved(std::uint64_t epoch, bool to_fast, std::uint32_t pages)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (free_after_ < 0 || epoch + 1 != epoch_) return;
+    free_after_ += to_fast ? -static_cast<double>(pages) : static_cast<double>(pages);
+  }
+  // A 2 MiB unit of unlocated_ whose first page is on its target and whose
+  // last page is not: not one huge page (THP never formed there, or the
+  // kernel split it). As check_huge_units does, it becomes 4 KiB units; its
+  // first page counts as moved, the other pages as failed (a failed move()
+  // moved no other page of it), each believed where one query finds it.
+  // Before, the unit counted as failed whole and stayed believed on the
+  // target, its other 511 pages too. If that query fails, a round of checks
+  // (start_verify_round) asks again. Returns the bytes to refund.
+  std::uint64_t split_relocated(const Unlocated& u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!fall_back_to_base_pages(u.addr)) return fail_unlocated(u);
+    account_moved(u.addr, 1, u.to_fast, u.epoch);
+    note_room_moved(u.epoch, u.to_fast, 1);
+    stats_.failed_pages += u.pages - 1;
+    std::vector<void*> rest;
+    for (std::uint32_t p = 1; p < u.pages; ++p)
+      rest.push_back(reinterpret_cast<void*>(u.addr + std::uintptr_t{p} * kPageSize));
+    std::vector<int> status(rest.size(), -1);
+    if (!backend_->query(rest, absl::MakeSpan(status)).ok()) start_verify_round();
+    for (std::size_t p = 0; p < rest.size(); ++p)
+      if (status[p] >= 0)
+        tracker_.set_fast(reinterpret_cast<std::uintptr_t>(rest[p]),
+                          config_.fast_nodes.contains(status[p]));
+    return u.charged ? std::uint64_t{u.pages - 1} * kPageSize : 0;
   }
   // After relocate_unlocated()'s query failed: gives up the units it has
   // asked about kRelocateEpochs times.
