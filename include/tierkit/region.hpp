@@ -81,6 +81,11 @@ struct RegionOptions {
   // NOTE: a 2 MiB unit that turns out not to be one huge page when it is
   // moved (THP never formed there, or the kernel split it) falls back to
   // 4 KiB units for that chunk.
+  // NOTE: the reverse is not detected: where 4 KiB units lie in a huge page
+  // (THP "always", or memory the application advised MADV_HUGEPAGE), moving
+  // one moves the whole huge page, and its other pages change tier unseen.
+  // Advise such memory MADV_NOHUGEPAGE or use 2 MiB units (docs/vm-demo.md).
+  // TierMemoryResource arenas are advised so.
   std::size_t granularity = kAutoGranularity;
   // The node whose CPUs use the region most (kNoNode: not given). Its pages
   // then move to the node of their new tier nearest to it, not to the node
