@@ -12,7 +12,9 @@
 // Past the 200th op, moves may also fail part way and queries fail
 // (op_late_failure, op_fail_queries); beliefs are then checked after the
 // steps whose queries all worked, and moves counted against moves made over
-// those steps only (see op_step).
+// those steps only (see op_step). Past the 400th, the simulated machine may
+// also form transparent huge pages for regions registered after (op_thp)
+// and split them, as the kernel does under pressure (op_split_huge).
 #include <cerrno>
 #include <cstdint>
 #include <iterator>
@@ -68,11 +70,13 @@ class Harness {
   // do; they come after, in bytes that no input reached before (the loop
   // stopped at 200 ops and ignored the rest, and no saved input reaches 200
   // ops): from the 201st op on, an op byte picks among 12 (u8 % 12), 10 and
-  // 11 being op_late_failure and op_fail_queries.
+  // 11 being op_late_failure and op_fail_queries. The same way, from the
+  // 401st op on, among 14: 12 and 13 are op_thp and op_split_huge.
   void run() {
     int ops = 0;
     while (!in_.empty() && ops++ < 200) op(in_.u8() % 10);
     while (!in_.empty() && ops++ < 400) op(in_.u8() % 12);
+    while (!in_.empty() && ops++ < 600) op(in_.u8() % 14);
     op_step();
   }
 
@@ -110,8 +114,14 @@ class Harness {
       case 10:
         op_late_failure();
         break;
-      default:
+      case 11:
         op_fail_queries();
+        break;
+      case 12:
+        op_thp();
+        break;
+      default:
+        op_split_huge();
         break;
     }
     check_registry();
@@ -153,6 +163,12 @@ class Harness {
       for (std::uintptr_t p = begin; p < end; p += kPageSize)
         if ((p / kPageSize + touch) % 3 != 0) sim_.touch(p, (p / kPageSize) % 2 ? 1 : 0);
     if (o.granularity == kHugePageSize) had_huge_ = true;
+    // Memory tracked in 4 KiB units must not be backed by huge pages (a 4 KiB
+    // move would carry the whole huge page behind the engine's back:
+    // docs/vm-demo.md), so a huge page an earlier region left there is gone.
+    if (valid && !overlap && unit == kPageSize)
+      for (std::uintptr_t c = align_down(begin, kHugePageSize); c < end; c += kHugePageSize)
+        sim_.split_huge(c);
     const std::uint64_t failed_queries = fi_.counts().failed_queries;
     auto h = engine_->register_region(reinterpret_cast<void*>(a), bytes, o, in_.u8() % 2);
     if (!valid) {
@@ -342,6 +358,16 @@ class Harness {
     const std::uint8_t b = in_.u8();
     fi_.fail_queries(b % 4, b / 4 % 2);
   }
+
+  // Huge pages from now on: a 2 MiB unit of a region registered after this
+  // (with_huge_pages) is one huge page, moved whole. Regions registered
+  // before stay as they are, as on Linux.
+  void op_thp() { sim_.set_thp_mode(ThpMode::kMadvise); }
+
+  // The simulated machine splits the huge page at an address, if any: its
+  // unit's pages then move one by one (check_huge_units, and
+  // split_relocated for a unit a lost move left unknown).
+  void op_split_huge() { sim_.split_huge(addr()); }
 
   void op_knobs() {
     switch (in_.u8() % 3) {
