@@ -135,6 +135,7 @@ class Engine {
     if (r->huge_end > r->huge_begin)
       (void)backend_->advise_huge(reinterpret_cast<void*>(r->huge_begin),
                                   r->huge_end - r->huge_begin);
+    if (options.granularity == kAutoGranularity) advise_base_units(*r);
     exclude_from_numa_balancing(const_cast<void*>(ptr), bytes);
     refresh_placement(*r, initially_fast);
     watch_ranges();
@@ -1633,6 +1634,28 @@ class Engine {
   }
 
   // register_region's step for kernel_balancing "exclude".
+  // The 4 KiB units of a region whose granularity the engine chose (all of
+  // it without 2 MiB units, else its ragged ends), under THP "always":
+  // advised MADV_NOHUGEPAGE, so the kernel forms no huge page over them. A
+  // 4 KiB move inside one would move it whole, its other pages unseen
+  // (RegionOptions::granularity); ArenaRegions advises its arenas so. Huge
+  // pages formed before the registration stay. An explicit kPageSize is
+  // left alone (RegionOptions::with_base_pages: memory that must not be
+  // advised). Each advice may split a mapping: they share the bound of
+  // fall_back_to_base_pages().
+  void advise_base_units(const Region& r) {
+    if (backend_->thp_mode() != ThpMode::kAlways) return;
+    for (auto [b, e] : {std::pair{r.begin, r.huge_begin}, std::pair{r.huge_end, r.end}}) {
+      if (b >= e) continue;
+      {
+        detail::MutexLock l(&mu_);
+        if (base_page_advice_ >= kMaxBasePageAdvice) return;
+        ++base_page_advice_;
+      }
+      (void)backend_->advise_base_pages(reinterpret_cast<void*>(b), e - b);
+    }
+  }
+
   void exclude_from_numa_balancing(void* ptr, std::size_t bytes) {
     {
       detail::MutexLock l(&mu_);  // set_config() may replace config_ meanwhile

@@ -84,8 +84,11 @@ struct RegionOptions {
   // NOTE: the reverse is not detected: where 4 KiB units lie in a huge page
   // (THP "always", or memory the application advised MADV_HUGEPAGE), moving
   // one moves the whole huge page, and its other pages change tier unseen.
-  // Advise such memory MADV_NOHUGEPAGE or use 2 MiB units (docs/vm-demo.md).
-  // TierMemoryResource arenas are advised so.
+  // Under THP "always" the engine advises the 4 KiB units it chose for a
+  // kAutoGranularity region MADV_NOHUGEPAGE when it is registered, as
+  // TierMemoryResource arenas are; huge pages formed before that stay. For
+  // such memory, and with kPageSize, advise it yourself before first use
+  // or use 2 MiB units (docs/vm-demo.md).
   std::size_t granularity = kAutoGranularity;
   // The node whose CPUs use the region most (kNoNode: not given). Its pages
   // then move to the node of their new tier nearest to it, not to the node

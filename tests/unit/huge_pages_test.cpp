@@ -3,6 +3,8 @@
 // be one huge page. On the simulated backend's THP model (deterministic);
 // the emulated machine checks the same on real kernels (tests/vm).
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tierkit/backend/simulated.hpp"
@@ -116,6 +118,61 @@ TEST(HugePages, ArenasOfASmallBudgetAreAdvisedBackToBasePages) {
     EXPECT_EQ((*engine)->tracker().unit_bytes(a), kPageSize);
     (*heap)->deallocate(p, kPageSize);
   }
+}
+
+// Records the ranges advised for base pages.
+class AdviceRecorder final : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  absl::Status advise_base_pages(void* addr, std::size_t bytes) override {
+    const auto a = reinterpret_cast<std::uintptr_t>(addr);
+    ranges.emplace_back(a, a + bytes);
+    return ForwardingBackend::advise_base_pages(addr, bytes);
+  }
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges;
+};
+
+// What registering [begin, end) with `options` advises for base pages, on
+// a simulated machine with THP `mode` and a fast budget of 4 MiB
+// (`min_budget` decides whether default regions get 2 MiB units).
+std::vector<std::pair<std::uintptr_t, std::uintptr_t>> BaseAdvice(ThpMode mode,
+                                                                  RegionOptions options,
+                                                                  std::uintptr_t begin,
+                                                                  std::uintptr_t end,
+                                                                  std::uint64_t min_budget) {
+  SimulatedBackend sim({{0, 2 * kHugePageSize}, {1, 1ull << 40}});
+  sim.set_thp_mode(mode);
+  AdviceRecorder rec(sim);
+  EngineConfig cfg;
+  cfg.fast_nodes = {0};
+  cfg.slow_nodes = {1};
+  cfg.environment = EngineConfig::Environment::kIgnore;
+  cfg.huge_min_budget_bytes = min_budget;
+  auto e = Engine::create(cfg, &rec);
+  EXPECT_TRUE(e.ok()) << e.status();
+  auto h = (*e)->register_region(reinterpret_cast<void*>(begin), end - begin, options);
+  EXPECT_TRUE(h.ok()) << h.status();
+  return rec.ranges;
+}
+
+// Under THP "always" the kernel may back any memory with huge pages; where
+// the engine chose 4 KiB units for a default region it advises them
+// MADV_NOHUGEPAGE, or each 4 KiB move could carry a huge page (its other
+// pages moving unseen). Not under "madvise" (only memory someone advised
+// gets huge pages), not for an explicit with_base_pages(), and for a region
+// with 2 MiB units only its ragged ends.
+TEST(HugePages, UnitsOf4KiBTheEngineChoseAreAdvisedBasePagesUnderThpAlways) {
+  using Ranges = std::vector<std::pair<std::uintptr_t, std::uintptr_t>>;
+  const std::uintptr_t end = kBase + 4 * kHugePageSize;
+  const std::uint64_t big = EngineConfig().huge_min_budget_bytes;  // 4 MiB is below it
+  EXPECT_EQ(BaseAdvice(ThpMode::kAlways, {}, kBase, end, big), (Ranges{{kBase, end}}));
+  EXPECT_EQ(BaseAdvice(ThpMode::kMadvise, {}, kBase, end, big), Ranges{});
+  EXPECT_EQ(BaseAdvice(ThpMode::kAlways, RegionOptions().with_base_pages(), kBase, end, big),
+            Ranges{});
+  EXPECT_EQ(BaseAdvice(ThpMode::kAlways, {}, kBase, end, 0), Ranges{});  // 2 MiB units
+  const std::uintptr_t b = kBase + 5 * kPageSize, e = end - 3 * kPageSize;
+  EXPECT_EQ(BaseAdvice(ThpMode::kAlways, {}, b, e, 0),
+            (Ranges{{b, kBase + kHugePageSize}, {end - kHugePageSize, e}}));
 }
 
 TEST(HugePages, BasePagesStayAvailablePerRegion) {
