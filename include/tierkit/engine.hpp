@@ -1633,7 +1633,6 @@ class Engine {
     return absl::OkStatus();
   }
 
-  // register_region's step for kernel_balancing "exclude".
   // The 4 KiB units of a region whose granularity the engine chose (all of
   // it without 2 MiB units, else its ragged ends), under THP "always":
   // advised MADV_NOHUGEPAGE, so the kernel forms no huge page over them. A
@@ -1656,6 +1655,7 @@ class Engine {
     }
   }
 
+  // register_region's step for kernel_balancing "exclude".
   void exclude_from_numa_balancing(void* ptr, std::size_t bytes) {
     {
       detail::MutexLock l(&mu_);  // set_config() may replace config_ meanwhile
