@@ -2,9 +2,10 @@
 // tracked and moved in 2 MiB units; its huge pages stay huge through
 // promotion and demotion (AnonHugePages in /proc/self/smaps), every byte
 // intact; memory that is not one huge page falls back to 4 KiB units and
-// still moves whole; and a batch sweep of move_pages in 2 MiB units against
-// 4 KiB units (pages per second, ratio within one run: TCG time is not real
-// time, only ratios mean something).
+// still moves whole; under THP "always", 4 KiB units the engine chose get
+// no huge page, so a 4 KiB move moves one page; and a batch sweep of
+// move_pages in 2 MiB units against 4 KiB units (pages per second, ratio
+// within one run: TCG time is not real time, only ratios mean something).
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/engine.hpp"
@@ -206,6 +208,67 @@ double move_rate(void* p, std::size_t units, bool huge, std::size_t batch) {
     best = std::max(best, static_cast<double>(pages) / seconds_since(t0));
   }
   return best;
+}
+
+// Under THP "always" the kernel backs any anonymous memory with huge pages,
+// and move_pages of one 4 KiB page inside one moves all 512 pages (measured
+// here on 6.1 and 6.12). A default region that the engine tracks in 4 KiB
+// units (a fast budget under huge_min_budget_bytes) is advised
+// MADV_NOHUGEPAGE at registration, so memory registered before its first use
+// gets no huge page, and promoting a few hot pages moves only those.
+TEST(HugePages, FourKiBUnitsTheEngineChoseGetNoHugePagesUnderThpAlways) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  LinuxBackend be;
+  if (be.thp_mode() != ThpMode::kAlways) GTEST_SKIP() << "THP is not \"always\" here";
+  constexpr std::size_t kRegion = 4 * kHugePageSize;
+  // Not LinuxBackend::map, which advises base pages itself.
+  void* raw = ::mmap(nullptr, kRegion + kHugePageSize, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(raw, MAP_FAILED);
+  auto* p = reinterpret_cast<char*>(align_up(reinterpret_cast<std::uintptr_t>(raw), kHugePageSize));
+  ASSERT_TRUE(be.bind(p, kRegion, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
+  EngineConfig c;
+  c.fast_nodes = NodeSet{kFastNode};
+  c.slow_nodes = NodeSet{kSlowNode};
+  c.policy = "threshold:2";
+  c.rate_limit_mbps = 1e6;
+  c.burst_bytes = 1ull << 40;
+  c.fast_budget_bytes = 4 << 20;  // under huge_min_budget_bytes: 4 KiB units
+  c.environment = EngineConfig::Environment::kIgnore;
+  auto e = Engine::create(c, &be);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::unique_ptr<Engine> engine = std::move(*e);
+  {
+    auto h = engine->register_region(p, kRegion, RegionOptions().with_name("auto"),
+                                     /*initially_fast=*/false);
+    ASSERT_TRUE(h.ok()) << h.status();
+    ASSERT_EQ(engine->tracker().unit_bytes(reinterpret_cast<std::uintptr_t>(p)), kPageSize);
+    for (std::size_t i = 0; i < kRegion / 8; ++i)
+      reinterpret_cast<std::uint64_t*>(p)[i] = pattern(i);
+    const std::uint64_t huge = anon_huge_bytes(p, kRegion);
+    char* chunk = p + kHugePageSize;
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      for (int k = 0; k < 8; ++k)
+        for (std::size_t i = 0; i < 4; ++i) engine->record_access(chunk + i * kPageSize);
+      ASSERT_TRUE(engine->step().ok());
+    }
+    std::vector<void*> pages(kChunkPages);
+    std::vector<int> status(kChunkPages, -1);
+    for (std::size_t i = 0; i < kChunkPages; ++i) pages[i] = chunk + i * kPageSize;
+    ASSERT_TRUE(be.query(pages, absl::MakeSpan(status)).ok());
+    const auto fast = static_cast<std::size_t>(std::count(status.begin(), status.end(), kFastNode));
+    const EngineStats s = engine->stats();
+    std::printf("huge bytes after the fill: %llu; pages of the hot chunk on node 0: %zu\n%s",
+                static_cast<unsigned long long>(huge), fast, s.to_table().c_str());
+    EXPECT_EQ(huge, 0u) << "the engine did not advise its 4 KiB units base pages";
+    EXPECT_EQ(s.promoted_pages, 4u);
+    EXPECT_EQ(fast, 4u) << "a 4 KiB move carried a huge page";
+    EXPECT_EQ(s.fast_pages, fast);
+    for (std::size_t i = 0; i < kRegion / 8; ++i)
+      ASSERT_EQ(reinterpret_cast<std::uint64_t*>(p)[i], pattern(i)) << "word " << i;
+  }
+  engine.reset();
+  ::munmap(raw, kRegion + kHugePageSize);
 }
 
 TEST(HugePages, MoveRateIn2MiBUnitsAgainst4KiBUnits) {
