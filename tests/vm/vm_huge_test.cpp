@@ -52,6 +52,19 @@ std::uint64_t anon_huge_bytes(const void* p, std::size_t bytes) {
 
 std::uint64_t pattern(std::size_t word) { return word * 0x9E3779B97F4A7C15ull + 17; }
 
+// The tests' engine: node 0 fast, node 1 slow, threshold policy, no rate
+// limit to speak of.
+EngineConfig HugeTestConfig() {
+  EngineConfig c;
+  c.fast_nodes = NodeSet{kFastNode};
+  c.slow_nodes = NodeSet{kSlowNode};
+  c.policy = "threshold:2";
+  c.rate_limit_mbps = 1e6;
+  c.burst_bytes = 1ull << 40;
+  c.environment = EngineConfig::Environment::kIgnore;
+  return c;
+}
+
 // An engine over the Linux backend (threshold policy, no rate limit) and a
 // 16 MiB mapping bound to the slow node.
 struct Rig {
@@ -63,14 +76,7 @@ struct Rig {
     }
     p = static_cast<std::uint64_t*>(*m);
     EXPECT_TRUE(be.bind(p, kBytes, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
-    EngineConfig c;
-    c.fast_nodes = NodeSet{kFastNode};
-    c.slow_nodes = NodeSet{kSlowNode};
-    c.policy = "threshold:2";
-    c.rate_limit_mbps = 1e6;
-    c.burst_bytes = 1ull << 40;
-    c.environment = EngineConfig::Environment::kIgnore;
-    auto e = Engine::create(c, &be);
+    auto e = Engine::create(HugeTestConfig(), &be);
     EXPECT_TRUE(e.ok()) << e.status();
     engine = std::move(*e);
   }
@@ -227,14 +233,8 @@ TEST(HugePages, FourKiBUnitsTheEngineChoseGetNoHugePagesUnderThpAlways) {
   ASSERT_NE(raw, MAP_FAILED);
   auto* p = reinterpret_cast<char*>(align_up(reinterpret_cast<std::uintptr_t>(raw), kHugePageSize));
   ASSERT_TRUE(be.bind(p, kRegion, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
-  EngineConfig c;
-  c.fast_nodes = NodeSet{kFastNode};
-  c.slow_nodes = NodeSet{kSlowNode};
-  c.policy = "threshold:2";
-  c.rate_limit_mbps = 1e6;
-  c.burst_bytes = 1ull << 40;
+  EngineConfig c = HugeTestConfig();
   c.fast_budget_bytes = 4 << 20;  // under huge_min_budget_bytes: 4 KiB units
-  c.environment = EngineConfig::Environment::kIgnore;
   auto e = Engine::create(c, &be);
   ASSERT_TRUE(e.ok()) << e.status();
   std::unique_ptr<Engine> engine = std::move(*e);
