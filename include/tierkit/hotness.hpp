@@ -359,6 +359,54 @@ class HotnessTracker {
     return true;
   }
 
+  // merge()
+  //
+  // The inverse of split(): turns the 512 page units of the chunk holding
+  // `addr` into one 2 MiB unit believed `fast`, for memory found to be one
+  // huge page after all (a 4 KiB move carried the whole of it). The unit's
+  // heat is the pages' heat summed (capped, as accesses to a 2 MiB unit
+  // add up), its stamp the most recent, seasoned if any page was. Returns
+  // false, changing nothing, unless all 512 pages are tracked 4 KiB units.
+  // O(512).
+  // NOTE: an access racing with the merge to a page other than the first
+  // may be lost (counted outside).
+  bool merge(std::uintptr_t addr, bool fast) {
+    detail::MutexLock l(&mu_);
+    Chunk* c = chunk_for(addr);
+    if (c == nullptr || c->huge.load(std::memory_order_relaxed)) return false;
+    const std::uint32_t now = epoch();
+    std::uint32_t heat = 0, idle = PageWord::kEpochModulo;
+    std::uint16_t unit = PageWord::kTracked;
+    for (std::size_t i = 0; i < kPagesPerChunk; ++i) {
+      const std::uint16_t w = c->page[i].load(std::memory_order_acquire);
+      if (!PageWord::tracked(w)) return false;
+      heat += PageWord::heat(w);
+      if (PageWord::seasoned(w)) unit |= PageWord::kSeasoned;
+      if (PageWord::idle(w, now) < idle) {
+        idle = PageWord::idle(w, now);
+        unit = PageWord::with_epoch(unit, PageWord::epoch(w));
+      }
+    }
+    for (std::size_t i = 0; i < kPagesPerChunk; ++i) {
+      count_unit(*c, PageWord::fast(c->page[i].load(std::memory_order_relaxed)), -1);
+      count_seen(*c, i, -1);
+    }
+    c->seen = c->seen != 0 ? 1 : 0;  // the unit's one group
+    c->warm = heat != 0 ? 1 : 0;
+    c->clock = 0;
+    c->huge.store(true, std::memory_order_release);
+    c->page[0].store(PageWord::with_fast(PageWord::with_heat(unit, heat), fast),
+                     std::memory_order_release);
+    for (std::size_t i = 1; i < kPagesPerChunk; ++i) c->page[i].store(0, std::memory_order_release);
+    count_unit(*c, fast, +1);
+    count_seen(*c, 0, +1);
+    if (heat != 0 && !c->in_warm) {
+      c->in_warm = true;
+      warm_.push_back(c);
+    }
+    return true;
+  }
+
   // set_fast()
   //
   // Sets the believed placement of the unit holding `addr`; returns whether

@@ -324,6 +324,42 @@ TEST(HugePages, SplitKeepsHeatPlacementAndCounts) {
   EXPECT_EQ(hot, kChunkPages);
 }
 
+TEST(HugePages, MergeSumsHeatAndKeepsCounts) {
+  HotnessTracker t;
+  t.track(kBase, kBase + 2 * kHugePageSize, /*huge=*/false, /*fast=*/false);
+  for (int k = 0; k < 5; ++k) t.record_access(reinterpret_cast<void*>(kBase + 3 * kPageSize));
+  for (int k = 0; k < 7; ++k) t.record_access(reinterpret_cast<void*>(kBase + 300 * kPageSize));
+  ASSERT_TRUE(t.merge(kBase + 9 * kPageSize, /*fast=*/true));
+  EXPECT_FALSE(t.merge(kBase, true));  // already one unit
+  EXPECT_EQ(t.unit_bytes(kBase + 300 * kPageSize), kHugePageSize);
+  EXPECT_EQ(t.unit_bytes(kBase + kHugePageSize), kPageSize);
+  EXPECT_EQ(t.fast_pages(), kChunkPages);
+  EXPECT_EQ(t.fast_units(), 1u);
+  EXPECT_EQ(t.slow_pages(), kChunkPages);
+  EXPECT_EQ(PageWord::heat(t.word(kBase + 77 * kPageSize)->load()), 12u);
+  std::size_t units = 0;
+  t.collect_warm(
+      [&](std::uintptr_t a, std::uint16_t w, std::uint32_t pages) {
+        ++units;
+        EXPECT_EQ(a, kBase);
+        EXPECT_EQ(pages, kChunkPages);
+        EXPECT_EQ(PageWord::heat(w), 12u);
+        EXPECT_TRUE(PageWord::fast(w));
+      },
+      [](std::uint32_t h) { return h / 2; });
+  EXPECT_EQ(units, 1u);
+  EXPECT_EQ(t.seen_pages(), kChunkPages);
+  // A chunk with a page not tracked is not merged, and nothing changes.
+  t.untrack(kBase + kHugePageSize + 4 * kPageSize, kBase + kHugePageSize + 5 * kPageSize);
+  EXPECT_FALSE(t.merge(kBase + kHugePageSize, true));
+  EXPECT_EQ(t.fast_pages(), kChunkPages);
+  EXPECT_EQ(t.slow_pages(), kChunkPages - 1);
+  // Split undoes merge: 512 units, each with the unit's heat, counts unchanged.
+  ASSERT_TRUE(t.split(kBase));
+  EXPECT_EQ(t.fast_units(), kChunkPages);
+  EXPECT_EQ(t.fast_pages(), kChunkPages);
+}
+
 // After the kernel's own moves the engine asks about its idle fast units
 // for one lap of the fast tier's clock, which counts units: with 2 MiB units
 // a lap is 512 times shorter than the tier's pages. Sized by pages, the
