@@ -1,7 +1,8 @@
 // tierkit/rate_limiter.hpp: a token bucket that bounds migration traffic, in
 // MB/s (MiB/s, as the kernel's numa_balancing_promote_rate_limit_MBps) with a
 // burst. Over any interval T: bytes granted <= rate * T + burst (+ the
-// request, over one holding a try_acquire_whole() larger than the burst).
+// request, over one holding a try_acquire_whole() larger than the burst;
+// + what charge() took, moves made without a grant, which later grants repay).
 // Thread-safe, changeable at runtime, on an injectable Clock. Layer 1.
 #pragma once
 
@@ -92,6 +93,18 @@ class RateLimiter {
     detail::MutexLock lock(&mu_);
     tokens_ = std::min(burst_, tokens_ + static_cast<double>(bytes));
     granted_ -= std::min(granted_, bytes);
+  }
+
+  // charge()
+  //
+  // Takes `bytes` that were moved without a grant (a 4 KiB move the kernel
+  // made a whole huge page), leaving the bucket owing what it lacks: later
+  // requests wait until refills have repaid it, so the long-run rate holds.
+  void charge(std::uint64_t bytes) {
+    detail::MutexLock lock(&mu_);
+    refill();
+    tokens_ -= static_cast<double>(bytes);
+    granted_ += bytes;
   }
 
   // Whether set_rate_mbps() takes `mbps`: OK, or the error it returns.

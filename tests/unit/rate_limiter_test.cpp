@@ -158,6 +158,20 @@ TEST(RateLimiter, AWholeRequestBiggerThanTheBurstWaitsForAFullBucketAndOwesTheRe
   EXPECT_EQ(rl.available_bytes(), 1u << 18);  // repaid, then a quarter second's
 }
 
+// Bytes moved without a grant (a huge page a 4 KiB move carried) are owed:
+// nothing more is granted until refills have repaid them.
+TEST(RateLimiter, ChargedBytesAreOwedBeforeTheNextGrant) {
+  ManualClock clock;
+  RateLimiter rl(/*mbps=*/1, /*burst=*/1 << 20, &clock);
+  rl.charge(3 << 19);  // 1.5 MiB from a full 1 MiB bucket: owes 0.5 MiB
+  EXPECT_EQ(rl.granted_bytes(), 3u << 19);
+  EXPECT_EQ(rl.available_bytes(), 0u);
+  clock.advance_ns(kNsPerSec / 4);
+  EXPECT_FALSE(rl.try_acquire(1));  // still owes a quarter
+  clock.advance_ns(kNsPerSec / 2);
+  EXPECT_EQ(rl.available_bytes(), 1u << 18);  // repaid, then a quarter second's
+}
+
 // Checks granted <= rate * T + burst over every interval [t_i, t_j] of a
 // trace of (time, granted) events. O(n^2).
 void ExpectBoundOverAllIntervals(const std::vector<std::int64_t>& t,
