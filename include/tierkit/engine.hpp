@@ -373,6 +373,9 @@ class Engine {
   // given up counts as failed and keeps its belief until a placement check
   // or a move finds it (stats().placement_given_up).
   static constexpr std::size_t kMaxUnlocated = std::size_t{1} << 16;
+  // Chunks whose carry check waits for a query (check_open_carries): each
+  // costs a query of its 512 pages.
+  static constexpr std::size_t kMaxOpenCarries = 1024;
   static constexpr std::uint64_t kRelocateEpochs = 4;
 
   EngineStats stats() const {
@@ -446,6 +449,14 @@ class Engine {
     NodeId target;
     bool to_fast;
     bool charged;
+  };
+  // A chunk whose carry check (account_carried) a failed query left open.
+  struct OpenCarry {
+    std::uintptr_t chunk;
+    std::uint64_t epoch;
+    NodeId target;
+    bool to_fast;
+    std::uint32_t tries = 0;
   };
   struct Candidate {
     std::uint32_t priority;
@@ -753,6 +764,11 @@ class Engine {
     std::vector<NodeId> nodes;
     std::vector<int> status, tail_before, tail_status;
     std::vector<Candidate> rest;  // pages of 2 MiB units that fell back
+    // THP: a page beside each 4 KiB unit's (query_buddies), the unit it is
+    // beside, where it was before the move and after.
+    std::vector<void*> buddies;
+    std::vector<std::size_t> buddy_of;
+    std::vector<int> buddy_before, buddy_after;
     // Units held until Policy::refine_thresholds() sets the thresholds.
     std::vector<Candidate> held_promote, held_demote;
   };
@@ -783,6 +799,7 @@ class Engine {
   absl::Status run_epoch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     forget_removed();
     relocate_unlocated();
+    check_open_carries();
     collect_sources();
     Epoch e = begin_epoch();
     collect(e);
@@ -830,6 +847,11 @@ class Engine {
     absl::erase_if(seen_hot_, by_key);
     absl::erase_if(born_, by_key);
     fail_unlocated_if([&](const Unlocated& u) { return is_gone(u.addr); });
+    std::erase_if(open_carries_, [&](const OpenCarry& c) {
+      for (std::size_t p = 0; p < HotnessTracker::kPagesPerChunk; ++p)
+        if (is_gone(c.chunk + p * kPageSize)) return true;
+      return false;
+    });
     policy_->forget_pages(is_gone);
   }
 
@@ -1741,18 +1763,21 @@ class Engine {
     s.pages.clear();
     s.unit_pages.clear();
     for (const auto& c : list) {
-      // Skip units unregistered since the sweep.
-      auto* w = tracker_.word(c.addr);
-      if (w == nullptr || !PageWord::tracked(w->load(std::memory_order_relaxed))) continue;
+      // Skip units unregistered since the sweep, or merged (merge_carried).
+      if (!tracks_unit(c.addr, c.pages)) continue;
       s.pages.push_back(reinterpret_cast<void*>(c.addr));
       s.unit_pages.push_back(c.pages);
     }
     if (s.pages.empty()) return;
     query_huge_tails();  // where each 2 MiB unit's last page is before the move
+    query_buddies();     // and a page beside each 4 KiB unit's, under THP
     choose_targets(to, from, to_fast);
     s.status.assign(s.pages.size(), 0);
     const bool call_failed = !backend_->move(s.pages, s.nodes, absl::MakeSpan(s.status)).ok();
-    if (call_failed && !locate_after_failed_move()) return remember_unlocated(to_fast);
+    if (call_failed && !locate_after_failed_move()) {
+      keep_open_carries(/*moved_only=*/false, epoch);
+      return remember_unlocated(to_fast);
+    }
     check_huge_units();
     std::uint64_t failed_bytes = 0;
     for (std::size_t i = 0; i < s.pages.size(); ++i) {
@@ -1764,6 +1789,7 @@ class Engine {
     }
     failed_bytes += keep_rest_to_move(to);
     if (policy_->uses_rate_limiter() && failed_bytes) limiter_.refund(failed_bytes);
+    account_carried(to_fast, epoch);
     if (s.rest.empty()) return;
     // The pages of units that fell back: 4 KiB units now, so this second
     // pass finds no 2 MiB unit and does not recurse again.
@@ -1891,6 +1917,176 @@ class Engine {
       for (std::size_t p = 1; p < HotnessTracker::kPagesPerChunk; ++p)
         s.rest.push_back({0, 0, a + p * kPageSize, 1});
     }
+  }
+
+  // Under THP a 4 KiB move of a page inside a huge page moves all 512 of
+  // its pages, and says so nowhere: the status is the target's, as for a
+  // plain move (measured on 6.1 and 6.12, PMD- or PTE-mapped; Backend::move).
+  // So, unless THP is off, asks (one query) where one other page of each
+  // 4 KiB unit's chunk is before the move: one in the other half of the
+  // chunk, not itself in the move. account_carried() asks again after.
+  void query_buddies() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    s.buddies.clear();
+    s.buddy_of.clear();
+    if (backend_->thp_mode() == ThpMode::kNever) return;
+    absl::flat_hash_set<std::uintptr_t> moving, chunks;
+    for (std::size_t i = 0; i < s.pages.size(); ++i)
+      if (s.unit_pages[i] == 1) moving.insert(reinterpret_cast<std::uintptr_t>(s.pages[i]));
+    for (std::size_t i = 0; i < s.pages.size(); ++i) {
+      const auto a = reinterpret_cast<std::uintptr_t>(s.pages[i]);
+      const std::uintptr_t chunk = align_down(a, kHugePageSize);
+      if (s.unit_pages[i] != 1 || !chunks.insert(chunk).second) continue;
+      const std::size_t half = HotnessTracker::kPagesPerChunk / 2;
+      for (std::size_t j = 0, p = (a - chunk) / kPageSize + half; j < 8; ++j) {
+        const std::uintptr_t b = chunk + (p + j) % HotnessTracker::kPagesPerChunk * kPageSize;
+        if (moving.contains(b)) continue;
+        s.buddies.push_back(reinterpret_cast<void*>(b));
+        s.buddy_of.push_back(i);
+        break;
+      }
+    }
+    s.buddy_before.assign(s.buddies.size(), kNotAsked);
+    if (!s.buddies.empty() && !backend_->query(s.buddies, absl::MakeSpan(s.buddy_before)).ok())
+      s.buddy_before.assign(s.buddies.size(), kNotAsked);
+  }
+  // A buddy's node before the move when the query failed: it may have been
+  // anywhere.
+  static constexpr int kNotAsked = std::numeric_limits<int>::min();
+  // Whether buddy k may have been off its unit's target before the move.
+  bool buddy_was_off_target(std::size_t k) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const EpochScratch& s = scratch_;
+    const int before = s.buddy_before[k];
+    return before == kNotAsked || (before >= 0 && before != s.nodes[s.buddy_of[k]]);
+  }
+
+  // After the move: a 4 KiB unit that reached its target while its buddy,
+  // elsewhere before, is there now carried its huge page. For those chunks
+  // (one query of their pages) every tracked page found moved to the
+  // target is accounted as moved and charged to the rate limiter (it was
+  // copied), and a chunk all on the target, wholly in one region of default
+  // granularity, becomes one 2 MiB unit (merge_carried), so that later
+  // moves are of what the kernel moves. When a query fails (this one or
+  // the one before the move), the chunks that may have been carried wait
+  // for a later epoch (check_open_carries).
+  void account_carried(bool to_fast, std::uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    if (s.buddies.empty()) return;
+    s.buddy_after.assign(s.buddies.size(), -1);
+    const bool before_known = s.buddy_before.front() != kNotAsked;
+    if (!before_known || !backend_->query(s.buddies, absl::MakeSpan(s.buddy_after)).ok())
+      return keep_open_carries(/*moved_only=*/true, epoch);
+    std::vector<OpenCarry> carried;
+    for (std::size_t k = 0; k < s.buddies.size(); ++k) {
+      const std::size_t i = s.buddy_of[k];
+      if (s.status[i] == s.nodes[i] && buddy_was_off_target(k) && s.buddy_after[k] == s.nodes[i])
+        carried.push_back({chunk_of(s.pages[i]), epoch, s.nodes[i], to_fast});
+    }
+    std::vector<int> where;
+    if (!query_chunks(carried, where)) {
+      for (const OpenCarry& c : carried) open_carry(c);
+      return;
+    }
+    for (std::size_t c = 0; c < carried.size(); ++c) {
+      ++stats_.huge_pages_carried;
+      const std::uint64_t moved = account_carried_chunk(carried[c], chunk_span(where, c));
+      (to_fast ? stats_.epoch_promoted : stats_.epoch_demoted) += moved;
+    }
+  }
+
+  // After a query of account_carried() failed: keeps for check_open_carries
+  // the chunks whose buddy was off the target before the move, of units
+  // that reached it (`moved_only`) or of every unit (a move() that failed
+  // with its re-query: nothing is known).
+  void keep_open_carries(bool moved_only, std::uint64_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const EpochScratch& s = scratch_;
+    for (std::size_t k = 0; k < s.buddies.size(); ++k) {
+      const std::size_t i = s.buddy_of[k];
+      if (buddy_was_off_target(k) && (!moved_only || s.status[i] == s.nodes[i]))
+        open_carry(
+            {chunk_of(s.pages[i]), epoch, s.nodes[i], config_.fast_nodes.contains(s.nodes[i])});
+    }
+  }
+  void open_carry(const OpenCarry& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (open_carries_.size() >= kMaxOpenCarries) open_carries_.erase(open_carries_.begin());
+    open_carries_.push_back(c);
+  }
+
+  // At the start of an epoch: asks where the pages of each open chunk are
+  // (one query). A chunk all on its target was carried by that move, if any
+  // of its tracked pages is believed elsewhere (accounted as in
+  // account_carried, as moves of its epoch). When the query fails, each
+  // chunk is asked again, kRelocateEpochs times at most.
+  void check_open_carries() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (open_carries_.empty()) return;
+    std::vector<int> where;
+    if (!query_chunks(open_carries_, where)) {
+      std::erase_if(open_carries_, [](OpenCarry& c) { return ++c.tries >= kRelocateEpochs; });
+      return;
+    }
+    for (std::size_t c = 0; c < open_carries_.size(); ++c) {
+      const OpenCarry& o = open_carries_[c];
+      const absl::Span<const int> pages = chunk_span(where, c);
+      if (!std::all_of(pages.begin(), pages.end(), [&](int n) { return n == o.target; })) continue;
+      const std::uint64_t moved = account_carried_chunk(o, pages);
+      if (moved > 0) ++stats_.huge_pages_carried;
+      note_room_moved(o.epoch, o.to_fast, static_cast<std::uint32_t>(moved));
+    }
+    open_carries_.clear();
+  }
+
+  static std::uintptr_t chunk_of(const void* p) {
+    return align_down(reinterpret_cast<std::uintptr_t>(p), kHugePageSize);
+  }
+  // Where every page of each chunk is (one query, into `where`, 512 entries
+  // a chunk); false if the query fails.
+  bool query_chunks(const std::vector<OpenCarry>& chunks, std::vector<int>& where)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (chunks.empty()) return true;
+    std::vector<void*> pages;
+    pages.reserve(chunks.size() * HotnessTracker::kPagesPerChunk);
+    for (const OpenCarry& c : chunks)
+      for (std::size_t p = 0; p < HotnessTracker::kPagesPerChunk; ++p)
+        pages.push_back(reinterpret_cast<void*>(c.chunk + p * kPageSize));
+    where.assign(pages.size(), -1);
+    return backend_->query(pages, absl::MakeSpan(where)).ok();
+  }
+  static absl::Span<const int> chunk_span(const std::vector<int>& where, std::size_t c) {
+    return absl::MakeConstSpan(where).subspan(c * HotnessTracker::kPagesPerChunk,
+                                              HotnessTracker::kPagesPerChunk);
+  }
+
+  // One chunk found carried to its target; `where` holds the node of each
+  // of its pages. Every tracked 4 KiB unit of it found moved there counts as
+  // moved in the carry's epoch, charged to the rate limiter; a chunk all on
+  // the target may merge (merge_carried). Returns the pages moved.
+  std::uint64_t account_carried_chunk(const OpenCarry& c, absl::Span<const int> where)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::uint64_t moved = 0;
+    bool whole = true;
+    for (std::size_t p = 0; p < where.size(); ++p) {
+      whole = whole && where[p] == c.target;
+      const std::uintptr_t a = c.chunk + p * kPageSize;
+      if (where[p] < 0 || !tracks_unit(a, 1)) continue;
+      const bool fast = config_.fast_nodes.contains(where[p]);
+      if (!tracker_.set_fast(a, fast) || fast != c.to_fast) continue;
+      ++moved;
+      account_moved(a, 1, c.to_fast, c.epoch);
+    }
+    if (moved > 0 && policy_->uses_rate_limiter()) limiter_.charge(moved * kPageSize);
+    if (whole) merge_carried(c.chunk, c.to_fast);
+    return moved;
+  }
+
+  // A chunk found to be one huge page on one tier becomes one 2 MiB unit
+  // (HotnessTracker::merge) if it lies wholly in one region of default
+  // granularity; an explicit with_base_pages() region keeps its 4 KiB units.
+  void merge_carried(std::uintptr_t chunk, bool fast) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::shared_ptr<Region> r = registry_.lookup(reinterpret_cast<void*>(chunk));
+    if (r == nullptr || r->end < chunk + kHugePageSize ||
+        r->options.granularity != kAutoGranularity)
+      return;
+    if (tracker_.merge(chunk, fast)) ++stats_.huge_units_merged;
   }
 
   // The 2 MiB unit at `a` turned out not to be one huge page: it becomes
@@ -2157,6 +2353,8 @@ class Engine {
   std::vector<int> placed_ ABSL_GUARDED_BY(mu_);              // the query's answers
   // Units relocate_unlocated() asks about, oldest first.
   std::vector<Unlocated> unlocated_ ABSL_GUARDED_BY(mu_);
+  // Chunks check_open_carries() asks about, oldest first.
+  std::vector<OpenCarry> open_carries_ ABSL_GUARDED_BY(mu_);
   // begin_verify(): the kernel's count of its own moves when last read;
   // whether a check runs, and the stripe it began with; the stripes, the
   // epochs of a round and the next stripe; the units seen by the last epoch

@@ -81,14 +81,17 @@ struct RegionOptions {
   // NOTE: a 2 MiB unit that turns out not to be one huge page when it is
   // moved (THP never formed there, or the kernel split it) falls back to
   // 4 KiB units for that chunk.
-  // NOTE: the reverse is not detected: where 4 KiB units lie in a huge page
-  // (THP "always", or memory the application advised MADV_HUGEPAGE), moving
-  // one moves the whole huge page, and its other pages change tier unseen.
-  // Under THP "always" the engine advises the 4 KiB units it chose for a
-  // kAutoGranularity region MADV_NOHUGEPAGE when it is registered, as
-  // TierMemoryResource arenas are; huge pages formed before that stay. For
-  // such memory, and with kPageSize, advise it yourself before first use
-  // or use 2 MiB units (docs/vm-demo.md).
+  // NOTE: the reverse: where 4 KiB units lie in a huge page (THP "always",
+  // or memory the application advised MADV_HUGEPAGE), moving one moves the
+  // whole huge page. Under THP "always" the engine advises the 4 KiB units
+  // it chose for a kAutoGranularity region MADV_NOHUGEPAGE when it is
+  // registered, as TierMemoryResource arenas are; huge pages formed before
+  // that stay. A move that carries one is found after it (a page beside the
+  // moved one moved too): its pages are accounted and believed where they
+  // are, and in a kAutoGranularity region the chunk becomes one 2 MiB unit.
+  // With kPageSize the chunk keeps 4 KiB units and each move of one of its
+  // pages carries all 512: advise such memory yourself before first use
+  // (docs/vm-demo.md).
   std::size_t granularity = kAutoGranularity;
   // The node whose CPUs use the region most (kNoNode: not given). Its pages
   // then move to the node of their new tier nearest to it, not to the node

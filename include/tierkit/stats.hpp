@@ -71,6 +71,10 @@ struct EngineStats {
   // 2 MiB units moved whole (one huge page each), and those that turned out
   // not to be one huge page and fell back to 4 KiB units.
   std::uint64_t huge_units_moved = 0, huge_units_split = 0;
+  // Huge pages a move of a 4 KiB unit carried whole (the kernel moves a
+  // huge page as one; the other tracked pages count as moved too), and those
+  // of them that became one 2 MiB unit.
+  std::uint64_t huge_pages_carried = 0, huge_units_merged = 0;
   // Units believed fast that a placement query found elsewhere when they
   // became active (first touch in a full fast node, or the kernel moved them)
   // or were asked after the kernel moved pages.
@@ -146,7 +150,8 @@ struct EngineStats {
         "\"promotion_candidates\":%u,\"demotion_candidates\":%u,\"deferred_pages\":%u,"
         "\"busy_retries\":%u,\"failed_pages\":%u,\"dropped_pages\":%u,\"absent_pages\":%u,"
         "\"pingpong_pages\":%u,"
-        "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"placement_corrected\":%u,"
+        "\"huge_units_moved\":%u,\"huge_units_split\":%u,\"huge_pages_carried\":%u,"
+        "\"huge_units_merged\":%u,\"placement_corrected\":%u,"
         "\"kernel_moved_pages\":%u,\"placement_verified\":%u,"
         "\"placement_relocated\":%u,\"placement_given_up\":%u,\"unlocated_pages\":%u,"
         "\"room_epochs\":%u,\"reserve_pages\":%u,\"kernel_reserve_pages\":%u,"
@@ -160,9 +165,10 @@ struct EngineStats {
         slow_pages, seen_pages, promoted_pages, demoted_pages, promoted_bytes, demoted_bytes,
         promotion_candidates, demotion_candidates, deferred_pages, busy_retries, failed_pages,
         dropped_pages, absent_pages, pingpong_pages, huge_units_moved, huge_units_split,
-        placement_corrected, kernel_moved_pages, placement_verified, placement_relocated,
-        placement_given_up, unlocated_pages, room_epochs, reserve_pages, kernel_reserve_pages,
-        regions_kept_from_numa_balancing, numa_balancing_errors, errnos, outside_accesses,
+        huge_pages_carried, huge_units_merged, placement_corrected, kernel_moved_pages,
+        placement_verified, placement_relocated, placement_given_up, unlocated_pages, room_epochs,
+        reserve_pages, kernel_reserve_pages, regions_kept_from_numa_balancing,
+        numa_balancing_errors, errnos, outside_accesses,
         std::isfinite(promotion_threshold) ? absl::StrCat(promotion_threshold) : "null",
         json_escape(threshold_unit), json_escape(environment), fast_heat_share, last_epoch_ns,
         total_epoch_ns);
@@ -210,6 +216,8 @@ struct EngineStats {
     row("ping-pong pages", absl::StrCat(pingpong_pages));
     row("2 MiB units moved",
         absl::StrFormat("%u (%u fell back to 4 KiB)", huge_units_moved, huge_units_split));
+    row("huge pages carried", absl::StrFormat("%u by 4 KiB moves (%u became 2 MiB units)",
+                                              huge_pages_carried, huge_units_merged));
     row("placement corrected",
         absl::StrFormat("%u (%u asked after the kernel moved %u pages)", placement_corrected,
                         placement_verified, kernel_moved_pages));

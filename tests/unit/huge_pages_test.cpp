@@ -2,6 +2,7 @@
 // is enabled, and the fall back to 4 KiB units when a unit turns out not to
 // be one huge page. On the simulated backend's THP model (deterministic);
 // the emulated machine checks the same on real kernels (tests/vm).
+#include <cstdio>
 #include <random>
 #include <utility>
 #include <vector>
@@ -358,6 +359,232 @@ TEST(HugePages, MergeSumsHeatAndKeepsCounts) {
   ASSERT_TRUE(t.split(kBase));
   EXPECT_EQ(t.fast_units(), kChunkPages);
   EXPECT_EQ(t.fast_pages(), kChunkPages);
+}
+
+// A huge page that formed before registration, in memory tracked in 4 KiB
+// units: the kernel moves it whole for a 4 KiB move (Backend::move). The
+// engine finds that out (a page beside the moved one moved too), counts the
+// 512 pages as promoted, believes them all fast, and tracks the chunk as
+// the one 2 MiB unit it is from then on; an explicit with_base_pages()
+// region keeps its 4 KiB units, its beliefs right all the same.
+TEST(HugePages, AHugePageA4KiBMoveCarriedIsAccountedAndBecomesOneUnit) {
+  for (bool base_pages : {false, true}) {
+    SCOPED_TRACE(base_pages ? "with_base_pages" : "default granularity");
+    Rig rig(2, 4, ThpMode::kAlways,
+            base_pages ? RegionOptions().with_base_pages() : RegionOptions(),
+            EngineConfig().huge_min_budget_bytes);  // a 4 MiB budget: 4 KiB units
+    ASSERT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)), kPageSize);
+    ASSERT_TRUE(rig.be.advise_huge(reinterpret_cast<void*>(Rig::chunk(1)), kHugePageSize).ok());
+    ASSERT_TRUE(rig.be.is_huge(Rig::chunk(1)));
+    for (int e = 0; e < 3; ++e) {
+      rig.touch_chunk(1, 4, 8);
+      rig.step();
+    }
+    EXPECT_EQ(rig.fast_pages_of(1), kChunkPages);
+    const EngineStats s = rig.engine->stats();
+    EXPECT_EQ(s.huge_pages_carried, 1u);
+    EXPECT_EQ(s.huge_units_merged, base_pages ? 0u : 1u);
+    EXPECT_EQ(s.promoted_pages, kChunkPages);
+    // The rate limiter granted 4 pages and was charged the other 508.
+    EXPECT_EQ(rig.engine->rate_limiter().granted_bytes(), kChunkPages * kPageSize);
+    EXPECT_EQ(rig.engine->tracker().fast_pages(), kChunkPages);
+    EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)),
+              base_pages ? kPageSize : kHugePageSize);
+    for (std::size_t c : {0, 2, 3}) EXPECT_EQ(rig.fast_pages_of(c), 0u) << c;
+  }
+}
+
+// Fails queries on demand: from the `first`-th after arm() (0-based),
+// `count` of them; with `late_move`, a move() also fails after moving, as
+// LinuxBackend's may when a later batch fails.
+class FailingQueries final : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  absl::Status query(absl::Span<void* const> pages, absl::Span<int> status) override {
+    if (armed_ && seen_++ >= first_ && failed_ < count_) {
+      ++failed_;
+      return absl::InternalError("query failed (injected)");
+    }
+    return ForwardingBackend::query(pages, status);
+  }
+  absl::Status move(absl::Span<void* const> pages, absl::Span<const NodeId> nodes,
+                    absl::Span<int> status) override {
+    absl::Status moved = ForwardingBackend::move(pages, nodes, status);
+    if (armed_ && late_move_) return absl::InternalError("move failed after moving (injected)");
+    return moved;
+  }
+  void arm(int first, int count, bool late_move) {
+    armed_ = true, first_ = first, count_ = count, seen_ = 0, late_move_ = late_move;
+  }
+  void disarm() { armed_ = false; }
+  int failed() const { return failed_; }
+
+ private:
+  bool armed_ = false, late_move_ = false;
+  int first_ = 0, count_ = 0, seen_ = 0, failed_ = 0;
+};
+
+// The carry check needs queries before and after the move; when one of
+// them fails, or the move itself and its re-query do, the chunk is asked
+// about at the next epoch instead, and the carry is found then: beliefs and
+// counts end exact whichever query failed. The moving epoch asks three: a
+// page beside the moved one before and after, then the chunk (or, after a
+// failed move, where the moved unit is).
+// Four hot pages in a huge page of memory tracked in 4 KiB units, their
+// promotion carrying it, on a backend whose queries fail on demand.
+struct CarryRig {
+  CarryRig() : be(sim) {
+    sim.set_thp_mode(ThpMode::kAlways);
+    cfg.policy = "threshold:2";
+    cfg.fast_nodes = {0};
+    cfg.slow_nodes = {1};
+    cfg.environment = EngineConfig::Environment::kIgnore;
+    auto e = Engine::create(cfg, &be, &clock);
+    EXPECT_TRUE(e.ok()) << e.status();
+    engine = std::move(*e);
+    for (std::size_t i = 0; i < kPages; ++i) sim.touch(Rig::page(i), 1);
+    auto h = engine->register_region(reinterpret_cast<void*>(kBase), kPages * kPageSize);
+    EXPECT_TRUE(h.ok()) << h.status();
+    handle = std::move(*h);
+    EXPECT_EQ(engine->tracker().unit_bytes(Rig::chunk(1)), kPageSize);
+    EXPECT_TRUE(sim.advise_huge(reinterpret_cast<void*>(Rig::chunk(1)), kHugePageSize).ok());
+  }
+  void step() {
+    for (std::size_t i = 0; i < 4; ++i)
+      for (int t = 0; t < 8; ++t)
+        engine->record_access(reinterpret_cast<void*>(Rig::chunk(1) + i * kPageSize));
+    clock.advance_ns(cfg.epoch_ms * kNsPerMs);
+    ASSERT_TRUE(engine->step().ok());
+  }
+  static constexpr std::size_t kPages = 4 * kChunkPages;
+  SimulatedBackend sim{{{0, 2 * kHugePageSize}, {1, 1ull << 40}}};
+  FailingQueries be;
+  ManualClock clock{1};
+  EngineConfig cfg;
+  std::unique_ptr<Engine> engine;
+  RegionHandle handle;
+};
+
+// The carry check needs queries before and after the move; when one of
+// them fails, or the move itself and its re-query do, the chunk is asked
+// about at the next epoch instead, and the carry is found then: beliefs and
+// counts end exact whichever query failed. The moving epoch asks three: a
+// page beside the moved one before and after, then the chunk (or, after a
+// failed move, where the moved unit is).
+TEST(HugePages, ACarryWhoseCheckFailedIsFoundAtALaterEpoch) {
+  int moving = 0;  // the epoch that moves, without failures
+  {
+    CarryRig dry;
+    while (dry.sim.moves() == 0 && moving < 8) {
+      dry.step();
+      ++moving;
+    }
+    ASSERT_EQ(dry.sim.moves(), kChunkPages);
+    ASSERT_EQ(dry.engine->stats().huge_pages_carried, 1u);
+  }
+  struct Case {
+    int first, count;
+    bool late_move;
+  };
+  for (Case c : {Case{0, 1, false}, Case{1, 1, false}, Case{2, 1, false}, Case{1, 1, true},
+                 Case{0, 2, true}}) {
+    SCOPED_TRACE(testing::Message()
+                 << "queries " << c.first << " to " << c.first + c.count - 1
+                 << " of the moving epoch fail" << (c.late_move ? ", and its move" : ""));
+    CarryRig rig;
+    for (int epoch = 1; epoch <= moving + 3; ++epoch) {
+      if (epoch == moving) rig.be.arm(c.first, c.count, c.late_move);
+      rig.step();
+      rig.be.disarm();
+    }
+    // A failed query ends the check; a failed move is asked about once.
+    EXPECT_EQ(rig.be.failed(), c.late_move ? c.count : 1);
+    EXPECT_EQ(rig.sim.moves(), kChunkPages);
+    const EngineStats s = rig.engine->stats();
+    EXPECT_EQ(s.promoted_pages, kChunkPages) << s.to_table();
+    EXPECT_EQ(s.huge_pages_carried, 1u);
+    EXPECT_EQ(rig.engine->tracker().fast_pages(), kChunkPages);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < CarryRig::kPages; ++i) {
+      const std::uint16_t w = rig.engine->tracker().word(Rig::page(i))->load();
+      wrong += PageWord::fast(w) != (rig.sim.node_of(Rig::page(i)) == 0);
+    }
+    EXPECT_EQ(wrong, 0u) << "pages believed on the other tier";
+  }
+}
+
+// Without a huge page nothing is carried: 4 KiB moves stay 4 KiB, and the
+// check finds nothing.
+TEST(HugePages, FourKiBMovesOutsideHugePagesCarryNothing) {
+  Rig rig(2, 4, ThpMode::kAlways, {}, EngineConfig().huge_min_budget_bytes);
+  for (int e = 0; e < 3; ++e) {
+    rig.touch_chunk(1, 4, 8);
+    rig.step();
+  }
+  EXPECT_EQ(rig.fast_pages_of(1), 4u);
+  const EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.huge_pages_carried, 0u);
+  EXPECT_EQ(s.promoted_pages, 4u);
+  EXPECT_EQ(rig.engine->tracker().fast_pages(), 4u);
+}
+
+// Huge pages forming at random in memory tracked in 4 KiB units (memory
+// faulted before registration, or khugepaged), and split at random as under
+// memory pressure, under random heat and now and then a cold tag (all
+// demoted): after every epoch each tracked page is
+// believed where it is, and the pages counted as moved are the pages that
+// moved. Both policies, both granularities.
+TEST(HugePages, BeliefsAndCountsStayExactWhileHugePagesFormUnder4KiBUnits) {
+  constexpr std::size_t kChunks = 8;
+  for (std::uint32_t seed = 1; seed <= 4; ++seed) {
+    for (bool base_pages : {false, true}) {
+      SCOPED_TRACE(testing::Message() << "seed " << seed << (base_pages ? ", base pages" : ""));
+      Rig rig(6, kChunks, ThpMode::kAlways,
+              base_pages ? RegionOptions().with_base_pages() : RegionOptions(),
+              EngineConfig().huge_min_budget_bytes);
+      ASSERT_TRUE(rig.engine->set_policy(seed % 2 ? "threshold:2" : "automatic").ok());
+      std::mt19937 rng(seed);
+      std::vector<std::pair<std::size_t, std::size_t>> spots(3, {0, 0});  // first page, pages
+      for (int epoch = 0; epoch < 80; ++epoch) {
+        // Now and then all of it cold for an epoch: merged units go back whole.
+        const bool cold = rng() % 10 == 0;
+        ASSERT_TRUE(rig.engine->regions()
+                        .set_tag(rig.handle.id(), cold ? RegionTag::cold : RegionTag::automatic)
+                        .ok());
+        const std::size_t c = rng() % kChunks;
+        const std::size_t on_fast = rig.fast_pages_of(c);
+        if (rng() % 3 == 0 && (on_fast == 0 || on_fast == kChunkPages)) {
+          ASSERT_TRUE(
+              rig.be.advise_huge(reinterpret_cast<void*>(Rig::chunk(c)), kHugePageSize).ok());
+        }
+        if (rng() % 8 == 0) rig.be.split_huge(Rig::chunk(rng() % kChunks));
+        // Hot spots of 1-8 pages that last some epochs (a one-epoch burst
+        // is not promoted).
+        for (auto& spot : spots) {
+          if (rng() % 6 == 0) spot = {rng() % rig.n, 1 + rng() % 8};
+          for (std::size_t i = 0; i < spot.second; ++i)
+            for (int t = 0; t < 6; ++t)
+              rig.engine->record_access(
+                  reinterpret_cast<void*>(Rig::page((spot.first + i) % rig.n)));
+        }
+        rig.step();
+        std::size_t wrong = 0;
+        for (std::size_t i = 0; i < rig.n; ++i) {
+          const std::uint16_t w = rig.engine->tracker().word(Rig::page(i))->load();
+          wrong += PageWord::fast(w) != (rig.be.node_of(Rig::page(i)) == 0);
+        }
+        ASSERT_EQ(wrong, 0u) << "epoch " << epoch;
+        const EngineStats s = rig.engine->stats();
+        ASSERT_EQ(s.promoted_pages + s.demoted_pages, rig.be.moves()) << "epoch " << epoch;
+      }
+      const EngineStats s = rig.engine->stats();
+      auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
+      std::printf("seed %u%s: promoted %llu, carried %llu, merged %llu, moved %llu, split %llu\n",
+                  seed, base_pages ? " base pages" : "", u(s.promoted_pages),
+                  u(s.huge_pages_carried), u(s.huge_units_merged), u(s.huge_units_moved),
+                  u(s.huge_units_split));
+    }
+  }
 }
 
 // After the kernel's own moves the engine asks about its idle fast units
