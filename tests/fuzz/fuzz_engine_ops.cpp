@@ -163,9 +163,12 @@ class Harness {
       for (std::uintptr_t p = begin; p < end; p += kPageSize)
         if ((p / kPageSize + touch) % 3 != 0) sim_.touch(p, (p / kPageSize) % 2 ? 1 : 0);
     if (o.granularity == kHugePageSize) had_huge_ = true;
-    // Memory tracked in 4 KiB units must not be backed by huge pages (a 4 KiB
-    // move would carry the whole huge page behind the engine's back:
-    // docs/vm-demo.md), so a huge page an earlier region left there is gone.
+    // Memory tracked in 4 KiB units is not backed by huge pages here: a 4 KiB
+    // move would carry the whole huge page, and the engine finds that by
+    // asking about one page beside the moved one (account_carried), which on
+    // Linux is always there (a huge page is all present), while a simulated
+    // huge page may be placed in part. So a huge page an earlier region left
+    // there is gone (HugePages tests in huge_pages_test.cpp check carries).
     if (valid && !overlap && unit == kPageSize)
       for (std::uintptr_t c = align_down(begin, kHugePageSize); c < end; c += kHugePageSize)
         sim_.split_huge(c);
