@@ -1658,12 +1658,12 @@ class Engine {
   // The 4 KiB units of a region whose granularity the engine chose (all of
   // it without 2 MiB units, else its ragged ends), under THP "always":
   // advised MADV_NOHUGEPAGE, so the kernel forms no huge page over them. A
-  // 4 KiB move inside one would move it whole, its other pages unseen
-  // (RegionOptions::granularity); ArenaRegions advises its arenas so. Huge
-  // pages formed before the registration stay. An explicit kPageSize is
-  // left alone (RegionOptions::with_base_pages: memory that must not be
-  // advised). Each advice may split a mapping: they share the bound of
-  // fall_back_to_base_pages().
+  // 4 KiB move inside one would move it whole, found only after the move
+  // (account_carried; RegionOptions::granularity); ArenaRegions advises its
+  // arenas so. Huge pages formed before the registration stay. An explicit
+  // kPageSize is left alone (RegionOptions::with_base_pages: memory that
+  // must not be advised). Each advice may split a mapping: they share the
+  // bound of fall_back_to_base_pages().
   void advise_base_units(const Region& r) {
     if (backend_->thp_mode() != ThpMode::kAlways) return;
     for (auto [b, e] : {std::pair{r.begin, r.huge_begin}, std::pair{r.huge_end, r.end}}) {
