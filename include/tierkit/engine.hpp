@@ -610,7 +610,16 @@ class Engine {
     void record(std::uintptr_t page, std::uint32_t weight, bool) override {
       e_.tracker_.record_access(reinterpret_cast<const void*>(page), 1, weight);
     }
-    void observe(const SourceObservation& o) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    void observe(const SourceObservation& seen) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      SourceObservation o = seen;
+      // A 4 KiB page of a chunk the engine made one 2 MiB unit after the
+      // source began to watch it in pages (merge_carried): it stands for
+      // its unit, and one page not accessed says little of the other 511.
+      const std::uintptr_t unit = align_down(o.page, e_.tracker_.unit_bytes(o.page));
+      if (unit != o.page) {
+        o.page = unit;
+        o.watch_cut = o.watch_cut || !o.accessed;
+      }
       const bool timed = est_ == SourceEstimator::kRate && o.watched_ns > 0;
       if (!o.accessed) {
         if (!timed) return;
@@ -1536,12 +1545,13 @@ class Engine {
     RegionCursor regions(scratch_.regions);
     for (const auto& [a, epoch] : seen_cold_) {
       if (e.number - epoch > kColdEvidenceEpochs) continue;
+      const auto pages = static_cast<std::uint32_t>(tracker_.unit_bytes(a) / kPageSize);
+      if (a % (std::uintptr_t{pages} * kPageSize) != 0) continue;  // a page of a merged unit
       const std::atomic<std::uint16_t>* w = tracker_.word(a);
       const std::uint16_t v = w != nullptr ? w->load(std::memory_order_relaxed) : 0;
       if (!PageWord::tracked(v) || !PageWord::fast(v) || PageWord::heat(v) != 0) continue;
       const Region* r = regions.find(a);
       if (r == nullptr || r->tag.load(std::memory_order_relaxed) != RegionTag::automatic) continue;
-      const auto pages = static_cast<std::uint32_t>(tracker_.unit_bytes(a) / kPageSize);
       demote.push_back({PageWord::kMaxHeat, 0, a, pages, idle_epochs(e, v)});
     }
   }

@@ -1192,6 +1192,59 @@ struct ScriptedEngine {
   ScriptedSource* source = nullptr;
 };
 
+// A chunk the engine made one 2 MiB unit after a 4 KiB move carried its
+// huge page (Engine::merge_carried), while a source watches its region in
+// 4 KiB pages: a page of it seen idle stands for the unit, and says little
+// of the other 511. It clears none of the unit's heat and makes no demotion
+// candidate of a page inside the unit.
+TEST(EngineHotnessSource, AnIdlePageOfAMergedChunkLeavesItsUnitAlone) {
+  constexpr std::uintptr_t kAt = 0x300000000000;  // 2 MiB aligned
+  constexpr std::size_t kChunkPages = kHugePageSize / kPage;
+  SimulatedBackend backend({{0, 4 * kHugePageSize}, {1, 1ull << 30}});
+  backend.set_thp_mode(ThpMode::kAlways);
+  for (std::size_t i = 0; i < 2 * kChunkPages; ++i) backend.touch(kAt + i * kPage, 1);
+  EngineConfig cfg;
+  cfg.fast_nodes = {0};
+  cfg.slow_nodes = {1};
+  cfg.policy = "threshold:2";
+  cfg.environment = EngineConfig::Environment::kIgnore;
+  auto e = Engine::create(cfg, &backend);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::unique_ptr<Engine> engine = *std::move(e);
+  {
+    auto h = engine->register_region(reinterpret_cast<void*>(kAt), 2 * kHugePageSize, {}, false);
+    ASSERT_TRUE(h.ok()) << h.status();
+    ASSERT_EQ(engine->tracker().unit_bytes(kAt), kPage);  // an 8 MiB budget: 4 KiB units
+    ASSERT_TRUE(backend.advise_huge(reinterpret_cast<void*>(kAt), kHugePageSize).ok());
+    auto src = std::make_unique<ScriptedSource>();
+    ScriptedSource* source = src.get();
+    ASSERT_TRUE(engine->add_hotness_source(std::move(src)).ok());
+    auto hot = [&] {
+      for (std::size_t i = 0; i < 4; ++i)
+        for (int t = 0; t < 8; ++t) engine->record_access(reinterpret_cast<void*>(kAt + i * kPage));
+    };
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      hot();
+      ASSERT_TRUE(engine->step().ok());
+    }
+    ASSERT_EQ(engine->stats().huge_units_merged, 1u);
+    ASSERT_EQ(engine->tracker().unit_bytes(kAt), kHugePageSize);
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      SourceObservation idle;
+      idle.page = kAt + 7 * kPage;
+      idle.watched_ns = 100'000'000;
+      source->next = {idle};
+      hot();
+      ASSERT_TRUE(engine->step().ok());
+      EXPECT_GT(PageWord::heat(engine->tracker().word(kAt)->load()), 0u) << "epoch " << epoch;
+    }
+    const EngineStats s = engine->stats();
+    EXPECT_EQ(s.demoted_pages, 0u) << s.to_table();
+    EXPECT_EQ(backend.node_of(kAt + 100 * kPage), 0);
+    EXPECT_EQ(engine->tracker().fast_pages(), kChunkPages);
+  }
+}
+
 // Sampled evidence in the engine (SourceEstimator::kRate): a slow page that
 // faulted early in its watch is promoted in place of a fast page the source
 // saw idle; against residents nobody watched, valued at the fast tier's
