@@ -67,6 +67,17 @@ EngineConfig HugeTestConfig() {
   return c;
 }
 
+// Registers [p, p + bytes) with default options as `name`, its pages
+// believed slow, into `handle`.
+::testing::AssertionResult RegisterSlow(Engine& engine, void* p, std::size_t bytes,
+                                        const char* name, RegionHandle& handle) {
+  auto h = engine.register_region(p, bytes, RegionOptions().with_name(name),
+                                  /*initially_fast=*/false);
+  if (!h.ok()) return ::testing::AssertionFailure() << h.status();
+  handle = std::move(*h);
+  return ::testing::AssertionSuccess();
+}
+
 // An engine over the Linux backend (threshold policy, no rate limit) and a
 // 16 MiB mapping bound to the slow node.
 struct Rig {
@@ -117,10 +128,7 @@ TEST(HugePages, RegionStaysHugeThroughPromotionAndDemotion) {
   Rig rig;
   ASSERT_NE(rig.p, nullptr);
   if (rig.be.thp_mode() == ThpMode::kNever) FAIL() << "THP is disabled in the guest";
-  auto h = rig.engine->register_region(rig.p, kBytes, RegionOptions().with_name("huge"),
-                                       /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
-  rig.handle = std::move(*h);
+  ASSERT_TRUE(RegisterSlow(*rig.engine, rig.p, kBytes, "huge", rig.handle));
   rig.fill();  // faults after the engine's MADV_HUGEPAGE: huge pages on node 1
   const std::uint64_t huge0 = anon_huge_bytes(rig.p, kBytes);
   report("huge_bytes_after_fill", huge0);
@@ -165,10 +173,7 @@ TEST(HugePages, MemoryThatIsNotOneHugePageFallsBackTo4KiBUnits) {
   ASSERT_NE(rig.p, nullptr);
   rig.fill();  // faulted under LinuxBackend::map's MADV_NOHUGEPAGE: base pages
   const std::uint64_t huge_before = anon_huge_bytes(rig.p, kBytes);
-  auto h = rig.engine->register_region(rig.p, kBytes, RegionOptions().with_name("base"),
-                                       /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
-  rig.handle = std::move(*h);
+  ASSERT_TRUE(RegisterSlow(*rig.engine, rig.p, kBytes, "base", rig.handle));
   for (int e = 0; e < 3; ++e) {
     rig.heat(6);
     ASSERT_TRUE(rig.engine->step().ok());
@@ -281,10 +286,7 @@ TEST(HugePages, FourKiBUnitsTheEngineChoseGetNoHugePagesUnderThpAlways) {
   SmallBudgetRig rig;
   ASSERT_NE(rig.engine, nullptr);
   if (rig.be.thp_mode() != ThpMode::kAlways) GTEST_SKIP() << "THP is not \"always\" here";
-  auto h = rig.engine->register_region(rig.p, rig.kRegion, RegionOptions().with_name("auto"),
-                                       /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
-  rig.handle = std::move(*h);
+  ASSERT_TRUE(RegisterSlow(*rig.engine, rig.p, rig.kRegion, "auto", rig.handle));
   ASSERT_EQ(rig.engine->tracker().unit_bytes(reinterpret_cast<std::uintptr_t>(rig.p)), kPageSize);
   rig.fill();
   const std::uint64_t huge = anon_huge_bytes(rig.p, rig.kRegion);
@@ -320,10 +322,7 @@ TEST(HugePages, AHugePageFormedBeforeRegistrationIsFoundCarriedAndBecomesOneUnit
   const std::uint64_t huge = anon_huge_bytes(rig.p, rig.kRegion);
   report("huge_bytes_before_registration", huge);
   ASSERT_EQ(huge, rig.kRegion) << "the guest did not back the memory with huge pages";
-  auto h = rig.engine->register_region(rig.p, rig.kRegion, RegionOptions().with_name("formed"),
-                                       /*initially_fast=*/false);
-  ASSERT_TRUE(h.ok()) << h.status();
-  rig.handle = std::move(*h);
+  ASSERT_TRUE(RegisterSlow(*rig.engine, rig.p, rig.kRegion, "formed", rig.handle));
   char* chunk = rig.p + kHugePageSize;
   const auto chunk_addr = reinterpret_cast<std::uintptr_t>(chunk);
   ASSERT_EQ(rig.engine->tracker().unit_bytes(chunk_addr), kPageSize);
