@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
@@ -34,6 +35,7 @@
 #include "tierkit/source/sampled.hpp"
 #include "tierkit/source/softdirty.hpp"
 #include "tierkit/source/uffd.hpp"
+#include "tierkit/source/watched.hpp"
 
 namespace tierkit::source {
 namespace {
@@ -812,6 +814,91 @@ TEST(UffdWpSource, ReportsBirthsAndProtectsRewritesWithinTheBudget) {
   EXPECT_EQ(src.stats().errors, 0u) << src.stats().last_error;
   for (std::size_t i = 0; i < 16; ++i) EXPECT_EQ(m.p[i * kPage], 3);
   EXPECT_EQ(m.p[100 * kPage + 1], 7);
+}
+
+// The engine cuts a region's range where a chunk's unit changed
+// (Engine::tracked_ranges): a piece inside a range already watched keeps
+// its bits and unit of its own; what no range covers any more is dropped
+// before anything new is added, so a source that registers ranges
+// (uffd-wp) never unregisters what a new range just registered.
+TEST(SyncWatched, PiecesKeepTheirBitsAndWhatIsLeftIsDroppedFirst) {
+  constexpr std::uintptr_t b = 0x7f0000000000;
+  auto at = [](std::size_t page) { return b + page * kPage; };
+  std::vector<source::WatchedRange> watched;
+  std::vector<std::string> calls;
+  auto sync = [&](std::vector<TrackedRange> ranges) {
+    calls.clear();
+    source::sync_watched(
+        watched, ranges, 2,
+        [&](source::WatchedRange& w) {
+          calls.push_back(absl::StrCat("add ", (w.begin - b) / kPage, "-", (w.end - b) / kPage));
+          return true;
+        },
+        [&](source::WatchedRange& w) {
+          calls.push_back(absl::StrCat("drop ", (w.begin - b) / kPage, "-", (w.end - b) / kPage));
+        });
+  };
+  sync({{at(0), at(200), kPage}});
+  EXPECT_THAT(calls, ::testing::ElementsAre("add 0-200"));
+  for (std::size_t p : {5, 63, 64, 130, 199}) watched[0].bits[1].put(p, true);
+  // Cut in three, the middle piece a 2 MiB unit's worth at another size.
+  sync({{at(0), at(64), kPage}, {at(64), at(128), 64 * kPage}, {at(128), at(200), kPage}});
+  EXPECT_THAT(calls, ::testing::IsEmpty());
+  ASSERT_EQ(watched.size(), 3u);
+  EXPECT_EQ(watched[1].unit, 64 * kPage);
+  std::vector<std::uintptr_t> set;
+  for (const auto& w : watched)
+    for (std::uintptr_t a = w.begin; a < w.end; a += kPage)
+      if (w.bits[1].test(w.page(a))) set.push_back((a - b) / kPage);
+  EXPECT_THAT(set, ::testing::ElementsAre(5, 63, 64, 130, 199));
+  EXPECT_EQ(watched[2].bits[0].count(0, 72), 0u);
+  // Pieces that stay keep their bits; the rest is dropped, then the new
+  // range that spans pieces is added fresh.
+  sync({{at(128), at(160), kPage}, {at(0), at(128), kPage}});
+  EXPECT_THAT(calls,
+              ::testing::ElementsAre("drop 0-64", "drop 64-128", "drop 160-200", "add 0-128"));
+  ASSERT_EQ(watched.size(), 2u);
+  EXPECT_EQ(watched[0].begin, at(0));
+  EXPECT_EQ(watched[0].bits[1].count(0, 128), 0u);
+  EXPECT_TRUE(watched[1].bits[1].test(2));
+  EXPECT_EQ(watched[1].bits[1].count(0, 32), 1u);
+  sync({});
+  EXPECT_THAT(calls, ::testing::ElementsAre("drop 0-128", "drop 128-160"));
+  EXPECT_TRUE(watched.empty());
+}
+
+// uffd-wp keeps watching a range the engine cut in pieces: its
+// registration and protections stay, so writes after the cut are found.
+TEST(UffdWpSource, ARangeCutInPiecesStaysWatched) {
+  UffdWpSource src(UffdWpOptions{.weight = 16, .reprotect = 1, .fault_ns = 0});
+  if (absl::Status s = src.probe(); !s.ok()) GTEST_SKIP() << "uffd-wp unavailable here: " << s;
+  Mapping m(64);
+  Recorded r0;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r0).ok()) << src.stats().last_error;
+  const std::vector<TrackedRange> cut = {{m.page(0), m.page(20), kPage},
+                                         {m.page(20), m.page(44), kPage},
+                                         {m.page(44), m.page(64), kPage}};
+  for (std::size_t i = 0; i < 16; ++i) m.p[i * kPage] = 7;
+  Recorded r1;
+  ASSERT_TRUE(collect_into(src, cut, r1).ok()) << src.stats().last_error;
+  std::set<std::uintptr_t> want;
+  for (std::size_t i = 0; i < 16; ++i) want.insert(m.page(i));
+  EXPECT_EQ(r1.pages, want);
+  m.p[30 * kPage] = 1;
+  m.p[50 * kPage] = 1;
+  Recorded r2;
+  ASSERT_TRUE(collect_into(src, cut, r2).ok()) << src.stats().last_error;
+  EXPECT_EQ(r2.pages, (std::set<std::uintptr_t>{m.page(30), m.page(50)}));
+  // Whole again: registered afresh, and the next write is found.
+  Recorded r3;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r3).ok()) << src.stats().last_error;
+  m.p[5 * kPage] = 2;
+  Recorded r4;
+  ASSERT_TRUE(collect_into(src, {m.range()}, r4).ok()) << src.stats().last_error;
+  EXPECT_EQ(r4.pages, std::set<std::uintptr_t>{m.page(5)});
+  EXPECT_EQ(src.stats().errors, 0u) << src.stats().last_error;
+  EXPECT_EQ(m.p[0], 7);
+  EXPECT_EQ(m.p[30 * kPage], 1);
 }
 
 // births: pages present before watch() are not reported; pages born after

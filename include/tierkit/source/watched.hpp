@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,19 @@ class PageBits {
     for (; i < j; ++i) n += test(i);
     return n;
   }
+  // The bits [i, j) as a set of their own. O((j - i) / 64).
+  PageBits slice(std::uint64_t i, std::uint64_t j) const {
+    PageBits out(j - i);
+    const std::uint64_t shift = i % 64;
+    for (std::uint64_t k = 0; k < out.w_.size(); ++k) {
+      const std::uint64_t at = i / 64 + k;
+      std::uint64_t v = w_[at] >> shift;
+      if (shift != 0 && at + 1 < w_.size()) v |= w_[at + 1] << (64 - shift);
+      out.w_[k] = v;
+    }
+    if ((j - i) % 64 != 0) out.w_.back() &= (std::uint64_t{1} << ((j - i) % 64)) - 1;
+    return out;
+  }
 
  private:
   std::vector<std::uint64_t> w_;
@@ -50,29 +64,64 @@ struct WatchedRange {
 
 // sync_watched()
 //
-// Keeps `watched` in step with `ranges`: ranges still tracked keep their
-// bits; a new one is made with `kinds` empty bit sets and handed to
-// `add(w)`, which returns false to leave it out (a failed registration);
-// ranges no longer tracked are handed to `drop(w)`. O(ranges^2), small.
+// Keeps `watched` in step with `ranges` (none overlapping): a range inside
+// one already watched keeps its bits (the engine cuts a region's range
+// where a chunk's unit changed); what is no longer watched, the parts of a
+// cut range outside its pieces included, is handed to `drop(w)` first; then
+// each new range is made with `kinds` empty bit sets and handed to
+// `add(w)`, which returns false to leave it out (a failed registration).
+// O(ranges log ranges + the bits kept).
 template <class Add, class Drop>
 void sync_watched(std::vector<WatchedRange>& watched, absl::Span<const TrackedRange> ranges,
                   std::size_t kinds, Add&& add, Drop&& drop) {
+  auto by_begin = [](const auto& x, const auto& y) { return x.begin < y.begin; };
+  std::sort(watched.begin(), watched.end(), by_begin);
+  std::vector<TrackedRange> sorted;
+  for (const TrackedRange& r : ranges)
+    if (r.begin < r.end) sorted.push_back(r);
+  std::sort(sorted.begin(), sorted.end(), by_begin);
+  // The old range holding each new one whole, if any.
+  constexpr std::size_t kNone = ~std::size_t{0};
+  std::vector<std::size_t> in(sorted.size(), kNone);
+  for (std::size_t k = 0; k < sorted.size(); ++k) {
+    auto it = std::upper_bound(watched.begin(), watched.end(), sorted[k].begin,
+                               [](std::uintptr_t a, const WatchedRange& w) { return a < w.begin; });
+    if (it != watched.begin() && std::prev(it)->end >= sorted[k].end)
+      in[k] = static_cast<std::size_t>(std::prev(it) - watched.begin());
+  }
+  // Drops what the new ranges inside each old one leave uncovered.
+  std::vector<std::uintptr_t> covered(watched.size());
+  for (std::size_t i = 0; i < watched.size(); ++i) covered[i] = watched[i].begin;
+  auto drop_part = [&](std::size_t i, std::uintptr_t upto) {
+    if (covered[i] >= upto) return;
+    WatchedRange part{covered[i], upto, watched[i].unit, {}};
+    drop(part);
+  };
+  for (std::size_t k = 0; k < sorted.size(); ++k) {
+    if (in[k] == kNone) continue;
+    drop_part(in[k], sorted[k].begin);
+    covered[in[k]] = sorted[k].end;
+  }
+  for (std::size_t i = 0; i < watched.size(); ++i) drop_part(i, watched[i].end);
   std::vector<WatchedRange> now;
-  for (const TrackedRange& r : ranges) {
-    if (r.end <= r.begin) continue;
-    auto it = std::find_if(watched.begin(), watched.end(), [&](const WatchedRange& w) {
-      return w.begin == r.begin && w.end == r.end;
-    });
-    if (it != watched.end()) {
-      now.push_back(std::move(*it));
-      watched.erase(it);
+  now.reserve(sorted.size());
+  for (std::size_t k = 0; k < sorted.size(); ++k) {
+    const TrackedRange& r = sorted[k];
+    WatchedRange w{r.begin, r.end, std::max<std::size_t>(r.granularity, kPageSize), {}};
+    if (in[k] == kNone) {
+      w.bits.assign(kinds, PageBits((r.end - r.begin) / kPageSize));
+      if (add(w)) now.push_back(std::move(w));
       continue;
     }
-    WatchedRange w{r.begin, r.end, std::max<std::size_t>(r.granularity, kPageSize),
-                   std::vector<PageBits>(kinds, PageBits((r.end - r.begin) / kPageSize))};
-    if (add(w)) now.push_back(std::move(w));
+    WatchedRange& old = watched[in[k]];
+    if (old.begin == r.begin && old.end == r.end) {
+      w.bits = std::move(old.bits);  // the same range: nothing else lies in it
+    } else {
+      for (const PageBits& b : old.bits)
+        w.bits.push_back(b.slice(old.page(r.begin), old.page(r.end)));
+    }
+    now.push_back(std::move(w));
   }
-  for (WatchedRange& w : watched) drop(w);
   watched = std::move(now);
 }
 
