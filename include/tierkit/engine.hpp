@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -678,13 +679,34 @@ class Engine {
     SourceEstimator est_;
   };
 
-  // The registered ranges, as sources see them.
-  std::vector<TrackedRange> tracked_ranges() const {
+  // The registered ranges, as sources see them: each region's spans in the
+  // units the tracker has now. A chunk whose unit changed since registration
+  // (reshaped_: a 2 MiB unit that fell back to 4 KiB, 4 KiB units merged
+  // into one) is cut out at its size, so a source watches what moves: one
+  // watched 2 MiB unit over 512 pages would credit what it sees to the
+  // first. O(regions + reshaped chunks).
+  std::vector<TrackedRange> tracked_ranges() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<TrackedRange> ranges;
-    for (const auto& r : registry_.snapshot())
+    for (const auto& r : registry_.snapshot()) {
+      const std::size_t first = ranges.size();
+      auto add = [&](std::uintptr_t b, std::uintptr_t e, std::size_t unit) {
+        if (ranges.size() > first && ranges.back().end == b && ranges.back().granularity == unit)
+          ranges.back().end = e;
+        else
+          ranges.push_back({b, e, unit});
+      };
       r->for_each_span([&](std::uintptr_t b, std::uintptr_t e, std::size_t unit) {
-        ranges.push_back({b, e, unit});
+        for (auto c = reshaped_.lower_bound(b); c != reshaped_.end() && *c + kHugePageSize <= e;
+             ++c) {
+          const std::size_t now = tracker_.unit_bytes(*c);
+          if (now == unit) continue;
+          if (b < *c) add(b, *c, unit);
+          add(*c, *c + kHugePageSize, now);
+          b = *c + kHugePageSize;
+        }
+        if (b < e) add(b, e, unit);
       });
+    }
     return ranges;
   }
   // Runs source i's collect() into `sink` (null: the engine's own, for a
@@ -856,6 +878,7 @@ class Engine {
     absl::erase_if(seen_hot_, by_key);
     absl::erase_if(born_, by_key);
     fail_unlocated_if([&](const Unlocated& u) { return is_gone(u.addr); });
+    absl::erase_if(reshaped_, is_gone);
     std::erase_if(open_carries_, [&](const OpenCarry& c) {
       for (std::size_t p = 0; p < HotnessTracker::kPagesPerChunk; ++p)
         if (is_gone(c.chunk + p * kPageSize)) return true;
@@ -2096,7 +2119,9 @@ class Engine {
     if (r == nullptr || r->end < chunk + kHugePageSize ||
         r->options.granularity != kAutoGranularity)
       return;
-    if (tracker_.merge(chunk, fast)) ++stats_.huge_units_merged;
+    if (!tracker_.merge(chunk, fast)) return;
+    ++stats_.huge_units_merged;
+    reshaped_.insert(chunk);
   }
 
   // The 2 MiB unit at `a` turned out not to be one huge page: it becomes
@@ -2104,6 +2129,7 @@ class Engine {
   bool fall_back_to_base_pages(std::uintptr_t a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!tracker_.split(a)) return false;
     ++stats_.huge_units_split;
+    reshaped_.insert(a);
     // Keep khugepaged from collapsing it again behind the 4 KiB units
     // (each advice may split a VMA: bounded, under vm.max_map_count).
     if (base_page_advice_ < kMaxBasePageAdvice) {
@@ -2365,6 +2391,9 @@ class Engine {
   std::vector<Unlocated> unlocated_ ABSL_GUARDED_BY(mu_);
   // Chunks check_open_carries() asks about, oldest first.
   std::vector<OpenCarry> open_carries_ ABSL_GUARDED_BY(mu_);
+  // Chunks split or merged since registration (fall_back_to_base_pages,
+  // merge_carried), for tracked_ranges(); forgotten with their region.
+  absl::btree_set<std::uintptr_t> reshaped_ ABSL_GUARDED_BY(mu_);
   // begin_verify(): the kernel's count of its own moves when last read;
   // whether a check runs, and the stripe it began with; the stripes, the
   // epochs of a round and the next stripe; the units seen by the last epoch

@@ -45,6 +45,10 @@ namespace tierkit {
 
 // One tracked address range, as the engine's registry holds it: [begin, end),
 // aligned to `granularity` (kPageSize, or kHugePageSize for 2 MiB units).
+// NOTE: a region may come as several ranges, and its ranges may change from
+// one collect() to the next: where a chunk's unit changed (a 2 MiB unit that
+// fell back to 4 KiB pages, or 4 KiB pages merged into one), the engine
+// gives that chunk as a range of its own, in the unit it has now.
 struct TrackedRange {
   std::uintptr_t begin = 0, end = 0;
   std::size_t granularity = kPageSize;

@@ -80,7 +80,8 @@ struct RegionOptions {
   // (for data whose accesses are skewed within 2 MiB, or for fault sampling).
   // NOTE: a 2 MiB unit that turns out not to be one huge page when it is
   // moved (THP never formed there, or the kernel split it) falls back to
-  // 4 KiB units for that chunk.
+  // 4 KiB units for that chunk; hotness sources watch it page by page from
+  // then on (TrackedRange), as they watch a merged chunk as one unit.
   // NOTE: the reverse: where 4 KiB units lie in a huge page (THP "always",
   // or memory the application advised MADV_HUGEPAGE), moving one moves the
   // whole huge page. Under THP "always" the engine advises the 4 KiB units

@@ -3,10 +3,15 @@
 // be one huge page. On the simulated backend's THP model (deterministic);
 // the emulated machine checks the same on real kernels (tests/vm).
 #include <cstdio>
+#include <memory>
 #include <random>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/simulated.hpp"
 #include "tierkit/engine.hpp"
@@ -273,6 +278,77 @@ TEST(HugePages, SplitChunksAreJudgedPerPageAfterwards) {
   EXPECT_GE(rig.fast_pages_of(1), 3u);
   EXPECT_GT(rig.engine->stats().demoted_pages, before.demoted_pages);
   EXPECT_LT(rig.fast_pages_of(1), kChunkPages);
+}
+
+// A source that reports what it is told was accessed as the unit holding
+// it in the ranges it was given, as a page-table source does, and keeps
+// the last ranges.
+class UnitSource final : public HotnessSource {
+ public:
+  std::vector<TrackedRange> ranges;
+  std::vector<std::uintptr_t> accessed;  // reported every collect()
+  std::string_view name() const override { return "unit"; }
+  absl::Status probe() override { return absl::OkStatus(); }
+  absl::Status collect(absl::Span<const TrackedRange> now, HotnessSink& sink,
+                       const SourceBudget&) override {
+    ranges.assign(now.begin(), now.end());
+    for (std::uintptr_t a : accessed)
+      for (const TrackedRange& r : ranges)
+        if (r.begin <= a && a < r.end) sink.record(a - (a - r.begin) % r.granularity, 4, false);
+    return absl::OkStatus();
+  }
+  HotnessSourceStats stats() const override { return {}; }
+  // The ranges as "first-last+1 chunk/unit KiB" strings, for messages.
+  std::vector<std::string> shown() const {
+    std::vector<std::string> out;
+    for (const TrackedRange& r : ranges)
+      out.push_back(absl::StrCat((r.begin - kBase) / kHugePageSize, "-",
+                                 (r.end - kBase) / kHugePageSize, "/", r.granularity / 1024));
+    return out;
+  }
+};
+
+// Sources watch each chunk in the unit the engine has for it now, not the
+// one it registered: a chunk that fell back to 4 KiB units is watched page
+// by page, so what a source finds on one of its pages heats that page (as
+// one watched 2 MiB unit, it heated the chunk's first page); a chunk merged
+// after a carried move is watched as one 2 MiB unit.
+TEST(HugePages, SourcesWatchEachChunkInTheUnitItHasNow) {
+  {
+    Rig rig(2, 4, ThpMode::kMadvise);
+    auto src = std::make_unique<UnitSource>();
+    UnitSource* source = src.get();
+    ASSERT_TRUE(rig.engine->add_hotness_source(std::move(src)).ok());
+    rig.be.split_huge(Rig::chunk(1));
+    for (int e = 0; e < 3; ++e) {
+      rig.touch_chunk(1, 3, 4);
+      rig.step();
+    }
+    ASSERT_EQ(rig.engine->stats().huge_units_split, 1u);
+    const std::uintptr_t found = Rig::chunk(1) + 300 * kPageSize;
+    source->accessed = {found};
+    for (int e = 0; e < 8; ++e) rig.step();
+    EXPECT_THAT(source->shown(), ::testing::ElementsAre("0-1/2048", "1-2/4", "2-4/2048"));
+    auto heat = [&](std::uintptr_t a) {
+      return PageWord::heat(rig.engine->tracker().word(a)->load());
+    };
+    EXPECT_GT(heat(found), heat(found + kPageSize));
+    EXPECT_GT(heat(found), heat(Rig::chunk(1)));
+  }
+  {
+    Rig rig(2, 4, ThpMode::kAlways, {}, EngineConfig().huge_min_budget_bytes);  // 4 KiB units
+    auto src = std::make_unique<UnitSource>();
+    UnitSource* source = src.get();
+    ASSERT_TRUE(rig.engine->add_hotness_source(std::move(src)).ok());
+    ASSERT_TRUE(rig.be.advise_huge(reinterpret_cast<void*>(Rig::chunk(1)), kHugePageSize).ok());
+    for (int e = 0; e < 3; ++e) {
+      rig.touch_chunk(1, 4, 8);
+      rig.step();
+    }
+    ASSERT_EQ(rig.engine->stats().huge_units_merged, 1u);
+    rig.step();
+    EXPECT_THAT(source->shown(), ::testing::ElementsAre("0-1/4", "1-2/2048", "2-4/4"));
+  }
 }
 
 TEST(HugePages, RaggedEndsOfADefaultRegionUseBasePages) {
