@@ -5,9 +5,10 @@
 // still moves whole; under THP "always", 4 KiB units the engine chose get
 // no huge page, so a 4 KiB move moves one page; a huge page formed before
 // registration, which a 4 KiB move carries, is found and becomes one 2 MiB
-// unit; and a batch sweep of move_pages in 2 MiB units against 4 KiB units,
-// and of placement queries against moves (pages per second, ratios within
-// one run: TCG time is not real time, only ratios mean something).
+// unit; a source watches a chunk that fell back page by page; and a batch
+// sweep of move_pages in 2 MiB units against 4 KiB units, and of placement
+// queries against moves (pages per second, ratios within one run: TCG time
+// is not real time, only ratios mean something).
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
 #include "tierkit/engine.hpp"
+#include "tierkit/source/softdirty.hpp"
 #include "vm_support.hpp"
 
 namespace tierkit::vm {
@@ -192,6 +194,41 @@ TEST(HugePages, MemoryThatIsNotOneHugePageFallsBackTo4KiBUnits) {
               kPageSize);
   }
   EXPECT_EQ(s.failed_pages + s.dropped_pages, 0u);
+  EXPECT_TRUE(rig.intact());
+}
+
+// A chunk that fell back to 4 KiB units is watched page by page from then
+// on: soft-dirty finds a write to one of its pages and heats that page.
+// (Watched as one 2 MiB unit, as it was registered, the write heated the
+// chunk's first page.)
+TEST(HugePages, ASourceWatchesAChunkThatFellBackPageByPage) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  Rig rig;
+  ASSERT_NE(rig.p, nullptr);
+  rig.fill();  // base pages, as above
+  auto src = std::make_unique<source::SoftDirtySource>();
+  ASSERT_TRUE(src->probe().ok()) << "Debian's kernels have soft-dirty: " << src->probe();
+  ASSERT_TRUE(rig.engine->add_hotness_source(std::move(src)).ok());
+  ASSERT_TRUE(RegisterSlow(*rig.engine, rig.p, kBytes, "watched", rig.handle));
+  for (int e = 0; e < 3; ++e) {
+    rig.heat(6);
+    ASSERT_TRUE(rig.engine->step().ok());
+  }
+  if (rig.engine->stats().huge_units_split != 1)
+    GTEST_SKIP() << "khugepaged made the chunk one huge page before it moved";
+  auto* written = reinterpret_cast<volatile std::uint64_t*>(rig.chunk(6) + 300 * kPageSize);
+  for (int e = 0; e < 4; ++e) {
+    *written = *written;  // a write, the data unchanged
+    ASSERT_TRUE(rig.engine->step().ok());
+  }
+  auto heat = [&](std::size_t page) {
+    const auto a = reinterpret_cast<std::uintptr_t>(rig.chunk(6) + page * kPageSize);
+    return PageWord::heat(rig.engine->tracker().word(a)->load());
+  };
+  std::printf("heat of the written page %u, of the next %u, of the chunk's first %u\n", heat(300),
+              heat(301), heat(0));
+  EXPECT_GT(heat(300), heat(301));
+  EXPECT_GT(rig.engine->stats().hotness_sources.at(0).pages_found, 0u);
   EXPECT_TRUE(rig.intact());
 }
 
