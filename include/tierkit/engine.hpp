@@ -1802,6 +1802,10 @@ class Engine {
       s.unit_pages.push_back(c.pages);
     }
     if (s.pages.empty()) return;
+    if (const std::uint64_t there = drop_already_there(to);
+        there > 0 && policy_->uses_rate_limiter())
+      limiter_.refund(there);
+    if (s.pages.empty()) return;
     query_huge_tails();  // where each 2 MiB unit's last page is before the move
     query_buddies();     // and a page beside each 4 KiB unit's, under THP
     choose_targets(to, from, to_fast);
@@ -1831,6 +1835,42 @@ class Engine {
     migrate(rest, to, from, to_fast, epoch);
     rest.clear();
     s.rest.swap(rest);  // keep the capacity
+  }
+
+  // While beliefs are in doubt (a round of checks after the kernel moved
+  // pages, or after a registration's query failed: begin_verify), asks
+  // where the units about to move are (one query: each one's first page,
+  // and a 2 MiB unit's last) and drops those already in the tier `to`,
+  // believed there now (placement_corrected): move_pages reports a page
+  // already on its target node as moved, so they would count as moves.
+  // Returns their bytes, to refund. A failed query drops none.
+  std::uint64_t drop_already_there(const NodeSet& to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    EpochScratch& s = scratch_;
+    if (!verifying_) return 0;
+    s.tails.assign(s.pages.begin(), s.pages.end());
+    for (std::size_t i = 0; i < s.pages.size(); ++i)
+      if (s.unit_pages[i] > 1)
+        s.tails.push_back(static_cast<char*>(s.pages[i]) + kHugePageSize - kPageSize);
+    s.tail_status.assign(s.tails.size(), -1);
+    if (!backend_->query(s.tails, absl::MakeSpan(s.tail_status)).ok()) return 0;
+    std::uint64_t bytes = 0;
+    std::size_t kept = 0, tail = s.pages.size();
+    for (std::size_t i = 0; i < s.pages.size(); ++i) {
+      const int head = s.tail_status[i];
+      const int last = s.unit_pages[i] > 1 ? s.tail_status[tail++] : head;
+      if (head < 0 || !to.contains(head) || last < 0 || !to.contains(last)) {
+        s.pages[kept] = s.pages[i];
+        s.unit_pages[kept++] = s.unit_pages[i];
+        continue;
+      }
+      if (tracker_.set_fast(reinterpret_cast<std::uintptr_t>(s.pages[i]),
+                            config_.fast_nodes.contains(head)))
+        ++stats_.placement_corrected;
+      bytes += std::uint64_t{s.unit_pages[i]} * kPageSize;
+    }
+    s.pages.resize(kept);
+    s.unit_pages.resize(kept);
+    return bytes;
   }
 
   // Which node of the tier `to` each unit of scratch_.pages moves to, into

@@ -77,7 +77,9 @@ struct EngineStats {
   std::uint64_t huge_pages_carried = 0, huge_units_merged = 0;
   // Units believed fast that a placement query found elsewhere when they
   // became active (first touch in a full fast node, or the kernel moved them)
-  // or were asked after the kernel moved pages.
+  // or were asked after the kernel moved pages; and, during that round of
+  // checks, units about to move found already on their target tier (not
+  // moved, and not counted as promoted or demoted).
   std::uint64_t placement_corrected = 0;
   // Pages the kernel moved on its own, machine-wide, while the engine ran
   // (Backend::kernel_moved_pages: reclaim's demotions, NUMA balancing), and

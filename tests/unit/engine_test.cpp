@@ -327,6 +327,33 @@ TEST(Engine, TheCheckAfterTheKernelsMovesIsBoundedAndCoversEveryActivePage) {
   EXPECT_LE(epochs, 7);  // 6 stripes (each half a batch), and one more
 }
 
+// A move planned on a belief the kernel's own moves made wrong, before the
+// round of checks reached the unit, is not the engine's move: move_pages
+// reports a page already on its target node as moved. While the check
+// runs, the units about to move are asked about first; those already there
+// are believed where they are, and neither moved nor counted as moved.
+TEST(Engine, PagesTheKernelMovedAlreadyAreNotCountedAsTheEnginesMoves) {
+  constexpr std::size_t kPages = 3 * Engine::kVerifyBatch;
+  Rig rig(2 * kPages, kPages, Fast("automatic"));
+  for (std::size_t i = 0; i < kPages; ++i) ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 0));
+  auto epoch = [&] {
+    for (std::size_t i = 0; i < kPages; ++i) rig.touch(i, 4);
+    rig.step();
+  };
+  for (int e = 0; e < 11; ++e) epoch();  // the moves above start a check; let it end
+  ASSERT_EQ(rig.engine->stats().fast_pages, kPages);
+  const EngineStats before = rig.engine->stats();
+  for (std::size_t i = 0; i < kPages; ++i) ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 1));
+  ASSERT_TRUE(rig.engine->regions().set_tag(rig.handle.id(), RegionTag::cold).ok());
+  for (int e = 0; e < 2; ++e) epoch();
+  const EngineStats after = rig.engine->stats();
+  EXPECT_EQ(rig.fast_count(0, kPages), 0u);
+  EXPECT_EQ(after.fast_pages, 0u);
+  EXPECT_EQ(after.demoted_pages, before.demoted_pages);
+  EXPECT_EQ(after.placement_corrected - before.placement_corrected, kPages);
+  EXPECT_EQ(after.pingpong_pages, before.pingpong_pages);
+}
+
 // A region larger than the fast node, registered before use (a buffer pool,
 // an embedding table), is believed fast only as far as the node has free
 // memory: first touch cannot put more there. Believed all fast, it counted
