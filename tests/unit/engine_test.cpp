@@ -302,16 +302,27 @@ TEST(Engine, TheKernelsMovesAreReadAtMostOncePerPeriod) {
 // The check after the kernel's moves asks at most kVerifyBatch units an
 // epoch, a different stripe each epoch, so over a round of stripes it finds
 // a demoted hot page wherever it is among many.
-TEST(Engine, TheCheckAfterTheKernelsMovesIsBoundedAndCoversEveryActivePage) {
-  constexpr std::size_t kPages = 3 * Engine::kVerifyBatch;
-  Rig rig(2 * kPages, kPages, Fast("automatic"));
-  for (std::size_t i = 0; i < kPages; ++i) ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 0));
-  auto epoch = [&] {
+// Three stripes' worth of pages, all active and all fast (the kernel put
+// them there), after the round of checks that move started has ended.
+struct ManyActiveFastPages {
+  static constexpr std::size_t kPages = 3 * Engine::kVerifyBatch;
+  ManyActiveFastPages() {
+    for (std::size_t i = 0; i < kPages; ++i) EXPECT_TRUE(rig.be.kernel_move(rig.page(i), 0));
+    for (int e = 0; e < 11; ++e) epoch();
+    EXPECT_EQ(rig.engine->stats().fast_pages, kPages);
+  }
+  void epoch() {
     for (std::size_t i = 0; i < kPages; ++i) rig.touch(i, 4);
     rig.step();
-  };
-  for (int e = 0; e < 3; ++e) epoch();  // the moves above start a check; let it end
-  for (int e = 0; e < 8; ++e) epoch();
+  }
+  Rig rig{2 * kPages, kPages, Fast("automatic")};
+};
+
+TEST(Engine, TheCheckAfterTheKernelsMovesIsBoundedAndCoversEveryActivePage) {
+  ManyActiveFastPages m;
+  constexpr std::size_t kPages = ManyActiveFastPages::kPages;
+  Rig& rig = m.rig;
+  auto epoch = [&] { m.epoch(); };
   ASSERT_EQ(rig.fast_count(0, kPages), kPages);
   for (std::size_t i : {std::size_t{7}, kPages / 2, kPages - 3})
     ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 1));
@@ -333,19 +344,13 @@ TEST(Engine, TheCheckAfterTheKernelsMovesIsBoundedAndCoversEveryActivePage) {
 // runs, the units about to move are asked about first; those already there
 // are believed where they are, and neither moved nor counted as moved.
 TEST(Engine, PagesTheKernelMovedAlreadyAreNotCountedAsTheEnginesMoves) {
-  constexpr std::size_t kPages = 3 * Engine::kVerifyBatch;
-  Rig rig(2 * kPages, kPages, Fast("automatic"));
-  for (std::size_t i = 0; i < kPages; ++i) ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 0));
-  auto epoch = [&] {
-    for (std::size_t i = 0; i < kPages; ++i) rig.touch(i, 4);
-    rig.step();
-  };
-  for (int e = 0; e < 11; ++e) epoch();  // the moves above start a check; let it end
-  ASSERT_EQ(rig.engine->stats().fast_pages, kPages);
+  ManyActiveFastPages m;
+  constexpr std::size_t kPages = ManyActiveFastPages::kPages;
+  Rig& rig = m.rig;
   const EngineStats before = rig.engine->stats();
   for (std::size_t i = 0; i < kPages; ++i) ASSERT_TRUE(rig.be.kernel_move(rig.page(i), 1));
   ASSERT_TRUE(rig.engine->regions().set_tag(rig.handle.id(), RegionTag::cold).ok());
-  for (int e = 0; e < 2; ++e) epoch();
+  for (int e = 0; e < 2; ++e) m.epoch();
   const EngineStats after = rig.engine->stats();
   EXPECT_EQ(rig.fast_count(0, kPages), 0u);
   EXPECT_EQ(after.fast_pages, 0u);
