@@ -865,6 +865,12 @@ TEST(SyncWatched, PiecesKeepTheirBitsAndWhatIsLeftIsDroppedFirst) {
   sync({});
   EXPECT_THAT(calls, ::testing::ElementsAre("drop 0-128", "drop 128-160"));
   EXPECT_TRUE(watched.empty());
+  // Ranges that overlap (the engine gives none) are each watched.
+  sync({{at(0), at(64), kPage}});
+  sync({{at(0), at(64), kPage}, {at(0), at(64), kPage}, {at(8), at(16), kPage}});
+  EXPECT_THAT(calls, ::testing::ElementsAre("add 0-64", "add 8-16"));
+  ASSERT_EQ(watched.size(), 3u);
+  for (const auto& w : watched) EXPECT_EQ(w.bits.size(), 2u);
 }
 
 // uffd-wp keeps watching a range the engine cut in pieces: its

@@ -64,12 +64,13 @@ struct WatchedRange {
 
 // sync_watched()
 //
-// Keeps `watched` in step with `ranges` (none overlapping): a range inside
-// one already watched keeps its bits (the engine cuts a region's range
-// where a chunk's unit changed); what is no longer watched, the parts of a
-// cut range outside its pieces included, is handed to `drop(w)` first; then
-// each new range is made with `kinds` empty bit sets and handed to
-// `add(w)`, which returns false to leave it out (a failed registration).
+// Keeps `watched` in step with `ranges`: a range inside one already
+// watched keeps its bits (the engine cuts a region's range where a chunk's
+// unit changed); what is no longer watched, the parts of a cut range outside
+// its pieces included, is handed to `drop(w)` first; then each new range is
+// made with `kinds` empty bit sets and handed to `add(w)`, which returns
+// false to leave it out (a failed registration). The engine's ranges never
+// overlap; overlapping ones are each watched, the later ones as new.
 // O(ranges log ranges + the bits kept).
 template <class Add, class Drop>
 void sync_watched(std::vector<WatchedRange>& watched, absl::Span<const TrackedRange> ranges,
@@ -100,7 +101,7 @@ void sync_watched(std::vector<WatchedRange>& watched, absl::Span<const TrackedRa
   for (std::size_t k = 0; k < sorted.size(); ++k) {
     if (in[k] == kNone) continue;
     drop_part(in[k], sorted[k].begin);
-    covered[in[k]] = sorted[k].end;
+    covered[in[k]] = std::max(covered[in[k]], sorted[k].end);
   }
   for (std::size_t i = 0; i < watched.size(); ++i) drop_part(i, watched[i].end);
   std::vector<WatchedRange> now;
@@ -108,7 +109,8 @@ void sync_watched(std::vector<WatchedRange>& watched, absl::Span<const TrackedRa
   for (std::size_t k = 0; k < sorted.size(); ++k) {
     const TrackedRange& r = sorted[k];
     WatchedRange w{r.begin, r.end, std::max<std::size_t>(r.granularity, kPageSize), {}};
-    if (in[k] == kNone) {
+    // Not inside one, or given twice (its bits went to the first): new.
+    if (in[k] == kNone || watched[in[k]].bits.size() != kinds) {
       w.bits.assign(kinds, PageBits((r.end - r.begin) / kPageSize));
       if (add(w)) now.push_back(std::move(w));
       continue;
@@ -116,6 +118,7 @@ void sync_watched(std::vector<WatchedRange>& watched, absl::Span<const TrackedRa
     WatchedRange& old = watched[in[k]];
     if (old.begin == r.begin && old.end == r.end) {
       w.bits = std::move(old.bits);  // the same range: nothing else lies in it
+      old.bits.clear();
     } else {
       for (const PageBits& b : old.bits)
         w.bits.push_back(b.slice(old.page(r.begin), old.page(r.end)));
