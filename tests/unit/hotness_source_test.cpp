@@ -16,7 +16,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -871,6 +873,89 @@ TEST(SyncWatched, PiecesKeepTheirBitsAndWhatIsLeftIsDroppedFirst) {
   EXPECT_THAT(calls, ::testing::ElementsAre("add 0-64", "add 8-16"));
   ASSERT_EQ(watched.size(), 3u);
   for (const auto& w : watched) EXPECT_EQ(w.bits.size(), 2u);
+}
+
+// Random cuts at any page (bit offsets not a multiple of 64): each page's
+// bits follow it into the piece that holds it, a range no old one holds is
+// added, and exactly the pages no new range covers are dropped, once.
+TEST(SyncWatched, RandomCutsKeepEveryPagesBitsAndDropExactlyWhatIsLeft) {
+  constexpr std::uintptr_t b = 0x7f0000000000;
+  constexpr std::size_t kSpan = 600;  // pages
+  std::mt19937 rng(7);
+  auto pick = [&](std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+  };
+  // Non-overlapping ranges over [0, kSpan): cut points, each piece kept or not.
+  auto random_ranges = [&] {
+    std::vector<std::size_t> cuts = {0, kSpan};
+    for (std::size_t k = pick(8); k-- > 0;) cuts.push_back(1 + pick(kSpan - 1));
+    std::sort(cuts.begin(), cuts.end());
+    cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+    std::vector<TrackedRange> out;
+    for (std::size_t i = 0; i + 1 < cuts.size(); ++i)
+      if (pick(4) != 0) out.push_back({b + cuts[i] * kPage, b + cuts[i + 1] * kPage, kPage});
+    std::shuffle(out.begin(), out.end(), rng);
+    return out;
+  };
+  for (int round = 0; round < 300; ++round) {
+    std::vector<source::WatchedRange> watched;
+    auto no_op_add = [](source::WatchedRange&) { return true; };
+    source::sync_watched(watched, random_ranges(), 2, no_op_add, [](source::WatchedRange&) {});
+    std::map<std::uintptr_t, std::pair<bool, bool>> bit;  // page -> its two bits
+    for (auto& w : watched)
+      for (std::uintptr_t a = w.begin; a < w.end; a += kPage) {
+        const bool x = pick(2) != 0, y = pick(3) == 0;
+        w.bits[0].put(w.page(a), x);
+        w.bits[1].put(w.page(a), y);
+        bit[a] = {x, y};
+      }
+    const std::vector<source::WatchedRange> old = watched;
+    const std::vector<TrackedRange> now = random_ranges();
+    std::set<std::uintptr_t> added, dropped;
+    bool dropped_twice = false;
+    source::sync_watched(
+        watched, now, 2,
+        [&](source::WatchedRange& w) {
+          for (std::uintptr_t a = w.begin; a < w.end; a += kPage) added.insert(a);
+          return true;
+        },
+        [&](source::WatchedRange& w) {
+          for (std::uintptr_t a = w.begin; a < w.end; a += kPage)
+            dropped_twice |= !dropped.insert(a).second;
+        });
+    auto holder = [&](const auto& set, std::uintptr_t a, std::uintptr_t e) {
+      for (const auto& w : set)
+        if (w.begin <= a && e <= w.end) return true;
+      return false;
+    };
+    ASSERT_EQ(watched.size(), now.size()) << "round " << round;
+    for (const auto& w : watched) {
+      ASSERT_EQ(w.bits.size(), 2u);
+      const bool kept = holder(old, w.begin, w.end);
+      for (std::uintptr_t a = w.begin; a < w.end; a += kPage) {
+        EXPECT_EQ(added.count(a), kept ? 0u : 1u) << "round " << round;
+        const std::pair<bool, bool> want = kept ? bit.at(a) : std::pair<bool, bool>{false, false};
+        EXPECT_EQ(w.bits[0].test(w.page(a)), want.first) << "round " << round;
+        EXPECT_EQ(w.bits[1].test(w.page(a)), want.second) << "round " << round;
+      }
+      if (kept) {
+        std::uint64_t set = 0;
+        for (const auto& [a, x] : bit) set += a >= w.begin && a < w.end && x.first;
+        EXPECT_EQ(w.bits[0].count(0, (w.end - w.begin) / kPage), set) << "round " << round;
+      }
+    }
+    // Dropped: the old pages no kept piece covers.
+    std::set<std::uintptr_t> want_dropped;
+    for (const auto& o : old)
+      for (std::uintptr_t a = o.begin; a < o.end; a += kPage) {
+        bool covered = false;
+        for (const auto& w : watched)
+          covered |= w.begin <= a && a < w.end && o.begin <= w.begin && w.end <= o.end;
+        if (!covered) want_dropped.insert(a);
+      }
+    EXPECT_EQ(dropped, want_dropped) << "round " << round;
+    EXPECT_FALSE(dropped_twice) << "round " << round;
+  }
 }
 
 // uffd-wp keeps watching a range the engine cut in pieces: its
