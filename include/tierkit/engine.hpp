@@ -795,8 +795,8 @@ class Engine {
     std::vector<NodeId> nodes;
     std::vector<int> status, tail_before, tail_status;
     std::vector<Candidate> rest;  // pages of 2 MiB units that fell back
-    // THP: a page beside each 4 KiB unit's (query_buddies), the unit it is
-    // beside, where it was before the move and after.
+    // Huge pages: a page beside each 4 KiB unit's (query_buddies), the unit
+    // it is beside, where it was before the move and after.
     std::vector<void*> buddies;
     std::vector<std::size_t> buddy_of;
     std::vector<int> buddy_before, buddy_after;
@@ -1992,17 +1992,19 @@ class Engine {
     }
   }
 
-  // Under THP a 4 KiB move of a page inside a huge page moves all 512 of
-  // its pages, and says so nowhere: the status is the target's, as for a
-  // plain move (measured on 6.1 and 6.12, PMD- or PTE-mapped; Backend::move).
-  // So, unless THP is off, asks (one query) where one other page of each
-  // 4 KiB unit's chunk is before the move: one in the other half of the
-  // chunk, not itself in the move. account_carried() asks again after.
+  // A 4 KiB move of a page inside a huge page moves all 512 of its pages,
+  // and says so nowhere: the status is the target's, as for a plain move
+  // (measured on 6.1 and 6.12, THP PMD- or PTE-mapped, and hugetlbfs;
+  // Backend::move). So asks (one query) where one other page of each 4 KiB
+  // unit's chunk is before the move: one in the other half of the chunk,
+  // not itself in the move. account_carried() asks again after.
+  // NOTE: also under THP "never": hugetlbfs memory (MAP_HUGETLB, often
+  // used with THP off) is huge whatever the THP mode. The two queries cost
+  // a few percent of the moves (vm_huge_test's query_per_move).
   void query_buddies() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     EpochScratch& s = scratch_;
     s.buddies.clear();
     s.buddy_of.clear();
-    if (backend_->thp_mode() == ThpMode::kNever) return;
     absl::flat_hash_set<std::uintptr_t> moving, chunks;
     for (std::size_t i = 0; i < s.pages.size(); ++i)
       if (s.unit_pages[i] == 1) moving.insert(reinterpret_cast<std::uintptr_t>(s.pages[i]));

@@ -83,8 +83,9 @@ struct RegionOptions {
   // 4 KiB units for that chunk; hotness sources watch it page by page from
   // then on (TrackedRange), as they watch a merged chunk as one unit.
   // NOTE: the reverse: where 4 KiB units lie in a huge page (THP "always",
-  // or memory the application advised MADV_HUGEPAGE), moving one moves the
-  // whole huge page. Under THP "always" the engine advises the 4 KiB units
+  // memory the application advised MADV_HUGEPAGE, or hugetlbfs memory such
+  // as MAP_HUGETLB, huge under any THP mode), moving one moves the whole
+  // huge page. Under THP "always" the engine advises the 4 KiB units
   // it chose for a kAutoGranularity region MADV_NOHUGEPAGE when it is
   // registered, as TierMemoryResource arenas are; huge pages formed before
   // that stay. A move that carries one is found after it (a page beside the

@@ -58,6 +58,13 @@ struct Rig {
     clock.advance_ns(engine->config().epoch_ms * kNsPerMs);
     ASSERT_TRUE(engine->step().ok());
   }
+  // Three epochs of touch_chunk(c, pages, times).
+  void heat_chunk(std::size_t c, std::size_t pages, int times) {
+    for (int e = 0; e < 3; ++e) {
+      touch_chunk(c, pages, times);
+      step();
+    }
+  }
   std::size_t fast_pages_of(std::size_t c) const {
     std::size_t k = 0;
     for (std::size_t i = 0; i < kChunkPages; ++i) k += be.node_of(chunk(c) + i * kPageSize) == 0;
@@ -189,10 +196,7 @@ TEST(HugePages, BasePagesStayAvailablePerRegion) {
 
 TEST(HugePages, AHotHugePageIsPromotedWholeByOneEntryAndStaysHuge) {
   Rig rig(2, 8, ThpMode::kMadvise);
-  for (int e = 0; e < 3; ++e) {
-    rig.touch_chunk(5, 3, 4);  // a few pages of chunk 5 make the whole unit hot
-    rig.step();
-  }
+  rig.heat_chunk(5, 3, 4);  // a few pages of chunk 5 make the whole unit hot
   EXPECT_EQ(rig.fast_pages_of(5), kChunkPages);
   EXPECT_TRUE(rig.be.is_huge(Rig::chunk(5)));
   EngineStats s = rig.engine->stats();
@@ -206,10 +210,7 @@ TEST(HugePages, AHotHugePageIsPromotedWholeByOneEntryAndStaysHuge) {
 TEST(HugePages, AUnitThatIsNotOneHugePageFallsBackTo4KiBAndMovesWhole) {
   Rig rig(2, 8, ThpMode::kMadvise);
   rig.be.split_huge(Rig::chunk(2));  // as the kernel may, under memory pressure
-  for (int e = 0; e < 3; ++e) {
-    rig.touch_chunk(2, 3, 4);
-    rig.step();
-  }
+  rig.heat_chunk(2, 3, 4);
   // Every page of the chunk reached the fast tier, 4 KiB at a time.
   EXPECT_EQ(rig.fast_pages_of(2), kChunkPages);
   EngineStats s = rig.engine->stats();
@@ -261,10 +262,7 @@ TEST(HugePages, AUnitWithItsFirstPageAbsentFallsBackTo4KiB) {
 TEST(HugePages, SplitChunksAreJudgedPerPageAfterwards) {
   Rig rig(2, 4, ThpMode::kMadvise);
   rig.be.split_huge(Rig::chunk(1));
-  for (int e = 0; e < 3; ++e) {
-    rig.touch_chunk(1, 3, 4);
-    rig.step();
-  }
+  rig.heat_chunk(1, 3, 4);
   ASSERT_EQ(rig.fast_pages_of(1), kChunkPages);
   // From now on only the three touched pages are hot; the other 509 are
   // cold and become demotion candidates one by one when room is needed.
@@ -437,6 +435,21 @@ TEST(HugePages, MergeSumsHeatAndKeepsCounts) {
   EXPECT_EQ(t.fast_pages(), kChunkPages);
 }
 
+// Chunk `c`, the only one promoted, went to the fast tier whole for a few
+// 4 KiB moves: one carry, its 512 pages counted as promoted and believed
+// fast, the rate limiter charged for them (granted 4 pages, charged the
+// other 508), and the chunk one 2 MiB unit if `merged`.
+void ExpectChunkOnePromotedAndCarried(const Rig& rig, std::size_t c, bool merged) {
+  EXPECT_EQ(rig.fast_pages_of(c), kChunkPages);
+  const EngineStats s = rig.engine->stats();
+  EXPECT_EQ(s.huge_pages_carried, 1u);
+  EXPECT_EQ(s.huge_units_merged, merged ? 1u : 0u);
+  EXPECT_EQ(s.promoted_pages, kChunkPages);
+  EXPECT_EQ(rig.engine->rate_limiter().granted_bytes(), kChunkPages * kPageSize);
+  EXPECT_EQ(rig.engine->tracker().fast_pages(), kChunkPages);
+  EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(c)), merged ? kHugePageSize : kPageSize);
+}
+
 // A huge page that formed before registration, in memory tracked in 4 KiB
 // units: the kernel moves it whole for a 4 KiB move (Backend::move). The
 // engine finds that out (a page beside the moved one moved too), counts the
@@ -456,16 +469,7 @@ TEST(HugePages, AHugePageA4KiBMoveCarriedIsAccountedAndBecomesOneUnit) {
       rig.touch_chunk(1, 4, 8);
       rig.step();
     }
-    EXPECT_EQ(rig.fast_pages_of(1), kChunkPages);
-    const EngineStats s = rig.engine->stats();
-    EXPECT_EQ(s.huge_pages_carried, 1u);
-    EXPECT_EQ(s.huge_units_merged, base_pages ? 0u : 1u);
-    EXPECT_EQ(s.promoted_pages, kChunkPages);
-    // The rate limiter granted 4 pages and was charged the other 508.
-    EXPECT_EQ(rig.engine->rate_limiter().granted_bytes(), kChunkPages * kPageSize);
-    EXPECT_EQ(rig.engine->tracker().fast_pages(), kChunkPages);
-    EXPECT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)),
-              base_pages ? kPageSize : kHugePageSize);
+    ExpectChunkOnePromotedAndCarried(rig, 1, /*merged=*/!base_pages);
     for (std::size_t c : {0, 2, 3}) EXPECT_EQ(rig.fast_pages_of(c), 0u) << c;
   }
 }
@@ -589,14 +593,32 @@ TEST(HugePages, ACarryWhoseCheckFailedIsFoundAtALaterEpoch) {
   }
 }
 
+// Memory from hugetlbfs (a database's MAP_HUGETLB buffer pool) is huge
+// whatever the THP mode, and under THP "never" the engine tracks it in 4 KiB
+// units: a 4 KiB move carries the huge page all the same. The engine finds
+// it as under THP, so its counts, its beliefs and the rate limiter's charge
+// are the 512 pages that moved, and the chunk moves back as one unit.
+TEST(HugePages, AHugetlbPageUnderThpNeverIsFoundCarriedAndBecomesOneUnit) {
+  Rig rig(2, 4, ThpMode::kNever);
+  ASSERT_EQ(rig.engine->tracker().unit_bytes(Rig::chunk(1)), kPageSize);
+  rig.be.back_with_hugetlb(reinterpret_cast<void*>(Rig::chunk(1)), kHugePageSize);
+  rig.heat_chunk(1, 4, 8);
+  ExpectChunkOnePromotedAndCarried(rig, 1, /*merged=*/true);
+
+  ASSERT_TRUE(rig.engine->regions().set_tag(rig.handle.id(), RegionTag::cold).ok());
+  rig.step();
+  const EngineStats s = rig.engine->stats();
+  EXPECT_EQ(rig.fast_pages_of(1), 0u);
+  EXPECT_EQ(s.demoted_pages, kChunkPages);
+  EXPECT_EQ(s.huge_units_moved, 1u);
+  EXPECT_EQ(rig.engine->tracker().fast_pages(), 0u);
+}
+
 // Without a huge page nothing is carried: 4 KiB moves stay 4 KiB, and the
 // check finds nothing.
 TEST(HugePages, FourKiBMovesOutsideHugePagesCarryNothing) {
   Rig rig(2, 4, ThpMode::kAlways, {}, EngineConfig().huge_min_budget_bytes);
-  for (int e = 0; e < 3; ++e) {
-    rig.touch_chunk(1, 4, 8);
-    rig.step();
-  }
+  rig.heat_chunk(1, 4, 8);
   EXPECT_EQ(rig.fast_pages_of(1), 4u);
   const EngineStats s = rig.engine->stats();
   EXPECT_EQ(s.huge_pages_carried, 0u);

@@ -5,10 +5,11 @@
 // still moves whole; under THP "always", 4 KiB units the engine chose get
 // no huge page, so a 4 KiB move moves one page; a huge page formed before
 // registration, which a 4 KiB move carries, is found and becomes one 2 MiB
-// unit; a source watches a chunk that fell back page by page; and a batch
-// sweep of move_pages in 2 MiB units against 4 KiB units, and of placement
-// queries against moves (pages per second, ratios within one run: TCG time
-// is not real time, only ratios mean something).
+// unit, and so is a hugetlbfs page under THP "never"; a source watches a
+// chunk that fell back page by page; and a batch sweep of move_pages in
+// 2 MiB units against 4 KiB units, and of placement queries against moves
+// (pages per second, ratios within one run: TCG time is not real time, only
+// ratios mean something).
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
 #include "tierkit/backend/linux.hpp"
@@ -384,6 +386,106 @@ TEST(HugePages, AHugePageFormedBeforeRegistrationIsFoundCarriedAndBecomesOneUnit
   EXPECT_EQ(s.fast_pages, 0u);
   EXPECT_EQ(anon_huge_bytes(rig.p, rig.kRegion), rig.kRegion);
   EXPECT_TRUE(rig.intact());
+}
+
+// The Linux backend as the engine sees it on a machine with THP "never":
+// hugetlbfs memory is huge all the same. (LinuxBackend reads the mode once
+// per process, so the test does not switch the guest's.)
+class ThpNeverBackend final : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  ThpMode thp_mode() const override { return ThpMode::kNever; }
+};
+
+// A node's persistent 2 MiB hugetlb pool: raised by `extra` pages while the
+// object lives, then put back.
+class HugetlbPool {
+ public:
+  HugetlbPool(NodeId node, long extra)
+      : path_(absl::StrCat("/sys/devices/system/node/node", node,
+                           "/hugepages/hugepages-2048kB/nr_hugepages")) {
+    before_ = read();
+    ok_ = before_ >= 0 && write(before_ + extra) && read() == before_ + extra;
+  }
+  ~HugetlbPool() {
+    if (before_ >= 0) write(before_);
+  }
+  bool ok() const { return ok_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  long read() const {
+    std::ifstream in(path_);
+    long n = -1;
+    return in >> n ? n : -1;
+  }
+  bool write(long n) const {
+    std::ofstream out(path_);
+    return static_cast<bool>(out << n << std::endl);
+  }
+  std::string path_;
+  long before_ = -1;
+  bool ok_ = false;
+};
+
+// hugetlbfs memory (MAP_HUGETLB: a database's buffer pool, often run with
+// THP "never") is huge whatever the THP mode, and under "never" the engine
+// tracks a default region in 4 KiB units. Promoting 4 hot pages moves the
+// 512 of their huge page; the engine finds that (a page beside the moved
+// one moved too), counts and believes the 512, and the chunk goes back
+// whole as one 2 MiB unit. (Before the check ran under THP "never" too,
+// the engine counted and believed 4.)
+TEST(HugePages, AHugetlbPageUnderThpNeverIsFoundCarriedAndBecomesOneUnit) {
+  TIERKIT_VM_REQUIRE_TWO_NODES();
+  constexpr std::size_t kRegion = 2 * kHugePageSize;
+  HugetlbPool fast_pool(kFastNode, 4), slow_pool(kSlowNode, 4);
+  ASSERT_TRUE(fast_pool.ok() && slow_pool.ok())
+      << "cannot reserve hugetlb pages in " << fast_pool.path() << " or " << slow_pool.path();
+  void* raw = ::mmap(nullptr, kRegion, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+  ASSERT_NE(raw, MAP_FAILED) << "mmap(MAP_HUGETLB) failed";
+  auto* words = static_cast<std::uint64_t*>(raw);
+  LinuxBackend linux_be;
+  ThpNeverBackend be(linux_be);
+  ASSERT_TRUE(be.bind(raw, kRegion, NodeSet{kSlowNode}, BindMode::kBind, false).ok());
+  for (std::size_t i = 0; i < kRegion / 8; ++i) words[i] = pattern(i);
+  char* chunk = static_cast<char*>(raw) + kHugePageSize;
+  ASSERT_TRUE(all_on(be, raw, kRegion, kSlowNode));
+  {
+    auto e = Engine::create(HugeTestConfig(), &be);
+    ASSERT_TRUE(e.ok()) << e.status();
+    std::unique_ptr<Engine> engine = std::move(*e);
+    RegionHandle handle;
+    ASSERT_TRUE(RegisterSlow(*engine, raw, kRegion, "hugetlb", handle));
+    const auto chunk_addr = reinterpret_cast<std::uintptr_t>(chunk);
+    ASSERT_EQ(engine->tracker().unit_bytes(chunk_addr), kPageSize);
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      for (int k = 0; k < 8; ++k)
+        for (std::size_t i = 0; i < 4; ++i) engine->record_access(chunk + i * kPageSize);
+      ASSERT_TRUE(engine->step().ok());
+    }
+    EngineStats s = engine->stats();
+    std::printf("after promotion:\n%s", s.to_table().c_str());
+    EXPECT_TRUE(all_on(be, chunk, kHugePageSize, kFastNode));
+    EXPECT_EQ(s.huge_pages_carried, 1u);
+    EXPECT_EQ(s.huge_units_merged, 1u);
+    EXPECT_EQ(s.promoted_pages, kChunkPages);
+    EXPECT_EQ(s.fast_pages, kChunkPages) << "the engine's beliefs differ from the machine";
+    EXPECT_EQ(engine->tracker().unit_bytes(chunk_addr), kHugePageSize);
+    report("hugetlb_pages_promoted_by_four_hot_pages", s.promoted_pages);
+
+    ASSERT_TRUE(engine->regions().set_tag(handle.id(), RegionTag::cold).ok());
+    ASSERT_TRUE(engine->step().ok());
+    s = engine->stats();
+    std::printf("after demotion:\n%s", s.to_table().c_str());
+    EXPECT_TRUE(all_on(be, raw, kRegion, kSlowNode));
+    EXPECT_EQ(s.demoted_pages, kChunkPages);
+    EXPECT_EQ(s.huge_units_moved, 1u);
+    EXPECT_EQ(s.fast_pages, 0u);
+  }
+  for (std::size_t i = 0; i < kRegion / 8; ++i)
+    ASSERT_EQ(words[i], pattern(i)) << "word " << i << " lost";
+  EXPECT_EQ(::munmap(raw, kRegion), 0);
 }
 
 // Asks where `units` 4 KiB pages are, `batch` entries per move_pages call,

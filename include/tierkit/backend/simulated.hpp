@@ -4,7 +4,8 @@
 // the map. It lets the engine and every policy run on a one-node machine, in
 // tests and in the simulator. Transparent huge pages are modelled when
 // set_thp_mode() enables them: a whole 2 MiB chunk advised with advise_huge()
-// is one huge page, moved as a whole, until split_huge(). Layer 1.
+// is one huge page, moved as a whole, until split_huge(); hugetlbfs memory
+// by back_with_hugetlb(), whatever the THP mode. Layer 1.
 #pragma once
 
 #include <cerrno>
@@ -234,6 +235,16 @@ class SimulatedBackend final : public Backend {
   void set_thp_mode(ThpMode mode) {
     detail::MutexLock lock(&mu_);
     thp_mode_ = mode;
+  }
+  // Makes the whole 2 MiB chunks of the range huge pages whatever the THP
+  // mode, as memory from hugetlbfs (MAP_HUGETLB, SHM_HUGETLB) is: moved
+  // whole by a move of any of its pages.
+  void back_with_hugetlb(void* addr, std::size_t bytes) {
+    detail::MutexLock lock(&mu_);
+    const auto a = reinterpret_cast<std::uintptr_t>(addr);
+    for (std::uintptr_t c = align_up(a, kHugePageSize); c + kHugePageSize <= a + bytes;
+         c += kHugePageSize)
+      huge_.insert(c);
   }
   // Splits the huge page holding `addr` into base pages, in place, as the
   // kernel may under memory pressure or a partial mprotect/munmap.
