@@ -247,9 +247,8 @@ TEST(SlowNodeFull, RawMovePagesBehaviour) {
 
 // The Backend contract (backend.hpp): a full target is a per-page -ENOMEM
 // with an OK Status, and every status names where the page really is.
-// DISABLED: LinuxBackend::move turns the kernel's whole-call ENOMEM into
-// INTERNAL "move_pages failed: Cannot allocate memory" with `status` unset.
-// Enable when backend/linux.hpp maps ENOMEM to per-page statuses (query()).
+// LinuxBackend::move turns the kernel's whole-call ENOMEM into per-page
+// statuses by asking where the pages are (query()).
 TEST(SlowNodeFull, MoveReportsTruthfulPerPageStatus) {
   TIERKIT_VM_REQUIRE_TWO_NODES();
   LinuxBackend be;
