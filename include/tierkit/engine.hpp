@@ -1996,8 +1996,10 @@ class Engine {
   // and says so nowhere: the status is the target's, as for a plain move
   // (measured on 6.1 and 6.12, THP PMD- or PTE-mapped, and hugetlbfs;
   // Backend::move). So asks (one query) where one other page of each 4 KiB
-  // unit's chunk is before the move: one in the other half of the chunk,
-  // not itself in the move. account_carried() asks again after.
+  // unit's chunk is before the move: the first from the other half of the
+  // chunk on that is not itself in the move (none if all 512 are: then
+  // nothing is carried). account_carried() asks again after. A chunk's
+  // pages are looked at until one is not moving: O(pages moved + chunks).
   // NOTE: also under THP "never": hugetlbfs memory (MAP_HUGETLB, often
   // used with THP off) is huge whatever the THP mode. The two queries cost
   // a few percent of the moves (vm_huge_test's query_per_move).
@@ -2013,7 +2015,8 @@ class Engine {
       const std::uintptr_t chunk = align_down(a, kHugePageSize);
       if (s.unit_pages[i] != 1 || !chunks.insert(chunk).second) continue;
       const std::size_t half = HotnessTracker::kPagesPerChunk / 2;
-      for (std::size_t j = 0, p = (a - chunk) / kPageSize + half; j < 8; ++j) {
+      for (std::size_t j = 0, p = (a - chunk) / kPageSize + half;
+           j < HotnessTracker::kPagesPerChunk; ++j) {
         const std::uintptr_t b = chunk + (p + j) % HotnessTracker::kPagesPerChunk * kPageSize;
         if (moving.contains(b)) continue;
         s.buddies.push_back(reinterpret_cast<void*>(b));

@@ -474,6 +474,18 @@ TEST(HugePages, AHugePageA4KiBMoveCarriedIsAccountedAndBecomesOneUnit) {
   }
 }
 
+// Most of a huge page's pages promoted in one batch, pages 0-299 with the
+// other half's first pages among them: the carry check finds a page beside
+// them that is not moving (page 300), sees it moved too, and counts and
+// believes the 512. (It looked at 8 pages from the other half only, all
+// moving, and counted 300.)
+TEST(HugePages, ACarryIsFoundWhenMostOfTheChunkMovesInOneBatch) {
+  Rig rig(2, 4, ThpMode::kAlways, {}, EngineConfig().huge_min_budget_bytes);
+  ASSERT_TRUE(rig.be.advise_huge(reinterpret_cast<void*>(Rig::chunk(1)), kHugePageSize).ok());
+  rig.heat_chunk(1, 300, 8);
+  ExpectChunkOnePromotedAndCarried(rig, 1, /*merged=*/true);
+}
+
 // Fails queries on demand: from the `first`-th after arm() (0-based),
 // `count` of them; with `late_move`, a move() also fails after moving, as
 // LinuxBackend's may when a later batch fails.
