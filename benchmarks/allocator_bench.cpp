@@ -84,6 +84,9 @@ void BM_AllocUnorderedMapInsertFind(benchmark::State& state) {
 }
 BENCHMARK(BM_AllocUnorderedMapInsertFind<std::allocator>)->Arg(1 << 12);
 BENCHMARK(BM_AllocUnorderedMapInsertFind<Tiered>)->Arg(1 << 12);
+// Two threads, a map each, one tier resource between them: what its lock costs.
+BENCHMARK(BM_AllocUnorderedMapInsertFind<std::allocator>)->Arg(1 << 12)->Threads(2)->UseRealTime();
+BENCHMARK(BM_AllocUnorderedMapInsertFind<Tiered>)->Arg(1 << 12)->Threads(2)->UseRealTime();
 
 template <template <class> class A>
 void BM_AllocStringAppend(benchmark::State& state) {

@@ -2,9 +2,11 @@
 // container's memory on a memory tier: `std::vector<int, tiered_allocator<int>>
 // v(Tier::slow);`. It is a thin handle on a std::pmr::memory_resource: by
 // default the process-wide pooled resource of a tier (tier_resource(): objects
-// of up to 32 KiB aligned to at most 4 KiB pooled, larger ones straight from
-// the tier's arenas in whole pages), or any resource you pass, such as a
-// TierMemoryResource. Layer 2: includes memory_resource.hpp.
+// of up to 256 bytes from per-thread free lists, so a node-based container
+// takes no lock per node; up to 32 KiB aligned to at most 4 KiB pooled;
+// larger ones straight from the tier's arenas in whole pages), or any
+// resource you pass, such as a TierMemoryResource. Layer 2: includes
+// memory_resource.hpp.
 #pragma once
 
 #include <cstddef>
