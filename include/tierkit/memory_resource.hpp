@@ -819,6 +819,7 @@ namespace detail {
 class SmallBlocks {
  public:
   static constexpr std::size_t kGranule = 8;
+  static constexpr std::size_t kMinBytes = 2 * sizeof(void*);  // the link and the key
   static constexpr std::size_t kMaxBytes = 256;
   static constexpr std::size_t kMaxAlignment = 16;
   static constexpr std::size_t kSlabBytes = 4096;
@@ -828,7 +829,8 @@ class SmallBlocks {
   // Whether a pool block of `block` bytes, aligned to `alignment`, is
   // served here.
   static bool serves(std::size_t block, std::size_t alignment) {
-    return block <= kMaxBytes && block % kGranule == 0 && alignment <= kMaxAlignment;
+    return block >= kMinBytes && block <= kMaxBytes && block % kGranule == 0 &&
+           alignment <= kMaxAlignment;
   }
   // A block of `block` bytes (serves() is true) of tier `tier`, carving a
   // slab from `pool` when neither the thread's list nor the depot has one.
@@ -847,19 +849,23 @@ class SmallBlocks {
   }
   // Returns a block allocate() gave (a block the pool gave while the thread
   // was exiting joins the lists all the same: memory of the same size).
-  static void deallocate(int tier, void* p, std::size_t block) {
+  // False, and nothing done, if `p` is already free (freed twice): a free
+  // block carries a key in its second word, cleared when it is handed out.
+  static bool deallocate(int tier, void* p, std::size_t block) {
+    if (is_free(p)) return false;
     Lists* lists = thread_lists();
     if (lists == nullptr) {
       Depot& d = depot(tier, block);
       std::lock_guard<std::mutex> lock(d.mu);
       d.blocks.push(p, block);
-      return;
+      return true;
     }
     FreeList& l = lists->of(tier, block);
     l.push(p, block);
     lists->bytes += block;
     if (l.count * block > kListBytes || lists->bytes > kThreadBytes)
       lists->bytes -= spill(tier, block, l, l.count / 2 + 1);
+    return true;
   }
   // Free blocks of `block` bytes of tier `tier` in the depot (for tests).
   static std::size_t depot_blocks(int tier, std::size_t block) {
@@ -873,15 +879,31 @@ class SmallBlocks {
   static std::size_t index(std::size_t block) { return block / kGranule - 1; }
   static constexpr std::size_t kClasses = kMaxBytes / kGranule;
 
-  // An intrusive list: each free block holds the next one's address in its
-  // first 8 bytes. Under ASan free blocks are poisoned, but for that word
-  // while it is read or written.
+  // A free block's second word: an address of this process's (so a
+  // value no program writes on purpose) mixed with a constant.
+  static std::uintptr_t free_key() {
+    static const char here = 0;
+    return reinterpret_cast<std::uintptr_t>(&here) ^ 0x9e3779b97f4a7c15ULL;
+  }
+  // Whether `p` is a free block (its key is set). Under ASan, reads its
+  // first two words whether it is free (poisoned) or live.
+  static bool is_free(void* p) {
+    asan_unpoison(p, kMinBytes);
+    const bool free = static_cast<std::uintptr_t*>(p)[1] == free_key();
+    if (free) asan_poison(p, kMinBytes);
+    return free;
+  }
+  // An intrusive list: each free block holds the next one's address and
+  // the key in its first two words. Under ASan free blocks are poisoned,
+  // but for those words while they are read or written.
   struct FreeList {
     void* head = nullptr;
     std::size_t count = 0;
     void push(void* p, std::size_t block) {
-      asan_unpoison(p, sizeof(void*));
-      *static_cast<void**>(p) = head;
+      asan_unpoison(p, kMinBytes);
+      auto* w = static_cast<std::uintptr_t*>(p);
+      w[0] = reinterpret_cast<std::uintptr_t>(head);
+      w[1] = free_key();
       asan_poison(p, block);
       head = p;
       ++count;
@@ -889,7 +911,9 @@ class SmallBlocks {
     void* pop(std::size_t block) {
       void* p = head;
       asan_unpoison(p, block);
-      head = *static_cast<void**>(p);
+      auto* w = static_cast<std::uintptr_t*>(p);
+      head = reinterpret_cast<void*>(w[0]);
+      w[1] = 0;
       --count;
       return p;
     }
@@ -992,7 +1016,8 @@ inline absl::StatusOr<std::pmr::memory_resource*> tier_resource(Tier t);
 // block leaks; and a small block of tier_resource() joins the list of the
 // size given, which hands it out as that size. Under AddressSanitizer a
 // block freed as larger than it is poisons its neighbour, whose next use is
-// reported.
+// reported. A small block freed twice is refused (recorded as above): a
+// free one carries a key (detail::SmallBlocks).
 class TierPoolResource final : public std::pmr::memory_resource {
  public:
   // Largest pooled request (after rounding up to the alignment).
@@ -1019,7 +1044,9 @@ class TierPoolResource final : public std::pmr::memory_resource {
   // bytes with, or 0: rounded up to its granule.
   std::size_t small_block(std::size_t block, std::size_t alignment) const {
     if (small_tier_ < 0 || block == 0) return 0;
-    const auto b = static_cast<std::size_t>(align_up(block, detail::SmallBlocks::kGranule));
+    const auto b =
+        std::max(detail::SmallBlocks::kMinBytes,
+                 static_cast<std::size_t>(align_up(block, detail::SmallBlocks::kGranule)));
     return detail::SmallBlocks::serves(b, alignment) ? b : 0;
   }
   // The pool block size for a request: `bytes` rounded up to a multiple of
@@ -1065,6 +1092,7 @@ class TierPoolResource final : public std::pmr::memory_resource {
     return p;
   }
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
+    if (p == nullptr) return;  // as free(nullptr)
     const std::size_t block = pool_block(bytes, alignment);
     std::optional<Request> direct;
     // Arena chunks are page-aligned: other pooled blocks need no lookup.
@@ -1078,9 +1106,10 @@ class TierPoolResource final : public std::pmr::memory_resource {
       }
     }
     if (!direct.has_value()) {
-      if (const std::size_t small = small_block(block, alignment))
-        detail::SmallBlocks::deallocate(small_tier_, p, small);
-      else if (block != 0)
+      if (const std::size_t small = small_block(block, alignment)) {
+        if (!detail::SmallBlocks::deallocate(small_tier_, p, small))
+          refuse(p, bytes, alignment, "it is free already (freed twice)");
+      } else if (block != 0)
         pool_.deallocate(p, block, alignment);
       else
         refuse(p, bytes, alignment,

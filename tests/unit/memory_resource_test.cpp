@@ -791,6 +791,26 @@ TEST(TierSmallBlocks, BlocksFreedByAnotherThreadAreReusedByIt) {
   EXPECT_EQ(arena->used_bytes(), used);
 }
 
+// A small block freed twice is refused, and handed out once: the next two
+// allocations are distinct. (Pushed twice, it would be handed out twice, to
+// two owners.)
+TEST(TierSmallBlocks, AFreeTwiceIsRefusedNotHandedOutTwice) {
+  auto [pool, arena] = TierPool(static_cast<Tier>(2));
+  ASSERT_NE(pool, nullptr);
+  for (std::size_t bytes : {1, 16, 24, 100, 256}) {
+    SCOPED_TRACE(bytes);
+    void* p = pool->allocate(bytes, 8);
+    pool->deallocate(p, bytes, 8);
+    pool->deallocate(p, bytes, 8);
+    EXPECT_THAT(std::string(arena->last_error().message()), HasSubstr("freed twice"));
+    void* a = pool->allocate(bytes, 8);
+    void* b = pool->allocate(bytes, 8);
+    EXPECT_NE(a, b);
+    pool->deallocate(a, bytes, 8);
+    pool->deallocate(b, bytes, 8);
+  }
+}
+
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
 // A free block in a thread's list is poisoned but for the moment its link
 // is read or written.
