@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
@@ -397,37 +398,6 @@ class ThpNeverBackend final : public ForwardingBackend {
   ThpMode thp_mode() const override { return ThpMode::kNever; }
 };
 
-// A node's persistent 2 MiB hugetlb pool: raised by `extra` pages while the
-// object lives, then put back.
-class HugetlbPool {
- public:
-  HugetlbPool(NodeId node, long extra)
-      : path_(absl::StrCat("/sys/devices/system/node/node", node,
-                           "/hugepages/hugepages-2048kB/nr_hugepages")) {
-    before_ = read();
-    ok_ = before_ >= 0 && write(before_ + extra) && read() == before_ + extra;
-  }
-  ~HugetlbPool() {
-    if (before_ >= 0) write(before_);
-  }
-  bool ok() const { return ok_; }
-  const std::string& path() const { return path_; }
-
- private:
-  long read() const {
-    std::ifstream in(path_);
-    long n = -1;
-    return in >> n ? n : -1;
-  }
-  bool write(long n) const {
-    std::ofstream out(path_);
-    return static_cast<bool>(out << n << std::endl);
-  }
-  std::string path_;
-  long before_ = -1;
-  bool ok_ = false;
-};
-
 // hugetlbfs memory (MAP_HUGETLB: a database's buffer pool, often run with
 // THP "never") is huge whatever the THP mode, and under "never" the engine
 // tracks a default region in 4 KiB units. Promoting 4 hot pages moves the
@@ -438,9 +408,16 @@ class HugetlbPool {
 TEST(HugePages, AHugetlbPageUnderThpNeverIsFoundCarriedAndBecomesOneUnit) {
   TIERKIT_VM_REQUIRE_TWO_NODES();
   constexpr std::size_t kRegion = 2 * kHugePageSize;
-  HugetlbPool fast_pool(kFastNode, 4), slow_pool(kSlowNode, 4);
-  ASSERT_TRUE(fast_pool.ok() && slow_pool.ok())
-      << "cannot reserve hugetlb pages in " << fast_pool.path() << " or " << slow_pool.path();
+  Knobs pools;  // each node's 2 MiB hugetlb pool 4 pages larger, then put back
+  for (NodeId n : {kFastNode, kSlowNode}) {
+    const std::string path = absl::StrCat("/sys/devices/system/node/node", n,
+                                          "/hugepages/hugepages-2048kB/nr_hugepages");
+    long pages = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(read_line(path), &pages)) << path;
+    pools.set(path, std::to_string(pages + 4));
+    ASSERT_EQ(read_line(path), std::to_string(pages + 4))
+        << "cannot reserve hugetlb pages: " << path;
+  }
   void* raw = ::mmap(nullptr, kRegion, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
   ASSERT_NE(raw, MAP_FAILED) << "mmap(MAP_HUGETLB) failed";

@@ -57,11 +57,7 @@ class SimulatedBackend final : public Backend {
   // Whole 2 MiB chunks of the range become huge pages (with THP enabled).
   absl::Status advise_huge(void* addr, std::size_t bytes) override {
     detail::MutexLock lock(&mu_);
-    if (thp_mode_ == ThpMode::kNever) return absl::OkStatus();
-    auto a = reinterpret_cast<std::uintptr_t>(addr);
-    for (std::uintptr_t c = align_up(a, kHugePageSize); c + kHugePageSize <= a + bytes;
-         c += kHugePageSize)
-      huge_.insert(c);
+    if (thp_mode_ != ThpMode::kNever) make_huge(addr, bytes);
     return absl::OkStatus();
   }
   // As on Linux, huge pages already there stay huge.
@@ -241,10 +237,7 @@ class SimulatedBackend final : public Backend {
   // whole by a move of any of its pages.
   void back_with_hugetlb(void* addr, std::size_t bytes) {
     detail::MutexLock lock(&mu_);
-    const auto a = reinterpret_cast<std::uintptr_t>(addr);
-    for (std::uintptr_t c = align_up(a, kHugePageSize); c + kHugePageSize <= a + bytes;
-         c += kHugePageSize)
-      huge_.insert(c);
+    make_huge(addr, bytes);
   }
   // Splits the huge page holding `addr` into base pages, in place, as the
   // kernel may under memory pressure or a partial mprotect/munmap.
@@ -305,6 +298,13 @@ class SimulatedBackend final : public Backend {
     for (const auto& node : nodes_)
       if (node.id == n) return used_.at(n) + kPageSize <= node.capacity_bytes;
     return false;
+  }
+  // The whole 2 MiB chunks of the range become huge pages.
+  void make_huge(void* addr, std::size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto a = reinterpret_cast<std::uintptr_t>(addr);
+    for (std::uintptr_t c = align_up(a, kHugePageSize); c + kHugePageSize <= a + bytes;
+         c += kHugePageSize)
+      huge_.insert(c);
   }
   // Moves every placed page of the huge page at `chunk` to `n`, or none.
   int move_huge(std::uintptr_t chunk, NodeId n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
